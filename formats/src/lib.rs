@@ -1,0 +1,17 @@
+//! The contract between shelf's builder and server. Everything both sides
+//! must agree on lives here, once: the bundle archive and its manifest, the
+//! chunk store's byte layout, tag records, the object-store key layout and
+//! the identity of the embedding model. Nothing else in shelf knows a byte
+//! layout.
+
+pub mod bundle;
+pub mod digest;
+pub mod keys;
+pub mod manifest;
+pub mod model;
+pub mod names;
+pub mod tag;
+
+pub use digest::Digest;
+pub use manifest::{FORMAT_MINOR, FORMAT_VERSION, Manifest};
+pub use model::ModelIdentity;

@@ -1,0 +1,124 @@
+//! The bundle manifest: `manifest.json`, the first member of every bundle.
+//! Specified in docs/formats/bundle-v1.md.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::hex_sha256;
+use crate::model::ModelIdentity;
+
+/// The bundle format major version this code writes and reads. A reader
+/// refuses any other major version: a new major means old readers would
+/// misread the bytes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The minor version this code writes. Minors only add optional manifest
+/// fields or new members, so a reader accepts any minor of its major.
+pub const FORMAT_MINOR: u32 = 0;
+
+/// Everything a reader needs to trust and interpret a bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Major format version; see [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Minor format version; see [`FORMAT_MINOR`].
+    #[serde(default)]
+    pub format_minor: u32,
+    /// Where the indexed content came from.
+    pub source: Source,
+    /// The embedding model every vector in the bundle was made with.
+    pub model: ModelIdentity,
+    /// Build settings that change the bundle's bytes.
+    pub settings: BuildSettings,
+    /// What was indexed and what was skipped.
+    pub counts: Counts,
+    /// Every member after the manifest, sorted by name, with its hash and size.
+    pub members: Vec<Member>,
+}
+
+/// The git commit a bundle was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Repository name (e.g. `owner/name`, or the directory name).
+    pub repository: String,
+    /// Full commit id (40 hex characters for SHA-1 repositories).
+    pub commit: String,
+    /// The commit's tree id.
+    pub tree: String,
+    /// The ref the build was asked for (e.g. `refs/heads/main`), if any.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// Committer time of the commit, seconds since the Unix epoch. The only
+    /// time in a manifest, so rebuilding a commit later gives the same bytes.
+    pub commit_time: i64,
+}
+
+/// Settings that change a bundle's bytes. Two builds with equal settings,
+/// commit and model give byte-identical bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSettings {
+    /// Name and version of the chunking algorithm (e.g. `lines-v1`).
+    pub chunker: String,
+    /// Upper bound on a chunk's length in model tokens.
+    pub max_chunk_tokens: u32,
+    /// Lines repeated from the previous chunk at the start of the next.
+    pub overlap_lines: u32,
+    /// Files larger than this many bytes are skipped.
+    pub max_file_bytes: u64,
+    /// Include globs (empty: everything not excluded).
+    pub include: Vec<String>,
+    /// Exclude globs, applied after include.
+    pub exclude: Vec<String>,
+    /// How vectors are stored in the index (`f32`, `f16` or `i8`).
+    pub vector_quantization: String,
+}
+
+/// What a build indexed and what it skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Files whose chunks are in the bundle.
+    pub files_indexed: u64,
+    /// Chunks (and vectors) in the bundle.
+    pub chunks: u64,
+    /// Files left out, by reason (e.g. `binary`, `too_large`, `secret`).
+    pub skipped: BTreeMap<String, u64>,
+}
+
+/// One member file of a bundle, as listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Flat file name, `[a-z0-9][a-z0-9._-]*`.
+    pub name: String,
+    /// sha256 of the member's bytes, bare lowercase hex.
+    #[serde(with = "hex_sha256")]
+    pub sha256: [u8; 32],
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Fixed member names of format v1.
+pub mod members {
+    /// The manifest; always the first tar entry.
+    pub const MANIFEST: &str = "manifest.json";
+    /// The usearch HNSW index over chunk vectors, openable by `Index::view`.
+    pub const VECTORS: &str = "vectors.usearch";
+    /// The chunk store: texts, paths, line ranges and content ids.
+    pub const CHUNKS: &str = "chunks.bin";
+}
+
+impl Manifest {
+    /// The listed member called `name`, if any.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    /// The manifest's canonical bytes: pretty JSON with a trailing newline.
+    /// Field order is fixed by the struct and maps are sorted, so equal
+    /// manifests serialise to equal bytes.
+    pub fn to_canonical_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
