@@ -90,19 +90,19 @@ def build_graph(weights, cfg):
     word = init("embeddings.word", w("embeddings.word_embeddings.weight"))
     pos = init("embeddings.position", w("embeddings.position_embeddings.weight"))
     ttype = init("embeddings.token_type", w("embeddings.token_type_embeddings.weight"))
-    const_i64("c_zero", 0)
-    const_i64("c_one", 1)
     const_i64("c_one_1d", [1])
     const_i64("c_heads_shape_tail", [heads, head_dim])
     const_i64("c_hidden_1d", [hidden])
     const_i64("c_axes_1_2", [1, 2])
     shape = node("Shape", ["input_ids"], ["input_shape"])
-    seq_len_1d = node("Slice", [shape, "c_one_1d", "c_hidden_1d"], ["seq_len_1d"])
-    # Slice end [hidden] is only a large bound here: it keeps dims [1:] = [seq].
-    seq_len = node("Squeeze", [seq_len_1d], ["seq_len"])
-    pos_ids = node("Range", ["c_zero", seq_len, "c_one"], ["position_ids"])
+    const_i64("c_two_1d", [2])
+    seq_len_1d = node("Slice", [shape, "c_one_1d", "c_two_1d"], ["seq_len_1d"])
     e_word = node("Gather", [word, "input_ids"], ["e_word"], axis=0)
-    e_pos = node("Gather", [pos, pos_ids], ["e_pos"], axis=0)
+    # Positions 0..seq are the first seq rows of the table: a Slice, not a
+    # Range + Gather (an ONNX Runtime optimiser pass rewrites that pair into
+    # a Slice with scalar starts, which then fails at run time).
+    const_i64("c_zero_1d", [0])
+    e_pos = node("Slice", [pos, "c_zero_1d", seq_len_1d, "c_zero_1d"], ["e_pos"])
     e_type = node("Gather", [ttype, "token_type_ids"], ["e_type"], axis=0)
     e_sum = node("Add", [node("Add", [e_word, e_pos], ["e_wp"]), e_type], ["e_sum"])
     h = layer_norm(e_sum, "embeddings.LayerNorm", "emb_out")
@@ -117,8 +117,6 @@ def build_graph(weights, cfg):
     add_mask = node("Unsqueeze", [neg, "c_axes_1_2"], ["mask_add"])  # [B,1,1,S]
 
     # [B,S,hidden] -> [B,S,heads,head_dim]: batch and seq are taken from the input.
-    const_i64("c_zero_1d", [0])
-    const_i64("c_two_1d", [2])
     bs = node("Slice", [shape, "c_zero_1d", "c_two_1d"], ["batch_seq"])
     split_shape = node("Concat", [bs, "c_heads_shape_tail"], ["split_shape"], axis=0)
     merge_shape = node("Concat", [bs, "c_hidden_1d"], ["merge_shape"], axis=0)
