@@ -1,1 +1,389 @@
-//! placeholder
+//! shelf's write side: one git commit in, one reproducible bundle out.
+//!
+//! The pipeline, in order: read the commit's tree (libgit2, object database
+//! only) -> select files by path, then by content -> chunk (rayon, all
+//! cores) -> reuse vectors of chunks already in a previous bundle, embed the
+//! rest (one ONNX session using all cores, batched) -> build the HNSW index
+//! (one thread, fixed order, for reproducibility) -> write the bundle
+//! (deterministic tar+zstd, fsync, rename). Embedding dominates; every other
+//! stage is kept small next to it.
+
+pub mod chunker;
+pub mod index;
+pub mod previous;
+pub mod report;
+pub mod select;
+pub mod settings;
+pub mod source;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use shelf_embed::{EmbedError, Embedder};
+use shelf_formats::bundle::{BundleError, write_bundle};
+use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
+use shelf_formats::manifest::{Counts, Manifest, Source, members};
+
+pub use report::{BuildReport, Observer, Stage};
+pub use settings::Settings;
+
+use chunker::{ChunkParams, TokenSpans};
+use select::{SkipReason, Skipped};
+
+/// Everything that can stop a build, each naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The path is not a git repository, or libgit2 failed reading it.
+    #[error("cannot read git repository at {}: {detail}", path.display())]
+    Repository {
+        /// The repository path given.
+        path: PathBuf,
+        /// libgit2's message.
+        detail: String,
+    },
+    /// HEAD has no commit yet.
+    #[error("repository at {} has no commits yet: commit something, then build", path.display())]
+    EmptyRepository {
+        /// The repository path.
+        path: PathBuf,
+    },
+    /// The revision does not resolve to a commit.
+    #[error("revision '{rev}' not found in {} (try a branch, tag or commit id that `git rev-parse` knows)", path.display())]
+    UnknownRevision {
+        /// The revision asked for.
+        rev: String,
+        /// The repository path.
+        path: PathBuf,
+    },
+    /// Invalid settings.
+    #[error("invalid build settings in {origin}: {detail}")]
+    Config {
+        /// Where the settings came from.
+        origin: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Every file was skipped.
+    #[error("nothing to index at commit {commit}: {summary}; check .shelfignore and build.include/exclude")]
+    NothingToIndex {
+        /// The commit.
+        commit: String,
+        /// Skip counts by reason.
+        summary: String,
+    },
+    /// The previous bundle cannot be used.
+    #[error("cannot use previous bundle {}: {detail}", path.display())]
+    Previous {
+        /// The previous bundle path.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// Embedding failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The vector index failed.
+    #[error("vector index: {0}")]
+    Index(String),
+    /// Writing the bundle failed.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A file could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The repository (work tree or bare).
+    pub repo: PathBuf,
+    /// The revision.
+    pub rev: String,
+    /// Output directory for the bundle.
+    pub out_dir: PathBuf,
+    /// A previous bundle whose vectors may be reused.
+    pub previous: Option<PathBuf>,
+    /// A config file on disk; otherwise `shelf.toml` at the revision, if any.
+    pub config: Option<PathBuf>,
+    /// Repository name for the manifest.
+    pub name: Option<String>,
+}
+
+/// The embedder's tokenizer as the chunker's measure.
+struct ModelTokens<'a>(&'a Embedder);
+
+impl TokenSpans for ModelTokens<'_> {
+    fn spans(&self, text: &str) -> Vec<(usize, usize)> {
+        // A tokenizer error on some text is not worth failing the build
+        // for: fall back to a generous estimate (one token per 3 bytes).
+        self.0.token_spans(text).unwrap_or_else(|_| {
+            (0..text.len()).step_by(3).map(|i| (i, (i + 3).min(text.len()))).collect()
+        })
+    }
+}
+
+/// A selected file's text.
+struct FileText {
+    path: String,
+    text: String,
+}
+
+/// Builds one bundle. See the crate docs for the pipeline.
+pub fn build(req: &BuildRequest, embedder: &Embedder, observer: &dyn Observer) -> Result<BuildReport, BuildError> {
+    let started = Instant::now();
+    let mut timings = BTreeMap::new();
+    let model = embedder.identity().clone();
+
+    // Read: the commit, its settings, and the selected files' contents.
+    let t = Instant::now();
+    observer.stage(Stage::Read, 0);
+    let (repo, snapshot) = source::open(&req.repo, &req.rev, req.name.as_deref())?;
+    let settings = match &req.config {
+        Some(path) => Settings::from_file(path, model.max_tokens)?,
+        None => match source::read_root_file(&repo, &snapshot, "shelf.toml") {
+            Some(bytes) => Settings::from_toml(&String::from_utf8_lossy(&bytes), "shelf.toml (at the revision)", model.max_tokens)?,
+            None => Settings::default(),
+        },
+    };
+    let shelfignore = source::read_root_file(&repo, &snapshot, ".shelfignore")
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let filter = select::PathFilter::new(&settings, shelfignore.as_deref())?;
+    let mut skipped = Skipped::default();
+    let candidates = select::by_path(&snapshot, &filter, &mut skipped);
+    observer.stage(Stage::Read, candidates.len() as u64);
+    let odb = repo.odb().map_err(|e| BuildError::Repository {
+        path: req.repo.clone(),
+        detail: e.message().to_string(),
+    })?;
+    let mut files = Vec::with_capacity(candidates.len());
+    let mut decoded_lossy = 0u64;
+    let mut text_bytes = 0u64;
+    for c in candidates {
+        observer.advance(1);
+        let read_err = |e: git2::Error| BuildError::Repository {
+            path: req.repo.clone(),
+            detail: format!("reading {}: {}", c.path, e.message()),
+        };
+        // The header gives the size without inflating the blob.
+        let (size, _) = odb.read_header(c.oid).map_err(read_err)?;
+        if size as u64 > settings.max_file_bytes {
+            skipped.add(SkipReason::TooLarge, &c.path);
+            continue;
+        }
+        let blob = repo.find_blob(c.oid).map_err(read_err)?;
+        let bytes = blob.content();
+        if select::is_binary(bytes) {
+            skipped.add(SkipReason::Binary, &c.path);
+            continue;
+        }
+        let text = match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_string(),
+            Err(_) => {
+                decoded_lossy += 1;
+                String::from_utf8_lossy(bytes).into_owned()
+            }
+        };
+        if text.trim().is_empty() {
+            skipped.add(SkipReason::Empty, &c.path);
+            continue;
+        }
+        text_bytes += text.len() as u64;
+        files.push(FileText { path: c.path, text });
+    }
+    drop(odb);
+    timings.insert("read", t.elapsed());
+    if files.is_empty() {
+        let summary = if skipped.counts.is_empty() {
+            "the tree has no files".to_string()
+        } else {
+            skipped
+                .by_name()
+                .iter()
+                .map(|(r, n)| format!("{n} {r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+                + " skipped"
+        };
+        return Err(BuildError::NothingToIndex {
+            commit: snapshot.commit,
+            summary,
+        });
+    }
+
+    // Chunk on every core.
+    let t = Instant::now();
+    observer.stage(Stage::Chunk, files.len() as u64);
+    let params = ChunkParams {
+        max_tokens: settings.max_chunk_tokens,
+        overlap_lines: settings.overlap_lines,
+    };
+    let spans = ModelTokens(embedder);
+    let chunked: Vec<(String, Vec<chunker::Chunk>)> = files
+        .into_par_iter()
+        .map(|f| {
+            let chunks = chunker::chunk_file(&f.path, &f.text, params, &spans, &model);
+            observer.advance(1);
+            (f.path, chunks)
+        })
+        .collect();
+    timings.insert("chunk", t.elapsed());
+
+    // Vectors: reuse by content id, embed only what is new, each unique
+    // text once.
+    let t = Instant::now();
+    let previous = match &req.previous {
+        Some(p) => previous::Previous::open(p, &model, settings::INDEX_KIND)?,
+        None => None,
+    };
+    let mut vectors: HashMap<[u8; 32], Vec<f32>> = HashMap::new();
+    let mut to_embed: Vec<&chunker::Chunk> = Vec::new();
+    let mut reused = 0u64;
+    for (_, chunks) in &chunked {
+        for c in chunks {
+            if vectors.contains_key(&c.content_id) {
+                continue;
+            }
+            if let Some(v) = previous.as_ref().and_then(|p| p.vector(&c.content_id)) {
+                vectors.insert(c.content_id, v);
+                reused += 1;
+            } else {
+                // Placeholder marks "queued" so duplicates are embedded once.
+                vectors.insert(c.content_id, Vec::new());
+                to_embed.push(c);
+            }
+        }
+    }
+    // Similar lengths in a batch waste less work on padding.
+    to_embed.sort_by(|a, b| a.tokens.cmp(&b.tokens).then(a.content_id.cmp(&b.content_id)));
+    observer.stage(Stage::Embed, to_embed.len() as u64);
+    const BATCH: usize = 32;
+    for batch in to_embed.chunks(BATCH) {
+        let texts: Vec<&str> = batch.iter().map(|c| c.embed_text.as_str()).collect();
+        let out = embedder.embed_batch(&texts)?;
+        for (c, v) in batch.iter().zip(out) {
+            vectors.insert(c.content_id, v);
+        }
+        observer.advance(batch.len() as u64);
+    }
+    let embedded = to_embed.len() as u64;
+    drop(previous);
+    timings.insert("embed", t.elapsed());
+
+    // Index and chunk store, in (path, line) order; key i = chunk i.
+    let t = Instant::now();
+    let total_chunks: usize = chunked.iter().map(|(_, c)| c.len()).sum();
+    observer.stage(Stage::Index, total_chunks as u64);
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(prepare_out_dir(&req.out_dir)?)
+        .map_err(|e| BuildError::Io {
+            path: req.out_dir.clone(),
+            source: e,
+        })?;
+    let mut store = ChunkStoreWriter::new();
+    let mut ordered = Vec::with_capacity(total_chunks);
+    let mut files_indexed = 0u64;
+    for (path, chunks) in &chunked {
+        files_indexed += u64::from(!chunks.is_empty());
+        for c in chunks {
+            store.push(&ChunkRecord {
+                content_id: c.content_id,
+                path,
+                start_line: c.start_line,
+                end_line: c.end_line,
+                text: &c.text,
+            });
+            // Content that appears twice in a commit shares one vector.
+            let v = vectors.get(&c.content_id).filter(|v| !v.is_empty()).ok_or_else(|| {
+                BuildError::Index(format!("no vector for a chunk of {path} (a bug: please report it)"))
+            })?;
+            ordered.push(v.clone());
+        }
+    }
+    let chunks_path = staging.path().join(members::CHUNKS);
+    let vectors_path = staging.path().join(members::VECTORS);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| BuildError::Io { path, source: e }
+    };
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&chunks_path).map_err(io(&chunks_path))?);
+    store.write_to(&mut f).map_err(io(&chunks_path))?;
+    drop(f);
+    index::build(&ordered, model.dimensions as usize, &vectors_path)?;
+    observer.advance(total_chunks as u64);
+    timings.insert("index", t.elapsed());
+
+    // Pack.
+    let t = Instant::now();
+    observer.stage(Stage::Pack, 1);
+    let manifest = Manifest {
+        format_version: 0,
+        format_minor: 0,
+        source: Source {
+            repository: snapshot.repository.clone(),
+            commit: snapshot.commit.clone(),
+            tree: snapshot.tree.clone(),
+            git_ref: snapshot.git_ref.clone(),
+            commit_time: snapshot.commit_time,
+        },
+        model: model.clone(),
+        settings: settings.to_manifest(),
+        counts: Counts {
+            files_indexed,
+            chunks: total_chunks as u64,
+            skipped: skipped.by_name(),
+            decoded_lossy,
+        },
+        members: Vec::new(),
+    };
+    let written = write_bundle(
+        &req.out_dir,
+        manifest,
+        &[
+            (members::CHUNKS.to_string(), chunks_path),
+            (members::VECTORS.to_string(), vectors_path),
+        ],
+    )?;
+    observer.advance(1);
+    timings.insert("pack", t.elapsed());
+    timings.insert("total", started.elapsed());
+
+    Ok(BuildReport::new(
+        &written,
+        &snapshot,
+        report::FileCounts {
+            seen: snapshot.entries.len() as u64,
+            indexed: files_indexed,
+            skipped: skipped.by_name(),
+            skipped_examples: skipped
+                .examples
+                .iter()
+                .map(|(r, v)| (r.as_str().to_string(), v.clone()))
+                .collect(),
+            decoded_lossy,
+            text_bytes,
+        },
+        report::ChunkCounts {
+            total: total_chunks as u64,
+            embedded,
+            reused,
+        },
+        &timings,
+    ))
+}
+
+fn prepare_out_dir(dir: &Path) -> Result<&Path, BuildError> {
+    std::fs::create_dir_all(dir).map_err(|e| BuildError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    Ok(dir)
+}

@@ -231,6 +231,15 @@ impl Embedder {
             .ok_or_else(|| EmbedError::Model("the model returned no vector".into()))
     }
 
+    /// Byte ranges of the model tokens of `text`, without special tokens and
+    /// without truncation: what chunkers measure length with.
+    pub fn token_spans(&self, text: &str) -> Result<Vec<(usize, usize)>, EmbedError> {
+        self.counter
+            .encode(text, false)
+            .map(|enc| enc.get_offsets().to_vec())
+            .map_err(|e| EmbedError::Model(e.to_string()))
+    }
+
     /// How many model tokens `text` becomes (with special tokens, before
     /// truncation): the chunker's measure of length.
     /// Needs no lock, so chunkers can count on every core at once.

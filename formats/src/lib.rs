@@ -5,6 +5,7 @@
 //! layout.
 
 pub mod bundle;
+pub mod chunks;
 pub mod digest;
 pub mod keys;
 pub mod manifest;

@@ -72,6 +72,9 @@ pub struct BuildSettings {
     pub exclude: Vec<String>,
     /// How vectors are stored in the index (`f32`, `f16` or `i8`).
     pub vector_quantization: String,
+    /// The vector index kind and its build parameters
+    /// (e.g. `usearch-hnsw/cos/m16/ef128`).
+    pub index: String,
 }
 
 /// What a build indexed and what it skipped.
@@ -83,6 +86,10 @@ pub struct Counts {
     pub chunks: u64,
     /// Files left out, by reason (e.g. `binary`, `too_large`, `secret`).
     pub skipped: BTreeMap<String, u64>,
+    /// Indexed files that were not valid UTF-8 and were decoded lossily
+    /// (invalid sequences became U+FFFD).
+    #[serde(default)]
+    pub decoded_lossy: u64,
 }
 
 /// One member file of a bundle, as listed in the manifest.

@@ -40,11 +40,13 @@ fn manifest() -> Manifest {
             include: vec![],
             exclude: vec!["*.lock".into()],
             vector_quantization: "f32".into(),
+            index: "usearch-hnsw/cos/m16/ef128".into(),
         },
         counts: Counts {
             files_indexed: 2,
             chunks: 3,
             skipped: BTreeMap::from([("binary".into(), 1)]),
+            decoded_lossy: 0,
         },
         members: vec![],
     }

@@ -1,0 +1,128 @@
+//! What a build tells its caller: progress while it runs, a summary when it
+//! is done (printed as a table, or as JSON with `--json`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use shelf_formats::bundle::WrittenBundle;
+
+use crate::source::Snapshot;
+
+/// Build stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the commit and file contents.
+    Read,
+    /// Chunking files.
+    Chunk,
+    /// Embedding new chunks.
+    Embed,
+    /// Building the index and chunk store.
+    Index,
+    /// Writing the bundle.
+    Pack,
+}
+
+impl Stage {
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Chunk => "chunk",
+            Stage::Embed => "embed",
+            Stage::Index => "index",
+            Stage::Pack => "pack",
+        }
+    }
+}
+
+/// Receives progress. Implemented by the CLI (progress bars on a terminal,
+/// plain lines in CI logs); `()` ignores it.
+pub trait Observer: Sync {
+    /// A stage starts (or learns its total) with `total` units of work.
+    fn stage(&self, stage: Stage, total: u64);
+    /// `n` more units of the current stage are done.
+    fn advance(&self, n: u64);
+}
+
+impl Observer for () {
+    fn stage(&self, _: Stage, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// File counts of a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCounts {
+    /// Entries in the commit's tree (files, links, submodules).
+    pub seen: u64,
+    /// Files with chunks in the bundle.
+    pub indexed: u64,
+    /// Skipped files by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Up to five example paths per skip reason.
+    pub skipped_examples: BTreeMap<String, Vec<String>>,
+    /// Indexed files that were not UTF-8 and were decoded lossily.
+    pub decoded_lossy: u64,
+    /// Bytes of indexed text.
+    pub text_bytes: u64,
+}
+
+/// Chunk counts of a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChunkCounts {
+    /// Chunks in the bundle.
+    pub total: u64,
+    /// Unique chunk texts embedded by this build.
+    pub embedded: u64,
+    /// Unique chunk texts whose vectors came from the previous bundle.
+    pub reused: u64,
+}
+
+/// The summary of one build (`shelf build --json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// `sha256:<hex>` of the bundle.
+    pub digest: String,
+    /// Where the bundle was written.
+    pub bundle_path: String,
+    /// Its size in bytes.
+    pub bundle_bytes: u64,
+    /// Repository name recorded.
+    pub repository: String,
+    /// Commit id.
+    pub commit: String,
+    /// Ref built, if any.
+    pub git_ref: Option<String>,
+    /// Files.
+    pub files: FileCounts,
+    /// Chunks.
+    pub chunks: ChunkCounts,
+    /// Milliseconds per stage, and `total`.
+    pub timings_ms: BTreeMap<String, u64>,
+}
+
+impl BuildReport {
+    pub(crate) fn new(
+        written: &WrittenBundle,
+        snapshot: &Snapshot,
+        files: FileCounts,
+        chunks: ChunkCounts,
+        timings: &BTreeMap<&'static str, Duration>,
+    ) -> Self {
+        Self {
+            digest: written.digest.to_string(),
+            bundle_path: written.path.display().to_string(),
+            bundle_bytes: written.size,
+            repository: snapshot.repository.clone(),
+            commit: snapshot.commit.clone(),
+            git_ref: snapshot.git_ref.clone(),
+            files,
+            chunks,
+            timings_ms: timings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_millis() as u64))
+                .collect(),
+        }
+    }
+}

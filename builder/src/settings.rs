@@ -1,0 +1,159 @@
+//! Build settings: defaults, `shelf.toml`, and what of them is recorded in
+//! the manifest (everything that changes a bundle's bytes).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use shelf_formats::manifest::BuildSettings;
+
+use crate::BuildError;
+
+/// Name and version of the chunker; part of every content id, so changing
+/// the chunking algorithm re-embeds everything rather than mixing old and
+/// new chunks.
+pub const CHUNKER: &str = "lines-v1";
+
+/// The vector index kind and its parameters; see `index.rs`.
+pub const INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
+
+/// Settings of one build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Files over this many bytes are skipped (`too_large`).
+    pub max_file_bytes: u64,
+    /// A chunk's length bound in model tokens, header included.
+    pub max_chunk_tokens: u32,
+    /// Lines repeated at the start of the next chunk.
+    pub overlap_lines: u32,
+    /// Only paths matching one of these globs are indexed (empty: all).
+    pub include: Vec<String>,
+    /// Paths matching these globs are skipped (`excluded`).
+    pub exclude: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 1 << 20,
+            max_chunk_tokens: 256,
+            overlap_lines: 2,
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    build: BuildSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildSection {
+    max_file_bytes: Option<u64>,
+    max_chunk_tokens: Option<u32>,
+    overlap_lines: Option<u32>,
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+}
+
+impl Settings {
+    /// Parses `shelf.toml` text over the defaults. `origin` names the file
+    /// in errors.
+    pub fn from_toml(text: &str, origin: &str, model_max_tokens: u32) -> Result<Self, BuildError> {
+        let invalid = |detail: String| BuildError::Config {
+            origin: origin.to_string(),
+            detail,
+        };
+        let file: ConfigFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let d = Settings::default();
+        let b = file.build;
+        let s = Settings {
+            max_file_bytes: b.max_file_bytes.unwrap_or(d.max_file_bytes),
+            max_chunk_tokens: b.max_chunk_tokens.unwrap_or(d.max_chunk_tokens),
+            overlap_lines: b.overlap_lines.unwrap_or(d.overlap_lines),
+            include: b.include.unwrap_or_default(),
+            exclude: b.exclude.unwrap_or_default(),
+        };
+        if s.max_chunk_tokens < 32 || s.max_chunk_tokens > model_max_tokens {
+            return Err(invalid(format!(
+                "build.max_chunk_tokens = {} must be between 32 and the model's limit {model_max_tokens}",
+                s.max_chunk_tokens
+            )));
+        }
+        if s.overlap_lines > 20 {
+            return Err(invalid(format!(
+                "build.overlap_lines = {} is more than 20",
+                s.overlap_lines
+            )));
+        }
+        for g in s.include.iter().chain(&s.exclude) {
+            globset::Glob::new(g).map_err(|e| invalid(format!("glob '{g}': {e}")))?;
+        }
+        Ok(s)
+    }
+
+    /// Reads a config file from disk.
+    pub fn from_file(path: &Path, model_max_tokens: u32) -> Result<Self, BuildError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BuildError::Config {
+            origin: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Self::from_toml(&text, &path.display().to_string(), model_max_tokens)
+    }
+
+    /// The manifest's record of these settings.
+    pub fn to_manifest(&self) -> BuildSettings {
+        BuildSettings {
+            chunker: CHUNKER.to_string(),
+            max_chunk_tokens: self.max_chunk_tokens,
+            overlap_lines: self.overlap_lines,
+            max_file_bytes: self.max_file_bytes,
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            vector_quantization: "f32".to_string(),
+            index: INDEX_KIND.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Settings::from_toml("", "t", 256).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn reads_overrides() {
+        let s = Settings::from_toml(
+            "[build]\nmax_file_bytes = 10\nexclude = [\"*.lock\"]\n",
+            "t",
+            256,
+        )
+        .unwrap();
+        assert_eq!(s.max_file_bytes, 10);
+        assert_eq!(s.exclude, ["*.lock"]);
+    }
+
+    #[test]
+    fn typos_and_bad_values_name_the_file_and_key() {
+        let e = Settings::from_toml("[build]\nmax_file_byte = 1\n", "repo/shelf.toml", 256)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("repo/shelf.toml") && e.contains("max_file_byte"), "{e}");
+        let e = Settings::from_toml("[build]\nmax_chunk_tokens = 9999\n", "x", 256)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_chunk_tokens"), "{e}");
+        let e = Settings::from_toml("[build]\nexclude = [\"[\"]\n", "x", 256)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("glob"), "{e}");
+    }
+}
