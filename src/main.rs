@@ -5,8 +5,8 @@
 //! (0 ok, 1 failed, 2 usage error or not available in this build).
 
 mod cli;
-mod progress;
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -29,9 +29,10 @@ impl Observer for Bars {
             b.finish_and_clear();
         }
         let b = ProgressBar::new(total);
-        let style = ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         b.set_style(style);
         b.set_prefix(stage.name());
         *bar = Some(b);
@@ -86,7 +87,9 @@ impl Observer for Lines {
     fn advance(&self, n: u64) {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
         s.done += n;
-        let stale = s.last_line.is_none_or(|t| t.elapsed() > Duration::from_secs(15));
+        let stale = s
+            .last_line
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(15));
         if s.total > 0 && s.done < s.total && (s.done >= s.next_report || stale) {
             let rate = s
                 .started

@@ -135,7 +135,9 @@ pub fn chunk_file(
             break;
         }
         // Repeat the last lines in the next chunk, but always move forward.
-        start = end.saturating_sub(params.overlap_lines as usize).max(start + 1);
+        start = end
+            .saturating_sub(params.overlap_lines as usize)
+            .max(start + 1);
     }
     chunks
 }
@@ -157,7 +159,11 @@ pub fn content_id(model: &ModelIdentity, embed_text: &str) -> [u8; 32] {
 
 fn line_starts(text: &str) -> Vec<usize> {
     let mut starts = vec![0];
-    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1).filter(|&i| i < text.len()));
+    starts.extend(
+        text.match_indices('\n')
+            .map(|(i, _)| i + 1)
+            .filter(|&i| i < text.len()),
+    );
     starts
 }
 
@@ -179,13 +185,23 @@ fn segments(text: &str, starts: &[usize], spans: &[(usize, usize)], budget: usiz
         let start = starts[l];
         let end = starts.get(l + 1).copied().unwrap_or(text.len());
         if toks.len() <= budget {
-            out.push(Segment { line: l, start, end, tokens: toks.len() });
+            out.push(Segment {
+                line: l,
+                start,
+                end,
+                tokens: toks.len(),
+            });
             continue;
         }
         let mut piece_start = start;
         for group in toks.chunks(budget) {
             let piece_end = group.last().map_or(end, |t| t.1).max(piece_start);
-            out.push(Segment { line: l, start: piece_start, end: piece_end, tokens: group.len() });
+            out.push(Segment {
+                line: l,
+                start: piece_start,
+                end: piece_end,
+                tokens: group.len(),
+            });
             piece_start = piece_end;
         }
         if let Some(last) = out.last_mut() {
@@ -217,23 +233,58 @@ impl FileKind {
 
 /// Keywords that start a definition in common languages.
 const DEFINITION_STARTS: &[&str] = &[
-    "fn ", "pub fn ", "pub(crate) fn ", "async fn ", "pub async fn ", "impl ", "impl<", "struct ",
-    "pub struct ", "enum ", "pub enum ", "trait ", "pub trait ", "mod ", "pub mod ", "macro_rules!",
-    "def ", "async def ", "class ", "func ", "function ", "export ", "interface ", "type ",
-    "public ", "private ", "protected ", "static ", "package ", "module ", "namespace ",
-    "template", "#[", "@",
+    "fn ",
+    "pub fn ",
+    "pub(crate) fn ",
+    "async fn ",
+    "pub async fn ",
+    "impl ",
+    "impl<",
+    "struct ",
+    "pub struct ",
+    "enum ",
+    "pub enum ",
+    "trait ",
+    "pub trait ",
+    "mod ",
+    "pub mod ",
+    "macro_rules!",
+    "def ",
+    "async def ",
+    "class ",
+    "func ",
+    "function ",
+    "export ",
+    "interface ",
+    "type ",
+    "public ",
+    "private ",
+    "protected ",
+    "static ",
+    "package ",
+    "module ",
+    "namespace ",
+    "template",
+    "#[",
+    "@",
 ];
 
 fn is_definition(line: &str) -> bool {
     let indent = line.len() - line.trim_start().len();
-    indent <= 4 && DEFINITION_STARTS.iter().any(|k| line.trim_start().starts_with(k))
+    indent <= 4
+        && DEFINITION_STARTS
+            .iter()
+            .any(|k| line.trim_start().starts_with(k))
 }
 
 fn is_heading(lines: &[&str], l: usize, kind: FileKind) -> bool {
     match kind {
         FileKind::Markdown => lines[l].starts_with('#'),
         FileKind::Rst => lines.get(l + 1).is_some_and(|next| {
-            next.len() >= 3 && next.chars().all(|c| matches!(c, '=' | '-' | '~' | '^' | '*'))
+            next.len() >= 3
+                && next
+                    .chars()
+                    .all(|c| matches!(c, '=' | '-' | '~' | '^' | '*'))
         }),
         FileKind::Code => false,
     }
@@ -306,7 +357,10 @@ mod tests {
     }
 
     fn params(max_tokens: u32) -> ChunkParams {
-        ChunkParams { max_tokens, overlap_lines: 0 }
+        ChunkParams {
+            max_tokens,
+            overlap_lines: 0,
+        }
     }
 
     #[test]
@@ -320,7 +374,9 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_line_within_the_budget() {
-        let text: String = (0..200).map(|i| format!("word{i} and some more words here\n")).collect();
+        let text: String = (0..200)
+            .map(|i| format!("word{i} and some more words here\n"))
+            .collect();
         let c = chunk_file("f.txt", &text, params(64), &Words, &model());
         assert!(c.len() > 5);
         assert_eq!(c[0].start_line, 1);
@@ -344,7 +400,11 @@ mod tests {
         let c = chunk_file("src/lib.rs", &text, params(120), &Words, &model());
         assert!(c.len() >= 2);
         for ch in &c {
-            assert!(ch.text.starts_with("fn f"), "chunk starts mid-function: {:?}", ch.text);
+            assert!(
+                ch.text.starts_with("fn f"),
+                "chunk starts mid-function: {:?}",
+                ch.text
+            );
         }
         // A function too long for one chunk: the continuation names it.
         let long: String = std::iter::once("fn big() {\n".to_string())
@@ -352,7 +412,12 @@ mod tests {
             .collect();
         let c = chunk_file("src/big.rs", &long, params(120), &Words, &model());
         assert!(c.len() > 1);
-        assert!(c[1].embed_text.starts_with("src/big.rs\nfn big() {\n    step("), "{}", c[1].embed_text);
+        assert!(
+            c[1].embed_text
+                .starts_with("src/big.rs\nfn big() {\n    step("),
+            "{}",
+            c[1].embed_text
+        );
     }
 
     #[test]
@@ -365,7 +430,10 @@ mod tests {
             }
         }
         let c = chunk_file("docs/guide.md", &text, params(120), &Words, &model());
-        assert!(c.iter().all(|ch| ch.text.starts_with("# Section")), "{c:#?}");
+        assert!(
+            c.iter().all(|ch| ch.text.starts_with("# Section")),
+            "{c:#?}"
+        );
     }
 
     #[test]
@@ -381,10 +449,19 @@ mod tests {
     #[test]
     fn overlap_repeats_whole_lines() {
         let text: String = (0..100).map(|i| format!("line {i} x y z\n")).collect();
-        let p = ChunkParams { max_tokens: 64, overlap_lines: 2 };
+        let p = ChunkParams {
+            max_tokens: 64,
+            overlap_lines: 2,
+        };
         let c = chunk_file("f.txt", &text, p, &Words, &model());
         for w in c.windows(2) {
-            assert_eq!(w[1].start_line + 2, w[0].end_line + 1, "{:?} {:?}", w[0], w[1]);
+            assert_eq!(
+                w[1].start_line + 2,
+                w[0].end_line + 1,
+                "{:?} {:?}",
+                w[0],
+                w[1]
+            );
         }
     }
 

@@ -66,7 +66,9 @@ pub enum BuildError {
         detail: String,
     },
     /// Every file was skipped.
-    #[error("nothing to index at commit {commit}: {summary}; check .shelfignore and build.include/exclude")]
+    #[error(
+        "nothing to index at commit {commit}: {summary}; check .shelfignore and build.include/exclude"
+    )]
     NothingToIndex {
         /// The commit.
         commit: String,
@@ -125,7 +127,10 @@ impl TokenSpans for ModelTokens<'_> {
         // A tokenizer error on some text is not worth failing the build
         // for: fall back to a generous estimate (one token per 3 bytes).
         self.0.token_spans(text).unwrap_or_else(|_| {
-            (0..text.len()).step_by(3).map(|i| (i, (i + 3).min(text.len()))).collect()
+            (0..text.len())
+                .step_by(3)
+                .map(|i| (i, (i + 3).min(text.len())))
+                .collect()
         })
     }
 }
@@ -137,7 +142,11 @@ struct FileText {
 }
 
 /// Builds one bundle. See the crate docs for the pipeline.
-pub fn build(req: &BuildRequest, embedder: &Embedder, observer: &dyn Observer) -> Result<BuildReport, BuildError> {
+pub fn build(
+    req: &BuildRequest,
+    embedder: &Embedder,
+    observer: &dyn Observer,
+) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let mut timings = BTreeMap::new();
     let model = embedder.identity().clone();
@@ -149,7 +158,11 @@ pub fn build(req: &BuildRequest, embedder: &Embedder, observer: &dyn Observer) -
     let settings = match &req.config {
         Some(path) => Settings::from_file(path, model.max_tokens)?,
         None => match source::read_root_file(&repo, &snapshot, "shelf.toml") {
-            Some(bytes) => Settings::from_toml(&String::from_utf8_lossy(&bytes), "shelf.toml (at the revision)", model.max_tokens)?,
+            Some(bytes) => Settings::from_toml(
+                &String::from_utf8_lossy(&bytes),
+                "shelf.toml (at the revision)",
+                model.max_tokens,
+            )?,
             None => Settings::default(),
         },
     };
@@ -262,7 +275,11 @@ pub fn build(req: &BuildRequest, embedder: &Embedder, observer: &dyn Observer) -
         }
     }
     // Similar lengths in a batch waste less work on padding.
-    to_embed.sort_by(|a, b| a.tokens.cmp(&b.tokens).then(a.content_id.cmp(&b.content_id)));
+    to_embed.sort_by(|a, b| {
+        a.tokens
+            .cmp(&b.tokens)
+            .then(a.content_id.cmp(&b.content_id))
+    });
     observer.stage(Stage::Embed, to_embed.len() as u64);
     const BATCH: usize = 32;
     for batch in to_embed.chunks(BATCH) {
@@ -302,9 +319,14 @@ pub fn build(req: &BuildRequest, embedder: &Embedder, observer: &dyn Observer) -
                 text: &c.text,
             });
             // Content that appears twice in a commit shares one vector.
-            let v = vectors.get(&c.content_id).filter(|v| !v.is_empty()).ok_or_else(|| {
-                BuildError::Index(format!("no vector for a chunk of {path} (a bug: please report it)"))
-            })?;
+            let v = vectors
+                .get(&c.content_id)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    BuildError::Index(format!(
+                        "no vector for a chunk of {path} (a bug: please report it)"
+                    ))
+                })?;
             ordered.push(v.clone());
         }
     }
@@ -314,7 +336,8 @@ pub fn build(req: &BuildRequest, embedder: &Embedder, observer: &dyn Observer) -
         let path = path.to_path_buf();
         move |e| BuildError::Io { path, source: e }
     };
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&chunks_path).map_err(io(&chunks_path))?);
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(&chunks_path).map_err(io(&chunks_path))?);
     store.write_to(&mut f).map_err(io(&chunks_path))?;
     drop(f);
     index::build(&ordered, model.dimensions as usize, &vectors_path)?;

@@ -26,7 +26,11 @@ impl Previous {
     /// Opens and verifies `bundle`. Returns `None` (with a warning) when it
     /// was built with another model or index kind: its vectors would not
     /// match, so everything is embedded afresh.
-    pub fn open(bundle: &Path, model: &ModelIdentity, index_kind: &str) -> Result<Option<Self>, BuildError> {
+    pub fn open(
+        bundle: &Path,
+        model: &ModelIdentity,
+        index_kind: &str,
+    ) -> Result<Option<Self>, BuildError> {
         let fail = |detail: String| BuildError::Previous {
             path: bundle.to_path_buf(),
             detail,
@@ -46,14 +50,20 @@ impl Previous {
             tracing::warn!(previous = %bundle.display(), "previous bundle has another index kind: embedding everything");
             return Ok(None);
         }
-        let bytes = std::fs::read(unpacked.dir.join(members::CHUNKS)).map_err(|e| fail(e.to_string()))?;
+        let bytes =
+            std::fs::read(unpacked.dir.join(members::CHUNKS)).map_err(|e| fail(e.to_string()))?;
         let store = ChunkStore::parse(&bytes).map_err(|e| fail(e.to_string()))?;
         let by_id = (0..store.len())
             .filter_map(|i| store.content_id(i).map(|id| (*id, i as u64)))
             .collect();
         let dimensions = model.dimensions as usize;
         let index = index::view(&unpacked.dir.join(members::VECTORS), dimensions)?;
-        Ok(Some(Previous { by_id, index, dimensions, _dir: dir }))
+        Ok(Some(Previous {
+            by_id,
+            index,
+            dimensions,
+            _dir: dir,
+        }))
     }
 
     /// The stored vector of a chunk with this content id, if the previous

@@ -85,11 +85,18 @@ pub struct PathFilter {
     shelfignore: Option<Gitignore>,
 }
 
-fn globset<'a>(globs: impl IntoIterator<Item = &'a str>, origin: &str) -> Result<GlobSet, BuildError> {
+fn globset<'a>(
+    globs: impl IntoIterator<Item = &'a str>,
+    origin: &str,
+) -> Result<GlobSet, BuildError> {
     let mut b = GlobSetBuilder::new();
     for g in globs {
         // A glob without '/' matches the file name anywhere, as in .gitignore.
-        let pattern = if g.contains('/') { g.to_string() } else { format!("**/{g}") };
+        let pattern = if g.contains('/') {
+            g.to_string()
+        } else {
+            format!("**/{g}")
+        };
         b.add(Glob::new(&pattern).map_err(|e| BuildError::Config {
             origin: origin.to_string(),
             detail: format!("glob '{g}': {e}"),
@@ -107,7 +114,10 @@ impl PathFilter {
         let include = if settings.include.is_empty() {
             None
         } else {
-            Some(globset(settings.include.iter().map(String::as_str), "build.include")?)
+            Some(globset(
+                settings.include.iter().map(String::as_str),
+                "build.include",
+            )?)
         };
         let shelfignore = match shelfignore {
             None => None,
@@ -143,7 +153,9 @@ impl PathFilter {
         {
             return Some(SkipReason::Ignored);
         }
-        if self.include.as_ref().is_some_and(|inc| !inc.is_match(path)) || self.exclude.is_match(path) {
+        if self.include.as_ref().is_some_and(|inc| !inc.is_match(path))
+            || self.exclude.is_match(path)
+        {
             return Some(SkipReason::Excluded);
         }
         None
@@ -180,7 +192,10 @@ impl Skipped {
 
     /// Counts keyed by stable reason name, for the manifest.
     pub fn by_name(&self) -> BTreeMap<String, u64> {
-        self.counts.iter().map(|(r, n)| (r.as_str().to_string(), *n)).collect()
+        self.counts
+            .iter()
+            .map(|(r, n)| (r.as_str().to_string(), *n))
+            .collect()
     }
 }
 
@@ -193,7 +208,10 @@ pub fn by_path(snapshot: &Snapshot, filter: &PathFilter, skipped: &mut Skipped) 
             EntryKind::Submodule => skipped.add(SkipReason::Submodule, &e.path),
             EntryKind::File(oid) => match filter.skip_by_path(&e.path) {
                 Some(reason) => skipped.add(reason, &e.path),
-                None => out.push(Candidate { path: e.path.clone(), oid }),
+                None => out.push(Candidate {
+                    path: e.path.clone(),
+                    oid,
+                }),
             },
         }
     }
@@ -216,7 +234,14 @@ mod tests {
     #[test]
     fn deny_list_catches_credential_files_anywhere() {
         let f = filter(&Settings::default(), None);
-        for p in [".env", "app/.env.production", "certs/server.pem", "deploy/id_rsa", "home/.aws/credentials", "infra/terraform.tfstate"] {
+        for p in [
+            ".env",
+            "app/.env.production",
+            "certs/server.pem",
+            "deploy/id_rsa",
+            "home/.aws/credentials",
+            "infra/terraform.tfstate",
+        ] {
             assert_eq!(f.skip_by_path(p), Some(SkipReason::Secret), "{p}");
         }
         for p in ["src/env.rs", "docs/keys.md", "environment.py"] {
@@ -226,7 +251,10 @@ mod tests {
 
     #[test]
     fn shelfignore_uses_gitignore_rules() {
-        let f = filter(&Settings::default(), Some("vendor/\n*.min.js\n!keep.min.js\n"));
+        let f = filter(
+            &Settings::default(),
+            Some("vendor/\n*.min.js\n!keep.min.js\n"),
+        );
         assert_eq!(f.skip_by_path("vendor/lib/a.rs"), Some(SkipReason::Ignored));
         assert_eq!(f.skip_by_path("web/app.min.js"), Some(SkipReason::Ignored));
         assert_eq!(f.skip_by_path("web/keep.min.js"), None);

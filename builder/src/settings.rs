@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn empty_file_gives_defaults() {
-        assert_eq!(Settings::from_toml("", "t", 256).unwrap(), Settings::default());
+        assert_eq!(
+            Settings::from_toml("", "t", 256).unwrap(),
+            Settings::default()
+        );
     }
 
     #[test]
@@ -146,7 +149,10 @@ mod tests {
         let e = Settings::from_toml("[build]\nmax_file_byte = 1\n", "repo/shelf.toml", 256)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("repo/shelf.toml") && e.contains("max_file_byte"), "{e}");
+        assert!(
+            e.contains("repo/shelf.toml") && e.contains("max_file_byte"),
+            "{e}"
+        );
         let e = Settings::from_toml("[build]\nmax_chunk_tokens = 9999\n", "x", 256)
             .unwrap_err()
             .to_string();

@@ -46,7 +46,11 @@ pub struct Snapshot {
 }
 
 /// Opens `repo_path` and resolves `rev` to a commit.
-pub fn open(repo_path: &Path, rev: &str, name: Option<&str>) -> Result<(Repository, Snapshot), BuildError> {
+pub fn open(
+    repo_path: &Path,
+    rev: &str,
+    name: Option<&str>,
+) -> Result<(Repository, Snapshot), BuildError> {
     let repo = Repository::open(repo_path).map_err(|e| BuildError::Repository {
         path: repo_path.to_path_buf(),
         detail: e.message().to_string(),
@@ -65,15 +69,24 @@ pub fn open(repo_path: &Path, rev: &str, name: Option<&str>) -> Result<(Reposito
     Ok((repo, snapshot))
 }
 
-fn snapshot(repo: &Repository, repo_path: &Path, rev: &str, name: Option<&str>) -> Result<Snapshot, BuildError> {
-    let (object, reference) = repo.revparse_ext(rev).map_err(|_| BuildError::UnknownRevision {
-        rev: rev.to_string(),
-        path: repo_path.to_path_buf(),
-    })?;
-    let commit = object.peel_to_commit().map_err(|_| BuildError::UnknownRevision {
-        rev: rev.to_string(),
-        path: repo_path.to_path_buf(),
-    })?;
+fn snapshot(
+    repo: &Repository,
+    repo_path: &Path,
+    rev: &str,
+    name: Option<&str>,
+) -> Result<Snapshot, BuildError> {
+    let (object, reference) = repo
+        .revparse_ext(rev)
+        .map_err(|_| BuildError::UnknownRevision {
+            rev: rev.to_string(),
+            path: repo_path.to_path_buf(),
+        })?;
+    let commit = object
+        .peel_to_commit()
+        .map_err(|_| BuildError::UnknownRevision {
+            rev: rev.to_string(),
+            path: repo_path.to_path_buf(),
+        })?;
     let git_ref = match reference.as_ref().and_then(|r| r.name().ok()) {
         Some(n) => Some(n.to_string()),
         // `HEAD` names the branch it points at, when it points at one.
@@ -134,7 +147,10 @@ fn repository_name(repo: &Repository, path: &Path) -> String {
         .ok()
         .and_then(|r| r.url().ok().map(str::to_string))
         .and_then(|url| {
-            let trimmed = url.trim_end_matches('/').trim_end_matches(".git").to_string();
+            let trimmed = url
+                .trim_end_matches('/')
+                .trim_end_matches(".git")
+                .to_string();
             let parts: Vec<&str> = trimmed.rsplit(['/', ':']).take(2).collect();
             (parts.len() == 2 && !parts[0].is_empty() && !parts[1].is_empty())
                 .then(|| format!("{}/{}", parts[1], parts[0]))

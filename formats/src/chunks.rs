@@ -80,8 +80,10 @@ impl ChunkStoreWriter {
         self.records
             .extend_from_slice(&(chunk.text.len() as u32).to_le_bytes());
         self.records.extend_from_slice(&path_index.to_le_bytes());
-        self.records.extend_from_slice(&chunk.start_line.to_le_bytes());
-        self.records.extend_from_slice(&chunk.end_line.to_le_bytes());
+        self.records
+            .extend_from_slice(&chunk.start_line.to_le_bytes());
+        self.records
+            .extend_from_slice(&chunk.end_line.to_le_bytes());
         self.records.extend_from_slice(&[0u8; 8]);
         self.text.extend_from_slice(chunk.text.as_bytes());
         self.count += 1;
@@ -102,8 +104,7 @@ impl ChunkStoreWriter {
         let path_count = self.path_offsets.len() as u64;
         let records_offset = HEADER_LEN as u64;
         let paths_offset = records_offset + self.records.len() as u64;
-        let text_offset =
-            paths_offset + (path_count + 1) * 8 + self.path_blob.len() as u64;
+        let text_offset = paths_offset + (path_count + 1) * 8 + self.path_blob.len() as u64;
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&1u32.to_le_bytes());
@@ -213,7 +214,10 @@ impl<'a> ChunkStore<'a> {
         else {
             return bad("section sizes overflow");
         };
-        if rec != HEADER_LEN || records_end != paths || offsets_end > text || text_end != bytes.len()
+        if rec != HEADER_LEN
+            || records_end != paths
+            || offsets_end > text
+            || text_end != bytes.len()
         {
             return bad("sections are not laid out back to back as the header says");
         }
@@ -242,7 +246,10 @@ impl<'a> ChunkStore<'a> {
             prev = off;
         }
         for p in 0..path_count {
-            if store.path_bytes(p).is_none_or(|b| std::str::from_utf8(b).is_err()) {
+            if store
+                .path_bytes(p)
+                .is_none_or(|b| std::str::from_utf8(b).is_err())
+            {
                 return bad(format!("path {p} is not UTF-8"));
             }
         }
@@ -251,7 +258,10 @@ impl<'a> ChunkStore<'a> {
             let start = u64_at(r, 32);
             let len = u32_at(r, 40) as u64;
             let path_index = u32_at(r, 44) as usize;
-            if start.checked_add(len).is_none_or(|end| end > text_len as u64) {
+            if start
+                .checked_add(len)
+                .is_none_or(|end| end > text_len as u64)
+            {
                 return bad(format!("chunk {i} text range is out of bounds"));
             }
             if path_index >= path_count {
@@ -369,7 +379,12 @@ mod tests {
         assert!(ChunkStore::parse(&good[..10]).is_err());
         let mut m = good.clone();
         m[0] = b'X';
-        assert!(ChunkStore::parse(&m).unwrap_err().to_string().contains("magic"));
+        assert!(
+            ChunkStore::parse(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
         // Every single-byte change in the header or records either still
         // parses or is refused; none panics, and no accessor fails after.
         for i in 0..(64 + 3 * 64) {

@@ -21,7 +21,9 @@ pub enum OpenError {
     #[error(transparent)]
     Chunks(#[from] ChunkStoreError),
     /// The bundle's vectors were made by another model than the server's.
-    #[error("bundle {digest} was built with another embedding model ({diff}); rebuild it or serve it with that model")]
+    #[error(
+        "bundle {digest} was built with another embedding model ({diff}); rebuild it or serve it with that model"
+    )]
     WrongModel {
         /// The bundle.
         digest: Digest,
@@ -69,7 +71,9 @@ pub struct LiveBundle {
 
 impl std::fmt::Debug for LiveBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveBundle").field("digest", &self.digest).finish()
+        f.debug_struct("LiveBundle")
+            .field("digest", &self.digest)
+            .finish()
     }
 }
 
@@ -111,7 +115,10 @@ impl LiveBundle {
             let _ = std::fs::remove_dir_all(&staging);
         } else if let Err(e) = std::fs::rename(&staging, &dir) {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(OpenError::Io { path: dir, source: e });
+            return Err(OpenError::Io {
+                path: dir,
+                source: e,
+            });
         }
         Self::open_dir(&dir, digest, model)
     }
@@ -122,7 +129,9 @@ impl LiveBundle {
         let manifest_path = dir.join(members::MANIFEST);
         let manifest_bytes = std::fs::read(&manifest_path).map_err(io(manifest_path.clone()))?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
-            OpenError::Bundle(BundleError::ManifestInvalid { detail: e.to_string() })
+            OpenError::Bundle(BundleError::ManifestInvalid {
+                detail: e.to_string(),
+            })
         })?;
         if let Some(diff) = manifest.model.mismatch(model) {
             return Err(OpenError::WrongModel { digest, diff });
@@ -148,7 +157,10 @@ impl LiveBundle {
             )));
         }
         if index.size() != count {
-            return Err(index_err(format!("{} vectors for {count} chunks", index.size())));
+            return Err(index_err(format!(
+                "{} vectors for {count} chunks",
+                index.size()
+            )));
         }
         Ok(Self {
             digest,
@@ -162,7 +174,9 @@ impl LiveBundle {
     /// Chunk `key`. O(1): the store was fully validated when the bundle was
     /// opened, so only its header is re-read here.
     pub fn chunk(&self, key: u64) -> Option<Chunk<'_>> {
-        ChunkStore::open(&self.chunks).ok()?.get(usize::try_from(key).ok()?)
+        ChunkStore::open(&self.chunks)
+            .ok()?
+            .get(usize::try_from(key).ok()?)
     }
 
     /// The `k` nearest chunks to `query` (a vector of the bundle's model).
@@ -175,7 +189,10 @@ impl LiveBundle {
             .keys
             .iter()
             .zip(&matches.distances)
-            .map(|(&key, &d)| Hit { key, score: 1.0 - d })
+            .map(|(&key, &d)| Hit {
+                key,
+                score: 1.0 - d,
+            })
             .collect())
     }
 }

@@ -41,7 +41,10 @@ fn print_summary(r: &BuildReport) {
         "  source    {} @ {}{}",
         r.repository,
         r.commit,
-        r.git_ref.as_deref().map(|g| format!(" ({g})")).unwrap_or_default()
+        r.git_ref
+            .as_deref()
+            .map(|g| format!(" ({g})"))
+            .unwrap_or_default()
     );
     println!(
         "  files     {} in tree, {} indexed, {} skipped",
@@ -50,11 +53,19 @@ fn print_summary(r: &BuildReport) {
         r.files.skipped.values().sum::<u64>()
     );
     for (reason, n) in &r.files.skipped {
-        let examples = r.files.skipped_examples.get(reason).cloned().unwrap_or_default();
+        let examples = r
+            .files
+            .skipped_examples
+            .get(reason)
+            .cloned()
+            .unwrap_or_default();
         println!("            {n:>6} {reason}: {}", examples.join(", "));
     }
     if r.files.decoded_lossy > 0 {
-        println!("            {} files were not UTF-8 and were decoded lossily", r.files.decoded_lossy);
+        println!(
+            "            {} files were not UTF-8 and were decoded lossily",
+            r.files.decoded_lossy
+        );
     }
     println!(
         "  chunks    {} total, {} embedded, {} reused",

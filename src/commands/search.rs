@@ -15,10 +15,15 @@ const MAX_K: usize = 100;
 /// Verifies and opens the bundle, embeds the query, prints the nearest chunks.
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     if args.query.trim().is_empty() {
-        anyhow::bail!("the query is empty: say what to look for, e.g. shelf search \"where are tags moved\"");
+        anyhow::bail!(
+            "the query is empty: say what to look for, e.g. shelf search \"where are tags moved\""
+        );
     }
     if args.k == 0 || args.k > MAX_K {
-        anyhow::bail!("-k {} is out of range: ask for 1 to {MAX_K} results", args.k);
+        anyhow::bail!(
+            "-k {} is out of range: ask for 1 to {MAX_K} results",
+            args.k
+        );
     }
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
     let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;

@@ -1,0 +1,123 @@
+//! Fixtures for shelf's tests, in one place: real git repositories made in
+//! temporary directories with the `git` CLI (what users have), nothing mocked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A git repository in a temporary directory, removed on drop.
+pub struct GitRepo {
+    dir: tempfile::TempDir,
+}
+
+impl Default for GitRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GitRepo {
+    /// `git init` with a fixed identity and branch name `main`.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("shelf-test-repo-")
+            .tempdir()
+            .expect("temp dir");
+        let repo = GitRepo { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    /// The work tree.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs git in the work tree with a fixed identity and dates, so commit
+    /// ids are reproducible; panics with git's stderr on failure.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=shelf test",
+                "-c",
+                "user.email=test@shelf.invalid",
+            ])
+            .args(["-c", "commit.gpgsign=false", "-c", "core.autocrlf=false"])
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Writes a file (creating parent directories).
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) -> &Self {
+        let p = self.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, contents).expect("write");
+        self
+    }
+
+    /// `git add -A && git commit`; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// A bare clone next to the work tree; returns its path.
+    pub fn bare_clone(&self, into: &Path) -> PathBuf {
+        let dest = into.join("bare.git");
+        let out = Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(self.path())
+            .arg(&dest)
+            .output()
+            .expect("git clone");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dest
+    }
+}
+
+/// A small, realistic repository: Rust, Python and Markdown files whose
+/// contents a query can find by meaning.
+pub fn sample_repo() -> GitRepo {
+    let r = GitRepo::new();
+    r.write(
+        "src/tags.rs",
+        "/// Moves a tag to a new bundle digest with compare-and-swap.\n\
+         pub fn move_tag(store: &Store, name: &str, expected: Digest, new: Digest) -> Result<()> {\n    \
+         let current = store.read_tag(name)?;\n    \
+         if current != expected {\n        return Err(Error::Conflict);\n    }\n    \
+         store.write_tag(name, new)\n}\n",
+    );
+    r.write(
+        "src/http.rs",
+        "/// Starts the HTTP listener and serves search requests.\n\
+         pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {\n    \
+         let listener = TcpListener::bind(addr).await?;\n    \
+         loop {\n        let (socket, _) = listener.accept().await?;\n        tokio::spawn(handle(socket));\n    }\n}\n",
+    );
+    r.write(
+        "tools/resize.py",
+        "def resize_image(path, width, height):\n    \"\"\"Scale a picture to the given size in pixels.\"\"\"\n    \
+         img = Image.open(path)\n    return img.resize((width, height))\n",
+    );
+    r.write(
+        "docs/rollback.md",
+        "# Rolling back\n\nTo return production to the previous release, retag it:\n\n    shelf rollback production\n\nNothing is rebuilt.\n",
+    );
+    r.commit("sample");
+    r
+}
