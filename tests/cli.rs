@@ -1,0 +1,221 @@
+//! The `shelf` binary as users run it: exit codes, messages, and the
+//! build -> verify -> search path on a real repository with the real model.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use shelf_testkit::{GitRepo, sample_repo};
+
+fn shelf() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shelf"));
+    c.env_remove("SHELF_RUNTIME").env("SHELF_LOG", "warn");
+    c
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("shelf runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// The checkout's runtime directory (made by scripts/setup).
+fn runtime_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".runtime")
+}
+
+/// A runtime directory like the real one, with `lib` replaced by `lib_state`.
+fn broken_runtime(lib_state: Option<&[u8]>) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let real = runtime_dir();
+    std::fs::copy(real.join("runtime.json"), t.path().join("runtime.json")).unwrap();
+    std::os::unix::fs::symlink(real.join("model"), t.path().join("model")).unwrap();
+    if let Some(bytes) = lib_state {
+        std::fs::create_dir_all(t.path().join("lib")).unwrap();
+        std::fs::write(t.path().join("lib/libonnxruntime.so.1.24.4"), bytes).unwrap();
+    }
+    t
+}
+
+#[test]
+fn doctor_passes_on_the_provisioned_runtime() {
+    let (code, out, _) = run(shelf().args(["doctor", "--load"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("all checks passed") && out.contains("model loads and embeds (384 dimensions"));
+}
+
+#[test]
+fn doctor_names_a_missing_library_and_the_fix_without_panicking() {
+    let rt = broken_runtime(None);
+    let (code, out, err) = run(shelf().args(["doctor", "--load", "--runtime"]).arg(rt.path()));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("libonnxruntime.so.1.24.4 does not exist"), "{out}");
+    assert!(out.contains("scripts/setup"), "{out}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_wrong_library_is_refused_before_it_is_loaded() {
+    let rt = broken_runtime(Some(b"not a shared library"));
+    let (code, out, _) = run(shelf().args(["doctor", "--runtime"]).arg(rt.path()));
+    assert_eq!(code, 1);
+    assert!(out.contains("is not the pinned file") && out.contains("scripts/setup --force"), "{out}");
+
+    let repo = sample_repo();
+    let out_dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(shelf()
+        .args(["build", "--repo"])
+        .arg(repo.path())
+        .arg("--out")
+        .arg(out_dir.path())
+        .arg("--runtime")
+        .arg(rt.path()));
+    assert_eq!(code, 1);
+    assert!(err.contains("ONNX Runtime library") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_missing_runtime_says_how_to_create_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(shelf().args(["doctor"]).env("SHELF_RUNTIME", t.path()));
+    assert_eq!(code, 1);
+    assert!(out.contains("no embedding runtime found") && out.contains("scripts/setup"), "{out}");
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_exit_2() {
+    for cmd in ["push", "tag", "rollback", "tags", "gc", "serve"] {
+        let (code, _, err) = run(shelf().args([cmd, "--store", "file:///tmp/x"]));
+        assert_eq!(code, 2, "{cmd}");
+        assert!(err.contains("not available in this build yet"), "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn build_verify_and_search_a_repository() {
+    let repo = sample_repo();
+    let t = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(shelf()
+        .args(["build", "--json", "--repo"])
+        .arg(repo.path())
+        .arg("--out")
+        .arg(t.path().join("bundles")));
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON only");
+    let bundle = report["bundle_path"].as_str().unwrap().to_string();
+    assert!(report["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(report["files"]["indexed"], 4);
+
+    let (code, out, _) = run(shelf().args(["verify", &bundle]));
+    assert_eq!(code, 0);
+    assert!(out.contains(report["digest"].as_str().unwrap()));
+
+    let (code, out, err) = run(shelf()
+        .args(["search", "how do I revert production to the last release", "--json", "-k", "2", "--bundle", &bundle, "--cache"])
+        .arg(t.path().join("cache")));
+    assert_eq!(code, 0, "{err}");
+    let res: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(res["results"][0]["path"], "docs/rollback.md", "{out}");
+    assert_eq!(res["digest"], report["digest"]);
+
+    let (_, out, _) = run(shelf()
+        .args(["search", "scale a picture to a width and height", "--json", "--bundle", &bundle, "--cache"])
+        .arg(t.path().join("cache")));
+    let res: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(res["results"][0]["path"], "tools/resize.py", "{out}");
+}
+
+#[test]
+fn verify_refuses_a_corrupted_bundle_with_the_reason() {
+    let repo = sample_repo();
+    let t = tempfile::tempdir().unwrap();
+    let (_, out, _) = run(shelf()
+        .args(["build", "--json", "--repo"])
+        .arg(repo.path())
+        .arg("--out")
+        .arg(t.path()));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bundle = PathBuf::from(report["bundle_path"].as_str().unwrap());
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let (code, _, err) = run(shelf().arg("verify").arg(&bundle));
+    assert_eq!(code, 1);
+    assert!(err.contains("bundle refused") || err.contains("corrupt"), "{err}");
+
+    let (code, _, err) = run(shelf().arg("search").arg("x").arg("--bundle").arg(&bundle).arg("--cache").arg(t.path().join("c")));
+    assert_eq!(code, 1, "a corrupt bundle is never searched");
+    assert!(!t.path().join("c").join(bundle.file_name().unwrap().to_str().unwrap().trim_end_matches(".tar.zst")).exists());
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn search_refuses_empty_queries_and_bad_k() {
+    let (code, _, err) = run(shelf().args(["search", "  ", "--bundle", "x.tar.zst"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("query is empty"), "{err}");
+    let (code, _, err) = run(shelf().args(["search", "q", "-k", "0", "--bundle", "x.tar.zst"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("1 to 100"), "{err}");
+}
+
+#[test]
+fn build_errors_name_the_problem_and_exit_1() {
+    let empty = GitRepo::new();
+    let t = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(shelf().args(["build", "--repo"]).arg(empty.path()).arg("--out").arg(t.path()));
+    assert_eq!(code, 1);
+    assert!(err.contains("no commits yet"), "{err}");
+    let repo = sample_repo();
+    let (code, _, err) = run(shelf()
+        .args(["build", "--rev", "v9.9.9", "--repo"])
+        .arg(repo.path())
+        .arg("--out")
+        .arg(t.path()));
+    assert_eq!(code, 1);
+    assert!(err.contains("'v9.9.9'"), "{err}");
+}
+
+#[test]
+fn a_killed_build_leaves_no_bundle_at_the_output_path() {
+    let repo = GitRepo::new();
+    for i in 0..150 {
+        repo.write(
+            &format!("src/f{i}.rs"),
+            format!("/// Function number {i} of a generated module.\npub fn f{i}(x: u64) -> u64 {{ x.wrapping_mul({i}) ^ 0x{i:x} }}\n"),
+        );
+    }
+    repo.commit("many files");
+    let out = tempfile::tempdir().unwrap();
+    let mut child = shelf()
+        .env("SHELF_LOG", "info")
+        .args(["build", "--repo"])
+        .arg(repo.path())
+        .arg("--out")
+        .arg(out.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut saw_embedding = false;
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().starts_with("embed:") {
+            saw_embedding = true;
+            break;
+        }
+    }
+    assert!(saw_embedding, "the build reached the embedding stage");
+    child.kill().unwrap(); // SIGKILL: no destructor, no cleanup runs.
+    child.wait().unwrap();
+    let bundles: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar.zst"))
+        .collect();
+    assert!(bundles.is_empty(), "partial bundle left: {bundles:?}");
+}
