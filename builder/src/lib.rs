@@ -119,8 +119,9 @@ pub struct BuildRequest {
     pub name: Option<String>,
 }
 
-/// The embedder's tokenizer as the chunker's measure.
-struct ModelTokens<'a>(&'a Embedder);
+/// The embedder's tokenizer as the chunker's measure (public so benchmarks
+/// can reproduce exactly what a build embeds).
+pub struct ModelTokens<'a>(pub &'a Embedder);
 
 impl TokenSpans for ModelTokens<'_> {
     fn spans(&self, text: &str) -> Vec<(usize, usize)> {
