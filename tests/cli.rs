@@ -14,7 +14,11 @@ fn shelf() -> Command {
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = cmd.output().expect("shelf runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("shelf runs");
     (
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -44,15 +48,22 @@ fn broken_runtime(lib_state: Option<&[u8]>) -> tempfile::TempDir {
 fn doctor_passes_on_the_provisioned_runtime() {
     let (code, out, _) = run(shelf().args(["doctor", "--load"]));
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("all checks passed") && out.contains("model loads and embeds (384 dimensions"));
+    assert!(
+        out.contains("all checks passed") && out.contains("model loads and embeds (384 dimensions")
+    );
 }
 
 #[test]
 fn doctor_names_a_missing_library_and_the_fix_without_panicking() {
     let rt = broken_runtime(None);
-    let (code, out, err) = run(shelf().args(["doctor", "--load", "--runtime"]).arg(rt.path()));
+    let (code, out, err) = run(shelf()
+        .args(["doctor", "--load", "--runtime"])
+        .arg(rt.path()));
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.contains("libonnxruntime.so.1.24.4 does not exist"), "{out}");
+    assert!(
+        out.contains("libonnxruntime.so.1.24.4 does not exist"),
+        "{out}"
+    );
     assert!(out.contains("scripts/setup"), "{out}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -62,7 +73,10 @@ fn a_wrong_library_is_refused_before_it_is_loaded() {
     let rt = broken_runtime(Some(b"not a shared library"));
     let (code, out, _) = run(shelf().args(["doctor", "--runtime"]).arg(rt.path()));
     assert_eq!(code, 1);
-    assert!(out.contains("is not the pinned file") && out.contains("scripts/setup --force"), "{out}");
+    assert!(
+        out.contains("is not the pinned file") && out.contains("scripts/setup --force"),
+        "{out}"
+    );
 
     let repo = sample_repo();
     let out_dir = tempfile::tempdir().unwrap();
@@ -74,7 +88,10 @@ fn a_wrong_library_is_refused_before_it_is_loaded() {
         .arg("--runtime")
         .arg(rt.path()));
     assert_eq!(code, 1);
-    assert!(err.contains("ONNX Runtime library") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("ONNX Runtime library") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -82,7 +99,10 @@ fn a_missing_runtime_says_how_to_create_it() {
     let t = tempfile::tempdir().unwrap();
     let (code, out, _) = run(shelf().args(["doctor"]).env("SHELF_RUNTIME", t.path()));
     assert_eq!(code, 1);
-    assert!(out.contains("no embedding runtime found") && out.contains("scripts/setup"), "{out}");
+    assert!(
+        out.contains("no embedding runtime found") && out.contains("scripts/setup"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -90,7 +110,10 @@ fn commands_not_built_yet_say_so_and_exit_2() {
     for cmd in ["push", "tag", "rollback", "tags", "gc", "serve"] {
         let (code, _, err) = run(shelf().args([cmd, "--store", "file:///tmp/x"]));
         assert_eq!(code, 2, "{cmd}");
-        assert!(err.contains("not available in this build yet"), "{cmd}: {err}");
+        assert!(
+            err.contains("not available in this build yet"),
+            "{cmd}: {err}"
+        );
     }
 }
 
@@ -114,7 +137,16 @@ fn build_verify_and_search_a_repository() {
     assert!(out.contains(report["digest"].as_str().unwrap()));
 
     let (code, out, err) = run(shelf()
-        .args(["search", "how do I revert production to the last release", "--json", "-k", "2", "--bundle", &bundle, "--cache"])
+        .args([
+            "search",
+            "how do I revert production to the last release",
+            "--json",
+            "-k",
+            "2",
+            "--bundle",
+            &bundle,
+            "--cache",
+        ])
         .arg(t.path().join("cache")));
     assert_eq!(code, 0, "{err}");
     let res: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -122,7 +154,14 @@ fn build_verify_and_search_a_repository() {
     assert_eq!(res["digest"], report["digest"]);
 
     let (_, out, _) = run(shelf()
-        .args(["search", "scale a picture to a width and height", "--json", "--bundle", &bundle, "--cache"])
+        .args([
+            "search",
+            "scale a picture to a width and height",
+            "--json",
+            "--bundle",
+            &bundle,
+            "--cache",
+        ])
         .arg(t.path().join("cache")));
     let res: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(res["results"][0]["path"], "tools/resize.py", "{out}");
@@ -145,11 +184,32 @@ fn verify_refuses_a_corrupted_bundle_with_the_reason() {
     std::fs::write(&bundle, &bytes).unwrap();
     let (code, _, err) = run(shelf().arg("verify").arg(&bundle));
     assert_eq!(code, 1);
-    assert!(err.contains("bundle refused") || err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("bundle refused") || err.contains("corrupt"),
+        "{err}"
+    );
 
-    let (code, _, err) = run(shelf().arg("search").arg("x").arg("--bundle").arg(&bundle).arg("--cache").arg(t.path().join("c")));
+    let (code, _, err) = run(shelf()
+        .arg("search")
+        .arg("x")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--cache")
+        .arg(t.path().join("c")));
     assert_eq!(code, 1, "a corrupt bundle is never searched");
-    assert!(!t.path().join("c").join(bundle.file_name().unwrap().to_str().unwrap().trim_end_matches(".tar.zst")).exists());
+    assert!(
+        !t.path()
+            .join("c")
+            .join(
+                bundle
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim_end_matches(".tar.zst")
+            )
+            .exists()
+    );
     assert!(!err.contains("panicked"));
 }
 
@@ -167,7 +227,11 @@ fn search_refuses_empty_queries_and_bad_k() {
 fn build_errors_name_the_problem_and_exit_1() {
     let empty = GitRepo::new();
     let t = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(shelf().args(["build", "--repo"]).arg(empty.path()).arg("--out").arg(t.path()));
+    let (code, _, err) = run(shelf()
+        .args(["build", "--repo"])
+        .arg(empty.path())
+        .arg("--out")
+        .arg(t.path()));
     assert_eq!(code, 1);
     assert!(err.contains("no commits yet"), "{err}");
     let repo = sample_repo();
