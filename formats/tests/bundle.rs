@@ -606,3 +606,21 @@ proptest! {
         let _ = unpack(&a[..], None, &t.path().join("b"), &Limits::default());
     }
 }
+
+#[test]
+fn the_file_name_carries_the_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let w = write_bundle(&t.path().join("o"), manifest(), &sample_members(t.path())).unwrap();
+    assert_eq!(
+        shelf_formats::bundle::digest_from_file_name(&w.path),
+        Some(w.digest)
+    );
+    assert_eq!(
+        shelf_formats::bundle::digest_from_file_name(Path::new("x.tar.zst")),
+        None
+    );
+    assert_eq!(
+        shelf_formats::bundle::digest_from_file_name(Path::new("bundle.tgz")),
+        None
+    );
+}

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use shelf_formats::bundle::{BundleError, Limits, unpack_file};
+use shelf_formats::bundle::{BundleError, Limits, digest_from_file_name, unpack_file};
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
 use shelf_formats::manifest::members;
 use shelf_formats::{Digest, Manifest, ModelIdentity};
@@ -87,12 +87,7 @@ impl LiveBundle {
         cache: &Path,
         model: &ModelIdentity,
     ) -> Result<Self, OpenError> {
-        let from_name = bundle
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".tar.zst"))
-            .and_then(|h| h.parse::<Digest>().ok());
-        let expected = expected.copied().or(from_name);
+        let expected = expected.copied().or_else(|| digest_from_file_name(bundle));
         // A cache directory is only ever created by a successful verified
         // unpack (staging dir renamed into place), so its name can be trusted.
         if let Some(d) = expected {

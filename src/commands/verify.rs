@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use shelf_formats::Digest;
-use shelf_formats::bundle::{Limits, verify_file};
+use shelf_formats::bundle::{Limits, digest_from_file_name, verify_file};
 
 use crate::cli::VerifyArgs;
 
@@ -13,12 +13,7 @@ use crate::cli::VerifyArgs;
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let expected = match &args.digest {
         Some(d) => Some(d.parse::<Digest>()?),
-        None => args
-            .bundle
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".tar.zst"))
-            .and_then(|hex| hex.parse::<Digest>().ok()),
+        None => digest_from_file_name(&args.bundle),
     };
     let verified = verify_file(&args.bundle, expected.as_ref(), &Limits::default())
         .with_context(|| format!("verifying {}", args.bundle.display()))?;

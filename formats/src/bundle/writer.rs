@@ -38,6 +38,16 @@ pub fn bundle_file_name(digest: &Digest) -> String {
     format!("{}.tar.zst", digest.hex())
 }
 
+/// The digest in a bundle's file name (`<hex>.tar.zst`), if it is one: the
+/// inverse of [`bundle_file_name`].
+pub fn digest_from_file_name(path: &Path) -> Option<Digest> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".tar.zst")?
+        .parse()
+        .ok()
+}
+
 /// Writes a bundle of `member_files` (name -> file) into `out_dir`.
 ///
 /// The manifest's `members`, `format_version` and `format_minor` are filled
