@@ -9,6 +9,29 @@ pub fn bundle_key(digest: &Digest) -> String {
     format!("bundles/sha256/{}.tar.zst", digest.hex())
 }
 
+/// Key of a bundle's manifest copy: `bundles/sha256/<hex>.manifest.json`.
+/// Written at push so tag moves and listings can show a bundle's commit
+/// without downloading it. Informational: servers trust only the bundle.
+pub fn bundle_manifest_key(digest: &Digest) -> String {
+    format!("bundles/sha256/{}.manifest.json", digest.hex())
+}
+
+/// Key of a bundle's "recently tagged" marker:
+/// `bundles/sha256/<hex>.tagged`. A tag move rewrites it before the tag
+/// itself; gc never deletes a bundle whose marker is younger than its grace
+/// period (docs/store.md).
+pub fn bundle_tagged_key(digest: &Digest) -> String {
+    format!("bundles/sha256/{}.tagged", digest.hex())
+}
+
+/// The digest in a bundle key (`bundles/sha256/<hex>.tar.zst`), if it is one.
+pub fn digest_from_bundle_key(key: &str) -> Option<Digest> {
+    key.strip_prefix("bundles/sha256/")?
+        .strip_suffix(".tar.zst")?
+        .parse()
+        .ok()
+}
+
 /// Key of a tag record: `tags/<name>.json`. The name is validated first so a
 /// tag can never address a key outside `tags/`.
 pub fn tag_key(name: &str) -> Result<String, TagNameError> {
@@ -35,6 +58,9 @@ mod tests {
         );
         assert_eq!(tag_key("production").unwrap(), "tags/production.json");
         assert!(tag_key("../bundles/x").is_err());
+        assert_eq!(digest_from_bundle_key(&bundle_key(&d)), Some(d));
+        assert_eq!(digest_from_bundle_key("bundles/sha256/x.tar.zst"), None);
+        assert!(bundle_manifest_key(&d).ends_with(".manifest.json"));
         assert_eq!(
             commit_record_key("abc", &d),
             format!("commits/abc/{}.json", d.hex())

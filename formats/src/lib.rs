@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod chunks;
+pub mod commit_record;
 pub mod digest;
 pub mod keys;
 pub mod manifest;

@@ -121,3 +121,108 @@ pub fn sample_repo() -> GitRepo {
     r.commit("sample");
     r
 }
+
+/// moto's S3-compatible server on a free 127.0.0.1 port, started for one
+/// test and stopped (killed and reaped) when dropped. Installed by
+/// `scripts/setup-test-services`.
+pub struct MotoServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+/// Bucket every [`MotoServer`] starts with.
+pub const TEST_BUCKET: &str = "shelf-test";
+
+impl MotoServer {
+    /// Starts a server that accepts any credentials, with [`TEST_BUCKET`].
+    pub fn start() -> Self {
+        let server = Self::spawn(false);
+        server.create_bucket(TEST_BUCKET);
+        server
+    }
+
+    /// Starts a server that enforces IAM credentials: every request with
+    /// made-up keys is refused (for wrong-credential tests).
+    pub fn start_with_auth() -> Self {
+        Self::spawn(true)
+    }
+
+    fn moto_dir() -> PathBuf {
+        let runtime = std::env::var_os("SHELF_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.runtime"));
+        runtime.join("moto-venv/bin")
+    }
+
+    fn spawn(auth: bool) -> Self {
+        let bin = Self::moto_dir().join("moto_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/setup-test-services",
+            bin.display()
+        );
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            if auth {
+                cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+            }
+            let child = cmd.spawn().expect("moto_server starts");
+            let mut server = MotoServer { child, port };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return server;
+                }
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break; // lost the port to someone else: try another
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = server.child.kill();
+        }
+        panic!("moto_server did not start on 127.0.0.1");
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (with moto's own boto3, as an operator would).
+    pub fn create_bucket(&self, name: &str) {
+        let py = Self::moto_dir().join("python");
+        let out = Command::new(py)
+            .arg("-c")
+            .arg(format!(
+                "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
+                 aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{name}')",
+                self.endpoint()
+            ))
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}

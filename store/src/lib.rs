@@ -1,0 +1,181 @@
+//! Object storage, the source of truth: immutable bundles named by digest,
+//! tag records moved by compare-and-swap, commit records. Two real back
+//! ends behind one [`Store`]: a local directory (the embedded default) and
+//! any S3-compatible service. Key layout and record schemas come from
+//! `shelf-formats`; the protocol is documented in docs/store.md.
+
+mod error;
+pub mod gc;
+mod local;
+mod location;
+mod s3;
+pub mod tags;
+mod transfer;
+
+use std::path::Path;
+
+pub use error::StoreError;
+pub use location::{S3Options, StaticCredentials, StoreLocation};
+pub use tags::{MoveRequest, TagMoveOutcome};
+pub use transfer::{PushOutcome, fetch_bundle, push_bundle, read_commit_record};
+
+/// An object's entity tag: an opaque version identifier that
+/// compare-and-swap writes are conditioned on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag(pub String);
+
+/// An object read from a store.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its entity tag.
+    pub etag: ETag,
+}
+
+/// One key in a listing.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    /// The key, relative to the store's prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, seconds since the Unix epoch.
+    pub modified: i64,
+}
+
+/// Result of a create-only write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// This call created the object.
+    New,
+    /// The object already existed; nothing was written.
+    AlreadyExists,
+}
+
+/// A store: where bundles and tags live.
+#[derive(Debug)]
+pub enum Store {
+    /// A local directory.
+    Local(local::LocalStore),
+    /// An S3 bucket and prefix.
+    S3(s3::S3Store),
+}
+
+impl Store {
+    /// Opens the store at `location` (S3 clients load credentials from the
+    /// standard AWS chain).
+    pub async fn open(location: &StoreLocation) -> Result<Self, StoreError> {
+        Ok(match location {
+            StoreLocation::Local(path) => Store::Local(local::LocalStore::open(path)?),
+            StoreLocation::S3 {
+                bucket,
+                prefix,
+                options,
+            } => Store::S3(s3::S3Store::open(bucket, prefix, options).await?),
+        })
+    }
+
+    /// The store's URL, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Local(s) => s.describe(),
+            Store::S3(s) => s.describe(),
+        }
+    }
+
+    /// Reads an object, or `None` if there is none at `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        match self {
+            Store::Local(s) => s.get(key),
+            Store::S3(s) => s.get(key).await,
+        }
+    }
+
+    /// Streams an object into a new file at `dest`; `false` if absent.
+    pub async fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {
+        match self {
+            Store::Local(s) => s.get_to_file(key, dest),
+            Store::S3(s) => s.get_to_file(key, dest).await,
+        }
+    }
+
+    /// Size of the object at `key`, or `None` if absent.
+    pub async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Local(s) => s.head(key),
+            Store::S3(s) => s.head(key).await,
+        }
+    }
+
+    /// Writes `bytes` at `key` only if nothing is there (create-only).
+    pub async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError> {
+        match self {
+            Store::Local(s) => s.put_new(key, &bytes),
+            Store::S3(s) => s.put_new(key, bytes).await,
+        }
+    }
+
+    /// Uploads the file at `path` to `key` only if nothing is there. Large
+    /// files go up in parts (S3 multipart); the object appears whole or not
+    /// at all.
+    pub async fn put_new_file(&self, key: &str, path: &Path) -> Result<Created, StoreError> {
+        match self {
+            Store::Local(s) => s.put_new_file(key, path),
+            Store::S3(s) => s.put_new_file(key, path).await,
+        }
+    }
+
+    /// Compare-and-swap: writes `bytes` at `key` only if the object's
+    /// current entity tag is `expected` (`None`: only if there is no object).
+    /// Returns the new entity tag, or [`StoreError::Conflict`].
+    pub async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Option<&ETag>,
+    ) -> Result<ETag, StoreError> {
+        match self {
+            Store::Local(s) => s.put_if(key, &bytes, expected),
+            Store::S3(s) => s.put_if(key, bytes, expected).await,
+        }
+    }
+
+    /// Overwrites `key` unconditionally (only for small markers whose last
+    /// write time is what matters).
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        match self {
+            Store::Local(s) => s.put(key, &bytes),
+            Store::S3(s) => s.put(key, bytes).await,
+        }
+    }
+
+    /// Every object under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        match self {
+            Store::Local(s) => s.list(prefix),
+            Store::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    /// Deletes `key` (absent is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Local(s) => s.delete(key),
+            Store::S3(s) => s.delete(key).await,
+        }
+    }
+}
+
+/// Now as RFC 3339 UTC with seconds, the time format of tag records.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,240 @@
+//! The local-directory store, the embedded default. Same guarantees as S3:
+//!
+//! - create-only: the object is written under a temporary name, fsynced,
+//!   then hard-linked to its key; `link` fails atomically if the key exists,
+//!   so racing writers cannot both win and nobody sees a partial object;
+//! - compare-and-swap: an exclusive `flock` on `<key>.lock` (released by the
+//!   kernel if the process dies, so no stale locks), read the current
+//!   version, compare, write a temporary file and rename it over the key;
+//! - entity tag = sha256 of the object's bytes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::{Created, ETag, Object, ObjectMeta, StoreError};
+
+/// A store in a local directory.
+#[derive(Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+/// Suffixes of files that are bookkeeping, not objects.
+const TEMP_MARK: &str = ".shelf-tmp-";
+const LOCK_SUFFIX: &str = ".lock";
+
+impl LocalStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        let root = root.canonicalize().map_err(|e| StoreError::io(root, e))?;
+        Ok(Self { root })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    /// Keys are validated by `shelf-formats` before they get here; this
+    /// check keeps even a malformed key inside the root.
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        if key.is_empty()
+            || key.starts_with('/')
+            || key
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(StoreError::Refused(format!("invalid object key '{key}'")));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn etag_of(bytes: &[u8]) -> ETag {
+        ETag(hex::encode(Sha256::digest(bytes)))
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let path = self.path(key)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(Object {
+                etag: Self::etag_of(&bytes),
+                bytes,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    pub(crate) fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let mut src = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io(path, e)),
+        };
+        let mut out = File::create_new(dest).map_err(|e| StoreError::io(dest, e))?;
+        io::copy(&mut src, &mut out).map_err(|e| StoreError::io(dest, e))?;
+        Ok(true)
+    }
+
+    pub(crate) fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let path = self.path(key)?;
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// A fsynced temporary file beside `path` holding `bytes`.
+    fn temp_beside(
+        path: &Path,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<tempfile::TempPath, StoreError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_MARK)
+            .tempfile_in(dir)
+            .map_err(|e| StoreError::io(dir, e))?;
+        fill(tmp.as_file_mut()).map_err(|e| StoreError::io(tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| StoreError::io(tmp.path(), e))?;
+        Ok(tmp.into_temp_path())
+    }
+
+    fn link_new(tmp: &Path, path: &Path) -> Result<Created, StoreError> {
+        match fs::hard_link(tmp, path) {
+            Ok(()) => {
+                sync_parent(path);
+                Ok(Created::New)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::AlreadyExists),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    pub(crate) fn put_new(&self, key: &str, bytes: &[u8]) -> Result<Created, StoreError> {
+        let path = self.path(key)?;
+        if path.exists() {
+            return Ok(Created::AlreadyExists);
+        }
+        let tmp = Self::temp_beside(&path, |f| f.write_all(bytes))?;
+        Self::link_new(&tmp, &path)
+    }
+
+    pub(crate) fn put_new_file(&self, key: &str, src: &Path) -> Result<Created, StoreError> {
+        let path = self.path(key)?;
+        if path.exists() {
+            return Ok(Created::AlreadyExists);
+        }
+        let mut input = File::open(src).map_err(|e| StoreError::io(src, e))?;
+        let tmp = Self::temp_beside(&path, |f| io::copy(&mut input, f).map(|_| ()))?;
+        Self::link_new(&tmp, &path)
+    }
+
+    pub(crate) fn put_if(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        expected: Option<&ETag>,
+    ) -> Result<ETag, StoreError> {
+        let path = self.path(key)?;
+        let lock_path = PathBuf::from(format!("{}{LOCK_SUFFIX}", path.display()));
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| StoreError::io(&lock_path, e))?;
+        let current = self.get(key)?.map(|o| o.etag);
+        if current.as_ref() != expected {
+            return Err(StoreError::Conflict {
+                store: self.describe(),
+                key: key.to_string(),
+            });
+        }
+        let tmp = Self::temp_beside(&path, |f| f.write_all(bytes))?;
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io(&path, e.error))?;
+        sync_parent(&path);
+        // The lock is released when `lock` is dropped, after the rename.
+        drop(lock);
+        Ok(Self::etag_of(bytes))
+    }
+
+    pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let tmp = Self::temp_beside(&path, |f| f.write_all(bytes))?;
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io(&path, e.error))?;
+        Ok(())
+    }
+
+    pub(crate) fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut out = Vec::new();
+        let start = self.root.join(prefix.trim_end_matches('/'));
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(&dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+                let path = entry.path();
+                let meta = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TEMP_MARK) || name.ends_with(LOCK_SUFFIX) {
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                out.push(ObjectMeta {
+                    key: rel.to_string_lossy().into_owned(),
+                    size: meta.len(),
+                    modified,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    pub(crate) fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+}
+
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+}

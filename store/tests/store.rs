@@ -1,0 +1,498 @@
+//! The store's guarantees, as one suite run against both back ends: a local
+//! directory and a real S3-compatible server (moto) on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shelf_formats::bundle::write_bundle;
+use shelf_formats::keys::bundle_key;
+use shelf_formats::manifest::{BuildSettings, Counts, Manifest, Source};
+use shelf_formats::{Digest, ModelIdentity};
+use shelf_store::tags::{
+    MoveRequest, RollbackTarget, list_tags, move_tag, read_tag, resolve_target, rollback,
+};
+use shelf_store::{
+    Created, S3Options, StaticCredentials, Store, StoreError, StoreLocation, fetch_bundle, gc,
+    push_bundle,
+};
+use shelf_testkit::{MotoServer, TEST_BUCKET};
+
+fn s3_options(moto: &MotoServer) -> S3Options {
+    S3Options {
+        endpoint_url: Some(moto.endpoint()),
+        path_style: true,
+        region: Some("us-east-1".into()),
+        static_credentials: Some(StaticCredentials {
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        }),
+        multipart_threshold: None,
+    }
+}
+
+async fn open_local(dir: &Path) -> Store {
+    Store::open(&StoreLocation::Local(dir.join("store")))
+        .await
+        .unwrap()
+}
+
+async fn open_s3(moto: &MotoServer) -> Store {
+    let loc =
+        StoreLocation::parse(&format!("s3://{TEST_BUCKET}/team/shelf"), s3_options(moto)).unwrap();
+    Store::open(&loc).await.unwrap()
+}
+
+/// A small valid bundle for `commit` (`n` distinguishes contents).
+fn bundle(dir: &Path, n: u32) -> PathBuf {
+    let src = dir.join(format!("src{n}"));
+    std::fs::create_dir_all(&src).unwrap();
+    let member = src.join("chunks.bin");
+    std::fs::write(&member, format!("bundle number {n}").repeat(50)).unwrap();
+    let manifest = Manifest {
+        format_version: 0,
+        format_minor: 0,
+        source: Source {
+            repository: "test/repo".into(),
+            commit: format!("{n:040x}"),
+            tree: "0".repeat(40),
+            git_ref: None,
+            commit_time: 0,
+        },
+        model: ModelIdentity {
+            name: "m".into(),
+            dimensions: 4,
+            pooling: "mean".into(),
+            normalized: true,
+            max_tokens: 256,
+            onnx_sha256: [1; 32],
+            tokenizer_sha256: [2; 32],
+        },
+        settings: BuildSettings {
+            chunker: "lines-v1".into(),
+            max_chunk_tokens: 256,
+            overlap_lines: 2,
+            max_file_bytes: 1 << 20,
+            include: vec![],
+            exclude: vec![],
+            vector_quantization: "f32".into(),
+            index: "usearch-hnsw/cos/m16/ef128".into(),
+        },
+        counts: Counts {
+            files_indexed: 1,
+            chunks: 1,
+            skipped: BTreeMap::new(),
+            decoded_lossy: 0,
+        },
+        members: vec![],
+    };
+    write_bundle(&dir.join("out"), manifest, &[("chunks.bin".into(), member)])
+        .unwrap()
+        .path
+}
+
+fn digest_of(path: &Path) -> Digest {
+    shelf_formats::bundle::digest_from_file_name(path).unwrap()
+}
+
+async fn tag(
+    store: &Store,
+    name: &str,
+    to: Digest,
+    expect: Option<Option<Digest>>,
+) -> Result<shelf_store::TagMoveOutcome, StoreError> {
+    move_tag(
+        store,
+        &MoveRequest {
+            tag: name.into(),
+            to,
+            expect,
+            by: "test".into(),
+            reason: None,
+        },
+    )
+    .await
+}
+
+/// Runs the same scenario against a local directory and against S3.
+macro_rules! on_both_backends {
+    ($name:ident, |$store:ident, $dir:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn local() {
+                let tmp = tempfile::tempdir().unwrap();
+                let $dir: &Path = tmp.path();
+                let $store = Arc::new(open_local($dir).await);
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn s3() {
+                let moto = MotoServer::start();
+                let tmp = tempfile::tempdir().unwrap();
+                let $dir: &Path = tmp.path();
+                let $store = Arc::new(open_s3(&moto).await);
+                $body
+            }
+        }
+    };
+}
+
+on_both_backends!(create_only_writes_never_overwrite, |store, _dir| {
+    assert_eq!(
+        store.put_new("a/b.json", b"first".to_vec()).await.unwrap(),
+        Created::New
+    );
+    assert_eq!(
+        store.put_new("a/b.json", b"second".to_vec()).await.unwrap(),
+        Created::AlreadyExists
+    );
+    assert_eq!(
+        store.get("a/b.json").await.unwrap().unwrap().bytes,
+        b"first"
+    );
+    assert!(store.get("a/missing.json").await.unwrap().is_none());
+});
+
+on_both_backends!(compare_and_swap_needs_the_current_version, |store, _dir| {
+    let e1 = store.put_if("k.json", b"v1".to_vec(), None).await.unwrap();
+    assert!(matches!(
+        store.put_if("k.json", b"x".to_vec(), None).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let e2 = store
+        .put_if("k.json", b"v2".to_vec(), Some(&e1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_if("k.json", b"x".to_vec(), Some(&e1)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store
+        .put_if("k.json", b"v3".to_vec(), Some(&e2))
+        .await
+        .unwrap();
+    assert_eq!(store.get("k.json").await.unwrap().unwrap().bytes, b"v3");
+});
+
+on_both_backends!(
+    pushing_verifies_uploads_once_and_records_the_commit,
+    |store, dir| {
+        let b = bundle(dir, 1);
+        let first = push_bundle(&store, &b).await.unwrap();
+        assert!(first.uploaded);
+        assert_eq!(
+            first.commit_record,
+            format!(
+                "commits/{:040x}/{}.json",
+                1,
+                shelf_formats::commit_record::settings_id(
+                    &first.bundle.manifest.settings,
+                    &first.bundle.manifest.model
+                )
+                .hex()
+            )
+        );
+        let again = push_bundle(&store, &b).await.unwrap();
+        assert!(!again.uploaded, "second push is a no-op");
+        let fetched = fetch_bundle(&store, &digest_of(&b), &dir.join("fetched"))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(&b).unwrap());
+        // A commit resolves to its bundle.
+        assert_eq!(
+            resolve_target(&store, &format!("{:040x}", 1))
+                .await
+                .unwrap(),
+            digest_of(&b)
+        );
+    }
+);
+
+on_both_backends!(sixteen_racing_pushes_upload_once, |store, dir| {
+    let b = bundle(dir, 2);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, b) = (store.clone(), b.clone());
+        tasks.push(tokio::spawn(async move { push_bundle(&store, &b).await }));
+    }
+    let mut uploaded = 0;
+    for t in tasks {
+        uploaded += usize::from(t.await.unwrap().unwrap().uploaded);
+    }
+    assert_eq!(uploaded, 1, "exactly one upload, 15 no-ops");
+    let fetched = fetch_bundle(&store, &digest_of(&b), &dir.join("f"))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(fetched).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "object intact"
+    );
+});
+
+on_both_backends!(a_corrupt_bundle_is_never_pushed, |store, dir| {
+    let b = bundle(dir, 3);
+    let mut bytes = std::fs::read(&b).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&b, bytes).unwrap();
+    assert!(matches!(
+        push_bundle(&store, &b).await,
+        Err(StoreError::Bundle(_))
+    ));
+    assert_eq!(store.head(&bundle_key(&digest_of(&b))).await.unwrap(), None);
+});
+
+on_both_backends!(a_tag_cannot_point_at_a_missing_bundle, |store, dir| {
+    let b = bundle(dir, 4);
+    let err = tag(&store, "production", digest_of(&b), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::MissingBundle { .. }), "{err}");
+    assert!(read_tag(&store, "production").await.unwrap().is_none());
+    assert!(err.to_string().contains("push it first"));
+});
+
+on_both_backends!(
+    sixteen_racing_moves_from_one_expected_value_have_one_winner,
+    |store, dir| {
+        let base = bundle(dir, 10);
+        push_bundle(&store, &base).await.unwrap();
+        let base_d = digest_of(&base);
+        tag(&store, "production", base_d, Some(None)).await.unwrap();
+        let mut targets = Vec::new();
+        for i in 0..16 {
+            let b = bundle(dir, 100 + i);
+            push_bundle(&store, &b).await.unwrap();
+            targets.push(digest_of(&b));
+        }
+        let mut tasks = Vec::new();
+        for d in targets {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                tag(&store, "production", d, Some(Some(base_d))).await
+            }));
+        }
+        let (mut won, mut conflicts) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(StoreError::Conflict { .. }) => conflicts += 1,
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        assert_eq!((won, conflicts), (1, 15));
+        let (record, _) = read_tag(&store, "production").await.unwrap().unwrap();
+        assert_eq!(record.history.len(), 2, "creation + the one winning move");
+        assert_eq!(record.history[1].from, Some(base_d));
+    }
+);
+
+on_both_backends!(racing_moves_without_expect_lose_no_history, |store, dir| {
+    let mut targets = Vec::new();
+    for i in 0..16 {
+        let b = bundle(dir, 200 + i);
+        push_bundle(&store, &b).await.unwrap();
+        targets.push(digest_of(&b));
+    }
+    let mut tasks = Vec::new();
+    for d in targets.clone() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(
+            async move { tag(&store, "main", d, None).await },
+        ));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let (record, _) = read_tag(&store, "main").await.unwrap().unwrap();
+    assert_eq!(record.history.len(), 16, "every move is in the history");
+    // The history is a chain: each move starts where the previous ended.
+    for w in record.history.windows(2) {
+        assert_eq!(w[1].from, Some(w[0].to));
+    }
+    assert_eq!(record.digest, record.history.last().unwrap().to);
+});
+
+on_both_backends!(
+    rollback_restores_the_earlier_bundle_and_keeps_history,
+    |store, dir| {
+        let (a, b) = (bundle(dir, 20), bundle(dir, 21));
+        push_bundle(&store, &a).await.unwrap();
+        push_bundle(&store, &b).await.unwrap();
+        tag(&store, "production", digest_of(&a), None)
+            .await
+            .unwrap();
+        tag(&store, "production", digest_of(&b), None)
+            .await
+            .unwrap();
+        let out = rollback(&store, "production", &RollbackTarget::Steps(1), "test")
+            .await
+            .unwrap();
+        assert_eq!(out.record.digest, digest_of(&a));
+        assert_eq!(out.previous, Some(digest_of(&b)));
+        let (record, _) = read_tag(&store, "production").await.unwrap().unwrap();
+        assert_eq!(record.history.len(), 3);
+        assert_eq!(record.history[2].reason.as_deref(), Some("rollback"));
+        assert_eq!(record.commit, format!("{:040x}", 20));
+        // Rolling back to a named tag or too far.
+        tag(&store, "staging", digest_of(&b), None).await.unwrap();
+        let out = rollback(
+            &store,
+            "production",
+            &RollbackTarget::To("staging".into()),
+            "test",
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.record.digest, digest_of(&b));
+        assert!(
+            rollback(&store, "production", &RollbackTarget::Steps(9), "t")
+                .await
+                .is_err()
+        );
+        assert!(matches!(
+            rollback(&store, "nope", &RollbackTarget::Steps(1), "t").await,
+            Err(StoreError::NoSuchTag { .. })
+        ));
+        let names: Vec<String> = list_tags(&store)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.tag)
+            .collect();
+        assert_eq!(names, ["production", "staging"]);
+    }
+);
+
+on_both_backends!(
+    gc_dry_run_lists_exactly_what_gc_deletes_and_tagged_bundles_survive,
+    |store, dir| {
+        let mut d = Vec::new();
+        for i in 0..5 {
+            let b = bundle(dir, 30 + i);
+            push_bundle(&store, &b).await.unwrap();
+            d.push(digest_of(&b));
+        }
+        // production: d0 -> d1 -> d2 (current); keep 2 => d1, d2 kept. d3 tagged by staging. d0 and d4 unreferenced.
+        for x in [d[0], d[1], d[2]] {
+            tag(&store, "production", x, None).await.unwrap();
+        }
+        tag(&store, "staging", d[3], None).await.unwrap();
+        // Inside the grace period nothing is deleted.
+        let plan = gc::plan(&store, 2, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert!(plan.delete.is_empty());
+        assert_eq!(plan.kept_by_grace, 2);
+        // d0 was tagged (marker written) too; with no grace both go.
+        let plan = gc::plan(&store, 2, Duration::ZERO).await.unwrap();
+        let mut planned: Vec<Digest> = plan.delete.iter().map(|(d, _)| *d).collect();
+        planned.sort();
+        let mut expected = vec![d[0], d[4]];
+        expected.sort();
+        assert_eq!(planned, expected);
+        let mut deleted = gc::execute(&store, &plan, 2).await.unwrap();
+        deleted.sort();
+        assert_eq!(deleted, expected, "dry run == what gc deleted");
+        for keep in [d[1], d[2], d[3]] {
+            assert!(store.head(&bundle_key(&keep)).await.unwrap().is_some());
+        }
+        for gone in [d[0], d[4]] {
+            assert!(store.head(&bundle_key(&gone)).await.unwrap().is_none());
+        }
+        // The commit record of a deleted bundle is gone too.
+        assert!(
+            resolve_target(&store, &format!("{:040x}", 30))
+                .await
+                .is_err()
+        );
+    }
+);
+
+on_both_backends!(tag_names_are_validated, |store, _dir| {
+    for bad in ["../x", "a/b", "", ".hidden"] {
+        let err = read_tag(&store, bad).await.unwrap_err().to_string();
+        assert!(err.contains("invalid tag name"), "{bad}: {err}");
+    }
+});
+
+#[tokio::test]
+async fn large_files_are_uploaded_in_parts_create_only() {
+    let moto = MotoServer::start();
+    let mut opts = s3_options(&moto);
+    opts.multipart_threshold = Some(1 << 20);
+    let loc = StoreLocation::parse(&format!("s3://{TEST_BUCKET}"), opts).unwrap();
+    let store = Store::open(&loc).await.unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let big = t.path().join("big");
+    let data: Vec<u8> = (0..(20u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&big, &data).unwrap();
+    assert_eq!(
+        store.put_new_file("bundles/big", &big).await.unwrap(),
+        Created::New
+    );
+    assert_eq!(
+        store.put_new_file("bundles/big", &big).await.unwrap(),
+        Created::AlreadyExists
+    );
+    assert_eq!(store.get("bundles/big").await.unwrap().unwrap().bytes, data);
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_named() {
+    let moto = MotoServer::start();
+    let loc = StoreLocation::parse("s3://no-such-bucket/x", s3_options(&moto)).unwrap();
+    let err = Store::open(&loc).await.unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchBucket { .. }), "{err}");
+    assert!(
+        err.to_string().contains("'no-such-bucket' does not exist"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_reported_as_access_denied() {
+    let moto = MotoServer::start_with_auth();
+    let mut opts = s3_options(&moto);
+    opts.static_credentials = Some(StaticCredentials {
+        access_key_id: "AKIAWRONG".into(),
+        secret_access_key: "wrong".into(),
+    });
+    let loc = StoreLocation::parse(&format!("s3://{TEST_BUCKET}"), opts).unwrap();
+    let err = Store::open(&loc).await.unwrap_err();
+    assert!(matches!(err, StoreError::AccessDenied { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("access denied by s3://shelf-test") && text.contains("AWS_ACCESS_KEY_ID"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_named() {
+    let port = shelf_testkit::free_port();
+    let opts = S3Options {
+        endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+        path_style: true,
+        region: Some("us-east-1".into()),
+        static_credentials: Some(StaticCredentials {
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        }),
+        multipart_threshold: None,
+    };
+    let loc = StoreLocation::parse("s3://shelf-test", opts).unwrap();
+    let err = Store::open(&loc).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
