@@ -35,22 +35,22 @@ pub enum LogFormat {
 pub enum Command {
     /// Build a bundle of one git commit.
     Build(BuildArgs),
-    /// Upload a bundle to a store (not in this build yet).
-    Push(Unbuilt),
-    /// Point a tag at a bundle (not in this build yet).
-    Tag(Unbuilt),
-    /// Move a tag back to an earlier bundle (not in this build yet).
-    Rollback(Unbuilt),
-    /// List tags in a store (not in this build yet).
-    Tags(Unbuilt),
+    /// Upload a bundle to a store (create-only) and record its commit.
+    Push(PushArgs),
+    /// Point a tag at a bundle in a store (compare-and-swap).
+    Tag(TagArgs),
+    /// Move a tag back to an earlier bundle; nothing is rebuilt.
+    Rollback(RollbackArgs),
+    /// List a store's tags, or one tag's history.
+    Tags(TagsArgs),
     /// Serve search over HTTP (not in this build yet).
     Serve(Unbuilt),
     /// Search a bundle from the terminal.
     Search(SearchArgs),
-    /// Verify a bundle file end to end.
+    /// Verify a bundle file, or a bundle in a store, end to end.
     Verify(VerifyArgs),
-    /// Delete unreferenced bundles from a store (not in this build yet).
-    Gc(Unbuilt),
+    /// Delete bundles no tag needs from a store.
+    Gc(GcArgs),
     /// Check the embedding runtime and environment.
     Doctor(DoctorArgs),
 }
@@ -72,6 +72,113 @@ pub struct RuntimeArgs {
     pub runtime: Option<PathBuf>,
 }
 
+/// Which store, and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// s3://bucket/prefix, file:///path, or a directory.
+    #[arg(long, env = "SHELF_STORE", value_name = "URL")]
+    pub store: String,
+    /// S3-compatible endpoint (MinIO, R2, OCI, …); AWS S3 needs none.
+    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style S3 addressing (most S3-compatible services need it).
+    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
+    pub path_style: bool,
+    /// S3 region (default: AWS_REGION, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// Who is recorded as moving a tag.
+#[derive(Debug, Args)]
+pub struct ByArgs {
+    /// Who or what moves the tag (default: the CI job, else user@host).
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The bundle file (<hex>.tar.zst).
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The tag to move (e.g. production, v1.4.0).
+    pub name: String,
+    /// What to point it at: a digest, another tag, or a commit with a pushed bundle.
+    pub target: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Move only if the tag now points at this digest ('none': only if the
+    /// tag does not exist). Without it, concurrent moves are retried.
+    #[arg(long, value_name = "DIGEST|none")]
+    pub expect: Option<String>,
+    /// Why (recorded in the history).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub by: ByArgs,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The tag to move back.
+    pub name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Go to this digest, tag or commit instead of back in history.
+    #[arg(long, conflicts_with = "steps")]
+    pub to: Option<String>,
+    /// How many moves back in the tag's history.
+    #[arg(long, default_value_t = 1)]
+    pub steps: usize,
+    #[command(flatten)]
+    pub by: ByArgs,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Show every move of this tag.
+    #[arg(long, value_name = "TAG")]
+    pub history: Option<String>,
+    /// Print as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Also keep the N most recent bundles of every tag's history.
+    #[arg(long)]
+    pub keep: usize,
+    /// Never delete bundles pushed or tagged more recently than this (e.g. 1h, 30m, 0s).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// The git repository (work tree or bare); only committed content is read.
@@ -90,6 +197,27 @@ pub struct BuildArgs {
     /// Build settings (default: shelf.toml at the revision's root, if any).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A store to take the previous bundle from (with --previous-tag).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "previous_tag",
+        conflicts_with = "previous"
+    )]
+    pub store: Option<String>,
+    /// Build incrementally from the bundle this tag points at in --store.
+    #[arg(long, value_name = "TAG", requires = "store")]
+    pub previous_tag: Option<String>,
+    /// If this store has a commit record for this commit and settings, and
+    /// its bundle verifies, print its digest and build nothing.
+    #[arg(long, value_name = "URL")]
+    pub reuse_from: Option<String>,
+    /// S3 endpoint for --store / --reuse-from.
+    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style S3 addressing for --store / --reuse-from.
+    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
+    pub path_style: bool,
     /// Name recorded as the repository (default: from the origin remote, else
     /// the directory name).
     #[arg(long)]
@@ -103,8 +231,17 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The bundle file (.tar.zst).
-    pub bundle: PathBuf,
+    /// A bundle file (.tar.zst); with --store, a digest or tag in the store.
+    pub bundle: String,
+    /// Verify a bundle in this store (downloaded to a temp dir).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// S3 endpoint for --store.
+    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style S3 addressing for --store.
+    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
+    pub path_style: bool,
     /// The digest it must have (default: the one in its file name, if any).
     #[arg(long)]
     pub digest: Option<String>,

@@ -22,11 +22,11 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args),
         Command::Search(args) => commands::search::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
-        Command::Push(_) => not_built("push", 5),
-        Command::Tag(_) => not_built("tag", 5),
-        Command::Rollback(_) => not_built("rollback", 5),
-        Command::Tags(_) => not_built("tags", 5),
-        Command::Gc(_) => not_built("gc", 5),
+        Command::Push(args) => commands::push::run(args),
+        Command::Tag(args) => commands::tag::run(args),
+        Command::Rollback(args) => commands::rollback::run(args),
+        Command::Tags(args) => commands::tags::run(args),
+        Command::Gc(args) => commands::gc::run(args),
         Command::Serve(_) => not_built("serve", 6),
     };
     match outcome {

@@ -107,14 +107,9 @@ fn a_missing_runtime_says_how_to_create_it() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
-    for cmd in ["push", "tag", "rollback", "tags", "gc", "serve"] {
-        let (code, _, err) = run(shelf().args([cmd, "--store", "file:///tmp/x"]));
-        assert_eq!(code, 2, "{cmd}");
-        assert!(
-            err.contains("not available in this build yet"),
-            "{cmd}: {err}"
-        );
-    }
+    let (code, _, err) = run(shelf().args(["serve", "--store", "file:///tmp/x"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("not available in this build yet"), "{err}");
 }
 
 #[test]

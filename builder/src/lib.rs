@@ -142,6 +142,46 @@ struct FileText {
     text: String,
 }
 
+/// What a build of a request would be, found without building: the commit
+/// and the settings that decide the bundle's bytes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The commit id `rev` resolves to.
+    pub commit: String,
+    /// The manifest's settings for this build.
+    pub settings: shelf_formats::manifest::BuildSettings,
+}
+
+/// Resolves the commit and settings of `req` (cheap: no file is read but
+/// `shelf.toml`), e.g. to look up a commit record before building.
+pub fn plan(req: &BuildRequest, model: &shelf_formats::ModelIdentity) -> Result<Plan, BuildError> {
+    let (repo, snapshot) = source::open(&req.repo, &req.rev, req.name.as_deref())?;
+    let settings = resolve_settings(req, &repo, &snapshot, model.max_tokens)?;
+    Ok(Plan {
+        commit: snapshot.commit,
+        settings: settings.to_manifest(),
+    })
+}
+
+fn resolve_settings(
+    req: &BuildRequest,
+    repo: &git2::Repository,
+    snapshot: &source::Snapshot,
+    max_tokens: u32,
+) -> Result<Settings, BuildError> {
+    match &req.config {
+        Some(path) => Settings::from_file(path, max_tokens),
+        None => match source::read_root_file(repo, snapshot, "shelf.toml") {
+            Some(bytes) => Settings::from_toml(
+                &String::from_utf8_lossy(&bytes),
+                "shelf.toml (at the revision)",
+                max_tokens,
+            ),
+            None => Ok(Settings::default()),
+        },
+    }
+}
+
 /// Builds one bundle. See the crate docs for the pipeline.
 pub fn build(
     req: &BuildRequest,
@@ -156,17 +196,7 @@ pub fn build(
     let t = Instant::now();
     observer.stage(Stage::Read, 0);
     let (repo, snapshot) = source::open(&req.repo, &req.rev, req.name.as_deref())?;
-    let settings = match &req.config {
-        Some(path) => Settings::from_file(path, model.max_tokens)?,
-        None => match source::read_root_file(&repo, &snapshot, "shelf.toml") {
-            Some(bytes) => Settings::from_toml(
-                &String::from_utf8_lossy(&bytes),
-                "shelf.toml (at the revision)",
-                model.max_tokens,
-            )?,
-            None => Settings::default(),
-        },
-    };
+    let settings = resolve_settings(req, &repo, &snapshot, model.max_tokens)?;
     let shelfignore = source::read_root_file(&repo, &snapshot, ".shelfignore")
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     let filter = select::PathFilter::new(&settings, shelfignore.as_deref())?;

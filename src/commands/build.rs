@@ -7,13 +7,17 @@ use shelf_builder::{BuildReport, BuildRequest};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 
 use crate::cli::BuildArgs;
+use crate::commands::open_url;
 use crate::progress;
 
 /// Builds, then prints the summary (table on stderr, or JSON on stdout).
+/// With `--reuse-from`, a commit already built with the same settings and
+/// model costs a lookup; with `--previous-tag`, the tag's bundle is fetched
+/// and verified to build incrementally from.
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
     let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
-    let request = BuildRequest {
+    let mut request = BuildRequest {
         repo: args.repo.clone(),
         rev: args.rev.clone(),
         out_dir: args.out.clone(),
@@ -21,6 +25,42 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         config: args.config.clone(),
         name: args.name.clone(),
     };
+    // Kept alive until the build is done: the fetched previous bundle.
+    let mut _previous_dir = None;
+    if args.reuse_from.is_some() || args.previous_tag.is_some() {
+        let rt = crate::commands::runtime()?;
+        if let Some(url) = &args.reuse_from
+            && let Some(reused) = rt.block_on(reuse(&args, url, &request, &embedder))?
+        {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&reused)?);
+            } else {
+                println!(
+                    "reused {} (commit {} was built before with these settings): nothing built",
+                    reused["digest"].as_str().unwrap_or(""),
+                    reused["commit"].as_str().unwrap_or("")
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let (Some(url), Some(tag)) = (&args.store, &args.previous_tag) {
+            let dir = tempfile::Builder::new()
+                .prefix("shelf-previous-")
+                .tempdir()?;
+            let path = rt.block_on(async {
+                let store = open_url(url, args.endpoint_url.clone(), args.path_style, None).await?;
+                let Some((record, _)) = shelf_store::tags::read_tag(&store, tag).await? else {
+                    tracing::warn!(%tag, "previous tag does not exist yet: building from scratch");
+                    return anyhow::Ok(None);
+                };
+                Ok(Some(
+                    shelf_store::fetch_bundle(&store, &record.digest, dir.path()).await?,
+                ))
+            })?;
+            request.previous = path;
+            _previous_dir = Some(dir);
+        }
+    }
     let observer = progress::for_stderr(args.json);
     let report = shelf_builder::build(&request, &embedder, observer.as_ref())
         .with_context(|| format!("building {} at {}", args.repo.display(), args.rev))?;
@@ -31,6 +71,39 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         print_summary(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The commit record for this build, if the store has one whose bundle is
+/// present and verifies: the JSON summary to print instead of building.
+async fn reuse(
+    args: &BuildArgs,
+    url: &str,
+    request: &BuildRequest,
+    embedder: &Embedder,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let store = open_url(url, args.endpoint_url.clone(), args.path_style, None).await?;
+    let plan = shelf_builder::plan(request, embedder.identity())?;
+    let sid = shelf_formats::commit_record::settings_id(&plan.settings, embedder.identity());
+    let key = shelf_formats::keys::commit_record_key(&plan.commit, &sid);
+    let Some(record) = shelf_store::read_commit_record(&store, &key).await? else {
+        tracing::info!(commit = %plan.commit, "no commit record in the store: building");
+        return Ok(None);
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let path = match shelf_store::fetch_bundle(&store, &record.digest, &args.out).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "commit record found but its bundle is unusable: building");
+            return Ok(None);
+        }
+    };
+    Ok(Some(serde_json::json!({
+        "digest": record.digest.to_string(),
+        "bundle_path": path.display().to_string(),
+        "commit": plan.commit,
+        "reused": true,
+        "commit_record": key,
+    })))
 }
 
 fn print_summary(r: &BuildReport) {
