@@ -2,54 +2,17 @@
 //! everything and refuses every hostile archive class with its own error,
 //! leaving nothing behind.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use sha2::{Digest as _, Sha256};
 use shelf_formats::bundle::{BundleError, Limits, unpack, unpack_file, verify_file, write_bundle};
-use shelf_formats::manifest::{BuildSettings, Counts, Manifest, Member, Source};
-use shelf_formats::{Digest, FORMAT_VERSION, ModelIdentity};
+use shelf_formats::manifest::{Manifest, Member};
+use shelf_formats::{Digest, FORMAT_VERSION};
 
 fn manifest() -> Manifest {
-    Manifest {
-        format_version: 0,
-        format_minor: 0,
-        source: Source {
-            repository: "example/repo".into(),
-            commit: "a".repeat(40),
-            tree: "b".repeat(40),
-            git_ref: Some("refs/heads/main".into()),
-            commit_time: 1_763_800_000,
-        },
-        model: ModelIdentity {
-            name: "sentence-transformers/all-MiniLM-L6-v2".into(),
-            dimensions: 384,
-            pooling: "mean".into(),
-            normalized: true,
-            max_tokens: 256,
-            onnx_sha256: [1; 32],
-            tokenizer_sha256: [2; 32],
-        },
-        settings: BuildSettings {
-            chunker: "lines-v1".into(),
-            max_chunk_tokens: 256,
-            overlap_lines: 2,
-            max_file_bytes: 1 << 20,
-            include: vec![],
-            exclude: vec!["*.lock".into()],
-            vector_quantization: "f32".into(),
-            index: "usearch-hnsw/cos/m16/ef128".into(),
-        },
-        counts: Counts {
-            files_indexed: 2,
-            chunks: 3,
-            skipped: BTreeMap::from([("binary".into(), 1)]),
-            decoded_lossy: 0,
-        },
-        members: vec![],
-    }
+    shelf_testkit::sample_manifest(&"a".repeat(40))
 }
 
 /// Member files in a fresh directory.

@@ -290,13 +290,19 @@ impl S3Store {
     }
 
     pub(crate) async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError> {
+        self.put_create_only(key, ByteStream::from(bytes)).await
+    }
+
+    /// `PutObject` with `If-None-Match: *`; a failed precondition means the
+    /// object already exists.
+    async fn put_create_only(&self, key: &str, body: ByteStream) -> Result<Created, StoreError> {
         let result = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.key(key))
             .if_none_match("*")
-            .body(ByteStream::from(bytes))
+            .body(body)
             .send()
             .await;
         match result {
@@ -317,22 +323,7 @@ impl S3Store {
             let body = ByteStream::from_path(path)
                 .await
                 .map_err(|e| StoreError::io(path, std::io::Error::other(e)))?;
-            let result = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.key(key))
-                .if_none_match("*")
-                .body(body)
-                .send()
-                .await;
-            return match result {
-                Ok(_) => Ok(Created::New),
-                Err(e) => match self.error("PutObject", key, e) {
-                    StoreError::Conflict { .. } => Ok(Created::AlreadyExists),
-                    other => Err(other),
-                },
-            };
+            return self.put_create_only(key, body).await;
         }
         if self.head(key).await?.is_some() {
             return Ok(Created::AlreadyExists);

@@ -1,15 +1,13 @@
 //! The store's guarantees, as one suite run against both back ends: a local
 //! directory and a real S3-compatible server (moto) on 127.0.0.1.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use shelf_formats::Digest;
 use shelf_formats::bundle::write_bundle;
 use shelf_formats::keys::bundle_key;
-use shelf_formats::manifest::{BuildSettings, Counts, Manifest, Source};
-use shelf_formats::{Digest, ModelIdentity};
 use shelf_store::tags::{
     MoveRequest, RollbackTarget, list_tags, move_tag, read_tag, resolve_target, rollback,
 };
@@ -20,8 +18,12 @@ use shelf_store::{
 use shelf_testkit::{MotoServer, TEST_BUCKET};
 
 fn s3_options(moto: &MotoServer) -> S3Options {
+    s3_options_for(moto.endpoint())
+}
+
+fn s3_options_for(endpoint: String) -> S3Options {
     S3Options {
-        endpoint_url: Some(moto.endpoint()),
+        endpoint_url: Some(endpoint),
         path_style: true,
         region: Some("us-east-1".into()),
         static_credentials: Some(StaticCredentials {
@@ -50,43 +52,8 @@ fn bundle(dir: &Path, n: u32) -> PathBuf {
     std::fs::create_dir_all(&src).unwrap();
     let member = src.join("chunks.bin");
     std::fs::write(&member, format!("bundle number {n}").repeat(50)).unwrap();
-    let manifest = Manifest {
-        format_version: 0,
-        format_minor: 0,
-        source: Source {
-            repository: "test/repo".into(),
-            commit: format!("{n:040x}"),
-            tree: "0".repeat(40),
-            git_ref: None,
-            commit_time: 0,
-        },
-        model: ModelIdentity {
-            name: "m".into(),
-            dimensions: 4,
-            pooling: "mean".into(),
-            normalized: true,
-            max_tokens: 256,
-            onnx_sha256: [1; 32],
-            tokenizer_sha256: [2; 32],
-        },
-        settings: BuildSettings {
-            chunker: "lines-v1".into(),
-            max_chunk_tokens: 256,
-            overlap_lines: 2,
-            max_file_bytes: 1 << 20,
-            include: vec![],
-            exclude: vec![],
-            vector_quantization: "f32".into(),
-            index: "usearch-hnsw/cos/m16/ef128".into(),
-        },
-        counts: Counts {
-            files_indexed: 1,
-            chunks: 1,
-            skipped: BTreeMap::new(),
-            decoded_lossy: 0,
-        },
-        members: vec![],
-    };
+    let mut manifest = shelf_testkit::sample_manifest(&format!("{n:040x}"));
+    manifest.source.repository = "test/repo".into();
     write_bundle(&dir.join("out"), manifest, &[("chunks.bin".into(), member)])
         .unwrap()
         .path
@@ -478,16 +445,7 @@ async fn wrong_credentials_are_reported_as_access_denied() {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_named() {
     let port = shelf_testkit::free_port();
-    let opts = S3Options {
-        endpoint_url: Some(format!("http://127.0.0.1:{port}")),
-        path_style: true,
-        region: Some("us-east-1".into()),
-        static_credentials: Some(StaticCredentials {
-            access_key_id: "test".into(),
-            secret_access_key: "test".into(),
-        }),
-        multipart_threshold: None,
-    };
+    let opts = s3_options_for(format!("http://127.0.0.1:{port}"));
     let loc = StoreLocation::parse("s3://shelf-test", opts).unwrap();
     let err = Store::open(&loc).await.unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");

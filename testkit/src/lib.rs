@@ -1,8 +1,12 @@
 //! Fixtures for shelf's tests, in one place: real git repositories made in
 //! temporary directories with the `git` CLI (what users have), nothing mocked.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use shelf_formats::ModelIdentity;
+use shelf_formats::manifest::{BuildSettings, Counts, Manifest, Source};
 
 /// A git repository in a temporary directory, removed on drop.
 pub struct GitRepo {
@@ -225,4 +229,46 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
+}
+
+/// A plausible manifest for `commit`, for tests that write bundles without
+/// the builder (members are filled in by the writer).
+pub fn sample_manifest(commit: &str) -> Manifest {
+    Manifest {
+        format_version: 0,
+        format_minor: 0,
+        source: Source {
+            repository: "example/repo".into(),
+            commit: commit.into(),
+            tree: "b".repeat(40),
+            git_ref: Some("refs/heads/main".into()),
+            commit_time: 1_763_800_000,
+        },
+        model: ModelIdentity {
+            name: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            dimensions: 384,
+            pooling: "mean".into(),
+            normalized: true,
+            max_tokens: 256,
+            onnx_sha256: [1; 32],
+            tokenizer_sha256: [2; 32],
+        },
+        settings: BuildSettings {
+            chunker: "lines-v1".into(),
+            max_chunk_tokens: 256,
+            overlap_lines: 2,
+            max_file_bytes: 1 << 20,
+            include: vec![],
+            exclude: vec!["*.lock".into()],
+            vector_quantization: "f32".into(),
+            index: "usearch-hnsw/cos/m16/ef128".into(),
+        },
+        counts: Counts {
+            files_indexed: 2,
+            chunks: 3,
+            skipped: BTreeMap::from([("binary".into(), 1)]),
+            decoded_lossy: 0,
+        },
+        members: vec![],
+    }
 }
