@@ -182,6 +182,46 @@ fn resolve_settings(
     }
 }
 
+/// A candidate file after reading: its text, or why it is skipped.
+enum FileRead {
+    Text { text: String, lossy: bool },
+    Skip(SkipReason),
+}
+
+fn git_error(repo: &Path, path: &str, e: &git2::Error) -> BuildError {
+    BuildError::Repository {
+        path: repo.to_path_buf(),
+        detail: format!("reading {path}: {}", e.message()),
+    }
+}
+
+/// Reads one blob and applies the content rules: size (from the object
+/// header, before inflating), binary, UTF-8 (lossy), empty.
+fn read_candidate(
+    repo: &git2::Repository,
+    c: &select::Candidate,
+    max_file_bytes: u64,
+) -> Result<FileRead, BuildError> {
+    let err = |e: git2::Error| git_error(repo.path(), &c.path, &e);
+    let (size, _) = repo.odb().map_err(err)?.read_header(c.oid).map_err(err)?;
+    if size as u64 > max_file_bytes {
+        return Ok(FileRead::Skip(SkipReason::TooLarge));
+    }
+    let blob = repo.find_blob(c.oid).map_err(err)?;
+    let bytes = blob.content();
+    if select::is_binary(bytes) {
+        return Ok(FileRead::Skip(SkipReason::Binary));
+    }
+    let (text, lossy) = match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), false),
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
+    };
+    if text.trim().is_empty() {
+        return Ok(FileRead::Skip(SkipReason::Empty));
+    }
+    Ok(FileRead::Text { text, lossy })
+}
+
 /// Builds one bundle. See the crate docs for the pipeline.
 pub fn build(
     req: &BuildRequest,
@@ -203,46 +243,36 @@ pub fn build(
     let mut skipped = Skipped::default();
     let candidates = select::by_path(&snapshot, &filter, &mut skipped);
     observer.stage(Stage::Read, candidates.len() as u64);
-    let odb = repo.odb().map_err(|e| BuildError::Repository {
-        path: req.repo.clone(),
-        detail: e.message().to_string(),
-    })?;
-    let mut files = Vec::with_capacity(candidates.len());
+    // Blobs are read on every core; a git2 Repository is not Sync, so each
+    // rayon thread opens its own handle on the same object database.
+    let git_dir = repo.path().to_path_buf();
+    let read: Vec<(select::Candidate, Result<FileRead, BuildError>)> = candidates
+        .into_par_iter()
+        .map_init(
+            || git2::Repository::open(&git_dir),
+            |handle, c| {
+                let result = match handle {
+                    Ok(r) => read_candidate(r, &c, settings.max_file_bytes),
+                    Err(e) => Err(git_error(&req.repo, &c.path, e)),
+                };
+                observer.advance(1);
+                (c, result)
+            },
+        )
+        .collect();
+    let mut files = Vec::with_capacity(read.len());
     let mut decoded_lossy = 0u64;
     let mut text_bytes = 0u64;
-    for c in candidates {
-        observer.advance(1);
-        let read_err = |e: git2::Error| BuildError::Repository {
-            path: req.repo.clone(),
-            detail: format!("reading {}: {}", c.path, e.message()),
-        };
-        // The header gives the size without inflating the blob.
-        let (size, _) = odb.read_header(c.oid).map_err(read_err)?;
-        if size as u64 > settings.max_file_bytes {
-            skipped.add(SkipReason::TooLarge, &c.path);
-            continue;
-        }
-        let blob = repo.find_blob(c.oid).map_err(read_err)?;
-        let bytes = blob.content();
-        if select::is_binary(bytes) {
-            skipped.add(SkipReason::Binary, &c.path);
-            continue;
-        }
-        let text = match std::str::from_utf8(bytes) {
-            Ok(s) => s.to_string(),
-            Err(_) => {
-                decoded_lossy += 1;
-                String::from_utf8_lossy(bytes).into_owned()
+    for (c, result) in read {
+        match result? {
+            FileRead::Skip(reason) => skipped.add(reason, &c.path),
+            FileRead::Text { text, lossy } => {
+                decoded_lossy += u64::from(lossy);
+                text_bytes += text.len() as u64;
+                files.push(FileText { path: c.path, text });
             }
-        };
-        if text.trim().is_empty() {
-            skipped.add(SkipReason::Empty, &c.path);
-            continue;
         }
-        text_bytes += text.len() as u64;
-        files.push(FileText { path: c.path, text });
     }
-    drop(odb);
     timings.insert("read", t.elapsed());
     if files.is_empty() {
         let summary = if skipped.counts.is_empty() {
