@@ -177,6 +177,38 @@ fn release_story(target: &Target) {
     assert_eq!(reused["reused"], true, "{out}");
     assert_eq!(reused["digest"], d1);
 
+    // Build incrementally from the bundle a tag points at in the store.
+    repo.git(&["checkout", "-q", "main"]);
+    repo.write(
+        "src/new.rs",
+        "/// A new function.\npub fn new_function() -> u8 { 7 }\n",
+    );
+    repo.commit("v3");
+    let v3dir = t.path().join("v3").display().to_string();
+    let mut args = vec![
+        "build",
+        "--json",
+        "--repo",
+        &repo_path,
+        "--out",
+        &v3dir,
+        "--store",
+        &target.url,
+        "--previous-tag",
+        "production",
+    ];
+    args.extend(target.extra.iter().map(String::as_str));
+    let (code, out, err) = shelf(&none, &args);
+    assert_eq!(code, 0, "{err}");
+    let v3 = json(&out);
+    assert!(v3["chunks"]["reused"].as_u64().unwrap() > 0, "{out}");
+    // production is on v1 (rolled back): v3 differs from it by v2's change
+    // to docs/rollback.md and the new file, one chunk each.
+    assert_eq!(
+        v3["chunks"]["embedded"], 2,
+        "only the changed files' chunks: {out}"
+    );
+
     // gc keeps both: one is tagged, the other is in production's recent history.
     let (code, out, _) = shelf(
         target,
