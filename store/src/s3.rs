@@ -217,8 +217,12 @@ impl S3Store {
         }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        let resp = match self
+    /// `GetObject`, with "no such key" as `None`.
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, StoreError> {
+        match self
             .client
             .get_object()
             .bucket(&self.bucket)
@@ -226,9 +230,15 @@ impl S3Store {
             .send()
             .await
         {
-            Ok(r) => r,
-            Err(e) if Self::is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.error("GetObject", key, e)),
+            Ok(r) => Ok(Some(r)),
+            Err(e) if Self::is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("GetObject", key, e)),
+        }
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let Some(resp) = self.get_object(key).await? else {
+            return Ok(None);
         };
         let etag = ETag(resp.e_tag().unwrap_or_default().to_string());
         let bytes = resp
@@ -245,17 +255,8 @@ impl S3Store {
     }
 
     pub(crate) async fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {
-        let resp = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.key(key))
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if Self::is_not_found(&e) => return Ok(false),
-            Err(e) => return Err(self.error("GetObject", key, e)),
+        let Some(resp) = self.get_object(key).await? else {
+            return Ok(false);
         };
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
