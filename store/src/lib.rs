@@ -33,6 +33,17 @@ pub struct Object {
     pub etag: ETag,
 }
 
+/// The answer to a conditional read ([`Store::get_if_changed`]).
+#[derive(Debug, Clone)]
+pub enum Conditional<T = Object> {
+    /// The object still has the entity tag the caller knows.
+    NotModified,
+    /// There is no object at the key.
+    Absent,
+    /// The object changed (or the caller knew no version): here it is.
+    Changed(T),
+}
+
 /// One key in a listing.
 #[derive(Debug, Clone)]
 pub struct ObjectMeta {
@@ -89,6 +100,20 @@ impl Store {
         match self {
             Store::Local(s) => s.get(key),
             Store::S3(s) => s.get(key).await,
+        }
+    }
+
+    /// Reads an object unless it still has the entity tag `known`: a cheap
+    /// poll (S3: `GetObject` with `If-None-Match`, answered 304 without a
+    /// body when nothing changed).
+    pub async fn get_if_changed(
+        &self,
+        key: &str,
+        known: Option<&ETag>,
+    ) -> Result<Conditional, StoreError> {
+        match self {
+            Store::Local(s) => s.get_if_changed(key, known),
+            Store::S3(s) => s.get_if_changed(key, known).await,
         }
     }
 

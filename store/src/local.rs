@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::{Created, ETag, Object, ObjectMeta, StoreError};
+use crate::{Conditional, Created, ETag, Object, ObjectMeta, StoreError};
 
 /// A store in a local directory.
 #[derive(Debug)]
@@ -66,6 +66,20 @@ impl LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(path, e)),
         }
+    }
+
+    /// Tag records are a few KiB: reading and hashing one costs less than
+    /// keeping a separate version stamp in step with it.
+    pub(crate) fn get_if_changed(
+        &self,
+        key: &str,
+        known: Option<&ETag>,
+    ) -> Result<Conditional, StoreError> {
+        Ok(match self.get(key)? {
+            None => Conditional::Absent,
+            Some(obj) if Some(&obj.etag) == known => Conditional::NotModified,
+            Some(obj) => Conditional::Changed(obj),
+        })
     }
 
     pub(crate) fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {

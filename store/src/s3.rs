@@ -13,7 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{Created, ETag, Object, ObjectMeta, S3Options, StoreError};
+use crate::{Conditional, Created, ETag, Object, ObjectMeta, S3Options, StoreError};
 
 /// Files at least this large are uploaded in parts.
 const MULTIPART_THRESHOLD: u64 = 64 << 20;
@@ -222,24 +222,61 @@ impl S3Store {
         &self,
         key: &str,
     ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, StoreError> {
-        match self
+        match self.get_object_if(key, None).await? {
+            // Without a known version the request is unconditional.
+            Conditional::NotModified | Conditional::Absent => Ok(None),
+            Conditional::Changed(resp) => Ok(Some(resp)),
+        }
+    }
+
+    /// `GetObject` with `If-None-Match: <known>` when a version is known.
+    /// The SDK reports S3's `304 Not Modified` as a service error; here it
+    /// is an answer.
+    async fn get_object_if(
+        &self,
+        key: &str,
+        known: Option<&ETag>,
+    ) -> Result<Conditional<aws_sdk_s3::operation::get_object::GetObjectOutput>, StoreError> {
+        let request = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.key(key))
-            .send()
-            .await
-        {
-            Ok(r) => Ok(Some(r)),
-            Err(e) if Self::is_not_found(&e) => Ok(None),
+            .set_if_none_match(known.map(|e| e.0.clone()));
+        match request.send().await {
+            Ok(r) => Ok(Conditional::Changed(r)),
+            Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 304 => {
+                Ok(Conditional::NotModified)
+            }
+            Err(e) if Self::is_not_found(&e) => Ok(Conditional::Absent),
             Err(e) => Err(self.error("GetObject", key, e)),
         }
+    }
+
+    pub(crate) async fn get_if_changed(
+        &self,
+        key: &str,
+        known: Option<&ETag>,
+    ) -> Result<Conditional, StoreError> {
+        Ok(match self.get_object_if(key, known).await? {
+            Conditional::NotModified => Conditional::NotModified,
+            Conditional::Absent => Conditional::Absent,
+            Conditional::Changed(resp) => Conditional::Changed(self.read_body(key, resp).await?),
+        })
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         let Some(resp) = self.get_object(key).await? else {
             return Ok(None);
         };
+        self.read_body(key, resp).await.map(Some)
+    }
+
+    async fn read_body(
+        &self,
+        key: &str,
+        resp: aws_sdk_s3::operation::get_object::GetObjectOutput,
+    ) -> Result<Object, StoreError> {
         let etag = ETag(resp.e_tag().unwrap_or_default().to_string());
         let bytes = resp
             .body
@@ -251,7 +288,7 @@ impl S3Store {
             })?
             .into_bytes()
             .to_vec();
-        Ok(Some(Object { bytes, etag }))
+        Ok(Object { bytes, etag })
     }
 
     pub(crate) async fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {

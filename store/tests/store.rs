@@ -12,8 +12,8 @@ use shelf_store::tags::{
     MoveRequest, RollbackTarget, list_tags, move_tag, read_tag, resolve_target, rollback,
 };
 use shelf_store::{
-    Created, S3Options, StaticCredentials, Store, StoreError, StoreLocation, fetch_bundle, gc,
-    push_bundle,
+    Conditional, Created, S3Options, StaticCredentials, Store, StoreError, StoreLocation,
+    fetch_bundle, gc, push_bundle,
 };
 use shelf_testkit::{MotoServer, TEST_BUCKET};
 
@@ -123,6 +123,53 @@ on_both_backends!(create_only_writes_never_overwrite, |store, _dir| {
     );
     assert!(store.get("a/missing.json").await.unwrap().is_none());
 });
+
+on_both_backends!(
+    conditional_reads_answer_not_modified_until_a_write,
+    |store, _dir| {
+        assert!(matches!(
+            store.get_if_changed("tags/t.json", None).await.unwrap(),
+            Conditional::Absent
+        ));
+        let e1 = store
+            .put_if("tags/t.json", b"v1".to_vec(), None)
+            .await
+            .unwrap();
+        let Conditional::Changed(first) = store.get_if_changed("tags/t.json", None).await.unwrap()
+        else {
+            panic!("an unconditional read must return the object");
+        };
+        assert_eq!(first.bytes, b"v1");
+        assert_eq!(first.etag, e1);
+        assert!(matches!(
+            store
+                .get_if_changed("tags/t.json", Some(&e1))
+                .await
+                .unwrap(),
+            Conditional::NotModified
+        ));
+        let e2 = store
+            .put_if("tags/t.json", b"v2".to_vec(), Some(&e1))
+            .await
+            .unwrap();
+        let Conditional::Changed(second) = store
+            .get_if_changed("tags/t.json", Some(&e1))
+            .await
+            .unwrap()
+        else {
+            panic!("a read conditioned on the old version must return the new one");
+        };
+        assert_eq!((second.bytes.as_slice(), &second.etag), (&b"v2"[..], &e2));
+        store.delete("tags/t.json").await.unwrap();
+        assert!(matches!(
+            store
+                .get_if_changed("tags/t.json", Some(&e2))
+                .await
+                .unwrap(),
+            Conditional::Absent
+        ));
+    }
+);
 
 on_both_backends!(compare_and_swap_needs_the_current_version, |store, _dir| {
     let e1 = store.put_if("k.json", b"v1".to_vec(), None).await.unwrap();
