@@ -317,6 +317,21 @@ impl<'a> ChunkStore<'a> {
         })
     }
 
+    /// The index of chunk `i`'s path (see [`ChunkStore::path`]): chunks of
+    /// one file share it, so filters can match each path once.
+    pub fn path_index(&self, i: usize) -> Option<usize> {
+        let r = self.records.get(i * RECORD_LEN..(i + 1) * RECORD_LEN)?;
+        Some(u32_at(r, 44) as usize).filter(|&p| p < self.path_count)
+    }
+
+    /// Path number `p`, or `None` past the end.
+    pub fn path(&self, p: usize) -> Option<&'a str> {
+        if p >= self.path_count {
+            return None;
+        }
+        std::str::from_utf8(self.path_bytes(p)?).ok()
+    }
+
     /// The content id of chunk `i` alone (cheap: no string checks).
     pub fn content_id(&self, i: usize) -> Option<&'a [u8; 32]> {
         let r = self.records.get(i * RECORD_LEN..i * RECORD_LEN + 32)?;
@@ -363,6 +378,10 @@ mod tests {
         assert_eq!(s.get(1).unwrap().path, "a.rs");
         assert_eq!(s.content_id(1), Some(&[1u8; 32]));
         assert!(s.get(3).is_none());
+        // Chunks of one file share a path index.
+        assert_eq!(s.path_index(0), s.path_index(1));
+        assert_eq!(s.path(s.path_index(2).unwrap()), Some("docs/ü.md"));
+        assert_eq!((s.path_index(3), s.path(2)), (None, None));
     }
 
     #[test]
