@@ -48,6 +48,10 @@ impl Default for Settings {
 struct ConfigFile {
     #[serde(default)]
     build: BuildSection,
+    /// `shelf serve`'s settings may share the file; they are its to check.
+    #[serde(default)]
+    #[allow(dead_code)]
+    serve: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
