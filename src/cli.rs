@@ -43,8 +43,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// List a store's tags, or one tag's history.
     Tags(TagsArgs),
-    /// Serve search over HTTP (not in this build yet).
-    Serve(Unbuilt),
+    /// Serve search over HTTP: follow a tag in a store, or serve one bundle.
+    Serve(ServeArgs),
     /// Search a bundle from the terminal.
     Search(SearchArgs),
     /// Verify a bundle file, or a bundle in a store, end to end.
@@ -53,14 +53,6 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the embedding runtime and environment.
     Doctor(DoctorArgs),
-}
-
-/// Arguments of commands not in this build; accepted so that the command
-/// can say so instead of clap reporting an unknown argument.
-#[derive(Debug, Args)]
-pub struct Unbuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
 }
 
 /// Where the embedding runtime is.
@@ -251,21 +243,82 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["bundle", "server"])))]
 pub struct SearchArgs {
     /// What to look for, in words or code.
     pub query: String,
     /// Search this local bundle file.
     #[arg(long, value_name = "FILE")]
-    pub bundle: PathBuf,
+    pub bundle: Option<PathBuf>,
+    /// Ask this server instead (e.g. http://127.0.0.1:7700).
+    #[arg(long, value_name = "URL", env = "SHELF_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// How many results.
     #[arg(short, long, default_value_t = 5)]
     pub k: usize,
-    /// Where verified bundles are unpacked.
+    /// Only chunks whose path matches this glob (e.g. 'src/**/*.rs').
+    #[arg(long, value_name = "GLOB")]
+    pub path: Option<String>,
+    /// Only chunks of these languages (e.g. rust,python).
+    #[arg(long, value_name = "LANG", value_delimiter = ',')]
+    pub language: Vec<String>,
+    /// Where verified bundles are unpacked (with --bundle).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Print results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The store to follow a tag in: s3://bucket/prefix, file:///path or a directory.
+    #[arg(long, value_name = "URL", requires = "follow")]
+    pub store: Option<String>,
+    /// The tag to follow, or a pattern ('v*') to follow the newest version tag.
+    #[arg(long, value_name = "TAG|PATTERN", requires = "store")]
+    pub follow: Option<String>,
+    /// Serve this one bundle file instead; nothing is followed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["store", "follow"])]
+    pub bundle: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7700].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where bundles are unpacked [default: ~/.cache/shelf/serve].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Settings file with a [serve] section (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// How often the followed tag is checked [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<std::time::Duration>,
+    /// Bundles kept in the cache for instant rollback [default: 3].
+    #[arg(long, value_name = "N")]
+    pub keep_bundles: Option<usize>,
+    /// Bearer tokens for search, one per line (else $SHELF_SEARCH_TOKENS, comma-separated; none: open).
+    #[arg(long, value_name = "FILE")]
+    pub search_tokens_file: Option<PathBuf>,
+    /// The admin token, for POST /v1/admin/reload (else $SHELF_ADMIN_TOKEN; none: admin API off).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Sustained queries per second per client address (0: no limit).
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// S3-compatible endpoint (MinIO, R2, OCI, …); AWS S3 needs none.
+    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style S3 addressing.
+    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
+    pub path_style: bool,
+    /// S3 region (default: AWS_REGION, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

@@ -5,6 +5,7 @@
 //! (0 ok, 1 failed, 2 usage error or not available in this build).
 
 mod cli;
+mod client;
 mod commands;
 mod progress;
 
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => commands::rollback::run(args),
         Command::Tags(args) => commands::tags::run(args),
         Command::Gc(args) => commands::gc::run(args),
-        Command::Serve(_) => not_built("serve", 6),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match outcome {
         Ok(code) => code,
@@ -36,16 +37,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Commands that are part of the CLI's shape but not in this build yet say
-/// so plainly (exit 2), rather than pretending to work.
-fn not_built(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "shelf {command}: not available in this build yet (tracked in issue #{issue}); \
-         see docs/cli.md for what exists today"
-    );
-    Ok(ExitCode::from(2))
 }
 
 /// Logs go to stderr so stdout stays clean for JSON and tables. The level
@@ -59,9 +50,13 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("SHELF_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for people: CI logs and log collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     match cli.log_format {
         cli::LogFormat::Json => builder.json().init(),

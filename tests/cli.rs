@@ -106,10 +106,25 @@ fn a_missing_runtime_says_how_to_create_it() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_2() {
+fn serve_usage_errors_exit_2_and_nothing_to_serve_exits_1() {
     let (code, _, err) = run(shelf().args(["serve", "--store", "file:///tmp/x"]));
     assert_eq!(code, 2);
-    assert!(err.contains("not available in this build yet"), "{err}");
+    assert!(err.contains("--follow"), "{err}");
+    let (code, _, err) = run(shelf().args(["serve", "--bundle", "b.tar.zst", "--follow", "x"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (code, _, err) = run(shelf().args(["serve"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing to serve"), "{err}");
+    let (code, _, err) = run(shelf().args([
+        "serve",
+        "--bundle",
+        "/nonexistent/b.tar.zst",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/b.tar.zst"), "{err}");
 }
 
 #[test]
@@ -146,7 +161,7 @@ fn build_verify_and_search_a_repository() {
     assert_eq!(code, 0, "{err}");
     let res: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(res["results"][0]["path"], "docs/rollback.md", "{out}");
-    assert_eq!(res["digest"], report["digest"]);
+    assert_eq!(res["bundle"]["digest"], report["digest"]);
 
     let (_, out, _) = run(shelf()
         .args([

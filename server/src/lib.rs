@@ -1,7 +1,26 @@
-//! shelf's read side: verified bundles, opened by memory map and searched.
-//! Depends on `formats` for every byte layout and on `embed` for queries;
-//! never on the builder.
+//! shelf's read side: verified bundles opened by memory map, a tag followed
+//! in the store, bundles swapped atomically, queries answered over HTTP.
+//! Depends on `formats` for every byte layout, `embed` for queries and
+//! `store` for following; never on the builder.
+//!
+//! Map: `live` (one mapped bundle), `cache` (unpacked bundles on disk and
+//! their retention), `follow` (what a tag points at), `reload` (check, load
+//! beside, warm, swap), `state` (the live pointer and status), `query`
+//! (filters and ranking), `query_embedder` (micro-batched query vectors),
+//! `http` (the API and its limits), `metrics`, `config`, `serve` (start to
+//! shutdown).
 
+pub mod cache;
+pub mod config;
+pub mod follow;
+pub mod http;
 pub mod live;
+pub mod metrics;
+pub mod query;
+pub mod query_embedder;
+pub mod reload;
+pub mod serve;
+pub mod state;
 
 pub use live::{Hit, LiveBundle, OpenError};
+pub use serve::{ServeError, run};

@@ -7,6 +7,7 @@ pub mod gc;
 pub mod push;
 pub mod rollback;
 pub mod search;
+pub mod serve;
 pub mod tag;
 pub mod tags;
 pub mod verify;

@@ -1,18 +1,23 @@
-//! `shelf search QUERY --bundle FILE`: query a local bundle from a terminal.
+//! `shelf search QUERY --bundle FILE | --server URL`: ask from a terminal.
+//! With a bundle, the query runs here through the same code the server
+//! runs; with a server, it is one `POST /v1/search`. Both print the same.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use serde_json::{Value, json};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 use shelf_server::LiveBundle;
+use shelf_server::cache::BundleCache;
+use shelf_server::query::{self, Filter};
 
 use crate::cli::SearchArgs;
 
-/// Most results one query may ask for.
+/// Most results one query may ask for (the server's default limit too).
 const MAX_K: usize = 100;
 
-/// Verifies and opens the bundle, embeds the query, prints the nearest chunks.
+/// Runs one query and prints the results.
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     if args.query.trim().is_empty() {
         anyhow::bail!(
@@ -25,43 +30,101 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
             args.k
         );
     }
+    let answer = match (&args.bundle, &args.server) {
+        (Some(bundle), None) => local(&args, bundle)?,
+        (None, Some(server)) => remote(&args, server)?,
+        _ => anyhow::bail!("pass exactly one of --bundle FILE and --server URL"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print_human(&answer);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Verifies and opens the bundle, embeds the query, searches.
+fn local(args: &SearchArgs, bundle: &std::path::Path) -> anyhow::Result<Value> {
+    let filter = Filter::new(args.path.as_deref(), &args.language).map_err(anyhow::Error::msg)?;
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
     let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
-    let cache = args.cache.clone().unwrap_or_else(default_cache);
-    let bundle = LiveBundle::open_file(&args.bundle, None, &cache, embedder.identity())
-        .with_context(|| format!("opening {}", args.bundle.display()))?;
+    let cache_dir = args.cache.clone().unwrap_or_else(default_cache);
+    let cache = BundleCache::open(&cache_dir, usize::MAX)
+        .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
+    let (digest, dir) = cache
+        .install_file(bundle, None)
+        .with_context(|| format!("opening {}", bundle.display()))?;
+    let live = LiveBundle::open_dir(&dir, digest, embedder.identity())
+        .with_context(|| format!("opening {}", bundle.display()))?;
     let started = std::time::Instant::now();
-    let query = embedder.embed_query(&args.query)?;
-    let hits = bundle.search(&query, args.k)?;
-    let took_ms = started.elapsed().as_secs_f64() * 1e3;
-    let results: Vec<_> = hits
-        .iter()
-        .filter_map(|h| {
-            let c = bundle.chunk(h.key)?;
-            Some(serde_json::json!({
-                "score": h.score,
-                "path": c.path,
-                "start_line": c.start_line,
-                "end_line": c.end_line,
-                "text": c.text,
-            }))
-        })
-        .collect();
-    if args.json {
-        let out = serde_json::json!({
-            "digest": bundle.digest.to_string(),
-            "commit": bundle.manifest.source.commit,
-            "took_ms": took_ms,
-            "results": results,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
+    let vector = embedder.embed_query(&args.query)?;
+    let embed_ms = started.elapsed().as_secs_f64() * 1e3;
+    let t = std::time::Instant::now();
+    let hits = query::search(&live, &vector, args.k, &filter)?;
+    let results = query::results(&live, &hits)?;
+    let search_ms = t.elapsed().as_secs_f64() * 1e3;
+    let source = &live.manifest.source;
+    Ok(json!({
+        "query": args.query,
+        "k": args.k,
+        "bundle": {
+            "digest": live.digest,
+            "tag": null,
+            "repository": source.repository,
+            "commit": source.commit,
+        },
+        "took_ms": started.elapsed().as_secs_f64() * 1e3,
+        "timings_ms": { "embed": embed_ms, "search": search_ms },
+        "results": results,
+    }))
+}
+
+/// `POST /v1/search` on a server.
+fn remote(args: &SearchArgs, server: &str) -> anyhow::Result<Value> {
+    let base = server.trim_end_matches('/');
+    let url: http::Uri = format!("{base}/v1/search")
+        .parse()
+        .with_context(|| format!("--server '{server}' is not a URL like http://127.0.0.1:7700"))?;
+    let mut body = json!({ "query": args.query, "k": args.k });
+    if let Some(path) = &args.path {
+        body["path"] = json!(path);
     }
+    if !args.language.is_empty() {
+        body["language"] = json!(args.language);
+    }
+    let rt = super::runtime()?;
+    let (status, bytes) = rt.block_on(crate::client::post_json(
+        &url,
+        args.token.as_deref(),
+        serde_json::to_vec(&body)?,
+    ))?;
+    let value: Value = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{server} answered {status} with something that is not JSON: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        )
+    })?;
+    if !status.is_success() {
+        let message = value["error"]["message"].as_str().unwrap_or("no message");
+        anyhow::bail!("{server} refused the search ({status}): {message}");
+    }
+    Ok(value)
+}
+
+fn print_human(answer: &Value) {
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    let bundle = &answer["bundle"];
+    let commit = bundle["commit"].as_str().unwrap_or("");
     println!(
-        "{} results from {} @ {} ({took_ms:.1} ms)",
+        "{} results from {} @ {}{} ({:.1} ms)",
         results.len(),
-        bundle.manifest.source.repository,
-        &bundle.manifest.source.commit[..12.min(bundle.manifest.source.commit.len())]
+        bundle["repository"].as_str().unwrap_or("?"),
+        &commit[..12.min(commit.len())],
+        bundle["tag"]
+            .as_str()
+            .map(|t| format!(" (tag {t})"))
+            .unwrap_or_default(),
+        answer["took_ms"].as_f64().unwrap_or(0.0)
     );
     for r in &results {
         println!(
@@ -75,7 +138,6 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
             println!("    {line}");
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `$XDG_CACHE_HOME/shelf/bundles`, else `~/.cache/shelf/bundles`.

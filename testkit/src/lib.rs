@@ -1,6 +1,9 @@
 //! Fixtures for shelf's tests, in one place: real git repositories made in
 //! temporary directories with the `git` CLI (what users have), nothing mocked.
 
+pub mod http;
+pub mod serve;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -271,4 +274,91 @@ pub fn sample_manifest(commit: &str) -> Manifest {
         },
         members: vec![],
     }
+}
+
+/// Writes a real bundle without a model: `chunks` chunks over a few dozen
+/// Rust, Python and Markdown paths, with deterministic pseudo-random unit
+/// vectors of `model.dimensions`, indexed as the builder indexes them. For
+/// tests of the read side that need many chunks or another model identity
+/// (queries against it are meaningless; its structure is not).
+pub fn synthetic_bundle(
+    out_dir: &Path,
+    chunks: usize,
+    model: &ModelIdentity,
+    seed: u64,
+) -> shelf_formats::bundle::WrittenBundle {
+    use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
+    let src = tempfile::tempdir().expect("temp dir");
+    let dims = model.dimensions as usize;
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    let exts = ["rs", "py", "md"];
+    let mut records = Vec::with_capacity(chunks);
+    for i in 0..chunks {
+        let file = i / 8;
+        let path = format!("src/mod{}/file{file}.{}", file % 7, exts[file % 3]);
+        let text = format!("chunk {i} of {path}\n");
+        let id: [u8; 32] = sha2_of(text.as_bytes());
+        records.push((path, text, id, (i % 8) as u32 * 10 + 1));
+    }
+    records.sort_by(|a, b| a.0.cmp(&b.0).then(a.3.cmp(&b.3)));
+    let mut store = ChunkStoreWriter::new();
+    for (path, text, id, line) in &records {
+        store.push(&ChunkRecord {
+            content_id: *id,
+            path,
+            start_line: *line,
+            end_line: line + 9,
+            text,
+        });
+    }
+    let chunks_path = src.path().join("chunks.bin");
+    let mut bytes = Vec::new();
+    store.write_to(&mut bytes).expect("chunk store");
+    std::fs::write(&chunks_path, bytes).expect("write chunks");
+    let index = usearch::Index::new(&usearch::IndexOptions {
+        dimensions: dims,
+        metric: usearch::MetricKind::Cos,
+        quantization: usearch::ScalarKind::F32,
+        connectivity: 16,
+        expansion_add: 128,
+        expansion_search: 64,
+        multi: false,
+    })
+    .expect("index");
+    index.reserve(chunks).expect("reserve");
+    for key in 0..chunks {
+        let mut v: Vec<f32> = (0..dims).map(|_| next()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        v.iter_mut().for_each(|x| *x /= norm);
+        index.add(key as u64, &v).expect("add");
+    }
+    let vectors_path = src.path().join("vectors.usearch");
+    index
+        .save(vectors_path.to_str().expect("utf-8 temp path"))
+        .expect("save index");
+    let mut manifest = sample_manifest(&format!("{seed:040x}"));
+    manifest.model = model.clone();
+    manifest.counts.chunks = chunks as u64;
+    manifest.counts.files_indexed = chunks.div_ceil(8) as u64;
+    shelf_formats::bundle::write_bundle(
+        out_dir,
+        manifest,
+        &[
+            ("chunks.bin".into(), chunks_path),
+            ("vectors.usearch".into(), vectors_path),
+        ],
+    )
+    .expect("write bundle")
+}
+
+fn sha2_of(bytes: &[u8]) -> [u8; 32] {
+    shelf_formats::Digest::of(bytes).as_bytes().to_owned()
 }

@@ -1,0 +1,427 @@
+//! The server's bundle cache: verified bundles unpacked into
+//! `<cache>/<hex>/`, a small `state.json` saying which bundle each followed
+//! tag last served (so a restart with the store down still serves), and
+//! retention: the N most recently live bundles stay for instant rollback,
+//! older ones are removed once their last reader is gone.
+//!
+//! A `<hex>` directory exists only after a verified unpack renamed it into
+//! place (the bundle reader's staging rename), so its name can be trusted.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use shelf_formats::Digest;
+use shelf_formats::bundle::{Limits, digest_from_file_name, unpack_file};
+use shelf_formats::keys::bundle_key;
+use shelf_formats::manifest::members;
+use shelf_store::{Store, StoreError};
+
+use crate::live::OpenError;
+
+/// Schema of `state.json`.
+const STATE_SCHEMA: &str = "shelf.serve-cache/v1";
+const STATE_FILE: &str = "state.json";
+/// Prefixes of work in progress; whatever carries one at start-up was left
+/// by a process that died and is removed.
+const DOWNLOAD_PREFIX: &str = ".download-";
+const INCOMING_PREFIX: &str = ".incoming-";
+
+/// Why a bundle could not be made ready in the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The store could not be read (unreachable, denied, bundle missing):
+    /// worth trying again later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bundle itself is unusable (fails verification, wrong model,
+    /// unknown format): trying again cannot help.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+impl LoadError {
+    /// Whether the same bundle would fail the same way again.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            LoadError::Open(OpenError::Io { .. }) => false,
+            LoadError::Open(_) => true,
+            LoadError::Store(StoreError::Bundle(_)) => true,
+            LoadError::Store(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    schema: String,
+    /// Bundles in the order they went live, most recent first.
+    #[serde(default)]
+    recent: Vec<Digest>,
+    /// The bundle each followed target last served.
+    #[serde(default)]
+    live: HashMap<String, Digest>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    state: StateFile,
+    /// Open snapshots per bundle: their files must stay.
+    leases: HashMap<Digest, usize>,
+}
+
+/// A directory of unpacked, verified bundles.
+#[derive(Debug)]
+pub struct BundleCache {
+    dir: PathBuf,
+    keep: usize,
+    book: Mutex<Book>,
+}
+
+/// Keeps a cached bundle's files in place while a snapshot uses them.
+#[derive(Debug)]
+pub struct Lease {
+    cache: Arc<BundleCache>,
+    digest: Digest,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.cache.release(&self.digest);
+    }
+}
+
+impl BundleCache {
+    /// Opens (creating) the cache at `dir`, keeping the `keep` most recently
+    /// live bundles. Leftovers of interrupted downloads are removed.
+    pub fn open(dir: &Path, keep: usize) -> Result<Arc<Self>, std::io::Error> {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if (name.starts_with(DOWNLOAD_PREFIX) || name.starts_with(INCOMING_PREFIX))
+                && !owner_alive(&name)
+            {
+                tracing::debug!(path = %entry.path().display(), "removing an interrupted download");
+                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let state = match std::fs::read(dir.join(STATE_FILE)) {
+            Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
+                Ok(s) if s.schema == STATE_SCHEMA => s,
+                Ok(_) | Err(_) => {
+                    tracing::warn!(
+                        path = %dir.join(STATE_FILE).display(),
+                        "cache state file is unreadable; starting with an empty history"
+                    );
+                    StateFile::default()
+                }
+            },
+            Err(_) => StateFile::default(),
+        };
+        Ok(Arc::new(Self {
+            dir: dir.to_path_buf(),
+            keep: keep.max(1),
+            book: Mutex::new(Book {
+                state,
+                leases: HashMap::new(),
+            }),
+        }))
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where bundle `digest` is (or would be) unpacked.
+    pub fn bundle_dir(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    /// Whether a verified copy of `digest` is here.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.bundle_dir(digest).join(members::MANIFEST).is_file()
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // The book is only ever updated whole; a panic elsewhere while it
+        // was held cannot leave it half-written.
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Verifies a local bundle file (against `expected`, else the digest in
+    /// its `<hex>.tar.zst` name) and unpacks it here unless a verified copy
+    /// already is. Returns the digest and directory.
+    pub fn install_file(
+        &self,
+        bundle: &Path,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, PathBuf), OpenError> {
+        let expected = expected.copied().or_else(|| digest_from_file_name(bundle));
+        if let Some(d) = expected
+            && self.contains(&d)
+        {
+            return Ok((d, self.bundle_dir(&d)));
+        }
+        // Unpacked under a temporary name first when the digest is not known
+        // up front; `unpack_file` itself stages and renames atomically.
+        let staging = self.dir.join(format!(
+            "{INCOMING_PREFIX}{}-{}",
+            std::process::id(),
+            expected.map(|d| d.hex()).unwrap_or_default()
+        ));
+        let _ = std::fs::remove_dir_all(&staging);
+        let unpacked = unpack_file(bundle, expected.as_ref(), &staging, &Limits::default())
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&staging);
+            })?;
+        let digest = unpacked.bundle.digest;
+        let dir = self.bundle_dir(&digest);
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+        } else if let Err(e) = std::fs::rename(&staging, &dir) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(OpenError::Io {
+                path: dir,
+                source: e,
+            });
+        }
+        Ok((digest, dir))
+    }
+
+    /// Makes bundle `digest` ready here: nothing to do when a verified copy
+    /// is cached, else download it from `store` and verify while unpacking.
+    /// Nothing is left under the bundle's name unless it verified.
+    pub async fn fetch(
+        self: &Arc<Self>,
+        store: &Store,
+        digest: &Digest,
+    ) -> Result<PathBuf, LoadError> {
+        if self.contains(digest) {
+            return Ok(self.bundle_dir(digest));
+        }
+        let download = self.dir.join(format!(
+            "{DOWNLOAD_PREFIX}{}-{}.tar.zst",
+            digest.hex(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&download);
+        let started = std::time::Instant::now();
+        let fetched = store.get_to_file(&bundle_key(digest), &download).await;
+        let fetched = match fetched {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::MissingBundle {
+                store: store.describe(),
+                digest: *digest,
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = fetched {
+            let _ = std::fs::remove_file(&download);
+            return Err(e.into());
+        }
+        tracing::debug!(
+            %digest,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "bundle downloaded; verifying and unpacking"
+        );
+        let cache = Arc::clone(self);
+        let (path, expected) = (download.clone(), *digest);
+        let installed =
+            tokio::task::spawn_blocking(move || cache.install_file(&path, Some(&expected)))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(OpenError::Io {
+                        path: download.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                });
+        let _ = std::fs::remove_file(&download);
+        Ok(installed?.1)
+    }
+
+    /// Keeps `digest`'s files until the lease is dropped.
+    pub fn lease(self: &Arc<Self>, digest: Digest) -> Lease {
+        *self.book().leases.entry(digest).or_default() += 1;
+        Lease {
+            cache: Arc::clone(self),
+            digest,
+        }
+    }
+
+    fn release(&self, digest: &Digest) {
+        let mut book = self.book();
+        if let Some(n) = book.leases.get_mut(digest) {
+            *n -= 1;
+            if *n == 0 {
+                book.leases.remove(digest);
+            }
+        }
+        self.prune(&book);
+    }
+
+    /// Records that `digest` went live for `target` (persisted, so a restart
+    /// knows it), then removes bundles outside the kept set that nobody
+    /// reads any more.
+    pub fn record_live(&self, target: &str, digest: Digest) {
+        let mut book = self.book();
+        book.state.schema = STATE_SCHEMA.into();
+        book.state.recent.retain(|d| *d != digest);
+        book.state.recent.insert(0, digest);
+        book.state.recent.truncate(self.keep.max(16));
+        book.state.live.insert(target.to_string(), digest);
+        if let Err(e) = self.save(&book.state) {
+            tracing::warn!(error = %e, "cannot save the cache state; a restart with the store down will not know the last bundle");
+        }
+        self.prune(&book);
+    }
+
+    /// The bundle `target` last served, if its verified copy is still here.
+    pub fn last_live(&self, target: &str) -> Option<Digest> {
+        let digest = *self.book().state.live.get(target)?;
+        self.contains(&digest).then_some(digest)
+    }
+
+    /// Digests of the cached bundles, most recently live first.
+    pub fn cached(&self) -> Vec<Digest> {
+        self.book()
+            .state
+            .recent
+            .iter()
+            .copied()
+            .filter(|d| self.contains(d))
+            .collect()
+    }
+
+    fn save(&self, state: &StateFile) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        let tmp = self
+            .dir
+            .join(format!(".{STATE_FILE}.{}", std::process::id()));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, self.dir.join(STATE_FILE))
+    }
+
+    /// Removes every unpacked bundle that is neither among the `keep` most
+    /// recently live nor open.
+    fn prune(&self, book: &Book) {
+        let keep: Vec<&Digest> = book.state.recent.iter().take(self.keep).collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(digest) = name.parse::<Digest>() else {
+                continue;
+            };
+            if keep.contains(&&digest) || book.leases.contains_key(&digest) {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(%digest, "removed from the cache (not among the kept bundles)")
+                }
+                Err(e) => tracing::warn!(%digest, error = %e, "cannot remove a cached bundle"),
+            }
+        }
+    }
+}
+
+/// Whether the process that named a work-in-progress entry (its pid is
+/// the name's first all-digit `-` field) still runs: another process may
+/// be unpacking into the same cache right now.
+fn owner_alive(name: &str) -> bool {
+    name.split(['-', '.'])
+        .filter(|p| !p.is_empty() && p.len() <= 10 && p.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|p| p.parse::<u32>().ok())
+        .any(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bundle(cache: &BundleCache, n: u8) -> Digest {
+        let d = Digest::from_bytes([n; 32]);
+        let dir = cache.bundle_dir(&d);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(members::MANIFEST), b"{}").unwrap();
+        d
+    }
+
+    /// What a load does: lease first (so nothing prunes the bundle while
+    /// it arrives), unpack, go live.
+    fn load(cache: &Arc<BundleCache>, n: u8) -> (Digest, Lease) {
+        let lease = cache.lease(Digest::from_bytes([n; 32]));
+        let d = fake_bundle(cache, n);
+        cache.record_live("prod", d);
+        (d, lease)
+    }
+
+    #[test]
+    fn keeps_the_recent_and_the_leased_and_removes_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = BundleCache::open(t.path(), 2).unwrap();
+        let (a, lease_a) = load(&cache, 1);
+        let (b, _) = load(&cache, 2);
+        let (c, _) = load(&cache, 3);
+        // a fell out of the two most recent, but a reader still holds it.
+        assert!(cache.contains(&a) && cache.contains(&b) && cache.contains(&c));
+        drop(lease_a);
+        assert!(!cache.contains(&a), "released and not kept: removed");
+        assert!(cache.contains(&b) && cache.contains(&c));
+        assert_eq!(cache.cached(), vec![c, b]);
+    }
+
+    #[test]
+    fn a_bundle_being_loaded_is_not_pruned() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = BundleCache::open(t.path(), 1).unwrap();
+        let (_, _a) = load(&cache, 1);
+        let arriving = cache.lease(Digest::from_bytes([2; 32]));
+        let b = fake_bundle(&cache, 2);
+        let (c, _) = load(&cache, 3);
+        assert!(cache.contains(&b), "leased while it loads");
+        drop(arriving);
+        assert!(!cache.contains(&b) && cache.contains(&c));
+    }
+
+    #[test]
+    fn remembers_the_last_live_bundle_across_restarts() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = BundleCache::open(t.path(), 3).unwrap();
+        let a = fake_bundle(&cache, 1);
+        cache.record_live("production", a);
+        drop(cache);
+        let again = BundleCache::open(t.path(), 3).unwrap();
+        assert_eq!(again.last_live("production"), Some(a));
+        assert_eq!(again.last_live("staging"), None);
+        // A remembered bundle whose files are gone is not offered.
+        std::fs::remove_dir_all(again.bundle_dir(&a)).unwrap();
+        assert_eq!(again.last_live("production"), None);
+    }
+
+    #[test]
+    fn interrupted_downloads_are_cleaned_up_at_open() {
+        let t = tempfile::tempdir().unwrap();
+        // Named by a pid that no longer runs (pid_max is below 2^22).
+        std::fs::write(t.path().join(".download-abc-4999999.tar.zst"), b"partial").unwrap();
+        std::fs::create_dir_all(t.path().join(".incoming-4999999-abc")).unwrap();
+        BundleCache::open(t.path(), 3).unwrap();
+        let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_an_empty_history_not_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join(STATE_FILE), b"{ not json").unwrap();
+        let cache = BundleCache::open(t.path(), 3).unwrap();
+        assert_eq!(cache.last_live("production"), None);
+    }
+}

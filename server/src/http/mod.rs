@@ -1,0 +1,318 @@
+//! The HTTP API (docs/api.md): hyper 1 over tokio, HTTP/1.1 with
+//! keep-alive, no framework. A request is a function of the live snapshot
+//! it loads once; limits are set here, at the edge.
+
+mod error;
+mod guard;
+mod params;
+mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use error::{ApiError, Body};
+pub use guard::Tokens;
+
+use crate::cache::BundleCache;
+use crate::config::{Auth, Limits};
+use crate::query_embedder::QueryEmbedder;
+use crate::reload::Reloader;
+use crate::state::ServerState;
+use guard::{Admission, RateLimit};
+
+/// Largest request head (request line and headers) accepted. hyper's
+/// smallest allowed read buffer; longer heads get 431.
+const MAX_HEAD_BYTES: usize = 8192 + 4096;
+
+/// What is being followed, for `/v1/bundle`.
+#[derive(Debug, Clone)]
+pub struct FollowInfo {
+    /// The store, as configured.
+    pub store: String,
+    /// The tag or pattern.
+    pub target: String,
+}
+
+/// Everything a request handler needs, shared by all connections.
+#[derive(Debug)]
+pub struct Api {
+    state: Arc<ServerState>,
+    embedder: Arc<OnceLock<QueryEmbedder>>,
+    reloader: Option<Arc<Reloader>>,
+    follow: Option<FollowInfo>,
+    cache: Arc<BundleCache>,
+    search_tokens: Tokens,
+    admin_tokens: Tokens,
+    admission: Admission,
+    rate_limit: Option<RateLimit>,
+    limits: Limits,
+    default_k: usize,
+}
+
+/// The route a request is for: a fixed set, so metrics stay small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Search,
+    Bundle,
+    Reload,
+    Healthz,
+    Readyz,
+    Metrics,
+    NotFound,
+}
+
+impl Route {
+    fn of(path: &str) -> Self {
+        match path {
+            "/v1/search" => Route::Search,
+            "/v1/bundle" => Route::Bundle,
+            "/v1/admin/reload" => Route::Reload,
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            _ => Route::NotFound,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Route::Search => "search",
+            Route::Bundle => "bundle",
+            Route::Reload => "reload",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::NotFound => "not_found",
+        }
+    }
+
+    fn allows(self, method: &Method) -> Result<(), ApiError> {
+        let allow = match self {
+            Route::Search => "GET, POST",
+            Route::Reload => "POST",
+            Route::NotFound => return Ok(()),
+            _ => "GET, HEAD",
+        };
+        let ok = match self {
+            Route::Search => method == Method::GET || method == Method::POST,
+            Route::Reload => method == Method::POST,
+            _ => method == Method::GET || method == Method::HEAD,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError {
+                allow: Some(allow),
+                ..ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed here; use {allow}"),
+                )
+            })
+        }
+    }
+}
+
+/// What a handler reports for the access log.
+#[derive(Debug, Default)]
+struct Outcome {
+    results: Option<usize>,
+}
+
+impl Api {
+    /// Builds the API over shared state. `embedder` is filled in once the
+    /// model has loaded; until then queries get 503.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        state: Arc<ServerState>,
+        embedder: Arc<OnceLock<QueryEmbedder>>,
+        reloader: Option<Arc<Reloader>>,
+        follow: Option<FollowInfo>,
+        cache: Arc<BundleCache>,
+        auth: &Auth,
+        limits: Limits,
+        default_k: usize,
+    ) -> Self {
+        Self {
+            state,
+            embedder,
+            reloader,
+            follow,
+            cache,
+            search_tokens: Tokens::new(&auth.search_tokens),
+            admin_tokens: Tokens::new(auth.admin_token.iter()),
+            admission: Admission::new(&limits),
+            rate_limit: RateLimit::new(&limits),
+            limits,
+            default_k,
+        }
+    }
+
+    /// Answers one request. Never fails and never panics outward: errors
+    /// and panics become JSON error responses, and every request is
+    /// counted, timed and logged once.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let route = Route::of(req.uri().path());
+        let method = req.method().clone();
+        let m = &self.state.metrics;
+        m.in_flight.inc();
+        let work = AssertUnwindSafe(self.dispatch(route, req, client)).catch_unwind();
+        let answered = tokio::time::timeout(self.limits.request_timeout, work).await;
+        m.in_flight.dec();
+        let (response, outcome) = match answered {
+            Ok(Ok(Ok((response, outcome)))) => (response, outcome),
+            Ok(Ok(Err(e))) => (e.into_response(), Outcome::default()),
+            Ok(Err(_panic)) => {
+                tracing::error!(
+                    route = route.label(),
+                    "a request handler panicked; answered 500"
+                );
+                (
+                    ApiError::internal(
+                        "the server hit a bug answering this request; it was logged",
+                    )
+                    .into_response(),
+                    Outcome::default(),
+                )
+            }
+            Err(_) => (
+                ApiError::unavailable(
+                    "timeout",
+                    format!(
+                        "the request took longer than {} ms",
+                        self.limits.request_timeout.as_millis()
+                    ),
+                    1,
+                )
+                .into_response(),
+                Outcome::default(),
+            ),
+        };
+        let status = response.status();
+        let elapsed = started.elapsed();
+        let labels = [route.label(), status.as_str()];
+        m.requests.with_label_values(&labels).inc();
+        m.request_seconds
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+        if route != Route::Healthz && route != Route::Metrics {
+            tracing::info!(
+                target: "shelf::access",
+                client = %client.ip(),
+                method = %method,
+                route = route.label(),
+                status = status.as_u16(),
+                latency_ms = elapsed.as_secs_f64() * 1e3,
+                results = outcome.results,
+                "request"
+            );
+        }
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        route: Route,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<(Response<Body>, Outcome), ApiError> {
+        route.allows(req.method())?;
+        let plain = |r: Result<Response<Body>, ApiError>| r.map(|r| (r, Outcome::default()));
+        match route {
+            Route::Search => routes::search(self, req, client).await,
+            Route::Bundle => plain(routes::bundle(self, &req)),
+            Route::Reload => plain(routes::reload(self, &req).await),
+            Route::Healthz => plain(routes::healthz()),
+            Route::Readyz => plain(routes::readyz(self)),
+            Route::Metrics => plain(routes::metrics(self)),
+            Route::NotFound => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/bundle, /healthz, /readyz, /metrics)",
+                    req.uri().path().chars().take(128).collect::<String>()
+                ),
+            )),
+        }
+    }
+}
+
+/// Serves `api` on `listener` until `shutdown` resolves, then stops
+/// accepting and gives in-flight requests up to the drain timeout.
+pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(api.limits.max_connections));
+    let header_timeout = api.limits.header_timeout;
+    let drain = api.limits.drain_timeout;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, client) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+            api.state
+                .metrics
+                .rejected
+                .with_label_values(&["too_many_connections"])
+                .inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let api = Arc::clone(&api);
+        let service = service_fn(move |req| {
+            let api = Arc::clone(&api);
+            async move { Ok::<_, Infallible>(api.handle(req, client).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(client = %client, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections; draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(drain) => tracing::warn!(
+            drain_ms = drain.as_millis() as u64,
+            "drain timeout: closing the remaining connections"
+        ),
+    }
+}

@@ -1,0 +1,210 @@
+//! One query against one bundle: filters (path glob, language), the vector
+//! search, and results with their chunks. Shared by the HTTP API and
+//! `shelf search`, so both answer the same way.
+
+use globset::{Glob, GlobMatcher};
+use serde::Serialize;
+
+use crate::live::{Hit, LiveBundle, OpenError};
+
+/// Filters that leave at most this many chunks are scored exactly: a graph
+/// walk that must skip almost everything can miss the few that pass.
+const EXACT_FILTER_LIMIT: usize = 4096;
+
+/// Languages by file extension (or whole file name), for the `language`
+/// filter and the `language` field of results.
+const LANGUAGES: &[(&str, &[&str])] = &[
+    ("c", &["c", "h"]),
+    ("cpp", &["cc", "cpp", "cxx", "hh", "hpp", "hxx"]),
+    ("csharp", &["cs"]),
+    ("css", &["css", "scss", "sass", "less"]),
+    ("go", &["go"]),
+    ("html", &["html", "htm"]),
+    ("java", &["java"]),
+    ("javascript", &["js", "jsx", "mjs", "cjs"]),
+    ("json", &["json"]),
+    ("kotlin", &["kt", "kts"]),
+    ("markdown", &["md", "markdown", "mdx"]),
+    ("php", &["php"]),
+    ("python", &["py", "pyi"]),
+    ("rst", &["rst"]),
+    ("ruby", &["rb"]),
+    ("rust", &["rs"]),
+    ("scala", &["scala"]),
+    ("shell", &["sh", "bash", "zsh"]),
+    ("sql", &["sql"]),
+    ("swift", &["swift"]),
+    ("text", &["txt"]),
+    ("toml", &["toml"]),
+    ("typescript", &["ts", "tsx", "mts", "cts"]),
+    ("yaml", &["yaml", "yml"]),
+];
+
+/// The language of a path, from its extension (`None`: not one shelf names).
+pub fn language_of(path: &str) -> Option<&'static str> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    LANGUAGES
+        .iter()
+        .find(|(_, exts)| exts.contains(&ext.as_str()))
+        .map(|(lang, _)| *lang)
+}
+
+/// Every language name the filter accepts.
+pub fn language_names() -> impl Iterator<Item = &'static str> {
+    LANGUAGES.iter().map(|(l, _)| *l)
+}
+
+/// Which chunks a query may return.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    path: Option<(String, GlobMatcher)>,
+    languages: Vec<&'static str>,
+}
+
+impl Filter {
+    /// A filter from a path glob (globset syntax: `src/**/*.rs`,
+    /// `{docs,src}/**`) and language names. Errors say what is wrong.
+    pub fn new(path: Option<&str>, languages: &[String]) -> Result<Self, String> {
+        let path = match path.map(str::trim).filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let glob = Glob::new(p)
+                    .map_err(|e| format!("path filter '{p}' is not a valid glob: {e}"))?;
+                Some((p.to_string(), glob.compile_matcher()))
+            }
+            None => None,
+        };
+        let mut langs = Vec::new();
+        for l in languages {
+            let wanted = l.trim().to_ascii_lowercase();
+            match language_names().find(|n| *n == wanted) {
+                Some(n) => langs.push(n),
+                None => {
+                    return Err(format!(
+                        "unknown language '{l}'; known: {}",
+                        language_names().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            path,
+            languages: langs,
+        })
+    }
+
+    /// Whether it accepts everything.
+    pub fn is_empty(&self) -> bool {
+        self.path.is_none() && self.languages.is_empty()
+    }
+
+    /// Whether chunks of `path` pass.
+    pub fn accepts(&self, path: &str) -> bool {
+        let lang_ok = self.languages.is_empty()
+            || language_of(path).is_some_and(|l| self.languages.contains(&l));
+        lang_ok && self.path.as_ref().is_none_or(|(_, m)| m.is_match(path))
+    }
+}
+
+/// One result, ready to serialise.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultChunk {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Cosine similarity (higher is closer).
+    pub score: f32,
+    /// Repository-relative path.
+    pub path: String,
+    /// First line, 1-based.
+    pub start_line: u32,
+    /// Last line, inclusive.
+    pub end_line: u32,
+    /// Language from the extension, if known.
+    pub language: Option<&'static str>,
+    /// The chunk's content id (hex sha256 of what was embedded): stable
+    /// across bundles while the chunk's text is unchanged.
+    pub chunk_id: String,
+    /// The chunk's text.
+    pub text: String,
+}
+
+/// The `k` best chunks for `vector` that pass `filter`.
+pub fn search(
+    bundle: &LiveBundle,
+    vector: &[f32],
+    k: usize,
+    filter: &Filter,
+) -> Result<Vec<Hit>, OpenError> {
+    if filter.is_empty() {
+        return bundle.search(vector, k);
+    }
+    let chunks = bundle.chunks()?;
+    let accepted_paths: Vec<bool> = (0..chunks.path_count())
+        .map(|p| chunks.path(p).is_some_and(|path| filter.accepts(path)))
+        .collect();
+    let passes = |key: u64| {
+        usize::try_from(key)
+            .ok()
+            .and_then(|i| chunks.path_index(i))
+            .and_then(|p| accepted_paths.get(p).copied())
+            .unwrap_or(false)
+    };
+    let keys: Vec<u64> = (0..chunks.len() as u64)
+        .filter(|&key| passes(key))
+        .take(EXACT_FILTER_LIMIT + 1)
+        .collect();
+    if keys.len() <= EXACT_FILTER_LIMIT {
+        return bundle.exact_among(vector, &keys, k);
+    }
+    bundle.filtered_search(vector, k, passes)
+}
+
+/// Results with their chunks, in rank order.
+pub fn results(bundle: &LiveBundle, hits: &[Hit]) -> Result<Vec<ResultChunk>, OpenError> {
+    let chunks = bundle.chunks()?;
+    Ok(hits
+        .iter()
+        .filter_map(|h| {
+            let c = chunks.get(usize::try_from(h.key).ok()?)?;
+            Some((h.score, c))
+        })
+        .enumerate()
+        .map(|(i, (score, c))| ResultChunk {
+            rank: i + 1,
+            score,
+            path: c.path.to_string(),
+            start_line: c.start_line,
+            end_line: c.end_line,
+            language: language_of(c.path),
+            chunk_id: hex::encode(c.content_id),
+            text: c.text.to_string(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_come_from_extensions() {
+        assert_eq!(language_of("src/main.rs"), Some("rust"));
+        assert_eq!(language_of("a/B.PY"), Some("python"));
+        assert_eq!(language_of("docs/x.md"), Some("markdown"));
+        assert_eq!(language_of("Makefile"), None);
+        assert_eq!(language_of(".hidden/x"), None);
+    }
+
+    #[test]
+    fn filters_combine_path_and_language() {
+        let f = Filter::new(Some("src/**"), &["Rust".into()]).unwrap();
+        assert!(f.accepts("src/a/b.rs"));
+        assert!(!f.accepts("src/a/b.py"));
+        assert!(!f.accepts("tests/b.rs"));
+        assert!(Filter::new(None, &[]).unwrap().is_empty());
+        assert!(Filter::new(Some("  "), &[]).unwrap().is_empty());
+        let err = Filter::new(None, &["klingon".into()]).unwrap_err();
+        assert!(err.contains("klingon") && err.contains("rust"), "{err}");
+        assert!(Filter::new(Some("src/[a"), &[]).is_err());
+    }
+}

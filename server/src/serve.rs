@@ -1,0 +1,210 @@
+//! `shelf serve` from start to shutdown: listen at once (so `/healthz`
+//! answers while loading), load the model, load the first bundle (from the
+//! cache when it has it), follow the tag, and on shutdown stop accepting
+//! and drain in-flight requests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_store::{S3Options, StoreLocation};
+use tokio::net::TcpListener;
+
+use crate::cache::BundleCache;
+use crate::config::{ServeConfig, Source};
+use crate::follow::{Follow, Resolver};
+use crate::http::{Api, FollowInfo};
+use crate::metrics::Metrics;
+use crate::query_embedder::QueryEmbedder;
+use crate::reload::{Follower, Loader, PROBE_QUERY, Reloader};
+use crate::state::ServerState;
+
+/// Why the server could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The cache directory cannot be used.
+    #[error("cannot use the cache directory {}: {source}; choose another with --cache", path.display())]
+    Cache {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The model cannot be loaded.
+    #[error(transparent)]
+    Model(#[from] shelf_embed::EmbedError),
+    /// The one bundle file given cannot be served.
+    #[error("cannot serve {}: {detail}", path.display())]
+    Bundle {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// Metrics could not be set up (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Anything else from the OS.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running server's address, reported as soon as it listens.
+pub type OnListening = Box<dyn FnOnce(SocketAddr) + Send>;
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(
+    config: ServeConfig,
+    runtime: Runtime,
+    on_listening: OnListening,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(ServerState::new(Metrics::new()?));
+    let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|source| {
+        ServeError::Cache {
+            path: config.cache_dir.clone(),
+            source,
+        }
+    })?;
+    let embedder_cell = Arc::new(OnceLock::new());
+    let (reloader, follow) = match &config.source {
+        Source::Follow { store, follow } => (
+            Some(Arc::new(Reloader::default())),
+            Some(FollowInfo {
+                store: store.clone(),
+                target: follow.clone(),
+            }),
+        ),
+        Source::Bundle(_) => (None, None),
+    };
+    let api = Arc::new(Api::new(
+        Arc::clone(&state),
+        Arc::clone(&embedder_cell),
+        reloader.clone(),
+        follow,
+        Arc::clone(&cache),
+        &config.auth,
+        config.limits.clone(),
+        config.default_k,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(crate::http::serve(listener, api, async move {
+        let _ = stop_rx.await;
+    }));
+    tracing::info!(%addr, "listening on http://{addr}");
+    on_listening(addr);
+
+    // The model: loaded once, off the async runtime.
+    let started = std::time::Instant::now();
+    let options = EmbedderOptions {
+        intra_threads: config.embed_threads,
+        ..EmbedderOptions::default()
+    };
+    let embedder = tokio::task::spawn_blocking(move || Embedder::load(&runtime, &options))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let embedder = QueryEmbedder::start(
+        Arc::new(embedder),
+        config.limits.max_queued + config.limits.max_concurrent,
+    )?;
+    let probe_embedder = embedder.clone();
+    let probe = tokio::task::spawn_blocking(move || probe_embedder.embed_now(&[PROBE_QUERY]))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??
+        .pop()
+        .unwrap_or_default();
+    tracing::info!(
+        model = %embedder.identity().name,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "embedding model loaded"
+    );
+    let loader = Loader {
+        state: Arc::clone(&state),
+        cache: Arc::clone(&cache),
+        embedder: embedder.clone(),
+        probe: Arc::new(probe),
+        expansion_search: config.expansion_search,
+    };
+    let _ = embedder_cell.set(embedder);
+    state.set_model_loaded();
+
+    let follower = match &config.source {
+        Source::Bundle(path) => {
+            serve_file(&loader, path).await?;
+            None
+        }
+        Source::Follow { store, follow } => {
+            let target = Follow::parse(follow)
+                .map_err(|e| crate::config::ConfigError::new("--follow", e))?;
+            let options = S3Options {
+                endpoint_url: config.store_client.endpoint_url.clone(),
+                path_style: config.store_client.path_style,
+                region: config.store_client.region.clone(),
+                ..S3Options::default()
+            };
+            let location = StoreLocation::parse(store, options)
+                .map_err(|e| crate::config::ConfigError::new("--store", e.to_string()))?;
+            let follower = Follower::new(loader, location, store.clone(), Resolver::new(target));
+            let reloader = reloader.clone().unwrap_or_default();
+            Some(tokio::spawn(follower.run(reloader, config.poll_interval)))
+        }
+    };
+
+    shutdown.await;
+    tracing::info!("shutdown requested");
+    if let Some(f) = follower {
+        f.abort();
+    }
+    let _ = stop_tx.send(());
+    let _ = http.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `--bundle FILE`: verify, unpack into the cache, serve. Nothing is
+/// followed; a bundle that fails is an error at start.
+async fn serve_file(loader: &Loader, path: &std::path::Path) -> Result<(), ServeError> {
+    let fail = |detail: String| ServeError::Bundle {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let started = std::time::Instant::now();
+    let cache = Arc::clone(&loader.cache);
+    let file = path.to_path_buf();
+    let (digest, _) = tokio::task::spawn_blocking(move || cache.install_file(&file, None))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
+    let snapshot = loader
+        .open_snapshot(digest, None)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    loader
+        .state
+        .swap(snapshot, started.elapsed().as_millis() as u64);
+    loader
+        .cache
+        .record_live(&format!("file:{}", path.display()), digest);
+    tracing::info!(%digest, "serving {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,1156 @@
+//! `shelf serve` as operators run it: the real binary on a free loopback
+//! port, real bundles built with the real model, a real store (a local
+//! directory, or moto's S3 server), asserted over HTTP.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shelf_testkit::http::{self, encode};
+use shelf_testkit::serve::ServerProcess;
+use shelf_testkit::{GitRepo, MotoServer, TEST_BUCKET, sample_repo};
+
+const SHELF: &str = env!("CARGO_BIN_EXE_shelf");
+const READY: Duration = Duration::from_secs(60);
+const SEARCH_TOKEN: &str = "search-token-0123456789abcdef";
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// A store as the CLI sees it.
+#[derive(Clone)]
+struct StoreArgs {
+    url: String,
+    extra: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl StoreArgs {
+    fn local(dir: &Path) -> Self {
+        Self {
+            url: dir.join("store").display().to_string(),
+            extra: vec![],
+            env: vec![],
+        }
+    }
+
+    fn s3(moto: &MotoServer) -> Self {
+        Self {
+            url: format!("s3://{TEST_BUCKET}/idx"),
+            extra: vec![
+                "--endpoint-url".into(),
+                moto.endpoint(),
+                "--path-style".into(),
+            ],
+            env: vec![
+                ("AWS_ACCESS_KEY_ID", "test".into()),
+                ("AWS_SECRET_ACCESS_KEY", "test".into()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ],
+        }
+    }
+
+    /// `--store URL` plus the S3 flags.
+    fn args(&self) -> Vec<String> {
+        let mut a = vec!["--store".to_string(), self.url.clone()];
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
+fn shelf(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = Command::new(SHELF);
+    c.env_remove("SHELF_RUNTIME").env("SHELF_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.args(args).output().expect("shelf runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A built bundle.
+struct Built {
+    digest: String,
+    path: PathBuf,
+}
+
+fn build(repo: &GitRepo, out: &Path) -> Built {
+    let (code, stdout, err) = shelf(
+        &[
+            "build",
+            "--json",
+            "--repo",
+            &repo.path().display().to_string(),
+            "--out",
+            &out.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    Built {
+        digest: v["digest"].as_str().unwrap().to_string(),
+        path: PathBuf::from(v["bundle_path"].as_str().unwrap()),
+    }
+}
+
+fn push(store: &StoreArgs, bundle: &Path) {
+    let mut args = vec!["push".to_string(), bundle.display().to_string()];
+    args.extend(store.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = shelf(&args, &store.env());
+    assert_eq!(code, 0, "push: {err}");
+}
+
+fn tag(store: &StoreArgs, name: &str, target: &str) {
+    let mut args = vec!["tag".to_string(), name.into(), target.into()];
+    args.extend(store.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = shelf(&args, &store.env());
+    assert_eq!(code, 0, "tag: {err}");
+}
+
+/// The sample repository, built, pushed and tagged `production`.
+fn published(store: &StoreArgs, out: &Path) -> (GitRepo, Built) {
+    let repo = sample_repo();
+    let v1 = build(&repo, out);
+    push(store, &v1.path);
+    tag(store, "production", &v1.digest);
+    (repo, v1)
+}
+
+/// `shelf serve --store … --follow … --cache …` plus `extra`.
+fn follow(
+    store: &StoreArgs,
+    target: &str,
+    cache: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ServerProcess {
+    let mut args = store.args();
+    args.extend([
+        "--follow".to_string(),
+        target.to_string(),
+        "--cache".to_string(),
+        cache.display().to_string(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut all_env = store.env();
+    all_env.extend_from_slice(env);
+    ServerProcess::start(Path::new(SHELF), &args, &all_env)
+}
+
+fn search(addr: SocketAddr, q: &str) -> serde_json::Value {
+    let r = http::get(addr, &format!("/v1/search?q={}&k=3", encode(q)));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+fn top_path(answer: &serde_json::Value) -> String {
+    answer["results"][0]["path"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn live_digest(addr: SocketAddr) -> String {
+    http::get(addr, "/v1/bundle").json()["live"]["digest"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn reload(addr: SocketAddr) -> http::Response {
+    http::request(
+        addr,
+        "POST",
+        "/v1/admin/reload",
+        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        b"",
+    )
+}
+
+#[test]
+fn follows_a_tag_by_poll_and_by_admin_reload_and_answers_from_the_right_files() {
+    let t = tempfile::tempdir().unwrap();
+    let store = StoreArgs::local(t.path());
+    let (repo, v1) = published(&store, &t.path().join("b"));
+    let server = follow(
+        &store,
+        "production",
+        &t.path().join("cache"),
+        &["--poll-interval", "200ms"],
+        &[],
+    );
+    let ready = server.wait_ready(READY);
+    assert_eq!(ready["status"], "ok");
+    assert_eq!(ready["digest"], v1.digest);
+
+    let answer = search(server.addr, "move a tag with compare-and-swap");
+    assert_eq!(top_path(&answer), "src/tags.rs", "{answer:#}");
+    assert_eq!(answer["bundle"]["digest"], v1.digest);
+    assert_eq!(answer["bundle"]["tag"], "production");
+    assert_eq!(answer["bundle"]["commit"], repo.git(&["rev-parse", "HEAD"]));
+    let r = &answer["results"][0];
+    assert!(r["score"].as_f64().unwrap() > 0.2 && r["start_line"] == 1);
+    assert!(r["text"].as_str().unwrap().contains("fn move_tag"));
+    assert_eq!(r["chunk_id"].as_str().unwrap().len(), 64);
+    assert!(answer["took_ms"].as_f64().unwrap() > 0.0);
+
+    // The tag moves: the poll notices within a few intervals.
+    repo.write(
+        "src/cache.rs",
+        "/// Evicts the least recently used entries when the cache is full.\npub fn evict_lru(cache: &mut Cache) {\n    while cache.len() > cache.capacity() { cache.pop_oldest(); }\n}\n",
+    );
+    repo.commit("v2");
+    let v2 = build(&repo, &t.path().join("b"));
+    push(&store, &v2.path);
+    tag(&store, "production", &v2.digest);
+    server.wait_for("/v1/bundle", Duration::from_secs(20), |r| {
+        r.json()["live"]["digest"] == v2.digest.as_str()
+    });
+    let answer = search(server.addr, "evict least recently used cache entries");
+    assert_eq!(top_path(&answer), "src/cache.rs");
+    assert_eq!(answer["bundle"]["digest"], v2.digest);
+    let info = http::get(server.addr, "/v1/bundle").json();
+    assert_eq!(info["last_swap"]["from"], v1.digest);
+    assert_eq!(info["last_swap"]["to"], v2.digest);
+    assert_eq!(info["follow"]["target"], "production");
+    assert_eq!(info["live"]["chunks"].as_u64(), Some(v2_chunks(&info)));
+    drop(server);
+
+    // A server that polls rarely follows at once when asked.
+    let server = follow(
+        &store,
+        "production",
+        &t.path().join("cache"),
+        &["--poll-interval", "1h"],
+        &[("SHELF_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    server.wait_ready(READY);
+    assert_eq!(live_digest(server.addr), v2.digest);
+    tag(&store, "production", &v1.digest);
+    let r = reload(server.addr);
+    assert_eq!(r.status, 200);
+    let report = r.json();
+    assert_eq!(report["swapped"], true, "{report:#}");
+    assert_eq!(report["live"], v1.digest);
+    assert_eq!(live_digest(server.addr), v1.digest);
+    // Nothing moved: a second reload checks and swaps nothing.
+    let again = reload(server.addr).json();
+    assert_eq!(
+        (again["swapped"].as_bool(), again["target"].as_str()),
+        (Some(false), Some(v1.digest.as_str()))
+    );
+    // The admin API wants the admin token, not a guess.
+    let r = http::request(
+        server.addr,
+        "POST",
+        "/v1/admin/reload",
+        &[("Authorization", "Bearer nope")],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+}
+
+fn v2_chunks(info: &serde_json::Value) -> u64 {
+    info["live"]["chunks"].as_u64().unwrap_or(0)
+}
+
+/// A bundle whose manifest says format 99: written by hand, as a newer
+/// shelf would, so no writer of ours can make it.
+fn unknown_format_bundle(dir: &Path) -> (String, Vec<u8>) {
+    let mut manifest = shelf_testkit::sample_manifest(&"9".repeat(40));
+    manifest.format_version = 99;
+    manifest.members = vec![];
+    let json = manifest.to_canonical_json();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(json.len() as u64);
+    h.set_mode(0o444);
+    h.set_cksum();
+    tar.append_data(&mut h, "manifest.json", &json[..]).unwrap();
+    let bytes = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+    let digest = shelf_formats::Digest::of(&bytes);
+    std::fs::create_dir_all(dir).unwrap();
+    (digest.to_string(), bytes)
+}
+
+/// Puts `bytes` in a local store under `digest`, as a broken upload or a
+/// tampered bucket would (the CLI's push would refuse them).
+fn plant(store_dir: &Path, digest: &str, bytes: &[u8]) {
+    let hex = digest.trim_start_matches("sha256:");
+    let path = store_dir
+        .join("store/bundles/sha256")
+        .join(format!("{hex}.tar.zst"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn bad_bundles_are_refused_while_the_old_one_keeps_answering_and_readyz_says_why() {
+    let t = tempfile::tempdir().unwrap();
+    let store = StoreArgs::local(t.path());
+    let (repo, v1) = published(&store, &t.path().join("b"));
+    let server = follow(
+        &store,
+        "production",
+        &t.path().join("cache"),
+        &["--poll-interval", "100ms"],
+        &[("SHELF_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    server.wait_ready(READY);
+
+    // Real bundles of later commits, damaged before they reach the store.
+    repo.write("src/extra.rs", "/// Extra.\npub fn extra() {}\n");
+    repo.commit("v2");
+    let v2 = build(&repo, &t.path().join("b"));
+    let mut corrupted = std::fs::read(&v2.path).unwrap();
+    let mid = corrupted.len() / 2;
+    corrupted[mid] ^= 0x40;
+    repo.write("src/more.rs", "/// More.\npub fn more() {}\n");
+    repo.commit("v3");
+    let v3 = build(&repo, &t.path().join("b"));
+    let bytes = std::fs::read(&v3.path).unwrap();
+    let truncated = bytes[..bytes.len() * 2 / 3].to_vec();
+    let mut other = shelf_testkit::sample_manifest("0").model;
+    other.name = "BAAI/bge-small-en-v1.5".into();
+    let wrong_model = shelf_testkit::synthetic_bundle(&t.path().join("wm"), 20, &other, 3);
+    let (unknown_digest, unknown) = unknown_format_bundle(&t.path().join("uf"));
+
+    plant(t.path(), &v2.digest, &corrupted);
+    plant(t.path(), &v3.digest, &truncated);
+    push(&store, &wrong_model.path);
+    plant(t.path(), &unknown_digest, &unknown);
+    let cases = [
+        ("corrupted", v2.digest.clone(), "sha256"),
+        ("truncated", v3.digest.clone(), ""),
+        (
+            "wrong model",
+            wrong_model.digest.to_string(),
+            "another embedding model",
+        ),
+        ("unknown format", unknown_digest.clone(), "format"),
+    ];
+    for (what, digest, needle) in cases {
+        tag(&store, "production", &digest);
+        let report = reload(server.addr).json();
+        assert_eq!(report["swapped"], false, "{what}: {report:#}");
+        assert_eq!(report["target"], digest.as_str(), "{what}");
+        let error = report["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no error in {report:#}"));
+        assert!(error.contains(needle), "{what}: {error}");
+        // Still answering, from the old bundle.
+        let answer = search(server.addr, "move a tag with compare-and-swap");
+        assert_eq!(answer["bundle"]["digest"], v1.digest, "{what}");
+        let ready = http::get(server.addr, "/readyz");
+        assert_eq!(ready.status, 200, "{what}: degraded still serves");
+        let ready = ready.json();
+        assert_eq!(ready["status"], "degraded", "{what}");
+        let reason = ready["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&digest) && reason.contains("older one is serving"),
+            "{what}: {reason}"
+        );
+        let info = http::get(server.addr, "/v1/bundle").json();
+        assert_eq!(info["last_error"]["digest"], digest.as_str(), "{what}");
+        // Nothing of the refused bundle is left in the cache.
+        let hex = digest.trim_start_matches("sha256:");
+        assert!(
+            !t.path().join("cache").join(hex).exists(),
+            "{what} left files behind"
+        );
+    }
+    // Back to a good bundle: healthy again.
+    tag(&store, "production", &v1.digest);
+    let report = reload(server.addr).json();
+    assert!(report["error"].is_null(), "{report:#}");
+    assert_eq!(http::get(server.addr, "/readyz").json()["status"], "ok");
+    let metrics = String::from_utf8(http::get(server.addr, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains("shelf_bundle_load_failures_total{reason=\"wrong_model\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shelf_bundle_load_failures_total{reason=\"verification\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_store_down_at_start_serves_a_warm_cache_degraded_and_an_empty_cache_is_not_ready() {
+    let t = tempfile::tempdir().unwrap();
+    let moto = MotoServer::start();
+    let store = StoreArgs::s3(&moto);
+    let (_repo, v1) = published(&store, &t.path().join("b"));
+    let cache = t.path().join("cache");
+    let server = follow(
+        &store,
+        "production",
+        &cache,
+        &["--poll-interval", "200ms"],
+        &[],
+    );
+    assert_eq!(server.wait_ready(READY)["status"], "ok");
+    assert_eq!(
+        server
+            .terminate(Duration::from_secs(15))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    drop(moto);
+
+    // Restart with the store gone: the cached bundle serves, degraded.
+    let server = follow(
+        &store,
+        "production",
+        &cache,
+        &["--poll-interval", "200ms"],
+        &[],
+    );
+    let ready = server.wait_ready(READY);
+    assert_eq!(ready["status"], "degraded", "{ready:#}");
+    assert_eq!(ready["digest"], v1.digest);
+    let reason = ready["reason"].as_str().unwrap();
+    assert!(reason.contains("store is unreachable"), "{reason}");
+    let answer = search(server.addr, "move a tag with compare-and-swap");
+    assert_eq!(answer["bundle"]["digest"], v1.digest);
+    assert_eq!(top_path(&answer), "src/tags.rs");
+    drop(server);
+
+    // Nothing cached and no store: alive, not ready, and the log says why.
+    let empty = t.path().join("empty-cache");
+    let server = follow(
+        &store,
+        "production",
+        &empty,
+        &["--poll-interval", "200ms"],
+        &[],
+    );
+    let not_ready = server.wait_for("/readyz", READY, |r| {
+        r.status == 503
+            && r.json()["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("no cached bundle"))
+    });
+    assert_eq!(not_ready["status"], "not_ready");
+    assert_eq!(http::get(server.addr, "/healthz").status, 200);
+    let r = http::get(server.addr, "/v1/search?q=anything");
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    let logs = server.logs();
+    assert!(
+        logs.contains("not ready") && logs.contains("no cached bundle for 'production'"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn following_a_pattern_serves_the_newest_version_tag() {
+    let t = tempfile::tempdir().unwrap();
+    let store = StoreArgs::local(t.path());
+    let repo = sample_repo();
+    let v1 = build(&repo, &t.path().join("b"));
+    push(&store, &v1.path);
+    repo.write(
+        "NOTES.md",
+        "# Notes\n\nRelease notes for the second version.\n",
+    );
+    repo.commit("v2");
+    let v2 = build(&repo, &t.path().join("b"));
+    push(&store, &v2.path);
+    // Text order would pick v1.9.0; semantic order picks v1.10.0.
+    tag(&store, "v1.10.0", &v1.digest);
+    tag(&store, "v1.9.0", &v2.digest);
+    tag(&store, "latest", &v2.digest);
+    let server = follow(
+        &store,
+        "v*",
+        &t.path().join("cache"),
+        &["--poll-interval", "100ms"],
+        &[],
+    );
+    server.wait_ready(READY);
+    let info = http::get(server.addr, "/v1/bundle").json();
+    assert_eq!(info["live"]["digest"], v1.digest);
+    assert_eq!(info["live"]["tag"], "v1.10.0");
+    tag(&store, "v2.0.0", &v2.digest);
+    server.wait_for("/v1/bundle", Duration::from_secs(20), |r| {
+        r.json()["live"]["tag"] == "v2.0.0"
+    });
+    assert_eq!(live_digest(server.addr), v2.digest);
+}
+
+/// `shelf serve --bundle` with the given env and extra flags.
+fn serve_file(bundle: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+    let mut args = vec![
+        "--bundle".to_string(),
+        bundle.display().to_string(),
+        "--cache".to_string(),
+        cache.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ServerProcess::start(Path::new(SHELF), &args, env)
+}
+
+#[test]
+fn tokens_are_required_compared_exactly_and_never_logged() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let server = serve_file(
+        &v1.path,
+        &t.path().join("cache"),
+        &["--log-format", "json"],
+        &[
+            (
+                "SHELF_SEARCH_TOKENS",
+                &format!("other-token-0123456789abcdef,{SEARCH_TOKEN}"),
+            ),
+            ("SHELF_ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+    );
+    server.wait_ready(READY);
+    let q = "/v1/search?q=tags";
+    let r = http::get(server.addr, q);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"shelf\""));
+    assert_eq!(r.json()["error"]["code"], "unauthorized");
+    for bad in [
+        "Bearer wrong-token-0123456789abcdef",
+        &format!("Basic {SEARCH_TOKEN}"),
+        &format!("Bearer {SEARCH_TOKEN}x"),
+    ] {
+        assert_eq!(
+            http::request(server.addr, "GET", q, &[("Authorization", bad)], b"").status,
+            401,
+            "{bad}"
+        );
+    }
+    let ok = http::request(
+        server.addr,
+        "GET",
+        q,
+        &[("Authorization", &format!("Bearer {SEARCH_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(ok.status, 200);
+    // The admin token is not a search token, nor the reverse.
+    let r = http::request(
+        server.addr,
+        "GET",
+        q,
+        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    let r = http::request(
+        server.addr,
+        "POST",
+        "/v1/admin/reload",
+        &[("Authorization", &format!("Bearer {SEARCH_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    // A one-file server follows nothing: reload says so.
+    assert_eq!(reload(server.addr).status, 409);
+    // Probes stay open for load balancers.
+    assert_eq!(http::get(server.addr, "/readyz").status, 200);
+    assert_eq!(http::get(server.addr, "/healthz").status, 200);
+    // Logs are JSON lines, one per request with its latency, and no secret.
+    let logs = server.logs();
+    assert!(!logs.contains(SEARCH_TOKEN) && !logs.contains(ADMIN_TOKEN));
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["route"] == "search")
+        .collect();
+    assert!(access.len() >= 5, "{logs}");
+    assert!(
+        access
+            .iter()
+            .any(|v| v["fields"]["status"] == 200 && v["fields"]["results"].as_u64() > Some(0))
+    );
+    assert!(
+        access
+            .iter()
+            .all(|v| v["fields"]["latency_ms"].as_f64().is_some())
+    );
+}
+
+/// Every class of bad input, each with its status and a JSON error body.
+#[test]
+fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let config = t.path().join("shelf.toml");
+    std::fs::write(&config, "[serve.limits]\nmax_body_bytes = 2048\nmax_query_bytes = 1024\nmax_k = 50\nheader_timeout = \"1s\"\n").unwrap();
+    let server = serve_file(
+        &v1.path,
+        &t.path().join("cache"),
+        &["--config", &config.display().to_string()],
+        &[],
+    );
+    server.wait_ready(READY);
+    let addr = server.addr;
+    let json_ct = [("Content-Type", "application/json")];
+    let cases: Vec<(&str, http::Response, u16, &str)> = vec![
+        (
+            "empty query",
+            http::get(addr, "/v1/search?q=%20"),
+            400,
+            "empty",
+        ),
+        ("no query", http::get(addr, "/v1/search"), 400, "missing"),
+        (
+            "k zero",
+            http::get(addr, "/v1/search?q=x&k=0"),
+            400,
+            "out of range",
+        ),
+        (
+            "huge k",
+            http::get(addr, "/v1/search?q=x&k=1000000000000"),
+            400,
+            "out of range",
+        ),
+        (
+            "k not a number",
+            http::get(addr, "/v1/search?q=x&k=ten"),
+            400,
+            "whole number",
+        ),
+        (
+            "unknown parameter",
+            http::get(addr, "/v1/search?q=x&top=3"),
+            400,
+            "unknown parameter",
+        ),
+        (
+            "invalid UTF-8 in the query string",
+            http::get(addr, "/v1/search?q=%C3%28"),
+            400,
+            "UTF-8",
+        ),
+        (
+            "query too long",
+            http::get(addr, &format!("/v1/search?q={}", "a".repeat(1500))),
+            413,
+            "limit",
+        ),
+        (
+            "invalid JSON",
+            http::post_json(addr, "/v1/search", "{\"query\": "),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "wrong type",
+            http::post_json(addr, "/v1/search", "{\"query\": [\"x\"]}"),
+            400,
+            "invalid type",
+        ),
+        (
+            "k of the wrong type",
+            http::post_json(addr, "/v1/search", "{\"query\": \"x\", \"k\": \"5\"}"),
+            400,
+            "invalid type",
+        ),
+        (
+            "unknown field",
+            http::post_json(addr, "/v1/search", "{\"query\": \"x\", \"topk\": 3}"),
+            400,
+            "unknown field",
+        ),
+        (
+            "negative k",
+            http::post_json(addr, "/v1/search", "{\"query\": \"x\", \"k\": -1}"),
+            400,
+            "invalid value",
+        ),
+        (
+            "invalid UTF-8 body",
+            http::request(
+                addr,
+                "POST",
+                "/v1/search",
+                &json_ct,
+                b"{\"query\": \"\xc3\x28\"}",
+            ),
+            400,
+            "UTF-8",
+        ),
+        (
+            "body too large",
+            http::request(addr, "POST", "/v1/search", &json_ct, &vec![b' '; 4096]),
+            413,
+            "limit",
+        ),
+        (
+            "lying content length",
+            http::request(
+                addr,
+                "POST",
+                "/v1/search",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", "99999999"),
+                ],
+                b"",
+            ),
+            413,
+            "limit",
+        ),
+        (
+            "form body",
+            http::request(
+                addr,
+                "POST",
+                "/v1/search",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                b"q=x",
+            ),
+            415,
+            "application/json",
+        ),
+        (
+            "bad glob",
+            http::get(addr, "/v1/search?q=x&path=src/%5B"),
+            400,
+            "glob",
+        ),
+        (
+            "unknown language",
+            http::get(addr, "/v1/search?q=x&language=cobol"),
+            400,
+            "unknown language",
+        ),
+        (
+            "wrong method",
+            http::request(addr, "DELETE", "/v1/search", &[], b""),
+            405,
+            "not allowed",
+        ),
+        (
+            "unknown path",
+            http::get(addr, "/v2/search"),
+            404,
+            "no such endpoint",
+        ),
+    ];
+    for (what, r, status, needle) in cases {
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+        let body = r.json();
+        assert_eq!(body["error"]["status"], status, "{what}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{what}: {message}");
+    }
+    // Malformed HTTP is hyper's to refuse: a 4xx, never a 5xx.
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /v1/search?q=x HTTP/9.9\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: \x01\x02\r\n\r\n",
+    ] {
+        if let Some(answer) =
+            http::raw(addr, raw, Duration::from_secs(5)).and_then(|b| http::parse(&b))
+        {
+            assert!(
+                (400..500).contains(&answer.status),
+                "{raw:?}: {}",
+                answer.status
+            );
+        }
+    }
+    let huge_head = format!(
+        "GET /v1/search?q=x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(64 << 10)
+    );
+    if let Some(answer) =
+        http::raw(addr, huge_head.as_bytes(), Duration::from_secs(5)).and_then(|b| http::parse(&b))
+    {
+        assert_eq!(answer.status, 431);
+    }
+    // A client that never finishes its head is cut off after the timeout.
+    let started = std::time::Instant::now();
+    let answer = http::raw(
+        addr,
+        b"GET /v1/search?q=x HTTP/1.1\r\nHost: a\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "held for {:?}",
+        started.elapsed()
+    );
+    if let Some(a) = answer.and_then(|b| http::parse(&b)) {
+        assert_eq!(a.status, 408);
+    }
+    // And the server is fine after all of it.
+    assert_eq!(
+        search(addr, "move a tag")["results"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    let metrics = String::from_utf8(http::get(addr, "/metrics").body).unwrap();
+    assert!(!metrics.contains("status=\"500\""), "{metrics}");
+}
+
+/// A server shared by the property tests below.
+fn fuzz_target() -> &'static (tempfile::TempDir, ServerProcess) {
+    static TARGET: std::sync::OnceLock<(tempfile::TempDir, ServerProcess)> =
+        std::sync::OnceLock::new();
+    TARGET.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap();
+        let v1 = build(&sample_repo(), &t.path().join("b"));
+        let server = serve_file(&v1.path, &t.path().join("cache"), &[], &[]);
+        server.wait_ready(READY);
+        (t, server)
+    })
+}
+
+fn no_5xx(r: &http::Response, sent: &str) -> Result<(), TestCaseError> {
+    prop_assert!(
+        r.status < 500,
+        "{sent} -> {} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    prop_assert!(
+        serde_json::from_slice::<serde_json::Value>(&r.body).is_ok(),
+        "{sent}: body is not JSON"
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_query_strings_never_get_a_5xx(
+        pairs in prop::collection::vec(
+            (prop::sample::select(vec!["q", "k", "path", "language", "x", "", "q%00"]),
+             prop::collection::vec(any::<u8>(), 0..40)),
+            0..5)
+    ) {
+        let (_, server) = fuzz_target();
+        let qs: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| format!("{n}={}", v.iter().map(|b| format!("%{b:02X}")).collect::<String>()))
+            .collect();
+        let target = format!("/v1/search?{}", qs.join("&"));
+        let r = http::try_request(server.addr, "GET", &target, &[], b"");
+        prop_assert!(r.is_some(), "no answer to {target}");
+        no_5xx(&r.unwrap(), &target)?;
+    }
+
+    #[test]
+    fn random_bodies_never_get_a_5xx(
+        body in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            ("[a-z ]{0,40}", prop::option::of(any::<i64>()), prop::option::of("[a-z*/{}\\[]{0,12}"), prop::option::of("[a-z]{0,8}"))
+                .prop_map(|(q, k, p, l)| {
+                    let mut v = serde_json::json!({ "query": q });
+                    if let Some(k) = k { v["k"] = serde_json::json!(k); }
+                    if let Some(p) = p { v["path"] = serde_json::json!(p); }
+                    if let Some(l) = l { v["language"] = serde_json::json!(l); }
+                    serde_json::to_vec(&v).unwrap()
+                }),
+        ]
+    ) {
+        let (_, server) = fuzz_target();
+        let r = http::try_request(server.addr, "POST", "/v1/search", &[("Content-Type", "application/json")], &body);
+        prop_assert!(r.is_some(), "no answer");
+        no_5xx(&r.unwrap(), &String::from_utf8_lossy(&body))?;
+    }
+}
+
+#[test]
+fn over_the_rate_a_client_gets_429_and_over_capacity_503_both_with_retry_after() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let config = t.path().join("shelf.toml");
+    std::fs::write(
+        &config,
+        "[serve.limits]\nrate_limit_per_second = 2\nrate_limit_burst = 3\n",
+    )
+    .unwrap();
+    let server = serve_file(
+        &v1.path,
+        &t.path().join("cache"),
+        &["--config", &config.display().to_string()],
+        &[],
+    );
+    server.wait_ready(READY);
+    let statuses: Vec<_> = (0..6)
+        .map(|_| http::get(server.addr, "/v1/search?q=tags"))
+        .collect();
+    assert!(statuses[..3].iter().all(|r| r.status == 200));
+    let limited = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("the burst is 3");
+    assert!(
+        limited
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1))
+    );
+    assert_eq!(limited.json()["error"]["code"], "rate_limited");
+    // Health probes are not rate limited.
+    assert_eq!(http::get(server.addr, "/readyz").status, 200);
+    drop(server);
+
+    std::fs::write(
+        &config,
+        "[serve.limits]\nmax_concurrent = 1\nmax_queued = 0\n",
+    )
+    .unwrap();
+    let server = serve_file(
+        &v1.path,
+        &t.path().join("cache"),
+        &["--config", &config.display().to_string()],
+        &[],
+    );
+    server.wait_ready(READY);
+    let addr = server.addr;
+    let answers: Vec<http::Response> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                s.spawn(move || {
+                    (0..6)
+                        .map(|j| {
+                            http::get(
+                                addr,
+                                &format!("/v1/search?q=query+number+{i}+{j}+about+tags"),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let overloaded: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
+    assert!(answers.iter().all(|r| r.status == 200 || r.status == 503));
+    assert!(
+        !overloaded.is_empty(),
+        "12 clients against one slot and no queue"
+    );
+    assert!(
+        overloaded
+            .iter()
+            .all(|r| r.header("retry-after") == Some("1")
+                && r.json()["error"]["code"] == "overloaded")
+    );
+    assert!(answers.iter().any(|r| r.status == 200));
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let server = serve_file(&v1.path, &t.path().join("cache"), &[], &[]);
+    server.wait_ready(READY);
+    let addr = server.addr;
+    // A request whose body is still arriving when the signal comes.
+    let body = br#"{"query": "move a tag with compare-and-swap", "k": 2}"#;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = server.pid();
+    let stopper = std::thread::spawn(move || server.terminate(Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&body[10..]).unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut answer).unwrap();
+    let answer = http::parse(&answer).expect("an answer after SIGTERM");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["results"][0]["path"], "src/tags.rs");
+    let status = stopper.join().unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "pid {pid} did not exit cleanly"
+    );
+    // And it no longer accepts connections.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn tag_moves_under_load_fail_no_request_and_never_mix_bundles() {
+    let t = tempfile::tempdir().unwrap();
+    let store = StoreArgs::local(t.path());
+    let (repo, v1) = published(&store, &t.path().join("b"));
+    repo.write(
+        "src/cache.rs",
+        "/// Evicts the least recently used entries.\npub fn evict_lru() {}\n",
+    );
+    repo.commit("v2");
+    let v2 = build(&repo, &t.path().join("b"));
+    push(&store, &v2.path);
+    let server = follow(
+        &store,
+        "production",
+        &t.path().join("cache"),
+        &["--poll-interval", "1h"],
+        &[("SHELF_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    server.wait_ready(READY);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let allowed = [v1.digest.clone(), v2.digest.clone()];
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let (stop, ok, failed, allowed) =
+                (stop.clone(), ok.clone(), failed.clone(), allowed.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match http::try_request(
+                        addr,
+                        "GET",
+                        &format!("/v1/search?q=evict+tags+{i}&k=3"),
+                        &[],
+                        b"",
+                    ) {
+                        Some(r) if r.status == 200 => {
+                            let v = r.json();
+                            let d = v["bundle"]["digest"].as_str().unwrap_or("").to_string();
+                            assert!(allowed.contains(&d), "answer from {d}");
+                            // Every result comes from the bundle named: v1 has no cache.rs.
+                            if d == allowed[0] {
+                                assert!(
+                                    v["results"]
+                                        .as_array()
+                                        .unwrap()
+                                        .iter()
+                                        .all(|r| r["path"] != "src/cache.rs")
+                                );
+                            }
+                            seen.push(d);
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => {
+                            eprintln!(
+                                "failed: {:?}",
+                                other.map(|r| (
+                                    r.status,
+                                    String::from_utf8_lossy(&r.body).into_owned()
+                                ))
+                            );
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for round in 0..6 {
+        let to = if round % 2 == 0 {
+            &v2.digest
+        } else {
+            &v1.digest
+        };
+        tag(&store, "production", to);
+        let report = reload(addr).json();
+        assert_eq!(report["live"], to.as_str(), "{report:#}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(ok.load(Ordering::Relaxed) > 20);
+    assert!(seen.contains(&v1.digest) && seen.contains(&v2.digest));
+    let metrics = String::from_utf8(http::get(addr, "/metrics").body).unwrap();
+    assert!(metrics.contains("shelf_bundle_swaps_total 7"), "{metrics}");
+}
+
+#[test]
+fn search_cli_asks_a_server_and_prints_what_it_answers() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let server = serve_file(
+        &v1.path,
+        &t.path().join("cache"),
+        &[],
+        &[("SHELF_SEARCH_TOKENS", SEARCH_TOKEN)],
+    );
+    server.wait_ready(READY);
+    let url = format!("http://{}", server.addr);
+    let (code, out, err) = shelf(
+        &[
+            "search",
+            "move a tag with compare-and-swap",
+            "--server",
+            &url,
+            "-k",
+            "2",
+            "--json",
+        ],
+        &[("SHELF_TOKEN", SEARCH_TOKEN)],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["results"][0]["path"], "src/tags.rs");
+    assert_eq!(v["bundle"]["digest"], v1.digest);
+    let (code, out, _) = shelf(
+        &[
+            "search",
+            "resize a picture",
+            "--server",
+            &url,
+            "--language",
+            "python",
+        ],
+        &[("SHELF_TOKEN", SEARCH_TOKEN)],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("tools/resize.py") && !out.contains("src/tags.rs"),
+        "{out}"
+    );
+    // Refusals are errors that say why.
+    let (code, _, err) = shelf(&["search", "tags", "--server", &url], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401") && err.contains("token"), "{err}");
+    let (code, _, err) = shelf(&["search", "tags", "--server", "http://127.0.0.1:9"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach"), "{err}");
+}
