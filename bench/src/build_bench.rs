@@ -202,7 +202,7 @@ pub fn run(opts: &Options) -> Result<()> {
 /// Says so when other work is already using the cores: embedding takes all
 /// of them, so a concurrent compile or build slows it in proportion, and
 /// the medians then measure the machine, not shelf.
-fn warn_if_busy(p: &Progress, machine: &Machine) {
+pub(crate) fn warn_if_busy(p: &Progress, machine: &Machine) {
     let one_minute = machine
         .loadavg_at_start
         .as_deref()
@@ -249,7 +249,7 @@ fn phase(
 
 /// Changes file `i` (append a definition, or insert a line in the middle)
 /// in the corpus and the work tree.
-fn edit(repo: &GitRepo, corpus: &mut Corpus, i: usize, rng: &mut Rng, append: bool) {
+pub(crate) fn edit(repo: &GitRepo, corpus: &mut Corpus, i: usize, rng: &mut Rng, append: bool) {
     let f = &mut corpus.files[i];
     f.text = if append {
         corpus::append_definition(&f.path, &f.text, rng)
@@ -260,7 +260,7 @@ fn edit(repo: &GitRepo, corpus: &mut Corpus, i: usize, rng: &mut Rng, append: bo
 }
 
 /// `k` distinct indices below `n`, by a partial Fisher-Yates shuffle.
-fn pick_distinct(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
+pub(crate) fn pick_distinct(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     let mut all: Vec<usize> = (0..n).collect();
     let k = k.min(n);
     for i in 0..k {

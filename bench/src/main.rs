@@ -5,11 +5,13 @@
 mod build_bench;
 mod corpus;
 mod direct;
+mod load;
 mod machine;
 mod progress;
 mod quantization;
 mod rng;
 mod rss;
+mod serve_bench;
 mod shelf_cli;
 mod stats;
 mod table;
@@ -52,6 +54,37 @@ enum Command {
         #[arg(long, default_value = "bench-results/build.json")]
         json_out: PathBuf,
     },
+    /// The query server under load on loopback: start to ready, latency and
+    /// throughput at 1, 8 and 32 clients, search alone, 20 tag moves under
+    /// load, RSS. Builds a ~10,000-chunk bundle once (minutes) and keeps it
+    /// under --bundle-cache. Needs `cargo build --bin shelf` and
+    /// `scripts/setup` first.
+    Serve {
+        /// Files in the generated repository (2,800 give about 10,000 chunks).
+        #[arg(long, default_value_t = 2800)]
+        files: usize,
+        /// Seed of the generated repository.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Requests per concurrency level.
+        #[arg(long, default_value_t = 1500)]
+        requests: usize,
+        /// Seconds at most per concurrency level.
+        #[arg(long, default_value_t = 30)]
+        max_seconds: u64,
+        /// Tag moves under load.
+        #[arg(long, default_value_t = 20)]
+        swaps: usize,
+        /// Repetitions of each start-to-ready measurement.
+        #[arg(long, default_value_t = 5)]
+        starts: usize,
+        /// Where the built bundles are kept between runs.
+        #[arg(long, default_value = "target/bench-cache")]
+        bundle_cache: PathBuf,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/serve.json")]
+        json_out: PathBuf,
+    },
     /// Index scalar kind and ef_add: recall@10 against exact search, size,
     /// build and search time, over a real bundle's vectors.
     Quantization {
@@ -81,6 +114,26 @@ fn main() -> anyhow::Result<()> {
             runs,
             direct_runs,
             seed,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Serve {
+            files,
+            seed,
+            requests,
+            max_seconds,
+            swaps,
+            starts,
+            bundle_cache,
+            json_out,
+        } => serve_bench::run(&serve_bench::Options {
+            files,
+            seed,
+            requests,
+            max_seconds,
+            swaps,
+            starts,
+            bundle_cache,
             json_out,
             command: std::env::args().collect(),
         }),

@@ -62,6 +62,31 @@ impl ShelfBinary {
         })
     }
 
+    /// The copy's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `shelf <args>` from the workspace root (where the runtime is
+    /// found); fails with its stderr when it fails.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new(&self.path)
+            .args(args)
+            .current_dir(workspace_root())
+            .env("SHELF_LOG", "warn")
+            .output()
+            .with_context(|| format!("running {}", self.path.display()))?;
+        if !output.status.success() {
+            bail!(
+                "shelf {} failed ({}):\n{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// `shelf build --repo R --out O [--previous P] --json`, timed.
     pub fn build(&self, repo: &Path, out: &Path, previous: Option<&Path>) -> Result<BuildRun> {
         let mut cmd = Command::new(&self.path);

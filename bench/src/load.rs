@@ -1,0 +1,201 @@
+//! The load generator: N closed-loop clients on loopback, each with its own
+//! keep-alive connection, sending `GET /v1/search` back to back until a
+//! request count, a deadline or a stop flag ends the run. Every answer is
+//! recorded with its latency, status, the digest that answered and the
+//! server's own embed/search split.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// One request's outcome.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// When the answer was complete.
+    pub at: Instant,
+    /// Client-side latency.
+    pub latency: Duration,
+    /// HTTP status (0: no answer).
+    pub status: u16,
+    /// The bundle that answered.
+    pub digest: Option<String>,
+    /// The server's embedding time, ms.
+    pub embed_ms: f64,
+    /// The server's search time, ms.
+    pub search_ms: f64,
+}
+
+/// When a run ends.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Total requests over all clients.
+    pub requests: usize,
+    /// Wall-clock bound.
+    pub max_time: Duration,
+}
+
+/// Runs `clients` clients against `addr` until `limits` or `stop`.
+pub async fn run(
+    addr: SocketAddr,
+    clients: usize,
+    queries: Arc<Vec<String>>,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+) -> Vec<Sample> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(clients)
+        .build(connector);
+    let issued = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + limits.max_time;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, queries, issued, stop) = (
+                client.clone(),
+                Arc::clone(&queries),
+                Arc::clone(&issued),
+                Arc::clone(&stop),
+            );
+            let total = limits.requests;
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let i = issued.fetch_add(1, Ordering::Relaxed);
+                    if i >= total || Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let q = &queries[i % queries.len()];
+                    out.push(one(&client, addr, q).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            samples.extend(s);
+        }
+    }
+    samples
+}
+
+async fn one(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    addr: SocketAddr,
+    query: &str,
+) -> Sample {
+    let started = Instant::now();
+    let uri = format!("http://{addr}/v1/search?k=10&q={}", encode(query));
+    let mut sample = Sample {
+        at: started,
+        latency: Duration::ZERO,
+        status: 0,
+        digest: None,
+        embed_ms: f64::NAN,
+        search_ms: f64::NAN,
+    };
+    let Ok(uri) = uri.parse::<http::Uri>() else {
+        return sample;
+    };
+    let Ok(response) = client.get(uri).await else {
+        sample.latency = started.elapsed();
+        sample.at = Instant::now();
+        return sample;
+    };
+    sample.status = response.status().as_u16();
+    let body = response.into_body().collect().await.map(|b| b.to_bytes());
+    sample.at = Instant::now();
+    sample.latency = started.elapsed();
+    if let Ok(bytes) = body
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+    {
+        sample.digest = v["bundle"]["digest"].as_str().map(str::to_string);
+        sample.embed_ms = v["timings_ms"]["embed"].as_f64().unwrap_or(f64::NAN);
+        sample.search_ms = v["timings_ms"]["search"].as_f64().unwrap_or(f64::NAN);
+    }
+    sample
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The `p`-th percentile (0-100) by nearest rank; NaN if empty.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// CPU seconds a process has used (user + system), from /proc.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks.max(1.0))
+}
+
+/// A process's resident set now and at its peak, KiB (`VmRSS`, `VmHWM`).
+pub fn process_rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |key: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert!(percentile(&[], 50.0).is_nan());
+        assert_eq!(percentile(&[f64::NAN, 3.0], 50.0), 3.0);
+    }
+
+    #[test]
+    fn this_process_has_cpu_time_and_memory() {
+        let pid = std::process::id();
+        assert!(process_cpu_seconds(pid).is_some());
+        let (rss, peak) = process_rss_kib(pid).unwrap();
+        assert!(rss > 0 && peak >= rss);
+    }
+}

@@ -1,0 +1,802 @@
+//! `shelf-bench serve`: the query server under load, on loopback, with the
+//! real binary, a real ~10,000-chunk bundle and a local directory store.
+//! Measures start to ready (warm cache and with a download), latency and
+//! throughput at 1, 8 and 32 clients with the server's embed/search split,
+//! search alone in process, 20 tag moves under 32 clients, and RSS with one
+//! and two bundles live. The generator's share of the CPU is reported: it
+//! runs on the same two cores as the server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_server::LiveBundle;
+use shelf_server::cache::BundleCache;
+use shelf_testkit::GitRepo;
+use shelf_testkit::http;
+use shelf_testkit::serve::ServerProcess;
+
+use crate::build_bench::{edit, pick_distinct, warn_if_busy};
+use crate::corpus::Corpus;
+use crate::load::{self, Sample, percentile, process_cpu_seconds, process_rss_kib};
+use crate::machine::Machine;
+use crate::progress::Progress;
+use crate::rng::Rng;
+use crate::shelf_cli::{ShelfBinary, workspace_root};
+use crate::stats::median;
+use crate::table::{self, Row};
+
+// Targets, in one place so the table and docs/benchmarks.md agree.
+const MAX_WARM_START_MS: f64 = 100.0;
+const MAX_P50_AT_8_MS: f64 = 10.0;
+const MAX_P99_AT_8_MS: f64 = 30.0;
+const MAX_SEARCH_MS: f64 = 1.0;
+const CONCURRENCY: [usize; 3] = [1, 8, 32];
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Files in the generated repository (2,800 give about 10,000 chunks).
+    pub files: usize,
+    /// Corpus seed.
+    pub seed: u64,
+    /// Requests per concurrency level.
+    pub requests: usize,
+    /// Time bound per concurrency level.
+    pub max_seconds: u64,
+    /// Tag moves under load.
+    pub swaps: usize,
+    /// Repetitions of each start-to-ready measurement.
+    pub starts: usize,
+    /// Where built bundles are kept between runs.
+    pub bundle_cache: PathBuf,
+    /// JSON results path.
+    pub json_out: PathBuf,
+    /// The command line.
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct BundleInfo {
+    digest: String,
+    path: PathBuf,
+    bytes: u64,
+    chunks: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct LevelOut {
+    clients: usize,
+    requests: usize,
+    failed: usize,
+    seconds: f64,
+    throughput_qps: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    server_embed_p50_ms: f64,
+    server_embed_p99_ms: f64,
+    server_search_p50_ms: f64,
+    server_search_p99_ms: f64,
+    server_cpu_s: f64,
+    generator_cpu_s: f64,
+    generator_cpu_share: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct StartOut {
+    runs_ms: Vec<f64>,
+    median_ms: f64,
+    model_load_ms: Vec<f64>,
+    median_model_load_ms: f64,
+    /// Start to ready minus the model load: everything the bundle costs.
+    median_without_model_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SwapOut {
+    moves: usize,
+    clients: usize,
+    requests: usize,
+    failed: usize,
+    foreign_digests: usize,
+    /// Tag written -> first answer carrying the new digest (the publish
+    /// step's reload call comes right after the tag write).
+    move_to_first_answer_ms: Vec<f64>,
+    median_move_to_first_answer_ms: f64,
+    max_move_to_first_answer_ms: f64,
+    /// The reload call's own latency (load beside, warm, swap).
+    reload_call_ms: Vec<f64>,
+    p50_ms_during: f64,
+    p99_ms_during: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct EfOut {
+    expansion_search: usize,
+    recall_at_10: f64,
+    search_p50_us: f64,
+    search_p99_us: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct InProcessOut {
+    queries: usize,
+    /// At the server's default search breadth.
+    search_p50_us: f64,
+    search_p99_us: f64,
+    /// Recall@10 against brute force, and time, by search breadth.
+    by_expansion: Vec<EfOut>,
+    embed_one_query_p50_ms: f64,
+    query_tokens_median: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct RssOut {
+    one_bundle_mib: f64,
+    peak_two_bundles_mib: f64,
+    bundle_bytes_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    command: Vec<String>,
+    machine: Machine,
+    files: usize,
+    seed: u64,
+    bundles: Vec<BundleInfo>,
+    start_warm_cache: StartOut,
+    start_with_download: StartOut,
+    levels: Vec<LevelOut>,
+    in_process: InProcessOut,
+    swap: SwapOut,
+    rss: RssOut,
+    rows: Vec<Row>,
+}
+
+/// Runs the benchmark, prints the table and writes the JSON.
+pub fn run(opts: &Options) -> Result<()> {
+    if opts.files == 0 || opts.requests == 0 || opts.starts == 0 {
+        bail!("--files, --requests and --starts must be at least 1");
+    }
+    let p = Progress::start();
+    let work = tempfile::Builder::new()
+        .prefix("shelf-bench-serve-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let shelf = ShelfBinary::prepare(work.path())?;
+    let machine = Machine::current();
+    p.say(&format!("{} cores, {}", machine.nproc, machine.cpu_model));
+    warn_if_busy(&p, &machine);
+
+    let corpus = Corpus::generate(opts.files, opts.seed);
+    let queries = Arc::new(queries_from(&corpus, opts.seed, 1000));
+    let (v1, v2) = bundles(&shelf, opts, &p)?;
+    p.say(&format!(
+        "bundles: v1 {} ({} chunks, {:.1} MiB), v2 {}",
+        v1.digest,
+        v1.chunks,
+        v1.bytes as f64 / 1048576.0,
+        v2.digest
+    ));
+
+    let store = work.path().join("store");
+    let store_s = store.display().to_string();
+    for b in [&v1, &v2] {
+        shelf.run(&["push", &b.path.display().to_string(), "--store", &store_s])?;
+    }
+    shelf.run(&["tag", "production", &v1.digest, "--store", &store_s])?;
+
+    // 1. Start to ready: with a download into an empty cache, then warm.
+    let serve_args = |cache: &Path| -> Vec<String> {
+        vec![
+            "--store".into(),
+            store_s.clone(),
+            "--follow".into(),
+            "production".into(),
+            "--cache".into(),
+            cache.display().to_string(),
+            "--poll-interval".into(),
+            "1h".into(),
+        ]
+    };
+    let warm_cache = work.path().join("cache");
+    let mut download = Vec::new();
+    for i in 0..opts.starts {
+        let cache = work.path().join(format!("cold-cache-{i}"));
+        download.push(start_once(&shelf, &serve_args(&cache))?);
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+    start_once(&shelf, &serve_args(&warm_cache))?;
+    let mut warm = Vec::new();
+    for _ in 0..opts.starts {
+        warm.push(start_once(&shelf, &serve_args(&warm_cache))?);
+    }
+    let start_with_download = start_out(&download);
+    let start_warm_cache = start_out(&warm);
+    p.say(&format!(
+        "start to ready: warm {:.0} ms (model {:.0} ms), with download {:.0} ms",
+        start_warm_cache.median_ms,
+        start_warm_cache.median_model_load_ms,
+        start_with_download.median_ms
+    ));
+
+    // 2. Latency and throughput at 1, 8 and 32 clients.
+    let args = serve_args(&warm_cache);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(
+        shelf.path(),
+        &args,
+        &[
+            ("SHELF_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SHELF_LOG", "warn,shelf_server=info"),
+        ],
+    );
+    server.wait_ready(Duration::from_secs(120));
+    let pid = server.pid();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let never = Arc::new(AtomicBool::new(false));
+    rt.block_on(load::run(
+        server.addr,
+        2,
+        Arc::clone(&queries),
+        load::Limits {
+            requests: 40,
+            max_time: Duration::from_secs(60),
+        },
+        Arc::clone(&never),
+    ));
+    let mut levels = Vec::new();
+    for clients in CONCURRENCY {
+        p.say(&format!(
+            "{clients} clients: up to {} requests or {} s",
+            opts.requests, opts.max_seconds
+        ));
+        let (server_cpu0, self_cpu0) = (
+            process_cpu_seconds(pid),
+            process_cpu_seconds(std::process::id()),
+        );
+        let started = Instant::now();
+        let samples = rt.block_on(load::run(
+            server.addr,
+            clients,
+            Arc::clone(&queries),
+            load::Limits {
+                requests: opts.requests,
+                max_time: Duration::from_secs(opts.max_seconds),
+            },
+            Arc::clone(&never),
+        ));
+        let seconds = started.elapsed().as_secs_f64();
+        let server_cpu = process_cpu_seconds(pid)
+            .zip(server_cpu0)
+            .map_or(f64::NAN, |(a, b)| a - b);
+        let self_cpu = process_cpu_seconds(std::process::id())
+            .zip(self_cpu0)
+            .map_or(f64::NAN, |(a, b)| a - b);
+        let level = level_out(clients, &samples, seconds, server_cpu, self_cpu);
+        p.say(&format!(
+            "  {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms (server embed p50 {:.1} ms, search p50 {:.2} ms), {} failed, generator {:.0}% of CPU",
+            level.throughput_qps,
+            level.p50_ms,
+            level.p99_ms,
+            level.server_embed_p50_ms,
+            level.server_search_p50_ms,
+            level.failed,
+            level.generator_cpu_share * 100.0
+        ));
+        levels.push(level);
+    }
+    let (one_rss, _) = process_rss_kib(pid).unwrap_or((0, 0));
+
+    // 3. Tag moves under load.
+    p.say(&format!("{} tag moves under 32 clients", opts.swaps));
+    let swap = swap_under_load(
+        &rt, &shelf, &server, &store_s, &v1, &v2, &queries, opts.swaps,
+    )?;
+    let (_, peak_rss) = process_rss_kib(pid).unwrap_or((0, 0));
+    p.say(&format!(
+        "  {} requests, {} failed, {} from another bundle; move -> first new answer median {:.0} ms, max {:.0} ms",
+        swap.requests,
+        swap.failed,
+        swap.foreign_digests,
+        swap.median_move_to_first_answer_ms,
+        swap.max_move_to_first_answer_ms
+    ));
+    drop(server);
+    drop(rt);
+
+    // 4. Search alone, in process, with real query vectors.
+    p.say("in-process: search alone and embedding alone");
+    let in_process = in_process(&v1, &queries, work.path())?;
+
+    let rss = RssOut {
+        one_bundle_mib: one_rss as f64 / 1024.0,
+        peak_two_bundles_mib: peak_rss as f64 / 1024.0,
+        bundle_bytes_mib: v1.bytes as f64 / 1048576.0,
+    };
+    let rows = rows(
+        &start_warm_cache,
+        &start_with_download,
+        &levels,
+        &in_process,
+        &swap,
+        &rss,
+        &v1,
+    );
+    print!("{}", table::render(&rows));
+    let results = Results {
+        command: opts.command.clone(),
+        machine,
+        files: opts.files,
+        seed: opts.seed,
+        bundles: vec![v1, v2],
+        start_warm_cache,
+        start_with_download,
+        levels,
+        in_process,
+        swap,
+        rss,
+        rows,
+    };
+    if let Some(dir) = opts.json_out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
+    p.say(&format!("results written to {}", opts.json_out.display()));
+    Ok(())
+}
+
+/// Query texts: the words of random lines of the corpus, 4 to 10 of them,
+/// as people and assistants ask (distinct, so nothing can be cached).
+fn queries_from(corpus: &Corpus, seed: u64, n: usize) -> Vec<String> {
+    let mut rng = Rng::new(seed ^ 0x5e_4e);
+    let mut out = std::collections::BTreeSet::new();
+    let mut attempts = 0;
+    while out.len() < n && attempts < n * 50 {
+        attempts += 1;
+        let file = rng.pick_ref(&corpus.files);
+        let lines: Vec<&str> = file.text.lines().collect();
+        let line = lines[rng
+            .below(lines.len().max(1))
+            .min(lines.len().saturating_sub(1))];
+        let words: Vec<&str> = line
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.len() > 1)
+            .collect();
+        if words.len() < 4 {
+            continue;
+        }
+        let take = rng.range(4, 11).min(words.len());
+        out.insert(words[..take].join(" ").to_lowercase());
+    }
+    let mut v: Vec<String> = out.into_iter().collect();
+    // A fixed shuffle, so clients do not walk the queries in sorted order.
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i + 1);
+        v.swap(i, j);
+    }
+    v
+}
+
+/// v1 (the corpus) and v2 (5% of files changed, built incrementally),
+/// built once and kept under `--bundle-cache` for later runs.
+fn bundles(shelf: &ShelfBinary, opts: &Options, p: &Progress) -> Result<(BundleInfo, BundleInfo)> {
+    let dir = opts
+        .bundle_cache
+        .join(format!("serve-f{}-s{}", opts.files, opts.seed));
+    let record = dir.join("bundles.json");
+    if let Ok(bytes) = std::fs::read(&record)
+        && let Ok((a, b)) = serde_json::from_slice::<(BundleInfoIn, BundleInfoIn)>(&bytes)
+        && a.path.is_file()
+        && b.path.is_file()
+    {
+        p.say(&format!("reusing the bundles in {}", dir.display()));
+        return Ok((a.into(), b.into()));
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut corpus = Corpus::generate(opts.files, opts.seed);
+    let repo = GitRepo::new();
+    for f in &corpus.files {
+        repo.write(&f.path, &f.text);
+    }
+    repo.commit("serve benchmark corpus");
+    p.say(&format!(
+        "building v1 of {} files (embedding ~10,000 chunks: several minutes on 2 cores)",
+        opts.files
+    ));
+    let v1 = shelf.build(repo.path(), &dir.join("v1"), None)?;
+    let mut rng = Rng::new(opts.seed ^ 0x7a9);
+    let touched = pick_distinct(corpus.files.len(), corpus.files.len() / 20, &mut rng);
+    for (j, &i) in touched.iter().enumerate() {
+        edit(&repo, &mut corpus, i, &mut rng, j % 2 == 0);
+    }
+    repo.commit("touch 5% of files");
+    p.say("building v2 incrementally (5% of files changed)");
+    let v2 = shelf.build(repo.path(), &dir.join("v2"), Some(&v1.report.bundle_path))?;
+    let info = |r: &crate::shelf_cli::BuildRun| BundleInfo {
+        digest: r.report.digest.clone(),
+        path: r.report.bundle_path.clone(),
+        bytes: r.report.bundle_bytes,
+        chunks: r.report.chunks.total,
+    };
+    let (a, b) = (info(&v1), info(&v2));
+    std::fs::write(&record, serde_json::to_vec_pretty(&(&a, &b))?)?;
+    Ok((a, b))
+}
+
+#[derive(serde::Deserialize)]
+struct BundleInfoIn {
+    digest: String,
+    path: PathBuf,
+    bytes: u64,
+    chunks: u64,
+}
+
+impl From<BundleInfoIn> for BundleInfo {
+    fn from(b: BundleInfoIn) -> Self {
+        Self {
+            digest: b.digest,
+            path: b.path,
+            bytes: b.bytes,
+            chunks: b.chunks,
+        }
+    }
+}
+
+/// One start: spawn, poll `/readyz` every millisecond, stop. Returns
+/// (start to ready, model load) in ms.
+fn start_once(shelf: &ShelfBinary, args: &[String]) -> Result<(f64, f64)> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let server = ServerProcess::start(shelf.path(), &args, &[("SHELF_LOG", "info")]);
+    let deadline = started + Duration::from_secs(300);
+    loop {
+        if let Some(r) = http::try_request(server.addr, "GET", "/readyz", &[], b"")
+            && r.status == 200
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the server was not ready in 300 s:\n{}", server.logs());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ready_ms = started.elapsed().as_secs_f64() * 1e3;
+    let model_ms = server
+        .logs()
+        .lines()
+        .find(|l| l.contains("embedding model loaded"))
+        .and_then(|l| l.split("elapsed_ms=").nth(1))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    let _ = server.terminate(Duration::from_secs(20));
+    Ok((ready_ms, model_ms))
+}
+
+fn start_out(runs: &[(f64, f64)]) -> StartOut {
+    let ready: Vec<f64> = runs.iter().map(|r| r.0).collect();
+    let model: Vec<f64> = runs.iter().map(|r| r.1).collect();
+    let without: Vec<f64> = runs.iter().map(|r| r.0 - r.1).collect();
+    StartOut {
+        median_ms: median(&ready),
+        median_model_load_ms: median(&model),
+        median_without_model_ms: median(&without),
+        runs_ms: ready,
+        model_load_ms: model,
+    }
+}
+
+fn level_out(
+    clients: usize,
+    samples: &[Sample],
+    seconds: f64,
+    server_cpu: f64,
+    self_cpu: f64,
+) -> LevelOut {
+    let ok: Vec<&Sample> = samples.iter().filter(|s| s.status == 200).collect();
+    let lat: Vec<f64> = ok.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
+    let embed: Vec<f64> = ok.iter().map(|s| s.embed_ms).collect();
+    let search: Vec<f64> = ok.iter().map(|s| s.search_ms).collect();
+    LevelOut {
+        clients,
+        requests: samples.len(),
+        failed: samples.len() - ok.len(),
+        seconds,
+        throughput_qps: ok.len() as f64 / seconds,
+        p50_ms: percentile(&lat, 50.0),
+        p90_ms: percentile(&lat, 90.0),
+        p99_ms: percentile(&lat, 99.0),
+        max_ms: percentile(&lat, 100.0),
+        server_embed_p50_ms: percentile(&embed, 50.0),
+        server_embed_p99_ms: percentile(&embed, 99.0),
+        server_search_p50_ms: percentile(&search, 50.0),
+        server_search_p99_ms: percentile(&search, 99.0),
+        server_cpu_s: server_cpu,
+        generator_cpu_s: self_cpu,
+        generator_cpu_share: self_cpu / (self_cpu + server_cpu),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn swap_under_load(
+    rt: &tokio::runtime::Runtime,
+    shelf: &ShelfBinary,
+    server: &ServerProcess,
+    store: &str,
+    v1: &BundleInfo,
+    v2: &BundleInfo,
+    queries: &Arc<Vec<String>>,
+    moves: usize,
+) -> Result<SwapOut> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = rt.spawn(load::run(
+        server.addr,
+        32,
+        Arc::clone(queries),
+        load::Limits {
+            requests: usize::MAX,
+            max_time: Duration::from_secs(3600),
+        },
+        Arc::clone(&stop),
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut marks = Vec::new();
+    let mut reload_ms = Vec::new();
+    for i in 0..moves {
+        let to = if i % 2 == 0 { v2 } else { v1 };
+        shelf.run(&["tag", "production", &to.digest, "--store", store])?;
+        let moved = Instant::now();
+        let r = http::request(
+            server.addr,
+            "POST",
+            "/v1/admin/reload",
+            &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            b"",
+        );
+        reload_ms.push(moved.elapsed().as_secs_f64() * 1e3);
+        if r.status != 200 || r.json()["live"] != to.digest.as_str() {
+            stop.store(true, Ordering::Relaxed);
+            bail!(
+                "reload after move {i} did not swap: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+        marks.push((moved, to.digest.clone()));
+        // Let some answers come from the new bundle before the next move.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let samples = rt.block_on(load).context("the load generator failed")?;
+    let mut to_first = Vec::new();
+    for (moved, digest) in &marks {
+        if let Some(first) = samples
+            .iter()
+            .filter(|s| s.at > *moved && s.digest.as_deref() == Some(digest.as_str()))
+            .map(|s| s.at)
+            .min()
+        {
+            to_first.push(first.duration_since(*moved).as_secs_f64() * 1e3);
+        }
+    }
+    let allowed = [v1.digest.as_str(), v2.digest.as_str()];
+    let ok: Vec<&Sample> = samples.iter().filter(|s| s.status == 200).collect();
+    let lat: Vec<f64> = ok.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
+    Ok(SwapOut {
+        moves,
+        clients: 32,
+        requests: samples.len(),
+        failed: samples.len() - ok.len(),
+        foreign_digests: ok
+            .iter()
+            .filter(|s| !s.digest.as_deref().is_some_and(|d| allowed.contains(&d)))
+            .count(),
+        median_move_to_first_answer_ms: median(&to_first),
+        max_move_to_first_answer_ms: to_first.iter().copied().fold(f64::NAN, f64::max),
+        move_to_first_answer_ms: to_first,
+        reload_call_ms: reload_ms,
+        p50_ms_during: percentile(&lat, 50.0),
+        p99_ms_during: percentile(&lat, 99.0),
+    })
+}
+
+/// Search alone (and one query's embedding alone), in this process.
+fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProcessOut> {
+    let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
+    let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
+    let cache = BundleCache::open(&work.join("in-process-cache"), 3)?;
+    let (digest, dir) = cache.install_file(&v1.path, None)?;
+    let bundle = LiveBundle::open_dir(&dir, digest, embedder.identity())?;
+    bundle.warm();
+    let n = queries.len().min(300);
+    let vectors = embedder.embed_batch(&queries[..n])?;
+    let exact: Vec<Vec<u64>> = vectors
+        .iter()
+        .map(|v| Ok(bundle.exact_search(v, 10)?.iter().map(|h| h.key).collect()))
+        .collect::<Result<_>>()?;
+    let mut by_expansion = Vec::new();
+    let mut search_us = Vec::new();
+    for ef in [64, 128, 256] {
+        bundle.set_expansion_search(ef);
+        let mut times = Vec::with_capacity(n);
+        let mut found = 0usize;
+        for (v, truth) in vectors.iter().zip(&exact) {
+            let t = Instant::now();
+            let hits = bundle.search(v, 10)?;
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+            found += hits.iter().filter(|h| truth.contains(&h.key)).count();
+        }
+        by_expansion.push(EfOut {
+            expansion_search: ef,
+            recall_at_10: found as f64 / (10 * n) as f64,
+            search_p50_us: percentile(&times, 50.0),
+            search_p99_us: percentile(&times, 99.0),
+        });
+        if ef == shelf_server::live::DEFAULT_EXPANSION_SEARCH {
+            search_us = times;
+        }
+    }
+    let mut embed_ms = Vec::new();
+    for q in queries.iter().take(50) {
+        let t = Instant::now();
+        std::hint::black_box(embedder.embed_query(q)?);
+        embed_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let tokens: Vec<f64> = queries
+        .iter()
+        .take(50)
+        .filter_map(|q| embedder.count_tokens(q).ok())
+        .map(|t| t as f64)
+        .collect();
+    Ok(InProcessOut {
+        queries: n,
+        search_p50_us: percentile(&search_us, 50.0),
+        search_p99_us: percentile(&search_us, 99.0),
+        by_expansion,
+        embed_one_query_p50_ms: percentile(&embed_ms, 50.0),
+        query_tokens_median: median(&tokens),
+    })
+}
+
+fn rows(
+    warm: &StartOut,
+    download: &StartOut,
+    levels: &[LevelOut],
+    in_process: &InProcessOut,
+    swap: &SwapOut,
+    rss: &RssOut,
+    v1: &BundleInfo,
+) -> Vec<Row> {
+    let mut rows = vec![
+        Row::info(
+            "bundle",
+            format!("{} chunks, {:.1} MiB", v1.chunks, rss.bundle_bytes_mib),
+        ),
+        Row::check(
+            "start to ready, warm cache (median)",
+            format!("{:.0} ms", warm.median_ms),
+            format!("< {MAX_WARM_START_MS:.0} ms"),
+            warm.median_ms < MAX_WARM_START_MS,
+        ),
+        Row::info(
+            "  of which model load",
+            format!("{:.0} ms", warm.median_model_load_ms),
+        ),
+        Row::check(
+            "  of which everything else (bundle open, mmap, warm)",
+            format!("{:.0} ms", warm.median_without_model_ms),
+            format!("< {MAX_WARM_START_MS:.0} ms"),
+            warm.median_without_model_ms < MAX_WARM_START_MS,
+        ),
+        Row::info(
+            "start to ready, download from local store",
+            format!("{:.0} ms", download.median_ms),
+        ),
+    ];
+    for l in levels {
+        let c = l.clients;
+        rows.push(Row::info(
+            format!("{c} clients: throughput"),
+            format!("{:.0} q/s ({} failed)", l.throughput_qps, l.failed),
+        ));
+        let (p50, p99) = (format!("{:.1} ms", l.p50_ms), format!("{:.1} ms", l.p99_ms));
+        if c == 8 {
+            rows.push(Row::check(
+                format!("{c} clients: p50"),
+                p50,
+                format!("<= {MAX_P50_AT_8_MS:.0} ms"),
+                l.p50_ms <= MAX_P50_AT_8_MS,
+            ));
+            rows.push(Row::check(
+                format!("{c} clients: p99"),
+                p99,
+                format!("<= {MAX_P99_AT_8_MS:.0} ms"),
+                l.p99_ms <= MAX_P99_AT_8_MS,
+            ));
+        } else {
+            rows.push(Row::info(
+                format!("{c} clients: p50 / p99"),
+                format!("{p50} / {p99}"),
+            ));
+        }
+        rows.push(Row::info(
+            format!("{c} clients: server embed p50 / search p50"),
+            format!(
+                "{:.1} ms / {:.2} ms",
+                l.server_embed_p50_ms, l.server_search_p50_ms
+            ),
+        ));
+        rows.push(Row::info(
+            format!("{c} clients: generator share of CPU"),
+            format!("{:.0}%", l.generator_cpu_share * 100.0),
+        ));
+    }
+    rows.push(Row::check(
+        "search alone, in process (p50 / p99)",
+        format!(
+            "{:.0} us / {:.0} us",
+            in_process.search_p50_us, in_process.search_p99_us
+        ),
+        format!("< {MAX_SEARCH_MS:.0} ms"),
+        in_process.search_p99_us < MAX_SEARCH_MS * 1000.0,
+    ));
+    for e in &in_process.by_expansion {
+        rows.push(Row::info(
+            format!(
+                "  search breadth ef={}: recall@10 / p50",
+                e.expansion_search
+            ),
+            format!("{:.3} / {:.0} us", e.recall_at_10, e.search_p50_us),
+        ));
+    }
+    rows.push(Row::info(
+        "embed one query alone, in process (p50)",
+        format!(
+            "{:.1} ms ({:.0} tokens median)",
+            in_process.embed_one_query_p50_ms, in_process.query_tokens_median
+        ),
+    ));
+    rows.push(Row::check(
+        format!("swap under load: failed of {} requests", swap.requests),
+        swap.failed.to_string(),
+        "0",
+        swap.failed == 0,
+    ));
+    rows.push(Row::check(
+        "swap under load: answers from neither bundle",
+        swap.foreign_digests.to_string(),
+        "0",
+        swap.foreign_digests == 0,
+    ));
+    rows.push(Row::info(
+        "tag move -> first answer from new bundle (median / max)",
+        format!(
+            "{:.0} ms / {:.0} ms",
+            swap.median_move_to_first_answer_ms, swap.max_move_to_first_answer_ms
+        ),
+    ));
+    rows.push(Row::info(
+        "tag move -> swapped (reload call, median, first move excluded)",
+        format!(
+            "{:.0} ms",
+            median(swap.reload_call_ms.get(1..).unwrap_or(&[]))
+        ),
+    ));
+    rows.push(Row::info(
+        "RSS, one bundle live / peak with two",
+        format!(
+            "{:.0} MiB / {:.0} MiB",
+            rss.one_bundle_mib, rss.peak_two_bundles_mib
+        ),
+    ));
+    rows
+}
