@@ -155,6 +155,7 @@ impl Embedder {
         let config = read_pinned(runtime, &pin_for("model/config.json")?)?;
         let special = read_pinned(runtime, &pin_for("model/special_tokens_map.json")?)?;
         let tok_config = read_pinned(runtime, &pin_for("model/tokenizer_config.json")?)?;
+        let verified_ms = started.elapsed().as_millis() as u64;
         let identity = ModelIdentity {
             name: MODEL_NAME.into(),
             dimensions: DIMENSIONS as u32,
@@ -182,6 +183,7 @@ impl Embedder {
         if let Some(n) = options.intra_threads {
             init = init.with_intra_threads(n);
         }
+        let session_started = std::time::Instant::now();
         let model = TextEmbedding::try_new_from_user_defined(model, init)
             .map_err(|e| EmbedError::Model(e.to_string()))?;
         let mut counter = model.tokenizer.clone();
@@ -191,6 +193,8 @@ impl Embedder {
         counter.with_padding(None);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
+            read_and_verify_ms = verified_ms,
+            session_ms = session_started.elapsed().as_millis() as u64,
             "embedding model loaded"
         );
         Ok(Self {

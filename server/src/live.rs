@@ -219,6 +219,16 @@ impl LiveBundle {
         Ok(hits(&matches))
     }
 
+    /// The true `k` nearest chunks by brute force (for measuring the
+    /// graph search's recall, not for serving).
+    pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, OpenError> {
+        let matches = self
+            .index
+            .exact_search(query, k)
+            .map_err(|e| self.index_error(e))?;
+        Ok(hits(&matches))
+    }
+
     /// The `k` nearest chunks among those `keep` accepts. The HNSW walk
     /// skips rejected chunks, so a filter that accepts few of them is better
     /// served by [`LiveBundle::exact_among`].
