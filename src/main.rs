@@ -2,7 +2,7 @@
 //!
 //! This file is the table of contents: parse arguments, set up logging,
 //! dispatch each subcommand to one function, map the outcome to an exit code
-//! (0 ok, 1 failed, 2 usage error or not available in this build).
+//! (0 ok, 1 failed, 2 usage error).
 
 mod cli;
 mod client;

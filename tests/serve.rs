@@ -1154,3 +1154,88 @@ fn search_cli_asks_a_server_and_prints_what_it_answers() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach"), "{err}");
 }
+
+/// docs/openapi.json names every route the server has, and a real answer
+/// has every field its schema requires.
+#[test]
+fn the_openapi_document_matches_the_server() {
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "/healthz",
+            "/metrics",
+            "/readyz",
+            "/v1/admin/reload",
+            "/v1/bundle",
+            "/v1/search"
+        ]
+    );
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let server = serve_file(&v1.path, &t.path().join("cache"), &[], &[]);
+    server.wait_ready(READY);
+    let schemas = &doc["components"]["schemas"];
+    let required = |schema: &str| -> Vec<String> {
+        schemas[schema]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let answer = search(server.addr, "move a tag");
+    for field in required("SearchResponse") {
+        assert!(!answer[&field].is_null(), "search response lacks {field}");
+    }
+    for field in required("Result") {
+        assert!(
+            answer["results"][0].get(&field).is_some(),
+            "result lacks {field}"
+        );
+    }
+    let bundle = http::get(server.addr, "/v1/bundle").json();
+    for field in required("BundleStatus") {
+        assert!(bundle.get(&field).is_some(), "bundle status lacks {field}");
+    }
+    let error = http::get(server.addr, "/v1/search?q=").json();
+    for field in required("Error") {
+        assert!(error.get(&field).is_some(), "error lacks {field}");
+    }
+    // The documented error codes are the ones the server uses.
+    let api_md =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md")).unwrap();
+    for code in [
+        "bad_request",
+        "unauthorized",
+        "admin_disabled",
+        "not_found",
+        "method_not_allowed",
+        "body_timeout",
+        "nothing_to_follow",
+        "body_too_large",
+        "query_too_long",
+        "unsupported_media_type",
+        "rate_limited",
+        "not_ready",
+        "overloaded",
+        "timeout",
+        "internal",
+    ] {
+        assert!(
+            api_md.contains(&format!("`{code}`")),
+            "docs/api.md does not list {code}"
+        );
+    }
+}
