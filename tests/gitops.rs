@@ -1,0 +1,507 @@
+//! GitOps end to end, as users meet it: the GitHub Action's own steps
+//! (`scripts/action/publish`) against a real S3-compatible server and a
+//! local store, a real `shelf serve` following the tag, swaps and rollback
+//! under a client that never stops querying, and the linters of the action
+//! and the workflows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use shelf_testkit::http::{self, encode};
+use shelf_testkit::serve::ServerProcess;
+use shelf_testkit::{GitRepo, MotoServer, TEST_BUCKET, sample_repo};
+
+const SHELF: &str = env!("CARGO_BIN_EXE_shelf");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// What one run of the action's publish step printed and wrote.
+struct Published {
+    outputs: BTreeMap<String, String>,
+    summary: String,
+    stderr: String,
+    build: Option<serde_json::Value>,
+}
+
+impl Published {
+    fn out(&self, key: &str) -> &str {
+        self.outputs.get(key).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// The environment the action gives its publish step, for one store.
+struct Action {
+    env: Vec<(String, String)>,
+    work: tempfile::TempDir,
+}
+
+impl Action {
+    fn new(store: &str, extra: &[(&str, String)]) -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let mut env: Vec<(String, String)> = vec![
+            ("SHELF_BIN".into(), SHELF.into()),
+            ("SHELF_STORE".into(), store.into()),
+            (
+                "SHELF_PREVIOUS_DIR".into(),
+                work.path().join("previous").display().to_string(),
+            ),
+            ("SHELF_LOG".into(), "warn".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Self { env, work }
+    }
+
+    /// Runs `scripts/action/publish` with the action's variables plus
+    /// `vars`; returns its outputs, or the exit code and stderr.
+    fn publish(&self, vars: &[(&str, &str)]) -> Result<Published, (i32, String)> {
+        let run = tempfile::tempdir_in(self.work.path()).unwrap();
+        let (output_file, summary_file) = (run.path().join("output"), run.path().join("summary"));
+        let scratch = run.path().join("scratch");
+        let mut cmd = Command::new(Path::new(ROOT).join("scripts/action/publish"));
+        cmd.current_dir(ROOT)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("SHELF_RUNTIME")
+            .env("GITHUB_OUTPUT", &output_file)
+            .env("GITHUB_STEP_SUMMARY", &summary_file)
+            .env("SHELF_WORK_DIR", &scratch);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("publish runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            return Err((out.status.code().unwrap_or(-1), stderr));
+        }
+        let outputs = std::fs::read_to_string(&output_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let build = std::fs::read(scratch.join("build.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        Ok(Published {
+            outputs,
+            summary: std::fs::read_to_string(&summary_file).unwrap_or_default(),
+            stderr,
+            build,
+        })
+    }
+}
+
+fn publish_ok(action: &Action, vars: &[(&str, &str)]) -> Published {
+    action
+        .publish(vars)
+        .unwrap_or_else(|(code, err)| panic!("publish exited {code}:\n{err}"))
+}
+
+fn s3_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("SHELF_S3_ENDPOINT", moto.endpoint()),
+        ("SHELF_S3_PATH_STYLE", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+fn shelf(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    let mut c = Command::new(SHELF);
+    c.env_remove("SHELF_RUNTIME")
+        .env("SHELF_LOG", "warn")
+        .args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("shelf runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn repo_str(repo: &GitRepo) -> String {
+    repo.path().display().to_string()
+}
+
+#[test]
+fn the_action_builds_reuses_builds_incrementally_promotes_and_notifies_on_s3() {
+    let moto = MotoServer::start();
+    let store = format!("s3://{TEST_BUCKET}/indexes");
+    let env = s3_env(&moto);
+    let action = Action::new(&store, &env);
+    let repo = sample_repo();
+    let path = repo_str(&repo);
+
+    // A push to main: a cold build.
+    let first = publish_ok(
+        &action,
+        &[("SHELF_TAG", "main"), ("SHELF_REPOSITORY", &path)],
+    );
+    let d1 = first.out("digest").to_string();
+    assert!(
+        d1.starts_with("sha256:") && d1.len() == 71,
+        "{:?}",
+        first.outputs
+    );
+    assert_eq!((first.out("reused"), first.out("tag")), ("false", "main"));
+    assert_eq!(first.out("commit"), repo.git(&["rev-parse", "HEAD"]));
+    assert!(
+        first.summary.contains(&d1) && first.summary.contains("| chunks |"),
+        "{}",
+        first.summary
+    );
+
+    // The workflow re-runs on the same commit: a lookup, not a build.
+    let again = publish_ok(
+        &action,
+        &[("SHELF_TAG", "main"), ("SHELF_REPOSITORY", &path)],
+    );
+    assert_eq!(
+        (again.out("digest"), again.out("reused")),
+        (d1.as_str(), "true")
+    );
+    assert!(
+        again.summary.contains("already existed"),
+        "{}",
+        again.summary
+    );
+
+    // A new commit, with a server following main to notify.
+    let server = ServerProcess::start(
+        Path::new(SHELF),
+        &[
+            "--store",
+            &store,
+            "--endpoint-url",
+            &moto.endpoint(),
+            "--path-style",
+            "--follow",
+            "main",
+            "--poll-interval",
+            "1h",
+            "--cache",
+            &action.work.path().join("serve-cache").display().to_string(),
+        ],
+        &[
+            ("SHELF_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    server.wait_ready(Duration::from_secs(60));
+    repo.write(
+        "src/cache.rs",
+        "/// Evicts the least recently used entries.\npub fn evict_lru() {}\n",
+    );
+    repo.commit("add an LRU cache");
+    let url = format!("http://{}", server.addr);
+    let third = publish_ok(
+        &action,
+        &[
+            ("SHELF_TAG", "main"),
+            ("SHELF_REPOSITORY", &path),
+            ("SHELF_RELOAD_URL", &format!("{url}, http://127.0.0.1:9")),
+            ("SHELF_RELOAD_TOKEN", ADMIN_TOKEN),
+        ],
+    );
+    let d2 = third.out("digest").to_string();
+    assert_ne!(d2, d1);
+    assert_eq!(third.out("reused"), "false");
+    let build = third.build.as_ref().expect("the build's JSON report");
+    assert!(
+        build["chunks"]["reused"].as_u64().unwrap() >= 4,
+        "{build:#}"
+    );
+    assert!(
+        build["chunks"]["embedded"].as_u64().unwrap() <= 2,
+        "{build:#}"
+    );
+    assert!(
+        third
+            .stderr
+            .contains("incrementally from the cached bundle"),
+        "{}",
+        third.stderr
+    );
+    // The server was told, and had swapped before the step ended; the dead
+    // second URL is a warning, not a failure.
+    let live = http::get(server.addr, "/v1/bundle").json();
+    assert_eq!(live["live"]["digest"], d2.as_str());
+    assert!(
+        third.stderr.contains("could not notify http://127.0.0.1:9"),
+        "{}",
+        third.stderr
+    );
+    assert!(third.summary.contains(&url), "{}", third.summary);
+
+    // Promotion: production moves to main's bundle; nothing is built.
+    let promoted = publish_ok(
+        &action,
+        &[("SHELF_TAG", "production"), ("SHELF_FROM_TAG", "main")],
+    );
+    assert_eq!(
+        (promoted.out("digest"), promoted.out("reused")),
+        (d2.as_str(), "true")
+    );
+    assert!(promoted.build.is_none(), "a promotion builds nothing");
+    let mut args = vec!["tags", "--json", "--store", &store];
+    let endpoint = moto.endpoint();
+    args.extend(["--endpoint-url", &endpoint, "--path-style"]);
+    let (code, out, err) = shelf(&args, &env);
+    assert_eq!(code, 0, "{err}");
+    let tags: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let production = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "production")
+        .unwrap();
+    assert_eq!(production["digest"], d2.as_str());
+
+    // Missing inputs are named.
+    let (code, err) = Action::new("", &env)
+        .publish(&[("SHELF_TAG", "main")])
+        .err()
+        .unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("SHELF_STORE") && err.contains("'store' input"),
+        "{err}"
+    );
+}
+
+/// Bundles in a local store.
+fn bundles_in(store: &Path) -> usize {
+    std::fs::read_dir(store.join("bundles/sha256"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".tar.zst"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn gitops_end_to_end_swap_and_rollback_by_retagging_without_a_failed_query() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = store_dir.display().to_string();
+    let action = Action::new(&store, &[]);
+    let repo = sample_repo();
+    let path = repo_str(&repo);
+    let c1 = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&["tag", "v1"]);
+
+    // v1: built and published by the action's step, tagged production.
+    let v1 = publish_ok(
+        &action,
+        &[("SHELF_TAG", "production"), ("SHELF_REPOSITORY", &path)],
+    );
+    let d1 = v1.out("digest").to_string();
+    let poll = Duration::from_millis(300);
+    let server = ServerProcess::start(
+        Path::new(SHELF),
+        &[
+            "--store",
+            &store,
+            "--follow",
+            "production",
+            "--poll-interval",
+            "300ms",
+            "--cache",
+            &t.path().join("cache").display().to_string(),
+        ],
+        &[],
+    );
+    server.wait_ready(Duration::from_secs(60));
+    let q = format!(
+        "/v1/search?q={}&k=3",
+        encode("evict least recently used cache entries")
+    );
+    let answer = http::get(server.addr, &q).json();
+    assert_eq!(answer["bundle"]["digest"], d1.as_str());
+    assert!(
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["path"] != "src/cache.rs")
+    );
+
+    // A client that never stops asking, through everything that follows.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let addr = server.addr;
+    let client = {
+        let (stop, failed, q) = (stop.clone(), failed.clone(), q.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match http::try_request(addr, "GET", &q, &[], b"") {
+                    Some(r) if r.status == 200 => seen.push(
+                        r.json()["bundle"]["digest"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                    ),
+                    other => {
+                        eprintln!("failed query: {:?}", other.map(|r| r.status));
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            seen
+        })
+    };
+
+    // v2: a commit, an incremental build, the tag moves; the server follows.
+    repo.write("src/cache.rs", "/// Evicts the least recently used entries when the cache is full.\npub fn evict_lru(cache: &mut Cache) {\n    while cache.len() > cache.capacity() { cache.pop_oldest(); }\n}\n");
+    repo.commit("v2");
+    let v2 = publish_ok(
+        &action,
+        &[("SHELF_TAG", "production"), ("SHELF_REPOSITORY", &path)],
+    );
+    let d2 = v2.out("digest").to_string();
+    let b = v2.build.as_ref().unwrap();
+    assert!(b["chunks"]["reused"].as_u64() > Some(0), "{b:#}");
+    server.wait_for("/v1/bundle", Duration::from_secs(20), |r| {
+        r.json()["live"]["digest"] == d2.as_str()
+    });
+    let answer = http::get(server.addr, &q).json();
+    assert_eq!(answer["bundle"]["digest"], d2.as_str());
+    assert_eq!(answer["results"][0]["path"], "src/cache.rs");
+    let stored = bundles_in(&store_dir);
+    assert_eq!(stored, 2);
+
+    // Rollback by retagging: back on v1 within the poll interval, nothing built.
+    let started = Instant::now();
+    let (code, out, err) = shelf(
+        &["rollback", "production", "--store", &store, "--json"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["digest"],
+        d1.as_str()
+    );
+    server.wait_for("/v1/bundle", Duration::from_secs(20), |r| {
+        r.json()["live"]["digest"] == d1.as_str()
+    });
+    let took = started.elapsed();
+    assert!(
+        took < poll * 4 + Duration::from_secs(1),
+        "rollback took {took:?}"
+    );
+    assert_eq!(
+        bundles_in(&store_dir),
+        stored,
+        "a rollback builds and uploads nothing"
+    );
+    let answer = http::get(server.addr, &q).json();
+    assert!(
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["path"] != "src/cache.rs")
+    );
+
+    // Rollback the other way: the git tag v1 is re-published (as moving a
+    // git tag back re-runs the action). Its commit was built before: reused.
+    server.wait_for("/readyz", Duration::from_secs(5), |r| r.status == 200);
+    let (code, _, err) = shelf(&["tag", "production", &d2, "--store", &store], &[]);
+    assert_eq!(code, 0, "{err}");
+    server.wait_for("/v1/bundle", Duration::from_secs(20), |r| {
+        r.json()["live"]["digest"] == d2.as_str()
+    });
+    let back = publish_ok(
+        &action,
+        &[
+            ("SHELF_TAG", "production"),
+            ("SHELF_REPOSITORY", &path),
+            ("SHELF_REV", "v1"),
+        ],
+    );
+    assert_eq!(
+        (back.out("digest"), back.out("reused"), back.out("commit")),
+        (d1.as_str(), "true", c1.as_str())
+    );
+    server.wait_for("/v1/bundle", Duration::from_secs(20), |r| {
+        r.json()["live"]["digest"] == d1.as_str()
+    });
+    assert_eq!(
+        bundles_in(&store_dir),
+        stored,
+        "the old commit's bundle was reused, not rebuilt"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let seen = client.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "queries failed during swaps and rollbacks"
+    );
+    assert!(seen.iter().all(|d| *d == d1 || *d == d2));
+    assert!(
+        seen.contains(&d1) && seen.contains(&d2),
+        "the client saw both bundles"
+    );
+}
+
+#[test]
+fn the_action_the_workflows_and_their_scripts_pass_the_linters() {
+    let out = Command::new(Path::new(ROOT).join("scripts/lint-actions"))
+        .current_dir(ROOT)
+        .output()
+        .expect("lint-actions runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The action checker is not a rubber stamp: a broken action fails it.
+    let t = tempfile::tempdir().unwrap();
+    let broken = t.path().join("action.yml");
+    let text = std::fs::read_to_string(Path::new(ROOT).join("action.yml"))
+        .unwrap()
+        .replace("id: publish", "id: renamed")
+        .replace("${{ inputs.reload-token }}", "${{ inputs.reload-tokn }}");
+    std::fs::write(&broken, text).unwrap();
+    let python: PathBuf = Path::new(ROOT).join(".runtime/moto-venv/bin/python");
+    let out = Command::new(python)
+        .arg(Path::new(ROOT).join("scripts/check_action.py"))
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("inputs.reload-tokn is used but not declared"),
+        "{report}"
+    );
+    assert!(
+        report.contains("input 'reload-token' is declared but never used"),
+        "{report}"
+    );
+    assert!(
+        report.contains("reads step 'publish', which has no such id"),
+        "{report}"
+    );
+}
