@@ -820,17 +820,13 @@ fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
     assert!(!metrics.contains("status=\"500\""), "{metrics}");
 }
 
-/// A server shared by the property tests below.
-fn fuzz_target() -> &'static (tempfile::TempDir, ServerProcess) {
-    static TARGET: std::sync::OnceLock<(tempfile::TempDir, ServerProcess)> =
-        std::sync::OnceLock::new();
-    TARGET.get_or_init(|| {
-        let t = tempfile::tempdir().unwrap();
-        let v1 = build(&sample_repo(), &t.path().join("b"));
-        let server = serve_file(&v1.path, &t.path().join("cache"), &[], &[]);
-        server.wait_ready(READY);
-        (t, server)
-    })
+/// A server for a property test, stopped when the test ends.
+fn fuzz_target() -> (tempfile::TempDir, ServerProcess) {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let server = serve_file(&v1.path, &t.path().join("cache"), &[], &[]);
+    server.wait_ready(READY);
+    (t, server)
 }
 
 fn no_5xx(r: &http::Response, sent: &str) -> Result<(), TestCaseError> {
@@ -847,46 +843,88 @@ fn no_5xx(r: &http::Response, sent: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, .. ProptestConfig::default() })]
-
-    #[test]
-    fn random_query_strings_never_get_a_5xx(
-        pairs in prop::collection::vec(
-            (prop::sample::select(vec!["q", "k", "path", "language", "x", "", "q%00"]),
-             prop::collection::vec(any::<u8>(), 0..40)),
-            0..5)
-    ) {
-        let (_, server) = fuzz_target();
-        let qs: Vec<String> = pairs
-            .iter()
-            .map(|(n, v)| format!("{n}={}", v.iter().map(|b| format!("%{b:02X}")).collect::<String>()))
-            .collect();
-        let target = format!("/v1/search?{}", qs.join("&"));
-        let r = http::try_request(server.addr, "GET", &target, &[], b"");
-        prop_assert!(r.is_some(), "no answer to {target}");
-        no_5xx(&r.unwrap(), &target)?;
+fn fuzz_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
     }
+}
 
-    #[test]
-    fn random_bodies_never_get_a_5xx(
-        body in prop_oneof![
-            prop::collection::vec(any::<u8>(), 0..300),
-            ("[a-z ]{0,40}", prop::option::of(any::<i64>()), prop::option::of("[a-z*/{}\\[]{0,12}"), prop::option::of("[a-z]{0,8}"))
-                .prop_map(|(q, k, p, l)| {
-                    let mut v = serde_json::json!({ "query": q });
-                    if let Some(k) = k { v["k"] = serde_json::json!(k); }
-                    if let Some(p) = p { v["path"] = serde_json::json!(p); }
-                    if let Some(l) = l { v["language"] = serde_json::json!(l); }
-                    serde_json::to_vec(&v).unwrap()
-                }),
-        ]
-    ) {
-        let (_, server) = fuzz_target();
-        let r = http::try_request(server.addr, "POST", "/v1/search", &[("Content-Type", "application/json")], &body);
-        prop_assert!(r.is_some(), "no answer");
-        no_5xx(&r.unwrap(), &String::from_utf8_lossy(&body))?;
-    }
+#[test]
+fn random_query_strings_never_get_a_5xx() {
+    let (_t, server) = fuzz_target();
+    let names = prop::sample::select(vec![
+        "q", "k", "path", "language", "mode", "group", "x", "", "q%00",
+    ]);
+    let pairs = prop::collection::vec((names, prop::collection::vec(any::<u8>(), 0..40)), 0..5);
+    proptest::test_runner::TestRunner::new(fuzz_config())
+        .run(&pairs, |pairs| {
+            let qs: Vec<String> = pairs
+                .iter()
+                .map(|(n, v)| {
+                    format!(
+                        "{n}={}",
+                        v.iter().map(|b| format!("%{b:02X}")).collect::<String>()
+                    )
+                })
+                .collect();
+            let target = format!("/v1/search?{}", qs.join("&"));
+            let r = http::try_request(server.addr, "GET", &target, &[], b"");
+            prop_assert!(r.is_some(), "no answer to {target}");
+            no_5xx(&r.unwrap(), &target)
+        })
+        .unwrap();
+}
+
+#[test]
+fn random_bodies_never_get_a_5xx() {
+    let (_t, server) = fuzz_target();
+    let bodies = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..300),
+        (
+            "[a-z ]{0,40}",
+            prop::option::of(any::<i64>()),
+            prop::option::of("[a-z*/{}\\[]{0,12}"),
+            prop::option::of("[a-z]{0,8}"),
+            prop::option::of(prop::sample::select(vec![
+                "hybrid", "semantic", "lexical", "x"
+            ])),
+            prop::option::of(prop::sample::select(vec!["file", "chunk", "dir"])),
+        )
+            .prop_map(|(q, k, p, l, m, g)| {
+                let mut v = serde_json::json!({ "query": q });
+                if let Some(k) = k {
+                    v["k"] = serde_json::json!(k);
+                }
+                if let Some(p) = p {
+                    v["path"] = serde_json::json!(p);
+                }
+                if let Some(l) = l {
+                    v["language"] = serde_json::json!(l);
+                }
+                if let Some(m) = m {
+                    v["mode"] = serde_json::json!(m);
+                }
+                if let Some(g) = g {
+                    v["group"] = serde_json::json!(g);
+                }
+                serde_json::to_vec(&v).unwrap()
+            }),
+    ];
+    proptest::test_runner::TestRunner::new(fuzz_config())
+        .run(&bodies, |body| {
+            let r = http::try_request(
+                server.addr,
+                "POST",
+                "/v1/search",
+                &[("Content-Type", "application/json")],
+                &body,
+            );
+            prop_assert!(r.is_some(), "no answer");
+            no_5xx(&r.unwrap(), &String::from_utf8_lossy(&body))
+        })
+        .unwrap();
 }
 
 #[test]

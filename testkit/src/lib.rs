@@ -265,6 +265,7 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             exclude: vec!["*.lock".into()],
             vector_quantization: "f32".into(),
             index: "usearch-hnsw/cos/m16/ef128".into(),
+            lexical: None,
         },
         counts: Counts {
             files_indexed: 2,

@@ -39,6 +39,15 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // If the test process dies without dropping this (abort, SIGKILL),
+        // the kernel stops the server too: no server outlives its test.
+        // SAFETY: prctl is async-signal-safe and touches no Rust state.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().expect("shelf serve starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
