@@ -15,7 +15,8 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// The minor version this code writes. Minors only add optional manifest
 /// fields or new members, so a reader accepts any minor of its major.
-pub const FORMAT_MINOR: u32 = 0;
+/// 1.1 added the lexical index (`lexical.bin`, `settings.lexical`).
+pub const FORMAT_MINOR: u32 = 1;
 
 /// Everything a reader needs to trust and interpret a bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +76,14 @@ pub struct BuildSettings {
     /// The vector index kind and its build parameters
     /// (e.g. `usearch-hnsw/cos/m16/ef128`).
     pub index: String,
+    /// The lexical index kind and analyzer (`bm25/code-v1`), when the bundle
+    /// has one (format 1.1 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lexical: Option<String>,
+    /// Whether machine-made text (SVG, lock files, minified code) was
+    /// skipped (format 1.1 and later; absent: not skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_generated: Option<bool>,
 }
 
 /// What a build indexed and what it skipped.
@@ -112,6 +121,8 @@ pub mod members {
     pub const VECTORS: &str = "vectors.usearch";
     /// The chunk store: texts, paths, line ranges and content ids.
     pub const CHUNKS: &str = "chunks.bin";
+    /// The lexical (BM25) index over the chunks; format 1.1 and later.
+    pub const LEXICAL: &str = "lexical.bin";
 }
 
 impl Manifest {

@@ -25,6 +25,12 @@ pub struct ModelIdentity {
     /// sha256 of `tokenizer.json`.
     #[serde(with = "hex_sha256")]
     pub tokenizer_sha256: [u8; 32],
+    /// Text prepended to queries before embedding (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub query_prefix: String,
+    /// Text prepended to chunks before embedding (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub document_prefix: String,
 }
 
 impl ModelIdentity {
@@ -46,6 +52,16 @@ impl ModelIdentity {
             "ONNX file sha256".to_string()
         } else if self.tokenizer_sha256 != other.tokenizer_sha256 {
             "tokenizer.json sha256".to_string()
+        } else if self.query_prefix != other.query_prefix {
+            format!(
+                "query prefix '{}' vs '{}'",
+                self.query_prefix, other.query_prefix
+            )
+        } else if self.document_prefix != other.document_prefix {
+            format!(
+                "document prefix '{}' vs '{}'",
+                self.document_prefix, other.document_prefix
+            )
         } else {
             return None;
         };

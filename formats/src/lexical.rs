@@ -1,0 +1,602 @@
+//! The lexical index, `lexical.bin` (bundle format 1.1): an inverted index
+//! over the chunks for BM25, laid out to be read from a memory map, and the
+//! code-aware analyzer that both the builder (documents) and the server
+//! (queries) must run identically. Specified in docs/formats/bundle-v1.md.
+//!
+//! ```text
+//! header (64 bytes, integers little-endian)
+//!   0  magic "SHELFLX1"     8  version u32 = 1    12 reserved u32 = 0
+//!   16 doc_count u64        24 term_count u64     32 total_length u64
+//!   40 term_offsets_off u64 48 posting_starts_off u64  56 postings_off u64
+//! doc_lengths: doc_count x u32 (tokens per chunk), at 64
+//! term_offsets: (term_count + 1) x u64 into the term blob
+//! term_blob: the terms, UTF-8, sorted bytewise, unique, back to back
+//! posting_starts: (term_count + 1) x u64 entry indices into postings
+//! postings: entries x (doc u32, tf u32), per term by increasing doc
+//! ```
+//!
+//! Document `i` is chunk `i` of `chunks.bin`.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+/// The analyzer's name and version, recorded in the manifest
+/// (`settings.lexical`). Any change to [`analyze`] needs a new name.
+pub const ANALYZER: &str = "code-v1";
+
+/// File magic, which also carries the layout version.
+pub const MAGIC: &[u8; 8] = b"SHELFLX1";
+const HEADER_LEN: usize = 64;
+const ENTRY_LEN: usize = 8;
+
+/// Tokens longer than this (hashes, base64, minified code) are dropped.
+const MAX_TOKEN_BYTES: usize = 48;
+
+/// English words too common to tell chunks apart. Kept short: in code,
+/// "is", "not", "and" can matter less than in prose, but identifiers such
+/// as `is_valid` still index their parts.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "do", "does", "for",
+    "from", "had", "has", "have", "he", "how", "i", "if", "in", "into", "is", "it", "its", "me",
+    "my", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there",
+    "these", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who",
+    "will", "with", "would", "you", "your",
+];
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Splits an identifier into its words: at `_`, and where case changes from
+/// lower to upper (`parseHTTPRequest` -> parse, HTTP, Request). Digits stay
+/// with their letters (`utf8`, `sha256`).
+fn sub_words(word: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for piece in word.split('_').filter(|p| !p.is_empty()) {
+        let chars: Vec<(usize, char)> = piece.char_indices().collect();
+        let mut start = 0;
+        for i in 1..chars.len() {
+            let (pos, c) = chars[i];
+            let prev = chars[i - 1].1;
+            let next_lower = chars.get(i + 1).is_some_and(|(_, n)| n.is_lowercase());
+            let boundary = (prev.is_lowercase() || prev.is_ascii_digit()) && c.is_uppercase()
+                || prev.is_uppercase() && c.is_uppercase() && next_lower;
+            if boundary {
+                out.push(&piece[start..pos]);
+                start = pos;
+            }
+        }
+        out.push(&piece[start..]);
+    }
+    out
+}
+
+fn keep(token: &str) -> bool {
+    let len = token.len();
+    (2..=MAX_TOKEN_BYTES).contains(&len)
+        && !STOPWORDS.contains(&token)
+        && !(token.bytes().all(|b| b.is_ascii_digit()) && len > 8)
+}
+
+/// The analyzer (`code-v1`): lowercased tokens of `text`, in order, each
+/// whole identifier (`parse_http_request`, `HTTPAdapter`) followed by its
+/// words when it has several (`parse`, `http`, `request`), and each dotted
+/// name (`requests.sessions.session`, `sessions.py`) after its parts.
+/// Stopwords, one-letter tokens and tokens over 48 bytes are dropped.
+pub fn analyze(text: &str, mut emit: impl FnMut(&str)) {
+    let mut lower = String::new();
+    let mut dotted = String::new();
+    let mut dotted_parts = 0usize;
+    let flush_dotted = |dotted: &mut String, parts: &mut usize, emit: &mut dyn FnMut(&str)| {
+        if *parts > 1 && keep_dotted(dotted) {
+            emit(dotted);
+        }
+        dotted.clear();
+        *parts = 0;
+    };
+    let mut rest = text;
+    while let Some(start) = rest.find(is_word_char) {
+        // A dotted name continues only across a single '.' between words.
+        let gap = &rest[..start];
+        if gap != "." {
+            flush_dotted(&mut dotted, &mut dotted_parts, &mut emit);
+        }
+        let after = &rest[start..];
+        let end = after
+            .find(|c: char| !is_word_char(c))
+            .unwrap_or(after.len());
+        let word = &after[..end];
+        rest = &after[end..];
+        lower.clear();
+        lower.extend(word.chars().flat_map(char::to_lowercase));
+        let whole = lower.trim_matches('_');
+        if keep(whole) {
+            emit(whole);
+        }
+        let words = sub_words(word);
+        if words.len() > 1 {
+            for w in words {
+                let w = w.to_lowercase();
+                if keep(&w) && w != whole {
+                    emit(&w);
+                }
+            }
+        }
+        if dotted_parts > 0 {
+            dotted.push('.');
+        }
+        dotted.push_str(&lower);
+        dotted_parts += 1;
+    }
+    flush_dotted(&mut dotted, &mut dotted_parts, &mut emit);
+}
+
+fn keep_dotted(token: &str) -> bool {
+    token.len() <= MAX_TOKEN_BYTES && token.split('.').all(|p| !p.is_empty())
+}
+
+/// The terms of a chunk as indexed: its path's terms, then its text's.
+pub fn analyze_chunk(path: &str, text: &str, mut emit: impl FnMut(&str)) {
+    analyze(path, &mut emit);
+    analyze(text, &mut emit);
+}
+
+/// Why bytes are not a valid lexical index.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("lexical.bin is invalid: {0}")]
+pub struct LexicalIndexError(String);
+
+fn bad<T>(why: impl Into<String>) -> Result<T, LexicalIndexError> {
+    Err(LexicalIndexError(why.into()))
+}
+
+/// Builds a lexical index, one document at a time, in chunk order.
+#[derive(Debug, Default)]
+pub struct LexicalIndexWriter {
+    doc_lengths: Vec<u32>,
+    postings: BTreeMap<String, Vec<(u32, u32)>>,
+    total: u64,
+}
+
+impl LexicalIndexWriter {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds document `self.len()` with the given terms (repeats count).
+    pub fn push_doc<'t>(&mut self, terms: impl IntoIterator<Item = &'t str>) {
+        let doc = self.doc_lengths.len() as u32;
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut length = 0u32;
+        for t in terms {
+            *counts.entry(t).or_default() += 1;
+            length = length.saturating_add(1);
+        }
+        for (term, tf) in counts {
+            match self.postings.get_mut(term) {
+                Some(list) => list.push((doc, tf)),
+                None => {
+                    self.postings.insert(term.to_string(), vec![(doc, tf)]);
+                }
+            }
+        }
+        self.doc_lengths.push(length);
+        self.total += u64::from(length);
+    }
+
+    /// Adds a chunk, analyzed with [`analyze_chunk`].
+    pub fn push_chunk(&mut self, path: &str, text: &str) {
+        let mut terms = Vec::new();
+        analyze_chunk(path, text, |t| terms.push(t.to_string()));
+        self.push_doc(terms.iter().map(String::as_str));
+    }
+
+    /// Documents so far.
+    pub fn len(&self) -> usize {
+        self.doc_lengths.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.doc_lengths.is_empty()
+    }
+
+    /// Writes the index. Terms are sorted and documents in push order, so
+    /// equal input gives equal bytes.
+    pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
+        let doc_count = self.doc_lengths.len() as u64;
+        let term_count = self.postings.len() as u64;
+        let blob_len: u64 = self.postings.keys().map(|t| t.len() as u64).sum();
+        let entries: u64 = self.postings.values().map(|p| p.len() as u64).sum();
+        let term_offsets_off = HEADER_LEN as u64 + doc_count * 4;
+        let posting_starts_off = term_offsets_off + (term_count + 1) * 8 + blob_len;
+        let postings_off = posting_starts_off + (term_count + 1) * 8;
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&1u32.to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        for v in [
+            doc_count,
+            term_count,
+            self.total,
+            term_offsets_off,
+            posting_starts_off,
+            postings_off,
+        ] {
+            header.extend_from_slice(&v.to_le_bytes());
+        }
+        out.write_all(&header)?;
+        for len in &self.doc_lengths {
+            out.write_all(&len.to_le_bytes())?;
+        }
+        let mut offset = 0u64;
+        for term in self.postings.keys() {
+            out.write_all(&offset.to_le_bytes())?;
+            offset += term.len() as u64;
+        }
+        out.write_all(&offset.to_le_bytes())?;
+        for term in self.postings.keys() {
+            out.write_all(term.as_bytes())?;
+        }
+        let mut start = 0u64;
+        for list in self.postings.values() {
+            out.write_all(&start.to_le_bytes())?;
+            start += list.len() as u64;
+        }
+        out.write_all(&start.to_le_bytes())?;
+        debug_assert_eq!(start, entries);
+        for list in self.postings.values() {
+            for (doc, tf) in list {
+                out.write_all(&doc.to_le_bytes())?;
+                out.write_all(&tf.to_le_bytes())?;
+            }
+        }
+        out.flush()
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// A read-only view over lexical index bytes (typically a memory map).
+#[derive(Debug, Clone, Copy)]
+pub struct LexicalIndex<'a> {
+    doc_lengths: &'a [u8],
+    term_offsets: &'a [u8],
+    term_blob: &'a [u8],
+    posting_starts: &'a [u8],
+    postings: &'a [u8],
+    doc_count: usize,
+    term_count: usize,
+    total_length: u64,
+}
+
+/// One term's postings: (document, term frequency), by increasing document.
+#[derive(Debug, Clone, Copy)]
+pub struct Postings<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Postings<'a> {
+    /// Documents containing the term.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / ENTRY_LEN
+    }
+
+    /// Whether no document contains it.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The entries.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + 'a {
+        self.bytes.chunks_exact(ENTRY_LEN).map(|e| {
+            (
+                u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+                u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            )
+        })
+    }
+}
+
+impl<'a> LexicalIndex<'a> {
+    /// Checks the header and section bounds: O(1), for a reader that already
+    /// ran [`LexicalIndex::parse`] on the same immutable bytes.
+    pub fn open(bytes: &'a [u8]) -> Result<Self, LexicalIndexError> {
+        if bytes.len() < HEADER_LEN {
+            return bad(format!("{} bytes is shorter than the header", bytes.len()));
+        }
+        if &bytes[..8] != MAGIC {
+            return bad("wrong magic (not a shelf lexical index, or another layout version)");
+        }
+        if u32_at(bytes, 8) != Some(1) {
+            return bad("layout version is not 1");
+        }
+        let field = |at| u64_at(bytes, at).and_then(|v| usize::try_from(v).ok());
+        let (Some(docs), Some(terms), Some(total), Some(to), Some(ps), Some(po)) = (
+            field(16),
+            field(24),
+            u64_at(bytes, 32),
+            field(40),
+            field(48),
+            field(56),
+        ) else {
+            return bad("a header field does not fit in memory");
+        };
+        let sized = |n: usize, w: usize| n.checked_add(1).and_then(|n| n.checked_mul(w));
+        let (Some(lengths_end), Some(offsets_len), Some(starts_len)) = (
+            docs.checked_mul(4).and_then(|n| n.checked_add(HEADER_LEN)),
+            sized(terms, 8),
+            sized(terms, 8),
+        ) else {
+            return bad("section sizes overflow");
+        };
+        let Some(blob_start) = to.checked_add(offsets_len) else {
+            return bad("section sizes overflow");
+        };
+        if lengths_end != to
+            || blob_start > ps
+            || ps.checked_add(starts_len) != Some(po)
+            || po > bytes.len()
+            || !(bytes.len() - po).is_multiple_of(ENTRY_LEN)
+        {
+            return bad("sections are not laid out back to back as the header says");
+        }
+        Ok(Self {
+            doc_lengths: &bytes[HEADER_LEN..to],
+            term_offsets: &bytes[to..blob_start],
+            term_blob: &bytes[blob_start..ps],
+            posting_starts: &bytes[ps..po],
+            postings: &bytes[po..],
+            doc_count: docs,
+            term_count: terms,
+            total_length: total,
+        })
+    }
+
+    /// [`LexicalIndex::open`] plus validation of every offset, every term
+    /// (UTF-8, sorted, unique), every posting (document in range, strictly
+    /// increasing per term, tf >= 1) and the total length: after it
+    /// succeeds, lookups cannot fail or return garbage.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, LexicalIndexError> {
+        let ix = Self::open(bytes)?;
+        let mut prev_off = 0u64;
+        for t in 0..=ix.term_count {
+            let off = u64_at(ix.term_offsets, t * 8).unwrap_or(u64::MAX);
+            if off < prev_off || off > ix.term_blob.len() as u64 {
+                return bad(format!("term offset {t} is out of order or out of range"));
+            }
+            prev_off = off;
+        }
+        if prev_off != ix.term_blob.len() as u64 {
+            return bad("the term blob has bytes no term covers");
+        }
+        let mut previous: Option<&[u8]> = None;
+        for t in 0..ix.term_count {
+            let Some(term) = ix.term_bytes(t) else {
+                return bad(format!("term {t} is out of range"));
+            };
+            if std::str::from_utf8(term).is_err() {
+                return bad(format!("term {t} is not UTF-8"));
+            }
+            if previous.is_some_and(|p| p >= term) {
+                return bad(format!("term {t} is not sorted after the one before"));
+            }
+            previous = Some(term);
+        }
+        let entries = ix.postings.len() / ENTRY_LEN;
+        let mut prev_start = 0u64;
+        for t in 0..=ix.term_count {
+            let start = u64_at(ix.posting_starts, t * 8).unwrap_or(u64::MAX);
+            if start < prev_start || start > entries as u64 || (t > 0 && start == prev_start) {
+                return bad(format!(
+                    "posting start {t} is out of order, out of range or empty"
+                ));
+            }
+            prev_start = start;
+        }
+        if prev_start != entries as u64 {
+            return bad("the postings have entries no term covers");
+        }
+        for t in 0..ix.term_count {
+            let Some(postings) = ix.postings_at(t) else {
+                return bad(format!("postings of term {t} are out of range"));
+            };
+            let mut last: Option<u32> = None;
+            for (doc, tf) in postings.iter() {
+                if doc as usize >= ix.doc_count || tf == 0 || last.is_some_and(|l| l >= doc) {
+                    return bad(format!("a posting of term {t} is out of range or order"));
+                }
+                last = Some(doc);
+            }
+        }
+        let total: u64 = (0..ix.doc_count).map(|d| u64::from(ix.doc_len(d))).sum();
+        if total != ix.total_length {
+            return bad("the total length does not match the document lengths");
+        }
+        Ok(ix)
+    }
+
+    /// Documents (chunks).
+    pub fn doc_count(&self) -> usize {
+        self.doc_count
+    }
+
+    /// Distinct terms.
+    pub fn term_count(&self) -> usize {
+        self.term_count
+    }
+
+    /// Mean document length in terms.
+    pub fn average_length(&self) -> f32 {
+        if self.doc_count == 0 {
+            0.0
+        } else {
+            self.total_length as f32 / self.doc_count as f32
+        }
+    }
+
+    /// Terms in document `doc` (0 past the end).
+    pub fn doc_len(&self, doc: usize) -> u32 {
+        u32_at(self.doc_lengths, doc * 4).unwrap_or(0)
+    }
+
+    fn term_bytes(&self, t: usize) -> Option<&'a [u8]> {
+        let start = usize::try_from(u64_at(self.term_offsets, t * 8)?).ok()?;
+        let end = usize::try_from(u64_at(self.term_offsets, (t + 1) * 8)?).ok()?;
+        self.term_blob.get(start..end)
+    }
+
+    fn postings_at(&self, t: usize) -> Option<Postings<'a>> {
+        let start = usize::try_from(u64_at(self.posting_starts, t * 8)?).ok()?;
+        let end = usize::try_from(u64_at(self.posting_starts, (t + 1) * 8)?).ok()?;
+        Some(Postings {
+            bytes: self
+                .postings
+                .get(start.checked_mul(ENTRY_LEN)?..end.checked_mul(ENTRY_LEN)?)?,
+        })
+    }
+
+    /// The postings of `term` (as the analyzer emits it), if any document
+    /// has it. A binary search over the sorted terms.
+    pub fn lookup(&self, term: &str) -> Option<Postings<'a>> {
+        let (mut lo, mut hi) = (0usize, self.term_count);
+        let needle = term.as_bytes();
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.term_bytes(mid)?.cmp(needle) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.postings_at(mid),
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        analyze(text, |t| out.push(t.to_string()));
+        out
+    }
+
+    #[test]
+    fn identifiers_are_kept_whole_and_split_into_words() {
+        assert_eq!(
+            terms("parse_http_request"),
+            ["parse_http_request", "parse", "http", "request"]
+        );
+        assert_eq!(terms("HTTPAdapter"), ["httpadapter", "http", "adapter"]);
+        assert_eq!(terms("getUserID2"), ["getuserid2", "get", "user", "id2"]);
+        assert_eq!(terms("utf8 sha256"), ["utf8", "sha256"]);
+        assert_eq!(terms("__init__"), ["init"]);
+    }
+
+    #[test]
+    fn dotted_names_and_paths_are_kept_whole_after_their_parts() {
+        assert_eq!(
+            terms("requests.sessions.Session()"),
+            [
+                "requests",
+                "sessions",
+                "session",
+                "requests.sessions.session"
+            ]
+        );
+        assert_eq!(
+            terms("see requests/sessions.py: line"),
+            ["see", "requests", "sessions", "py", "sessions.py", "line"]
+        );
+        // A sentence's full stop does not join words across a space.
+        assert_eq!(terms("end. Next"), ["end", "next"]);
+    }
+
+    #[test]
+    fn stopwords_short_and_overlong_tokens_are_dropped() {
+        assert_eq!(terms("the x of a Cache is"), ["cache"]);
+        let long = "a".repeat(60);
+        assert!(terms(&long).is_empty());
+        assert_eq!(terms("404 1234567890"), ["404"]);
+        assert_eq!(terms("Ünïcödé naïve"), ["ünïcödé", "naïve"]);
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut w = LexicalIndexWriter::new();
+        w.push_chunk(
+            "src/retry.rs",
+            "fn retry_policy() { backoff(); backoff(); }",
+        );
+        w.push_chunk("docs/tags.md", "Tags move by compare-and-swap.");
+        w.push_chunk("src/cache.rs", "struct LruCache; // retry never");
+        let mut out = Vec::new();
+        w.write_to(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn round_trips_postings_and_lengths() {
+        let bytes = sample();
+        let ix = LexicalIndex::parse(&bytes).unwrap();
+        assert_eq!(ix.doc_count(), 3);
+        let retry: Vec<_> = ix.lookup("retry").unwrap().iter().collect();
+        assert_eq!(
+            retry,
+            [(0, 2), (2, 1)],
+            "path and text of chunk 0, text of chunk 2"
+        );
+        assert_eq!(
+            ix.lookup("backoff").unwrap().iter().collect::<Vec<_>>(),
+            [(0, 2)]
+        );
+        assert!(ix.lookup("absent").is_none());
+        assert!(ix.lookup("").is_none());
+        // src, retry, rs, retry.rs; fn, retry_policy, retry, policy, backoff x2
+        assert_eq!(ix.doc_len(0), 10);
+        assert_eq!(ix.doc_len(99), 0);
+        assert!(ix.average_length() > 0.0);
+    }
+
+    #[test]
+    fn same_input_gives_same_bytes_and_an_empty_index_is_valid() {
+        assert_eq!(sample(), sample());
+        let mut out = Vec::new();
+        LexicalIndexWriter::new().write_to(&mut out).unwrap();
+        let ix = LexicalIndex::parse(&out).unwrap();
+        assert_eq!((ix.doc_count(), ix.term_count()), (0, 0));
+        assert!(ix.lookup("x").is_none());
+    }
+
+    #[test]
+    fn refuses_corruption_instead_of_panicking() {
+        let good = sample();
+        assert!(LexicalIndex::parse(&good[..good.len() - 1]).is_err());
+        assert!(LexicalIndex::parse(&good[..20]).is_err());
+        for i in 0..good.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut m = good.clone();
+                m[i] ^= flip;
+                if let Ok(ix) = LexicalIndex::parse(&m) {
+                    // Whatever parses answers lookups without panicking.
+                    for t in ["retry", "backoff", "cache", "zzz"] {
+                        if let Some(p) = ix.lookup(t) {
+                            assert!(
+                                p.iter()
+                                    .all(|(d, tf)| (d as usize) < ix.doc_count() && tf > 0)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
