@@ -353,6 +353,8 @@ mod tests {
             max_tokens: 256,
             onnx_sha256: [0; 32],
             tokenizer_sha256: [0; 32],
+            query_prefix: String::new(),
+            document_prefix: String::new(),
         }
     }
 

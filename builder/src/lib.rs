@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use shelf_embed::{EmbedError, Embedder};
 use shelf_formats::bundle::{BundleError, write_bundle};
 use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
+use shelf_formats::lexical::LexicalIndexWriter;
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
 pub use report::{BuildReport, Observer, Stage};
@@ -201,6 +202,7 @@ fn read_candidate(
     repo: &git2::Repository,
     c: &select::Candidate,
     max_file_bytes: u64,
+    exclude_generated: bool,
 ) -> Result<FileRead, BuildError> {
     let err = |e: git2::Error| git_error(repo.path(), &c.path, &e);
     let (size, _) = repo.odb().map_err(err)?.read_header(c.oid).map_err(err)?;
@@ -218,6 +220,9 @@ fn read_candidate(
     };
     if text.trim().is_empty() {
         return Ok(FileRead::Skip(SkipReason::Empty));
+    }
+    if exclude_generated && select::looks_generated(&text) {
+        return Ok(FileRead::Skip(SkipReason::Generated));
     }
     Ok(FileRead::Text { text, lossy })
 }
@@ -252,7 +257,9 @@ pub fn build(
             || git2::Repository::open(&git_dir),
             |handle, c| {
                 let result = match handle {
-                    Ok(r) => read_candidate(r, &c, settings.max_file_bytes),
+                    Ok(r) => {
+                        read_candidate(r, &c, settings.max_file_bytes, settings.exclude_generated)
+                    }
                     Err(e) => Err(git_error(&req.repo, &c.path, e)),
                 };
                 observer.advance(1);
@@ -295,8 +302,12 @@ pub fn build(
     // Chunk on every core.
     let t = Instant::now();
     observer.stage(Stage::Chunk, files.len() as u64);
+    // A model's document prefix is embedded with every chunk: leave room.
     let params = ChunkParams {
-        max_tokens: settings.max_chunk_tokens,
+        max_tokens: settings
+            .max_chunk_tokens
+            .saturating_sub(embedder.document_prefix_tokens() as u32)
+            .max(16),
         overlap_lines: settings.overlap_lines,
     };
     let spans = ModelTokens(embedder);
@@ -345,7 +356,7 @@ pub fn build(
     const BATCH: usize = 32;
     for batch in to_embed.chunks(BATCH) {
         let texts: Vec<&str> = batch.iter().map(|c| c.embed_text.as_str()).collect();
-        let out = embedder.embed_batch(&texts)?;
+        let out = embedder.embed_documents(&texts)?;
         for (c, v) in batch.iter().zip(out) {
             vectors.insert(c.content_id, v);
         }
@@ -367,6 +378,7 @@ pub fn build(
             source: e,
         })?;
     let mut store = ChunkStoreWriter::new();
+    let mut lexical = LexicalIndexWriter::new();
     let mut ordered = Vec::with_capacity(total_chunks);
     let mut files_indexed = 0u64;
     for (path, chunks) in &chunked {
@@ -379,6 +391,7 @@ pub fn build(
                 end_line: c.end_line,
                 text: &c.text,
             });
+            lexical.push_chunk(path, &c.text);
             // Content that appears twice in a commit shares one vector.
             let v = vectors
                 .get(&c.content_id)
@@ -393,6 +406,7 @@ pub fn build(
     }
     let chunks_path = staging.path().join(members::CHUNKS);
     let vectors_path = staging.path().join(members::VECTORS);
+    let lexical_path = staging.path().join(members::LEXICAL);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e| BuildError::Io { path, source: e }
@@ -400,6 +414,10 @@ pub fn build(
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(&chunks_path).map_err(io(&chunks_path))?);
     store.write_to(&mut f).map_err(io(&chunks_path))?;
+    drop(f);
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(&lexical_path).map_err(io(&lexical_path))?);
+    lexical.write_to(&mut f).map_err(io(&lexical_path))?;
     drop(f);
     index::build(&ordered, model.dimensions as usize, &vectors_path)?;
     observer.advance(total_chunks as u64);
@@ -433,6 +451,7 @@ pub fn build(
         manifest,
         &[
             (members::CHUNKS.to_string(), chunks_path),
+            (members::LEXICAL.to_string(), lexical_path),
             (members::VECTORS.to_string(), vectors_path),
         ],
     )?;

@@ -20,6 +20,9 @@ pub enum SkipReason {
     Ignored,
     /// Matched an exclude glob, or no include glob.
     Excluded,
+    /// Machine-made text that is noise to a search: vector images, source
+    /// maps, lock files, minified code (by name, or by very long lines).
+    Generated,
     /// A symbolic link.
     Symlink,
     /// A submodule.
@@ -39,6 +42,7 @@ impl SkipReason {
             SkipReason::Secret => "secret",
             SkipReason::Ignored => "shelfignore",
             SkipReason::Excluded => "excluded",
+            SkipReason::Generated => "generated",
             SkipReason::Symlink => "symlink",
             SkipReason::Submodule => "submodule",
             SkipReason::TooLarge => "too_large",
@@ -77,9 +81,30 @@ pub const SECRET_GLOBS: &[&str] = &[
     "*.kdbx",
 ];
 
+/// File names of machine-made text: thousands of chunks of numbers and
+/// hashes that cost embedding time and crowd real answers out. Skipped
+/// unless `build.exclude_generated = false`.
+pub const GENERATED_GLOBS: &[&str] = &[
+    "*.svg",
+    "*.map",
+    "*.min.js",
+    "*.min.css",
+    "*.min.mjs",
+    "*.lock",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "pnpm-lock.yaml",
+    "go.sum",
+];
+
+/// Text whose mean line is longer than this (and that is over 4 KiB) is
+/// minified or serialised data, not something people read.
+const GENERATED_MEAN_LINE: usize = 400;
+
 /// Path-based filters, compiled once per build.
 pub struct PathFilter {
     secrets: GlobSet,
+    generated: Option<GlobSet>,
     include: Option<GlobSet>,
     exclude: GlobSet,
     shelfignore: Option<Gitignore>,
@@ -135,8 +160,17 @@ impl PathFilter {
                 })?)
             }
         };
+        let generated = if settings.exclude_generated {
+            Some(globset(
+                GENERATED_GLOBS.iter().copied(),
+                "generated-file list",
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             secrets: globset(SECRET_GLOBS.iter().copied(), "secret deny-list")?,
+            generated,
             include,
             exclude: globset(settings.exclude.iter().map(String::as_str), "build.exclude")?,
             shelfignore,
@@ -157,6 +191,9 @@ impl PathFilter {
             || self.exclude.is_match(path)
         {
             return Some(SkipReason::Excluded);
+        }
+        if self.generated.as_ref().is_some_and(|g| g.is_match(path)) {
+            return Some(SkipReason::Generated);
         }
         None
     }
@@ -218,6 +255,12 @@ pub fn by_path(snapshot: &Snapshot, filter: &PathFilter, skipped: &mut Skipped) 
     out
 }
 
+/// Checks content: minified or serialised text (long lines throughout).
+pub fn looks_generated(text: &str) -> bool {
+    let lines = text.lines().count().max(1);
+    text.len() > 4096 && text.len() / lines > GENERATED_MEAN_LINE
+}
+
 /// Checks content: binary if a NUL appears in the first 8000 bytes.
 pub fn is_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(8000)].contains(&0)
@@ -253,11 +296,11 @@ mod tests {
     fn shelfignore_uses_gitignore_rules() {
         let f = filter(
             &Settings::default(),
-            Some("vendor/\n*.min.js\n!keep.min.js\n"),
+            Some("vendor/\n*.gen.js\n!keep.gen.js\n"),
         );
         assert_eq!(f.skip_by_path("vendor/lib/a.rs"), Some(SkipReason::Ignored));
-        assert_eq!(f.skip_by_path("web/app.min.js"), Some(SkipReason::Ignored));
-        assert_eq!(f.skip_by_path("web/keep.min.js"), None);
+        assert_eq!(f.skip_by_path("web/app.gen.js"), Some(SkipReason::Ignored));
+        assert_eq!(f.skip_by_path("web/keep.gen.js"), None);
         assert_eq!(f.skip_by_path("src/vendor.rs"), None);
     }
 
@@ -273,6 +316,34 @@ mod tests {
         assert_eq!(f.skip_by_path("docs/guide.md"), None);
         assert_eq!(f.skip_by_path("build.rs"), Some(SkipReason::Excluded));
         assert_eq!(f.skip_by_path("src/Cargo.lock"), Some(SkipReason::Excluded));
+    }
+
+    #[test]
+    fn generated_text_is_skipped_by_name_and_by_shape_unless_asked_for() {
+        let f = filter(&Settings::default(), None);
+        for p in [
+            "doc/_static/logo.svg",
+            "web/app.min.js",
+            "Cargo.lock",
+            "web/package-lock.json",
+            "a/b.js.map",
+        ] {
+            assert_eq!(f.skip_by_path(p), Some(SkipReason::Generated), "{p}");
+        }
+        assert_eq!(f.skip_by_path("src/map.rs"), None);
+        let all = Settings {
+            exclude_generated: false,
+            ..Settings::default()
+        };
+        assert_eq!(filter(&all, None).skip_by_path("logo.svg"), None);
+        let minified = format!("var a={};\n", "x".repeat(5000));
+        assert!(looks_generated(&minified));
+        let code = "fn main() {\n    println!(\"hi\");\n}\n".repeat(300);
+        assert!(!looks_generated(&code));
+        assert!(
+            !looks_generated("short"),
+            "small files are never judged by shape"
+        );
     }
 
     #[test]

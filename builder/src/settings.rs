@@ -16,6 +16,9 @@ pub const CHUNKER: &str = "lines-v1";
 /// The vector index kind and its parameters; see `index.rs`.
 pub const INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
 
+/// The lexical index kind and its analyzer (`formats::lexical`).
+pub const LEXICAL_KIND: &str = "bm25/code-v1";
+
 /// Settings of one build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -29,6 +32,9 @@ pub struct Settings {
     pub include: Vec<String>,
     /// Paths matching these globs are skipped (`excluded`).
     pub exclude: Vec<String>,
+    /// Skip machine-made text (`generated`): SVG, source maps, lock files,
+    /// minified code.
+    pub exclude_generated: bool,
 }
 
 impl Default for Settings {
@@ -39,6 +45,7 @@ impl Default for Settings {
             overlap_lines: 2,
             include: Vec::new(),
             exclude: Vec::new(),
+            exclude_generated: true,
         }
     }
 }
@@ -62,6 +69,7 @@ struct BuildSection {
     overlap_lines: Option<u32>,
     include: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
+    exclude_generated: Option<bool>,
 }
 
 impl Settings {
@@ -81,6 +89,7 @@ impl Settings {
             overlap_lines: b.overlap_lines.unwrap_or(d.overlap_lines),
             include: b.include.unwrap_or_default(),
             exclude: b.exclude.unwrap_or_default(),
+            exclude_generated: b.exclude_generated.unwrap_or(d.exclude_generated),
         };
         if s.max_chunk_tokens < 32 || s.max_chunk_tokens > model_max_tokens {
             return Err(invalid(format!(
@@ -120,6 +129,8 @@ impl Settings {
             exclude: self.exclude.clone(),
             vector_quantization: "f32".to_string(),
             index: INDEX_KIND.to_string(),
+            lexical: Some(LEXICAL_KIND.to_string()),
+            exclude_generated: Some(self.exclude_generated),
         }
     }
 }

@@ -262,3 +262,51 @@ fn a_previous_bundle_that_is_corrupt_is_refused() {
     assert!(matches!(err, BuildError::Previous { .. }), "{err}");
     assert!(err.to_string().contains("bad.tar.zst"));
 }
+
+#[test]
+fn the_bundle_carries_a_lexical_index_of_every_chunk_and_skips_generated_text() {
+    let r = sample_repo();
+    r.write("doc/logo.svg", "<svg><path d=\"M0 0 L10 10\"/></svg>\n");
+    r.write("Cargo.lock", "[[package]]\nname = \"x\"\n");
+    r.write("web/app.js", format!("var a={};\n", "1,".repeat(3000)));
+    r.commit("generated files");
+    let out = tempfile::tempdir().unwrap();
+    let report = run(&request(r.path(), out.path())).unwrap();
+    assert_eq!(
+        report.files.skipped.get("generated"),
+        Some(&3),
+        "{:?}",
+        report.files.skipped
+    );
+    let t = tempfile::tempdir().unwrap();
+    let u = unpack_file(
+        Path::new(&report.bundle_path),
+        Some(&report.digest.parse().unwrap()),
+        &t.path().join("b"),
+        &Limits::default(),
+    )
+    .unwrap();
+    let m = &u.bundle.manifest;
+    assert_eq!((m.format_version, m.format_minor), (1, 1));
+    assert_eq!(m.settings.lexical.as_deref(), Some("bm25/code-v1"));
+    assert_eq!(m.settings.exclude_generated, Some(true));
+    let lexical = std::fs::read(u.dir.join(members::LEXICAL)).unwrap();
+    let ix = shelf_formats::lexical::LexicalIndex::parse(&lexical).unwrap();
+    let chunks = std::fs::read(u.dir.join(members::CHUNKS)).unwrap();
+    let store = ChunkStore::parse(&chunks).unwrap();
+    assert_eq!(ix.doc_count(), store.len());
+    // Document i is chunk i: the identifier's postings point at its file.
+    let docs: Vec<u32> = ix
+        .lookup("resize_image")
+        .unwrap()
+        .iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert!(!docs.is_empty());
+    assert!(
+        docs.iter()
+            .all(|&d| store.get(d as usize).unwrap().path == "tools/resize.py")
+    );
+    // The path is indexed too.
+    assert!(ix.lookup("rollback.md").is_some());
+}
