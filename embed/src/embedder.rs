@@ -10,6 +10,7 @@ use fastembed::{
 use sha2::{Digest as _, Sha256};
 use shelf_formats::ModelIdentity;
 
+use crate::model::{ModelSpec, ModelSpecError};
 use crate::runtime::{Pin, Runtime, RuntimeError, SETUP_COMMAND, pins};
 
 /// Name recorded in bundles for the provisioned model.
@@ -39,6 +40,9 @@ pub enum EmbedError {
     /// The model or tokenizer failed to load, or inference failed.
     #[error("embedding model error: {0}")]
     Model(String),
+    /// A model directory (`--model`) cannot be used.
+    #[error(transparent)]
+    Spec(#[from] ModelSpecError),
 }
 
 /// Tuning that does not change results.
@@ -51,6 +55,9 @@ pub struct EmbedderOptions {
     pub intra_threads: Option<usize>,
     /// Texts per inference call.
     pub batch_size: usize,
+    /// A model directory with a `shelf-model.toml` to use instead of the
+    /// provisioned default (see `model.rs`).
+    pub model: Option<PathBuf>,
 }
 
 impl Default for EmbedderOptions {
@@ -58,6 +65,7 @@ impl Default for EmbedderOptions {
         Self {
             intra_threads: None,
             batch_size: 32,
+            model: None,
         }
     }
 }
@@ -70,6 +78,71 @@ pub struct Embedder {
     counter: tokenizers::Tokenizer,
     identity: ModelIdentity,
     batch_size: usize,
+}
+
+/// The model files, read, and what the identity needs beyond them.
+struct ModelFiles {
+    onnx: Vec<u8>,
+    tokenizer: Vec<u8>,
+    config: Vec<u8>,
+    special: Vec<u8>,
+    tok_config: Vec<u8>,
+    name: String,
+    dimensions: u32,
+    pooling: Pooling,
+    max_tokens: u32,
+    query_prefix: String,
+    document_prefix: String,
+}
+
+impl ModelFiles {
+    /// The provisioned default, each file checked against its pin.
+    fn provisioned(runtime: &Runtime) -> Result<Self, EmbedError> {
+        Ok(Self {
+            onnx: read_pinned(runtime, &pin_for("model/model.onnx")?)?,
+            tokenizer: read_pinned(runtime, &pin_for("model/tokenizer.json")?)?,
+            config: read_pinned(runtime, &pin_for("model/config.json")?)?,
+            special: read_pinned(runtime, &pin_for("model/special_tokens_map.json")?)?,
+            tok_config: read_pinned(runtime, &pin_for("model/tokenizer_config.json")?)?,
+            name: MODEL_NAME.into(),
+            dimensions: DIMENSIONS as u32,
+            pooling: Pooling::Mean,
+            max_tokens: MAX_TOKENS as u32,
+            query_prefix: String::new(),
+            document_prefix: String::new(),
+        })
+    }
+
+    /// A model directory: its files are not pinned (they are the user's);
+    /// their hashes go into the identity instead.
+    fn custom(dir: &Path) -> Result<Self, EmbedError> {
+        let spec = ModelSpec::read(dir)?;
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| {
+                EmbedError::Spec(ModelSpecError {
+                    path: p.to_path_buf(),
+                    detail: format!("cannot read it: {e}"),
+                })
+            })
+        };
+        Ok(Self {
+            onnx: read(&spec.onnx)?,
+            tokenizer: read(&spec.tokenizer)?,
+            config: read(&spec.config)?,
+            special: read(&spec.special_tokens_map)?,
+            tok_config: read(&spec.tokenizer_config)?,
+            pooling: if spec.pooling == "cls" {
+                Pooling::Cls
+            } else {
+                Pooling::Mean
+            },
+            name: spec.name,
+            dimensions: spec.dimensions,
+            max_tokens: spec.max_tokens,
+            query_prefix: spec.query_prefix,
+            document_prefix: spec.document_prefix,
+        })
+    }
 }
 
 impl std::fmt::Debug for Embedder {
@@ -150,36 +223,40 @@ impl Embedder {
             .find(|p| p.relative.starts_with("lib/"))
             .ok_or_else(|| EmbedError::Model("no library pin in runtime.sha256".into()))?;
         read_pinned(runtime, &lib_pin)?;
-        let onnx = read_pinned(runtime, &pin_for("model/model.onnx")?)?;
-        let tokenizer = read_pinned(runtime, &pin_for("model/tokenizer.json")?)?;
-        let config = read_pinned(runtime, &pin_for("model/config.json")?)?;
-        let special = read_pinned(runtime, &pin_for("model/special_tokens_map.json")?)?;
-        let tok_config = read_pinned(runtime, &pin_for("model/tokenizer_config.json")?)?;
+        let files = match &options.model {
+            None => ModelFiles::provisioned(runtime)?,
+            Some(dir) => ModelFiles::custom(dir)?,
+        };
         let verified_ms = started.elapsed().as_millis() as u64;
         let identity = ModelIdentity {
-            name: MODEL_NAME.into(),
-            dimensions: DIMENSIONS as u32,
-            pooling: "mean".into(),
+            name: files.name,
+            dimensions: files.dimensions,
+            pooling: match files.pooling {
+                Pooling::Cls => "cls".into(),
+                Pooling::Mean => "mean".into(),
+            },
             normalized: true,
-            max_tokens: MAX_TOKENS as u32,
-            onnx_sha256: Sha256::digest(&onnx).into(),
-            tokenizer_sha256: Sha256::digest(&tokenizer).into(),
+            max_tokens: files.max_tokens,
+            onnx_sha256: Sha256::digest(&files.onnx).into(),
+            tokenizer_sha256: Sha256::digest(&files.tokenizer).into(),
+            query_prefix: files.query_prefix,
+            document_prefix: files.document_prefix,
         };
 
         let env = ort_environment(&runtime.dir.join(lib_pin.relative))?;
         let model = UserDefinedEmbeddingModel::new(
-            onnx,
+            files.onnx,
             TokenizerFiles {
-                tokenizer_file: tokenizer,
-                config_file: config,
-                special_tokens_map_file: special,
-                tokenizer_config_file: tok_config,
+                tokenizer_file: files.tokenizer,
+                config_file: files.config,
+                special_tokens_map_file: files.special,
+                tokenizer_config_file: files.tok_config,
             },
         )
-        .with_pooling(Pooling::Mean);
+        .with_pooling(files.pooling);
         let mut init = InitOptionsUserDefined::new()
             .with_environment(env)
-            .with_max_length(MAX_TOKENS);
+            .with_max_length(files.max_tokens as usize);
         if let Some(n) = options.intra_threads {
             init = init.with_intra_threads(n);
         }
@@ -210,9 +287,8 @@ impl Embedder {
         &self.identity
     }
 
-    /// Embeds texts; one L2-normalised vector of [`DIMENSIONS`] per text, in
-    /// order.
-    pub fn embed_batch<S: AsRef<str> + Send + Sync>(
+    /// Embeds texts as given; one L2-normalised vector per text, in order.
+    fn embed_raw<S: AsRef<str> + Send + Sync>(
         &self,
         texts: &[S],
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -228,11 +304,52 @@ impl Embedder {
             .map_err(|e| EmbedError::Model(e.to_string()))
     }
 
+    fn with_prefix<S: AsRef<str>>(prefix: &str, texts: &[S]) -> Vec<String> {
+        texts
+            .iter()
+            .map(|t| format!("{prefix}{}", t.as_ref()))
+            .collect()
+    }
+
+    /// Embeds chunks (what bundles store): the model's document prefix, if
+    /// any, is prepended. One L2-normalised vector per text, in order.
+    pub fn embed_documents<S: AsRef<str> + Send + Sync>(
+        &self,
+        texts: &[S],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if self.identity.document_prefix.is_empty() {
+            return self.embed_raw(texts);
+        }
+        self.embed_raw(&Self::with_prefix(&self.identity.document_prefix, texts))
+    }
+
+    /// Embeds queries: the model's query prefix, if any, is prepended.
+    pub fn embed_queries<S: AsRef<str> + Send + Sync>(
+        &self,
+        texts: &[S],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if self.identity.query_prefix.is_empty() {
+            return self.embed_raw(texts);
+        }
+        self.embed_raw(&Self::with_prefix(&self.identity.query_prefix, texts))
+    }
+
     /// Embeds one query.
     pub fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        self.embed_batch(&[text])?
+        self.embed_queries(&[text])?
             .pop()
             .ok_or_else(|| EmbedError::Model("the model returned no vector".into()))
+    }
+
+    /// Tokens the document prefix adds to every chunk (chunkers leave room
+    /// for them).
+    pub fn document_prefix_tokens(&self) -> usize {
+        if self.identity.document_prefix.is_empty() {
+            return 0;
+        }
+        self.token_spans(&self.identity.document_prefix)
+            .map(|s| s.len())
+            .unwrap_or(0)
     }
 
     /// Byte ranges of the model tokens of `text`, without special tokens and

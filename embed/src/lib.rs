@@ -3,7 +3,9 @@
 //! [`Embedder`] that turns text into vectors.
 
 pub mod embedder;
+pub mod model;
 pub mod runtime;
 
 pub use embedder::{DIMENSIONS, EmbedError, Embedder, EmbedderOptions, MAX_TOKENS, MODEL_NAME};
+pub use model::{ModelSpec, ModelSpecError};
 pub use runtime::{Runtime, RuntimeError};

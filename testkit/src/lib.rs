@@ -255,6 +255,8 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             max_tokens: 256,
             onnx_sha256: [1; 32],
             tokenizer_sha256: [2; 32],
+            query_prefix: String::new(),
+            document_prefix: String::new(),
         },
         settings: BuildSettings {
             chunker: "lines-v1".into(),
@@ -266,6 +268,7 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             vector_quantization: "f32".into(),
             index: "usearch-hnsw/cos/m16/ef128".into(),
             lexical: None,
+            exclude_generated: None,
         },
         counts: Counts {
             files_indexed: 2,
@@ -362,4 +365,27 @@ pub fn synthetic_bundle(
 
 fn sha2_of(bytes: &[u8]) -> [u8; 32] {
     shelf_formats::Digest::of(bytes).as_bytes().to_owned()
+}
+
+/// A "bring your own model" directory built from the provisioned model's
+/// files (symlinked) with its own `shelf-model.toml`: a genuinely different
+/// model identity and behaviour (pooling, prefixes, token limit) without a
+/// second download. `runtime` is the provisioned runtime directory.
+pub fn custom_model(runtime: &Path, spec: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("shelf-test-model-")
+        .tempdir()
+        .expect("temp dir");
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+    ] {
+        std::os::unix::fs::symlink(runtime.join("model").join(f), dir.path().join(f))
+            .expect("symlink a model file");
+    }
+    std::fs::write(dir.path().join("shelf-model.toml"), spec).expect("write the spec");
+    dir
 }
