@@ -149,6 +149,8 @@ pub struct ServeConfig {
     pub expansion_search: usize,
     /// ONNX Runtime threads for query embedding (default: all cores).
     pub embed_threads: Option<usize>,
+    /// A model directory instead of the provisioned default.
+    pub model: Option<PathBuf>,
     /// Authentication.
     pub auth: Auth,
     /// Edge limits.
@@ -168,6 +170,7 @@ impl ServeConfig {
             default_k: 10,
             expansion_search: DEFAULT_EXPANSION_SEARCH,
             embed_threads: None,
+            model: None,
             auth: Auth::default(),
             limits: Limits::default(),
         }

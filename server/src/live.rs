@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use shelf_formats::bundle::BundleError;
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
+use shelf_formats::lexical::{LexicalIndex, LexicalIndexError};
 use shelf_formats::manifest::members;
 use shelf_formats::{Digest, Manifest, ModelIdentity};
 
@@ -31,6 +32,9 @@ pub enum OpenError {
     /// The chunk store is malformed.
     #[error(transparent)]
     Chunks(#[from] ChunkStoreError),
+    /// The lexical index is malformed or does not match the chunks.
+    #[error(transparent)]
+    Lexical(#[from] LexicalIndexError),
     /// The bundle's vectors were made by another model than the server's.
     #[error(
         "bundle {digest} was built with another embedding model ({diff}); rebuild it with this server's model, or serve it with the model it was built with"
@@ -91,6 +95,8 @@ pub struct LiveBundle {
     /// Where it is unpacked.
     pub dir: PathBuf,
     chunks: Mmap,
+    /// The lexical index, when the bundle has one (format 1.1+).
+    lexical: Option<Mmap>,
     index: usearch::Index,
 }
 
@@ -140,6 +146,23 @@ impl LiveBundle {
         // modifies after the verified unpack renamed it into place.
         let chunks = unsafe { Mmap::map(&file) }.map_err(io(chunks_path))?;
         let count = ChunkStore::parse(&chunks)?.len();
+        let lexical = match manifest.member(members::LEXICAL) {
+            None => None,
+            Some(_) => {
+                let path = dir.join(members::LEXICAL);
+                let file = File::open(&path).map_err(io(path.clone()))?;
+                // SAFETY: as for the chunk store: an immutable cache file.
+                let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
+                let docs = LexicalIndex::parse(&map)?.doc_count();
+                if docs != count {
+                    return Err(OpenError::Index {
+                        digest,
+                        detail: format!("lexical index has {docs} documents for {count} chunks"),
+                    });
+                }
+                Some(map)
+            }
+        };
 
         let index_err = |detail: String| OpenError::Index { digest, detail };
         let vectors = dir.join(members::VECTORS);
@@ -172,8 +195,25 @@ impl LiveBundle {
             manifest,
             dir: dir.to_path_buf(),
             chunks,
+            lexical,
             index,
         })
+    }
+
+    /// The lexical index, if the bundle has one. O(1), like [`LiveBundle::chunks`].
+    pub fn lexical(&self) -> Option<Result<LexicalIndex<'_>, OpenError>> {
+        self.lexical
+            .as_ref()
+            .map(|m| LexicalIndex::open(m).map_err(OpenError::from))
+    }
+
+    /// The search modes this bundle supports.
+    pub fn modes(&self) -> &'static [&'static str] {
+        if self.lexical.is_some() {
+            &["hybrid", "semantic", "lexical"]
+        } else {
+            &["semantic"]
+        }
     }
 
     /// The chunk store. O(1): the store was fully validated when the bundle
@@ -276,6 +316,9 @@ impl LiveBundle {
     /// queries after a swap do not pay for disk reads.
     pub fn warm(&self) {
         touch(&self.chunks);
+        if let Some(l) = &self.lexical {
+            touch(l);
+        }
         if let Ok(file) = File::open(self.dir.join(members::VECTORS))
             // SAFETY: as for the chunk store: an immutable cache file.
             && let Ok(map) = unsafe { Mmap::map(&file) }

@@ -1,9 +1,7 @@
-//! One query against one bundle: filters (path glob, language), the vector
-//! search, and results with their chunks. Shared by the HTTP API and
-//! `shelf search`, so both answer the same way.
+//! Filters (path glob, language) and the filtered vector search for one
+//! query vector; `search.rs` builds the modes and results on top.
 
 use globset::{Glob, GlobMatcher};
-use serde::Serialize;
 
 use crate::live::{Hit, LiveBundle, OpenError};
 
@@ -106,28 +104,6 @@ impl Filter {
     }
 }
 
-/// One result, ready to serialise.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResultChunk {
-    /// 1-based rank.
-    pub rank: usize,
-    /// Cosine similarity (higher is closer).
-    pub score: f32,
-    /// Repository-relative path.
-    pub path: String,
-    /// First line, 1-based.
-    pub start_line: u32,
-    /// Last line, inclusive.
-    pub end_line: u32,
-    /// Language from the extension, if known.
-    pub language: Option<&'static str>,
-    /// The chunk's content id (hex sha256 of what was embedded): stable
-    /// across bundles while the chunk's text is unchanged.
-    pub chunk_id: String,
-    /// The chunk's text.
-    pub text: String,
-}
-
 /// The `k` best chunks for `vector` that pass `filter`.
 pub fn search(
     bundle: &LiveBundle,
@@ -157,29 +133,6 @@ pub fn search(
         return bundle.exact_among(vector, &keys, k);
     }
     bundle.filtered_search(vector, k, passes)
-}
-
-/// Results with their chunks, in rank order.
-pub fn results(bundle: &LiveBundle, hits: &[Hit]) -> Result<Vec<ResultChunk>, OpenError> {
-    let chunks = bundle.chunks()?;
-    Ok(hits
-        .iter()
-        .filter_map(|h| {
-            let c = chunks.get(usize::try_from(h.key).ok()?)?;
-            Some((h.score, c))
-        })
-        .enumerate()
-        .map(|(i, (score, c))| ResultChunk {
-            rank: i + 1,
-            score,
-            path: c.path.to_string(),
-            start_line: c.start_line,
-            end_line: c.end_line,
-            language: language_of(c.path),
-            chunk_id: hex::encode(c.content_id),
-            text: c.text.to_string(),
-        })
-        .collect())
 }
 
 #[cfg(test)]

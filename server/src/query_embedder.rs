@@ -117,7 +117,7 @@ impl QueryEmbedder {
     /// Embeds several texts in one call, on the caller's thread (for
     /// warming a new model or bundle outside the request path).
     pub fn embed_now(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.embedder.embed_batch(texts)
+        self.embedder.embed_queries(texts)
     }
 }
 
@@ -133,7 +133,7 @@ fn run(embedder: &Embedder, jobs: &Receiver<Job>) {
         }
         let started = Instant::now();
         let texts: Vec<&str> = batch.iter().map(|j| j.text.as_str()).collect();
-        let result = embedder.embed_batch(&texts);
+        let result = embedder.embed_queries(&texts);
         let compute = started.elapsed();
         let size = batch.len();
         match result {

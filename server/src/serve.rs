@@ -118,6 +118,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let options = EmbedderOptions {
         intra_threads: config.embed_threads,
+        model: config.model.clone(),
         ..EmbedderOptions::default()
     };
     let embedder = tokio::task::spawn_blocking(move || Embedder::load(&runtime, &options))

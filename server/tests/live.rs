@@ -5,6 +5,7 @@ use std::sync::Arc;
 use shelf_formats::ModelIdentity;
 use shelf_server::cache::BundleCache;
 use shelf_server::query::{self, Filter};
+use shelf_server::search;
 use shelf_server::{LiveBundle, OpenError};
 
 fn model() -> ModelIdentity {
@@ -18,6 +19,17 @@ fn open(chunks: usize) -> (tempfile::TempDir, LiveBundle) {
     let (digest, dir) = cache.install_file(&written.path, None).unwrap();
     let bundle = LiveBundle::open_dir(&dir, digest, &model()).unwrap();
     (t, bundle)
+}
+
+fn ranked(hits: &[shelf_server::Hit]) -> Vec<search::Ranked> {
+    hits.iter()
+        .map(|h| search::Ranked {
+            key: h.key,
+            score: h.score,
+            semantic: Some(h.score),
+            lexical: None,
+        })
+        .collect()
 }
 
 fn query(seed: usize) -> Vec<f32> {
@@ -62,7 +74,7 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
     // Few chunks pass: scored exactly, so they are the true best among them.
     let narrow = Filter::new(Some("src/mod1/file1.py"), &[]).unwrap();
     let hits = query::search(&bundle, &q, 5, &narrow).unwrap();
-    let results = query::results(&bundle, &hits).unwrap();
+    let results = search::chunk_results(&bundle, &ranked(&hits), hits.len()).unwrap();
     assert!(!results.is_empty());
     assert!(
         results.iter().all(|r| r.path == "src/mod1/file1.py"),
@@ -72,7 +84,7 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
     // A broad filter walks the graph, skipping what it rejects.
     let broad = Filter::new(None, &["python".into(), "rust".into()]).unwrap();
     let hits = query::search(&bundle, &q, 20, &broad).unwrap();
-    let results = query::results(&bundle, &hits).unwrap();
+    let results = search::chunk_results(&bundle, &ranked(&hits), hits.len()).unwrap();
     assert_eq!(results.len(), 20);
     assert!(
         results

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use crate::config::Limits;
 use crate::query::Filter;
+use crate::search::Mode;
 
 /// A validated search request.
 #[derive(Debug, Clone)]
@@ -22,6 +23,10 @@ pub struct SearchParams {
     pub languages: Vec<String>,
     /// Both, compiled.
     pub filter: Filter,
+    /// How to match.
+    pub mode: Mode,
+    /// Whether to answer with files (`group=file`) instead of chunks.
+    pub by_file: bool,
 }
 
 /// The JSON body of `POST /v1/search`.
@@ -35,6 +40,10 @@ struct SearchBody {
     path: Option<String>,
     #[serde(default)]
     language: Option<OneOrMany>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +54,7 @@ enum OneOrMany {
 }
 
 /// Query-string parameter names, for messages.
-const GET_PARAMS: &str = "q, k, path, language";
+const GET_PARAMS: &str = "q, k, path, language, mode, group";
 
 /// Parses `GET` parameters.
 pub fn from_query_string(
@@ -57,6 +66,8 @@ pub fn from_query_string(
     let mut k = None;
     let mut path = None;
     let mut language = None;
+    let mut mode = None;
+    let mut group = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode(name, "a parameter name")?;
@@ -65,6 +76,8 @@ pub fn from_query_string(
             "k" => &mut k,
             "path" => &mut path,
             "language" | "lang" => &mut language,
+            "mode" => &mut mode,
+            "group" => &mut group,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter '{}'; known: {GET_PARAMS}",
@@ -102,7 +115,18 @@ pub fn from_query_string(
             "missing the query: pass ?q=<what to look for>",
         ));
     };
-    validate(query, k, path, languages, limits, default_k)
+    validate(
+        Unchecked {
+            query,
+            k,
+            path,
+            languages,
+            mode,
+            group,
+        },
+        limits,
+        default_k,
+    )
 }
 
 /// Parses a `POST` body.
@@ -112,7 +136,7 @@ pub fn from_json(body: &[u8], limits: &Limits, default_k: usize) -> Result<Searc
     }
     let parsed: SearchBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string]}}"
+            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\"}}"
         ))
     })?;
     let languages = match parsed.language {
@@ -121,23 +145,38 @@ pub fn from_json(body: &[u8], limits: &Limits, default_k: usize) -> Result<Searc
         Some(OneOrMany::Many(ls)) => ls,
     };
     validate(
-        parsed.query,
-        parsed.k,
-        parsed.path,
-        languages,
+        Unchecked {
+            query: parsed.query,
+            k: parsed.k,
+            path: parsed.path,
+            languages,
+            mode: parsed.mode,
+            group: parsed.group,
+        },
         limits,
         default_k,
     )
 }
 
-fn validate(
+/// Parameters as given, before validation.
+struct Unchecked {
     query: String,
     k: Option<usize>,
     path: Option<String>,
     languages: Vec<String>,
-    limits: &Limits,
-    default_k: usize,
-) -> Result<SearchParams, ApiError> {
+    mode: Option<String>,
+    group: Option<String>,
+}
+
+fn validate(p: Unchecked, limits: &Limits, default_k: usize) -> Result<SearchParams, ApiError> {
+    let Unchecked {
+        query,
+        k,
+        path,
+        languages,
+        mode,
+        group,
+    } = p;
     if query.trim().is_empty() {
         return Err(ApiError::bad_request(
             "the query is empty: say what to look for",
@@ -162,12 +201,28 @@ fn validate(
         )));
     }
     let filter = Filter::new(path.as_deref(), &languages).map_err(ApiError::bad_request)?;
+    let mode = match mode {
+        Some(m) => m.parse::<Mode>().map_err(ApiError::bad_request)?,
+        None => Mode::Hybrid,
+    };
+    let by_file = match group.as_deref().map(str::trim) {
+        None | Some("chunk") => false,
+        Some("file") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown group '{}'; use chunk or file",
+                other.chars().take(32).collect::<String>()
+            )));
+        }
+    };
     Ok(SearchParams {
         query,
         k,
         path,
         languages,
         filter,
+        mode,
+        by_file,
     })
 }
 
@@ -197,7 +252,12 @@ mod tests {
 
     #[test]
     fn query_strings_decode_and_default() {
-        let p = get("q=retry+policy%20here&k=3&path=src%2F**&language=rust,python").unwrap();
+        let p = get(
+            "q=retry+policy%20here&k=3&path=src%2F**&language=rust,python&mode=lexical&group=file",
+        )
+        .unwrap();
+        assert_eq!((p.mode, p.by_file), (Mode::Lexical, true));
+        assert_eq!(get("q=x").unwrap().mode, Mode::Hybrid);
         assert_eq!(p.query, "retry policy here");
         assert_eq!(p.k, 3);
         assert_eq!(p.path.as_deref(), Some("src/**"));
@@ -221,6 +281,8 @@ mod tests {
             ("q=%FF%FE", "not valid UTF-8"),
             ("q=x&language=klingon", "unknown language"),
             ("q=x&path=src/[", "not a valid glob"),
+            ("q=x&mode=fuzzy", "unknown mode"),
+            ("q=x&group=dir", "unknown group"),
         ] {
             let e = get(qs).unwrap_err();
             assert!(e.status.is_client_error(), "{qs}: {:?}", e.status);
@@ -230,7 +292,8 @@ mod tests {
 
     #[test]
     fn json_bodies_are_strict() {
-        let p = post(r#"{"query": "tags", "k": 2, "language": ["rust"]}"#).unwrap();
+        let p = post(r#"{"query": "tags", "k": 2, "language": ["rust"], "mode": "semantic", "group": "chunk"}"#).unwrap();
+        assert_eq!((p.mode, p.by_file), (Mode::Semantic, false));
         assert_eq!((p.query.as_str(), p.k), ("tags", 2));
         assert_eq!(
             post(r#"{"query": "tags", "language": "rust"}"#)

@@ -13,9 +13,9 @@ use shelf_formats::Digest;
 
 use super::error::{ApiError, Body, json};
 use super::{Api, Outcome, params};
-use crate::query::{self, ResultChunk};
-use crate::query_embedder::QueryEmbedError;
+use crate::query_embedder::{QueryEmbedError, QueryEmbedder};
 use crate::reload::CheckReport;
+use crate::search::{self, Mode, ResultChunk, ResultFile, SearchError};
 use crate::state::{ErrorEvent, Readiness, SwapEvent};
 
 #[derive(Serialize)]
@@ -38,10 +38,34 @@ struct SearchResponse<'a> {
     k: usize,
     path: Option<&'a str>,
     language: &'a [String],
+    mode: Mode,
+    group: &'static str,
     bundle: BundleRef<'a>,
     took_ms: f64,
     timings_ms: Timings,
-    results: Vec<ResultChunk>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<Vec<ResultChunk>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<ResultFile>>,
+}
+
+/// Embeds the query's windows (one, unless it is longer than the model
+/// reads) concurrently, so they share model calls.
+async fn embed_windows(
+    embedder: &QueryEmbedder,
+    query: &str,
+) -> Result<(Vec<Vec<f32>>, usize), QueryEmbedError> {
+    let windows = search::windows(embedder.embedder(), query, search::MAX_WINDOWS);
+    let answers =
+        futures_util::future::join_all(windows.into_iter().map(|w| embedder.embed(w))).await;
+    let mut vectors = Vec::with_capacity(answers.len());
+    let mut batch = 0;
+    for a in answers {
+        let a = a?;
+        batch = batch.max(a.batch);
+        vectors.push(a.vector);
+    }
+    Ok((vectors, batch))
 }
 
 fn not_ready(api: &Api) -> ApiError {
@@ -90,41 +114,70 @@ pub(super) async fn search(
     // The snapshot this request finishes on, whatever is swapped meanwhile.
     let snapshot = api.state.live().ok_or_else(|| not_ready(api))?;
     let started = Instant::now();
-    let embedded = embedder
-        .embed(params.query.clone())
-        .await
-        .map_err(|e| match e {
-            QueryEmbedError::Busy => {
-                rejected("overloaded");
-                ApiError::unavailable(
-                    "overloaded",
-                    "the embedding queue is full; retry shortly",
-                    1,
-                )
-            }
-            QueryEmbedError::Failed(m) => ApiError::internal(m),
-        })?;
+    let (vectors, batch) = if params.mode.needs_vectors() {
+        embed_windows(embedder, &params.query)
+            .await
+            .map_err(|e| match e {
+                QueryEmbedError::Busy => {
+                    rejected("overloaded");
+                    ApiError::unavailable(
+                        "overloaded",
+                        "the embedding queue is full; retry shortly",
+                        1,
+                    )
+                }
+                QueryEmbedError::Failed(m) => ApiError::internal(m),
+            })?
+    } else {
+        (Vec::new(), 0)
+    };
     let embed_time = started.elapsed();
     let t = Instant::now();
     let bundle = &snapshot.bundle;
-    let hits = query::search(bundle, &embedded.vector, params.k, &params.filter)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let results = query::results(bundle, &hits).map_err(|e| ApiError::internal(e.to_string()))?;
+    let wanted = if params.by_file {
+        (params.k * search::CHUNKS_PER_FILE * 4).max(search::CANDIDATES)
+    } else {
+        params.k
+    };
+    let ranking = search::rank(
+        bundle,
+        &params.query,
+        &vectors,
+        params.mode,
+        &params.filter,
+        wanted,
+    )
+    .map_err(|e| match e {
+        SearchError::NoLexicalIndex => ApiError::bad_request(e.to_string()),
+        SearchError::Bundle(_) | SearchError::Embed(_) => ApiError::internal(e.to_string()),
+    })?;
+    let internal = |e: crate::live::OpenError| ApiError::internal(e.to_string());
+    let (results, files) = if params.by_file {
+        let files = search::file_results(bundle, &ranking.chunks, params.k).map_err(internal)?;
+        (None, Some(files))
+    } else {
+        let chunks = search::chunk_results(bundle, &ranking.chunks, params.k).map_err(internal)?;
+        (Some(chunks), None)
+    };
     let search_time = t.elapsed();
     let m = &api.state.metrics;
-    m.stage_seconds
-        .with_label_values(&["embed"])
-        .observe(embed_time.as_secs_f64());
+    if params.mode.needs_vectors() {
+        m.stage_seconds
+            .with_label_values(&["embed"])
+            .observe(embed_time.as_secs_f64());
+        m.embed_batch.set(batch as i64);
+    }
     m.stage_seconds
         .with_label_values(&["search"])
         .observe(search_time.as_secs_f64());
-    m.embed_batch.set(embedded.batch as i64);
-    let count = results.len();
+    let count = results.as_ref().map_or(0, Vec::len) + files.as_ref().map_or(0, Vec::len);
     let body = SearchResponse {
         query: &params.query,
         k: params.k,
         path: params.path.as_deref(),
         language: &params.languages,
+        mode: ranking.mode,
+        group: if params.by_file { "file" } else { "chunk" },
         bundle: BundleRef {
             digest: bundle.digest,
             tag: snapshot.tag.as_deref(),
@@ -133,10 +186,15 @@ pub(super) async fn search(
         },
         took_ms: ms(started.elapsed()),
         timings_ms: Timings {
-            embed: ms(embed_time),
+            embed: if params.mode.needs_vectors() {
+                ms(embed_time)
+            } else {
+                0.0
+            },
             search: ms(search_time),
         },
         results,
+        files,
     };
     Ok((
         json(StatusCode::OK, &body)?,
@@ -285,7 +343,7 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
                 dimensions: m.model.dimensions,
             },
             format: format!("{}.{}", m.format_version, m.format_minor),
-            search_modes: &["semantic"],
+            search_modes: b.modes(),
         }
     });
     let body = BundleResponse {

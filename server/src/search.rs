@@ -1,0 +1,384 @@
+//! The search engine: one query against one bundle in a mode (hybrid,
+//! semantic, lexical), with filters, long queries cut into model-sized
+//! windows, rank fusion, and grouping by file. Shared by the HTTP API,
+//! `shelf search` and `shelf eval`, so all three rank the same way.
+//!
+//! Embedding is the caller's (the server embeds off the async runtime, in
+//! batches); this module says what to embed ([`windows`]) and ranks.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use serde::Serialize;
+use shelf_embed::Embedder;
+
+use crate::lexical;
+use crate::live::{Hit, LiveBundle, OpenError};
+use crate::query::{self, Filter};
+
+/// How a query is matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Both, fused by reciprocal rank.
+    Hybrid,
+    /// Embedding similarity only.
+    Semantic,
+    /// BM25 only.
+    Lexical,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "hybrid" => Ok(Mode::Hybrid),
+            "semantic" => Ok(Mode::Semantic),
+            "lexical" => Ok(Mode::Lexical),
+            other => Err(format!(
+                "unknown mode '{other}'; use hybrid, semantic or lexical"
+            )),
+        }
+    }
+}
+
+impl Mode {
+    /// Whether the query must be embedded.
+    pub fn needs_vectors(self) -> bool {
+        self != Mode::Lexical
+    }
+}
+
+/// Candidates each ranker contributes before fusion and grouping.
+pub const CANDIDATES: usize = 100;
+/// The reciprocal-rank-fusion constant (the usual 60).
+pub const RRF_K: f32 = 60.0;
+/// Query windows embedded at most (each one model call's worth of tokens).
+pub const MAX_WINDOWS: usize = 4;
+
+/// The texts to embed for `query`: the query itself when it fits the model,
+/// else consecutive windows of it (each the model's limit less its special
+/// tokens and the query prefix), at most `max_windows`.
+pub fn windows(embedder: &Embedder, query: &str, max_windows: usize) -> Vec<String> {
+    let prefix = embedder
+        .token_spans(&embedder.identity().query_prefix)
+        .map(|s| s.len())
+        .unwrap_or(0);
+    let window = (embedder.identity().max_tokens as usize)
+        .saturating_sub(2 + prefix)
+        .max(16);
+    let spans = embedder.token_spans(query).unwrap_or_default();
+    if spans.len() <= window || max_windows <= 1 {
+        return vec![query.to_string()];
+    }
+    spans
+        .chunks(window)
+        .take(max_windows)
+        .filter_map(|w| {
+            let (start, end) = (w.first()?.0, w.last()?.1);
+            query.get(start..end).map(str::to_string)
+        })
+        .collect()
+}
+
+/// One ranked chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ranked {
+    /// The chunk.
+    pub key: u64,
+    /// The score it was ranked by (cosine, BM25, or fused).
+    pub score: f32,
+    /// Its best cosine similarity, if the semantic ranker found it.
+    pub semantic: Option<f32>,
+    /// Its BM25 score, if the lexical ranker found it.
+    pub lexical: Option<f32>,
+}
+
+/// The ranking of one query.
+#[derive(Debug, Clone)]
+pub struct Ranking {
+    /// The mode that ranked (a bundle without a lexical index answers
+    /// hybrid queries semantically).
+    pub mode: Mode,
+    /// Best first.
+    pub chunks: Vec<Ranked>,
+}
+
+/// Why a query cannot be answered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// Lexical search on a bundle without a lexical index.
+    #[error(
+        "this bundle has no lexical index (it was built by a shelf older than format 1.1): rebuild it, or use mode=semantic"
+    )]
+    NoLexicalIndex,
+    /// The bundle failed underneath.
+    #[error(transparent)]
+    Bundle(#[from] OpenError),
+    /// The query could not be embedded.
+    #[error("embedding the query failed: {0}")]
+    Embed(String),
+}
+
+/// Ranks `bundle`'s chunks for a query: `vectors` are the embedded
+/// [`windows`] (ignored in lexical mode), `n` the chunks wanted.
+pub fn rank(
+    bundle: &LiveBundle,
+    query: &str,
+    vectors: &[Vec<f32>],
+    mode: Mode,
+    filter: &Filter,
+    n: usize,
+) -> Result<Ranking, SearchError> {
+    let lexical_index = bundle.lexical().transpose()?;
+    let mode = match (mode, &lexical_index) {
+        (Mode::Lexical, None) => return Err(SearchError::NoLexicalIndex),
+        (Mode::Hybrid, None) => Mode::Semantic,
+        (m, _) => m,
+    };
+    let want = n.max(1);
+    let semantic = if mode.needs_vectors() {
+        semantic(bundle, vectors, filter, want.max(CANDIDATES))?
+    } else {
+        Vec::new()
+    };
+    let lexical = match (&lexical_index, mode) {
+        (Some(ix), Mode::Hybrid | Mode::Lexical) => {
+            let chunks = bundle.chunks()?;
+            let accepted = accepted_paths(&chunks, filter);
+            let accept = |doc: u32| {
+                accepted.as_ref().is_none_or(|ok| {
+                    chunks
+                        .path_index(doc as usize)
+                        .and_then(|p| ok.get(p).copied())
+                        .unwrap_or(false)
+                })
+            };
+            lexical::search(ix, query, want.max(CANDIDATES), accept)
+        }
+        _ => Vec::new(),
+    };
+    let mut chunks = match mode {
+        Mode::Semantic => semantic
+            .iter()
+            .map(|h| Ranked {
+                key: h.key,
+                score: h.score,
+                semantic: Some(h.score),
+                lexical: None,
+            })
+            .collect(),
+        Mode::Lexical => lexical
+            .iter()
+            .map(|&(doc, s)| Ranked {
+                key: u64::from(doc),
+                score: s,
+                semantic: None,
+                lexical: Some(s),
+            })
+            .collect(),
+        Mode::Hybrid => fuse(&semantic, &lexical),
+    };
+    chunks.truncate(want);
+    Ok(Ranking { mode, chunks })
+}
+
+/// The best chunks over every window's vector, by each chunk's best cosine.
+fn semantic(
+    bundle: &LiveBundle,
+    vectors: &[Vec<f32>],
+    filter: &Filter,
+    n: usize,
+) -> Result<Vec<Hit>, OpenError> {
+    let mut best: HashMap<u64, f32> = HashMap::new();
+    for v in vectors {
+        for h in query::search(bundle, v, n, filter)? {
+            let slot = best.entry(h.key).or_insert(f32::MIN);
+            *slot = slot.max(h.score);
+        }
+    }
+    let mut hits: Vec<Hit> = best
+        .into_iter()
+        .map(|(key, score)| Hit { key, score })
+        .collect();
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+    hits.truncate(n);
+    Ok(hits)
+}
+
+/// Reciprocal rank fusion: a chunk scores 1/(60 + rank) in each list it
+/// is in; the sum ranks.
+fn fuse(semantic: &[Hit], lexical: &[(u32, f32)]) -> Vec<Ranked> {
+    let mut fused: HashMap<u64, Ranked> = HashMap::new();
+    for (rank, h) in semantic.iter().enumerate() {
+        let r = fused.entry(h.key).or_insert(Ranked {
+            key: h.key,
+            score: 0.0,
+            semantic: None,
+            lexical: None,
+        });
+        r.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+        r.semantic = Some(h.score);
+    }
+    for (rank, &(doc, s)) in lexical.iter().enumerate() {
+        let key = u64::from(doc);
+        let r = fused.entry(key).or_insert(Ranked {
+            key,
+            score: 0.0,
+            semantic: None,
+            lexical: None,
+        });
+        r.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+        r.lexical = Some(s);
+    }
+    let mut out: Vec<Ranked> = fused.into_values().collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+    out
+}
+
+/// Per path, whether the filter accepts it (`None`: no filter).
+fn accepted_paths(
+    chunks: &shelf_formats::chunks::ChunkStore<'_>,
+    filter: &Filter,
+) -> Option<Vec<bool>> {
+    (!filter.is_empty()).then(|| {
+        (0..chunks.path_count())
+            .map(|p| chunks.path(p).is_some_and(|path| filter.accepts(path)))
+            .collect()
+    })
+}
+
+/// One result chunk, ready to serialise.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultChunk {
+    /// 1-based rank.
+    pub rank: usize,
+    /// The score it was ranked by.
+    pub score: f32,
+    /// Its cosine similarity, when the semantic ranker found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic_score: Option<f32>,
+    /// Its BM25 score, when the lexical ranker found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexical_score: Option<f32>,
+    /// Repository-relative path.
+    pub path: String,
+    /// First line, 1-based.
+    pub start_line: u32,
+    /// Last line, inclusive.
+    pub end_line: u32,
+    /// Language from the extension, if known.
+    pub language: Option<&'static str>,
+    /// The chunk's content id (hex).
+    pub chunk_id: String,
+    /// The chunk's text.
+    pub text: String,
+}
+
+/// One file of a grouped answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultFile {
+    /// 1-based rank.
+    pub rank: usize,
+    /// The path.
+    pub path: String,
+    /// Its best chunk's score.
+    pub score: f32,
+    /// Language from the extension, if known.
+    pub language: Option<&'static str>,
+    /// Its chunks among the ranked ones, best first (at most
+    /// [`CHUNKS_PER_FILE`]).
+    pub chunks: Vec<ResultChunk>,
+}
+
+/// Chunks shown per file in a grouped answer.
+pub const CHUNKS_PER_FILE: usize = 3;
+
+/// The first `k` chunks with their text.
+pub fn chunk_results(
+    bundle: &LiveBundle,
+    ranked: &[Ranked],
+    k: usize,
+) -> Result<Vec<ResultChunk>, OpenError> {
+    let chunks = bundle.chunks()?;
+    Ok(ranked
+        .iter()
+        .filter_map(|r| Some((r, chunks.get(usize::try_from(r.key).ok()?)?)))
+        .take(k)
+        .enumerate()
+        .map(|(i, (r, c))| ResultChunk {
+            rank: i + 1,
+            score: r.score,
+            semantic_score: r.semantic,
+            lexical_score: r.lexical,
+            path: c.path.to_string(),
+            start_line: c.start_line,
+            end_line: c.end_line,
+            language: query::language_of(c.path),
+            chunk_id: hex::encode(c.content_id),
+            text: c.text.to_string(),
+        })
+        .collect())
+}
+
+/// The first `k` files, ranked by their best chunk, each with its best
+/// chunks.
+pub fn file_results(
+    bundle: &LiveBundle,
+    ranked: &[Ranked],
+    k: usize,
+) -> Result<Vec<ResultFile>, OpenError> {
+    let all = chunk_results(bundle, ranked, ranked.len())?;
+    let mut files: Vec<ResultFile> = Vec::new();
+    for c in all {
+        if let Some(f) = files.iter_mut().find(|f| f.path == c.path) {
+            if f.chunks.len() < CHUNKS_PER_FILE {
+                f.chunks.push(c);
+            }
+        } else if files.len() < k {
+            files.push(ResultFile {
+                rank: files.len() + 1,
+                path: c.path.clone(),
+                score: c.score,
+                language: c.language,
+                chunks: vec![c],
+            });
+        }
+    }
+    for f in &mut files {
+        for (i, c) in f.chunks.iter_mut().enumerate() {
+            c.rank = i + 1;
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_say_what_is_wrong() {
+        assert_eq!("Hybrid".parse::<Mode>(), Ok(Mode::Hybrid));
+        assert_eq!(" lexical ".parse::<Mode>(), Ok(Mode::Lexical));
+        assert!("fuzzy".parse::<Mode>().unwrap_err().contains("hybrid"));
+        assert!(!Mode::Lexical.needs_vectors());
+    }
+
+    #[test]
+    fn fusion_rewards_agreement() {
+        let semantic = [
+            Hit { key: 1, score: 0.9 },
+            Hit { key: 2, score: 0.8 },
+            Hit { key: 3, score: 0.7 },
+        ];
+        let lexical = [(3u32, 12.0f32), (4, 9.0), (1, 2.0)];
+        let fused = fuse(&semantic, &lexical);
+        let order: Vec<u64> = fused.iter().map(|r| r.key).collect();
+        // 1: ranks 1 and 3; 3: ranks 3 and 1; tie broken by key.
+        assert_eq!(order, [1, 3, 2, 4]);
+        assert_eq!(fused[0].semantic, Some(0.9));
+        assert_eq!(fused[0].lexical, Some(2.0));
+        assert_eq!(fused[2].lexical, None);
+    }
+}
