@@ -47,6 +47,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Search a bundle from the terminal.
     Search(SearchArgs),
+    /// Score retrieval on queries with known answers; gate on a baseline.
+    Eval(EvalArgs),
     /// Verify a bundle file, or a bundle in a store, end to end.
     Verify(VerifyArgs),
     /// Delete bundles no tag needs from a store.
@@ -55,13 +57,17 @@ pub enum Command {
     Doctor(DoctorArgs),
 }
 
-/// Where the embedding runtime is.
+/// Where the embedding runtime is, and which model.
 #[derive(Debug, Args)]
 pub struct RuntimeArgs {
     /// The runtime directory made by scripts/setup (default: $SHELF_RUNTIME,
     /// else .runtime/ in this or a parent directory, or beside the binary).
     #[arg(long, value_name = "DIR")]
     pub runtime: Option<PathBuf>,
+    /// A model directory with a shelf-model.toml, instead of the provisioned
+    /// all-MiniLM-L6-v2 (docs/runtime.md). Builder and servers must agree.
+    #[arg(long, value_name = "DIR", env = "SHELF_MODEL")]
+    pub model: Option<PathBuf>,
 }
 
 /// Which store, and how to reach it.
@@ -265,10 +271,64 @@ pub struct SearchArgs {
     /// Only chunks of these languages (e.g. rust,python).
     #[arg(long, value_name = "LANG", value_delimiter = ',')]
     pub language: Vec<String>,
+    /// How to match: hybrid (default), semantic or lexical.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Answer with the best files (each with its best chunks) instead of chunks.
+    #[arg(long)]
+    pub files: bool,
     /// Where verified bundles are unpacked (with --bundle).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Print results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["bundle", "server"])))]
+pub struct EvalArgs {
+    /// Queries with the files they should find, one JSON object per line
+    /// (docs/eval.md).
+    #[arg(long, value_name = "FILE")]
+    pub queries: PathBuf,
+    /// Evaluate this bundle file.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    /// Or a running server.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// How to match: hybrid (default), semantic or lexical.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Quality gate: compare with the bundle this tag points at in --store;
+    /// exit 1 when a metric drops by more than --max-drop.
+    #[arg(long, value_name = "TAG", requires = "store")]
+    pub baseline: Option<String>,
+    /// Quality gate against a bundle file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
+    pub baseline_bundle: Option<PathBuf>,
+    /// The store of --baseline.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// S3 endpoint for --store.
+    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style S3 addressing for --store.
+    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
+    pub path_style: bool,
+    /// Largest allowed drop of recall@1/5/10, MRR or nDCG@10 (absolute, 0-1).
+    #[arg(long, default_value_t = 0.05)]
+    pub max_drop: f64,
+    /// Where verified bundles are unpacked.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

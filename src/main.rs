@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Search(args) => commands::search::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Push(args) => commands::push::run(args),
         Command::Tag(args) => commands::tag::run(args),

@@ -209,7 +209,8 @@ fn follows_a_tag_by_poll_and_by_admin_reload_and_answers_from_the_right_files() 
     assert_eq!(answer["bundle"]["tag"], "production");
     assert_eq!(answer["bundle"]["commit"], repo.git(&["rev-parse", "HEAD"]));
     let r = &answer["results"][0];
-    assert!(r["score"].as_f64().unwrap() > 0.2 && r["start_line"] == 1);
+    assert!(r["semantic_score"].as_f64().unwrap() > 0.2 && r["start_line"] == 1);
+    assert_eq!(answer["mode"], "hybrid");
     assert!(r["text"].as_str().unwrap().contains("fn move_tag"));
     assert_eq!(r["chunk_id"].as_str().unwrap().len(), 64);
     assert!(answer["took_ms"].as_f64().unwrap() > 0.0);

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use shelf_builder::{BuildReport, BuildRequest};
-use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_embed::{Embedder, Runtime};
 
 use crate::cli::BuildArgs;
 use crate::commands::open_url;
@@ -16,7 +16,7 @@ use crate::progress;
 /// and verified to build incrementally from.
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
-    let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
+    let embedder = Embedder::load(&runtime, &super::embedder_options(&args.runtime))?;
     let mut request = BuildRequest {
         repo: args.repo.clone(),
         rev: args.rev.clone(),

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_embed::{Embedder, Runtime};
 
 use crate::cli::DoctorArgs;
 
@@ -24,7 +24,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     if failed == 0 && args.load {
         let started = std::time::Instant::now();
-        match Embedder::load(&runtime, &EmbedderOptions::default())
+        match Embedder::load(&runtime, &super::embedder_options(&args.runtime))
             .and_then(|e| e.embed_query("shelf doctor"))
         {
             Ok(v) => println!(

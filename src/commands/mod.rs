@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod doctor;
+pub mod eval;
 pub mod gc;
 pub mod push;
 pub mod rollback;
@@ -13,9 +14,18 @@ pub mod tags;
 pub mod verify;
 
 use anyhow::Context;
+use shelf_embed::EmbedderOptions;
 use shelf_store::{S3Options, Store, StoreLocation};
 
-use crate::cli::StoreArgs;
+use crate::cli::{RuntimeArgs, StoreArgs};
+
+/// Embedder options for the model the arguments name.
+pub fn embedder_options(args: &RuntimeArgs) -> EmbedderOptions {
+    EmbedderOptions {
+        model: args.model.clone(),
+        ..EmbedderOptions::default()
+    }
+}
 
 /// A tokio runtime for one command: stores are async (the S3 client is).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_embed::{Embedder, Runtime};
 use shelf_server::LiveBundle;
 use shelf_server::cache::BundleCache;
-use shelf_server::query::{self, Filter};
+use shelf_server::query::Filter;
+use shelf_server::search::{self, Mode};
 
 use crate::cli::SearchArgs;
 
@@ -43,11 +44,13 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Verifies and opens the bundle, embeds the query, searches.
+/// Verifies and opens the bundle, embeds the query, ranks: the engine the
+/// server runs.
 fn local(args: &SearchArgs, bundle: &std::path::Path) -> anyhow::Result<Value> {
     let filter = Filter::new(args.path.as_deref(), &args.language).map_err(anyhow::Error::msg)?;
+    let mode: Mode = args.mode.parse().map_err(anyhow::Error::msg)?;
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
-    let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
+    let embedder = Embedder::load(&runtime, &super::embedder_options(&args.runtime))?;
     let cache_dir = args.cache.clone().unwrap_or_else(default_cache);
     let cache = BundleCache::open(&cache_dir, usize::MAX)
         .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
@@ -57,16 +60,41 @@ fn local(args: &SearchArgs, bundle: &std::path::Path) -> anyhow::Result<Value> {
     let live = LiveBundle::open_dir(&dir, digest, embedder.identity())
         .with_context(|| format!("opening {}", bundle.display()))?;
     let started = std::time::Instant::now();
-    let vector = embedder.embed_query(&args.query)?;
+    let vectors = if mode.needs_vectors() {
+        embedder.embed_queries(&search::windows(
+            &embedder,
+            &args.query,
+            search::MAX_WINDOWS,
+        ))?
+    } else {
+        Vec::new()
+    };
     let embed_ms = started.elapsed().as_secs_f64() * 1e3;
     let t = std::time::Instant::now();
-    let hits = query::search(&live, &vector, args.k, &filter)?;
-    let results = query::results(&live, &hits)?;
+    let wanted = if args.files {
+        (args.k * search::CHUNKS_PER_FILE * 4).max(search::CANDIDATES)
+    } else {
+        args.k
+    };
+    let ranking = search::rank(&live, &args.query, &vectors, mode, &filter, wanted)?;
+    let (results, files) = if args.files {
+        (
+            None,
+            Some(search::file_results(&live, &ranking.chunks, args.k)?),
+        )
+    } else {
+        (
+            Some(search::chunk_results(&live, &ranking.chunks, args.k)?),
+            None,
+        )
+    };
     let search_ms = t.elapsed().as_secs_f64() * 1e3;
     let source = &live.manifest.source;
-    Ok(json!({
+    let mut answer = json!({
         "query": args.query,
         "k": args.k,
+        "mode": ranking.mode,
+        "group": if args.files { "file" } else { "chunk" },
         "bundle": {
             "digest": live.digest,
             "tag": null,
@@ -75,8 +103,14 @@ fn local(args: &SearchArgs, bundle: &std::path::Path) -> anyhow::Result<Value> {
         },
         "took_ms": started.elapsed().as_secs_f64() * 1e3,
         "timings_ms": { "embed": embed_ms, "search": search_ms },
-        "results": results,
-    }))
+    });
+    if let Some(r) = results {
+        answer["results"] = json!(r);
+    }
+    if let Some(f) = files {
+        answer["files"] = json!(f);
+    }
+    Ok(answer)
 }
 
 /// `POST /v1/search` on a server.
@@ -85,7 +119,12 @@ fn remote(args: &SearchArgs, server: &str) -> anyhow::Result<Value> {
     let url: http::Uri = format!("{base}/v1/search")
         .parse()
         .with_context(|| format!("--server '{server}' is not a URL like http://127.0.0.1:7700"))?;
-    let mut body = json!({ "query": args.query, "k": args.k });
+    let mut body = json!({
+        "query": args.query,
+        "k": args.k,
+        "mode": args.mode,
+        "group": if args.files { "file" } else { "chunk" },
+    });
     if let Some(path) = &args.path {
         body["path"] = json!(path);
     }
@@ -112,6 +151,10 @@ fn remote(args: &SearchArgs, server: &str) -> anyhow::Result<Value> {
 }
 
 fn print_human(answer: &Value) {
+    if let Some(files) = answer["files"].as_array() {
+        print_files(answer, files);
+        return;
+    }
     let results = answer["results"].as_array().cloned().unwrap_or_default();
     let bundle = &answer["bundle"];
     let commit = bundle["commit"].as_str().unwrap_or("");
@@ -140,8 +183,37 @@ fn print_human(answer: &Value) {
     }
 }
 
+fn print_files(answer: &Value, files: &[Value]) {
+    let bundle = &answer["bundle"];
+    let commit = bundle["commit"].as_str().unwrap_or("");
+    println!(
+        "{} files from {} @ {} ({:.1} ms, {})",
+        files.len(),
+        bundle["repository"].as_str().unwrap_or("?"),
+        &commit[..12.min(commit.len())],
+        answer["took_ms"].as_f64().unwrap_or(0.0),
+        answer["mode"].as_str().unwrap_or("?")
+    );
+    for f in files {
+        let lines: Vec<String> = f["chunks"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| format!("{}-{}", c["start_line"], c["end_line"]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "{:>3}. {}  (lines {})",
+            f["rank"],
+            f["path"].as_str().unwrap_or(""),
+            lines.join(", ")
+        );
+    }
+}
+
 /// `$XDG_CACHE_HOME/shelf/bundles`, else `~/.cache/shelf/bundles`.
-fn default_cache() -> PathBuf {
+pub fn default_cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

@@ -90,6 +90,9 @@ fn configure(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(poll) = args.poll_interval {
         config.poll_interval = poll;
     }
+    if args.runtime.model.is_some() {
+        config.model = args.runtime.model.clone();
+    }
     if let Some(keep) = args.keep_bundles {
         config.keep_bundles = keep;
     }

@@ -1,0 +1,497 @@
+//! Retrieval quality as users measure and guard it: `shelf eval` on a
+//! bundle and on a server (the same numbers), search modes over HTTP, a
+//! bundle from before the lexical index, and the quality gate, on its own
+//! and in the action's publish step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use shelf_testkit::http;
+use shelf_testkit::serve::ServerProcess;
+use shelf_testkit::{GitRepo, sample_repo};
+
+const SHELF: &str = env!("CARGO_BIN_EXE_shelf");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Golden queries for the sample repository: prose, an identifier, a path.
+const GOLDEN: &str = r#"# golden queries of the sample repository
+{"id": "cas", "query": "moving a tag to a new bundle with compare and swap", "gold_files": ["src/tags.rs"]}
+{"id": "resize", "query": "scale a picture to a width and height in pixels", "gold_files": ["tools/resize.py"]}
+{"id": "rollback", "query": "how do I return production to the previous release", "gold_files": ["docs/rollback.md"]}
+{"id": "listener", "query": "TcpListener bind accept loop", "gold_files": ["src/http.rs"]}
+"#;
+
+fn shelf(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(SHELF)
+        .env_remove("SHELF_RUNTIME")
+        .env("SHELF_LOG", "warn")
+        .current_dir(ROOT)
+        .args(args)
+        .output()
+        .expect("shelf runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn build(repo: &GitRepo, out: &Path) -> (String, PathBuf) {
+    let (code, stdout, err) = shelf(&[
+        "build",
+        "--json",
+        "--repo",
+        &repo.path().display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    (
+        v["digest"].as_str().unwrap().to_string(),
+        PathBuf::from(v["bundle_path"].as_str().unwrap()),
+    )
+}
+
+fn golden(dir: &Path) -> PathBuf {
+    let path = dir.join("golden.jsonl");
+    std::fs::write(&path, GOLDEN).unwrap();
+    path
+}
+
+fn eval_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["eval", "--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = shelf(&all);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn eval_scores_every_mode_with_minimum_scores_and_a_server_scores_the_same() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, bundle) = build(&sample_repo(), &t.path().join("b"));
+    let queries = golden(t.path());
+    let (q, b, cache) = (
+        queries.display().to_string(),
+        bundle.display().to_string(),
+        t.path().join("cache").display().to_string(),
+    );
+    // The floor each mode must clear on these four queries: if ranking or
+    // scoring breaks, this fails.
+    for (mode, min_r5, min_mrr) in [
+        ("hybrid", 1.0, 0.85),
+        ("semantic", 0.75, 0.6),
+        ("lexical", 0.75, 0.6),
+    ] {
+        let report = eval_json(&[
+            "--queries",
+            &q,
+            "--bundle",
+            &b,
+            "--cache",
+            &cache,
+            "--mode",
+            mode,
+        ]);
+        let overall = &report["candidate"]["overall"];
+        assert_eq!(overall["n"], 4);
+        let (r5, mrr) = (
+            overall["recall_at_5"].as_f64().unwrap(),
+            overall["mrr"].as_f64().unwrap(),
+        );
+        assert!(
+            r5 >= min_r5 && mrr >= min_mrr,
+            "{mode}: recall@5 {r5}, MRR {mrr}\n{report:#}"
+        );
+        assert!(report["gate"].is_null());
+    }
+    let human = shelf(&["eval", "--queries", &q, "--bundle", &b, "--cache", &cache]);
+    assert_eq!(human.0, 0);
+    assert!(
+        human.1.contains("R@5") && human.1.contains("nDCG@10") && human.1.contains("all"),
+        "{}",
+        human.1
+    );
+
+    let server = ServerProcess::start(
+        Path::new(SHELF),
+        &[
+            "--bundle",
+            &b,
+            "--cache",
+            &t.path().join("serve-cache").display().to_string(),
+        ],
+        &[],
+    );
+    server.wait_ready(std::time::Duration::from_secs(60));
+    let url = format!("http://{}", server.addr);
+    let local = eval_json(&["--queries", &q, "--bundle", &b, "--cache", &cache]);
+    let remote = eval_json(&["--queries", &q, "--server", &url]);
+    assert_eq!(
+        remote["candidate"]["overall"],
+        local["candidate"]["overall"]
+    );
+    let tops = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["candidate"]["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["top"].clone())
+            .collect()
+    };
+    assert_eq!(
+        tops(&remote),
+        tops(&local),
+        "the server ranks files as the library does"
+    );
+}
+
+#[test]
+fn modes_and_file_grouping_over_http() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, bundle) = build(&sample_repo(), &t.path().join("b"));
+    let server = ServerProcess::start(
+        Path::new(SHELF),
+        &[
+            "--bundle",
+            &bundle.display().to_string(),
+            "--cache",
+            &t.path().join("c").display().to_string(),
+        ],
+        &[],
+    );
+    server.wait_ready(std::time::Duration::from_secs(60));
+    let get = |q: &str| http::get(server.addr, q);
+    // An identifier: lexical finds it by name, with a BM25 score.
+    let r = get("/v1/search?q=resize_image&mode=lexical&k=2").json();
+    assert_eq!(r["mode"], "lexical");
+    assert_eq!(r["results"][0]["path"], "tools/resize.py");
+    assert!(r["results"][0]["lexical_score"].as_f64().unwrap() > 0.0);
+    assert!(r["results"][0].get("semantic_score").is_none());
+    assert_eq!(
+        r["timings_ms"]["embed"], 0.0,
+        "lexical search embeds nothing"
+    );
+    // Hybrid carries both scores where both rankers found the chunk.
+    let r = get("/v1/search?q=resize_image+picture+width&k=2").json();
+    assert_eq!(r["mode"], "hybrid");
+    let top = &r["results"][0];
+    assert_eq!(top["path"], "tools/resize.py");
+    assert!(
+        top["semantic_score"].is_number() && top["lexical_score"].is_number(),
+        "{r:#}"
+    );
+    // Files instead of chunks.
+    let r = http::post_json(
+        server.addr,
+        "/v1/search",
+        r#"{"query": "tags and rollback", "k": 3, "group": "file"}"#,
+    )
+    .json();
+    assert_eq!(r["group"], "file");
+    assert!(r.get("results").is_none());
+    let files = r["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let mut unique = paths.clone();
+    unique.dedup();
+    assert_eq!(paths.len(), unique.len(), "a file appears once");
+    assert!(
+        files
+            .iter()
+            .all(|f| !f["chunks"].as_array().unwrap().is_empty())
+    );
+    assert_eq!(files[0]["rank"], 1);
+    // The bundle says what it can do.
+    let info = get("/v1/bundle").json();
+    assert_eq!(info["live"]["format"], "1.1");
+    assert_eq!(
+        info["live"]["search_modes"],
+        serde_json::json!(["hybrid", "semantic", "lexical"])
+    );
+}
+
+/// Re-packs a bundle as format 1.0 would have written it: no lexical
+/// index, minor 0. The tar+zstd is written by hand (the writer only writes
+/// the current minor).
+fn as_format_1_0(bundle: &Path, out: &Path) -> PathBuf {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("u");
+    shelf_formats::bundle::unpack_file(bundle, None, &dir, &Default::default()).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    m["format_minor"] = 0.into();
+    m["settings"].as_object_mut().unwrap().remove("lexical");
+    m["settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("exclude_generated");
+    let members: Vec<serde_json::Value> = m["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["name"] != "lexical.bin")
+        .cloned()
+        .collect();
+    m["members"] = members.clone().into();
+    let mut manifest = serde_json::to_vec_pretty(&m).unwrap();
+    manifest.push(b'\n');
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o444);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data).unwrap();
+    };
+    add("manifest.json", &manifest);
+    for member in &members {
+        let name = member["name"].as_str().unwrap();
+        add(name, &std::fs::read(dir.join(name)).unwrap());
+    }
+    let bytes = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+    let digest = shelf_formats::Digest::of(&bytes);
+    std::fs::create_dir_all(out).unwrap();
+    let path = out.join(format!("{}.tar.zst", digest.hex()));
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&bytes)
+        .unwrap();
+    path
+}
+
+#[test]
+fn a_bundle_from_before_the_lexical_index_still_serves_semantically_and_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, bundle) = build(&sample_repo(), &t.path().join("b"));
+    let old = as_format_1_0(&bundle, &t.path().join("old"));
+    let (code, _, err) = shelf(&["verify", &old.display().to_string()]);
+    assert_eq!(code, 0, "a 1.0 bundle still verifies: {err}");
+    let server = ServerProcess::start(
+        Path::new(SHELF),
+        &[
+            "--bundle",
+            &old.display().to_string(),
+            "--cache",
+            &t.path().join("c").display().to_string(),
+        ],
+        &[],
+    );
+    server.wait_ready(std::time::Duration::from_secs(60));
+    let info = http::get(server.addr, "/v1/bundle").json();
+    assert_eq!(info["live"]["format"], "1.0");
+    assert_eq!(
+        info["live"]["search_modes"],
+        serde_json::json!(["semantic"])
+    );
+    let r = http::get(server.addr, "/v1/search?q=scale+a+picture&k=1").json();
+    assert_eq!(
+        (r["mode"].as_str(), r["results"][0]["path"].as_str()),
+        (Some("semantic"), Some("tools/resize.py"))
+    );
+    let r = http::get(server.addr, "/v1/search?q=resize_image&mode=lexical");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no lexical index")
+    );
+}
+
+#[test]
+fn the_gate_fails_when_a_golden_file_loses_its_chunks_and_names_the_query() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store").display().to_string();
+    let repo = sample_repo();
+    std::fs::create_dir_all(repo.path().join(".shelf")).unwrap();
+    std::fs::write(repo.path().join(".shelf/golden.jsonl"), GOLDEN).unwrap();
+    repo.commit("golden queries");
+    let (d1, v1) = build(&repo, &t.path().join("b"));
+    assert_eq!(
+        shelf(&["push", &v1.display().to_string(), "--store", &store]).0,
+        0
+    );
+    assert_eq!(shelf(&["tag", "production", &d1, "--store", &store]).0, 0);
+
+    // v2 loses the file one golden query needs.
+    repo.git(&["rm", "-q", "tools/resize.py"]);
+    repo.commit("drop the image tool");
+    let (_, v2) = build(&repo, &t.path().join("b"));
+    let q = repo
+        .path()
+        .join(".shelf/golden.jsonl")
+        .display()
+        .to_string();
+    let cache = t.path().join("cache").display().to_string();
+    let v2s = v2.display().to_string();
+    let (code, out, err) = shelf(&[
+        "eval",
+        "--queries",
+        &q,
+        "--bundle",
+        &v2s,
+        "--baseline",
+        "production",
+        "--store",
+        &store,
+        "--cache",
+        &cache,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("quality gate failed") && err.contains("resize"),
+        "{err}"
+    );
+    assert!(
+        out.contains("queries that got worse") && out.contains("FAIL"),
+        "{out}"
+    );
+    assert!(
+        err.contains("(queries that got worse: resize)"),
+        "only the query that lost its file: {err}"
+    );
+    // A wide enough margin lets it through; the same bundle always passes.
+    let wide = shelf(&[
+        "eval",
+        "--queries",
+        &q,
+        "--bundle",
+        &v2s,
+        "--baseline",
+        "production",
+        "--store",
+        &store,
+        "--cache",
+        &cache,
+        "--max-drop",
+        "0.5",
+    ]);
+    assert_eq!(wide.0, 0, "{}", wide.2);
+    let same = shelf(&[
+        "eval",
+        "--queries",
+        &q,
+        "--bundle",
+        &v1.display().to_string(),
+        "--baseline-bundle",
+        &v1.display().to_string(),
+        "--cache",
+        &cache,
+        "--max-drop",
+        "0",
+    ]);
+    assert_eq!(same.0, 0, "{}", same.2);
+    let missing = shelf(&[
+        "eval",
+        "--queries",
+        &q,
+        "--bundle",
+        &v2s,
+        "--baseline",
+        "staging",
+        "--store",
+        &store,
+    ]);
+    assert_eq!(missing.0, 1);
+    assert!(
+        missing.2.contains("baseline tag 'staging' does not exist"),
+        "{}",
+        missing.2
+    );
+
+    // The action's publish step runs the gate before moving the tag.
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(Path::new(ROOT).join("scripts/action/publish"))
+        .current_dir(ROOT)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("SHELF_RUNTIME")
+        .env("SHELF_BIN", SHELF)
+        .env("SHELF_STORE", &store)
+        .env("SHELF_TAG", "production")
+        .env("SHELF_REPOSITORY", repo.path())
+        .env("SHELF_FAIL_ON_QUALITY_DROP", "true")
+        .env("SHELF_WORK_DIR", work.path())
+        .env("SHELF_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("quality gate failed")
+            && err.contains("production still points at its baseline"),
+        "{err}"
+    );
+    let (_, tags, _) = shelf(&["tags", "--store", &store, "--json"]);
+    let tags: serde_json::Value = serde_json::from_str(&tags).unwrap();
+    assert_eq!(tags[0]["digest"], d1.as_str(), "the tag did not move");
+}
+
+#[test]
+fn a_bundle_of_a_custom_model_is_served_only_by_servers_of_that_model() {
+    let t = tempfile::tempdir().unwrap();
+    let model = shelf_testkit::custom_model(
+        &Path::new(ROOT).join(".runtime"),
+        "name = \"test/minilm-cls\"\ndimensions = 384\npooling = \"cls\"\nmax_tokens = 256\nquery_prefix = \"query: \"\n",
+    );
+    let m = model.path().display().to_string();
+    let repo = sample_repo();
+    let (code, out, err) = shelf(&[
+        "build",
+        "--json",
+        "--model",
+        &m,
+        "--repo",
+        &repo.path().display().to_string(),
+        "--out",
+        &t.path().join("b").display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bundle = report["bundle_path"].as_str().unwrap().to_string();
+    // A server with the default model refuses it, naming the difference.
+    let refused = Command::new(SHELF)
+        .current_dir(ROOT)
+        .env_remove("SHELF_RUNTIME")
+        .args([
+            "serve",
+            "--bundle",
+            &bundle,
+            "--listen",
+            "127.0.0.1:0",
+            "--cache",
+        ])
+        .arg(t.path().join("c1"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another embedding model") && err.contains("test/minilm-cls"),
+        "{err}"
+    );
+    // The same model serves it, and its answers make sense.
+    let server = ServerProcess::start(
+        Path::new(SHELF),
+        &[
+            "--bundle",
+            &bundle,
+            "--model",
+            &m,
+            "--cache",
+            &t.path().join("c2").display().to_string(),
+        ],
+        &[],
+    );
+    server.wait_ready(std::time::Duration::from_secs(60));
+    let info = http::get(server.addr, "/v1/bundle").json();
+    assert_eq!(info["live"]["model"]["name"], "test/minilm-cls");
+    let r = http::get(
+        server.addr,
+        "/v1/search?q=scale+a+picture+in+pixels&k=1&mode=semantic",
+    )
+    .json();
+    assert_eq!(r["results"][0]["path"], "tools/resize.py", "{r:#}");
+}
