@@ -54,7 +54,7 @@ pub fn measure(files: &[File], runs: usize, progress: impl Fn(&str)) -> Result<D
         for batch in unique.chunks(BATCH) {
             let texts: Vec<&str> = batch.iter().map(|c| c.embed_text.as_str()).collect();
             let vectors = embedder
-                .embed_batch(&texts)
+                .embed_documents(&texts)
                 .context("embedding a batch directly")?;
             // Keeps the optimiser from discarding the work; costs nothing.
             std::hint::black_box(vectors);

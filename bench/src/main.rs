@@ -14,6 +14,7 @@ mod rss;
 mod serve_bench;
 mod shelf_cli;
 mod stats;
+mod swebench;
 mod table;
 
 use std::path::PathBuf;
@@ -85,6 +86,31 @@ enum Command {
         #[arg(long, default_value = "bench-results/serve.json")]
         json_out: PathBuf,
     },
+    /// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl):
+    /// builds each repository at each base commit (incrementally, kept under
+    /// --bundle-cache), then scores lexical, semantic and hybrid search and a
+    /// whole-file BM25 baseline, per repository and overall, with and
+    /// without the rows whose query names a gold path.
+    Swebench {
+        /// The evaluation set (JSONL).
+        #[arg(long, default_value = "../shared/eval/swebench_dev.jsonl")]
+        queries: PathBuf,
+        /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+        #[arg(long, default_value = "/work/.mirror")]
+        mirror: PathBuf,
+        /// Where the built bundles are kept between runs.
+        #[arg(long, default_value = "target/bench-cache")]
+        bundle_cache: PathBuf,
+        /// Only this repository (owner/name); repeatable.
+        #[arg(long)]
+        only: Vec<String>,
+        /// Build the bundles and stop.
+        #[arg(long)]
+        build_only: bool,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/swebench.json")]
+        json_out: PathBuf,
+    },
     /// Index scalar kind and ef_add: recall@10 against exact search, size,
     /// build and search time, over a real bundle's vectors.
     Quantization {
@@ -134,6 +160,22 @@ fn main() -> anyhow::Result<()> {
             swaps,
             starts,
             bundle_cache,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Swebench {
+            queries,
+            mirror,
+            bundle_cache,
+            only,
+            build_only,
+            json_out,
+        } => swebench::run(&swebench::Options {
+            queries,
+            mirror,
+            bundle_cache,
+            only,
+            build_only,
             json_out,
             command: std::env::args().collect(),
         }),

@@ -56,7 +56,7 @@ pub fn run(bundle: &Path, queries: usize, json_out: &Path) -> Result<()> {
             line.chars().take(200).collect()
         })
         .collect();
-    let query_vecs = embedder.embed_batch(&texts)?;
+    let query_vecs = embedder.embed_queries(&texts)?;
     eprintln!(
         "quantization: {n} vectors, {} queries, k={K}",
         query_vecs.len()

@@ -618,7 +618,7 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
     let bundle = LiveBundle::open_dir(&dir, digest, embedder.identity())?;
     bundle.warm();
     let n = queries.len().min(300);
-    let vectors = embedder.embed_batch(&queries[..n])?;
+    let vectors = embedder.embed_queries(&queries[..n])?;
     let exact: Vec<Vec<u64>> = vectors
         .iter()
         .map(|v| Ok(bundle.exact_search(v, 10)?.iter().map(|h| h.key).collect()))

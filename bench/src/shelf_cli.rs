@@ -39,7 +39,10 @@ impl ShelfBinary {
         let root = workspace_root();
         // Canonical so the results name the binary without `bench/..`.
         let root = root.canonicalize().unwrap_or(root);
-        let source = root.join("target/debug/shelf");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let source = target.join("debug/shelf");
         let meta = std::fs::metadata(&source).with_context(|| {
             format!(
                 "{} not found: run cargo build --bin shelf first",
@@ -87,12 +90,28 @@ impl ShelfBinary {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// `shelf build --repo R --out O [--previous P] --json`, timed.
+    /// `shelf build --repo R --out O [--previous P] --json`, timed, with the
+    /// benchmark's fixed repository name.
     pub fn build(&self, repo: &Path, out: &Path, previous: Option<&Path>) -> Result<BuildRun> {
+        self.build_named(repo, "HEAD", out, previous, REPOSITORY_NAME)
+    }
+
+    /// `shelf build --repo R --rev REV --name NAME --out O [--previous P]
+    /// --json`, timed.
+    pub fn build_named(
+        &self,
+        repo: &Path,
+        rev: &str,
+        out: &Path,
+        previous: Option<&Path>,
+        name: &str,
+    ) -> Result<BuildRun> {
         let mut cmd = Command::new(&self.path);
         cmd.arg("build")
             .arg("--repo")
             .arg(repo)
+            .arg("--rev")
+            .arg(rev)
             .arg("--out")
             .arg(out)
             .arg("--json")
@@ -100,7 +119,7 @@ impl ShelfBinary {
             // a fixed name makes the digest depend only on the commit and
             // the binary, so it can be compared across benchmark runs.
             .arg("--name")
-            .arg(REPOSITORY_NAME)
+            .arg(name)
             // The copy is outside the checkout, so the runtime is found from
             // the working directory instead of the binary's location.
             .current_dir(workspace_root());

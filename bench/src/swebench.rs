@@ -1,0 +1,412 @@
+//! `shelf-bench swebench`: retrieval quality on real issues
+//! (`../shared/eval/swebench_dev.jsonl`: issue text as the query, the files
+//! the fix changed as the gold answer). The repositories are fetched outside
+//! this checkout (never committed); each is built at every base commit the
+//! set names, oldest first, each build incremental from the previous one,
+//! and the bundles are kept under `--bundle-cache` so later runs only
+//! evaluate. Then every row is asked of its commit's bundle in each search
+//! mode, and of a whole-file BM25 baseline computed here, and scored at the
+//! file level (`shelf eval`'s metrics).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_formats::chunks::ChunkStore;
+use shelf_formats::lexical::{LexicalIndex, LexicalIndexWriter};
+use shelf_server::LiveBundle;
+use shelf_server::cache::BundleCache;
+use shelf_server::eval::{self, EvalQuery, QueryScore, Report, Summary};
+use shelf_server::search::Mode;
+
+use crate::machine::Machine;
+use crate::progress::Progress;
+use crate::shelf_cli::{ShelfBinary, workspace_root};
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The evaluation set.
+    pub queries: PathBuf,
+    /// Where the repositories are: `<dir>/<owner>+<name>/repo` (bare git).
+    pub mirror: PathBuf,
+    /// Where built bundles are kept between runs.
+    pub bundle_cache: PathBuf,
+    /// Only these repositories (`owner/name`); empty: all.
+    pub only: Vec<String>,
+    /// Stop after building (no evaluation).
+    pub build_only: bool,
+    /// JSON results path.
+    pub json_out: PathBuf,
+    /// The command line.
+    pub command: Vec<String>,
+}
+
+/// One row of the evaluation set (the fields shelf uses).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Row {
+    /// SWE-bench id.
+    pub instance_id: String,
+    /// `owner/name`.
+    pub repo: String,
+    /// The commit to index.
+    pub base_commit: String,
+    /// The issue text.
+    pub query: String,
+    /// Files the fix changed that exist at the base commit.
+    pub gold_files: Vec<String>,
+}
+
+/// Reads the evaluation set.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The bundle built for each (repo, commit).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Built {
+    /// `repo -> commit -> bundle path`.
+    pub bundles: BTreeMap<String, BTreeMap<String, PathBuf>>,
+}
+
+fn mirror_of(mirror: &Path, repo: &str) -> PathBuf {
+    mirror.join(repo.replace('/', "+")).join("repo")
+}
+
+fn commit_time(git_dir: &Path, commit: &str) -> Result<i64> {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["log", "-1", "--format=%ct", commit])
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        bail!(
+            "commit {commit} is not in {}: fetch the repository first ({})",
+            git_dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("parsing a commit time")
+}
+
+/// Builds (or finds) a bundle of every base commit, oldest first per
+/// repository, each incremental from the one before.
+pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress) -> Result<Built> {
+    let mut built = Built::default();
+    let mut by_repo: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in rows {
+        let commits = by_repo.entry(r.repo.as_str()).or_default();
+        if !commits.contains(&r.base_commit.as_str()) {
+            commits.push(&r.base_commit);
+        }
+    }
+    for (repo, commits) in by_repo {
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| o == repo) {
+            continue;
+        }
+        let git_dir = mirror_of(&opts.mirror, repo);
+        let mut dated = Vec::new();
+        for c in commits {
+            dated.push((commit_time(&git_dir, c)?, c));
+        }
+        dated.sort();
+        let mut previous: Option<PathBuf> = None;
+        for (i, (_, commit)) in dated.iter().enumerate() {
+            let out = opts
+                .bundle_cache
+                .join("swebench")
+                .join(repo.replace('/', "+"))
+                .join(commit);
+            let record = out.join("bundle.json");
+            let cached: Option<PathBuf> = std::fs::read(&record)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<PathBuf>(&b).ok())
+                .filter(|p| p.is_file());
+            let bundle = match cached {
+                Some(b) => b,
+                None => {
+                    p.say(&format!(
+                        "{repo} {}/{}: building {commit}{}",
+                        i + 1,
+                        dated.len(),
+                        if previous.is_some() {
+                            " (incremental)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    let run =
+                        shelf.build_named(&git_dir, commit, &out, previous.as_deref(), repo)?;
+                    p.say(&format!(
+                        "  {} chunks, {} embedded, {} reused, {:.0} s",
+                        run.report.chunks.total,
+                        run.report.chunks.embedded,
+                        run.report.chunks.reused,
+                        run.wall.as_secs_f64()
+                    ));
+                    std::fs::write(&record, serde_json::to_vec(&run.report.bundle_path)?)?;
+                    run.report.bundle_path
+                }
+            };
+            built
+                .bundles
+                .entry(repo.to_string())
+                .or_default()
+                .insert(commit.to_string(), bundle.clone());
+            previous = Some(bundle);
+        }
+    }
+    Ok(built)
+}
+
+/// The rankers compared, in table order.
+const SYSTEMS: [&str; 5] = ["bm25-file", "lexical", "semantic", "hybrid", "hybrid-1win"];
+
+/// A whole-file BM25 index of one bundle: one document per file (its
+/// chunks put back together), analyzed like shelf's chunks, path included.
+struct FileIndex {
+    bytes: Vec<u8>,
+    paths: Vec<String>,
+}
+
+impl FileIndex {
+    fn of(bundle: &LiveBundle) -> Result<Self> {
+        let chunks: ChunkStore<'_> = bundle.chunks()?;
+        let mut files: BTreeMap<String, (u32, String)> = BTreeMap::new();
+        for i in 0..chunks.len() {
+            let Some(c) = chunks.get(i) else { continue };
+            let (last, text) = files
+                .entry(c.path.to_string())
+                .or_insert((0, String::new()));
+            // Chunks overlap by a few lines: keep each line once.
+            let skip = (*last + 1).saturating_sub(c.start_line) as usize;
+            for line in c.text.split_inclusive('\n').skip(skip) {
+                text.push_str(line);
+            }
+            *last = (*last).max(c.end_line);
+        }
+        let mut w = LexicalIndexWriter::new();
+        let mut paths = Vec::with_capacity(files.len());
+        for (path, (_, text)) in files {
+            w.push_chunk(&path, &text);
+            paths.push(path);
+        }
+        let mut bytes = Vec::new();
+        w.write_to(&mut bytes)?;
+        Ok(Self { bytes, paths })
+    }
+
+    fn rank(&self, query: &str) -> Result<Vec<String>> {
+        let ix = LexicalIndex::parse(&self.bytes)?;
+        Ok(
+            shelf_server::lexical::search(&ix, query, eval::DEPTH, |_| true)
+                .into_iter()
+                .filter_map(|(d, _)| self.paths.get(d as usize).cloned())
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SystemOut {
+    report: Report,
+    mean_query_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    command: Vec<String>,
+    machine: Machine,
+    queries: PathBuf,
+    bundles: Built,
+    systems: BTreeMap<String, SystemOut>,
+}
+
+/// Scores every row with every system.
+fn evaluate_all(
+    rows: &[Row],
+    built: &Built,
+    work: &Path,
+    p: &Progress,
+) -> Result<BTreeMap<String, SystemOut>> {
+    let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
+    let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
+    let cache = BundleCache::open(&work.join("cache"), usize::MAX)?;
+    let mut scores: BTreeMap<&str, Vec<QueryScore>> = BTreeMap::new();
+    let mut millis: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut open: Option<(PathBuf, LiveBundle, FileIndex)> = None;
+    for (i, row) in rows.iter().enumerate() {
+        let Some(path) = built
+            .bundles
+            .get(&row.repo)
+            .and_then(|c| c.get(&row.base_commit))
+        else {
+            continue;
+        };
+        if open.as_ref().is_none_or(|(p, _, _)| p != path) {
+            let (digest, dir) = cache.install_file(path, None)?;
+            let bundle = LiveBundle::open_dir(&dir, digest, embedder.identity())?;
+            let files = FileIndex::of(&bundle)?;
+            open = Some((path.clone(), bundle, files));
+        }
+        let Some((_, bundle, files)) = open.as_ref() else {
+            continue;
+        };
+        let query = EvalQuery {
+            id: row.instance_id.clone(),
+            group: Some(row.repo.clone()),
+            query: row.query.clone(),
+            gold: row.gold_files.clone(),
+        };
+        for system in SYSTEMS {
+            let t = Instant::now();
+            let ranked = match system {
+                "bm25-file" => files.rank(&row.query)?,
+                "lexical" => eval::rank_files(bundle, &embedder, &row.query, Mode::Lexical)?,
+                "semantic" => eval::rank_files(bundle, &embedder, &row.query, Mode::Semantic)?,
+                "hybrid" => eval::rank_files(bundle, &embedder, &row.query, Mode::Hybrid)?,
+                _ => eval::rank_files_with(bundle, &embedder, &row.query, Mode::Hybrid, 1)?,
+            };
+            *millis.entry(system).or_default() += t.elapsed().as_secs_f64() * 1e3;
+            scores
+                .entry(system)
+                .or_default()
+                .push(eval::score(&query, &ranked));
+        }
+        p.say(&format!(
+            "{}/{} {}: hybrid first gold rank {:?}",
+            i + 1,
+            rows.len(),
+            row.instance_id,
+            scores["hybrid"].last().and_then(|s| s.first_gold_rank)
+        ));
+    }
+    Ok(scores
+        .into_iter()
+        .map(|(system, s)| {
+            let n = s.len().max(1) as f64;
+            let out = SystemOut {
+                mean_query_ms: millis.get(system).copied().unwrap_or(0.0) / n,
+                report: Report::new(s),
+            };
+            (system.to_string(), out)
+        })
+        .collect())
+}
+
+fn line(label: &str, system: &str, s: &Summary) -> String {
+    format!(
+        "{label:<24} {system:<12} {:>3}  {:>5.3} {:>5.3} {:>5.3}  {:>5.3} {:>7.3}  {:>5.3} {:>5.3}",
+        s.n,
+        s.recall_at_1,
+        s.recall_at_5,
+        s.recall_at_10,
+        s.mrr,
+        s.ndcg_at_10,
+        s.acc_at_1,
+        s.acc_at_5
+    )
+}
+
+/// One section's summary: a group's or all rows, with or without leaks.
+fn pick(r: &Report, group: Option<&str>, no_leaks: bool) -> Option<Summary> {
+    match (group, no_leaks) {
+        (Some(g), false) => r.groups.get(g).copied(),
+        (Some(g), true) => r.groups_without_leaks.get(g).copied(),
+        (None, false) => Some(r.overall),
+        (None, true) => Some(r.without_leaks),
+    }
+}
+
+fn print_table(systems: &BTreeMap<String, SystemOut>) {
+    println!(
+        "{:<24} {:<12} {:>3}  {:>5} {:>5} {:>5}  {:>5} {:>7}  {:>5} {:>5}",
+        "rows", "system", "n", "R@1", "R@5", "R@10", "MRR", "nDCG@10", "Acc@1", "Acc@5"
+    );
+    let groups: Vec<String> = systems
+        .values()
+        .next()
+        .map(|s| s.report.groups.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut sections: Vec<(String, Option<String>, bool)> = Vec::new();
+    for g in groups {
+        sections.push((g.clone(), Some(g.clone()), false));
+        sections.push((format!("{g} (no leaks)"), Some(g), true));
+    }
+    sections.push(("all".into(), None, false));
+    sections.push(("all (no leaks)".into(), None, true));
+    for (label, group, no_leaks) in &sections {
+        for system in SYSTEMS {
+            if let Some(s) = systems
+                .get(system)
+                .and_then(|o| pick(&o.report, group.as_deref(), *no_leaks))
+            {
+                println!("{}", line(label, system, &s));
+            }
+        }
+        println!();
+    }
+    for system in SYSTEMS {
+        if let Some(o) = systems.get(system) {
+            println!(
+                "{system:<12} mean time per query {:.1} ms (in process)",
+                o.mean_query_ms
+            );
+        }
+    }
+}
+
+/// Runs the harness.
+pub fn run(opts: &Options) -> Result<()> {
+    let p = Progress::start();
+    let work = tempfile::Builder::new()
+        .prefix("shelf-bench-swebench-")
+        .tempdir()?;
+    let shelf = ShelfBinary::prepare(work.path())?;
+    let rows = read_rows(&opts.queries)?;
+    p.say(&format!(
+        "{} rows from {}",
+        rows.len(),
+        opts.queries.display()
+    ));
+    let built = build_all(&shelf, opts, &rows, &p)?;
+    if opts.build_only {
+        p.say("built every bundle; --build-only: not evaluating");
+        return Ok(());
+    }
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| opts.only.is_empty() || opts.only.contains(&r.repo))
+        .collect();
+    let systems = evaluate_all(&rows, &built, work.path(), &p)?;
+    print_table(&systems);
+    let results = Results {
+        command: opts.command.clone(),
+        machine: Machine::current(),
+        queries: opts.queries.clone(),
+        bundles: built,
+        systems,
+    };
+    if let Some(dir) = opts.json_out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
+    p.say(&format!("results written to {}", opts.json_out.display()));
+    Ok(())
+}
