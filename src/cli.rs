@@ -70,12 +70,9 @@ pub struct RuntimeArgs {
     pub model: Option<PathBuf>,
 }
 
-/// Which store, and how to reach it.
-#[derive(Debug, Clone, Args)]
-pub struct StoreArgs {
-    /// s3://bucket/prefix, file:///path, or a directory.
-    #[arg(long, env = "SHELF_STORE", value_name = "URL")]
-    pub store: String,
+/// How to reach an S3 store (ignored for a local directory).
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Args {
     /// S3-compatible endpoint (MinIO, R2, OCI, …); AWS S3 needs none.
     #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
     pub endpoint_url: Option<String>,
@@ -85,6 +82,16 @@ pub struct StoreArgs {
     /// S3 region (default: AWS_REGION, else us-east-1).
     #[arg(long)]
     pub region: Option<String>,
+}
+
+/// Which store, and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// s3://bucket/prefix, file:///path, or a directory.
+    #[arg(long, env = "SHELF_STORE", value_name = "URL")]
+    pub store: String,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// Who is recorded as moving a tag.
@@ -210,12 +217,8 @@ pub struct BuildArgs {
     /// its bundle verifies, print its digest and build nothing.
     #[arg(long, value_name = "URL")]
     pub reuse_from: Option<String>,
-    /// S3 endpoint for --store / --reuse-from.
-    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// Path-style S3 addressing for --store / --reuse-from.
-    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
-    pub path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Name recorded as the repository (default: from the origin remote, else
     /// the directory name).
     #[arg(long)]
@@ -234,12 +237,8 @@ pub struct VerifyArgs {
     /// Verify a bundle in this store (downloaded to a temp dir).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// S3 endpoint for --store.
-    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// Path-style S3 addressing for --store.
-    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
-    pub path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// The digest it must have (default: the one in its file name, if any).
     #[arg(long)]
     pub digest: Option<String>,
@@ -316,12 +315,8 @@ pub struct EvalArgs {
     /// The store of --baseline.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// S3 endpoint for --store.
-    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// Path-style S3 addressing for --store.
-    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
-    pub path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Largest allowed drop of recall@1/5/10, MRR or nDCG@10 (absolute, 0-1).
     #[arg(long, default_value_t = 0.05)]
     pub max_drop: f64,
@@ -370,15 +365,8 @@ pub struct ServeArgs {
     /// Sustained queries per second per client address (0: no limit).
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<u32>,
-    /// S3-compatible endpoint (MinIO, R2, OCI, …); AWS S3 needs none.
-    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// Path-style S3 addressing.
-    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
-    pub path_style: bool,
-    /// S3 region (default: AWS_REGION, else us-east-1).
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

@@ -94,7 +94,10 @@ async fn one(
     query: &str,
 ) -> Sample {
     let started = Instant::now();
-    let uri = format!("http://{addr}/v1/search?k=10&q={}", encode(query));
+    let uri = format!(
+        "http://{addr}/v1/search?k=10&q={}",
+        shelf_testkit::http::encode(query)
+    );
     let mut sample = Sample {
         at: started,
         latency: Duration::ZERO,
@@ -123,18 +126,6 @@ async fn one(
         sample.search_ms = v["timings_ms"]["search"].as_f64().unwrap_or(f64::NAN);
     }
     sample
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The `p`-th percentile (0-100) by nearest rank; NaN if empty.

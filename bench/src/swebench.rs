@@ -21,7 +21,8 @@ use shelf_formats::lexical::{LexicalIndex, LexicalIndexWriter};
 use shelf_server::LiveBundle;
 use shelf_server::cache::BundleCache;
 use shelf_server::eval::{self, EvalQuery, QueryScore, Report, Summary};
-use shelf_server::search::Mode;
+use shelf_server::query::Filter;
+use shelf_server::search::{self, Candidates, Fusion, Mode};
 
 use crate::machine::Machine;
 use crate::progress::Progress;
@@ -236,21 +237,88 @@ struct Results {
     queries: PathBuf,
     bundles: Built,
     systems: BTreeMap<String, SystemOut>,
+    /// Hybrid variants (fusion constant, lexical weight, file aggregation,
+    /// query windows), scored on the same candidates: the measurement
+    /// behind the defaults.
+    sweep: BTreeMap<String, SweepOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct SweepOut {
+    overall: Summary,
+    without_leaks: Summary,
+}
+
+/// Files from ranked chunks: by best chunk (`max`) or by the sum of each
+/// file's three best chunk scores (`sum3`).
+fn files_of(bundle: &LiveBundle, ranked: &[search::Ranked], sum3: bool) -> Result<Vec<String>> {
+    let chunks = bundle.chunks()?;
+    let mut order: Vec<(String, f32, usize)> = Vec::new();
+    for r in ranked {
+        let Some(c) = chunks.get(r.key as usize) else {
+            continue;
+        };
+        match order.iter_mut().find(|(p, _, _)| p == c.path) {
+            Some(f) if sum3 && f.2 < 3 => {
+                f.1 += r.score;
+                f.2 += 1;
+            }
+            Some(_) => {}
+            None => order.push((c.path.to_string(), r.score, 1)),
+        }
+    }
+    if sum3 {
+        order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+    Ok(order
+        .into_iter()
+        .take(eval::DEPTH)
+        .map(|(p, _, _)| p)
+        .collect())
+}
+
+/// Every sweep variant's files for one query's candidates.
+fn sweep_row(
+    bundle: &LiveBundle,
+    wide: &Candidates,
+    narrow: &Candidates,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for (windows, c) in [("4win", wide), ("1win", narrow)] {
+        for k in [10.0f32, 30.0, 60.0] {
+            for w in [0.5f32, 1.0, 2.0, 3.0] {
+                let ranked = search::order(
+                    c,
+                    &Fusion {
+                        k,
+                        lexical_weight: w,
+                    },
+                    300,
+                );
+                for sum3 in [false, true] {
+                    let name = format!(
+                        "k={k:<2} w_lex={w:<3} {} {windows}",
+                        if sum3 { "sum3" } else { "max " }
+                    );
+                    out.push((name, files_of(bundle, &ranked, sum3)?));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Scores every row with every system.
-fn evaluate_all(
-    rows: &[Row],
-    built: &Built,
-    work: &Path,
-    p: &Progress,
-) -> Result<BTreeMap<String, SystemOut>> {
+type Evaluated = (BTreeMap<String, SystemOut>, BTreeMap<String, SweepOut>);
+
+fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Result<Evaluated> {
     let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
     let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
     let cache = BundleCache::open(&work.join("cache"), usize::MAX)?;
     let mut scores: BTreeMap<&str, Vec<QueryScore>> = BTreeMap::new();
     let mut millis: BTreeMap<&str, f64> = BTreeMap::new();
     let mut open: Option<(PathBuf, LiveBundle, FileIndex)> = None;
+    let mut sweep: BTreeMap<String, Vec<QueryScore>> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         let Some(path) = built
             .bundles
@@ -289,6 +357,18 @@ fn evaluate_all(
                 .or_default()
                 .push(eval::score(&query, &ranked));
         }
+        let vectors =
+            embedder.embed_queries(&search::windows(&embedder, &row.query, search::MAX_WINDOWS))?;
+        let none = Filter::default();
+        let wide = search::candidates(bundle, &row.query, &vectors, Mode::Hybrid, &none, 300)?;
+        let narrow =
+            search::candidates(bundle, &row.query, &vectors[..1], Mode::Hybrid, &none, 300)?;
+        for (name, files) in sweep_row(bundle, &wide, &narrow)? {
+            sweep
+                .entry(name)
+                .or_default()
+                .push(eval::score(&query, &files));
+        }
         p.say(&format!(
             "{}/{} {}: hybrid first gold rank {:?}",
             i + 1,
@@ -297,7 +377,20 @@ fn evaluate_all(
             scores["hybrid"].last().and_then(|s| s.first_gold_rank)
         ));
     }
-    Ok(scores
+    let sweep = sweep
+        .into_iter()
+        .map(|(name, s)| {
+            let r = Report::new(s);
+            (
+                name,
+                SweepOut {
+                    overall: r.overall,
+                    without_leaks: r.without_leaks,
+                },
+            )
+        })
+        .collect();
+    let systems = scores
         .into_iter()
         .map(|(system, s)| {
             let n = s.len().max(1) as f64;
@@ -307,21 +400,35 @@ fn evaluate_all(
             };
             (system.to_string(), out)
         })
-        .collect())
+        .collect();
+    Ok((systems, sweep))
 }
 
 fn line(label: &str, system: &str, s: &Summary) -> String {
-    format!(
-        "{label:<24} {system:<12} {:>3}  {:>5.3} {:>5.3} {:>5.3}  {:>5.3} {:>7.3}  {:>5.3} {:>5.3}",
-        s.n,
-        s.recall_at_1,
-        s.recall_at_5,
-        s.recall_at_10,
-        s.mrr,
-        s.ndcg_at_10,
-        s.acc_at_1,
-        s.acc_at_5
-    )
+    format!("{label:<26} {system:<12} {}", s.cells())
+}
+
+fn print_sweep(sweep: &BTreeMap<String, SweepOut>) {
+    let mut rows: Vec<(&String, &SweepOut)> = sweep.iter().collect();
+    rows.sort_by(|a, b| {
+        (b.1.overall.mrr + b.1.overall.recall_at_5)
+            .total_cmp(&(a.1.overall.mrr + a.1.overall.recall_at_5))
+    });
+    println!("\nhybrid variants (same candidates), best first by MRR + R@5:");
+    println!(
+        "{:<32} {:>5} {:>5} {:>7}   {:>9} {:>9}",
+        "variant", "R@5", "MRR", "nDCG@10", "R@5 (nl)", "MRR (nl)"
+    );
+    for (name, s) in rows {
+        println!(
+            "{name:<32} {:>5.3} {:>5.3} {:>7.3}   {:>9.3} {:>9.3}",
+            s.overall.recall_at_5,
+            s.overall.mrr,
+            s.overall.ndcg_at_10,
+            s.without_leaks.recall_at_5,
+            s.without_leaks.mrr
+        );
+    }
 }
 
 /// One section's summary: a group's or all rows, with or without leaks.
@@ -335,10 +442,7 @@ fn pick(r: &Report, group: Option<&str>, no_leaks: bool) -> Option<Summary> {
 }
 
 fn print_table(systems: &BTreeMap<String, SystemOut>) {
-    println!(
-        "{:<24} {:<12} {:>3}  {:>5} {:>5} {:>5}  {:>5} {:>7}  {:>5} {:>5}",
-        "rows", "system", "n", "R@1", "R@5", "R@10", "MRR", "nDCG@10", "Acc@1", "Acc@5"
-    );
+    println!("{:<26} {:<12} {}", "rows", "system", Summary::HEADINGS);
     let groups: Vec<String> = systems
         .values()
         .next()
@@ -394,14 +498,16 @@ pub fn run(opts: &Options) -> Result<()> {
         .into_iter()
         .filter(|r| opts.only.is_empty() || opts.only.contains(&r.repo))
         .collect();
-    let systems = evaluate_all(&rows, &built, work.path(), &p)?;
+    let (systems, sweep) = evaluate_all(&rows, &built, work.path(), &p)?;
     print_table(&systems);
+    print_sweep(&sweep);
     let results = Results {
         command: opts.command.clone(),
         machine: Machine::current(),
         queries: opts.queries.clone(),
         bundles: built,
         systems,
+        sweep,
     };
     if let Some(dir) = opts.json_out.parent() {
         std::fs::create_dir_all(dir)?;

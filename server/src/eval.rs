@@ -236,6 +236,25 @@ impl Summary {
         s
     }
 
+    /// The column headings of [`Summary::cells`].
+    pub const HEADINGS: &'static str = "   n    R@1   R@5  R@10    MRR nDCG@10  Acc@1 Acc@5 Acc@10";
+
+    /// The numbers as fixed-width table cells, under [`Summary::HEADINGS`].
+    pub fn cells(&self) -> String {
+        format!(
+            "{:>4}  {:>5.3} {:>5.3} {:>5.3}  {:>5.3} {:>7.3}  {:>5.3} {:>5.3} {:>6.3}",
+            self.n,
+            self.recall_at_1,
+            self.recall_at_5,
+            self.recall_at_10,
+            self.mrr,
+            self.ndcg_at_10,
+            self.acc_at_1,
+            self.acc_at_5,
+            self.acc_at_10
+        )
+    }
+
     /// The gate's metrics, by name.
     pub fn gated(&self) -> [(&'static str, f64); 5] {
         [

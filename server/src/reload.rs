@@ -271,31 +271,16 @@ impl Follower {
         report.target = Some(digest);
         if live == Some(digest) {
             self.loader.state.record_healthy();
-            self.loader
-                .state
-                .metrics
-                .tag_checks
-                .with_label_values(&["unchanged"])
-                .inc();
+            self.count_check("unchanged");
             return self.finish(report);
         }
         if let Some(why) = self.failed.get(&digest) {
             // Already refused: keep serving the old bundle, keep saying why.
             report.error = Some(why.clone());
-            self.loader
-                .state
-                .metrics
-                .tag_checks
-                .with_label_values(&["unchanged"])
-                .inc();
+            self.count_check("unchanged");
             return self.finish(report);
         }
-        self.loader
-            .state
-            .metrics
-            .tag_checks
-            .with_label_values(&["changed"])
-            .inc();
+        self.count_check("changed");
         tracing::info!(tag = %resolved.tag, %digest, "tag moved; loading the new bundle beside the live one");
         let started = Instant::now();
         let loaded = match self.loader.cache.fetch(&store, &digest).await {
@@ -359,14 +344,18 @@ impl Follower {
         self.finish(report)
     }
 
-    fn store_failed(&mut self, report: CheckReport, message: String) -> CheckReport {
-        self.loader.state.metrics.store_errors.inc();
+    fn count_check(&self, result: &str) {
         self.loader
             .state
             .metrics
             .tag_checks
-            .with_label_values(&["error"])
+            .with_label_values(&[result])
             .inc();
+    }
+
+    fn store_failed(&mut self, report: CheckReport, message: String) -> CheckReport {
+        self.loader.state.metrics.store_errors.inc();
+        self.count_check("error");
         tracing::warn!(store = %self.store_url, error = %message, "cannot read the followed tag");
         self.loader
             .state

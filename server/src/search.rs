@@ -120,25 +120,57 @@ pub enum SearchError {
     Embed(String),
 }
 
-/// Ranks `bundle`'s chunks for a query: `vectors` are the embedded
-/// [`windows`] (ignored in lexical mode), `n` the chunks wanted.
-pub fn rank(
+/// What each ranker found for a query, before fusion.
+#[derive(Debug, Clone)]
+pub struct Candidates {
+    /// The mode that applies (a bundle without a lexical index answers
+    /// hybrid queries semantically).
+    pub mode: Mode,
+    /// Semantic hits, best first (empty in lexical mode).
+    pub semantic: Vec<Hit>,
+    /// Lexical hits (document, BM25), best first (empty in semantic mode).
+    pub lexical: Vec<(u32, f32)>,
+}
+
+/// How hybrid mode fuses the two lists: a chunk at rank r (1-based) in a
+/// list scores weight / (k + r) for it; the sum ranks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fusion {
+    /// The rank constant.
+    pub k: f32,
+    /// The lexical list's weight (the semantic list's is 1).
+    pub lexical_weight: f32,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self {
+            k: RRF_K,
+            lexical_weight: 1.0,
+        }
+    }
+}
+
+/// Runs the rankers `mode` needs: `vectors` are the embedded [`windows`]
+/// (ignored in lexical mode), each ranker contributing at least `n`
+/// candidates.
+pub fn candidates(
     bundle: &LiveBundle,
     query: &str,
     vectors: &[Vec<f32>],
     mode: Mode,
     filter: &Filter,
     n: usize,
-) -> Result<Ranking, SearchError> {
+) -> Result<Candidates, SearchError> {
     let lexical_index = bundle.lexical().transpose()?;
     let mode = match (mode, &lexical_index) {
         (Mode::Lexical, None) => return Err(SearchError::NoLexicalIndex),
         (Mode::Hybrid, None) => Mode::Semantic,
         (m, _) => m,
     };
-    let want = n.max(1);
+    let want = n.max(CANDIDATES);
     let semantic = if mode.needs_vectors() {
-        semantic(bundle, vectors, filter, want.max(CANDIDATES))?
+        semantic(bundle, vectors, filter, want)?
     } else {
         Vec::new()
     };
@@ -154,12 +186,22 @@ pub fn rank(
                         .unwrap_or(false)
                 })
             };
-            lexical::search(ix, query, want.max(CANDIDATES), accept)
+            lexical::search(ix, query, want, accept)
         }
         _ => Vec::new(),
     };
-    let mut chunks = match mode {
-        Mode::Semantic => semantic
+    Ok(Candidates {
+        mode,
+        semantic,
+        lexical,
+    })
+}
+
+/// Orders candidates: by cosine, by BM25, or fused; the first `n`.
+pub fn order(c: &Candidates, fusion: &Fusion, n: usize) -> Vec<Ranked> {
+    let mut chunks: Vec<Ranked> = match c.mode {
+        Mode::Semantic => c
+            .semantic
             .iter()
             .map(|h| Ranked {
                 key: h.key,
@@ -168,7 +210,8 @@ pub fn rank(
                 lexical: None,
             })
             .collect(),
-        Mode::Lexical => lexical
+        Mode::Lexical => c
+            .lexical
             .iter()
             .map(|&(doc, s)| Ranked {
                 key: u64::from(doc),
@@ -177,10 +220,27 @@ pub fn rank(
                 lexical: Some(s),
             })
             .collect(),
-        Mode::Hybrid => fuse(&semantic, &lexical),
+        Mode::Hybrid => fuse(&c.semantic, &c.lexical, fusion),
     };
-    chunks.truncate(want);
-    Ok(Ranking { mode, chunks })
+    chunks.truncate(n.max(1));
+    chunks
+}
+
+/// Ranks `bundle`'s chunks for a query (the first `n`), with the default
+/// fusion.
+pub fn rank(
+    bundle: &LiveBundle,
+    query: &str,
+    vectors: &[Vec<f32>],
+    mode: Mode,
+    filter: &Filter,
+    n: usize,
+) -> Result<Ranking, SearchError> {
+    let c = candidates(bundle, query, vectors, mode, filter, n)?;
+    Ok(Ranking {
+        mode: c.mode,
+        chunks: order(&c, &Fusion::default(), n),
+    })
 }
 
 /// The best chunks over every window's vector, by each chunk's best cosine.
@@ -206,9 +266,9 @@ fn semantic(
     Ok(hits)
 }
 
-/// Reciprocal rank fusion: a chunk scores 1/(60 + rank) in each list it
-/// is in; the sum ranks.
-fn fuse(semantic: &[Hit], lexical: &[(u32, f32)]) -> Vec<Ranked> {
+/// Reciprocal rank fusion: a chunk scores weight/(k + rank) in each list
+/// it is in; the sum ranks.
+fn fuse(semantic: &[Hit], lexical: &[(u32, f32)], fusion: &Fusion) -> Vec<Ranked> {
     let mut fused: HashMap<u64, Ranked> = HashMap::new();
     for (rank, h) in semantic.iter().enumerate() {
         let r = fused.entry(h.key).or_insert(Ranked {
@@ -217,7 +277,7 @@ fn fuse(semantic: &[Hit], lexical: &[(u32, f32)]) -> Vec<Ranked> {
             semantic: None,
             lexical: None,
         });
-        r.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+        r.score += 1.0 / (fusion.k + rank as f32 + 1.0);
         r.semantic = Some(h.score);
     }
     for (rank, &(doc, s)) in lexical.iter().enumerate() {
@@ -228,7 +288,7 @@ fn fuse(semantic: &[Hit], lexical: &[(u32, f32)]) -> Vec<Ranked> {
             semantic: None,
             lexical: None,
         });
-        r.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+        r.score += fusion.lexical_weight / (fusion.k + rank as f32 + 1.0);
         r.lexical = Some(s);
     }
     let mut out: Vec<Ranked> = fused.into_values().collect();
@@ -373,7 +433,7 @@ mod tests {
             Hit { key: 3, score: 0.7 },
         ];
         let lexical = [(3u32, 12.0f32), (4, 9.0), (1, 2.0)];
-        let fused = fuse(&semantic, &lexical);
+        let fused = fuse(&semantic, &lexical, &Fusion::default());
         let order: Vec<u64> = fused.iter().map(|r| r.key).collect();
         // 1: ranks 1 and 3; 3: ranks 3 and 1; tie broken by key.
         assert_eq!(order, [1, 3, 2, 4]);

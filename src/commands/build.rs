@@ -48,7 +48,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
                 .prefix("shelf-previous-")
                 .tempdir()?;
             let path = rt.block_on(async {
-                let store = open_url(url, args.endpoint_url.clone(), args.path_style, None).await?;
+                let store = open_url(url, &args.s3).await?;
                 let Some((record, _)) = shelf_store::tags::read_tag(&store, tag).await? else {
                     tracing::warn!(%tag, "previous tag does not exist yet: building from scratch");
                     return anyhow::Ok(None);
@@ -81,7 +81,7 @@ async fn reuse(
     request: &BuildRequest,
     embedder: &Embedder,
 ) -> anyhow::Result<Option<serde_json::Value>> {
-    let store = open_url(url, args.endpoint_url.clone(), args.path_style, None).await?;
+    let store = open_url(url, &args.s3).await?;
     let plan = shelf_builder::plan(request, embedder.identity())?;
     let sid = shelf_formats::commit_record::settings_id(&plan.settings, embedder.identity());
     let key = shelf_formats::keys::commit_record_key(&plan.commit, &sid);

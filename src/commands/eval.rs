@@ -65,12 +65,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 .prefix("shelf-baseline-")
                 .tempdir()?;
             let path = super::runtime()?.block_on(async {
-                let store = super::open_url(
-                    args.store.as_deref().unwrap_or_default(),
-                    args.endpoint_url.clone(),
-                    args.path_style,
-                    None,
-                )
+                let store = super::open_url(args.store.as_deref().unwrap_or_default(), &args.s3)
                 .await?;
                 let Some((record, _)) = shelf_store::tags::read_tag(&store, tag).await? else {
                     anyhow::bail!(
@@ -167,18 +162,7 @@ fn remote(
 }
 
 fn row(label: &str, s: &Summary) -> String {
-    format!(
-        "{label:<28} {:>4}  {:>5.3} {:>5.3} {:>5.3}  {:>5.3} {:>7.3}  {:>5.3} {:>5.3} {:>5.3}",
-        s.n,
-        s.recall_at_1,
-        s.recall_at_5,
-        s.recall_at_10,
-        s.mrr,
-        s.ndcg_at_10,
-        s.acc_at_1,
-        s.acc_at_5,
-        s.acc_at_10
-    )
+    format!("{label:<28} {}", s.cells())
 }
 
 fn print_report(r: &Report, mode: Mode, queries: &[EvalQuery]) {
@@ -190,10 +174,7 @@ fn print_report(r: &Report, mode: Mode, queries: &[EvalQuery]) {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     );
-    println!(
-        "{:<28} {:>4}  {:>5} {:>5} {:>5}  {:>5} {:>7}  {:>5} {:>5} {:>5}",
-        "", "n", "R@1", "R@5", "R@10", "MRR", "nDCG@10", "Acc@1", "Acc@5", "Acc@10"
-    );
+    println!("{:<28} {}", "", Summary::HEADINGS);
     for (g, s) in &r.groups {
         println!("{}", row(g, s));
         if let Some(nl) = r.groups_without_leaks.get(g)

@@ -17,7 +17,7 @@ use anyhow::Context;
 use shelf_embed::EmbedderOptions;
 use shelf_store::{S3Options, Store, StoreLocation};
 
-use crate::cli::{RuntimeArgs, StoreArgs};
+use crate::cli::{RuntimeArgs, S3Args, StoreArgs};
 
 /// Embedder options for the model the arguments name.
 pub fn embedder_options(args: &RuntimeArgs) -> EmbedderOptions {
@@ -38,26 +38,15 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Opens the store the arguments name (checking it is reachable).
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
-    open_url(
-        &args.store,
-        args.endpoint_url.clone(),
-        args.path_style,
-        args.region.clone(),
-    )
-    .await
+    open_url(&args.store, &args.s3).await
 }
 
 /// Opens a store by URL with S3 client settings.
-pub async fn open_url(
-    url: &str,
-    endpoint_url: Option<String>,
-    path_style: bool,
-    region: Option<String>,
-) -> anyhow::Result<Store> {
+pub async fn open_url(url: &str, s3: &S3Args) -> anyhow::Result<Store> {
     let options = S3Options {
-        endpoint_url,
-        path_style,
-        region,
+        endpoint_url: s3.endpoint_url.clone(),
+        path_style: s3.path_style,
+        region: s3.region.clone(),
         ..S3Options::default()
     };
     let location = StoreLocation::parse(url, options)?;

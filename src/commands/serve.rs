@@ -100,12 +100,12 @@ fn configure(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         config.limits.rate_limit_per_second = rate;
     }
     let client = &mut config.store_client;
-    if args.endpoint_url.is_some() {
-        client.endpoint_url = args.endpoint_url.clone();
+    if args.s3.endpoint_url.is_some() {
+        client.endpoint_url = args.s3.endpoint_url.clone();
     }
-    client.path_style |= args.path_style;
-    if args.region.is_some() {
-        client.region = args.region.clone();
+    client.path_style |= args.s3.path_style;
+    if args.s3.region.is_some() {
+        client.region = args.s3.region.clone();
     }
     config.validate()?;
     Ok(config)

@@ -25,7 +25,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             (v, expected, path.display().to_string())
         }
         Some(url) => runtime()?.block_on(async {
-            let store = open_url(url, args.endpoint_url.clone(), args.path_style, None).await?;
+            let store = open_url(url, &args.s3).await?;
             let digest = shelf_store::tags::resolve_target(&store, &args.bundle).await?;
             let dir = tempfile::Builder::new().prefix("shelf-verify-").tempdir()?;
             let path = shelf_store::fetch_bundle(&store, &digest, dir.path())
