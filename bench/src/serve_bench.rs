@@ -395,13 +395,19 @@ fn bundles(shelf: &ShelfBinary, opts: &Options, p: &Progress) -> Result<(BundleI
         .bundle_cache
         .join(format!("serve-f{}-s{}", opts.files, opts.seed));
     let record = dir.join("bundles.json");
-    if let Ok(bytes) = std::fs::read(&record)
-        && let Ok((a, b)) = serde_json::from_slice::<(BundleInfoIn, BundleInfoIn)>(&bytes)
-        && a.path.is_file()
-        && b.path.is_file()
-    {
-        p.say(&format!("reusing the bundles in {}", dir.display()));
-        return Ok((a.into(), b.into()));
+    let cached = std::fs::read(&record)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<(BundleInfoIn, BundleInfoIn)>(&bytes).ok())
+        .filter(|(a, b)| a.path.is_file() && b.path.is_file());
+    // Bundles of an older format are rebuilt from themselves: every vector
+    // is reused, only what the format added is computed.
+    let mut previous = None;
+    if let Some((a, b)) = cached {
+        if current_format(&a.path) && current_format(&b.path) {
+            p.say(&format!("reusing the bundles in {}", dir.display()));
+            return Ok((a.into(), b.into()));
+        }
+        previous = Some(a.path);
     }
     std::fs::create_dir_all(&dir)?;
     let mut corpus = Corpus::generate(opts.files, opts.seed);
@@ -414,7 +420,7 @@ fn bundles(shelf: &ShelfBinary, opts: &Options, p: &Progress) -> Result<(BundleI
         "building v1 of {} files (embedding ~10,000 chunks: several minutes on 2 cores)",
         opts.files
     ));
-    let v1 = shelf.build(repo.path(), &dir.join("v1"), None)?;
+    let v1 = shelf.build(repo.path(), &dir.join("v1"), previous.as_deref())?;
     let mut rng = Rng::new(opts.seed ^ 0x7a9);
     let touched = pick_distinct(corpus.files.len(), corpus.files.len() / 20, &mut rng);
     for (j, &i) in touched.iter().enumerate() {
@@ -432,6 +438,12 @@ fn bundles(shelf: &ShelfBinary, opts: &Options, p: &Progress) -> Result<(BundleI
     let (a, b) = (info(&v1), info(&v2));
     std::fs::write(&record, serde_json::to_vec_pretty(&(&a, &b))?)?;
     Ok((a, b))
+}
+
+/// Whether a bundle has everything this shelf writes (the lexical index).
+fn current_format(bundle: &Path) -> bool {
+    shelf_formats::bundle::verify_file(bundle, None, &Default::default())
+        .is_ok_and(|v| v.manifest.member(shelf_formats::manifest::members::LEXICAL).is_some())
 }
 
 #[derive(serde::Deserialize)]
