@@ -135,6 +135,13 @@ struct InProcessOut {
     by_expansion: Vec<EfOut>,
     embed_one_query_p50_ms: f64,
     query_tokens_median: f64,
+    /// BM25 over the lexical index alone (100 candidates), p50 / p99.
+    lexical_p50_us: f64,
+    lexical_p99_us: f64,
+    /// Both rankers, fusion and file-free ordering, given the query
+    /// vector (the whole hybrid cost but the embedding), p50 / p99.
+    hybrid_rank_p50_us: f64,
+    hybrid_rank_p99_us: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -442,8 +449,11 @@ fn bundles(shelf: &ShelfBinary, opts: &Options, p: &Progress) -> Result<(BundleI
 
 /// Whether a bundle has everything this shelf writes (the lexical index).
 fn current_format(bundle: &Path) -> bool {
-    shelf_formats::bundle::verify_file(bundle, None, &Default::default())
-        .is_ok_and(|v| v.manifest.member(shelf_formats::manifest::members::LEXICAL).is_some())
+    shelf_formats::bundle::verify_file(bundle, None, &Default::default()).is_ok_and(|v| {
+        v.manifest
+            .member(shelf_formats::manifest::members::LEXICAL)
+            .is_some()
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -657,6 +667,28 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
             search_us = times;
         }
     }
+    bundle.set_expansion_search(shelf_server::live::DEFAULT_EXPANSION_SEARCH);
+    let mut lexical_us = Vec::with_capacity(n);
+    let mut hybrid_us = Vec::with_capacity(n);
+    let none = shelf_server::query::Filter::default();
+    for (q, v) in queries.iter().zip(&vectors) {
+        if let Some(ix) = bundle.lexical() {
+            let ix = ix?;
+            let t = Instant::now();
+            std::hint::black_box(shelf_server::lexical::search(&ix, q, 100, |_| true));
+            lexical_us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let t = Instant::now();
+        std::hint::black_box(shelf_server::search::rank(
+            &bundle,
+            q,
+            std::slice::from_ref(v),
+            shelf_server::search::Mode::Hybrid,
+            &none,
+            10,
+        )?);
+        hybrid_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
     let mut embed_ms = Vec::new();
     for q in queries.iter().take(50) {
         let t = Instant::now();
@@ -676,6 +708,10 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
         by_expansion,
         embed_one_query_p50_ms: percentile(&embed_ms, 50.0),
         query_tokens_median: median(&tokens),
+        lexical_p50_us: percentile(&lexical_us, 50.0),
+        lexical_p99_us: percentile(&lexical_us, 99.0),
+        hybrid_rank_p50_us: percentile(&hybrid_us, 50.0),
+        hybrid_rank_p99_us: percentile(&hybrid_us, 99.0),
     })
 }
 
@@ -770,6 +806,20 @@ fn rows(
             format!("{:.3} / {:.0} us", e.recall_at_10, e.search_p50_us),
         ));
     }
+    rows.push(Row::info(
+        "lexical (BM25) alone, in process (p50 / p99)",
+        format!(
+            "{:.0} us / {:.0} us",
+            in_process.lexical_p50_us, in_process.lexical_p99_us
+        ),
+    ));
+    rows.push(Row::info(
+        "hybrid ranking without the embedding (p50 / p99)",
+        format!(
+            "{:.0} us / {:.0} us",
+            in_process.hybrid_rank_p50_us, in_process.hybrid_rank_p99_us
+        ),
+    ));
     rows.push(Row::info(
         "embed one query alone, in process (p50)",
         format!(
