@@ -675,7 +675,12 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
         if let Some(ix) = bundle.lexical() {
             let ix = ix?;
             let t = Instant::now();
-            std::hint::black_box(shelf_server::lexical::search(&ix, q, 100, |_| true));
+            std::hint::black_box(shelf_server::lexical::search(
+                &ix,
+                q,
+                shelf_server::search::CANDIDATES,
+                |_| true,
+            ));
             lexical_us.push(t.elapsed().as_secs_f64() * 1e6);
         }
         let t = Instant::now();

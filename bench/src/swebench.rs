@@ -284,23 +284,43 @@ fn sweep_row(
     narrow: &Candidates,
 ) -> Result<Vec<(String, Vec<String>)>> {
     let mut out = Vec::new();
+    // Does summing a file's best chunks help the single rankers too?
+    for mode in [Mode::Semantic, Mode::Lexical] {
+        let single = Candidates {
+            mode,
+            semantic: wide.semantic.clone(),
+            lexical: wide.lexical.clone(),
+        };
+        let ranked = search::order(&single, &Fusion::default(), 600);
+        for sum3 in [false, true] {
+            let name = format!("{mode:?} {}", if sum3 { "sum3" } else { "max" });
+            out.push((name, files_of(bundle, &ranked, sum3)?));
+        }
+    }
     for (windows, c) in [("4win", wide), ("1win", narrow)] {
-        for k in [10.0f32, 30.0, 60.0] {
-            for w in [0.5f32, 1.0, 2.0, 3.0] {
-                let ranked = search::order(
-                    c,
-                    &Fusion {
-                        k,
-                        lexical_weight: w,
-                    },
-                    300,
-                );
-                for sum3 in [false, true] {
-                    let name = format!(
-                        "k={k:<2} w_lex={w:<3} {} {windows}",
-                        if sum3 { "sum3" } else { "max " }
+        for depth in [100usize, 300] {
+            let c = Candidates {
+                mode: c.mode,
+                semantic: c.semantic.iter().take(depth).copied().collect(),
+                lexical: c.lexical.iter().take(depth).copied().collect(),
+            };
+            for k in [10.0f32, 30.0, 60.0] {
+                for w in [0.5f32, 1.0, 2.0] {
+                    let ranked = search::order(
+                        &c,
+                        &Fusion {
+                            k,
+                            lexical_weight: w,
+                        },
+                        600,
                     );
-                    out.push((name, files_of(bundle, &ranked, sum3)?));
+                    for sum3 in [false, true] {
+                        let name = format!(
+                            "k={k:<2} w_lex={w:<3} {} {windows} c{depth}",
+                            if sum3 { "sum3" } else { "max " }
+                        );
+                        out.push((name, files_of(bundle, &ranked, sum3)?));
+                    }
                 }
             }
         }
@@ -308,7 +328,6 @@ fn sweep_row(
     Ok(out)
 }
 
-/// Scores every row with every system.
 type Evaluated = (BTreeMap<String, SystemOut>, BTreeMap<String, SweepOut>);
 
 fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Result<Evaluated> {
@@ -360,9 +379,22 @@ fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Resul
         let vectors =
             embedder.embed_queries(&search::windows(&embedder, &row.query, search::MAX_WINDOWS))?;
         let none = Filter::default();
-        let wide = search::candidates(bundle, &row.query, &vectors, Mode::Hybrid, &none, 300)?;
-        let narrow =
-            search::candidates(bundle, &row.query, &vectors[..1], Mode::Hybrid, &none, 300)?;
+        let wide = search::candidates(
+            bundle,
+            &row.query,
+            &vectors,
+            Mode::Hybrid,
+            &none,
+            search::FILE_CANDIDATES,
+        )?;
+        let narrow = search::candidates(
+            bundle,
+            &row.query,
+            &vectors[..1],
+            Mode::Hybrid,
+            &none,
+            search::FILE_CANDIDATES,
+        )?;
         for (name, files) in sweep_row(bundle, &wide, &narrow)? {
             sweep
                 .entry(name)

@@ -431,7 +431,7 @@ pub fn rank_files_with(
         &vectors,
         mode,
         &Filter::default(),
-        search::CANDIDATES.max(DEPTH * search::CHUNKS_PER_FILE * 4),
+        search::depth(DEPTH, true),
     )?;
     Ok(search::file_results(bundle, &ranking.chunks, DEPTH)?
         .into_iter()

@@ -167,7 +167,7 @@ fn row(label: &str, s: &Summary) -> String {
 
 fn print_report(r: &Report, mode: Mode, queries: &[EvalQuery]) {
     println!(
-        "{} queries, mode {}, files ranked by their best chunk (top {DEPTH})\n",
+        "{} queries, mode {}, files ranked as group=file ranks them (top {DEPTH})\n",
         queries.len(),
         serde_json::to_value(mode)
             .ok()

@@ -71,12 +71,8 @@ fn local(args: &SearchArgs, bundle: &std::path::Path) -> anyhow::Result<Value> {
     };
     let embed_ms = started.elapsed().as_secs_f64() * 1e3;
     let t = std::time::Instant::now();
-    let wanted = if args.files {
-        (args.k * search::CHUNKS_PER_FILE * 4).max(search::CANDIDATES)
-    } else {
-        args.k
-    };
-    let ranking = search::rank(&live, &args.query, &vectors, mode, &filter, wanted)?;
+    let depth = search::depth(args.k, args.files);
+    let ranking = search::rank(&live, &args.query, &vectors, mode, &filter, depth)?;
     let (results, files) = if args.files {
         (
             None,

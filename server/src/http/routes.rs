@@ -134,18 +134,13 @@ pub(super) async fn search(
     let embed_time = started.elapsed();
     let t = Instant::now();
     let bundle = &snapshot.bundle;
-    let wanted = if params.by_file {
-        (params.k * search::CHUNKS_PER_FILE * 4).max(search::CANDIDATES)
-    } else {
-        params.k
-    };
     let ranking = search::rank(
         bundle,
         &params.query,
         &vectors,
         params.mode,
         &params.filter,
-        wanted,
+        search::depth(params.k, params.by_file),
     )
     .map_err(|e| match e {
         SearchError::NoLexicalIndex => ApiError::bad_request(e.to_string()),
