@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use shelf_testkit::cli;
 use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 use shelf_testkit::{GitRepo, sample_repo};
@@ -23,35 +24,12 @@ const GOLDEN: &str = r#"# golden queries of the sample repository
 "#;
 
 fn shelf(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(SHELF)
-        .env_remove("SHELF_RUNTIME")
-        .env("SHELF_LOG", "warn")
-        .current_dir(ROOT)
-        .args(args)
-        .output()
-        .expect("shelf runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli::run(Path::new(SHELF), args, &[])
 }
 
 fn build(repo: &GitRepo, out: &Path) -> (String, PathBuf) {
-    let (code, stdout, err) = shelf(&[
-        "build",
-        "--json",
-        "--repo",
-        &repo.path().display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    (
-        v["digest"].as_str().unwrap().to_string(),
-        PathBuf::from(v["bundle_path"].as_str().unwrap()),
-    )
+    let b = cli::build(Path::new(SHELF), repo, out);
+    (b.digest, b.path)
 }
 
 fn golden(dir: &Path) -> PathBuf {
@@ -115,14 +93,11 @@ fn eval_scores_every_mode_with_minimum_scores_and_a_server_scores_the_same() {
         human.1
     );
 
-    let server = ServerProcess::start(
+    let server = ServerProcess::serve_bundle(
         Path::new(SHELF),
-        &[
-            "--bundle",
-            &b,
-            "--cache",
-            &t.path().join("serve-cache").display().to_string(),
-        ],
+        Path::new(&b),
+        &t.path().join("serve-cache"),
+        &[],
         &[],
     );
     server.wait_ready(std::time::Duration::from_secs(60));
@@ -152,16 +127,8 @@ fn eval_scores_every_mode_with_minimum_scores_and_a_server_scores_the_same() {
 fn modes_and_file_grouping_over_http() {
     let t = tempfile::tempdir().unwrap();
     let (_, bundle) = build(&sample_repo(), &t.path().join("b"));
-    let server = ServerProcess::start(
-        Path::new(SHELF),
-        &[
-            "--bundle",
-            &bundle.display().to_string(),
-            "--cache",
-            &t.path().join("c").display().to_string(),
-        ],
-        &[],
-    );
+    let server =
+        ServerProcess::serve_bundle(Path::new(SHELF), &bundle, &t.path().join("c"), &[], &[]);
     server.wait_ready(std::time::Duration::from_secs(60));
     let get = |q: &str| http::get(server.addr, q);
     // An identifier: lexical finds it by name, with a BM25 score.
@@ -269,16 +236,7 @@ fn a_bundle_from_before_the_lexical_index_still_serves_semantically_and_says_so(
     let old = as_format_1_0(&bundle, &t.path().join("old"));
     let (code, _, err) = shelf(&["verify", &old.display().to_string()]);
     assert_eq!(code, 0, "a 1.0 bundle still verifies: {err}");
-    let server = ServerProcess::start(
-        Path::new(SHELF),
-        &[
-            "--bundle",
-            &old.display().to_string(),
-            "--cache",
-            &t.path().join("c").display().to_string(),
-        ],
-        &[],
-    );
+    let server = ServerProcess::serve_bundle(Path::new(SHELF), &old, &t.path().join("c"), &[], &[]);
     server.wait_ready(std::time::Duration::from_secs(60));
     let info = http::get(server.addr, "/v1/bundle").json();
     assert_eq!(info["live"]["format"], "1.0");
@@ -473,16 +431,11 @@ fn a_bundle_of_a_custom_model_is_served_only_by_servers_of_that_model() {
         "{err}"
     );
     // The same model serves it, and its answers make sense.
-    let server = ServerProcess::start(
+    let server = ServerProcess::serve_bundle(
         Path::new(SHELF),
-        &[
-            "--bundle",
-            &bundle,
-            "--model",
-            &m,
-            "--cache",
-            &t.path().join("c2").display().to_string(),
-        ],
+        Path::new(&bundle),
+        &t.path().join("c2"),
+        &["--model", &m],
         &[],
     );
     server.wait_ready(std::time::Duration::from_secs(60));

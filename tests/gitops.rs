@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use shelf_testkit::cli;
 use shelf_testkit::http::{self, encode};
 use shelf_testkit::serve::ServerProcess;
 use shelf_testkit::{GitRepo, MotoServer, TEST_BUCKET, sample_repo};
@@ -115,19 +116,8 @@ fn s3_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
 }
 
 fn shelf(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
-    let mut c = Command::new(SHELF);
-    c.env_remove("SHELF_RUNTIME")
-        .env("SHELF_LOG", "warn")
-        .args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().expect("shelf runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    cli::run(Path::new(SHELF), args, &env)
 }
 
 fn repo_str(repo: &GitRepo) -> String {

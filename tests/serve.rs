@@ -4,13 +4,13 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
+use shelf_testkit::cli::{self, Built};
 use shelf_testkit::http::{self, encode};
 use shelf_testkit::serve::ServerProcess;
 use shelf_testkit::{GitRepo, MotoServer, TEST_BUCKET, sample_repo};
@@ -67,47 +67,11 @@ impl StoreArgs {
 }
 
 fn shelf(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut c = Command::new(SHELF);
-    c.env_remove("SHELF_RUNTIME").env("SHELF_LOG", "warn");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.args(args).output().expect("shelf runs");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
-/// A built bundle.
-struct Built {
-    digest: String,
-    path: PathBuf,
+    cli::run(Path::new(SHELF), args, env)
 }
 
 fn build(repo: &GitRepo, out: &Path) -> Built {
-    let (code, stdout, err) = shelf(
-        &[
-            "build",
-            "--json",
-            "--repo",
-            &repo.path().display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    Built {
-        digest: v["digest"].as_str().unwrap().to_string(),
-        path: PathBuf::from(v["bundle_path"].as_str().unwrap()),
-    }
+    cli::build(Path::new(SHELF), repo, out)
 }
 
 fn push(store: &StoreArgs, bundle: &Path) {
@@ -502,15 +466,7 @@ fn following_a_pattern_serves_the_newest_version_tag() {
 
 /// `shelf serve --bundle` with the given env and extra flags.
 fn serve_file(bundle: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
-    let mut args = vec![
-        "--bundle".to_string(),
-        bundle.display().to_string(),
-        "--cache".to_string(),
-        cache.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ServerProcess::start(Path::new(SHELF), &args, env)
+    ServerProcess::serve_bundle(Path::new(SHELF), bundle, cache, extra, env)
 }
 
 #[test]

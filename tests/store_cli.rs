@@ -5,10 +5,10 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use shelf_testkit::cli;
 use shelf_testkit::{GitRepo, MotoServer, TEST_BUCKET, sample_repo};
 
 /// A store as the CLI sees it: `--store` plus what the environment adds.
@@ -40,46 +40,17 @@ fn s3_target(endpoint: String) -> Target {
 }
 
 fn shelf(target: &Target, args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shelf"));
-    c.env_remove("SHELF_RUNTIME").env("SHELF_LOG", "warn");
-    for (k, v) in &target.env {
-        c.env(k, v);
-    }
-    c.args(args);
+    let mut all = args.to_vec();
     if args.first() != Some(&"build") {
-        c.arg("--store").arg(&target.url).args(&target.extra);
+        all.extend(["--store", target.url.as_str()]);
+        all.extend(target.extra.iter().map(String::as_str));
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("shelf runs");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
+    let env: Vec<(&str, &str)> = target.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    cli::run(Path::new(env!("CARGO_BIN_EXE_shelf")), &all, &env)
 }
 
 fn build(repo: &GitRepo, out: &Path) -> serde_json::Value {
-    let none = Target {
-        url: String::new(),
-        extra: vec![],
-        env: vec![],
-    };
-    let (code, out, err) = shelf(
-        &none,
-        &[
-            "build",
-            "--json",
-            "--repo",
-            &repo.path().display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    serde_json::from_str(&out).unwrap()
+    cli::build(Path::new(env!("CARGO_BIN_EXE_shelf")), repo, out).report
 }
 
 fn json(out: &str) -> serde_json::Value {

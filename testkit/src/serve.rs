@@ -20,6 +20,21 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Starts `shelf serve --bundle <bundle> --cache <cache> <extra>` (see
+    /// [`ServerProcess::start`]).
+    pub fn serve_bundle(
+        shelf: &Path,
+        bundle: &Path,
+        cache: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (bundle, cache) = (bundle.display().to_string(), cache.display().to_string());
+        let mut args = vec!["--bundle", bundle.as_str(), "--cache", cache.as_str()];
+        args.extend_from_slice(extra);
+        Self::start(shelf, &args, env)
+    }
+
     /// Starts `shelf serve <args> --listen 127.0.0.1:0` with `env`, and
     /// waits until it listens (not until it is ready). The address comes
     /// from its `info` log line, so `SHELF_LOG` must not hide that level.
