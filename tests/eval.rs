@@ -171,6 +171,23 @@ fn modes_and_file_grouping_over_http() {
             .all(|f| !f["chunks"].as_array().unwrap().is_empty())
     );
     assert_eq!(files[0]["rank"], 1);
+    // A file's score is the sum of its (at most 3) chunks' scores; files
+    // are ranked by it and numbered from 1, their chunks too.
+    let mut last = f64::INFINITY;
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(f["rank"], i + 1);
+        let chunks = f["chunks"].as_array().unwrap();
+        assert!(chunks.len() <= 3, "{f}");
+        let sum: f64 = chunks.iter().map(|c| c["score"].as_f64().unwrap()).sum();
+        let score = f["score"].as_f64().unwrap();
+        assert!((score - sum).abs() < 1e-4, "{f}");
+        assert!(score <= last, "files are ranked by score");
+        last = score;
+        for (j, c) in chunks.iter().enumerate() {
+            assert_eq!(c["rank"], j + 1);
+            assert_eq!(c["path"], f["path"]);
+        }
+    }
     // The bundle says what it can do.
     let info = get("/v1/bundle").json();
     assert_eq!(info["live"]["format"], "1.1");

@@ -15,6 +15,7 @@ use shelf_embed::Embedder;
 use crate::lexical;
 use crate::live::{Hit, LiveBundle, OpenError};
 use crate::query::{self, Filter};
+use shelf_formats::chunks::Chunk;
 
 /// How a query is matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -386,19 +387,23 @@ pub fn chunk_results(
         .filter_map(|r| Some((r, chunks.get(usize::try_from(r.key).ok()?)?)))
         .take(k)
         .enumerate()
-        .map(|(i, (r, c))| ResultChunk {
-            rank: i + 1,
-            score: r.score,
-            semantic_score: r.semantic,
-            lexical_score: r.lexical,
-            path: c.path.to_string(),
-            start_line: c.start_line,
-            end_line: c.end_line,
-            language: query::language_of(c.path),
-            chunk_id: hex::encode(c.content_id),
-            text: c.text.to_string(),
-        })
+        .map(|(i, (r, c))| result_chunk(i + 1, r, &c))
         .collect())
+}
+
+fn result_chunk(rank: usize, r: &Ranked, c: &Chunk<'_>) -> ResultChunk {
+    ResultChunk {
+        rank,
+        score: r.score,
+        semantic_score: r.semantic,
+        lexical_score: r.lexical,
+        path: c.path.to_string(),
+        start_line: c.start_line,
+        end_line: c.end_line,
+        language: query::language_of(c.path),
+        chunk_id: hex::encode(c.content_id),
+        text: c.text.to_string(),
+    }
 }
 
 /// The first `k` files, each with its best chunks, ranked by the sum of
@@ -414,34 +419,60 @@ pub fn file_results(
     ranked: &[Ranked],
     k: usize,
 ) -> Result<Vec<ResultFile>, OpenError> {
-    Ok(group_by_file(
-        chunk_results(bundle, ranked, ranked.len())?,
-        k,
-    ))
+    let chunks = bundle.chunks()?;
+    let found: Vec<(&Ranked, Chunk<'_>)> = ranked
+        .iter()
+        .filter_map(|r| Some((r, chunks.get(usize::try_from(r.key).ok()?)?)))
+        .collect();
+    let scored: Vec<(&str, f32)> = found.iter().map(|(r, c)| (c.path, r.score)).collect();
+    // Only the chunks a file keeps are copied out of the bundle.
+    Ok(group_by_file(&scored, k)
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| ResultFile {
+            rank: i + 1,
+            path: g.path.to_string(),
+            score: g.score,
+            language: query::language_of(g.path),
+            chunks: g
+                .members
+                .iter()
+                .enumerate()
+                .map(|(j, &m)| result_chunk(j + 1, found[m].0, &found[m].1))
+                .collect(),
+        })
+        .collect())
 }
 
-/// Groups ranked chunks by path: each file keeps its first
-/// [`CHUNKS_PER_FILE`] chunks and is scored by their sum; the best `k`.
-fn group_by_file(all: Vec<ResultChunk>, k: usize) -> Vec<ResultFile> {
-    let mut files: Vec<ResultFile> = Vec::new();
-    let mut slot: HashMap<String, usize> = HashMap::new();
-    for c in all {
-        match slot.get(&c.path) {
-            Some(&i) => {
-                let f = &mut files[i];
-                if f.chunks.len() < CHUNKS_PER_FILE {
-                    f.score += c.score;
-                    f.chunks.push(c);
+/// One file of a grouped answer before its chunks are read.
+struct FileGroup<'a> {
+    path: &'a str,
+    /// The sum of its members' scores.
+    score: f32,
+    /// Positions of its best chunks in the ranked list, best first.
+    members: Vec<usize>,
+}
+
+/// Groups ranked `(path, score)` pairs by path: each file keeps its first
+/// [`CHUNKS_PER_FILE`] and is scored by their sum; the best `k`.
+fn group_by_file<'a>(ranked: &[(&'a str, f32)], k: usize) -> Vec<FileGroup<'a>> {
+    let mut files: Vec<FileGroup<'a>> = Vec::new();
+    let mut slot: HashMap<&str, usize> = HashMap::new();
+    for (i, &(path, score)) in ranked.iter().enumerate() {
+        match slot.get(path) {
+            Some(&f) => {
+                let f = &mut files[f];
+                if f.members.len() < CHUNKS_PER_FILE {
+                    f.score += score;
+                    f.members.push(i);
                 }
             }
             None => {
-                slot.insert(c.path.clone(), files.len());
-                files.push(ResultFile {
-                    rank: 0,
-                    path: c.path.clone(),
-                    score: c.score,
-                    language: c.language,
-                    chunks: vec![c],
+                slot.insert(path, files.len());
+                files.push(FileGroup {
+                    path,
+                    score,
+                    members: vec![i],
                 });
             }
         }
@@ -449,12 +480,6 @@ fn group_by_file(all: Vec<ResultChunk>, k: usize) -> Vec<ResultFile> {
     // Stable: equal sums keep the order of their best chunks.
     files.sort_by(|a, b| b.score.total_cmp(&a.score));
     files.truncate(k);
-    for (i, f) in files.iter_mut().enumerate() {
-        f.rank = i + 1;
-        for (j, c) in f.chunks.iter_mut().enumerate() {
-            c.rank = j + 1;
-        }
-    }
     files
 }
 
@@ -470,43 +495,26 @@ mod tests {
         assert!(!Mode::Lexical.needs_vectors());
     }
 
-    fn chunk(path: &str, score: f32) -> ResultChunk {
-        ResultChunk {
-            rank: 0,
-            score,
-            semantic_score: None,
-            lexical_score: None,
-            path: path.into(),
-            start_line: 1,
-            end_line: 1,
-            language: None,
-            chunk_id: String::new(),
-            text: String::new(),
-        }
-    }
-
     #[test]
     fn files_rank_by_their_best_chunks_summed() {
-        let ranked = vec![
-            chunk("lucky.py", 0.05),
-            chunk("fix.py", 0.04),
-            chunk("tie_a.py", 0.035),
-            chunk("fix.py", 0.03),
-            chunk("tie_b.py", 0.035),
-            chunk("fix.py", 0.02),
-            chunk("fix.py", 0.01),
+        let ranked = [
+            ("lucky.py", 0.05),
+            ("fix.py", 0.04),
+            ("tie_a.py", 0.035),
+            ("fix.py", 0.03),
+            ("tie_b.py", 0.035),
+            ("fix.py", 0.02),
+            ("fix.py", 0.01),
         ];
-        let files = group_by_file(ranked, 3);
-        let order: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        let files = group_by_file(&ranked, 3);
+        let order: Vec<&str> = files.iter().map(|f| f.path).collect();
         // fix.py: 0.04 + 0.03 + 0.02 (its fourth chunk is not counted);
         // the two equal sums below lucky.py keep their first appearance.
         assert_eq!(order, ["fix.py", "lucky.py", "tie_a.py"]);
         assert!((files[0].score - 0.09).abs() < 1e-6);
-        assert_eq!(files[0].chunks.len(), CHUNKS_PER_FILE);
-        let ranks: Vec<usize> = files.iter().map(|f| f.rank).collect();
-        assert_eq!(ranks, [1, 2, 3]);
-        assert_eq!(files[0].chunks[2].rank, 3);
-        assert!(group_by_file(Vec::new(), 3).is_empty());
+        assert_eq!(files[0].members, [1, 3, 5]);
+        assert_eq!(files[1].members, [0]);
+        assert!(group_by_file(&[], 3).is_empty());
     }
 
     #[test]
