@@ -3,6 +3,8 @@
 
 use globset::{Glob, GlobMatcher};
 
+use shelf_formats::chunks::ChunkStore;
+
 use crate::live::{Hit, LiveBundle, OpenError};
 
 /// Filters that leave at most this many chunks are scored exactly: a graph
@@ -104,6 +106,58 @@ impl Filter {
     }
 }
 
+/// A filter resolved against one bundle: which chunks pass. Resolved once
+/// per query and shared by every query window and the lexical ranker, so
+/// the globs and the walk over the chunks run once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// No filter: every chunk.
+    All,
+    /// At most [`EXACT_FILTER_LIMIT`] chunks pass: their keys, ascending.
+    Few(Vec<u64>),
+    /// More pass: per path, whether its chunks do.
+    Many(Vec<bool>),
+}
+
+impl Selection {
+    /// Which of `chunks` pass `filter`.
+    pub fn resolve(chunks: &ChunkStore<'_>, filter: &Filter) -> Self {
+        if filter.is_empty() {
+            return Self::All;
+        }
+        let paths: Vec<bool> = (0..chunks.path_count())
+            .map(|p| chunks.path(p).is_some_and(|path| filter.accepts(path)))
+            .collect();
+        let keys: Vec<u64> = (0..chunks.len() as u64)
+            .filter(|&key| path_passes(chunks, &paths, key))
+            .take(EXACT_FILTER_LIMIT + 1)
+            .collect();
+        if keys.len() <= EXACT_FILTER_LIMIT {
+            Self::Few(keys)
+        } else {
+            Self::Many(paths)
+        }
+    }
+
+    /// Whether chunk `key` of `chunks` (the store this was resolved on)
+    /// passes.
+    pub fn admits(&self, chunks: &ChunkStore<'_>, key: u64) -> bool {
+        match self {
+            Self::All => true,
+            Self::Few(keys) => keys.binary_search(&key).is_ok(),
+            Self::Many(paths) => path_passes(chunks, paths, key),
+        }
+    }
+}
+
+fn path_passes(chunks: &ChunkStore<'_>, paths: &[bool], key: u64) -> bool {
+    usize::try_from(key)
+        .ok()
+        .and_then(|i| chunks.path_index(i))
+        .and_then(|p| paths.get(p).copied())
+        .unwrap_or(false)
+}
+
 /// The `k` best chunks for `vector` that pass `filter`.
 pub fn search(
     bundle: &LiveBundle,
@@ -111,28 +165,27 @@ pub fn search(
     k: usize,
     filter: &Filter,
 ) -> Result<Vec<Hit>, OpenError> {
-    if filter.is_empty() {
-        return bundle.search(vector, k);
+    let selection = Selection::resolve(&bundle.chunks()?, filter);
+    search_selected(bundle, vector, k, &selection)
+}
+
+/// The `k` best chunks for `vector` among `selection` (resolved on
+/// `bundle`): few are scored exactly, many by a graph walk that skips the
+/// rest.
+pub fn search_selected(
+    bundle: &LiveBundle,
+    vector: &[f32],
+    k: usize,
+    selection: &Selection,
+) -> Result<Vec<Hit>, OpenError> {
+    match selection {
+        Selection::All => bundle.search(vector, k),
+        Selection::Few(keys) => bundle.exact_among(vector, keys, k),
+        Selection::Many(paths) => {
+            let chunks = bundle.chunks()?;
+            bundle.filtered_search(vector, k, |key| path_passes(&chunks, paths, key))
+        }
     }
-    let chunks = bundle.chunks()?;
-    let accepted_paths: Vec<bool> = (0..chunks.path_count())
-        .map(|p| chunks.path(p).is_some_and(|path| filter.accepts(path)))
-        .collect();
-    let passes = |key: u64| {
-        usize::try_from(key)
-            .ok()
-            .and_then(|i| chunks.path_index(i))
-            .and_then(|p| accepted_paths.get(p).copied())
-            .unwrap_or(false)
-    };
-    let keys: Vec<u64> = (0..chunks.len() as u64)
-        .filter(|&key| passes(key))
-        .take(EXACT_FILTER_LIMIT + 1)
-        .collect();
-    if keys.len() <= EXACT_FILTER_LIMIT {
-        return bundle.exact_among(vector, &keys, k);
-    }
-    bundle.filtered_search(vector, k, passes)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use shelf_embed::Embedder;
 
 use crate::lexical;
 use crate::live::{Hit, LiveBundle, OpenError};
-use crate::query::{self, Filter};
+use crate::query::{self, Filter, Selection};
 use shelf_formats::chunks::Chunk;
 
 /// How a query is matched.
@@ -189,25 +189,17 @@ pub fn candidates(
         (m, _) => m,
     };
     let want = n.max(CANDIDATES);
+    let chunks = bundle.chunks()?;
+    let selection = Selection::resolve(&chunks, filter);
     let semantic = if mode.needs_vectors() {
-        semantic(bundle, vectors, filter, want)?
+        semantic(bundle, vectors, &selection, want)?
     } else {
         Vec::new()
     };
     let lexical = match (&lexical_index, mode) {
-        (Some(ix), Mode::Hybrid | Mode::Lexical) => {
-            let chunks = bundle.chunks()?;
-            let accepted = accepted_paths(&chunks, filter);
-            let accept = |doc: u32| {
-                accepted.as_ref().is_none_or(|ok| {
-                    chunks
-                        .path_index(doc as usize)
-                        .and_then(|p| ok.get(p).copied())
-                        .unwrap_or(false)
-                })
-            };
-            lexical::search(ix, query, want, accept)
-        }
+        (Some(ix), Mode::Hybrid | Mode::Lexical) => lexical::search(ix, query, want, |doc| {
+            selection.admits(&chunks, u64::from(doc))
+        }),
         _ => Vec::new(),
     };
     Ok(Candidates {
@@ -267,12 +259,12 @@ pub fn rank(
 fn semantic(
     bundle: &LiveBundle,
     vectors: &[Vec<f32>],
-    filter: &Filter,
+    selection: &Selection,
     n: usize,
 ) -> Result<Vec<Hit>, OpenError> {
     let mut best: HashMap<u64, f32> = HashMap::new();
     for v in vectors {
-        for h in query::search(bundle, v, n, filter)? {
+        for h in query::search_selected(bundle, v, n, selection)? {
             let slot = best.entry(h.key).or_insert(f32::MIN);
             *slot = slot.max(h.score);
         }
@@ -314,18 +306,6 @@ fn fuse(semantic: &[Hit], lexical: &[(u32, f32)], fusion: &Fusion) -> Vec<Ranked
     let mut out: Vec<Ranked> = fused.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
     out
-}
-
-/// Per path, whether the filter accepts it (`None`: no filter).
-fn accepted_paths(
-    chunks: &shelf_formats::chunks::ChunkStore<'_>,
-    filter: &Filter,
-) -> Option<Vec<bool>> {
-    (!filter.is_empty()).then(|| {
-        (0..chunks.path_count())
-            .map(|p| chunks.path(p).is_some_and(|path| filter.accepts(path)))
-            .collect()
-    })
 }
 
 /// One result chunk, ready to serialise.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use shelf_formats::ModelIdentity;
 use shelf_server::cache::BundleCache;
-use shelf_server::query::{self, Filter};
+use shelf_server::query::{self, Filter, Selection};
 use shelf_server::search;
 use shelf_server::{LiveBundle, OpenError};
 
@@ -69,7 +69,9 @@ fn many_threads_search_one_view_at_once_with_the_same_answers() {
 
 #[test]
 fn filters_narrow_results_and_a_narrow_filter_is_exact() {
-    let (_t, bundle) = open(3000);
+    // Enough chunks that the broad filter passes more than the exact
+    // search takes (4,096) and so really walks the graph.
+    let (_t, bundle) = open(7000);
     let q = query(3);
     // Few chunks pass: scored exactly, so they are the true best among them.
     let narrow = Filter::new(Some("src/mod1/file1.py"), &[]).unwrap();
@@ -92,6 +94,19 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
             .all(|r| matches!(r.language, Some("python" | "rust")))
     );
     assert_eq!(results[0].rank, 1);
+    // Resolved once per query: the narrow filter as the few keys that pass,
+    // the broad one per path; both admit exactly what the filter accepts.
+    let chunks = bundle.chunks().unwrap();
+    let few = Selection::resolve(&chunks, &narrow);
+    let many = Selection::resolve(&chunks, &broad);
+    assert!(matches!(few, Selection::Few(_)), "{few:?}");
+    assert!(matches!(many, Selection::Many(_)));
+    for key in 0..chunks.len() as u64 {
+        let path = chunks.get(key as usize).unwrap().path;
+        assert_eq!(few.admits(&chunks, key), narrow.accepts(path), "{path}");
+        assert_eq!(many.admits(&chunks, key), broad.accepts(path), "{path}");
+    }
+    assert!(Selection::resolve(&chunks, &Filter::default()) == Selection::All);
 }
 
 #[test]
