@@ -249,31 +249,18 @@ struct SweepOut {
     without_leaks: Summary,
 }
 
-/// Files from ranked chunks: by best chunk (`max`) or by the sum of each
-/// file's three best chunk scores (`sum3`).
+/// Files from ranked chunks, as `group=file` ranks them (`sum3`) or by
+/// their best chunk (`max`).
 fn files_of(bundle: &LiveBundle, ranked: &[search::Ranked], sum3: bool) -> Result<Vec<String>> {
     let chunks = bundle.chunks()?;
-    let mut order: Vec<(String, f32, usize)> = Vec::new();
-    for r in ranked {
-        let Some(c) = chunks.get(r.key as usize) else {
-            continue;
-        };
-        match order.iter_mut().find(|(p, _, _)| p == c.path) {
-            Some(f) if sum3 && f.2 < 3 => {
-                f.1 += r.score;
-                f.2 += 1;
-            }
-            Some(_) => {}
-            None => order.push((c.path.to_string(), r.score, 1)),
-        }
-    }
-    if sum3 {
-        order.sort_by(|a, b| b.1.total_cmp(&a.1));
-    }
-    Ok(order
+    let scored: Vec<(&str, f32)> = ranked
+        .iter()
+        .filter_map(|r| Some((chunks.get(usize::try_from(r.key).ok()?)?.path, r.score)))
+        .collect();
+    let summed = if sum3 { search::CHUNKS_PER_FILE } else { 1 };
+    Ok(search::group_by_file(&scored, summed, eval::DEPTH)
         .into_iter()
-        .take(eval::DEPTH)
-        .map(|(p, _, _)| p)
+        .map(|f| f.path.to_string())
         .collect())
 }
 

@@ -406,7 +406,7 @@ pub fn file_results(
         .collect();
     let scored: Vec<(&str, f32)> = found.iter().map(|(r, c)| (c.path, r.score)).collect();
     // Only the chunks a file keeps are copied out of the bundle.
-    Ok(group_by_file(&scored, k)
+    Ok(group_by_file(&scored, CHUNKS_PER_FILE, k)
         .into_iter()
         .enumerate()
         .map(|(i, g)| ResultFile {
@@ -425,24 +425,28 @@ pub fn file_results(
 }
 
 /// One file of a grouped answer before its chunks are read.
-struct FileGroup<'a> {
-    path: &'a str,
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileGroup<'a> {
+    /// The path.
+    pub path: &'a str,
     /// The sum of its members' scores.
-    score: f32,
+    pub score: f32,
     /// Positions of its best chunks in the ranked list, best first.
-    members: Vec<usize>,
+    pub members: Vec<usize>,
 }
 
-/// Groups ranked `(path, score)` pairs by path: each file keeps its first
-/// [`CHUNKS_PER_FILE`] and is scored by their sum; the best `k`.
-fn group_by_file<'a>(ranked: &[(&'a str, f32)], k: usize) -> Vec<FileGroup<'a>> {
+/// Groups ranked `(path, score)` pairs (best first) by path: each file
+/// keeps its first `summed` and is scored by their sum; the best `k`.
+/// `summed` 1 ranks files by their best chunk; answers use
+/// [`CHUNKS_PER_FILE`] (the benchmark compares both).
+pub fn group_by_file<'a>(ranked: &[(&'a str, f32)], summed: usize, k: usize) -> Vec<FileGroup<'a>> {
     let mut files: Vec<FileGroup<'a>> = Vec::new();
     let mut slot: HashMap<&str, usize> = HashMap::new();
     for (i, &(path, score)) in ranked.iter().enumerate() {
         match slot.get(path) {
             Some(&f) => {
                 let f = &mut files[f];
-                if f.members.len() < CHUNKS_PER_FILE {
+                if f.members.len() < summed {
                     f.score += score;
                     f.members.push(i);
                 }
@@ -486,7 +490,7 @@ mod tests {
             ("fix.py", 0.02),
             ("fix.py", 0.01),
         ];
-        let files = group_by_file(&ranked, 3);
+        let files = group_by_file(&ranked, CHUNKS_PER_FILE, 3);
         let order: Vec<&str> = files.iter().map(|f| f.path).collect();
         // fix.py: 0.04 + 0.03 + 0.02 (its fourth chunk is not counted);
         // the two equal sums below lucky.py keep their first appearance.
@@ -494,7 +498,13 @@ mod tests {
         assert!((files[0].score - 0.09).abs() < 1e-6);
         assert_eq!(files[0].members, [1, 3, 5]);
         assert_eq!(files[1].members, [0]);
-        assert!(group_by_file(&[], 3).is_empty());
+        assert!(group_by_file(&[], CHUNKS_PER_FILE, 3).is_empty());
+        // Summing one chunk ranks files by their best chunk.
+        let best: Vec<&str> = group_by_file(&ranked, 1, 3)
+            .iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(best, ["lucky.py", "fix.py", "tie_a.py"]);
     }
 
     #[test]
