@@ -261,9 +261,9 @@ pub struct SearchArgs {
     /// Bearer token for --server.
     #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// How many results.
-    #[arg(short, long, default_value_t = 5)]
-    pub k: usize,
+    /// How many results [default: 10, as the server's default].
+    #[arg(short, long)]
+    pub k: Option<usize>,
     /// Only chunks whose path matches this glob (e.g. 'src/**/*.rs').
     #[arg(long, value_name = "GLOB")]
     pub path: Option<String>,

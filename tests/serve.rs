@@ -1161,6 +1161,64 @@ fn search_cli_asks_a_server_and_prints_what_it_answers() {
     assert!(err.contains("cannot reach"), "{err}");
 }
 
+/// `shelf search --bundle F --json` and `GET /v1/search` over the same
+/// bundle are one engine's answer: equal field for field but the timings,
+/// for chunks and for files, with filters.
+#[test]
+fn search_cli_on_a_bundle_and_the_api_give_the_same_answer() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&sample_repo(), &t.path().join("b"));
+    let server = serve_file(&v1.path, &t.path().join("cache"), &[], &[]);
+    server.wait_ready(READY);
+    let bundle = v1.path.display().to_string();
+    let cli_cache = t.path().join("cli-cache").display().to_string();
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "q=move+a+tag+with+compare-and-swap",
+            &["move a tag with compare-and-swap"],
+        ),
+        (
+            "q=resize+a+picture&group=file&k=3",
+            &["resize a picture", "--files", "-k", "3"],
+        ),
+        (
+            "q=where+are+tags+read&language=rust&mode=lexical",
+            &[
+                "where are tags read",
+                "--language",
+                "rust",
+                "--mode",
+                "lexical",
+            ],
+        ),
+    ];
+    for (query_string, cli_args) in cases {
+        let r = http::get(server.addr, &format!("/v1/search?{query_string}"));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let mut api = r.json();
+        let mut args = vec![
+            "search", "--json", "--bundle", &bundle, "--cache", &cli_cache,
+        ];
+        args.extend_from_slice(cli_args);
+        let (code, out, err) = shelf(&args, &[]);
+        assert_eq!(code, 0, "{err}");
+        let mut cli: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for answer in [&mut api, &mut cli] {
+            let o = answer.as_object_mut().unwrap();
+            assert!(o.remove("took_ms").is_some() && o.remove("timings_ms").is_some());
+        }
+        // A file has no tag; the server's answer says it serves none either.
+        assert_eq!(api, cli, "{query_string}");
+        assert!(
+            api["results"]
+                .as_array()
+                .or(api["files"].as_array())
+                .is_some_and(|r| !r.is_empty()),
+            "{query_string}: {api}"
+        );
+    }
+}
+
 /// docs/openapi.json names every route the server has, and a real answer
 /// has every field its schema requires.
 #[test]

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
-use shelf_server::LiveBundle;
-use shelf_server::cache::BundleCache;
+use shelf_search::mapped::DEFAULT_EXPANSION_SEARCH;
+use shelf_search::{Engine, MappedBundle, RawRequest, Request, RequestLimits};
 use shelf_testkit::GitRepo;
 use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
@@ -634,11 +634,14 @@ fn swap_under_load(
 /// Search alone (and one query's embedding alone), in this process.
 fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProcessOut> {
     let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
-    let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
-    let cache = BundleCache::open(&work.join("in-process-cache"), 3)?;
-    let (digest, dir) = cache.install_file(&v1.path, None)?;
-    let bundle = LiveBundle::open_dir(&dir, digest, embedder.identity())?;
+    let embedder = std::sync::Arc::new(Embedder::load(&runtime, &EmbedderOptions::default())?);
+    let bundle = MappedBundle::open_file(
+        &v1.path,
+        &work.join("in-process-cache"),
+        embedder.identity(),
+    )?;
     bundle.warm();
+    let engine = Engine::new(embedder.clone());
     let n = queries.len().min(300);
     let vectors = embedder.embed_queries(&queries[..n])?;
     let exact: Vec<Vec<u64>> = vectors
@@ -663,35 +666,39 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
             search_p50_us: percentile(&times, 50.0),
             search_p99_us: percentile(&times, 99.0),
         });
-        if ef == shelf_server::live::DEFAULT_EXPANSION_SEARCH {
+        if ef == DEFAULT_EXPANSION_SEARCH {
             search_us = times;
         }
     }
-    bundle.set_expansion_search(shelf_server::live::DEFAULT_EXPANSION_SEARCH);
+    bundle.set_expansion_search(DEFAULT_EXPANSION_SEARCH);
     let mut lexical_us = Vec::with_capacity(n);
     let mut hybrid_us = Vec::with_capacity(n);
-    let none = shelf_server::query::Filter::default();
     for (q, v) in queries.iter().zip(&vectors) {
         if let Some(ix) = bundle.lexical() {
-            let ix = ix?;
+            let (ix, analyzer) = ix?;
             let t = Instant::now();
-            std::hint::black_box(shelf_server::lexical::search(
+            std::hint::black_box(shelf_search::lexical::search(
                 &ix,
+                analyzer,
                 q,
-                shelf_server::search::CANDIDATES,
+                shelf_search::rank::CANDIDATES,
                 |_| true,
             ));
             lexical_us.push(t.elapsed().as_secs_f64() * 1e6);
         }
+        // The engine's whole ranking of a 10-chunk answer, without the
+        // embedding (the vectors are given).
+        let request = Request::new(
+            RawRequest {
+                query: q.clone(),
+                k: Some(10),
+                ..RawRequest::default()
+            },
+            &RequestLimits::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let t = Instant::now();
-        std::hint::black_box(shelf_server::search::rank(
-            &bundle,
-            q,
-            std::slice::from_ref(v),
-            shelf_server::search::Mode::Hybrid,
-            &none,
-            10,
-        )?);
+        std::hint::black_box(engine.rank(&bundle, &request, std::slice::from_ref(v))?);
         hybrid_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let mut embed_ms = Vec::new();

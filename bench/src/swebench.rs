@@ -18,11 +18,10 @@ use serde::{Deserialize, Serialize};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 use shelf_formats::chunks::ChunkStore;
 use shelf_formats::lexical::{LexicalIndex, LexicalIndexWriter};
-use shelf_server::LiveBundle;
-use shelf_server::cache::BundleCache;
-use shelf_server::eval::{self, EvalQuery, QueryScore, Report, Summary};
-use shelf_server::query::Filter;
-use shelf_server::search::{self, Candidates, Fusion, Mode};
+use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
+use shelf_search::group::{CHUNKS_PER_FILE, group_by_file};
+use shelf_search::rank::{self, Candidates, FILE_CANDIDATES, Fusion, Ranked};
+use shelf_search::{Engine, Filter, MappedBundle, Mode, Tuning};
 
 use crate::machine::Machine;
 use crate::progress::Progress;
@@ -187,7 +186,7 @@ struct FileIndex {
 }
 
 impl FileIndex {
-    fn of(bundle: &LiveBundle) -> Result<Self> {
+    fn of(bundle: &MappedBundle) -> Result<Self> {
         let chunks: ChunkStore<'_> = bundle.chunks()?;
         let mut files: BTreeMap<String, (u32, String)> = BTreeMap::new();
         for i in 0..chunks.len() {
@@ -215,12 +214,16 @@ impl FileIndex {
 
     fn rank(&self, query: &str) -> Result<Vec<String>> {
         let ix = LexicalIndex::parse(&self.bytes)?;
-        Ok(
-            shelf_server::lexical::search(&ix, query, eval::DEPTH, |_| true)
-                .into_iter()
-                .filter_map(|(d, _)| self.paths.get(d as usize).cloned())
-                .collect(),
+        Ok(shelf_search::lexical::search(
+            &ix,
+            shelf_formats::lexical::Analyzer::CURRENT,
+            query,
+            eval::DEPTH,
+            |_| true,
         )
+        .into_iter()
+        .filter_map(|(d, _)| self.paths.get(d as usize).cloned())
+        .collect())
     }
 }
 
@@ -251,14 +254,14 @@ struct SweepOut {
 
 /// Files from ranked chunks, as `group=file` ranks them (`sum3`) or by
 /// their best chunk (`max`).
-fn files_of(bundle: &LiveBundle, ranked: &[search::Ranked], sum3: bool) -> Result<Vec<String>> {
+fn files_of(bundle: &MappedBundle, ranked: &[Ranked], sum3: bool) -> Result<Vec<String>> {
     let chunks = bundle.chunks()?;
     let scored: Vec<(&str, f32)> = ranked
         .iter()
         .filter_map(|r| Some((chunks.get(usize::try_from(r.key).ok()?)?.path, r.score)))
         .collect();
-    let summed = if sum3 { search::CHUNKS_PER_FILE } else { 1 };
-    Ok(search::group_by_file(&scored, summed, eval::DEPTH)
+    let summed = if sum3 { CHUNKS_PER_FILE } else { 1 };
+    Ok(group_by_file(&scored, summed, eval::DEPTH)
         .into_iter()
         .map(|f| f.path.to_string())
         .collect())
@@ -266,7 +269,7 @@ fn files_of(bundle: &LiveBundle, ranked: &[search::Ranked], sum3: bool) -> Resul
 
 /// Every sweep variant's files for one query's candidates.
 fn sweep_row(
-    bundle: &LiveBundle,
+    bundle: &MappedBundle,
     wide: &Candidates,
     narrow: &Candidates,
 ) -> Result<Vec<(String, Vec<String>)>> {
@@ -278,7 +281,7 @@ fn sweep_row(
             semantic: wide.semantic.clone(),
             lexical: wide.lexical.clone(),
         };
-        let ranked = search::order(&single, &Fusion::default(), 600);
+        let ranked = rank::order(&single, &Fusion::default(), 600);
         for sum3 in [false, true] {
             let name = format!("{mode:?} {}", if sum3 { "sum3" } else { "max" });
             out.push((name, files_of(bundle, &ranked, sum3)?));
@@ -293,7 +296,7 @@ fn sweep_row(
             };
             for k in [10.0f32, 30.0, 60.0] {
                 for w in [0.5f32, 1.0, 2.0] {
-                    let ranked = search::order(
+                    let ranked = rank::order(
                         &c,
                         &Fusion {
                             k,
@@ -317,31 +320,55 @@ fn sweep_row(
 
 type Evaluated = (BTreeMap<String, SystemOut>, BTreeMap<String, SweepOut>);
 
-fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Result<Evaluated> {
-    let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
-    let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
-    let cache = BundleCache::open(&work.join("cache"), usize::MAX)?;
-    let mut scores: BTreeMap<&str, Vec<QueryScore>> = BTreeMap::new();
-    let mut millis: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut open: Option<(PathBuf, LiveBundle, FileIndex)> = None;
-    let mut sweep: BTreeMap<String, Vec<QueryScore>> = BTreeMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        let Some(path) = built
-            .bundles
-            .get(&row.repo)
-            .and_then(|c| c.get(&row.base_commit))
-        else {
-            continue;
-        };
-        if open.as_ref().is_none_or(|(p, _, _)| p != path) {
-            let (digest, dir) = cache.install_file(path, None)?;
-            let bundle = LiveBundle::open_dir(&dir, digest, embedder.identity())?;
+/// What every row is asked with: the engine as clients get it, the same
+/// engine with one query window, and the bundle of the row's commit.
+struct Harness {
+    engine: Engine,
+    one_window: Engine,
+    open: Option<(PathBuf, MappedBundle, FileIndex)>,
+    cache: PathBuf,
+}
+
+/// Per system, every row's score and the time spent.
+#[derive(Default)]
+struct Scores {
+    by_system: BTreeMap<&'static str, Vec<QueryScore>>,
+    millis: BTreeMap<&'static str, f64>,
+    sweep: BTreeMap<String, Vec<QueryScore>>,
+}
+
+impl Harness {
+    fn new(work: &Path) -> Result<Self> {
+        let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
+        let embedder = std::sync::Arc::new(Embedder::load(&runtime, &EmbedderOptions::default())?);
+        let engine = Engine::new(embedder);
+        let one_window = engine.clone().with_tuning(Tuning {
+            max_windows: 1,
+            ..Tuning::default()
+        });
+        Ok(Self {
+            engine,
+            one_window,
+            open: None,
+            cache: work.join("cache"),
+        })
+    }
+
+    /// The bundle at `path` (kept open while consecutive rows share it).
+    fn bundle(&mut self, path: &Path) -> Result<&(PathBuf, MappedBundle, FileIndex)> {
+        if self.open.as_ref().is_none_or(|(p, _, _)| p != path) {
+            let identity = self.engine.encoder().identity().clone();
+            let bundle = MappedBundle::open_file(path, &self.cache, &identity)?;
             let files = FileIndex::of(&bundle)?;
-            open = Some((path.clone(), bundle, files));
+            self.open = Some((path.to_path_buf(), bundle, files));
         }
-        let Some((_, bundle, files)) = open.as_ref() else {
-            continue;
-        };
+        self.open.as_ref().context("a bundle is open")
+    }
+
+    /// Asks every system, and every sweep variant, one row.
+    fn row(&mut self, row: &Row, path: &Path, scores: &mut Scores) -> Result<()> {
+        let (engine, one_window) = (self.engine.clone(), self.one_window.clone());
+        let (_, bundle, files) = self.bundle(path)?;
         let query = EvalQuery {
             id: row.instance_id.clone(),
             group: Some(row.repo.clone()),
@@ -352,51 +379,72 @@ fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Resul
             let t = Instant::now();
             let ranked = match system {
                 "bm25-file" => files.rank(&row.query)?,
-                "lexical" => eval::rank_files(bundle, &embedder, &row.query, Mode::Lexical)?,
-                "semantic" => eval::rank_files(bundle, &embedder, &row.query, Mode::Semantic)?,
-                "hybrid" => eval::rank_files(bundle, &embedder, &row.query, Mode::Hybrid)?,
-                _ => eval::rank_files_with(bundle, &embedder, &row.query, Mode::Hybrid, 1)?,
+                "lexical" => eval::rank_files(&engine, bundle, &row.query, Mode::Lexical)?,
+                "semantic" => eval::rank_files(&engine, bundle, &row.query, Mode::Semantic)?,
+                "hybrid" => eval::rank_files(&engine, bundle, &row.query, Mode::Hybrid)?,
+                _ => eval::rank_files(&one_window, bundle, &row.query, Mode::Hybrid)?,
             };
-            *millis.entry(system).or_default() += t.elapsed().as_secs_f64() * 1e3;
+            *scores.millis.entry(system).or_default() += t.elapsed().as_secs_f64() * 1e3;
             scores
+                .by_system
                 .entry(system)
                 .or_default()
                 .push(eval::score(&query, &ranked));
         }
-        let vectors =
-            embedder.embed_queries(&search::windows(&embedder, &row.query, search::MAX_WINDOWS))?;
+        let request = eval::file_request(&row.query, Mode::Hybrid);
+        let vectors = engine.encode(&request)?.vectors;
         let none = Filter::default();
-        let wide = search::candidates(
+        let wide = rank::candidates(
             bundle,
             &row.query,
             &vectors,
             Mode::Hybrid,
             &none,
-            search::FILE_CANDIDATES,
+            FILE_CANDIDATES,
         )?;
-        let narrow = search::candidates(
+        let narrow = rank::candidates(
             bundle,
             &row.query,
             &vectors[..1],
             Mode::Hybrid,
             &none,
-            search::FILE_CANDIDATES,
+            FILE_CANDIDATES,
         )?;
         for (name, files) in sweep_row(bundle, &wide, &narrow)? {
-            sweep
+            scores
+                .sweep
                 .entry(name)
                 .or_default()
                 .push(eval::score(&query, &files));
         }
+        Ok(())
+    }
+}
+
+fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Result<Evaluated> {
+    let mut harness = Harness::new(work)?;
+    let mut scores = Scores::default();
+    for (i, row) in rows.iter().enumerate() {
+        let Some(path) = built
+            .bundles
+            .get(&row.repo)
+            .and_then(|c| c.get(&row.base_commit))
+        else {
+            continue;
+        };
+        harness.row(row, path, &mut scores)?;
         p.say(&format!(
             "{}/{} {}: hybrid first gold rank {:?}",
             i + 1,
             rows.len(),
             row.instance_id,
-            scores["hybrid"].last().and_then(|s| s.first_gold_rank)
+            scores.by_system["hybrid"]
+                .last()
+                .and_then(|s| s.first_gold_rank)
         ));
     }
-    let sweep = sweep
+    let sweep = scores
+        .sweep
         .into_iter()
         .map(|(name, s)| {
             let r = Report::new(s);
@@ -410,11 +458,12 @@ fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Resul
         })
         .collect();
     let systems = scores
+        .by_system
         .into_iter()
         .map(|(system, s)| {
             let n = s.len().max(1) as f64;
             let out = SystemOut {
-                mean_query_ms: millis.get(system).copied().unwrap_or(0.0) / n,
+                mean_query_ms: scores.millis.get(system).copied().unwrap_or(0.0) / n,
                 report: Report::new(s),
             };
             (system.to_string(), out)

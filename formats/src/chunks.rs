@@ -18,6 +18,8 @@
 
 use std::io::{self, Write};
 
+use crate::layout::{Fixed, header, write_header};
+
 /// File magic, which also carries the layout version.
 pub const MAGIC: &[u8; 8] = b"SHELFCK1";
 const HEADER_LEN: usize = 64;
@@ -105,20 +107,17 @@ impl ChunkStoreWriter {
         let records_offset = HEADER_LEN as u64;
         let paths_offset = records_offset + self.records.len() as u64;
         let text_offset = paths_offset + (path_count + 1) * 8 + self.path_blob.len() as u64;
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&1u32.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        for v in [
-            self.count,
-            path_count,
-            records_offset,
-            paths_offset,
-            text_offset,
-            self.text.len() as u64,
-        ] {
-            header.extend_from_slice(&v.to_le_bytes());
-        }
+        let header = write_header(
+            MAGIC,
+            &[
+                self.count,
+                path_count,
+                records_offset,
+                paths_offset,
+                text_offset,
+                self.text.len() as u64,
+            ],
+        );
         out.write_all(&header)?;
         out.write_all(&self.records)?;
         for off in self
@@ -163,41 +162,22 @@ pub struct Chunk<'a> {
     pub text: &'a str,
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
 impl<'a> ChunkStore<'a> {
     /// Checks the header and section bounds only: O(1), for a reader that
     /// already ran [`ChunkStore::parse`] on the same immutable bytes (a
     /// server re-opening its memory map per query). Accessors stay
     /// panic-free either way; on unvalidated bytes they may return `None`.
     pub fn open(bytes: &'a [u8]) -> Result<Self, ChunkStoreError> {
-        if bytes.len() < HEADER_LEN {
-            return bad(format!("{} bytes is shorter than the header", bytes.len()));
-        }
-        if &bytes[..8] != MAGIC {
-            return bad("wrong magic (not a shelf chunk store, or another layout version)");
-        }
-        if u32_at(bytes, 8) != 1 {
-            return bad(format!("layout version {} is not 1", u32_at(bytes, 8)));
-        }
-        let field = |at| usize::try_from(u64_at(bytes, at)).ok();
+        let fields =
+            header::<6>(bytes, HEADER_LEN, MAGIC, "chunk store").map_err(ChunkStoreError)?;
+        let fit = |v: u64| usize::try_from(v).ok();
         let (Some(count), Some(path_count), Some(rec), Some(paths), Some(text), Some(text_len)) = (
-            field(16),
-            field(24),
-            field(32),
-            field(40),
-            field(48),
-            field(56),
+            fit(fields[0]),
+            fit(fields[1]),
+            fit(fields[2]),
+            fit(fields[3]),
+            fit(fields[4]),
+            fit(fields[5]),
         ) else {
             return bad("a header field does not fit in memory");
         };
@@ -236,16 +216,15 @@ impl<'a> ChunkStore<'a> {
     /// returns `Some` for every chunk.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ChunkStoreError> {
         let store = Self::open(bytes)?;
-        let (count, path_count, text_len) = (store.count, store.path_count, store.text.len());
-        let mut prev = 0u64;
-        for p in 0..=path_count {
-            let off = u64_at(store.path_offsets, p * 8);
-            if off < prev || off > store.path_blob.len() as u64 {
-                return bad(format!("path offset {p} is out of order or out of range"));
+        let offsets = Fixed(store.path_offsets);
+        let mut prev = 0usize;
+        for p in 0..=store.path_count {
+            match offsets.usize_item(p) {
+                Some(off) if off >= prev && off <= store.path_blob.len() => prev = off,
+                _ => return bad(format!("path {p}'s offset is out of order or out of range")),
             }
-            prev = off;
         }
-        for p in 0..path_count {
+        for p in 0..store.path_count {
             if store
                 .path_bytes(p)
                 .is_none_or(|b| std::str::from_utf8(b).is_err())
@@ -253,33 +232,51 @@ impl<'a> ChunkStore<'a> {
                 return bad(format!("path {p} is not UTF-8"));
             }
         }
-        for i in 0..count {
-            let r = &store.records[i * RECORD_LEN..(i + 1) * RECORD_LEN];
-            let start = u64_at(r, 32);
-            let len = u32_at(r, 40) as u64;
-            let path_index = u32_at(r, 44) as usize;
-            if start
-                .checked_add(len)
-                .is_none_or(|end| end > text_len as u64)
+        for i in 0..store.count {
+            let Some(r) = store.record(i) else {
+                return bad(format!("chunk {i}'s record is out of bounds"));
+            };
+            if r.path_index >= store.path_count {
+                return bad(format!(
+                    "chunk {i} names path {} of {}",
+                    r.path_index, store.path_count
+                ));
+            }
+            match store
+                .text
+                .get(r.text_start..r.text_start.saturating_add(r.text_len))
             {
-                return bad(format!("chunk {i} text range is out of bounds"));
-            }
-            if path_index >= path_count {
-                return bad(format!("chunk {i} names path {path_index} of {path_count}"));
-            }
-            if std::str::from_utf8(&store.text[start as usize..(start + len) as usize]).is_err() {
-                return bad(format!("chunk {i} text is not UTF-8"));
+                None => return bad(format!("chunk {i} text range is out of bounds")),
+                Some(t) if std::str::from_utf8(t).is_err() => {
+                    return bad(format!("chunk {i} text is not UTF-8"));
+                }
+                Some(_) => {}
             }
         }
         Ok(store)
     }
 
+    /// Record `i`, decoded; `None` when it (or a field) is out of range.
+    fn record(&self, i: usize) -> Option<Record<'a>> {
+        let r = Fixed(
+            self.records
+                .get(i.checked_mul(RECORD_LEN)?..)?
+                .get(..RECORD_LEN)?,
+        );
+        Some(Record {
+            content_id: r.slice(0, 32)?.try_into().ok()?,
+            text_start: r.usize(32)?,
+            text_len: r.u32(40)? as usize,
+            path_index: r.u32(44)? as usize,
+            start_line: r.u32(48)?,
+            end_line: r.u32(52)?,
+        })
+    }
+
     fn path_bytes(&self, p: usize) -> Option<&'a [u8]> {
-        let off = |i: usize| -> Option<usize> {
-            let b = self.path_offsets.get(i * 8..i * 8 + 8)?;
-            usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok()
-        };
-        self.path_blob.get(off(p)?..off(p + 1)?)
+        let offsets = Fixed(self.path_offsets);
+        self.path_blob
+            .get(offsets.usize_item(p)?..offsets.usize_item(p.checked_add(1)?)?)
     }
 
     /// Number of chunks.
@@ -302,26 +299,27 @@ impl<'a> ChunkStore<'a> {
         if i >= self.count {
             return None;
         }
-        let r: &'a [u8] = self.records.get(i * RECORD_LEN..(i + 1) * RECORD_LEN)?;
-        let content_id: &'a [u8; 32] = r[..32].try_into().ok()?;
-        let start = usize::try_from(u64_at(r, 32)).ok()?;
-        let len = u32_at(r, 40) as usize;
-        let text = std::str::from_utf8(self.text.get(start..start.checked_add(len)?)?).ok()?;
-        let path = std::str::from_utf8(self.path_bytes(u32_at(r, 44) as usize)?).ok()?;
+        let r = self.record(i)?;
+        let text = self
+            .text
+            .get(r.text_start..r.text_start.checked_add(r.text_len)?)?;
         Some(Chunk {
-            content_id,
-            path,
-            start_line: u32_at(r, 48),
-            end_line: u32_at(r, 52),
-            text,
+            content_id: r.content_id,
+            path: std::str::from_utf8(self.path_bytes(r.path_index)?).ok()?,
+            start_line: r.start_line,
+            end_line: r.end_line,
+            text: std::str::from_utf8(text).ok()?,
         })
     }
 
     /// The index of chunk `i`'s path (see [`ChunkStore::path`]): chunks of
     /// one file share it, so filters can match each path once.
     pub fn path_index(&self, i: usize) -> Option<usize> {
-        let r = self.records.get(i * RECORD_LEN..(i + 1) * RECORD_LEN)?;
-        Some(u32_at(r, 44) as usize).filter(|&p| p < self.path_count)
+        if i >= self.count {
+            return None;
+        }
+        let r = Fixed(self.records.get(i.checked_mul(RECORD_LEN)?..)?);
+        Some(r.u32(44)? as usize).filter(|&p| p < self.path_count)
     }
 
     /// Path number `p`, or `None` past the end.
@@ -334,9 +332,22 @@ impl<'a> ChunkStore<'a> {
 
     /// The content id of chunk `i` alone (cheap: no string checks).
     pub fn content_id(&self, i: usize) -> Option<&'a [u8; 32]> {
-        let r = self.records.get(i * RECORD_LEN..i * RECORD_LEN + 32)?;
-        r.try_into().ok()
+        if i >= self.count {
+            return None;
+        }
+        let r = Fixed(self.records.get(i.checked_mul(RECORD_LEN)?..)?);
+        r.slice(0, 32)?.try_into().ok()
     }
+}
+
+/// One decoded record.
+struct Record<'a> {
+    content_id: &'a [u8; 32],
+    text_start: usize,
+    text_len: usize,
+    path_index: usize,
+    start_line: u32,
+    end_line: u32,
 }
 
 #[cfg(test)]

@@ -4,16 +4,23 @@
 use crate::digest::Digest;
 use crate::names::{TagNameError, validate_tag_name};
 
+/// Prefix of every bundle object (bundles, manifest copies, markers).
+pub const BUNDLES_PREFIX: &str = "bundles/sha256/";
+/// Prefix of every tag record.
+pub const TAGS_PREFIX: &str = "tags/";
+/// Prefix of every commit record.
+pub const COMMITS_PREFIX: &str = "commits/";
+
 /// Key of a bundle: `bundles/sha256/<hex>.tar.zst`. Immutable once written.
 pub fn bundle_key(digest: &Digest) -> String {
-    format!("bundles/sha256/{}.tar.zst", digest.hex())
+    format!("{BUNDLES_PREFIX}{}.tar.zst", digest.hex())
 }
 
 /// Key of a bundle's manifest copy: `bundles/sha256/<hex>.manifest.json`.
 /// Written at push so tag moves and listings can show a bundle's commit
 /// without downloading it. Informational: servers trust only the bundle.
 pub fn bundle_manifest_key(digest: &Digest) -> String {
-    format!("bundles/sha256/{}.manifest.json", digest.hex())
+    format!("{BUNDLES_PREFIX}{}.manifest.json", digest.hex())
 }
 
 /// Key of a bundle's "recently tagged" marker:
@@ -21,12 +28,12 @@ pub fn bundle_manifest_key(digest: &Digest) -> String {
 /// itself; gc never deletes a bundle whose marker is younger than its grace
 /// period (docs/store.md).
 pub fn bundle_tagged_key(digest: &Digest) -> String {
-    format!("bundles/sha256/{}.tagged", digest.hex())
+    format!("{BUNDLES_PREFIX}{}.tagged", digest.hex())
 }
 
 /// The digest in a bundle key (`bundles/sha256/<hex>.tar.zst`), if it is one.
 pub fn digest_from_bundle_key(key: &str) -> Option<Digest> {
-    key.strip_prefix("bundles/sha256/")?
+    key.strip_prefix(BUNDLES_PREFIX)?
         .strip_suffix(".tar.zst")?
         .parse()
         .ok()
@@ -36,13 +43,26 @@ pub fn digest_from_bundle_key(key: &str) -> Option<Digest> {
 /// tag can never address a key outside `tags/`.
 pub fn tag_key(name: &str) -> Result<String, TagNameError> {
     validate_tag_name(name)?;
-    Ok(format!("tags/{name}.json"))
+    Ok(format!("{TAGS_PREFIX}{name}.json"))
+}
+
+/// The tag a tag-record key (`tags/<name>.json`) is for, if it is one with
+/// a valid name.
+pub fn tag_from_key(key: &str) -> Option<&str> {
+    let name = key.strip_prefix(TAGS_PREFIX)?.strip_suffix(".json")?;
+    validate_tag_name(name).is_ok().then_some(name)
 }
 
 /// Key of a commit record: `commits/<commit>/<settings-id>.json`, mapping a
 /// commit built with given settings and model to the bundle it produced.
 pub fn commit_record_key(commit: &str, settings_id: &Digest) -> String {
-    format!("commits/{commit}/{}.json", settings_id.hex())
+    format!("{COMMITS_PREFIX}{commit}/{}.json", settings_id.hex())
+}
+
+/// The listing prefix of every commit record of commits whose id starts
+/// with `commit_prefix` (lowercased).
+pub fn commit_records_prefix(commit_prefix: &str) -> String {
+    format!("{COMMITS_PREFIX}{}", commit_prefix.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -61,6 +81,11 @@ mod tests {
         assert_eq!(digest_from_bundle_key(&bundle_key(&d)), Some(d));
         assert_eq!(digest_from_bundle_key("bundles/sha256/x.tar.zst"), None);
         assert!(bundle_manifest_key(&d).ends_with(".manifest.json"));
+        assert_eq!(tag_from_key("tags/v1.2.json"), Some("v1.2"));
+        assert_eq!(tag_from_key("tags/a/b.json"), None);
+        assert_eq!(tag_from_key("tags/x.txt"), None);
+        assert_eq!(tag_from_key("bundles/x.json"), None);
+        assert_eq!(commit_records_prefix("ABC"), "commits/abc");
         assert_eq!(
             commit_record_key("abc", &d),
             format!("commits/abc/{}.json", d.hex())

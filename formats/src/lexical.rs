@@ -20,9 +20,44 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-/// The analyzer's name and version, recorded in the manifest
-/// (`settings.lexical`). Any change to [`analyze`] needs a new name.
-pub const ANALYZER: &str = "code-v1";
+use crate::layout::{Fixed, header, write_header};
+
+/// The analyzers this code knows. Any change to what an analyzer emits
+/// needs a new one (and the old one kept, so bundles built with it still
+/// answer queries analyzed their way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Analyzer {
+    /// `code-v1`: see [`analyze`].
+    CodeV1,
+}
+
+impl Analyzer {
+    /// Every analyzer this code reads.
+    pub const ALL: &[Analyzer] = &[Analyzer::CodeV1];
+    /// The one new bundles are built with.
+    pub const CURRENT: Analyzer = Analyzer::CodeV1;
+
+    /// The lexical index kind recorded in a manifest's `settings.lexical`:
+    /// the ranking function and the analyzer.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Analyzer::CodeV1 => "bm25/code-v1",
+        }
+    }
+
+    /// The analyzer a manifest's `settings.lexical` names, if this code
+    /// knows it.
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.kind() == kind)
+    }
+
+    /// Runs this analyzer over `text`.
+    pub fn analyze(self, text: &str, emit: impl FnMut(&str)) {
+        match self {
+            Analyzer::CodeV1 => analyze(text, emit),
+        }
+    }
+}
 
 /// File magic, which also carries the layout version.
 pub const MAGIC: &[u8; 8] = b"SHELFLX1";
@@ -212,20 +247,17 @@ impl LexicalIndexWriter {
         let term_offsets_off = HEADER_LEN as u64 + doc_count * 4;
         let posting_starts_off = term_offsets_off + (term_count + 1) * 8 + blob_len;
         let postings_off = posting_starts_off + (term_count + 1) * 8;
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&1u32.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        for v in [
-            doc_count,
-            term_count,
-            self.total,
-            term_offsets_off,
-            posting_starts_off,
-            postings_off,
-        ] {
-            header.extend_from_slice(&v.to_le_bytes());
-        }
+        let header = write_header(
+            MAGIC,
+            &[
+                doc_count,
+                term_count,
+                self.total,
+                term_offsets_off,
+                posting_starts_off,
+                postings_off,
+            ],
+        );
         out.write_all(&header)?;
         for len in &self.doc_lengths {
             out.write_all(&len.to_le_bytes())?;
@@ -254,14 +286,6 @@ impl LexicalIndexWriter {
         }
         out.flush()
     }
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// A read-only view over lexical index bytes (typically a memory map).
@@ -309,23 +333,16 @@ impl<'a> LexicalIndex<'a> {
     /// Checks the header and section bounds: O(1), for a reader that already
     /// ran [`LexicalIndex::parse`] on the same immutable bytes.
     pub fn open(bytes: &'a [u8]) -> Result<Self, LexicalIndexError> {
-        if bytes.len() < HEADER_LEN {
-            return bad(format!("{} bytes is shorter than the header", bytes.len()));
-        }
-        if &bytes[..8] != MAGIC {
-            return bad("wrong magic (not a shelf lexical index, or another layout version)");
-        }
-        if u32_at(bytes, 8) != Some(1) {
-            return bad("layout version is not 1");
-        }
-        let field = |at| u64_at(bytes, at).and_then(|v| usize::try_from(v).ok());
-        let (Some(docs), Some(terms), Some(total), Some(to), Some(ps), Some(po)) = (
-            field(16),
-            field(24),
-            u64_at(bytes, 32),
-            field(40),
-            field(48),
-            field(56),
+        let fields =
+            header::<6>(bytes, HEADER_LEN, MAGIC, "lexical index").map_err(LexicalIndexError)?;
+        let fit = |v: u64| usize::try_from(v).ok();
+        let total = fields[2];
+        let (Some(docs), Some(terms), Some(to), Some(ps), Some(po)) = (
+            fit(fields[0]),
+            fit(fields[1]),
+            fit(fields[3]),
+            fit(fields[4]),
+            fit(fields[5]),
         ) else {
             return bad("a header field does not fit in memory");
         };
@@ -368,7 +385,7 @@ impl<'a> LexicalIndex<'a> {
         let ix = Self::open(bytes)?;
         let mut prev_off = 0u64;
         for t in 0..=ix.term_count {
-            let off = u64_at(ix.term_offsets, t * 8).unwrap_or(u64::MAX);
+            let off = Fixed(ix.term_offsets).u64_item(t).unwrap_or(u64::MAX);
             if off < prev_off || off > ix.term_blob.len() as u64 {
                 return bad(format!("term offset {t} is out of order or out of range"));
             }
@@ -393,7 +410,7 @@ impl<'a> LexicalIndex<'a> {
         let entries = ix.postings.len() / ENTRY_LEN;
         let mut prev_start = 0u64;
         for t in 0..=ix.term_count {
-            let start = u64_at(ix.posting_starts, t * 8).unwrap_or(u64::MAX);
+            let start = Fixed(ix.posting_starts).u64_item(t).unwrap_or(u64::MAX);
             if start < prev_start || start > entries as u64 || (t > 0 && start == prev_start) {
                 return bad(format!(
                     "posting start {t} is out of order, out of range or empty"
@@ -444,18 +461,20 @@ impl<'a> LexicalIndex<'a> {
 
     /// Terms in document `doc` (0 past the end).
     pub fn doc_len(&self, doc: usize) -> u32 {
-        u32_at(self.doc_lengths, doc * 4).unwrap_or(0)
+        doc.checked_mul(4)
+            .and_then(|at| Fixed(self.doc_lengths).u32(at))
+            .unwrap_or(0)
     }
 
     fn term_bytes(&self, t: usize) -> Option<&'a [u8]> {
-        let start = usize::try_from(u64_at(self.term_offsets, t * 8)?).ok()?;
-        let end = usize::try_from(u64_at(self.term_offsets, (t + 1) * 8)?).ok()?;
-        self.term_blob.get(start..end)
+        let offsets = Fixed(self.term_offsets);
+        self.term_blob
+            .get(offsets.usize_item(t)?..offsets.usize_item(t.checked_add(1)?)?)
     }
 
     fn postings_at(&self, t: usize) -> Option<Postings<'a>> {
-        let start = usize::try_from(u64_at(self.posting_starts, t * 8)?).ok()?;
-        let end = usize::try_from(u64_at(self.posting_starts, (t + 1) * 8)?).ok()?;
+        let starts = Fixed(self.posting_starts);
+        let (start, end) = (starts.usize_item(t)?, starts.usize_item(t.checked_add(1)?)?);
         Some(Postings {
             bytes: self
                 .postings

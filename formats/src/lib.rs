@@ -9,6 +9,7 @@ pub mod chunks;
 pub mod commit_record;
 pub mod digest;
 pub mod keys;
+pub mod layout;
 pub mod lexical;
 pub mod manifest;
 pub mod model;

@@ -18,6 +18,31 @@ pub const FORMAT_VERSION: u32 = 1;
 /// 1.1 added the lexical index (`lexical.bin`, `settings.lexical`).
 pub const FORMAT_MINOR: u32 = 1;
 
+/// The vector index kind of every bundle of this format
+/// (`settings.index`): a usearch HNSW graph, cosine metric, 16 neighbours
+/// per node, built with an insertion breadth of 128.
+pub const VECTOR_INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
+
+/// How vectors are stored in that index (`settings.vector_quantization`).
+pub const VECTOR_QUANTIZATION: &str = "f32";
+
+/// The kinds a manifest names, each checked on read against what this code
+/// understands: a bundle built with an index or analyzer this shelf does
+/// not know would otherwise be searched with the wrong code, silently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bundle has {field} '{found}', this shelf reads {} only: use a shelf release that reads it, or rebuild the bundle with this one",
+    supported.join(", ")
+)]
+pub struct UnknownKind {
+    /// The manifest field (`settings.index`, ...).
+    pub field: &'static str,
+    /// What the bundle names.
+    pub found: String,
+    /// What this code reads.
+    pub supported: Vec<&'static str>,
+}
+
 /// Everything a reader needs to trust and interpret a bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -126,6 +151,39 @@ pub mod members {
 }
 
 impl Manifest {
+    /// Checks every kind the manifest names (vector index, quantisation,
+    /// lexical analyzer) against what this code reads.
+    pub fn check_kinds(&self) -> Result<(), UnknownKind> {
+        let check = |field, found: &str, supported: &[&'static str]| {
+            if supported.contains(&found) {
+                Ok(())
+            } else {
+                Err(UnknownKind {
+                    field,
+                    found: found.to_string(),
+                    supported: supported.to_vec(),
+                })
+            }
+        };
+        check("settings.index", &self.settings.index, &[VECTOR_INDEX_KIND])?;
+        check(
+            "settings.vector_quantization",
+            &self.settings.vector_quantization,
+            &[VECTOR_QUANTIZATION],
+        )?;
+        if let Some(kind) = &self.settings.lexical {
+            crate::lexical::Analyzer::from_kind(kind).ok_or_else(|| UnknownKind {
+                field: "settings.lexical",
+                found: kind.clone(),
+                supported: crate::lexical::Analyzer::ALL
+                    .iter()
+                    .map(|a| a.kind())
+                    .collect(),
+            })?;
+        }
+        Ok(())
+    }
+
     /// The listed member called `name`, if any.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use shelf_formats::Digest;
-use shelf_formats::bundle::{Limits, digest_from_file_name, unpack_file};
 use shelf_formats::keys::bundle_key;
 use shelf_formats::manifest::members;
 use shelf_store::{Store, StoreError};
 
-use crate::live::OpenError;
+use shelf_search::OpenError;
+use shelf_search::mapped::INCOMING_PREFIX;
 
 /// Schema of `state.json`.
 const STATE_SCHEMA: &str = "shelf.serve-cache/v1";
@@ -26,7 +26,6 @@ const STATE_FILE: &str = "state.json";
 /// Prefixes of work in progress; whatever carries one at start-up was left
 /// by a process that died and is removed.
 const DOWNLOAD_PREFIX: &str = ".download-";
-const INCOMING_PREFIX: &str = ".incoming-";
 
 /// Why a bundle could not be made ready in the cache.
 #[derive(Debug, thiserror::Error)]
@@ -161,36 +160,7 @@ impl BundleCache {
         bundle: &Path,
         expected: Option<&Digest>,
     ) -> Result<(Digest, PathBuf), OpenError> {
-        let expected = expected.copied().or_else(|| digest_from_file_name(bundle));
-        if let Some(d) = expected
-            && self.contains(&d)
-        {
-            return Ok((d, self.bundle_dir(&d)));
-        }
-        // Unpacked under a temporary name first when the digest is not known
-        // up front; `unpack_file` itself stages and renames atomically.
-        let staging = self.dir.join(format!(
-            "{INCOMING_PREFIX}{}-{}",
-            std::process::id(),
-            expected.map(|d| d.hex()).unwrap_or_default()
-        ));
-        let _ = std::fs::remove_dir_all(&staging);
-        let unpacked = unpack_file(bundle, expected.as_ref(), &staging, &Limits::default())
-            .inspect_err(|_| {
-                let _ = std::fs::remove_dir_all(&staging);
-            })?;
-        let digest = unpacked.bundle.digest;
-        let dir = self.bundle_dir(&digest);
-        if dir.exists() {
-            let _ = std::fs::remove_dir_all(&staging);
-        } else if let Err(e) = std::fs::rename(&staging, &dir) {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(OpenError::Io {
-                path: dir,
-                source: e,
-            });
-        }
-        Ok((digest, dir))
+        shelf_search::mapped::install_file(&self.dir, bundle, expected)
     }
 
     /// Makes bundle `digest` ready here: nothing to do when a verified copy

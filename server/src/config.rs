@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::live::{DEFAULT_EXPANSION_SEARCH, SEARCH_CONTEXTS};
+use shelf_search::mapped::{DEFAULT_EXPANSION_SEARCH, SEARCH_CONTEXTS};
 
 /// A configuration problem, naming the setting and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use globset::{Glob, GlobMatcher};
-use shelf_formats::keys::tag_key;
+use shelf_formats::keys::{self, tag_key};
 use shelf_formats::names::validate_tag_name;
 use shelf_formats::tag::TagRecord;
 use shelf_store::{Conditional, ETag, Store, StoreError};
@@ -123,10 +123,11 @@ impl Resolver {
         let tag = match &self.follow {
             Follow::Tag(t) => t.clone(),
             Follow::Newest { pattern, matcher } => {
-                let names = store.list("tags/").await?.into_iter().filter_map(|m| {
-                    let name = m.key.strip_prefix("tags/")?.strip_suffix(".json")?;
-                    (validate_tag_name(name).is_ok() && matcher.is_match(name))
-                        .then(|| name.to_string())
+                let listed = store.list(keys::TAGS_PREFIX).await?;
+                let names = listed.iter().filter_map(|m| {
+                    keys::tag_from_key(&m.key)
+                        .filter(|name| matcher.is_match(name))
+                        .map(str::to_string)
                 });
                 newest(names).ok_or_else(|| FollowError::NoMatch {
                     pattern: pattern.clone(),

@@ -165,3 +165,33 @@ fn run(embedder: &Embedder, jobs: &Receiver<Job>) {
         }
     }
 }
+
+/// The engine embeds through the model thread: a query's windows are
+/// queued together (so they share model calls with each other and with
+/// other requests), and the caller blocks until they come back. Called
+/// from a blocking thread (`spawn_blocking`), never from the async runtime.
+impl shelf_search::QueryEncoder for QueryEmbedder {
+    fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        self.embedder.token_spans(text).unwrap_or_default()
+    }
+
+    fn encode(&self, texts: &[String]) -> Result<shelf_search::Encoded, shelf_search::EncodeError> {
+        let answers = tokio::runtime::Handle::current().block_on(futures_util::future::join_all(
+            texts.iter().map(|t| self.embed(t.clone())),
+        ));
+        let mut out = shelf_search::Encoded::default();
+        for a in answers {
+            let a = a.map_err(|e| match e {
+                QueryEmbedError::Busy => shelf_search::EncodeError::Busy,
+                QueryEmbedError::Failed(m) => shelf_search::EncodeError::Failed(m),
+            })?;
+            out.batch = out.batch.max(a.batch);
+            out.vectors.push(a.vector);
+        }
+        Ok(out)
+    }
+}

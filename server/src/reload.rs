@@ -16,9 +16,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::cache::{BundleCache, LoadError};
 use crate::follow::{FollowError, Resolver};
-use crate::live::{LiveBundle, OpenError};
 use crate::query_embedder::QueryEmbedder;
 use crate::state::{ServerState, Snapshot, now_rfc3339};
+use shelf_search::{MappedBundle, OpenError};
 
 /// What one check found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -123,8 +123,8 @@ impl Loader {
         let model = self.embedder.identity().clone();
         let probe = Arc::clone(&self.probe);
         let ef = self.expansion_search;
-        let bundle = tokio::task::spawn_blocking(move || -> Result<LiveBundle, OpenError> {
-            let bundle = LiveBundle::open_dir(&dir, digest, &model)?;
+        let bundle = tokio::task::spawn_blocking(move || -> Result<MappedBundle, OpenError> {
+            let bundle = MappedBundle::open_dir(&dir, digest, &model)?;
             bundle.set_expansion_search(ef);
             bundle.warm();
             if !bundle.is_empty() {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_search::Engine;
 use shelf_store::{S3Options, StoreLocation};
 use tokio::net::TcpListener;
 
@@ -86,7 +87,7 @@ pub async fn run(
             source,
         }
     })?;
-    let embedder_cell = Arc::new(OnceLock::new());
+    let engine_cell = Arc::new(OnceLock::new());
     let (reloader, follow) = match &config.source {
         Source::Follow { store, follow } => (
             Some(Arc::new(Reloader::default())),
@@ -98,14 +99,12 @@ pub async fn run(
         Source::Bundle(_) => (None, None),
     };
     let api = Arc::new(Api::new(
+        &config,
         Arc::clone(&state),
-        Arc::clone(&embedder_cell),
+        Arc::clone(&engine_cell),
         reloader.clone(),
         follow,
         Arc::clone(&cache),
-        &config.auth,
-        config.limits.clone(),
-        config.default_k,
     ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(crate::http::serve(listener, api, async move {
@@ -146,7 +145,7 @@ pub async fn run(
         probe: Arc::new(probe),
         expansion_search: config.expansion_search,
     };
-    let _ = embedder_cell.set(embedder);
+    let _ = engine_cell.set(Engine::new(Arc::new(embedder)));
     state.set_model_loaded();
 
     let follower = match &config.source {

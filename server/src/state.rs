@@ -12,14 +12,14 @@ use serde::Serialize;
 use shelf_formats::Digest;
 
 use crate::cache::Lease;
-use crate::live::LiveBundle;
 use crate::metrics::Metrics;
+use shelf_search::MappedBundle;
 
 /// A bundle that is (or was) live, with what served it.
 #[derive(Debug)]
 pub struct Snapshot {
     /// The verified, mapped bundle.
-    pub bundle: LiveBundle,
+    pub bundle: MappedBundle,
     /// The tag that pointed at it when it was loaded (`None`: a local file).
     pub tag: Option<String>,
     /// When it went live.

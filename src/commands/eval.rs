@@ -4,16 +4,20 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::json;
 use shelf_embed::{Embedder, Runtime};
-use shelf_server::LiveBundle;
-use shelf_server::cache::BundleCache;
-use shelf_server::eval::{self, DEPTH, EvalQuery, Gate, Report, Summary};
-use shelf_server::search::Mode;
+use shelf_search::eval::{self, DEPTH, EvalQuery, Gate, Report, Summary};
+use shelf_search::{Engine, MappedBundle, Mode};
 
 use crate::cli::EvalArgs;
+
+/// Exit code of a quality gate that failed: a metric dropped by more than
+/// the margin. Errors (a bad golden file, a store that refuses) exit 1, so
+/// CI can tell "worse" from "could not tell".
+pub const GATE_FAILED: u8 = 3;
 
 /// Evaluates, prints the report, and applies the gate when asked.
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -27,12 +31,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let gated = args.baseline.is_some() || args.baseline_bundle.is_some();
     // The model is loaded once for the candidate and the baseline.
-    let embedder = if args.bundle.is_some() || gated {
+    let engine = if args.bundle.is_some() || gated {
         let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
-        Some(Embedder::load(
-            &runtime,
-            &super::embedder_options(&args.runtime),
-        )?)
+        let embedder = Embedder::load(&runtime, &super::embedder_options(&args.runtime))?;
+        Some(Engine::new(Arc::new(embedder)))
     } else {
         None
     };
@@ -40,18 +42,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         .cache
         .clone()
         .unwrap_or_else(super::search::default_cache);
-    let cache = BundleCache::open(&cache_dir, usize::MAX)
-        .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
     let local = |path: &Path| -> anyhow::Result<Report> {
-        let embedder = embedder
+        let engine = engine
             .as_ref()
             .context("the model is needed to evaluate a bundle")?;
-        let (digest, dir) = cache
-            .install_file(path, None)
+        let bundle = MappedBundle::open_file(path, &cache_dir, engine.encoder().identity())
             .with_context(|| format!("opening {}", path.display()))?;
-        let bundle = LiveBundle::open_dir(&dir, digest, embedder.identity())
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(eval::evaluate(&bundle, embedder, &queries, mode)?)
+        Ok(eval::evaluate(engine, &bundle, &queries, mode)?)
     };
     let candidate = match (&args.bundle, &args.server) {
         (Some(b), _) => local(b)?,
@@ -114,7 +111,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                     worse.join(", ")
                 }
             );
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(GATE_FAILED))
         }
         _ => Ok(ExitCode::SUCCESS),
     }

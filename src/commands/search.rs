@@ -1,39 +1,36 @@
 //! `shelf search QUERY --bundle FILE | --server URL`: ask from a terminal.
-//! With a bundle, the query runs here through the same code the server
-//! runs; with a server, it is one `POST /v1/search`. Both print the same.
+//! With a bundle, the engine answers here (`shelf_search::Engine`, what the
+//! server runs); with a server, it is one `POST /v1/search`. Both print
+//! the same `Answer`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 use shelf_embed::{Embedder, Runtime};
-use shelf_server::LiveBundle;
-use shelf_server::cache::BundleCache;
-use shelf_server::query::Filter;
-use shelf_server::search::{self, Mode};
+use shelf_search::{Engine, MappedBundle, RawRequest, Request, RequestLimits, Target};
 
 use crate::cli::SearchArgs;
 
-/// Most results one query may ask for (the server's default limit too).
-const MAX_K: usize = 100;
-
 /// Runs one query and prints the results.
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    if args.query.trim().is_empty() {
-        anyhow::bail!(
-            "the query is empty: say what to look for, e.g. shelf search \"where are tags moved\""
-        );
-    }
-    if args.k == 0 || args.k > MAX_K {
-        anyhow::bail!(
-            "-k {} is out of range: ask for 1 to {MAX_K} results",
-            args.k
-        );
-    }
+    let raw = RawRequest {
+        query: args.query.clone(),
+        k: args.k,
+        path: args.path.clone(),
+        languages: args.language.clone(),
+        mode: Some(args.mode.clone()),
+        group: Some(if args.files { "file" } else { "chunk" }.into()),
+    };
+    // Validated here for both paths, so a bad flag is refused before any
+    // model loads or any request is sent.
+    let request =
+        Request::new(raw.clone(), &RequestLimits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let answer = match (&args.bundle, &args.server) {
-        (Some(bundle), None) => local(&args, bundle)?,
-        (None, Some(server)) => remote(&args, server)?,
+        (Some(bundle), None) => local(&args, bundle, &request)?,
+        (None, Some(server)) => remote(&args, server, &raw)?,
         _ => anyhow::bail!("pass exactly one of --bundle FILE and --server URL"),
     };
     if args.json {
@@ -44,88 +41,45 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Verifies and opens the bundle, embeds the query, ranks: the engine the
-/// server runs.
-fn local(args: &SearchArgs, bundle: &std::path::Path) -> anyhow::Result<Value> {
-    let filter = Filter::new(args.path.as_deref(), &args.language).map_err(anyhow::Error::msg)?;
-    let mode: Mode = args.mode.parse().map_err(anyhow::Error::msg)?;
+/// Verifies and opens the bundle, then asks the engine the server runs.
+fn local(args: &SearchArgs, bundle: &std::path::Path, request: &Request) -> anyhow::Result<Value> {
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
     let embedder = Embedder::load(&runtime, &super::embedder_options(&args.runtime))?;
     let cache_dir = args.cache.clone().unwrap_or_else(default_cache);
-    let cache = BundleCache::open(&cache_dir, usize::MAX)
-        .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
-    let (digest, dir) = cache
-        .install_file(bundle, None)
+    let mapped = MappedBundle::open_file(bundle, &cache_dir, embedder.identity())
         .with_context(|| format!("opening {}", bundle.display()))?;
-    let live = LiveBundle::open_dir(&dir, digest, embedder.identity())
-        .with_context(|| format!("opening {}", bundle.display()))?;
-    let started = std::time::Instant::now();
-    let vectors = if mode.needs_vectors() {
-        embedder.embed_queries(&search::windows(
-            &embedder,
-            &args.query,
-            search::MAX_WINDOWS,
-        ))?
-    } else {
-        Vec::new()
-    };
-    let embed_ms = started.elapsed().as_secs_f64() * 1e3;
-    let t = std::time::Instant::now();
-    let depth = search::depth(args.k, args.files);
-    let ranking = search::rank(&live, &args.query, &vectors, mode, &filter, depth)?;
-    let (results, files) = if args.files {
-        (
-            None,
-            Some(search::file_results(&live, &ranking.chunks, args.k)?),
-        )
-    } else {
-        (
-            Some(search::chunk_results(&live, &ranking.chunks, args.k)?),
-            None,
-        )
-    };
-    let search_ms = t.elapsed().as_secs_f64() * 1e3;
-    let source = &live.manifest.source;
-    let mut answer = json!({
-        "query": args.query,
-        "k": args.k,
-        "mode": ranking.mode,
-        "group": if args.files { "file" } else { "chunk" },
-        "bundle": {
-            "digest": live.digest,
-            "tag": null,
-            "repository": source.repository,
-            "commit": source.commit,
+    let engine = Engine::new(Arc::new(embedder));
+    let answer = engine.answer(
+        Target {
+            bundle: &mapped,
+            tag: None,
         },
-        "took_ms": started.elapsed().as_secs_f64() * 1e3,
-        "timings_ms": { "embed": embed_ms, "search": search_ms },
-    });
-    if let Some(r) = results {
-        answer["results"] = json!(r);
-    }
-    if let Some(f) = files {
-        answer["files"] = json!(f);
-    }
-    Ok(answer)
+        request,
+    )?;
+    // Through its JSON text, so numbers print as the server sends them
+    // (an f32 turned straight into a `Value` would print as a long f64).
+    Ok(serde_json::from_slice(&serde_json::to_vec(&answer)?)?)
 }
 
 /// `POST /v1/search` on a server.
-fn remote(args: &SearchArgs, server: &str) -> anyhow::Result<Value> {
+fn remote(args: &SearchArgs, server: &str, raw: &RawRequest) -> anyhow::Result<Value> {
     let base = server.trim_end_matches('/');
     let url: http::Uri = format!("{base}/v1/search")
         .parse()
         .with_context(|| format!("--server '{server}' is not a URL like http://127.0.0.1:7700"))?;
     let mut body = json!({
-        "query": args.query,
-        "k": args.k,
-        "mode": args.mode,
-        "group": if args.files { "file" } else { "chunk" },
+        "query": raw.query,
+        "mode": raw.mode,
+        "group": raw.group,
     });
-    if let Some(path) = &args.path {
+    if let Some(k) = raw.k {
+        body["k"] = json!(k);
+    }
+    if let Some(path) = &raw.path {
         body["path"] = json!(path);
     }
-    if !args.language.is_empty() {
-        body["language"] = json!(args.language);
+    if !raw.languages.is_empty() {
+        body["language"] = json!(raw.languages);
     }
     let rt = super::runtime()?;
     let (status, bytes) = rt.block_on(crate::client::post_json(

@@ -54,7 +54,7 @@ fn protected(tags: &[shelf_formats::tag::TagRecord], keep: usize) -> BTreeSet<Di
 pub async fn plan(store: &Store, keep: usize, grace: Duration) -> Result<GcPlan, StoreError> {
     let tags = list_tags(store).await?;
     let keep_set = protected(&tags, keep);
-    let objects = store.list("bundles/sha256/").await?;
+    let objects = store.list(shelf_formats::keys::BUNDLES_PREFIX).await?;
     let cutoff = now_unix() - grace.as_secs() as i64;
     let modified = |key: &str| objects.iter().find(|o| o.key == key).map(|o| o.modified);
     let mut plan = GcPlan {
@@ -97,7 +97,7 @@ pub async fn execute(store: &Store, plan: &GcPlan, keep: usize) -> Result<Vec<Di
     }
     // Commit records pointing at deleted bundles would only mislead
     // `build --reuse-from`; remove them too.
-    for meta in store.list("commits/").await? {
+    for meta in store.list(shelf_formats::keys::COMMITS_PREFIX).await? {
         if let Some(r) = crate::transfer::read_commit_record(store, &meta.key).await?
             && deleted.contains(&r.digest)
         {

@@ -2,7 +2,7 @@
 //! full history of their moves in the record itself (docs/store.md).
 
 use shelf_formats::Digest;
-use shelf_formats::keys::{bundle_key, bundle_manifest_key, bundle_tagged_key, tag_key};
+use shelf_formats::keys::{self, bundle_key, bundle_manifest_key, bundle_tagged_key, tag_key};
 use shelf_formats::manifest::Manifest;
 use shelf_formats::names::validate_tag_name;
 use shelf_formats::tag::{TAG_RECORD_SCHEMA, TagMove, TagRecord};
@@ -82,7 +82,7 @@ pub async fn resolve_target(store: &Store, target: &str) -> Result<Digest, Store
         target.len() >= 7 && target.len() <= 64 && target.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex {
         let records = store
-            .list(&format!("commits/{}", target.to_ascii_lowercase()))
+            .list(&shelf_formats::keys::commit_records_prefix(target))
             .await?;
         let mut digests = Vec::new();
         for meta in &records {
@@ -247,17 +247,10 @@ pub async fn rollback(
 /// read are reported as errors rather than skipped.
 pub async fn list_tags(store: &Store) -> Result<Vec<TagRecord>, StoreError> {
     let mut out = Vec::new();
-    for meta in store.list("tags/").await? {
-        let Some(name) = meta
-            .key
-            .strip_prefix("tags/")
-            .and_then(|n| n.strip_suffix(".json"))
-        else {
+    for meta in store.list(keys::TAGS_PREFIX).await? {
+        let Some(name) = keys::tag_from_key(&meta.key) else {
             continue;
         };
-        if validate_tag_name(name).is_err() {
-            continue;
-        }
         if let Some((record, _)) = read_tag(store, name).await? {
             out.push(record);
         }

@@ -292,6 +292,18 @@ pub fn synthetic_bundle(
     model: &ModelIdentity,
     seed: u64,
 ) -> shelf_formats::bundle::WrittenBundle {
+    synthetic_bundle_with(out_dir, chunks, model, seed, |_| {})
+}
+
+/// [`synthetic_bundle`] with its manifest changed by `edit` before it is
+/// written (for bundles a reader must refuse, e.g. unknown kinds).
+pub fn synthetic_bundle_with(
+    out_dir: &Path,
+    chunks: usize,
+    model: &ModelIdentity,
+    seed: u64,
+    edit: impl FnOnce(&mut Manifest),
+) -> shelf_formats::bundle::WrittenBundle {
     use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
     let src = tempfile::tempdir().expect("temp dir");
     let dims = model.dimensions as usize;
@@ -353,6 +365,7 @@ pub fn synthetic_bundle(
     manifest.model = model.clone();
     manifest.counts.chunks = chunks as u64;
     manifest.counts.files_indexed = chunks.div_ceil(8) as u64;
+    edit(&mut manifest);
     shelf_formats::bundle::write_bundle(
         out_dir,
         manifest,

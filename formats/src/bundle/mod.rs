@@ -66,6 +66,10 @@ pub enum BundleError {
         /// Version this code reads.
         supported: u32,
     },
+    /// The manifest names an index, quantisation or analyzer kind this code
+    /// does not read.
+    #[error(transparent)]
+    UnknownKind(#[from] crate::manifest::UnknownKind),
     /// An entry name that could escape the target directory or is not plain.
     #[error("bundle refused: unsafe entry name '{name}' ({reason})")]
     UnsafeEntry {

@@ -437,6 +437,7 @@ fn parse_manifest(bytes: &[u8], limits: &Limits) -> Result<Manifest, BundleError
         serde_json::from_slice(bytes).map_err(|e| BundleError::ManifestInvalid {
             detail: e.to_string(),
         })?;
+    manifest.check_kinds()?;
     if manifest.members.len() > limits.max_members {
         return Err(BundleError::TooLarge {
             what: "member list",

@@ -27,9 +27,10 @@ use tokio::sync::Semaphore;
 pub use error::{ApiError, Body};
 pub use guard::Tokens;
 
+use shelf_search::{Engine, RequestLimits};
+
 use crate::cache::BundleCache;
-use crate::config::{Auth, Limits};
-use crate::query_embedder::QueryEmbedder;
+use crate::config::{Limits, ServeConfig};
 use crate::reload::Reloader;
 use crate::state::ServerState;
 use guard::{Admission, RateLimit};
@@ -51,7 +52,7 @@ pub struct FollowInfo {
 #[derive(Debug)]
 pub struct Api {
     state: Arc<ServerState>,
-    embedder: Arc<OnceLock<QueryEmbedder>>,
+    engine: Arc<OnceLock<Engine>>,
     reloader: Option<Arc<Reloader>>,
     follow: Option<FollowInfo>,
     cache: Arc<BundleCache>,
@@ -134,31 +135,39 @@ struct Outcome {
 }
 
 impl Api {
-    /// Builds the API over shared state. `embedder` is filled in once the
-    /// model has loaded; until then queries get 503.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the API over shared state, with `config`'s tokens and
+    /// limits. `engine` is filled in once the model has loaded; until then
+    /// queries get 503.
     pub fn new(
+        config: &ServeConfig,
         state: Arc<ServerState>,
-        embedder: Arc<OnceLock<QueryEmbedder>>,
+        engine: Arc<OnceLock<Engine>>,
         reloader: Option<Arc<Reloader>>,
         follow: Option<FollowInfo>,
         cache: Arc<BundleCache>,
-        auth: &Auth,
-        limits: Limits,
-        default_k: usize,
     ) -> Self {
+        let limits = config.limits.clone();
         Self {
             state,
-            embedder,
+            engine,
             reloader,
             follow,
             cache,
-            search_tokens: Tokens::new(&auth.search_tokens),
-            admin_tokens: Tokens::new(auth.admin_token.iter()),
+            search_tokens: Tokens::new(&config.auth.search_tokens),
+            admin_tokens: Tokens::new(config.auth.admin_token.iter()),
             admission: Admission::new(&limits),
             rate_limit: RateLimit::new(&limits),
             limits,
-            default_k,
+            default_k: config.default_k,
+        }
+    }
+
+    /// The bounds a search request is validated against.
+    fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_k: self.limits.max_k,
+            max_query_bytes: self.limits.max_query_bytes,
+            default_k: self.default_k,
         }
     }
 

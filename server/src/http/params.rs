@@ -4,30 +4,9 @@
 //! which parameter and why.
 
 use serde::Deserialize;
+use shelf_search::{RawRequest, Request, RequestError, RequestLimits};
 
 use super::error::ApiError;
-use crate::config::Limits;
-use crate::query::Filter;
-use crate::search::Mode;
-
-/// A validated search request.
-#[derive(Debug, Clone)]
-pub struct SearchParams {
-    /// The query text.
-    pub query: String,
-    /// Results wanted.
-    pub k: usize,
-    /// The path glob, as given.
-    pub path: Option<String>,
-    /// Language names, as given.
-    pub languages: Vec<String>,
-    /// Both, compiled.
-    pub filter: Filter,
-    /// How to match.
-    pub mode: Mode,
-    /// Whether to answer with files (`group=file`) instead of chunks.
-    pub by_file: bool,
-}
 
 /// The JSON body of `POST /v1/search`.
 #[derive(Debug, Deserialize)]
@@ -57,11 +36,7 @@ enum OneOrMany {
 const GET_PARAMS: &str = "q, k, path, language, mode, group";
 
 /// Parses `GET` parameters.
-pub fn from_query_string(
-    query: Option<&str>,
-    limits: &Limits,
-    default_k: usize,
-) -> Result<SearchParams, ApiError> {
+pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<Request, ApiError> {
     let mut q = None;
     let mut k = None;
     let mut path = None;
@@ -116,7 +91,7 @@ pub fn from_query_string(
         ));
     };
     validate(
-        Unchecked {
+        RawRequest {
             query,
             k,
             path,
@@ -125,12 +100,11 @@ pub fn from_query_string(
             group,
         },
         limits,
-        default_k,
     )
 }
 
 /// Parses a `POST` body.
-pub fn from_json(body: &[u8], limits: &Limits, default_k: usize) -> Result<SearchParams, ApiError> {
+pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Request, ApiError> {
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::bad_request("the request body is not valid UTF-8"));
     }
@@ -145,7 +119,7 @@ pub fn from_json(body: &[u8], limits: &Limits, default_k: usize) -> Result<Searc
         Some(OneOrMany::Many(ls)) => ls,
     };
     validate(
-        Unchecked {
+        RawRequest {
             query: parsed.query,
             k: parsed.k,
             path: parsed.path,
@@ -154,75 +128,15 @@ pub fn from_json(body: &[u8], limits: &Limits, default_k: usize) -> Result<Searc
             group: parsed.group,
         },
         limits,
-        default_k,
     )
 }
 
-/// Parameters as given, before validation.
-struct Unchecked {
-    query: String,
-    k: Option<usize>,
-    path: Option<String>,
-    languages: Vec<String>,
-    mode: Option<String>,
-    group: Option<String>,
-}
-
-fn validate(p: Unchecked, limits: &Limits, default_k: usize) -> Result<SearchParams, ApiError> {
-    let Unchecked {
-        query,
-        k,
-        path,
-        languages,
-        mode,
-        group,
-    } = p;
-    if query.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "the query is empty: say what to look for",
-        ));
-    }
-    if query.len() > limits.max_query_bytes {
-        return Err(ApiError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            "query_too_long",
-            format!(
-                "the query is {} bytes; the limit is {}",
-                query.len(),
-                limits.max_query_bytes
-            ),
-        ));
-    }
-    let k = k.unwrap_or(default_k);
-    if k == 0 || k > limits.max_k {
-        return Err(ApiError::bad_request(format!(
-            "k = {k} is out of range: ask for 1 to {} results",
-            limits.max_k
-        )));
-    }
-    let filter = Filter::new(path.as_deref(), &languages).map_err(ApiError::bad_request)?;
-    let mode = match mode {
-        Some(m) => m.parse::<Mode>().map_err(ApiError::bad_request)?,
-        None => Mode::Hybrid,
-    };
-    let by_file = match group.as_deref().map(str::trim) {
-        None | Some("chunk") => false,
-        Some("file") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown group '{}'; use chunk or file",
-                other.chars().take(32).collect::<String>()
-            )));
+fn validate(raw: RawRequest, limits: &RequestLimits) -> Result<Request, ApiError> {
+    Request::new(raw, limits).map_err(|e| match e {
+        RequestError::TooLong(m) => {
+            ApiError::new(http::StatusCode::PAYLOAD_TOO_LARGE, "query_too_long", m)
         }
-    };
-    Ok(SearchParams {
-        query,
-        k,
-        path,
-        languages,
-        filter,
-        mode,
-        by_file,
+        RequestError::Invalid(m) => ApiError::bad_request(m),
     })
 }
 
@@ -242,12 +156,14 @@ fn decode(raw: &str, what: &str) -> Result<String, ApiError> {
 mod tests {
     use super::*;
 
-    fn get(qs: &str) -> Result<SearchParams, ApiError> {
-        from_query_string(Some(qs), &Limits::default(), 10)
+    use shelf_search::{Group, Mode};
+
+    fn get(qs: &str) -> Result<Request, ApiError> {
+        from_query_string(Some(qs), &RequestLimits::default())
     }
 
-    fn post(body: &str) -> Result<SearchParams, ApiError> {
-        from_json(body.as_bytes(), &Limits::default(), 10)
+    fn post(body: &str) -> Result<Request, ApiError> {
+        from_json(body.as_bytes(), &RequestLimits::default())
     }
 
     #[test]
@@ -256,12 +172,12 @@ mod tests {
             "q=retry+policy%20here&k=3&path=src%2F**&language=rust,python&mode=lexical&group=file",
         )
         .unwrap();
-        assert_eq!((p.mode, p.by_file), (Mode::Lexical, true));
+        assert_eq!((p.mode, p.group), (Mode::Lexical, Group::File));
         assert_eq!(get("q=x").unwrap().mode, Mode::Hybrid);
         assert_eq!(p.query, "retry policy here");
         assert_eq!(p.k, 3);
-        assert_eq!(p.path.as_deref(), Some("src/**"));
-        assert_eq!(p.languages, vec!["rust", "python"]);
+        assert_eq!(p.filter.path(), Some("src/**"));
+        assert_eq!(p.filter.languages(), ["rust", "python"]);
         assert_eq!(get("q=x").unwrap().k, 10);
     }
 
@@ -293,12 +209,13 @@ mod tests {
     #[test]
     fn json_bodies_are_strict() {
         let p = post(r#"{"query": "tags", "k": 2, "language": ["rust"], "mode": "semantic", "group": "chunk"}"#).unwrap();
-        assert_eq!((p.mode, p.by_file), (Mode::Semantic, false));
+        assert_eq!((p.mode, p.group), (Mode::Semantic, Group::Chunk));
         assert_eq!((p.query.as_str(), p.k), ("tags", 2));
         assert_eq!(
             post(r#"{"query": "tags", "language": "rust"}"#)
                 .unwrap()
-                .languages,
+                .filter
+                .languages(),
             ["rust"]
         );
         for (body, needle) in [
@@ -317,13 +234,13 @@ mod tests {
             assert!(e.status.is_client_error(), "{body}");
             assert!(e.message.contains(needle), "{body}: {}", e.message);
         }
-        let e = from_json(b"{\"query\": \"\xff\"}", &Limits::default(), 10).unwrap_err();
+        let e = from_json(b"{\"query\": \"\xff\"}", &RequestLimits::default()).unwrap_err();
         assert!(e.message.contains("UTF-8"));
     }
 
     #[test]
     fn overlong_queries_are_413() {
-        let long = "a".repeat(Limits::default().max_query_bytes + 1);
+        let long = "a".repeat(RequestLimits::default().max_query_bytes + 1);
         assert_eq!(get(&format!("q={long}")).unwrap_err().status, 413);
     }
 }

@@ -2,7 +2,7 @@
 //! none can panic on what a client sends.
 
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -13,60 +13,10 @@ use shelf_formats::Digest;
 
 use super::error::{ApiError, Body, json};
 use super::{Api, Outcome, params};
-use crate::query_embedder::{QueryEmbedError, QueryEmbedder};
+use shelf_search::{EncodeError, SearchError, Target};
+
 use crate::reload::CheckReport;
-use crate::search::{self, Mode, ResultChunk, ResultFile, SearchError};
 use crate::state::{ErrorEvent, Readiness, SwapEvent};
-
-#[derive(Serialize)]
-struct BundleRef<'a> {
-    digest: Digest,
-    tag: Option<&'a str>,
-    repository: &'a str,
-    commit: &'a str,
-}
-
-#[derive(Serialize)]
-struct Timings {
-    embed: f64,
-    search: f64,
-}
-
-#[derive(Serialize)]
-struct SearchResponse<'a> {
-    query: &'a str,
-    k: usize,
-    path: Option<&'a str>,
-    language: &'a [String],
-    mode: Mode,
-    group: &'static str,
-    bundle: BundleRef<'a>,
-    took_ms: f64,
-    timings_ms: Timings,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    results: Option<Vec<ResultChunk>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    files: Option<Vec<ResultFile>>,
-}
-
-/// Embeds the query's windows (one, unless it is longer than the model
-/// reads) concurrently, so they share model calls.
-async fn embed_windows(
-    embedder: &QueryEmbedder,
-    query: &str,
-) -> Result<(Vec<Vec<f32>>, usize), QueryEmbedError> {
-    let windows = search::windows(embedder.embedder(), query, search::MAX_WINDOWS);
-    let answers =
-        futures_util::future::join_all(windows.into_iter().map(|w| embedder.embed(w))).await;
-    let mut vectors = Vec::with_capacity(answers.len());
-    let mut batch = 0;
-    for a in answers {
-        let a = a?;
-        batch = batch.max(a.batch);
-        vectors.push(a.vector);
-    }
-    Ok((vectors, batch))
-}
 
 fn not_ready(api: &Api) -> ApiError {
     let why = match api.state.readiness() {
@@ -104,103 +54,56 @@ pub(super) async fn search(
         .enter()
         .await
         .inspect_err(|_| rejected("overloaded"))?;
-    let params = if req.method() == Method::GET {
-        params::from_query_string(req.uri().query(), &api.limits, api.default_k)?
+    let limits = api.request_limits();
+    let request = if req.method() == Method::GET {
+        params::from_query_string(req.uri().query(), &limits)?
     } else {
         let body = read_json_body(api, req).await?;
-        params::from_json(&body, &api.limits, api.default_k)?
+        params::from_json(&body, &limits)?
     };
-    let embedder = api.embedder.get().ok_or_else(|| not_ready(api))?;
+    let engine = api.engine.get().ok_or_else(|| not_ready(api))?.clone();
     // The snapshot this request finishes on, whatever is swapped meanwhile.
     let snapshot = api.state.live().ok_or_else(|| not_ready(api))?;
-    let started = Instant::now();
-    let (vectors, batch) = if params.mode.needs_vectors() {
-        embed_windows(embedder, &params.query)
-            .await
-            .map_err(|e| match e {
-                QueryEmbedError::Busy => {
-                    rejected("overloaded");
-                    ApiError::unavailable(
-                        "overloaded",
-                        "the embedding queue is full; retry shortly",
-                        1,
-                    )
-                }
-                QueryEmbedError::Failed(m) => ApiError::internal(m),
-            })?
-    } else {
-        (Vec::new(), 0)
-    };
-    let embed_time = started.elapsed();
-    let t = Instant::now();
-    let bundle = &snapshot.bundle;
-    let ranking = search::rank(
-        bundle,
-        &params.query,
-        &vectors,
-        params.mode,
-        &params.filter,
-        search::depth(params.k, params.by_file),
-    )
-    .map_err(|e| match e {
+    // The engine blocks while the model threads embed the query.
+    let answered = tokio::task::spawn_blocking(move || {
+        let target = Target {
+            bundle: &snapshot.bundle,
+            tag: snapshot.tag.as_deref(),
+        };
+        engine.answer(target, &request)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the search task failed: {e}")))?;
+    let answer = answered.map_err(|e| match e {
         SearchError::NoLexicalIndex => ApiError::bad_request(e.to_string()),
-        SearchError::Bundle(_) | SearchError::Embed(_) => ApiError::internal(e.to_string()),
+        SearchError::Encode(EncodeError::Busy) => {
+            rejected("overloaded");
+            ApiError::unavailable(
+                "overloaded",
+                "the embedding queue is full; retry shortly",
+                1,
+            )
+        }
+        SearchError::Encode(EncodeError::Failed(_)) | SearchError::Bundle(_) => {
+            ApiError::internal(e.to_string())
+        }
     })?;
-    let internal = |e: crate::live::OpenError| ApiError::internal(e.to_string());
-    let (results, files) = if params.by_file {
-        let files = search::file_results(bundle, &ranking.chunks, params.k).map_err(internal)?;
-        (None, Some(files))
-    } else {
-        let chunks = search::chunk_results(bundle, &ranking.chunks, params.k).map_err(internal)?;
-        (Some(chunks), None)
-    };
-    let search_time = t.elapsed();
     let m = &api.state.metrics;
-    if params.mode.needs_vectors() {
+    if answer.mode.needs_vectors() {
         m.stage_seconds
             .with_label_values(&["embed"])
-            .observe(embed_time.as_secs_f64());
-        m.embed_batch.set(batch as i64);
+            .observe(answer.embed_time().as_secs_f64());
+        m.embed_batch.set(answer.embed_batch as i64);
     }
     m.stage_seconds
         .with_label_values(&["search"])
-        .observe(search_time.as_secs_f64());
-    let count = results.as_ref().map_or(0, Vec::len) + files.as_ref().map_or(0, Vec::len);
-    let body = SearchResponse {
-        query: &params.query,
-        k: params.k,
-        path: params.path.as_deref(),
-        language: &params.languages,
-        mode: ranking.mode,
-        group: if params.by_file { "file" } else { "chunk" },
-        bundle: BundleRef {
-            digest: bundle.digest,
-            tag: snapshot.tag.as_deref(),
-            repository: &bundle.manifest.source.repository,
-            commit: &bundle.manifest.source.commit,
-        },
-        took_ms: ms(started.elapsed()),
-        timings_ms: Timings {
-            embed: if params.mode.needs_vectors() {
-                ms(embed_time)
-            } else {
-                0.0
-            },
-            search: ms(search_time),
-        },
-        results,
-        files,
-    };
+        .observe(answer.search_time().as_secs_f64());
     Ok((
-        json(StatusCode::OK, &body)?,
+        json(StatusCode::OK, &answer)?,
         Outcome {
-            results: Some(count),
+            results: Some(answer.len()),
         },
     ))
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Reads a JSON request body within the size and time limits.

@@ -3,32 +3,27 @@
 use std::sync::Arc;
 
 use shelf_formats::ModelIdentity;
-use shelf_server::cache::BundleCache;
-use shelf_server::query::{self, Filter, Selection};
-use shelf_server::search;
-use shelf_server::{LiveBundle, OpenError};
+use shelf_formats::bundle::BundleError;
+use shelf_search::filter::{Filter, Selection};
+use shelf_search::language::language_of;
+use shelf_search::mapped::install_file;
+use shelf_search::{Hit, MappedBundle, OpenError, semantic};
 
 fn model() -> ModelIdentity {
     shelf_testkit::sample_manifest("0").model
 }
 
-fn open(chunks: usize) -> (tempfile::TempDir, LiveBundle) {
+fn open(chunks: usize) -> (tempfile::TempDir, MappedBundle) {
     let t = tempfile::tempdir().unwrap();
     let written = shelf_testkit::synthetic_bundle(&t.path().join("out"), chunks, &model(), 7);
-    let cache = BundleCache::open(&t.path().join("cache"), 3).unwrap();
-    let (digest, dir) = cache.install_file(&written.path, None).unwrap();
-    let bundle = LiveBundle::open_dir(&dir, digest, &model()).unwrap();
+    let bundle = MappedBundle::open_file(&written.path, &t.path().join("cache"), &model()).unwrap();
     (t, bundle)
 }
 
-fn ranked(hits: &[shelf_server::Hit]) -> Vec<search::Ranked> {
+fn paths(bundle: &MappedBundle, hits: &[Hit]) -> Vec<String> {
+    let chunks = bundle.chunks().unwrap();
     hits.iter()
-        .map(|h| search::Ranked {
-            key: h.key,
-            score: h.score,
-            semantic: Some(h.score),
-            lexical: None,
-        })
+        .map(|h| chunks.get(h.key as usize).unwrap().path.to_string())
         .collect()
 }
 
@@ -75,25 +70,21 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
     let q = query(3);
     // Few chunks pass: scored exactly, so they are the true best among them.
     let narrow = Filter::new(Some("src/mod1/file1.py"), &[]).unwrap();
-    let hits = query::search(&bundle, &q, 5, &narrow).unwrap();
-    let results = search::chunk_results(&bundle, &ranked(&hits), hits.len()).unwrap();
-    assert!(!results.is_empty());
-    assert!(
-        results.iter().all(|r| r.path == "src/mod1/file1.py"),
-        "{results:?}"
-    );
+    let hits = semantic::search(&bundle, &q, 5, &narrow).unwrap();
+    let found = paths(&bundle, &hits);
+    assert!(!found.is_empty());
+    assert!(found.iter().all(|p| p == "src/mod1/file1.py"), "{found:?}");
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     // A broad filter walks the graph, skipping what it rejects.
     let broad = Filter::new(None, &["python".into(), "rust".into()]).unwrap();
-    let hits = query::search(&bundle, &q, 20, &broad).unwrap();
-    let results = search::chunk_results(&bundle, &ranked(&hits), hits.len()).unwrap();
-    assert_eq!(results.len(), 20);
+    let hits = semantic::search(&bundle, &q, 20, &broad).unwrap();
+    let found = paths(&bundle, &hits);
+    assert_eq!(found.len(), 20);
     assert!(
-        results
+        found
             .iter()
-            .all(|r| matches!(r.language, Some("python" | "rust")))
+            .all(|p| matches!(language_of(p), Some("python" | "rust")))
     );
-    assert_eq!(results[0].rank, 1);
     // Resolved once per query: the narrow filter as the few keys that pass,
     // the broad one per path; both admit exactly what the filter accepts.
     let chunks = bundle.chunks().unwrap();
@@ -115,9 +106,8 @@ fn a_bundle_of_another_model_is_refused_naming_the_difference() {
     let mut other = model();
     other.name = "intfloat/e5-small-v2".into();
     let written = shelf_testkit::synthetic_bundle(&t.path().join("out"), 50, &other, 1);
-    let cache = BundleCache::open(&t.path().join("cache"), 3).unwrap();
-    let (digest, dir) = cache.install_file(&written.path, None).unwrap();
-    let err = LiveBundle::open_dir(&dir, digest, &model()).unwrap_err();
+    let (digest, dir) = install_file(&t.path().join("cache"), &written.path, None).unwrap();
+    let err = MappedBundle::open_dir(&dir, digest, &model()).unwrap_err();
     assert!(matches!(err, OpenError::WrongModel { .. }));
     assert!(err.to_string().contains("e5-small-v2"), "{err}");
 }
@@ -132,7 +122,44 @@ fn a_damaged_cache_copy_is_refused_not_served() {
     let mut bytes = std::fs::read(&chunks).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&chunks, bytes).unwrap();
-    let err = LiveBundle::open_dir(&dir, digest, &model()).unwrap_err();
+    let err = MappedBundle::open_dir(&dir, digest, &model()).unwrap_err();
     assert!(err.to_string().contains("damaged"), "{err}");
     drop(t);
+}
+
+#[test]
+fn a_bundle_naming_an_unknown_index_or_analyzer_is_refused_naming_both_kinds() {
+    type Edit = fn(&mut shelf_formats::Manifest);
+    let cases: [(&str, Edit); 3] = [
+        ("settings.index", |m| {
+            m.settings.index = "usearch-hnsw/ip/m32/ef64".into()
+        }),
+        ("settings.lexical", |m| {
+            m.settings.lexical = Some("bm25/code-v9".into())
+        }),
+        ("settings.vector_quantization", |m| {
+            m.settings.vector_quantization = "b1".into()
+        }),
+    ];
+    for (field, edit) in cases {
+        let t = tempfile::tempdir().unwrap();
+        let written =
+            shelf_testkit::synthetic_bundle_with(&t.path().join("out"), 20, &model(), 3, edit);
+        let cache = t.path().join("cache");
+        let err = MappedBundle::open_file(&written.path, &cache, &model()).unwrap_err();
+        let OpenError::Bundle(BundleError::UnknownKind(kind)) = &err else {
+            panic!("{field}: refused for the wrong reason: {err}");
+        };
+        assert_eq!(kind.field, field);
+        let message = err.to_string();
+        assert!(
+            message.contains(&kind.found) && message.contains(kind.supported[0]),
+            "{message}"
+        );
+        // Nothing of it was unpacked where a server would look for it.
+        assert!(
+            !cache.join(written.digest.hex()).exists(),
+            "{field}: a refused bundle left a cache entry"
+        );
+    }
 }

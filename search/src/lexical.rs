@@ -1,10 +1,12 @@
-//! BM25 over a bundle's lexical index (`formats::lexical`): the query is
-//! analyzed exactly as the chunks were, each distinct term scores the chunks
-//! that contain it, and the best `n` that pass the filter come back.
+//! The lexical ranker: BM25 over a bundle's lexical index
+//! (`formats::lexical`). The query is analyzed exactly as the chunks were
+//! (by the analyzer the bundle's manifest names), each distinct term scores
+//! the chunks that contain it, and the best `n` that pass the filter come
+//! back.
 
 use std::collections::BTreeMap;
 
-use shelf_formats::lexical::{LexicalIndex, analyze};
+use shelf_formats::lexical::{Analyzer, LexicalIndex};
 
 /// Term-frequency saturation.
 pub const K1: f32 = 1.2;
@@ -15,9 +17,9 @@ pub const B: f32 = 0.75;
 pub const K3: f32 = 8.0;
 
 /// The distinct terms of a query with their counts, in a fixed order.
-pub fn query_terms(query: &str) -> BTreeMap<String, u32> {
+pub fn query_terms(analyzer: Analyzer, query: &str) -> BTreeMap<String, u32> {
     let mut terms = BTreeMap::new();
-    analyze(query, |t| *terms.entry(t.to_string()).or_insert(0) += 1);
+    analyzer.analyze(query, |t| *terms.entry(t.to_string()).or_insert(0) += 1);
     terms
 }
 
@@ -25,6 +27,7 @@ pub fn query_terms(query: &str) -> BTreeMap<String, u32> {
 /// first, with their BM25 scores (ties by document order).
 pub fn search(
     index: &LexicalIndex<'_>,
+    analyzer: Analyzer,
     query: &str,
     n: usize,
     accept: impl Fn(u32) -> bool,
@@ -36,7 +39,7 @@ pub fn search(
     let avg = index.average_length().max(1.0);
     let mut scores = vec![0f32; docs];
     let mut touched = Vec::new();
-    for (term, qtf) in query_terms(query) {
+    for (term, qtf) in query_terms(analyzer, query) {
         let Some(postings) = index.lookup(&term) else {
             continue;
         };
@@ -97,18 +100,24 @@ mod tests {
     fn ranks_by_bm25_and_filters() {
         let bytes = index();
         let ix = LexicalIndex::parse(&bytes).unwrap();
-        let hits = search(&ix, "exponential backoff in the retry policy", 10, |_| true);
+        let hits = search(
+            &ix,
+            Analyzer::CodeV1,
+            "exponential backoff in the retry policy",
+            10,
+            |_| true,
+        );
         assert_eq!(hits[0].0, 2, "{hits:?}");
         assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
         assert!(
             !hits.iter().any(|(d, _)| *d == 1),
             "the cache chunk shares no term"
         );
-        let only_code = search(&ix, "retry policy", 10, |d| d != 2);
+        let only_code = search(&ix, Analyzer::CodeV1, "retry policy", 10, |d| d != 2);
         assert!(only_code.iter().all(|(d, _)| *d != 2));
-        assert_eq!(search(&ix, "retry", 1, |_| true).len(), 1);
-        assert!(search(&ix, "the of and", 10, |_| true).is_empty());
-        assert!(search(&ix, "", 10, |_| true).is_empty());
+        assert_eq!(search(&ix, Analyzer::CodeV1, "retry", 1, |_| true).len(), 1);
+        assert!(search(&ix, Analyzer::CodeV1, "the of and", 10, |_| true).is_empty());
+        assert!(search(&ix, Analyzer::CodeV1, "", 10, |_| true).is_empty());
     }
 
     #[test]
@@ -116,9 +125,9 @@ mod tests {
         let bytes = index();
         let ix = LexicalIndex::parse(&bytes).unwrap();
         // The whole identifier is rarer than its parts: it ranks its chunks first.
-        let hits = search(&ix, "LruCache", 10, |_| true);
+        let hits = search(&ix, Analyzer::CodeV1, "LruCache", 10, |_| true);
         assert_eq!(hits[0].0, 1);
-        let hits = search(&ix, "retry_policy()", 10, |_| true);
+        let hits = search(&ix, Analyzer::CodeV1, "retry_policy()", 10, |_| true);
         assert!(hits[0].0 == 0 || hits[0].0 == 3, "{hits:?}");
     }
 }

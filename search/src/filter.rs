@@ -1,75 +1,79 @@
-//! Filters (path glob, language) and the filtered vector search for one
-//! query vector; `search.rs` builds the modes and results on top.
+//! Which chunks a query may return: a path glob and languages ([`Filter`]),
+//! resolved once per query against one bundle ([`Selection`]) and shared
+//! by both rankers.
 
 use globset::{Glob, GlobMatcher};
 
 use shelf_formats::chunks::ChunkStore;
 
-use crate::live::{Hit, LiveBundle, OpenError};
+use crate::language::{language_names, language_of};
 
 /// Filters that leave at most this many chunks are scored exactly: a graph
 /// walk that must skip almost everything can miss the few that pass.
-const EXACT_FILTER_LIMIT: usize = 4096;
+pub const EXACT_FILTER_LIMIT: usize = 4096;
 
-/// Languages by file extension (or whole file name), for the `language`
-/// filter and the `language` field of results.
-const LANGUAGES: &[(&str, &[&str])] = &[
-    ("c", &["c", "h"]),
-    ("cpp", &["cc", "cpp", "cxx", "hh", "hpp", "hxx"]),
-    ("csharp", &["cs"]),
-    ("css", &["css", "scss", "sass", "less"]),
-    ("go", &["go"]),
-    ("html", &["html", "htm"]),
-    ("java", &["java"]),
-    ("javascript", &["js", "jsx", "mjs", "cjs"]),
-    ("json", &["json"]),
-    ("kotlin", &["kt", "kts"]),
-    ("markdown", &["md", "markdown", "mdx"]),
-    ("php", &["php"]),
-    ("python", &["py", "pyi"]),
-    ("rst", &["rst"]),
-    ("ruby", &["rb"]),
-    ("rust", &["rs"]),
-    ("scala", &["scala"]),
-    ("shell", &["sh", "bash", "zsh"]),
-    ("sql", &["sql"]),
-    ("swift", &["swift"]),
-    ("text", &["txt"]),
-    ("toml", &["toml"]),
-    ("typescript", &["ts", "tsx", "mts", "cts"]),
-    ("yaml", &["yaml", "yml"]),
-];
-
-/// The language of a path, from its extension (`None`: not one shelf names).
-pub fn language_of(path: &str) -> Option<&'static str> {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
-    LANGUAGES
-        .iter()
-        .find(|(_, exts)| exts.contains(&ext.as_str()))
-        .map(|(lang, _)| *lang)
-}
-
-/// Every language name the filter accepts.
-pub fn language_names() -> impl Iterator<Item = &'static str> {
-    LANGUAGES.iter().map(|(l, _)| *l)
-}
+/// Longest path glob accepted, in bytes.
+pub const MAX_GLOB_BYTES: usize = 512;
+/// Deepest nesting of `{…}` alternatives (and `[…]` classes) in a path
+/// glob. The glob becomes a regular expression, whose compiler refuses
+/// (and globset then panics on) nesting past a few hundred levels; no real
+/// path filter nests more than a few.
+pub const MAX_GLOB_NESTING: usize = 8;
 
 /// Which chunks a query may return.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     path: Option<(String, GlobMatcher)>,
     languages: Vec<&'static str>,
+    /// The path and languages as given, for echoing them back.
+    given_path: Option<String>,
+    given_languages: Vec<String>,
+}
+
+/// Checks a glob against [`MAX_GLOB_BYTES`] and [`MAX_GLOB_NESTING`].
+fn check_glob_bounds(glob: &str) -> Result<(), String> {
+    if glob.len() > MAX_GLOB_BYTES {
+        return Err(format!(
+            "path filter is {} bytes; the limit is {MAX_GLOB_BYTES}",
+            glob.len()
+        ));
+    }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut escaped = false;
+    for c in glob.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '{' | '[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            '}' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_GLOB_NESTING {
+        return Err(format!(
+            "path filter nests {{…}} or […] {deepest} levels deep; the limit is {MAX_GLOB_NESTING}"
+        ));
+    }
+    Ok(())
 }
 
 impl Filter {
     /// A filter from a path glob (globset syntax: `src/**/*.rs`,
     /// `{docs,src}/**`) and language names. Errors say what is wrong.
     pub fn new(path: Option<&str>, languages: &[String]) -> Result<Self, String> {
+        let given_path = path.map(str::to_string);
         let path = match path.map(str::trim).filter(|p| !p.is_empty()) {
             Some(p) => {
-                let glob = Glob::new(p)
-                    .map_err(|e| format!("path filter '{p}' is not a valid glob: {e}"))?;
+                check_glob_bounds(p)?;
+                let glob = Glob::new(p).map_err(|e| {
+                    format!(
+                        "path filter '{}' is not a valid glob: {e}",
+                        p.chars().take(64).collect::<String>()
+                    )
+                })?;
                 Some((p.to_string(), glob.compile_matcher()))
             }
             None => None,
@@ -90,7 +94,19 @@ impl Filter {
         Ok(Self {
             path,
             languages: langs,
+            given_path,
+            given_languages: languages.to_vec(),
         })
+    }
+
+    /// The path glob, as given.
+    pub fn path(&self) -> Option<&str> {
+        self.given_path.as_deref()
+    }
+
+    /// The language names, as given.
+    pub fn languages(&self) -> &[String] {
+        &self.given_languages
     }
 
     /// Whether it accepts everything.
@@ -150,7 +166,9 @@ impl Selection {
     }
 }
 
-fn path_passes(chunks: &ChunkStore<'_>, paths: &[bool], key: u64) -> bool {
+/// Whether chunk `key`'s path passes, by the per-path table of a
+/// [`Selection::Many`].
+pub(crate) fn path_passes(chunks: &ChunkStore<'_>, paths: &[bool], key: u64) -> bool {
     usize::try_from(key)
         .ok()
         .and_then(|i| chunks.path_index(i))
@@ -158,48 +176,9 @@ fn path_passes(chunks: &ChunkStore<'_>, paths: &[bool], key: u64) -> bool {
         .unwrap_or(false)
 }
 
-/// The `k` best chunks for `vector` that pass `filter`.
-pub fn search(
-    bundle: &LiveBundle,
-    vector: &[f32],
-    k: usize,
-    filter: &Filter,
-) -> Result<Vec<Hit>, OpenError> {
-    let selection = Selection::resolve(&bundle.chunks()?, filter);
-    search_selected(bundle, vector, k, &selection)
-}
-
-/// The `k` best chunks for `vector` among `selection` (resolved on
-/// `bundle`): few are scored exactly, many by a graph walk that skips the
-/// rest.
-pub fn search_selected(
-    bundle: &LiveBundle,
-    vector: &[f32],
-    k: usize,
-    selection: &Selection,
-) -> Result<Vec<Hit>, OpenError> {
-    match selection {
-        Selection::All => bundle.search(vector, k),
-        Selection::Few(keys) => bundle.exact_among(vector, keys, k),
-        Selection::Many(paths) => {
-            let chunks = bundle.chunks()?;
-            bundle.filtered_search(vector, k, |key| path_passes(&chunks, paths, key))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn languages_come_from_extensions() {
-        assert_eq!(language_of("src/main.rs"), Some("rust"));
-        assert_eq!(language_of("a/B.PY"), Some("python"));
-        assert_eq!(language_of("docs/x.md"), Some("markdown"));
-        assert_eq!(language_of("Makefile"), None);
-        assert_eq!(language_of(".hidden/x"), None);
-    }
 
     #[test]
     fn filters_combine_path_and_language() {
@@ -212,5 +191,33 @@ mod tests {
         let err = Filter::new(None, &["klingon".into()]).unwrap_err();
         assert!(err.contains("klingon") && err.contains("rust"), "{err}");
         assert!(Filter::new(Some("src/[a"), &[]).is_err());
+    }
+
+    #[test]
+    fn globs_past_the_bounds_are_refused_naming_the_limit() {
+        // The glob that panicked globset before bounds existed.
+        let deep = format!("{}a{}", "{".repeat(250), "}".repeat(250));
+        let e = Filter::new(Some(&deep), &[]).unwrap_err();
+        assert!(e.contains("250 levels deep"), "{e}");
+        let long = "a/".repeat(300);
+        let e = Filter::new(Some(&long), &[]).unwrap_err();
+        assert!(
+            e.contains("600 bytes") && e.contains("the limit is 512"),
+            "{e}"
+        );
+        let nested = format!("{}a{}", "{".repeat(9), "}".repeat(9));
+        let e = Filter::new(Some(&nested), &[]).unwrap_err();
+        assert!(
+            e.contains("9 levels deep") && e.contains("limit is 8"),
+            "{e}"
+        );
+        let ok = format!("{}a,b{}", "{".repeat(8), "}".repeat(8));
+        assert!(Filter::new(Some(&ok), &[]).is_ok());
+        assert!(Filter::new(Some("src/\\{x"), &[]).is_ok());
+        // The widest globs within the bounds still compile.
+        for unit in ["[!a]", "{a,b}", "**/", "?*"] {
+            let g = unit.repeat(MAX_GLOB_BYTES / unit.len());
+            let _ = Filter::new(Some(&g), &[]);
+        }
     }
 }

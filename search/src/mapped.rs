@@ -1,21 +1,21 @@
-//! A bundle ready to answer queries: verified and unpacked into the cache
-//! (see `cache.rs`), its chunk store memory-mapped and its vector index
-//! viewed (memory-mapped) in place. Opening is an mmap, not a load.
+//! A bundle ready to answer queries: verified and unpacked into a directory
+//! named by its digest, its chunk store and lexical index memory-mapped and
+//! its vector index viewed (memory-mapped) in place. Opening is an mmap,
+//! not a load.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use shelf_formats::bundle::BundleError;
+use shelf_formats::bundle::{BundleError, Limits, digest_from_file_name, unpack_file};
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
-use shelf_formats::lexical::{LexicalIndex, LexicalIndexError};
+use shelf_formats::lexical::{Analyzer, LexicalIndex, LexicalIndexError};
 use shelf_formats::manifest::members;
 use shelf_formats::{Digest, Manifest, ModelIdentity};
 
 /// Concurrent searches one open index supports. usearch keeps one search
 /// context per concurrent caller and fails a search when none is free, so
-/// the server never admits more concurrent queries than this (see
-/// `config.rs`).
+/// a server must never admit more concurrent queries than this.
 pub const SEARCH_CONTEXTS: usize = 64;
 
 /// HNSW search breadth (`ef`). The build measured recall@10 0.93 at
@@ -87,7 +87,7 @@ pub struct Hit {
 }
 
 /// A verified, memory-mapped bundle.
-pub struct LiveBundle {
+pub struct MappedBundle {
     /// The bundle's digest.
     pub digest: Digest,
     /// Its manifest.
@@ -95,23 +95,32 @@ pub struct LiveBundle {
     /// Where it is unpacked.
     pub dir: PathBuf,
     chunks: Mmap,
-    /// The lexical index, when the bundle has one (format 1.1+).
-    lexical: Option<Mmap>,
+    /// The lexical index and the analyzer its manifest names, when the
+    /// bundle has one (format 1.1+).
+    lexical: Option<(Mmap, Analyzer)>,
     index: usearch::Index,
 }
 
-impl std::fmt::Debug for LiveBundle {
+impl std::fmt::Debug for MappedBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveBundle")
+        f.debug_struct("MappedBundle")
             .field("digest", &self.digest)
             .finish()
     }
 }
 
-impl LiveBundle {
+impl MappedBundle {
+    /// Verifies the bundle file `bundle` and opens it for `model`, unpacked
+    /// into `<dir>/<hex>/` (reused when a verified copy is already there).
+    pub fn open_file(bundle: &Path, dir: &Path, model: &ModelIdentity) -> Result<Self, OpenError> {
+        let (digest, unpacked) = install_file(dir, bundle, None)?;
+        Self::open_dir(&unpacked, digest, model)
+    }
+
     /// Opens an unpacked, verified bundle directory for `model`: checks the
-    /// model identity, the members' sizes against the manifest, the whole
-    /// chunk store's structure, and the index's shape.
+    /// kinds the manifest names, the model identity, the members' sizes
+    /// against the manifest, the whole chunk store's structure, and the
+    /// index's shape.
     pub fn open_dir(dir: &Path, digest: Digest, model: &ModelIdentity) -> Result<Self, OpenError> {
         let io = |path: PathBuf| move |source| OpenError::Io { path, source };
         let manifest_path = dir.join(members::MANIFEST);
@@ -121,6 +130,9 @@ impl LiveBundle {
                 detail: e.to_string(),
             })
         })?;
+        manifest
+            .check_kinds()
+            .map_err(|e| OpenError::Bundle(e.into()))?;
         if let Some(diff) = manifest.model.mismatch(model) {
             return Err(OpenError::WrongModel { digest, diff });
         }
@@ -149,6 +161,17 @@ impl LiveBundle {
         let lexical = match manifest.member(members::LEXICAL) {
             None => None,
             Some(_) => {
+                // check_kinds accepted the kind; a 1.1 bundle always names it.
+                let analyzer = manifest
+                    .settings
+                    .lexical
+                    .as_deref()
+                    .and_then(Analyzer::from_kind)
+                    .ok_or_else(|| OpenError::Index {
+                        digest,
+                        detail: "lexical.bin is present but settings.lexical names no analyzer"
+                            .into(),
+                    })?;
                 let path = dir.join(members::LEXICAL);
                 let file = File::open(&path).map_err(io(path.clone()))?;
                 // SAFETY: as for the chunk store: an immutable cache file.
@@ -160,7 +183,7 @@ impl LiveBundle {
                         detail: format!("lexical index has {docs} documents for {count} chunks"),
                     });
                 }
-                Some(map)
+                Some((map, analyzer))
             }
         };
 
@@ -200,11 +223,14 @@ impl LiveBundle {
         })
     }
 
-    /// The lexical index, if the bundle has one. O(1), like [`LiveBundle::chunks`].
-    pub fn lexical(&self) -> Option<Result<LexicalIndex<'_>, OpenError>> {
-        self.lexical
-            .as_ref()
-            .map(|m| LexicalIndex::open(m).map_err(OpenError::from))
+    /// The lexical index and the analyzer queries must be analyzed with,
+    /// if the bundle has one. O(1), like [`MappedBundle::chunks`].
+    pub fn lexical(&self) -> Option<Result<(LexicalIndex<'_>, Analyzer), OpenError>> {
+        self.lexical.as_ref().map(|(m, analyzer)| {
+            LexicalIndex::open(m)
+                .map(|ix| (ix, *analyzer))
+                .map_err(OpenError::from)
+        })
     }
 
     /// The search modes this bundle supports.
@@ -271,7 +297,7 @@ impl LiveBundle {
 
     /// The `k` nearest chunks among those `keep` accepts. The HNSW walk
     /// skips rejected chunks, so a filter that accepts few of them is better
-    /// served by [`LiveBundle::exact_among`].
+    /// served by [`MappedBundle::exact_among`].
     pub fn filtered_search(
         &self,
         query: &[f32],
@@ -316,7 +342,7 @@ impl LiveBundle {
     /// queries after a swap do not pay for disk reads.
     pub fn warm(&self) {
         touch(&self.chunks);
-        if let Some(l) = &self.lexical {
+        if let Some((l, _)) = &self.lexical {
             touch(l);
         }
         if let Ok(file) = File::open(self.dir.join(members::VECTORS))
@@ -327,6 +353,55 @@ impl LiveBundle {
         }
     }
 }
+
+/// Verifies a bundle file (against `expected`, else the digest in its
+/// `<hex>.tar.zst` name) and unpacks it into `<dir>/<hex>/` unless a
+/// verified copy already is there. A `<hex>` directory only ever appears by
+/// the verified unpack's atomic rename, so its name can be trusted.
+pub fn install_file(
+    dir: &Path,
+    bundle: &Path,
+    expected: Option<&Digest>,
+) -> Result<(Digest, PathBuf), OpenError> {
+    let expected = expected.copied().or_else(|| digest_from_file_name(bundle));
+    if let Some(d) = expected
+        && dir.join(d.hex()).join(members::MANIFEST).is_file()
+    {
+        return Ok((d, dir.join(d.hex())));
+    }
+    std::fs::create_dir_all(dir).map_err(|source| OpenError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // Unpacked under a temporary name first when the digest is not known
+    // up front; `unpack_file` itself stages and renames atomically.
+    let staging = dir.join(format!(
+        "{INCOMING_PREFIX}{}-{}",
+        std::process::id(),
+        expected.map(|d| d.hex()).unwrap_or_default()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    let unpacked = unpack_file(bundle, expected.as_ref(), &staging, &Limits::default())
+        .inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&staging);
+        })?;
+    let digest = unpacked.bundle.digest;
+    let target = dir.join(digest.hex());
+    if target.exists() {
+        let _ = std::fs::remove_dir_all(&staging);
+    } else if let Err(e) = std::fs::rename(&staging, &target) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(OpenError::Io {
+            path: target,
+            source: e,
+        });
+    }
+    Ok((digest, target))
+}
+
+/// Prefix of an unpack in progress in a bundle directory; whatever carries
+/// it and belongs to no running process is a leftover of a crash.
+pub const INCOMING_PREFIX: &str = ".incoming-";
 
 fn hits(matches: &usearch::ffi::Matches) -> Vec<Hit> {
     matches

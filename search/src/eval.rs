@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use shelf_embed::Embedder;
 
-use crate::live::LiveBundle;
-use crate::query::Filter;
-use crate::search::{self, Mode, SearchError};
+use crate::answer::{Engine, Group, Request, Target};
+use crate::error::SearchError;
+use crate::mapped::MappedBundle;
+use crate::rank::Mode;
 
 /// Files scored per query.
 pub const DEPTH: usize = 10;
@@ -399,56 +399,45 @@ pub fn gate(candidate: &Report, baseline: &Report, max_drop: f64) -> Gate {
 }
 
 /// The files a search ranks first for `query` in `bundle` (at most
-/// [`DEPTH`]), the way the server answers `group=file`.
+/// [`DEPTH`]): the engine's answer with `group=file`, as a server gives it.
 pub fn rank_files(
-    bundle: &LiveBundle,
-    embedder: &Embedder,
+    engine: &Engine,
+    bundle: &MappedBundle,
     query: &str,
     mode: Mode,
 ) -> Result<Vec<String>, SearchError> {
-    rank_files_with(bundle, embedder, query, mode, search::MAX_WINDOWS)
-}
-
-/// [`rank_files`] with at most `max_windows` query windows embedded (for
-/// measuring how long queries are best used).
-pub fn rank_files_with(
-    bundle: &LiveBundle,
-    embedder: &Embedder,
-    query: &str,
-    mode: Mode,
-    max_windows: usize,
-) -> Result<Vec<String>, SearchError> {
-    let vectors = if mode.needs_vectors() {
-        embedder
-            .embed_queries(&search::windows(embedder, query, max_windows))
-            .map_err(|e| SearchError::Embed(e.to_string()))?
-    } else {
-        Vec::new()
-    };
-    let ranking = search::rank(
-        bundle,
-        query,
-        &vectors,
-        mode,
-        &Filter::default(),
-        search::depth(DEPTH, true),
-    )?;
-    Ok(search::file_results(bundle, &ranking.chunks, DEPTH)?
+    let request = file_request(query, mode);
+    let answer = engine.answer(Target { bundle, tag: None }, &request)?;
+    Ok(answer
+        .files
+        .unwrap_or_default()
         .into_iter()
         .map(|f| f.path)
         .collect())
 }
 
+/// The request an evaluation asks for `query`: the top [`DEPTH`] files.
+/// Queries are not length-limited here: golden files hold whole issues.
+pub fn file_request(query: &str, mode: Mode) -> Request {
+    Request {
+        query: query.to_string(),
+        k: DEPTH,
+        filter: Default::default(),
+        mode,
+        group: Group::File,
+    }
+}
+
 /// Scores every query against `bundle`.
 pub fn evaluate(
-    bundle: &LiveBundle,
-    embedder: &Embedder,
+    engine: &Engine,
+    bundle: &MappedBundle,
     queries: &[EvalQuery],
     mode: Mode,
 ) -> Result<Report, SearchError> {
     let mut scores = Vec::with_capacity(queries.len());
     for q in queries {
-        scores.push(score(q, &rank_files(bundle, embedder, &q.query, mode)?));
+        scores.push(score(q, &rank_files(engine, bundle, &q.query, mode)?));
     }
     Ok(Report::new(scores))
 }

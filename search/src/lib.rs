@@ -1,0 +1,38 @@
+//! shelf's search engine: the read side of a bundle, with no server in it.
+//!
+//! A verified bundle is opened by memory map ([`MappedBundle`]); a query
+//! becomes a [`Request`]; [`Engine::answer`] embeds it (through a
+//! [`QueryEncoder`] the caller brings), runs the rankers, fuses, groups and
+//! returns an [`Answer`], the one type the HTTP API, `shelf search`,
+//! `shelf eval` and the benchmarks all serialise.
+//!
+//! Map: `mapped` (one opened bundle), `filter` (path and language filters
+//! resolved per bundle), `language`, `encode` (query windows and the
+//! encoder trait), `semantic` and `lexical` (the two rankers), `rank`
+//! (modes, candidates, fusion), `group` (files from chunks), `answer` (the
+//! pipeline), `eval` (file-level metrics and the quality gate).
+//!
+//! Depends on `formats` (byte layouts, kinds) and `embed` (the in-process
+//! encoder); never on the server or the builder.
+
+pub mod answer;
+pub mod encode;
+pub mod error;
+pub mod eval;
+pub mod filter;
+pub mod group;
+pub mod language;
+pub mod lexical;
+pub mod mapped;
+pub mod rank;
+pub mod semantic;
+
+pub use answer::{
+    Answer, BundleRef, Engine, Group, RawRequest, Request, RequestLimits, ResultChunk, ResultFile,
+    Target, Timings, Tuning,
+};
+pub use encode::{EncodeError, Encoded, QueryEncoder};
+pub use error::{RequestError, SearchError};
+pub use filter::Filter;
+pub use mapped::{Hit, MappedBundle, OpenError};
+pub use rank::Mode;
