@@ -3,11 +3,18 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shelf_server::config::ServeSettings;
+use shelf_store::S3Options;
 
 /// shelf: GitOps-built retrieval bundles of a git repository, served from
 /// object storage by a small query server.
 #[derive(Debug, Parser)]
-#[command(name = "shelf", version, about, max_term_width = 100)]
+#[command(
+    name = "shelf",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SHELF_COMMIT"), ")"),
+    about,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// More logging (-v debug, -vv trace); SHELF_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -55,6 +62,15 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the embedding runtime and environment.
     Doctor(DoctorArgs),
+    /// Print a shell completion script (e.g. `shelf completions bash >
+    /// /etc/bash_completion.d/shelf`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
 }
 
 /// Where the embedding runtime is, and which model.
@@ -70,20 +86,6 @@ pub struct RuntimeArgs {
     pub model: Option<PathBuf>,
 }
 
-/// How to reach an S3 store (ignored for a local directory).
-#[derive(Debug, Clone, Default, Args)]
-pub struct S3Args {
-    /// S3-compatible endpoint (MinIO, R2, OCI, …); AWS S3 needs none.
-    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// Path-style S3 addressing (most S3-compatible services need it).
-    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
-    pub path_style: bool,
-    /// S3 region (default: AWS_REGION, else us-east-1).
-    #[arg(long)]
-    pub region: Option<String>,
-}
-
 /// Which store, and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
@@ -91,7 +93,7 @@ pub struct StoreArgs {
     #[arg(long, env = "SHELF_STORE", value_name = "URL")]
     pub store: String,
     #[command(flatten)]
-    pub s3: S3Args,
+    pub s3: S3Options,
 }
 
 /// Who is recorded as moving a tag.
@@ -202,23 +204,18 @@ pub struct BuildArgs {
     /// Build settings (default: shelf.toml at the revision's root, if any).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// A store to take the previous bundle from (with --previous-tag).
-    #[arg(
-        long,
-        value_name = "URL",
-        requires = "previous_tag",
-        conflicts_with = "previous"
-    )]
+    /// The store of --previous-tag [default: $SHELF_STORE].
+    #[arg(long, value_name = "URL", conflicts_with = "previous")]
     pub store: Option<String>,
-    /// Build incrementally from the bundle this tag points at in --store.
-    #[arg(long, value_name = "TAG", requires = "store")]
+    /// Build incrementally from the bundle this tag points at in the store.
+    #[arg(long, value_name = "TAG", conflicts_with = "previous")]
     pub previous_tag: Option<String>,
     /// If this store has a commit record for this commit and settings, and
     /// its bundle verifies, print its digest and build nothing.
     #[arg(long, value_name = "URL")]
     pub reuse_from: Option<String>,
     #[command(flatten)]
-    pub s3: S3Args,
+    pub s3: S3Options,
     /// Name recorded as the repository (default: from the origin remote, else
     /// the directory name).
     #[arg(long)]
@@ -234,11 +231,12 @@ pub struct BuildArgs {
 pub struct VerifyArgs {
     /// A bundle file (.tar.zst); with --store, a digest or tag in the store.
     pub bundle: String,
-    /// Verify a bundle in this store (downloaded to a temp dir).
+    /// Verify a bundle in this store (downloaded to a temp dir) [default:
+    /// $SHELF_STORE, when BUNDLE is not a file].
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     #[command(flatten)]
-    pub s3: S3Args,
+    pub s3: S3Options,
     /// The digest it must have (default: the one in its file name, if any).
     #[arg(long)]
     pub digest: Option<String>,
@@ -297,7 +295,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
     /// Or a running server.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SHELF_SERVER")]
     pub server: Option<String>,
     /// Bearer token for --server.
     #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
@@ -305,18 +303,18 @@ pub struct EvalArgs {
     /// How to match: hybrid (default), semantic or lexical.
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
-    /// Quality gate: compare with the bundle this tag points at in --store;
-    /// exit 1 when a metric drops by more than --max-drop.
-    #[arg(long, value_name = "TAG", requires = "store")]
+    /// Quality gate: compare with the bundle this tag points at in the
+    /// store; exit 3 when a metric drops by more than --max-drop.
+    #[arg(long, value_name = "TAG")]
     pub baseline: Option<String>,
     /// Quality gate against a bundle file instead.
     #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
     pub baseline_bundle: Option<PathBuf>,
-    /// The store of --baseline.
+    /// The store of --baseline [default: $SHELF_STORE].
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     #[command(flatten)]
-    pub s3: S3Args,
+    pub s3: S3Options,
     /// Largest allowed drop of recall@1/5/10, MRR or nDCG@10 (absolute, 0-1).
     #[arg(long, default_value_t = 0.05)]
     pub max_drop: f64,
@@ -332,43 +330,17 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The store to follow a tag in: s3://bucket/prefix, file:///path or a directory.
-    #[arg(long, value_name = "URL", requires = "follow")]
-    pub store: Option<String>,
-    /// The tag to follow, or a pattern ('v*') to follow the newest version tag.
-    #[arg(long, value_name = "TAG|PATTERN", requires = "store")]
-    pub follow: Option<String>,
-    /// Serve this one bundle file instead; nothing is followed.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["store", "follow"])]
-    pub bundle: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:7700].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<std::net::SocketAddr>,
-    /// Where bundles are unpacked [default: ~/.cache/shelf/serve].
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
-    /// Settings file with a [serve] section (flags override it).
+    /// Settings file with a [serve] section (flags and the environment
+    /// override it, setting by setting).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// How often the followed tag is checked [default: 5s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub poll_interval: Option<std::time::Duration>,
-    /// Bundles kept in the cache for instant rollback [default: 3].
-    #[arg(long, value_name = "N")]
-    pub keep_bundles: Option<usize>,
-    /// Bearer tokens for search, one per line (else $SHELF_SEARCH_TOKENS, comma-separated; none: open).
-    #[arg(long, value_name = "FILE")]
-    pub search_tokens_file: Option<PathBuf>,
-    /// The admin token, for POST /v1/admin/reload (else $SHELF_ADMIN_TOKEN; none: admin API off).
-    #[arg(long, value_name = "FILE")]
-    pub admin_token_file: Option<PathBuf>,
-    /// Sustained queries per second per client address (0: no limit).
-    #[arg(long, value_name = "N")]
-    pub rate_limit: Option<u32>,
+    /// The runtime directory made by scripts/setup (default: $SHELF_RUNTIME,
+    /// else .runtime/ in this or a parent directory, or beside the binary).
+    #[arg(long, value_name = "DIR")]
+    pub runtime: Option<PathBuf>,
+    // Boxed: the settings are large next to every other command's.
     #[command(flatten)]
-    pub s3: S3Args,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub settings: Box<ServeSettings>,
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,17 @@
-//! The CLI's HTTP client, for `shelf search --server`: HTTP/1.1 over plain
-//! TCP or TLS (system root certificates).
+//! The CLI's HTTP client, for `--server` commands: HTTP/1.1 over plain TCP
+//! or TLS (system root certificates), through the proxy the environment
+//! names (`HTTPS_PROXY` for https URLs, `HTTP_PROXY` for http ones, with
+//! `NO_PROXY` exceptions, as curl reads them). A proxied request goes
+//! through a `CONNECT` tunnel, so TLS stays end to end.
 
 use anyhow::Context;
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioExecutor;
 
 /// How long one request may take in all.
@@ -17,13 +23,6 @@ pub async fn post_json(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .context("loading the system's root certificates")?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     let mut request = Request::post(url.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, "application/json");
@@ -33,21 +32,61 @@ pub async fn post_json(
     let request = request
         .body(Full::new(Bytes::from(body)))
         .context("building the request")?;
+    let tls = || {
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .context("loading the system's root certificates")
+    };
     let exchange = async {
-        let response = client
-            .request(request)
-            .await
-            .with_context(|| format!("cannot reach {url}; is `shelf serve` running there?"))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .with_context(|| format!("reading the answer from {url}"))?
-            .to_bytes();
-        anyhow::Ok((status, bytes))
+        match Matcher::from_env().intercept(url) {
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), HttpConnector::new());
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                let connector = tls()?.https_or_http().enable_http1().wrap_connector(tunnel);
+                let via = format!(" through the proxy {}", proxy.uri());
+                send(
+                    Client::builder(TokioExecutor::new()).build(connector),
+                    request,
+                    url,
+                    &via,
+                )
+                .await
+            }
+            None => {
+                let connector = tls()?.https_or_http().enable_http1().build();
+                send(
+                    Client::builder(TokioExecutor::new()).build(connector),
+                    request,
+                    url,
+                    "",
+                )
+                .await
+            }
+        }
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
         .with_context(|| format!("{url} did not answer within {} s", TIMEOUT.as_secs()))?
+}
+
+async fn send<C: Connect + Clone + Send + Sync + 'static>(
+    client: Client<C, Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+    url: &Uri,
+    via: &str,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let response = client
+        .request(request)
+        .await
+        .with_context(|| format!("cannot reach {url}{via}; is `shelf serve` running there?"))?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("reading the answer from {url}"))?
+        .to_bytes();
+    Ok((status, bytes))
 }

@@ -18,6 +18,10 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    progress::set_quiet(cli.quiet);
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_sigpipe();
+    }
     let outcome = match cli.command {
         Command::Build(args) => commands::build::run(args),
         Command::Verify(args) => commands::verify::run(args),
@@ -30,6 +34,11 @@ fn main() -> ExitCode {
         Command::Tags(args) => commands::tags::run(args),
         Command::Gc(args) => commands::gc::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "shelf", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,
@@ -37,6 +46,18 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A command whose output is piped into `head` ends quietly when the pipe
+/// closes, as Unix tools do, instead of panicking in `println!` on the
+/// broken pipe: the default SIGPIPE action is restored (Rust ignores the
+/// signal). Not for `shelf serve`, whose sockets may close at any time.
+fn restore_sigpipe() {
+    // SAFETY: called once at start, before any thread is spawned; resets a
+    // signal disposition to the kernel default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

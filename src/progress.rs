@@ -1,17 +1,27 @@
-//! Build progress for people and for CI logs: an indicatif bar when stderr
-//! is a terminal, otherwise a plain line per stage and every ~10% (or 15 s)
-//! so CI logs show the build is alive without drowning in output.
+//! Build progress for people and for logs: an indicatif bar when stderr is
+//! a terminal, otherwise (CI, or stderr redirected to a file) a plain line
+//! per stage and every ~10% (or 15 s), so a log shows the work is alive
+//! without drowning in output. `-q` silences both. Progress goes to stderr
+//! only, so it never mixes with `--json` on stdout.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use shelf_builder::{Observer, Stage};
 
-/// Chooses bars or lines by whether stderr is a terminal.
-pub fn for_stderr(quiet: bool) -> Box<dyn Observer> {
-    if quiet {
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Silences progress for the rest of the process (`-q`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Chooses bars or lines by whether stderr is a terminal; nothing with `-q`.
+pub fn for_stderr() -> Box<dyn Observer> {
+    if QUIET.load(Ordering::Relaxed) {
         Box::new(())
     } else if std::io::stderr().is_terminal() {
         Box::new(Bars(Mutex::new(None)))

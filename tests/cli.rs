@@ -106,13 +106,42 @@ fn a_missing_runtime_says_how_to_create_it() {
 }
 
 #[test]
-fn serve_usage_errors_exit_2_and_nothing_to_serve_exits_1() {
+fn serve_usage_errors_exit_2_and_setting_errors_exit_1_naming_the_setting() {
+    // The file may name follow, so this is a setting error, not usage.
     let (code, _, err) = run(shelf().args(["serve", "--store", "file:///tmp/x"]));
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("--follow"), "{err}");
     let (code, _, err) = run(shelf().args(["serve", "--bundle", "b.tar.zst", "--follow", "x"]));
     assert_eq!(code, 2);
     assert!(err.contains("cannot be used with"), "{err}");
+    // SHELF_STORE names a store when nothing else does; it never conflicts
+    // with a bundle given on the command line.
+    let (code, _, err) = run(shelf().env("SHELF_STORE", "/nonexistent-store").args([
+        "serve",
+        "--bundle",
+        "/nonexistent/b.tar.zst",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/b.tar.zst"), "{err}");
+    // An open server on a non-loopback address is a choice, not a default.
+    let (code, _, err) =
+        run(shelf().args(["serve", "--bundle", "b.tar.zst", "--listen", "0.0.0.0:0"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("SHELF_SEARCH_TOKENS") && err.contains("--allow-anonymous"),
+        "{err}"
+    );
+    let (code, _, err) =
+        run(shelf()
+            .env("SHELF_SEARCH_TOKENS", "")
+            .args(["serve", "--bundle", "b.tar.zst"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("SHELF_SEARCH_TOKENS") && err.contains("no token"),
+        "{err}"
+    );
     let (code, _, err) = run(shelf().args(["serve"]));
     assert_eq!(code, 1);
     assert!(err.contains("nothing to serve"), "{err}");

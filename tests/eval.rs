@@ -315,7 +315,10 @@ fn the_gate_fails_when_a_golden_file_loses_its_chunks_and_names_the_query() {
         "--cache",
         &cache,
     ]);
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        code, 3,
+        "a failed gate exits 3, not 1 like an error: {out}{err}"
+    );
     assert!(
         err.contains("quality gate failed") && err.contains("resize"),
         "{err}"

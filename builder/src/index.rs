@@ -15,8 +15,9 @@ const EXPANSION_ADD: usize = 128;
 /// Default candidate list size while searching (the server may raise it).
 const EXPANSION_SEARCH: usize = 64;
 
-/// The options every shelf v1 index is built with (recorded in the
-/// manifest's `settings.index` as `usearch-hnsw/cos/m16/ef128`).
+/// The options every shelf v1 index is built with: what the manifest's
+/// `settings.index` names ([`shelf_formats::manifest::VECTOR_INDEX_KIND`],
+/// `usearch-hnsw/cos/m16/ef128`) and `settings.vector_quantization` (`f32`).
 pub fn options(dimensions: usize) -> IndexOptions {
     IndexOptions {
         dimensions,
@@ -35,7 +36,7 @@ pub fn options(dimensions: usize) -> IndexOptions {
 /// shape depends on insertion order and on which thread's level generator
 /// draws a node's level, so this is what makes the file reproducible.
 /// (Insertion is a small share of a build next to embedding.)
-pub fn build(vectors: &[Vec<f32>], dimensions: usize, path: &Path) -> Result<(), BuildError> {
+pub fn build(vectors: &[&[f32]], dimensions: usize, path: &Path) -> Result<(), BuildError> {
     let index = Index::new(&options(dimensions)).map_err(usearch_error)?;
     index.reserve(vectors.len()).map_err(usearch_error)?;
     for (key, v) in vectors.iter().enumerate() {

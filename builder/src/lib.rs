@@ -227,7 +227,32 @@ fn read_candidate(
     Ok(FileRead::Text { text, lossy })
 }
 
-/// Builds one bundle. See the crate docs for the pipeline.
+/// The commit, its settings, and the selected files' texts.
+struct ReadOut {
+    snapshot: source::Snapshot,
+    settings: Settings,
+    files: Vec<FileText>,
+    skipped: Skipped,
+    decoded_lossy: u64,
+    text_bytes: u64,
+}
+
+/// Every chunk's vector by content id, and how many were made or reused.
+struct Vectors {
+    by_id: HashMap<[u8; 32], Vec<f32>>,
+    embedded: u64,
+    reused: u64,
+}
+
+/// The members written into a staging directory, ready to pack.
+struct Staged {
+    dir: tempfile::TempDir,
+    files_indexed: u64,
+    chunks: u64,
+}
+
+/// Builds one bundle. See the crate docs for the pipeline: each stage is
+/// one function below, timed here.
 pub fn build(
     req: &BuildRequest,
     embedder: &Embedder,
@@ -235,21 +260,78 @@ pub fn build(
 ) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let mut timings = BTreeMap::new();
-    let model = embedder.identity().clone();
+    let mut timed = |name: &'static str, t: Instant| {
+        timings.insert(name, t.elapsed());
+    };
 
-    // Read: the commit, its settings, and the selected files' contents.
     let t = Instant::now();
+    let read = read_files(req, embedder, observer)?;
+    timed("read", t);
+    let t = Instant::now();
+    let chunked = chunk_files(&read, embedder, observer);
+    timed("chunk", t);
+    let t = Instant::now();
+    let vectors = vectors_for(req, &chunked, embedder, observer)?;
+    timed("embed", t);
+    let t = Instant::now();
+    let staged = write_members(&req.out_dir, &chunked, &vectors, embedder, observer)?;
+    timed("index", t);
+    let t = Instant::now();
+    observer.stage(Stage::Pack, 1);
+    let written = pack(&req.out_dir, &read, embedder, &staged)?;
+    observer.advance(1);
+    timed("pack", t);
+    timed("total", started);
+
+    let ReadOut {
+        snapshot,
+        skipped,
+        decoded_lossy,
+        text_bytes,
+        ..
+    } = read;
+    Ok(BuildReport::new(
+        &written,
+        &snapshot,
+        report::FileCounts {
+            seen: snapshot.entries.len() as u64,
+            indexed: staged.files_indexed,
+            skipped: skipped.by_name(),
+            skipped_examples: skipped
+                .examples
+                .iter()
+                .map(|(r, v)| (r.as_str().to_string(), v.clone()))
+                .collect(),
+            decoded_lossy,
+            text_bytes,
+        },
+        report::ChunkCounts {
+            total: staged.chunks,
+            embedded: vectors.embedded,
+            reused: vectors.reused,
+        },
+        &timings,
+    ))
+}
+
+/// Read: the commit, its settings, and the selected files' contents, blobs
+/// read on every core.
+fn read_files(
+    req: &BuildRequest,
+    embedder: &Embedder,
+    observer: &dyn Observer,
+) -> Result<ReadOut, BuildError> {
     observer.stage(Stage::Read, 0);
     let (repo, snapshot) = source::open(&req.repo, &req.rev, req.name.as_deref())?;
-    let settings = resolve_settings(req, &repo, &snapshot, model.max_tokens)?;
+    let settings = resolve_settings(req, &repo, &snapshot, embedder.identity().max_tokens)?;
     let shelfignore = source::read_root_file(&repo, &snapshot, ".shelfignore")
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     let filter = select::PathFilter::new(&settings, shelfignore.as_deref())?;
     let mut skipped = Skipped::default();
     let candidates = select::by_path(&snapshot, &filter, &mut skipped);
     observer.stage(Stage::Read, candidates.len() as u64);
-    // Blobs are read on every core; a git2 Repository is not Sync, so each
-    // rayon thread opens its own handle on the same object database.
+    // A git2 Repository is not Sync, so each rayon thread opens its own
+    // handle on the same object database.
     let git_dir = repo.path().to_path_buf();
     let read: Vec<(select::Candidate, Result<FileRead, BuildError>)> = candidates
         .into_par_iter()
@@ -268,8 +350,7 @@ pub fn build(
         )
         .collect();
     let mut files = Vec::with_capacity(read.len());
-    let mut decoded_lossy = 0u64;
-    let mut text_bytes = 0u64;
+    let (mut decoded_lossy, mut text_bytes) = (0u64, 0u64);
     for (c, result) in read {
         match result? {
             FileRead::Skip(reason) => skipped.add(reason, &c.path),
@@ -280,7 +361,6 @@ pub fn build(
             }
         }
     }
-    timings.insert("read", t.elapsed());
     if files.is_empty() {
         let summary = if skipped.counts.is_empty() {
             "the tree has no files".to_string()
@@ -298,90 +378,134 @@ pub fn build(
             summary,
         });
     }
+    Ok(ReadOut {
+        snapshot,
+        settings,
+        files,
+        skipped,
+        decoded_lossy,
+        text_bytes,
+    })
+}
 
-    // Chunk on every core.
-    let t = Instant::now();
-    observer.stage(Stage::Chunk, files.len() as u64);
+/// Chunk on every core, in file order.
+fn chunk_files(
+    read: &ReadOut,
+    embedder: &Embedder,
+    observer: &dyn Observer,
+) -> Vec<(String, Vec<chunker::Chunk>)> {
+    observer.stage(Stage::Chunk, read.files.len() as u64);
     // A model's document prefix is embedded with every chunk: leave room.
     let params = ChunkParams {
-        max_tokens: settings
+        max_tokens: read
+            .settings
             .max_chunk_tokens
             .saturating_sub(embedder.document_prefix_tokens() as u32)
             .max(16),
-        overlap_lines: settings.overlap_lines,
+        overlap_lines: read.settings.overlap_lines,
     };
     let spans = ModelTokens(embedder);
-    let chunked: Vec<(String, Vec<chunker::Chunk>)> = files
-        .into_par_iter()
+    let model = embedder.identity();
+    read.files
+        .par_iter()
         .map(|f| {
-            let chunks = chunker::chunk_file(&f.path, &f.text, params, &spans, &model);
+            let chunks = chunker::chunk_file(&f.path, &f.text, params, &spans, model);
             observer.advance(1);
-            (f.path, chunks)
+            (f.path.clone(), chunks)
         })
-        .collect();
-    timings.insert("chunk", t.elapsed());
+        .collect()
+}
 
-    // Vectors: reuse by content id, embed only what is new, each unique
-    // text once.
-    let t = Instant::now();
+/// Vectors: reused by content id from the previous bundle, the rest
+/// embedded, each unique text once.
+fn vectors_for(
+    req: &BuildRequest,
+    chunked: &[(String, Vec<chunker::Chunk>)],
+    embedder: &Embedder,
+    observer: &dyn Observer,
+) -> Result<Vectors, BuildError> {
+    let model = embedder.identity();
     let previous = match &req.previous {
-        Some(p) => previous::Previous::open(p, &model, settings::INDEX_KIND)?,
+        Some(p) => previous::Previous::open(p, model)?,
         None => None,
     };
-    let mut vectors: HashMap<[u8; 32], Vec<f32>> = HashMap::new();
-    let mut to_embed: Vec<&chunker::Chunk> = Vec::new();
+    let mut by_id: HashMap<[u8; 32], Vec<f32>> = HashMap::new();
+    let mut missing: Vec<&chunker::Chunk> = Vec::new();
     let mut reused = 0u64;
-    for (_, chunks) in &chunked {
+    for (_, chunks) in chunked {
         for c in chunks {
-            if vectors.contains_key(&c.content_id) {
+            if by_id.contains_key(&c.content_id) {
                 continue;
             }
             if let Some(v) = previous.as_ref().and_then(|p| p.vector(&c.content_id)) {
-                vectors.insert(c.content_id, v);
+                by_id.insert(c.content_id, v);
                 reused += 1;
             } else {
                 // Placeholder marks "queued" so duplicates are embedded once.
-                vectors.insert(c.content_id, Vec::new());
-                to_embed.push(c);
+                by_id.insert(c.content_id, Vec::new());
+                missing.push(c);
             }
         }
     }
+    drop(previous);
+    let embedded = missing.len() as u64;
+    embed_missing(&mut missing, embedder, observer, &mut by_id)?;
+    Ok(Vectors {
+        by_id,
+        embedded,
+        reused,
+    })
+}
+
+/// Embeds the chunks no previous bundle had, in batches.
+fn embed_missing(
+    missing: &mut [&chunker::Chunk],
+    embedder: &Embedder,
+    observer: &dyn Observer,
+    into: &mut HashMap<[u8; 32], Vec<f32>>,
+) -> Result<(), BuildError> {
     // Similar lengths in a batch waste less work on padding.
-    to_embed.sort_by(|a, b| {
+    missing.sort_by(|a, b| {
         a.tokens
             .cmp(&b.tokens)
             .then(a.content_id.cmp(&b.content_id))
     });
-    observer.stage(Stage::Embed, to_embed.len() as u64);
+    observer.stage(Stage::Embed, missing.len() as u64);
     const BATCH: usize = 32;
-    for batch in to_embed.chunks(BATCH) {
+    for batch in missing.chunks(BATCH) {
         let texts: Vec<&str> = batch.iter().map(|c| c.embed_text.as_str()).collect();
         let out = embedder.embed_documents(&texts)?;
         for (c, v) in batch.iter().zip(out) {
-            vectors.insert(c.content_id, v);
+            into.insert(c.content_id, v);
         }
         observer.advance(batch.len() as u64);
     }
-    let embedded = to_embed.len() as u64;
-    drop(previous);
-    timings.insert("embed", t.elapsed());
+    Ok(())
+}
 
-    // Index and chunk store, in (path, line) order; key i = chunk i.
-    let t = Instant::now();
+/// Index and chunk store (and lexical index), in (path, line) order: key
+/// i = chunk i, written into a staging directory beside the output.
+fn write_members(
+    out_dir: &Path,
+    chunked: &[(String, Vec<chunker::Chunk>)],
+    vectors: &Vectors,
+    embedder: &Embedder,
+    observer: &dyn Observer,
+) -> Result<Staged, BuildError> {
     let total_chunks: usize = chunked.iter().map(|(_, c)| c.len()).sum();
     observer.stage(Stage::Index, total_chunks as u64);
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
-        .tempdir_in(prepare_out_dir(&req.out_dir)?)
+        .tempdir_in(prepare_out_dir(out_dir)?)
         .map_err(|e| BuildError::Io {
-            path: req.out_dir.clone(),
+            path: out_dir.to_path_buf(),
             source: e,
         })?;
     let mut store = ChunkStoreWriter::new();
     let mut lexical = LexicalIndexWriter::new();
     let mut ordered = Vec::with_capacity(total_chunks);
     let mut files_indexed = 0u64;
-    for (path, chunks) in &chunked {
+    for (path, chunks) in chunked {
         files_indexed += u64::from(!chunks.is_empty());
         for c in chunks {
             store.push(&ChunkRecord {
@@ -394,6 +518,7 @@ pub fn build(
             lexical.push_chunk(path, &c.text);
             // Content that appears twice in a commit shares one vector.
             let v = vectors
+                .by_id
                 .get(&c.content_id)
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| {
@@ -401,31 +526,42 @@ pub fn build(
                         "no vector for a chunk of {path} (a bug: please report it)"
                     ))
                 })?;
-            ordered.push(v.clone());
+            ordered.push(v.as_slice());
         }
     }
-    let chunks_path = staging.path().join(members::CHUNKS);
-    let vectors_path = staging.path().join(members::VECTORS);
-    let lexical_path = staging.path().join(members::LEXICAL);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e| BuildError::Io { path, source: e }
     };
-    let mut f =
-        std::io::BufWriter::new(std::fs::File::create(&chunks_path).map_err(io(&chunks_path))?);
-    store.write_to(&mut f).map_err(io(&chunks_path))?;
-    drop(f);
-    let mut f =
-        std::io::BufWriter::new(std::fs::File::create(&lexical_path).map_err(io(&lexical_path))?);
-    lexical.write_to(&mut f).map_err(io(&lexical_path))?;
-    drop(f);
-    index::build(&ordered, model.dimensions as usize, &vectors_path)?;
+    let write = |name: &str, write: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
+        let path = staging.path().join(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(&path))?);
+        write(&mut f).map_err(io(&path))?;
+        std::io::Write::flush(&mut f).map_err(io(&path))
+    };
+    write(members::CHUNKS, &|w| store.write_to(w))?;
+    write(members::LEXICAL, &|w| lexical.write_to(w))?;
+    index::build(
+        &ordered,
+        embedder.identity().dimensions as usize,
+        &staging.path().join(members::VECTORS),
+    )?;
     observer.advance(total_chunks as u64);
-    timings.insert("index", t.elapsed());
+    Ok(Staged {
+        dir: staging,
+        files_indexed,
+        chunks: total_chunks as u64,
+    })
+}
 
-    // Pack.
-    let t = Instant::now();
-    observer.stage(Stage::Pack, 1);
+/// Pack: the manifest and the staged members, into `<out>/<hex>.tar.zst`.
+fn pack(
+    out_dir: &Path,
+    read: &ReadOut,
+    embedder: &Embedder,
+    staged: &Staged,
+) -> Result<shelf_formats::bundle::WrittenBundle, BuildError> {
+    let snapshot = &read.snapshot;
     let manifest = Manifest {
         format_version: 0,
         format_minor: 0,
@@ -436,51 +572,26 @@ pub fn build(
             git_ref: snapshot.git_ref.clone(),
             commit_time: snapshot.commit_time,
         },
-        model: model.clone(),
-        settings: settings.to_manifest(),
+        model: embedder.identity().clone(),
+        settings: read.settings.to_manifest(),
         counts: Counts {
-            files_indexed,
-            chunks: total_chunks as u64,
-            skipped: skipped.by_name(),
-            decoded_lossy,
+            files_indexed: staged.files_indexed,
+            chunks: staged.chunks,
+            skipped: read.skipped.by_name(),
+            decoded_lossy: read.decoded_lossy,
         },
         members: Vec::new(),
     };
-    let written = write_bundle(
-        &req.out_dir,
+    let member = |name: &str| (name.to_string(), staged.dir.path().join(name));
+    Ok(write_bundle(
+        out_dir,
         manifest,
         &[
-            (members::CHUNKS.to_string(), chunks_path),
-            (members::LEXICAL.to_string(), lexical_path),
-            (members::VECTORS.to_string(), vectors_path),
+            member(members::CHUNKS),
+            member(members::LEXICAL),
+            member(members::VECTORS),
         ],
-    )?;
-    observer.advance(1);
-    timings.insert("pack", t.elapsed());
-    timings.insert("total", started.elapsed());
-
-    Ok(BuildReport::new(
-        &written,
-        &snapshot,
-        report::FileCounts {
-            seen: snapshot.entries.len() as u64,
-            indexed: files_indexed,
-            skipped: skipped.by_name(),
-            skipped_examples: skipped
-                .examples
-                .iter()
-                .map(|(r, v)| (r.as_str().to_string(), v.clone()))
-                .collect(),
-            decoded_lossy,
-            text_bytes,
-        },
-        report::ChunkCounts {
-            total: total_chunks as u64,
-            embedded,
-            reused,
-        },
-        &timings,
-    ))
+    )?)
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<&Path, BuildError> {

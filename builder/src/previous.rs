@@ -8,7 +8,7 @@ use std::path::Path;
 use shelf_formats::ModelIdentity;
 use shelf_formats::bundle::{Limits, unpack_file};
 use shelf_formats::chunks::ChunkStore;
-use shelf_formats::manifest::members;
+use shelf_formats::manifest::{VECTOR_QUANTIZATION, members};
 
 use crate::BuildError;
 use crate::index;
@@ -24,13 +24,9 @@ pub struct Previous {
 
 impl Previous {
     /// Opens and verifies `bundle`. Returns `None` (with a warning) when it
-    /// was built with another model or index kind: its vectors would not
-    /// match, so everything is embedded afresh.
-    pub fn open(
-        bundle: &Path,
-        model: &ModelIdentity,
-        index_kind: &str,
-    ) -> Result<Option<Self>, BuildError> {
+    /// was built with another model or stores its vectors quantised another
+    /// way: its vectors would not match, so everything is embedded afresh.
+    pub fn open(bundle: &Path, model: &ModelIdentity) -> Result<Option<Self>, BuildError> {
         let fail = |detail: String| BuildError::Previous {
             path: bundle.to_path_buf(),
             detail,
@@ -46,8 +42,8 @@ impl Previous {
             tracing::warn!(previous = %bundle.display(), %diff, "previous bundle has another model: embedding everything");
             return Ok(None);
         }
-        if manifest.settings.index != index_kind {
-            tracing::warn!(previous = %bundle.display(), "previous bundle has another index kind: embedding everything");
+        if manifest.settings.vector_quantization != VECTOR_QUANTIZATION {
+            tracing::warn!(previous = %bundle.display(), "previous bundle stores its vectors quantised another way: embedding everything");
             return Ok(None);
         }
         let bytes =

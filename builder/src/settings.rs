@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use shelf_formats::manifest::BuildSettings;
+use shelf_formats::lexical::Analyzer;
+use shelf_formats::manifest::{self, BuildSettings};
 
 use crate::BuildError;
 
@@ -12,12 +13,6 @@ use crate::BuildError;
 /// the chunking algorithm re-embeds everything rather than mixing old and
 /// new chunks.
 pub const CHUNKER: &str = "lines-v1";
-
-/// The vector index kind and its parameters; see `index.rs`.
-pub const INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
-
-/// The lexical index kind and its analyzer (`formats::lexical`).
-pub const LEXICAL_KIND: &str = "bm25/code-v1";
 
 /// Settings of one build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,9 +122,9 @@ impl Settings {
             max_file_bytes: self.max_file_bytes,
             include: self.include.clone(),
             exclude: self.exclude.clone(),
-            vector_quantization: "f32".to_string(),
-            index: INDEX_KIND.to_string(),
-            lexical: Some(LEXICAL_KIND.to_string()),
+            vector_quantization: manifest::VECTOR_QUANTIZATION.to_string(),
+            index: manifest::VECTOR_INDEX_KIND.to_string(),
+            lexical: Some(Analyzer::CURRENT.kind().to_string()),
             exclude_generated: Some(self.exclude_generated),
         }
     }

@@ -1,14 +1,19 @@
-//! What `shelf serve` is told: the `[serve]` section of a config file, with
-//! command-line flags applied on top by the CLI. Every limit at the edge is
-//! here, with its default. Documented in docs/serve.md.
+//! What `shelf serve` is told, in one settings model: [`ServeSettings`] is
+//! both the `[serve]` section of a config file and the command line (as in
+//! ripgrep, a config file is just more arguments). The file's settings,
+//! then the environment's (through the flags' `env`), then the flags are
+//! merged by [`ServeSettings::overlay`], and [`ServeSettings::resolve`]
+//! turns the result into the one [`ServeConfig`] the server runs with.
+//! Documented in docs/serve.md.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
-
 use shelf_search::mapped::{DEFAULT_EXPANSION_SEARCH, SEARCH_CONTEXTS};
+use shelf_store::S3Options;
 
 /// A configuration problem, naming the setting and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -43,17 +48,6 @@ pub enum Source {
     Bundle(PathBuf),
 }
 
-/// S3 client settings for the followed store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreClient {
-    /// S3-compatible endpoint.
-    pub endpoint_url: Option<String>,
-    /// Path-style addressing.
-    pub path_style: bool,
-    /// Region.
-    pub region: Option<String>,
-}
-
 /// Limits at the edge. Every request that breaks one gets a 4xx or 503
 /// with a JSON error, never a 500.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +76,11 @@ pub struct Limits {
     pub rate_limit_burst: u32,
     /// Open connections at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Open connections from one client address at once; more from it are
+    /// closed as they arrive, so one client cannot starve the others.
+    pub max_connections_per_client: usize,
+    /// An idle keep-alive connection is closed after this long.
+    pub idle_timeout: Duration,
     /// Time in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
 }
@@ -101,6 +100,8 @@ impl Default for Limits {
             rate_limit_per_second: 0,
             rate_limit_burst: 0,
             max_connections: 1024,
+            max_connections_per_client: 64,
+            idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -128,15 +129,26 @@ impl std::fmt::Debug for Auth {
 /// Shortest token accepted: guessing one must be hopeless.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// Environment variable with search tokens (comma-separated). Tokens are
+/// never flags or config values: a command line is visible to every user
+/// of the machine, and config files get committed.
+pub const SEARCH_TOKENS_ENV: &str = "SHELF_SEARCH_TOKENS";
+/// Environment variable with the admin token.
+pub const ADMIN_TOKEN_ENV: &str = "SHELF_ADMIN_TOKEN";
+/// Environment variable naming the store when `--store` does not.
+pub const STORE_ENV: &str = "SHELF_STORE";
+
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Serve on a non-loopback address without search tokens, on purpose.
+    pub allow_anonymous: bool,
     /// What to serve.
     pub source: Source,
-    /// S3 client settings.
-    pub store_client: StoreClient,
+    /// S3 client settings for the store.
+    pub s3: S3Options,
     /// Cache directory for unpacked bundles.
     pub cache_dir: PathBuf,
     /// How often the followed tag is checked.
@@ -151,6 +163,8 @@ pub struct ServeConfig {
     pub embed_threads: Option<usize>,
     /// A model directory instead of the provisioned default.
     pub model: Option<PathBuf>,
+    /// Whether query text may appear in logs (off: never, at any level).
+    pub log_queries: bool,
     /// Authentication.
     pub auth: Auth,
     /// Edge limits.
@@ -162,8 +176,9 @@ impl ServeConfig {
     pub fn new(source: Source) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            allow_anonymous: false,
             source,
-            store_client: StoreClient::default(),
+            s3: S3Options::default(),
             cache_dir: default_cache_dir(),
             poll_interval: Duration::from_secs(5),
             keep_bundles: 3,
@@ -171,6 +186,7 @@ impl ServeConfig {
             expansion_search: DEFAULT_EXPANSION_SEARCH,
             embed_threads: None,
             model: None,
+            log_queries: false,
             auth: Auth::default(),
             limits: Limits::default(),
         }
@@ -202,6 +218,12 @@ impl ServeConfig {
             return bad(
                 "serve.limits",
                 "max_body_bytes must be at least 256 and max_query_bytes at least 1".into(),
+            );
+        }
+        if l.max_connections == 0 || l.max_connections_per_client == 0 {
+            return bad(
+                "serve.limits",
+                "max_connections and max_connections_per_client must be at least 1".into(),
             );
         }
         if self.poll_interval < Duration::from_millis(50) {
@@ -238,6 +260,18 @@ impl ServeConfig {
                 "the admin token is also a search token; give the admin API its own".into(),
             );
         }
+        if !self.listen.ip().is_loopback()
+            && self.auth.search_tokens.is_empty()
+            && !self.allow_anonymous
+        {
+            return bad(
+                "--listen / serve.listen",
+                format!(
+                    "{} is reachable from other machines and no search token is set, so anyone who reaches it could read the whole code base. Add tokens ({SEARCH_TOKENS_ENV}=<token>[,<token>…] or --search-tokens-file FILE with one token per line; make one with `openssl rand -hex 24`), or serve it openly on purpose with --allow-anonymous (serve.allow_anonymous = true)",
+                    self.listen
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -252,63 +286,149 @@ pub fn default_cache_dir() -> PathBuf {
         .join("serve")
 }
 
-/// The `[serve]` section of a config file, every field optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSettings {
-    /// `listen`.
-    pub listen: Option<String>,
-    /// `store`.
-    pub store: Option<String>,
-    /// `follow`.
-    pub follow: Option<String>,
-    /// `bundle`.
-    pub bundle: Option<PathBuf>,
-    /// `endpoint_url`.
-    pub endpoint_url: Option<String>,
-    /// `path_style`.
-    pub path_style: Option<bool>,
-    /// `region`.
-    pub region: Option<String>,
-    /// `cache`.
-    pub cache: Option<PathBuf>,
-    /// `poll_interval`, e.g. `"5s"`.
-    pub poll_interval: Option<String>,
-    /// `keep_bundles`.
-    pub keep_bundles: Option<usize>,
-    /// `default_k`.
-    pub default_k: Option<usize>,
-    /// `expansion_search`.
-    pub expansion_search: Option<usize>,
-    /// `embed_threads`.
-    pub embed_threads: Option<usize>,
-    /// `search_tokens_file`: one token per line.
-    pub search_tokens_file: Option<PathBuf>,
-    /// `admin_token_file`.
-    pub admin_token_file: Option<PathBuf>,
-    /// `[serve.limits]`.
-    #[serde(default)]
-    pub limits: FileLimits,
+/// A duration written like `5s`, `750ms` or `1m 30s`, in a flag or a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("'{s}' is not a duration like \"5s\" or \"750ms\": {e}"))
+    }
 }
 
-/// `[serve.limits]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct FileLimits {
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every setting of `shelf serve`. Each is a flag (`--poll-interval`) and a
+/// key of the config file's `[serve]` section (`poll_interval`); limits are
+/// under `[serve.limits]` and flags of the same names. All optional: unset
+/// means "the next source decides", down to the defaults.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeSettings {
+    /// The store to follow a tag in: s3://bucket/prefix, file:///path or a
+    /// directory [default: $SHELF_STORE].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The tag to follow, or a pattern ('v*') to follow the newest version tag.
+    #[arg(long, value_name = "TAG|PATTERN")]
+    pub follow: Option<String>,
+    /// Serve this one bundle file instead; nothing is followed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["store", "follow"])]
+    pub bundle: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7700].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Allow a non-loopback --listen without search tokens (anyone who can
+    /// reach the address can search).
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// Where bundles are unpacked [default: ~/.cache/shelf/serve].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// How often the followed tag is checked [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<HumanDuration>,
+    /// Bundles kept in the cache for instant rollback [default: 3].
+    #[arg(long, value_name = "N")]
+    pub keep_bundles: Option<usize>,
+    /// Results when a query does not say [default: 10].
+    #[arg(long, value_name = "N")]
+    pub default_k: Option<usize>,
+    /// HNSW search breadth (recall against time) [default: 128].
+    #[arg(long, value_name = "N")]
+    pub expansion_search: Option<usize>,
+    /// ONNX Runtime threads for query embedding [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub embed_threads: Option<usize>,
+    /// A model directory with a shelf-model.toml instead of the provisioned
+    /// model (docs/runtime.md); bundles must have been built with it.
+    #[arg(long, value_name = "DIR", env = "SHELF_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Search tokens, one per line (else $SHELF_SEARCH_TOKENS, comma-separated).
+    #[arg(long, value_name = "FILE")]
+    pub search_tokens_file: Option<PathBuf>,
+    /// The admin token, for POST /v1/admin/reload (else $SHELF_ADMIN_TOKEN;
+    /// none: the admin API is off).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Log query text (off by default: queries never reach logs at any level).
+    #[arg(long)]
+    pub log_queries: bool,
+    /// S3 client settings.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub s3: S3Options,
+    /// `endpoint_url` in the file (flags: `--endpoint-url`).
+    #[arg(skip)]
+    pub endpoint_url: Option<String>,
+    /// `path_style` in the file (flags: `--path-style`).
+    #[arg(skip)]
+    pub path_style: Option<bool>,
+    /// `region` in the file (flags: `--region`).
+    #[arg(skip)]
+    pub region: Option<String>,
+    /// Edge limits.
+    #[command(flatten)]
+    pub limits: LimitSettings,
+}
+
+/// `[serve.limits]`, and the flags of the same names.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest request body in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Longest query text in bytes [default: 32768].
+    #[arg(long, value_name = "BYTES")]
     pub max_query_bytes: Option<usize>,
+    /// Most results one query may ask for [default: 100].
+    #[arg(long, value_name = "N")]
     pub max_k: Option<usize>,
-    pub header_timeout: Option<String>,
-    pub body_timeout: Option<String>,
-    pub request_timeout: Option<String>,
+    /// Time allowed to send the request head [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<HumanDuration>,
+    /// Time allowed to send the request body [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub body_timeout: Option<HumanDuration>,
+    /// Time allowed for a whole request, queueing included [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub request_timeout: Option<HumanDuration>,
+    /// Queries processed at once, 1 to 64 [default: 32].
+    #[arg(long, value_name = "N")]
     pub max_concurrent: Option<usize>,
+    /// Queries waiting for a slot; more get 503 at once [default: 256].
+    #[arg(long, value_name = "N")]
     pub max_queued: Option<usize>,
-    pub queue_timeout: Option<String>,
+    /// Longest a query waits for a slot before 503 [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    pub queue_timeout: Option<HumanDuration>,
+    /// Sustained queries per second per client address, 0 for no limit [default: 0].
+    #[arg(long, value_name = "N", visible_alias = "rate-limit")]
     pub rate_limit_per_second: Option<u32>,
+    /// Burst above the rate per client [default: twice the rate].
+    #[arg(long, value_name = "N")]
     pub rate_limit_burst: Option<u32>,
+    /// Open connections at once [default: 1024].
+    #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    pub drain_timeout: Option<String>,
+    /// Open connections from one client address at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_client: Option<usize>,
+    /// An idle keep-alive connection is closed after this long [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<HumanDuration>,
+    /// Time in-flight requests get to finish on shutdown [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<HumanDuration>,
 }
 
 /// Other sections (e.g. `[build]`) belong to other commands and are not
@@ -316,11 +436,15 @@ pub struct FileLimits {
 #[derive(Debug, Default, Deserialize)]
 struct ConfigFile {
     #[serde(default)]
-    serve: Option<FileSettings>,
+    serve: Option<ServeSettings>,
 }
 
-impl FileSettings {
-    /// Reads the `[serve]` section of `path` (absent section: all defaults).
+/// The environment the settings read tokens from (a function, so tests
+/// need not change the process's environment).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl ServeSettings {
+    /// Reads the `[serve]` section of `path` (absent section: all unset).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
@@ -332,100 +456,171 @@ impl FileSettings {
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let file: ConfigFile = toml::from_str(text)
             .map_err(|e| ConfigError::new(origin, format!("invalid [serve] settings: {e}")))?;
-        Ok(file.serve.unwrap_or_default())
+        let mut settings = file.serve.unwrap_or_default();
+        // The file spells the S3 options at the section's top level.
+        settings.s3 = S3Options {
+            endpoint_url: settings.endpoint_url.take(),
+            path_style: settings.path_style.take().unwrap_or(false),
+            region: settings.region.take(),
+            ..S3Options::default()
+        };
+        Ok(settings)
     }
 
-    /// Applies these settings over `config` (flags are applied after, by
-    /// the caller, so they win).
-    pub fn apply(&self, config: &mut ServeConfig, origin: &str) -> Result<(), ConfigError> {
-        let err =
-            |key: &str, detail: String| ConfigError::new(format!("{origin}: serve.{key}"), detail);
-        let duration =
-            |key: &str, v: &Option<String>, into: &mut Duration| -> Result<(), ConfigError> {
-                if let Some(v) = v {
-                    *into = humantime::parse_duration(v).map_err(|e| {
-                        err(key, format!("'{v}' is not a duration like \"5s\": {e}"))
-                    })?;
-                }
-                Ok(())
-            };
+    /// These settings with every one `over` sets taking precedence (the
+    /// command line over a config file). Switches (`--allow-anonymous`,
+    /// `--path-style`) are on when either turns them on.
+    pub fn overlay(self, over: ServeSettings) -> ServeSettings {
+        let (l, o) = (self.limits, over.limits);
+        // A source given by `over` replaces the file's whole source, so
+        // `--bundle` is not mixed with a file's `store`.
+        let over_source = over.bundle.is_some() || over.store.is_some() || over.follow.is_some();
+        let (store, follow, bundle) = if over_source {
+            (over.store, over.follow, over.bundle)
+        } else {
+            (self.store, self.follow, self.bundle)
+        };
+        ServeSettings {
+            store,
+            follow,
+            bundle,
+            listen: over.listen.or(self.listen),
+            allow_anonymous: over.allow_anonymous || self.allow_anonymous,
+            cache: over.cache.or(self.cache),
+            poll_interval: over.poll_interval.or(self.poll_interval),
+            keep_bundles: over.keep_bundles.or(self.keep_bundles),
+            default_k: over.default_k.or(self.default_k),
+            expansion_search: over.expansion_search.or(self.expansion_search),
+            embed_threads: over.embed_threads.or(self.embed_threads),
+            model: over.model.or(self.model),
+            search_tokens_file: over.search_tokens_file.or(self.search_tokens_file),
+            admin_token_file: over.admin_token_file.or(self.admin_token_file),
+            log_queries: over.log_queries || self.log_queries,
+            s3: self.s3.overlay(over.s3),
+            endpoint_url: None,
+            path_style: None,
+            region: None,
+            limits: LimitSettings {
+                max_body_bytes: o.max_body_bytes.or(l.max_body_bytes),
+                max_query_bytes: o.max_query_bytes.or(l.max_query_bytes),
+                max_k: o.max_k.or(l.max_k),
+                header_timeout: o.header_timeout.or(l.header_timeout),
+                body_timeout: o.body_timeout.or(l.body_timeout),
+                request_timeout: o.request_timeout.or(l.request_timeout),
+                max_concurrent: o.max_concurrent.or(l.max_concurrent),
+                max_queued: o.max_queued.or(l.max_queued),
+                queue_timeout: o.queue_timeout.or(l.queue_timeout),
+                rate_limit_per_second: o.rate_limit_per_second.or(l.rate_limit_per_second),
+                rate_limit_burst: o.rate_limit_burst.or(l.rate_limit_burst),
+                max_connections: o.max_connections.or(l.max_connections),
+                max_connections_per_client: o
+                    .max_connections_per_client
+                    .or(l.max_connections_per_client),
+                idle_timeout: o.idle_timeout.or(l.idle_timeout),
+                drain_timeout: o.drain_timeout.or(l.drain_timeout),
+            },
+        }
+    }
+
+    /// The one conversion: merged settings (and the tokens in `env`) into
+    /// the configuration the server runs with, validated.
+    pub fn resolve(self, env: Env<'_>) -> Result<ServeConfig, ConfigError> {
+        // $SHELF_STORE names the store when nothing else does (it is not a
+        // flag default, so it never conflicts with --bundle).
+        let store = match (&self.store, &self.follow) {
+            (None, Some(_)) => env(STORE_ENV).filter(|s| !s.trim().is_empty()),
+            _ => self.store,
+        };
+        let source = match (store, self.follow, self.bundle) {
+            (Some(store), Some(follow), None) => Source::Follow { store, follow },
+            (None, None, Some(bundle)) => Source::Bundle(bundle),
+            (None, None, None) => {
+                return Err(ConfigError::new(
+                    "shelf serve",
+                    "nothing to serve: pass --store URL --follow TAG (or --bundle FILE), or set them in --config's [serve] section",
+                ));
+            }
+            (_, _, Some(_)) => {
+                return Err(ConfigError::new(
+                    "--bundle / serve.bundle",
+                    "a bundle file is served alone: drop store and follow, or drop bundle to follow a tag",
+                ));
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    "--store / --follow",
+                    "store and follow go together: shelf serve --store URL --follow TAG",
+                ));
+            }
+        };
+        let mut c = ServeConfig::new(source);
         if let Some(listen) = &self.listen {
-            config.listen = listen.parse().map_err(|_| {
-                err(
-                    "listen",
-                    format!("'{listen}' is not an address like 0.0.0.0:7700"),
+            c.listen = listen.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "--listen / serve.listen",
+                    format!("'{listen}' is not an address like 127.0.0.1:7700 or 0.0.0.0:7700"),
                 )
             })?;
         }
-        match (&self.store, &self.follow, &self.bundle) {
-            (Some(store), Some(follow), None) => {
-                config.source = Source::Follow {
-                    store: store.clone(),
-                    follow: follow.clone(),
-                }
-            }
-            (None, None, Some(bundle)) => config.source = Source::Bundle(bundle.clone()),
-            (None, None, None) => {}
-            _ => {
-                return Err(err(
-                    "store",
-                    "set store and follow together, or bundle alone".into(),
-                ));
-            }
-        }
-        let c = &mut config.store_client;
-        c.endpoint_url = self.endpoint_url.clone().or(c.endpoint_url.take());
-        c.path_style = self.path_style.unwrap_or(c.path_style);
-        c.region = self.region.clone().or(c.region.take());
-        if let Some(cache) = &self.cache {
-            config.cache_dir = cache.clone();
-        }
-        duration(
-            "poll_interval",
-            &self.poll_interval,
-            &mut config.poll_interval,
-        )?;
-        config.keep_bundles = self.keep_bundles.unwrap_or(config.keep_bundles);
-        config.default_k = self.default_k.unwrap_or(config.default_k);
-        config.expansion_search = self.expansion_search.unwrap_or(config.expansion_search);
-        config.embed_threads = self.embed_threads.or(config.embed_threads);
-        if let Some(path) = &self.search_tokens_file {
-            config.auth.search_tokens = read_tokens(path)?;
-        }
-        if let Some(path) = &self.admin_token_file {
-            config.auth.admin_token = read_tokens(path)?.into_iter().next();
-        }
-        let (f, l) = (&self.limits, &mut config.limits);
+        c.allow_anonymous = self.allow_anonymous;
+        c.s3 = self.s3;
+        c.cache_dir = self.cache.unwrap_or(c.cache_dir);
+        let d = |v: Option<HumanDuration>, default: Duration| v.map_or(default, |h| h.0);
+        c.poll_interval = d(self.poll_interval, c.poll_interval);
+        c.keep_bundles = self.keep_bundles.unwrap_or(c.keep_bundles);
+        c.default_k = self.default_k.unwrap_or(c.default_k);
+        c.expansion_search = self.expansion_search.unwrap_or(c.expansion_search);
+        c.embed_threads = self.embed_threads;
+        c.model = self.model;
+        c.log_queries = self.log_queries;
+        c.auth = Auth {
+            search_tokens: match &self.search_tokens_file {
+                Some(path) => read_tokens(path)?,
+                None => tokens_from_env(env, SEARCH_TOKENS_ENV)?,
+            },
+            admin_token: match &self.admin_token_file {
+                Some(path) => read_tokens(path)?.into_iter().next(),
+                None => tokens_from_env(env, ADMIN_TOKEN_ENV)?.into_iter().next(),
+            },
+        };
+        let (f, l) = (self.limits, &mut c.limits);
         l.max_body_bytes = f.max_body_bytes.unwrap_or(l.max_body_bytes);
         l.max_query_bytes = f.max_query_bytes.unwrap_or(l.max_query_bytes);
         l.max_k = f.max_k.unwrap_or(l.max_k);
-        duration(
-            "limits.header_timeout",
-            &f.header_timeout,
-            &mut l.header_timeout,
-        )?;
-        duration("limits.body_timeout", &f.body_timeout, &mut l.body_timeout)?;
-        duration(
-            "limits.request_timeout",
-            &f.request_timeout,
-            &mut l.request_timeout,
-        )?;
+        l.header_timeout = d(f.header_timeout, l.header_timeout);
+        l.body_timeout = d(f.body_timeout, l.body_timeout);
+        l.request_timeout = d(f.request_timeout, l.request_timeout);
         l.max_concurrent = f.max_concurrent.unwrap_or(l.max_concurrent);
         l.max_queued = f.max_queued.unwrap_or(l.max_queued);
-        duration(
-            "limits.queue_timeout",
-            &f.queue_timeout,
-            &mut l.queue_timeout,
-        )?;
+        l.queue_timeout = d(f.queue_timeout, l.queue_timeout);
         l.rate_limit_per_second = f.rate_limit_per_second.unwrap_or(l.rate_limit_per_second);
         l.rate_limit_burst = f.rate_limit_burst.unwrap_or(l.rate_limit_burst);
         l.max_connections = f.max_connections.unwrap_or(l.max_connections);
-        duration(
-            "limits.drain_timeout",
-            &f.drain_timeout,
-            &mut l.drain_timeout,
-        )?;
-        Ok(())
+        l.max_connections_per_client = f
+            .max_connections_per_client
+            .unwrap_or(l.max_connections_per_client);
+        l.idle_timeout = d(f.idle_timeout, l.idle_timeout);
+        l.drain_timeout = d(f.drain_timeout, l.drain_timeout);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Tokens from an environment variable: unset is none; set but holding no
+/// token is an error, since it would silently open the API.
+fn tokens_from_env(env: Env<'_>, name: &str) -> Result<Vec<String>, ConfigError> {
+    match env(name) {
+        None => Ok(Vec::new()),
+        Some(text) => {
+            let tokens = parse_tokens(&text);
+            if tokens.is_empty() {
+                return Err(ConfigError::new(
+                    name,
+                    "is set but holds no token: put tokens in it (comma-separated), or unset it",
+                ));
+            }
+            Ok(tokens)
+        }
     }
 }
 
@@ -457,33 +652,45 @@ pub fn parse_tokens(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn follow() -> ServeConfig {
-        ServeConfig::new(Source::Follow {
-            store: "s3://b/p".into(),
-            follow: "production".into(),
-        })
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: ServeSettings,
     }
 
-    #[test]
-    fn file_settings_apply_over_defaults_and_other_sections_are_ignored() {
-        let text = r#"
-            [build]
-            max_chunk_tokens = 200
+    fn flags(args: &[&str]) -> ServeSettings {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .settings
+    }
 
-            [serve]
-            listen = "0.0.0.0:8080"
-            store = "s3://bucket/idx"
-            follow = "v*"
-            poll_interval = "750ms"
-            [serve.limits]
-            max_k = 20
-            rate_limit_per_second = 5
-        "#;
-        let f = FileSettings::from_toml(text, "shelf.toml").unwrap();
-        let mut c = ServeConfig::new(Source::Bundle("x".into()));
-        f.apply(&mut c, "shelf.toml").unwrap();
-        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const FILE: &str = r#"
+        [build]
+        max_chunk_tokens = 200
+
+        [serve]
+        listen = "127.0.0.2:8080"
+        store = "s3://bucket/idx"
+        follow = "v*"
+        poll_interval = "750ms"
+        endpoint_url = "http://127.0.0.1:9000"
+        path_style = true
+        [serve.limits]
+        max_k = 20
+        rate_limit_per_second = 5
+    "#;
+
+    #[test]
+    fn the_file_then_the_flags_merge_into_one_config() {
+        let file = ServeSettings::from_toml(FILE, "shelf.toml").unwrap();
+        let c = file.clone().overlay(flags(&[])).resolve(&no_env).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.2:8080");
         assert_eq!(
             c.source,
             Source::Follow {
@@ -494,29 +701,115 @@ mod tests {
         assert_eq!(c.poll_interval, Duration::from_millis(750));
         assert_eq!((c.limits.max_k, c.limits.rate_limit_per_second), (20, 5));
         assert_eq!(c.limits.max_body_bytes, Limits::default().max_body_bytes);
-        c.validate().unwrap();
+        assert_eq!(c.s3.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(c.s3.path_style);
+        // Flags win, setting by setting; the same names reach the limits.
+        let c = file
+            .overlay(flags(&[
+                "--poll-interval",
+                "2s",
+                "--max-k",
+                "30",
+                "--rate-limit",
+                "7",
+                "--region",
+                "eu-west-1",
+            ]))
+            .resolve(&no_env)
+            .unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(2));
+        assert_eq!((c.limits.max_k, c.limits.rate_limit_per_second), (30, 7));
+        assert_eq!(c.s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.s3.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        // A source on the command line replaces the file's.
+        let c = ServeSettings::from_toml(FILE, "f")
+            .unwrap()
+            .overlay(flags(&["--bundle", "b.tar.zst"]))
+            .resolve(&no_env)
+            .unwrap();
+        assert_eq!(c.source, Source::Bundle("b.tar.zst".into()));
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let err = FileSettings::from_toml("[serve]\nlisten_on = \"x\"\n", "f.toml").unwrap_err();
+        let err = ServeSettings::from_toml("[serve]\nlisten_on = \"x\"\n", "f.toml").unwrap_err();
         assert!(err.to_string().contains("listen_on"), "{err}");
-        let f = FileSettings::from_toml("[serve]\npoll_interval = \"soon\"\n", "f.toml").unwrap();
-        let err = f.apply(&mut follow(), "f.toml").unwrap_err().to_string();
+        let err =
+            ServeSettings::from_toml("[serve]\npoll_interval = \"soon\"\n", "f.toml").unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+        let err = ServeSettings::from_toml("[serve.limits]\nmax_kk = 3\n", "f.toml").unwrap_err();
+        assert!(err.to_string().contains("max_kk"), "{err}");
+        let f = ServeSettings::from_toml("[serve]\nstore = \"s3://b\"\n", "f.toml").unwrap();
+        let err = f.resolve(&no_env).unwrap_err().to_string();
+        assert!(err.contains("store and follow go together"), "{err}");
+        let err = flags(&["--bundle", "b", "--listen", "nowhere"])
+            .resolve(&no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--listen") && err.contains("nowhere"), "{err}");
+        assert!(Cli::try_parse_from(["serve", "--poll-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn a_non_loopback_listen_without_tokens_is_refused_unless_allowed() {
+        let err = flags(&["--bundle", "b", "--listen", "0.0.0.0:7700"])
+            .resolve(&no_env)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("serve.poll_interval") && err.contains("soon"),
+            err.contains("0.0.0.0:7700")
+                && err.contains(SEARCH_TOKENS_ENV)
+                && err.contains("--allow-anonymous"),
             "{err}"
         );
-        let f = FileSettings::from_toml("[serve]\nstore = \"s3://b\"\n", "f.toml").unwrap();
+        let open = flags(&[
+            "--bundle",
+            "b",
+            "--listen",
+            "0.0.0.0:7700",
+            "--allow-anonymous",
+        ])
+        .resolve(&no_env)
+        .unwrap();
+        assert!(open.allow_anonymous && open.auth.search_tokens.is_empty());
+        let env = |k: &str| (k == SEARCH_TOKENS_ENV).then(|| "0123456789abcdef0123".to_string());
+        let with_token = flags(&["--bundle", "b", "--listen", "[::]:7700"])
+            .resolve(&env)
+            .unwrap();
+        assert_eq!(with_token.auth.search_tokens.len(), 1);
+        // Loopback needs nothing.
+        assert!(flags(&["--bundle", "b"]).resolve(&no_env).is_ok());
+    }
+
+    #[test]
+    fn an_empty_token_list_is_an_error_everywhere() {
+        let empty = |k: &str| (k == SEARCH_TOKENS_ENV).then(|| " , ".to_string());
+        let err = flags(&["--bundle", "b"])
+            .resolve(&empty)
+            .unwrap_err()
+            .to_string();
         assert!(
-            f.apply(&mut follow(), "f.toml").is_err(),
-            "store without follow"
+            err.contains(SEARCH_TOKENS_ENV) && err.contains("no token"),
+            "{err}"
         );
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("tokens");
+        std::fs::write(&file, "# nobody\n\n").unwrap();
+        let err = flags(&[
+            "--bundle",
+            "b",
+            "--search-tokens-file",
+            file.to_str().unwrap(),
+        ])
+        .resolve(&no_env)
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no tokens"), "{err}");
     }
 
     #[test]
     fn short_or_shared_tokens_are_refused() {
-        let mut c = follow();
+        let mut c = ServeConfig::new(Source::Bundle("b".into()));
         c.auth.search_tokens = vec!["short".into()];
         assert!(
             c.validate()
@@ -532,11 +825,14 @@ mod tests {
 
     #[test]
     fn limits_out_of_range_are_refused() {
-        let mut c = follow();
+        let mut c = ServeConfig::new(Source::Bundle("b".into()));
         c.limits.max_concurrent = SEARCH_CONTEXTS + 1;
         assert!(c.validate().is_err());
-        let mut c = follow();
+        let mut c = ServeConfig::new(Source::Bundle("b".into()));
         c.default_k = 500;
+        assert!(c.validate().is_err());
+        let mut c = ServeConfig::new(Source::Bundle("b".into()));
+        c.limits.max_connections_per_client = 0;
         assert!(c.validate().is_err());
     }
 

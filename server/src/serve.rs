@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 use shelf_search::Engine;
-use shelf_store::{S3Options, StoreLocation};
+use shelf_store::StoreLocation;
 use tokio::net::TcpListener;
 
 use crate::cache::BundleCache;
@@ -156,13 +156,7 @@ pub async fn run(
         Source::Follow { store, follow } => {
             let target = Follow::parse(follow)
                 .map_err(|e| crate::config::ConfigError::new("--follow", e))?;
-            let options = S3Options {
-                endpoint_url: config.store_client.endpoint_url.clone(),
-                path_style: config.store_client.path_style,
-                region: config.store_client.region.clone(),
-                ..S3Options::default()
-            };
-            let location = StoreLocation::parse(store, options)
+            let location = StoreLocation::parse(store, config.s3.clone())
                 .map_err(|e| crate::config::ConfigError::new("--store", e.to_string()))?;
             let follower = Follower::new(loader, location, store.clone(), Resolver::new(target));
             let reloader = reloader.clone().unwrap_or_default();

@@ -43,12 +43,15 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        if let (Some(url), Some(tag)) = (&args.store, &args.previous_tag) {
+        if let Some(tag) = &args.previous_tag {
+            let url = super::store_or_env(&args.store).with_context(|| {
+                format!("--previous-tag {tag} needs the store it is in: pass --store URL or set SHELF_STORE")
+            })?;
             let dir = tempfile::Builder::new()
                 .prefix("shelf-previous-")
                 .tempdir()?;
             let path = rt.block_on(async {
-                let store = open_url(url, &args.s3).await?;
+                let store = open_url(&url, &args.s3).await?;
                 let Some((record, _)) = shelf_store::tags::read_tag(&store, tag).await? else {
                     tracing::warn!(%tag, "previous tag does not exist yet: building from scratch");
                     return anyhow::Ok(None);
@@ -61,7 +64,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             _previous_dir = Some(dir);
         }
     }
-    let observer = progress::for_stderr(args.json);
+    let observer = progress::for_stderr();
     let report = shelf_builder::build(&request, &embedder, observer.as_ref())
         .with_context(|| format!("building {} at {}", args.repo.display(), args.rev))?;
     drop(observer);

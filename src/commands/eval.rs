@@ -62,8 +62,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 .prefix("shelf-baseline-")
                 .tempdir()?;
             let path = super::runtime()?.block_on(async {
-                let store = super::open_url(args.store.as_deref().unwrap_or_default(), &args.s3)
-                .await?;
+                let url = super::store_or_env(&args.store).with_context(|| {
+                    format!("--baseline {tag} needs the store it is in: pass --store URL or set SHELF_STORE")
+                })?;
+                let store = super::open_url(&url, &args.s3).await?;
                 let Some((record, _)) = shelf_store::tags::read_tag(&store, tag).await? else {
                     anyhow::bail!(
                         "baseline tag '{tag}' does not exist in {}: nothing to compare with (drop --baseline for the first release)",

@@ -17,7 +17,7 @@ use anyhow::Context;
 use shelf_embed::EmbedderOptions;
 use shelf_store::{S3Options, Store, StoreLocation};
 
-use crate::cli::{RuntimeArgs, S3Args, StoreArgs};
+use crate::cli::{RuntimeArgs, StoreArgs};
 
 /// Embedder options for the model the arguments name.
 pub fn embedder_options(args: &RuntimeArgs) -> EmbedderOptions {
@@ -42,15 +42,22 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
 }
 
 /// Opens a store by URL with S3 client settings.
-pub async fn open_url(url: &str, s3: &S3Args) -> anyhow::Result<Store> {
-    let options = S3Options {
-        endpoint_url: s3.endpoint_url.clone(),
-        path_style: s3.path_style,
-        region: s3.region.clone(),
-        ..S3Options::default()
-    };
-    let location = StoreLocation::parse(url, options)?;
+pub async fn open_url(url: &str, s3: &S3Options) -> anyhow::Result<Store> {
+    let location = StoreLocation::parse(url, s3.clone())?;
     Ok(Store::open(&location).await?)
+}
+
+/// Environment variable naming the store when a command's `--store` does
+/// not.
+pub const STORE_ENV: &str = "SHELF_STORE";
+
+/// The store a command's optional `--store` names, else `$SHELF_STORE`.
+pub fn store_or_env(flag: &Option<String>) -> Option<String> {
+    flag.clone().or_else(|| {
+        std::env::var(STORE_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    })
 }
 
 /// Who moves a tag: `--by`, else the GitHub Actions run, else user@host.

@@ -16,7 +16,13 @@ use crate::commands::{open_url, runtime};
 /// one. A store's bundle is downloaded to a temp dir and checked against
 /// the digest it is stored under.
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (verified, expected, origin) = match &args.store {
+    // A file on disk is a file, even when SHELF_STORE is set.
+    let store = match &args.store {
+        Some(url) => Some(url.clone()),
+        None if PathBuf::from(&args.bundle).is_file() => None,
+        None => super::store_or_env(&None),
+    };
+    let (verified, expected, origin) = match &store {
         None => {
             let path = PathBuf::from(&args.bundle);
             let expected = digest_from_file_name(&path);

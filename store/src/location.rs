@@ -4,21 +4,45 @@ use std::path::PathBuf;
 
 use crate::StoreError;
 
-/// S3 client settings beyond the standard AWS environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// S3 client settings beyond the standard AWS environment: the one set of
+/// S3 options every command that opens a store takes, as flags (and
+/// environment variables) and, for `shelf serve`, in its config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3Options {
-    /// A custom endpoint (MinIO, R2, OCI, a local test server).
+    /// S3-compatible endpoint (MinIO, R2, OCI, …); AWS S3 needs none.
+    #[arg(long, env = "SHELF_S3_ENDPOINT", value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`
-    /// (most S3-compatible services need this).
+    /// Path-style S3 addressing: `endpoint/bucket` rather than
+    /// `bucket.endpoint` (most S3-compatible services need it).
+    #[arg(long, env = "SHELF_S3_PATH_STYLE")]
     pub path_style: bool,
-    /// Region; otherwise from AWS_REGION / the profile, else `us-east-1`.
+    /// S3 region (default: AWS_REGION / the profile, else us-east-1).
+    #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
     /// Explicit credentials instead of the standard AWS chain (tools and
     /// tests that must not depend on the process environment).
+    #[arg(skip)]
+    #[serde(skip)]
     pub static_credentials: Option<StaticCredentials>,
     /// Files at least this large are uploaded in parts (default 64 MiB).
+    #[arg(skip)]
+    #[serde(skip)]
     pub multipart_threshold: Option<u64>,
+}
+
+impl S3Options {
+    /// These options with `over`'s set ones taking precedence (a flag over
+    /// a config file).
+    pub fn overlay(self, over: S3Options) -> S3Options {
+        S3Options {
+            endpoint_url: over.endpoint_url.or(self.endpoint_url),
+            path_style: over.path_style || self.path_style,
+            region: over.region.or(self.region),
+            static_credentials: over.static_credentials.or(self.static_credentials),
+            multipart_threshold: over.multipart_threshold.or(self.multipart_threshold),
+        }
+    }
 }
 
 /// An access key pair.
