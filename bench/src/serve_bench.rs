@@ -640,7 +640,6 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
         &work.join("in-process-cache"),
         embedder.identity(),
     )?;
-    bundle.warm();
     let engine = Engine::new(embedder.clone());
     let n = queries.len().min(300);
     let vectors = embedder.embed_queries(&queries[..n])?;

@@ -6,10 +6,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use std::io::Read;
+
+use memmap2::{Mmap, MmapMut};
+use sha2::{Digest as _, Sha256};
 use shelf_formats::bundle::{BundleError, Limits, digest_from_file_name, unpack_file};
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
 use shelf_formats::lexical::{Analyzer, LexicalIndex, LexicalIndexError};
+use shelf_formats::manifest::Member;
 use shelf_formats::manifest::members;
 use shelf_formats::{Digest, Manifest, ModelIdentity};
 
@@ -92,13 +96,15 @@ pub struct MappedBundle {
     pub digest: Digest,
     /// Its manifest.
     pub manifest: Manifest,
-    /// Where it is unpacked.
+    /// Where it was unpacked (its files are not used after opening).
     pub dir: PathBuf,
+    /// Views `vectors`: declared first so it is dropped first.
+    index: usearch::Index,
     chunks: Mmap,
     /// The lexical index and the analyzer its manifest names, when the
     /// bundle has one (format 1.1+).
     lexical: Option<(Mmap, Analyzer)>,
-    index: usearch::Index,
+    vectors: Mmap,
 }
 
 impl std::fmt::Debug for MappedBundle {
@@ -118,9 +124,17 @@ impl MappedBundle {
     }
 
     /// Opens an unpacked, verified bundle directory for `model`: checks the
-    /// kinds the manifest names, the model identity, the members' sizes
-    /// against the manifest, the whole chunk store's structure, and the
-    /// index's shape.
+    /// kinds the manifest names and the model identity, then reads every
+    /// member into memory of this process while hashing it against the
+    /// manifest, and checks the chunk store's structure and the index's
+    /// shape.
+    ///
+    /// Why private copies and not maps of the cache files: a file mapped
+    /// from the cache could be truncated or rewritten by anyone with write
+    /// access to the directory, and the next query would die of SIGBUS or
+    /// read bytes nobody verified. Copying costs one read of the bundle at
+    /// load time (no more resident memory than a warmed map) and makes the
+    /// served bytes exactly the verified ones for the bundle's whole life.
     pub fn open_dir(dir: &Path, digest: Digest, model: &ModelIdentity) -> Result<Self, OpenError> {
         let io = |path: PathBuf| move |source| OpenError::Io { path, source };
         let manifest_path = dir.join(members::MANIFEST);
@@ -136,27 +150,14 @@ impl MappedBundle {
         if let Some(diff) = manifest.model.mismatch(model) {
             return Err(OpenError::WrongModel { digest, diff });
         }
-        // Sizes only: the members were hashed when they were unpacked, and
-        // re-hashing every start would cost more than the rest of it.
-        for member in &manifest.members {
-            let path = dir.join(&member.name);
-            let size = std::fs::metadata(&path).map_err(io(path.clone()))?.len();
-            if size != member.size {
-                return Err(OpenError::DamagedCache {
-                    digest,
-                    dir: dir.to_path_buf(),
-                    detail: format!(
-                        "{} is {size} bytes, the manifest says {}",
-                        member.name, member.size
-                    ),
-                });
-            }
-        }
-        let chunks_path = dir.join(members::CHUNKS);
-        let file = File::open(&chunks_path).map_err(io(chunks_path.clone()))?;
-        // SAFETY: the file is in a cache directory shelf owns and never
-        // modifies after the verified unpack renamed it into place.
-        let chunks = unsafe { Mmap::map(&file) }.map_err(io(chunks_path))?;
+        let copy = |name: &str| -> Result<Mmap, OpenError> {
+            let member = manifest.member(name).ok_or_else(|| OpenError::Index {
+                digest,
+                detail: format!("the manifest lists no {name}"),
+            })?;
+            private_copy(dir, digest, member)
+        };
+        let chunks = copy(members::CHUNKS)?;
         let count = ChunkStore::parse(&chunks)?.len();
         let lexical = match manifest.member(members::LEXICAL) {
             None => None,
@@ -172,10 +173,7 @@ impl MappedBundle {
                         detail: "lexical.bin is present but settings.lexical names no analyzer"
                             .into(),
                     })?;
-                let path = dir.join(members::LEXICAL);
-                let file = File::open(&path).map_err(io(path.clone()))?;
-                // SAFETY: as for the chunk store: an immutable cache file.
-                let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
+                let map = copy(members::LEXICAL)?;
                 let docs = LexicalIndex::parse(&map)?.doc_count();
                 if docs != count {
                     return Err(OpenError::Index {
@@ -188,11 +186,14 @@ impl MappedBundle {
         };
 
         let index_err = |detail: String| OpenError::Index { digest, detail };
-        let vectors = dir.join(members::VECTORS);
-        let vectors = vectors
-            .to_str()
-            .ok_or_else(|| index_err("cache path is not UTF-8".into()))?;
-        let index = usearch::Index::restore_view(vectors).map_err(|e| index_err(e.to_string()))?;
+        let vectors = copy(members::VECTORS)?;
+        let meta =
+            usearch::Index::metadata_from_buffer(&vectors).map_err(|e| index_err(e.to_string()))?;
+        let index = usearch::Index::new(&meta.into()).map_err(|e| index_err(e.to_string()))?;
+        // SAFETY: `vectors` is owned by the returned value and declared after
+        // `index`, so it is dropped after the index that views it; the
+        // mapping is read-only and private to this process.
+        unsafe { index.view_from_buffer(&vectors) }.map_err(|e| index_err(e.to_string()))?;
         if index.dimensions() != model.dimensions as usize {
             return Err(index_err(format!(
                 "{} dimensions, the model has {}",
@@ -208,7 +209,7 @@ impl MappedBundle {
         }
         // A view starts with one search context per core; concurrent
         // queries need one each. Reserving contexts copies node pointers
-        // only: the mapped graph and vectors stay where they are.
+        // only: the graph and vectors stay where they are.
         index
             .reserve_capacity_and_threads(index.size(), SEARCH_CONTEXTS)
             .map_err(|e| index_err(format!("reserving search contexts: {e}")))?;
@@ -217,9 +218,10 @@ impl MappedBundle {
             digest,
             manifest,
             dir: dir.to_path_buf(),
+            index,
             chunks,
             lexical,
-            index,
+            vectors,
         })
     }
 
@@ -338,20 +340,65 @@ impl MappedBundle {
         Ok(out)
     }
 
-    /// Faults every page of the chunk store and index in, so the first
-    /// queries after a swap do not pay for disk reads.
-    pub fn warm(&self) {
-        touch(&self.chunks);
-        if let Some((l, _)) = &self.lexical {
-            touch(l);
-        }
-        if let Ok(file) = File::open(self.dir.join(members::VECTORS))
-            // SAFETY: as for the chunk store: an immutable cache file.
-            && let Ok(map) = unsafe { Mmap::map(&file) }
-        {
-            touch(&map);
-        }
+    /// Bytes of the bundle held in memory (the verified private copies).
+    pub fn resident_bytes(&self) -> usize {
+        self.chunks.len() + self.vectors.len() + self.lexical.as_ref().map_or(0, |(m, _)| m.len())
     }
+}
+
+/// Reads member `member` of the bundle unpacked in `dir` into anonymous
+/// memory of this process, checking its size and sha256 against the
+/// manifest as it goes; the copy is then made read-only. A mismatch means
+/// the cache was changed behind shelf's back: [`OpenError::DamagedCache`].
+fn private_copy(dir: &Path, digest: Digest, member: &Member) -> Result<Mmap, OpenError> {
+    let path = dir.join(&member.name);
+    let io = |source| OpenError::Io {
+        path: path.clone(),
+        source,
+    };
+    let damaged = |detail: String| OpenError::DamagedCache {
+        digest,
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let mut file = File::open(&path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size != member.size {
+        return Err(damaged(format!(
+            "{} is {size} bytes, the manifest says {}",
+            member.name, member.size
+        )));
+    }
+    let len = usize::try_from(size)
+        .map_err(|_| damaged(format!("{} does not fit in memory", member.name)))?;
+    if len == 0 {
+        // No valid member is empty (each starts with a header).
+        return Err(damaged(format!("{} is empty", member.name)));
+    }
+    // An anonymous map is page-aligned (usearch views it in place) and
+    // belongs to this process alone.
+    let mut copy = MmapMut::map_anon(len).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut filled = 0;
+    while filled < len {
+        let n = file.read(&mut copy[filled..len]).map_err(io)?;
+        if n == 0 {
+            return Err(damaged(format!(
+                "{} ended after {filled} of {len} bytes while it was read",
+                member.name
+            )));
+        }
+        hasher.update(&copy[filled..filled + n]);
+        filled += n;
+    }
+    let actual: [u8; 32] = hasher.finalize().into();
+    if actual != member.sha256 {
+        return Err(damaged(format!(
+            "{} does not match its sha256 in the manifest",
+            member.name
+        )));
+    }
+    copy.make_read_only().map_err(io)
 }
 
 /// Verifies a bundle file (against `expected`, else the digest in its
@@ -413,10 +460,4 @@ fn hits(matches: &usearch::ffi::Matches) -> Vec<Hit> {
             score: 1.0 - d,
         })
         .collect()
-}
-
-/// Reads one byte per page; the sum keeps the reads from being optimised out.
-fn touch(bytes: &[u8]) -> u64 {
-    let sum = bytes.iter().step_by(4096).map(|&b| u64::from(b)).sum();
-    std::hint::black_box(sum)
 }

@@ -126,7 +126,6 @@ impl Loader {
         let bundle = tokio::task::spawn_blocking(move || -> Result<MappedBundle, OpenError> {
             let bundle = MappedBundle::open_dir(&dir, digest, &model)?;
             bundle.set_expansion_search(ef);
-            bundle.warm();
             if !bundle.is_empty() {
                 bundle.search(&probe, 10)?;
             }

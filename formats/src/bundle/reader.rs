@@ -157,38 +157,57 @@ impl MemberSink for DirSink {
         // `name` passed member_name_problem: a flat, plain file name.
         let path = self.dir.join(name);
         let file = File::create_new(&path).map_err(|e| BundleError::io(&path, e))?;
-        Ok(Box::new(SyncOnDrop(Some(io::BufWriter::new(file)))))
+        Ok(Box::new(MemberFile {
+            out: io::BufWriter::new(file),
+            path,
+        }))
     }
 }
 
-/// Flushes and fsyncs a member file when its writer is dropped, so a renamed
-/// bundle directory is durable.
-struct SyncOnDrop(Option<io::BufWriter<File>>);
+/// A member file being written. Its errors are the destination's (a full
+/// disk, a directory removed underneath), not the archive's: they are
+/// tagged as [`SinkFailed`] so they are reported as I/O on that path, never
+/// as a corrupt bundle. `flush` also fsyncs, so a renamed bundle directory
+/// is durable and a late write error (delayed allocation) surfaces here.
+struct MemberFile {
+    out: io::BufWriter<File>,
+    path: PathBuf,
+}
 
-impl Write for SyncOnDrop {
+impl MemberFile {
+    fn failed(&self, source: io::Error) -> io::Error {
+        io::Error::other(SinkFailed {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+impl Write for MemberFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.0 {
-            Some(w) => w.write(buf),
-            None => Err(io::Error::other("member file already closed")),
-        }
+        self.out.write(buf).map_err(|e| self.failed(e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.0 {
-            Some(w) => w.flush(),
-            None => Ok(()),
-        }
+        self.out.flush().map_err(|e| self.failed(e))?;
+        self.out.get_ref().sync_all().map_err(|e| self.failed(e))
     }
 }
 
-impl Drop for SyncOnDrop {
-    fn drop(&mut self) {
-        if let Some(w) = self.0.take()
-            && let Ok(f) = w.into_inner()
-        {
-            let _ = f.sync_all();
-        }
+/// A write to an unpacked member failed; carried inside an `io::Error`
+/// through the copy so [`stream_error`] can tell it from a bad archive.
+#[derive(Debug)]
+struct SinkFailed {
+    path: PathBuf,
+    source: io::Error,
+}
+
+impl std::fmt::Display for SinkFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.source)
     }
 }
+
+impl std::error::Error for SinkFailed {}
 
 /// Which limit a counting reader enforces; carried inside an `io::Error` so
 /// it survives the zstd and tar layers and can be reported precisely.
@@ -233,8 +252,23 @@ impl<R: Read> Read for CountingReader<R> {
 }
 
 /// Maps an error from the zstd or tar layers: a limit hit becomes
-/// `TooLarge`, anything else means the stream is truncated or corrupt.
+/// `TooLarge`, a failed write of an unpacked member `Io` on its path, and
+/// anything else means the stream is truncated or corrupt.
 fn stream_error(e: io::Error) -> BundleError {
+    if e.get_ref().is_some_and(|inner| inner.is::<SinkFailed>()) {
+        return match e.into_inner().map(|inner| inner.downcast::<SinkFailed>()) {
+            Some(Ok(s)) => BundleError::Io {
+                path: s.path,
+                source: s.source,
+            },
+            Some(Err(other)) => BundleError::Corrupt {
+                detail: other.to_string(),
+            },
+            None => BundleError::Corrupt {
+                detail: "unknown I/O error".into(),
+            },
+        };
+    }
     if let Some(hit) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<LimitHit>())
