@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use shelf_formats::manifest::BuildSettings;
+use shelf_formats::manifest::{BuildSettings, SecretScan};
 
 use crate::BuildError;
 
@@ -35,6 +35,9 @@ pub struct Settings {
     /// Skip machine-made text (`generated`): SVG, source maps, lock files,
     /// minified code.
     pub exclude_generated: bool,
+    /// Paths whose text is not scanned for credentials (`secrets.rs`):
+    /// fixtures with fake keys, documentation of key formats.
+    pub allow_secrets_in: Vec<String>,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             include: Vec::new(),
             exclude: Vec::new(),
             exclude_generated: true,
+            allow_secrets_in: Vec::new(),
         }
     }
 }
@@ -70,6 +74,7 @@ struct BuildSection {
     include: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
     exclude_generated: Option<bool>,
+    allow_secrets_in: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -90,6 +95,7 @@ impl Settings {
             include: b.include.unwrap_or_default(),
             exclude: b.exclude.unwrap_or_default(),
             exclude_generated: b.exclude_generated.unwrap_or(d.exclude_generated),
+            allow_secrets_in: b.allow_secrets_in.unwrap_or_default(),
         };
         if s.max_chunk_tokens < 32 || s.max_chunk_tokens > model_max_tokens {
             return Err(invalid(format!(
@@ -103,7 +109,12 @@ impl Settings {
                 s.overlap_lines
             )));
         }
-        for g in s.include.iter().chain(&s.exclude) {
+        for g in s
+            .include
+            .iter()
+            .chain(&s.exclude)
+            .chain(&s.allow_secrets_in)
+        {
             globset::Glob::new(g).map_err(|e| invalid(format!("glob '{g}': {e}")))?;
         }
         Ok(s)
@@ -131,6 +142,10 @@ impl Settings {
             index: INDEX_KIND.to_string(),
             lexical: Some(LEXICAL_KIND.to_string()),
             exclude_generated: Some(self.exclude_generated),
+            secret_scan: Some(SecretScan {
+                rules: crate::secrets::RULES.to_string(),
+                allow: self.allow_secrets_in.clone(),
+            }),
         }
     }
 }

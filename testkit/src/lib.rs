@@ -270,6 +270,7 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             index: "usearch-hnsw/cos/m16/ef128".into(),
             lexical: None,
             exclude_generated: None,
+            secret_scan: None,
         },
         counts: Counts {
             files_indexed: 2,
