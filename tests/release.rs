@@ -331,3 +331,50 @@ fn the_binary_cache_key_is_the_resolved_version_and_moves_with_the_source() {
         "a resolved version resolves to itself"
     );
 }
+
+#[test]
+fn other_platforms_are_refused_with_a_clear_message_not_a_broken_install() {
+    // What `uname` says on an arm64 Mac (the real one cannot run here).
+    let t = tempfile::tempdir().unwrap();
+    let shim = t.path().join("uname");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\ncase \"$1\" in -s) echo Darwin ;; -m) echo arm64 ;; *) echo Darwin ;; esac\n",
+    )
+    .unwrap();
+    let status = Command::new("chmod")
+        .arg("755")
+        .arg(&shim)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let path = format!("{}:{}", t.path().display(), std::env::var("PATH").unwrap());
+    let runtime = t.path().join("runtime");
+    let out = Command::new(Path::new(ROOT).join("scripts/setup"))
+        .env("PATH", &path)
+        .env("SHELF_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Darwin arm64 is not supported") && err.contains("x86_64 Linux only"),
+        "{err}"
+    );
+    assert!(!runtime.exists(), "nothing was provisioned");
+    let bin = t.path().join("bin");
+    let out = Command::new(Path::new(ROOT).join("scripts/action/install"))
+        .env("PATH", &path)
+        .env("SHELF_INSTALL_DIR", &bin)
+        .env("SHELF_RELEASE_BASE_URL", "http://127.0.0.1:9")
+        .env_remove("SHELF_VERSION")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no shelf release for Darwin-arm64") && err.contains("shelf-version: source"),
+        "{err}"
+    );
+    assert!(!bin.exists(), "nothing was installed");
+}
