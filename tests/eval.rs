@@ -1,7 +1,7 @@
 //! Retrieval quality as users measure and guard it: `shelf eval` on a
 //! bundle and on a server (the same numbers), search modes over HTTP, a
-//! bundle from before the lexical index, and the quality gate, on its own
-//! and in the action's publish step.
+//! bundle from before the lexical index, and the quality gate (in the
+//! action's publish step: tests/gitops.rs).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,8 @@ use shelf_testkit::{GitRepo, sample_repo};
 const SHELF: &str = env!("CARGO_BIN_EXE_shelf");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Golden queries for the sample repository: prose, an identifier, a path.
-const GOLDEN: &str = r#"# golden queries of the sample repository
-{"id": "cas", "query": "moving a tag to a new bundle with compare and swap", "gold_files": ["src/tags.rs"]}
-{"id": "resize", "query": "scale a picture to a width and height in pixels", "gold_files": ["tools/resize.py"]}
-{"id": "rollback", "query": "how do I return production to the previous release", "gold_files": ["docs/rollback.md"]}
-{"id": "listener", "query": "TcpListener bind accept loop", "gold_files": ["src/http.rs"]}
-"#;
+// Golden queries for the sample repository: prose, an identifier, a path.
+use shelf_testkit::SAMPLE_GOLDEN as GOLDEN;
 
 fn shelf(args: &[&str]) -> (i32, String, String) {
     cli::run(Path::new(SHELF), args, &[])
@@ -379,32 +374,7 @@ fn the_gate_fails_when_a_golden_file_loses_its_chunks_and_names_the_query() {
         "{}",
         missing.2
     );
-
-    // The action's publish step runs the gate before moving the tag.
-    let work = tempfile::tempdir().unwrap();
-    let out = Command::new(Path::new(ROOT).join("scripts/action/publish"))
-        .current_dir(ROOT)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("SHELF_RUNTIME")
-        .env("SHELF_BIN", SHELF)
-        .env("SHELF_STORE", &store)
-        .env("SHELF_TAG", "production")
-        .env("SHELF_REPOSITORY", repo.path())
-        .env("SHELF_FAIL_ON_QUALITY_DROP", "true")
-        .env("SHELF_WORK_DIR", work.path())
-        .env("SHELF_LOG", "warn")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("quality gate failed")
-            && err.contains("production still points at its baseline"),
-        "{err}"
-    );
-    let (_, tags, _) = shelf(&["tags", "--store", &store, "--json"]);
-    let tags: serde_json::Value = serde_json::from_str(&tags).unwrap();
-    assert_eq!(tags[0]["digest"], d1.as_str(), "the tag did not move");
+    // The action's publish step and its exit codes: tests/gitops.rs.
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use shelf_testkit::cli;
 use shelf_testkit::http::{self, encode};
 use shelf_testkit::serve::ServerProcess;
-use shelf_testkit::{GitRepo, MotoServer, TEST_BUCKET, sample_repo};
+use shelf_testkit::{GitRepo, MotoServer, SAMPLE_GOLDEN, TEST_BUCKET, sample_repo};
 
 const SHELF: &str = env!("CARGO_BIN_EXE_shelf");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -59,6 +59,15 @@ impl Action {
     /// Runs `scripts/action/publish` with the action's variables plus
     /// `vars`; returns its outputs, or the exit code and stderr.
     fn publish(&self, vars: &[(&str, &str)]) -> Result<Published, (i32, String)> {
+        match self.run(vars) {
+            (0, published) => Ok(published),
+            (code, published) => Err((code, published.stderr)),
+        }
+    }
+
+    /// Runs `scripts/action/publish`: its exit code, and what it wrote
+    /// (outputs and summary are written before a failure too).
+    fn run(&self, vars: &[(&str, &str)]) -> (i32, Published) {
         let run = tempfile::tempdir_in(self.work.path()).unwrap();
         let (output_file, summary_file) = (run.path().join("output"), run.path().join("summary"));
         let scratch = run.path().join("scratch");
@@ -77,9 +86,6 @@ impl Action {
         }
         let out = cmd.output().expect("publish runs");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            return Err((out.status.code().unwrap_or(-1), stderr));
-        }
         let outputs = std::fs::read_to_string(&output_file)
             .unwrap_or_default()
             .lines()
@@ -89,12 +95,13 @@ impl Action {
         let build = std::fs::read(scratch.join("build.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        Ok(Published {
+        let published = Published {
             outputs,
             summary: std::fs::read_to_string(&summary_file).unwrap_or_default(),
             stderr,
             build,
-        })
+        };
+        (out.status.code().unwrap_or(-1), published)
     }
 }
 
@@ -493,5 +500,243 @@ fn the_action_the_workflows_and_their_scripts_pass_the_linters() {
     assert!(
         report.contains("reads step 'publish', which has no such id"),
         "{report}"
+    );
+}
+
+/// The tag a local store's `shelf tags --json` lists for `tag`, if any.
+fn tag_digest(store: &str, tag: &str) -> Option<String> {
+    let (code, out, err) = shelf(&["tags", "--json", "--store", store], &[]);
+    assert_eq!(code, 0, "{err}");
+    let tags: serde_json::Value = serde_json::from_str(&out).unwrap();
+    tags.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == tag)
+        .map(|t| t["digest"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn the_action_tells_a_quality_regression_from_an_evaluation_error_and_moves_no_tag_on_either() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = store_dir.display().to_string();
+    let action = Action::new(&store, &[]);
+    let repo = sample_repo();
+    repo.write(".shelf/golden.jsonl", SAMPLE_GOLDEN);
+    repo.commit("golden queries");
+    let path = repo_str(&repo);
+    let gated = |extra: &[(&str, &str)]| {
+        let mut vars = vec![
+            ("SHELF_TAG", "main"),
+            ("SHELF_REPOSITORY", path.as_str()),
+            ("SHELF_FAIL_ON_QUALITY_DROP", "true"),
+        ];
+        vars.extend_from_slice(extra);
+        action.run(&vars)
+    };
+
+    // The first release of a tag has no baseline.
+    let (code, first) = gated(&[]);
+    assert_eq!(code, 0, "{}", first.stderr);
+    assert_eq!(first.out("quality-gate"), "skipped");
+    let d1 = first.out("digest").to_string();
+
+    // An error while evaluating (a malformed golden file) is not a verdict.
+    repo.write(
+        ".shelf/golden.jsonl",
+        "{\"id\": \"cas\", \"query\": \"compare and swap\"\n",
+    );
+    repo.commit("a broken golden file");
+    let (code, broken) = gated(&[]);
+    assert_eq!(code, 4, "{}", broken.stderr);
+    assert_eq!(broken.out("quality-gate"), "error");
+    assert!(
+        broken.stderr.contains("could not be evaluated")
+            && broken.stderr.contains("golden.jsonl line 1"),
+        "{}",
+        broken.stderr
+    );
+    assert!(!broken.stderr.contains("regression"), "{}", broken.stderr);
+    assert!(
+        broken.summary.contains("could not be evaluated"),
+        "{}",
+        broken.summary
+    );
+    assert_eq!(broken.out("digest"), "", "no tag moved, so no digest");
+    assert_eq!(tag_digest(&store, "main").as_deref(), Some(d1.as_str()));
+
+    // A regression: the file one golden query needs is gone.
+    repo.write(".shelf/golden.jsonl", SAMPLE_GOLDEN);
+    repo.git(&["rm", "-q", "tools/resize.py"]);
+    repo.commit("drop the image tool");
+    let (code, worse) = gated(&[]);
+    assert_eq!(code, 3, "{}", worse.stderr);
+    assert_eq!(worse.out("quality-gate"), "failed");
+    assert!(
+        worse.stderr.contains("quality regression") && worse.stderr.contains("resize"),
+        "{}",
+        worse.stderr
+    );
+    assert!(
+        !worse.stderr.contains("could not be evaluated"),
+        "{}",
+        worse.stderr
+    );
+    assert!(
+        worse.summary.contains("quality regression") && worse.summary.contains("recall@"),
+        "{}",
+        worse.summary
+    );
+    assert_eq!(tag_digest(&store, "main").as_deref(), Some(d1.as_str()));
+
+    // Re-running the failed job finds the pushed bundle (nothing is built)
+    // and is gated again: a re-run is not a way around the gate.
+    let (code, rerun) = gated(&[]);
+    assert_eq!(code, 3, "{}", rerun.stderr);
+    assert!(
+        rerun.stderr.contains("nothing was built"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(tag_digest(&store, "main").as_deref(), Some(d1.as_str()));
+
+    // A baseline that cannot be fetched is an error, whatever the candidate.
+    let hex = d1.trim_start_matches("sha256:");
+    let object = store_dir.join(format!("bundles/sha256/{hex}.tar.zst"));
+    let kept = t.path().join("kept.tar.zst");
+    std::fs::rename(&object, &kept).unwrap();
+    let (code, unreadable) = gated(&[]);
+    assert_eq!(code, 4, "{}", unreadable.stderr);
+    assert_eq!(unreadable.out("quality-gate"), "error");
+    assert!(
+        unreadable.stderr.contains("could not be evaluated"),
+        "{}",
+        unreadable.stderr
+    );
+    std::fs::rename(&kept, &object).unwrap();
+
+    // A margin wide enough lets the same drop through, and the tag moves.
+    let (code, accepted) = gated(&[("SHELF_QUALITY_MARGIN", "0.9")]);
+    assert_eq!(code, 0, "{}", accepted.stderr);
+    assert_eq!(accepted.out("quality-gate"), "passed");
+    assert!(accepted.summary.contains("| quality gate | passed |"));
+    assert_eq!(
+        tag_digest(&store, "main").as_deref(),
+        Some(accepted.out("digest"))
+    );
+    assert_ne!(accepted.out("digest"), d1);
+}
+
+fn tag_names(names: &[&str]) -> Vec<String> {
+    let out = Command::new(Path::new(ROOT).join("scripts/action/tag-name"))
+        .args(names)
+        .output()
+        .expect("tag-name runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn short_sha256(name: &str) -> String {
+    shelf_formats::Digest::of(name.as_bytes()).to_string()["sha256:".len()..][..8].to_string()
+}
+
+#[test]
+fn branch_names_become_valid_distinct_tags_the_same_way_every_time() {
+    let long = format!("team/{}", "very-long-branch-name-".repeat(10));
+    let names = [
+        "main",
+        "v1.4.0",
+        "release_2026-11",
+        "feature/login-form",
+        "refs/heads/feature/login-form",
+        "feature-login/form",
+        "dependabot/npm_and_yarn/lodash-4.17.21",
+        "../../etc/passwd",
+        "-leading-dash",
+        "a..b/c",
+        "ünïcødé/branch",
+        "fix/#123 spaces & symbols!",
+        "///",
+        long.as_str(),
+    ];
+    let mapped = tag_names(&names);
+    assert_eq!(mapped.len(), names.len());
+    for (name, tag) in names.iter().zip(&mapped) {
+        shelf_formats::names::validate_tag_name(tag)
+            .unwrap_or_else(|e| panic!("{name:?} -> {tag:?}: {e}"));
+    }
+    // Valid names are used as they are; others are readable plus a hash.
+    assert_eq!(mapped[..3], ["main", "v1.4.0", "release_2026-11"]);
+    let login = format!("feature-login-form-{}", short_sha256("feature/login-form"));
+    assert_eq!(mapped[3], login);
+    assert_eq!(
+        login, "feature-login-form-5e6268e3",
+        "docs/action.md's example"
+    );
+    assert_eq!(mapped[4], login, "refs/heads/ is the same branch");
+    assert_eq!(
+        mapped[5],
+        format!("feature-login-form-{}", short_sha256("feature-login/form")),
+        "same readable part, another branch: another tag"
+    );
+    assert_eq!(
+        mapped[6],
+        format!(
+            "dependabot-npm_and_yarn-lodash-4.17.21-{}",
+            short_sha256("dependabot/npm_and_yarn/lodash-4.17.21")
+        )
+    );
+    assert!(mapped[7].starts_with("etc-passwd-"), "{}", mapped[7]);
+    assert!(mapped[13].len() <= 128 && mapped[13].starts_with("team-very-long"));
+    let distinct: std::collections::BTreeSet<&String> = mapped.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        names.len() - 1,
+        "only the refs/heads/ twin repeats"
+    );
+    assert_eq!(tag_names(&names), mapped, "the same names map the same way");
+}
+
+#[test]
+fn the_action_publishes_and_promotes_a_branch_with_a_slash() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store").display().to_string();
+    let action = Action::new(&store, &[]);
+    let repo = sample_repo();
+    let path = repo_str(&repo);
+    let branch = "feature/login-form";
+    let tag = format!("feature-login-form-{}", short_sha256(branch));
+
+    let published = publish_ok(
+        &action,
+        &[("SHELF_TAG", branch), ("SHELF_REPOSITORY", &path)],
+    );
+    assert_eq!(published.out("tag"), tag);
+    assert!(
+        published.stderr.contains(&format!("using '{tag}'")),
+        "{}",
+        published.stderr
+    );
+    assert_eq!(
+        tag_digest(&store, &tag).as_deref(),
+        Some(published.out("digest"))
+    );
+    // Promotion names the branch, as the workflow knows it.
+    let promoted = publish_ok(
+        &action,
+        &[("SHELF_TAG", "preview"), ("SHELF_FROM_TAG", branch)],
+    );
+    assert_eq!(promoted.out("digest"), published.out("digest"));
+    assert_eq!(
+        tag_digest(&store, "preview").as_deref(),
+        Some(published.out("digest"))
     );
 }

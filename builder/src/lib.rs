@@ -12,6 +12,7 @@ pub mod chunker;
 pub mod index;
 pub mod previous;
 pub mod report;
+pub mod secrets;
 pub mod select;
 pub mod settings;
 pub mod source;
@@ -185,8 +186,14 @@ fn resolve_settings(
 
 /// A candidate file after reading: its text, or why it is skipped.
 enum FileRead {
-    Text { text: String, lossy: bool },
+    Text {
+        text: String,
+        lossy: bool,
+        withheld: Vec<secrets::Finding>,
+    },
     Skip(SkipReason),
+    /// Nothing but credentials: skipped as `secret`, its lines reported.
+    OnlySecrets(Vec<secrets::Finding>),
 }
 
 fn git_error(repo: &Path, path: &str, e: &git2::Error) -> BuildError {
@@ -203,6 +210,7 @@ fn read_candidate(
     c: &select::Candidate,
     max_file_bytes: u64,
     exclude_generated: bool,
+    scanner: &secrets::SecretScanner,
 ) -> Result<FileRead, BuildError> {
     let err = |e: git2::Error| git_error(repo.path(), &c.path, &e);
     let (size, _) = repo.odb().map_err(err)?.read_header(c.oid).map_err(err)?;
@@ -214,17 +222,34 @@ fn read_candidate(
     if select::is_binary(bytes) {
         return Ok(FileRead::Skip(SkipReason::Binary));
     }
-    let (text, lossy) = match std::str::from_utf8(bytes) {
+    let (mut text, lossy) = match std::str::from_utf8(bytes) {
         Ok(s) => (s.to_string(), false),
         Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
     };
     if text.trim().is_empty() {
         return Ok(FileRead::Skip(SkipReason::Empty));
     }
+    let mut withheld = Vec::new();
+    if let Some((kept, found)) = scanner.scan(&c.path, &text) {
+        tracing::warn!(
+            path = %c.path,
+            lines = %found.iter().map(|f| f.line.to_string()).collect::<Vec<_>>().join(","),
+            rules = %found.iter().map(|f| f.rule).collect::<Vec<_>>().join(","),
+            "withheld lines that look like credentials from the index (allow the path with build.allow_secrets_in if they are fake)"
+        );
+        if kept.trim().is_empty() {
+            return Ok(FileRead::OnlySecrets(found));
+        }
+        (text, withheld) = (kept, found);
+    }
     if exclude_generated && select::looks_generated(&text) {
         return Ok(FileRead::Skip(SkipReason::Generated));
     }
-    Ok(FileRead::Text { text, lossy })
+    Ok(FileRead::Text {
+        text,
+        lossy,
+        withheld,
+    })
 }
 
 /// The commit, its settings, and the selected files' texts.
@@ -235,6 +260,8 @@ struct ReadOut {
     skipped: Skipped,
     decoded_lossy: u64,
     text_bytes: u64,
+    /// Lines left out because they hold credentials.
+    withheld: secrets::SecretsReport,
 }
 
 /// Every chunk's vector by content id, and how many were made or reused.
@@ -288,9 +315,10 @@ pub fn build(
         skipped,
         decoded_lossy,
         text_bytes,
+        withheld,
         ..
     } = read;
-    Ok(BuildReport::new(
+    let mut report = BuildReport::new(
         &written,
         &snapshot,
         report::FileCounts {
@@ -311,7 +339,9 @@ pub fn build(
             reused: vectors.reused,
         },
         &timings,
-    ))
+    );
+    report.secrets = withheld.finish();
+    Ok(report)
 }
 
 /// Read: the commit, its settings, and the selected files' contents, blobs
@@ -329,6 +359,8 @@ fn read_files(
     let filter = select::PathFilter::new(&settings, shelfignore.as_deref())?;
     let mut skipped = Skipped::default();
     let candidates = select::by_path(&snapshot, &filter, &mut skipped);
+    let scanner = secrets::SecretScanner::new(&settings.allow_secrets_in)?;
+    let mut withheld = secrets::SecretsReport::default();
     observer.stage(Stage::Read, candidates.len() as u64);
     // A git2 Repository is not Sync, so each rayon thread opens its own
     // handle on the same object database.
@@ -339,9 +371,13 @@ fn read_files(
             || git2::Repository::open(&git_dir),
             |handle, c| {
                 let result = match handle {
-                    Ok(r) => {
-                        read_candidate(r, &c, settings.max_file_bytes, settings.exclude_generated)
-                    }
+                    Ok(r) => read_candidate(
+                        r,
+                        &c,
+                        settings.max_file_bytes,
+                        settings.exclude_generated,
+                        &scanner,
+                    ),
                     Err(e) => Err(git_error(&req.repo, &c.path, e)),
                 };
                 observer.advance(1);
@@ -354,7 +390,16 @@ fn read_files(
     for (c, result) in read {
         match result? {
             FileRead::Skip(reason) => skipped.add(reason, &c.path),
-            FileRead::Text { text, lossy } => {
+            FileRead::OnlySecrets(found) => {
+                withheld.add(found);
+                skipped.add(SkipReason::Secret, &c.path);
+            }
+            FileRead::Text {
+                text,
+                lossy,
+                withheld: found,
+            } => {
+                withheld.add(found);
                 decoded_lossy += u64::from(lossy);
                 text_bytes += text.len() as u64;
                 files.push(FileText { path: c.path, text });
@@ -385,6 +430,7 @@ fn read_files(
         skipped,
         decoded_lossy,
         text_bytes,
+        withheld,
     })
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use shelf_formats::bundle::WrittenBundle;
 
+use crate::secrets::SecretsReport;
 use crate::source::Snapshot;
 
 /// Build stages, in order.
@@ -98,6 +99,9 @@ pub struct BuildReport {
     pub files: FileCounts,
     /// Chunks.
     pub chunks: ChunkCounts,
+    /// Lines withheld because they look like credentials, by path and line
+    /// (never their text).
+    pub secrets: SecretsReport,
     /// Milliseconds per stage, and `total`.
     pub timings_ms: BTreeMap<String, u64>,
 }
@@ -119,6 +123,7 @@ impl BuildReport {
             git_ref: snapshot.git_ref.clone(),
             files,
             chunks,
+            secrets: SecretsReport::default(),
             timings_ms: timings
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.as_millis() as u64))

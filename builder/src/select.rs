@@ -110,7 +110,9 @@ pub struct PathFilter {
     shelfignore: Option<Gitignore>,
 }
 
-fn globset<'a>(
+/// Compiles path globs as every build setting reads them; `origin` names
+/// the setting in errors.
+pub(crate) fn globset<'a>(
     globs: impl IntoIterator<Item = &'a str>,
     origin: &str,
 ) -> Result<GlobSet, BuildError> {

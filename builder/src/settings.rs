@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use shelf_formats::lexical::Analyzer;
-use shelf_formats::manifest::{self, BuildSettings};
+use shelf_formats::manifest::{self, BuildSettings, SecretScan};
 
 use crate::BuildError;
 
@@ -30,6 +30,9 @@ pub struct Settings {
     /// Skip machine-made text (`generated`): SVG, source maps, lock files,
     /// minified code.
     pub exclude_generated: bool,
+    /// Paths whose text is not scanned for credentials (`secrets.rs`):
+    /// fixtures with fake keys, documentation of key formats.
+    pub allow_secrets_in: Vec<String>,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
             include: Vec::new(),
             exclude: Vec::new(),
             exclude_generated: true,
+            allow_secrets_in: Vec::new(),
         }
     }
 }
@@ -65,6 +69,7 @@ struct BuildSection {
     include: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
     exclude_generated: Option<bool>,
+    allow_secrets_in: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -85,6 +90,7 @@ impl Settings {
             include: b.include.unwrap_or_default(),
             exclude: b.exclude.unwrap_or_default(),
             exclude_generated: b.exclude_generated.unwrap_or(d.exclude_generated),
+            allow_secrets_in: b.allow_secrets_in.unwrap_or_default(),
         };
         if s.max_chunk_tokens < 32 || s.max_chunk_tokens > model_max_tokens {
             return Err(invalid(format!(
@@ -98,7 +104,12 @@ impl Settings {
                 s.overlap_lines
             )));
         }
-        for g in s.include.iter().chain(&s.exclude) {
+        for g in s
+            .include
+            .iter()
+            .chain(&s.exclude)
+            .chain(&s.allow_secrets_in)
+        {
             globset::Glob::new(g).map_err(|e| invalid(format!("glob '{g}': {e}")))?;
         }
         Ok(s)
@@ -126,6 +137,10 @@ impl Settings {
             index: manifest::VECTOR_INDEX_KIND.to_string(),
             lexical: Some(Analyzer::CURRENT.kind().to_string()),
             exclude_generated: Some(self.exclude_generated),
+            secret_scan: Some(SecretScan {
+                rules: crate::secrets::RULES.to_string(),
+                allow: self.allow_secrets_in.clone(),
+            }),
         }
     }
 }

@@ -109,6 +109,20 @@ pub struct BuildSettings {
     /// skipped (format 1.1 and later; absent: not skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_generated: Option<bool>,
+    /// The content scan for credentials that withheld lines from the
+    /// indexed text (absent: no scan; bundles made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_scan: Option<SecretScan>,
+}
+
+/// How a build scanned file text for credentials (`settings.secret_scan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretScan {
+    /// Name and version of the rule set (e.g. `secrets-v1`).
+    pub rules: String,
+    /// Path globs whose content was not scanned (`build.allow_secrets_in`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
 }
 
 /// What a build indexed and what it skipped.

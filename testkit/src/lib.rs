@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod http;
 pub mod serve;
+pub mod static_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -129,6 +130,15 @@ pub fn sample_repo() -> GitRepo {
     r.commit("sample");
     r
 }
+
+/// Golden queries of [`sample_repo`] (docs/eval.md): one per file a query
+/// can find by meaning.
+pub const SAMPLE_GOLDEN: &str = r#"# golden queries of the sample repository
+{"id": "cas", "query": "moving a tag to a new bundle with compare and swap", "gold_files": ["src/tags.rs"]}
+{"id": "resize", "query": "scale a picture to a width and height in pixels", "gold_files": ["tools/resize.py"]}
+{"id": "rollback", "query": "how do I return production to the previous release", "gold_files": ["docs/rollback.md"]}
+{"id": "listener", "query": "TcpListener bind accept loop", "gold_files": ["src/http.rs"]}
+"#;
 
 /// moto's S3-compatible server on a free 127.0.0.1 port, started for one
 /// test and stopped (killed and reaped) when dropped. Installed by
@@ -270,6 +280,7 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             index: "usearch-hnsw/cos/m16/ef128".into(),
             lexical: None,
             exclude_generated: None,
+            secret_scan: None,
         },
         counts: Counts {
             files_indexed: 2,
