@@ -7,6 +7,7 @@
 mod cli;
 mod client;
 mod commands;
+mod output;
 mod progress;
 
 use std::process::ExitCode;
@@ -19,9 +20,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     progress::set_quiet(cli.quiet);
-    if !matches!(cli.command, Command::Serve(_)) {
-        restore_sigpipe();
-    }
     let outcome = match cli.command {
         Command::Build(args) => commands::build::run(args),
         Command::Verify(args) => commands::verify::run(args),
@@ -36,7 +34,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut command, "shelf", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "shelf", &mut script);
+            output::outln!("{}", String::from_utf8_lossy(&script).trim_end());
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -46,18 +46,6 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// A command whose output is piped into `head` ends quietly when the pipe
-/// closes, as Unix tools do, instead of panicking in `println!` on the
-/// broken pipe: the default SIGPIPE action is restored (Rust ignores the
-/// signal). Not for `shelf serve`, whose sockets may close at any time.
-fn restore_sigpipe() {
-    // SAFETY: called once at start, before any thread is spawned; resets a
-    // signal disposition to the kernel default.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use shelf_builder::{BuildReport, BuildRequest};
 use shelf_embed::{Embedder, Runtime};
+use shelf_store::Store;
 
 use crate::cli::BuildArgs;
 use crate::commands::open_url;
+use crate::output::outln;
 use crate::progress;
 
 /// Builds, then prints the summary (table on stderr, or JSON on stdout).
@@ -33,9 +35,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             && let Some(reused) = rt.block_on(reuse(&args, url, &request, &embedder))?
         {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&reused)?);
+                outln!("{}", serde_json::to_string_pretty(&reused)?);
             } else {
-                println!(
+                outln!(
                     "reused {} (commit {} was built before with these settings): nothing built",
                     reused["digest"].as_str().unwrap_or(""),
                     reused["commit"].as_str().unwrap_or("")
@@ -52,9 +54,17 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
                 .tempdir()?;
             let path = rt.block_on(async {
                 let store = open_url(&url, &args.s3).await?;
-                let Some((record, _)) = shelf_store::tags::read_tag(&store, tag).await? else {
-                    tracing::warn!(%tag, "previous tag does not exist yet: building from scratch");
-                    return anyhow::Ok(None);
+                let record = match shelf_store::tags::read_tag(&store, tag).await {
+                    Ok(Some((record, _))) => record,
+                    Ok(None) => {
+                        tracing::warn!(%tag, "previous tag does not exist yet: building from scratch");
+                        return anyhow::Ok(None);
+                    }
+                    Err(e) if Store::is_missing(&e) => {
+                        tracing::warn!(store = %store.describe(), "the store does not exist yet: building from scratch");
+                        return anyhow::Ok(None);
+                    }
+                    Err(e) => return Err(e.into()),
                 };
                 Ok(Some(
                     shelf_store::fetch_bundle(&store, &record.digest, dir.path()).await?,
@@ -69,7 +79,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("building {} at {}", args.repo.display(), args.rev))?;
     drop(observer);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
     }
@@ -88,9 +98,18 @@ async fn reuse(
     let plan = shelf_builder::plan(request, embedder.identity())?;
     let sid = shelf_formats::commit_record::settings_id(&plan.settings, embedder.identity());
     let key = shelf_formats::keys::commit_record_key(&plan.commit, &sid);
-    let Some(record) = shelf_store::read_commit_record(&store, &key).await? else {
-        tracing::info!(commit = %plan.commit, "no commit record in the store: building");
-        return Ok(None);
+    let record = match shelf_store::read_commit_record(&store, &key).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            tracing::info!(commit = %plan.commit, "no commit record in the store: building");
+            return Ok(None);
+        }
+        // The first build of a repository publishes into a new store.
+        Err(e) if Store::is_missing(&e) => {
+            tracing::info!(store = %store.describe(), "the store does not exist yet: building");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
     };
     std::fs::create_dir_all(&args.out)?;
     let path = match shelf_store::fetch_bundle(&store, &record.digest, &args.out).await {
@@ -111,9 +130,9 @@ async fn reuse(
 
 fn print_summary(r: &BuildReport) {
     let ms = |k: &str| r.timings_ms.get(k).copied().unwrap_or(0);
-    println!("built {}", r.digest);
-    println!("  bundle    {} ({} bytes)", r.bundle_path, r.bundle_bytes);
-    println!(
+    outln!("built {}", r.digest);
+    outln!("  bundle    {} ({} bytes)", r.bundle_path, r.bundle_bytes);
+    outln!(
         "  source    {} @ {}{}",
         r.repository,
         r.commit,
@@ -122,7 +141,7 @@ fn print_summary(r: &BuildReport) {
             .map(|g| format!(" ({g})"))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "  files     {} in tree, {} indexed, {} skipped",
         r.files.seen,
         r.files.indexed,
@@ -135,19 +154,21 @@ fn print_summary(r: &BuildReport) {
             .get(reason)
             .cloned()
             .unwrap_or_default();
-        println!("            {n:>6} {reason}: {}", examples.join(", "));
+        outln!("            {n:>6} {reason}: {}", examples.join(", "));
     }
     if r.files.decoded_lossy > 0 {
-        println!(
+        outln!(
             "            {} files were not UTF-8 and were decoded lossily",
             r.files.decoded_lossy
         );
     }
-    println!(
+    outln!(
         "  chunks    {} total, {} embedded, {} reused",
-        r.chunks.total, r.chunks.embedded, r.chunks.reused
+        r.chunks.total,
+        r.chunks.embedded,
+        r.chunks.reused
     );
-    println!(
+    outln!(
         "  time      {} ms (read {}, chunk {}, embed {}, index {}, pack {})",
         ms("total"),
         ms("read"),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use shelf_embed::{Embedder, Runtime};
 
 use crate::cli::DoctorArgs;
+use crate::output::outln;
 
 /// Prints one line per check; exits 1 if any failed. Never loads ONNX
 /// Runtime unless every file checked out (a wrong library can abort).
@@ -12,14 +13,14 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let runtime = match Runtime::locate(args.runtime.runtime.as_deref()) {
         Ok(rt) => rt,
         Err(e) => {
-            println!("FAIL  {e}");
+            outln!("FAIL  {e}");
             return Ok(ExitCode::from(1));
         }
     };
-    println!("ok    runtime directory {}", runtime.dir.display());
+    outln!("ok    runtime directory {}", runtime.dir.display());
     let mut failed = 0;
     for check in runtime.check() {
-        println!("{check}");
+        outln!("{check}");
         failed += usize::from(check.result.is_err());
     }
     if failed == 0 && args.load {
@@ -27,21 +28,21 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         match Embedder::load(&runtime, &super::embedder_options(&args.runtime))
             .and_then(|e| e.embed_query("shelf doctor"))
         {
-            Ok(v) => println!(
+            Ok(v) => outln!(
                 "ok    model loads and embeds ({} dimensions, {} ms)",
                 v.len(),
                 started.elapsed().as_millis()
             ),
             Err(e) => {
-                println!("FAIL  {e}");
+                outln!("FAIL  {e}");
                 failed += 1;
             }
         }
     }
     if failed > 0 {
-        println!("{failed} check(s) failed");
+        outln!("{failed} check(s) failed");
         return Ok(ExitCode::from(1));
     }
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ use shelf_search::eval::{self, DEPTH, EvalQuery, Gate, Report, Summary};
 use shelf_search::{Engine, MappedBundle, Mode};
 
 use crate::cli::EvalArgs;
+use crate::output::outln;
 
 /// Exit code of a quality gate that failed: a metric dropped by more than
 /// the margin. Errors (a bad golden file, a store that refuses) exit 1, so
@@ -89,7 +90,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             "baseline": baseline,
             "gate": gate,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_report(&candidate, mode, &queries);
         if let (Some(b), Some(g)) = (&baseline, &gate) {
@@ -165,7 +166,7 @@ fn row(label: &str, s: &Summary) -> String {
 }
 
 fn print_report(r: &Report, mode: Mode, queries: &[EvalQuery]) {
-    println!(
+    outln!(
         "{} queries, mode {}, files ranked as group=file ranks them (top {DEPTH})\n",
         queries.len(),
         serde_json::to_value(mode)
@@ -173,23 +174,23 @@ fn print_report(r: &Report, mode: Mode, queries: &[EvalQuery]) {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     );
-    println!("{:<28} {}", "", Summary::HEADINGS);
+    outln!("{:<28} {}", "", Summary::HEADINGS);
     for (g, s) in &r.groups {
-        println!("{}", row(g, s));
+        outln!("{}", row(g, s));
         if let Some(nl) = r.groups_without_leaks.get(g)
             && nl.n != s.n
         {
-            println!("{}", row("  without path leaks", nl));
+            outln!("{}", row("  without path leaks", nl));
         }
     }
-    println!("{}", row("all", &r.overall));
+    outln!("{}", row("all", &r.overall));
     if r.without_leaks.n != r.overall.n {
-        println!("{}", row("  without path leaks", &r.without_leaks));
+        outln!("{}", row("  without path leaks", &r.without_leaks));
     }
 }
 
 fn print_gate(candidate: &Report, baseline: &Report, g: &Gate) {
-    println!("\nquality gate (max drop {}):", g.max_drop);
+    outln!("\nquality gate (max drop {}):", g.max_drop);
     for ((m, c), (_, b)) in candidate
         .overall
         .gated()
@@ -201,16 +202,16 @@ fn print_gate(candidate: &Report, baseline: &Report, g: &Gate) {
         } else {
             "ok"
         };
-        println!(
+        outln!(
             "  {m:<10} baseline {b:.3}  candidate {c:.3}  ({:+.3})  {verdict}",
             c - b
         );
     }
     if !g.worse.is_empty() {
-        println!("  queries that got worse:");
+        outln!("  queries that got worse:");
         for w in &g.worse {
             let rank = |r: Option<usize>| r.map_or("-".to_string(), |r| r.to_string());
-            println!(
+            outln!(
                 "    {:<30} first gold file at rank {} -> {}, recall@5 {:.2} -> {:.2}",
                 w.id,
                 rank(w.baseline_rank),

@@ -6,6 +6,7 @@ use shelf_store::gc;
 
 use crate::cli::GcArgs;
 use crate::commands::{open_store, runtime};
+use crate::output::outln;
 
 /// Plans, prints, and (without --dry-run) deletes.
 pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
@@ -24,17 +25,18 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
                 "deleted": deleted.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
                 "kept_by_tags": plan.kept_by_tags,
                 "kept_by_grace": plan.kept_by_grace,
+                "leftovers": plan.leftovers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
         }
         let verb = if args.dry_run { "would delete" } else { "deleted" };
         for (d, size) in &plan.delete {
             if args.dry_run || deleted.contains(d) {
-                println!("{verb} {d} ({size} bytes)");
+                outln!("{verb} {d} ({size} bytes)");
             }
         }
-        println!(
+        outln!(
             "{} bundle(s) {verb}; kept {} referenced by tags (keep {}), {} inside the {} grace period",
             if args.dry_run { plan.delete.len() } else { deleted.len() },
             plan.kept_by_tags,
@@ -42,6 +44,13 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
             plan.kept_by_grace,
             humantime::format_duration(args.grace)
         );
+        if !plan.leftovers.is_empty() {
+            outln!(
+                "{} leftover temporary file(s) of interrupted writes {}",
+                plan.leftovers.len(),
+                if args.dry_run { "would be removed" } else { "removed" }
+            );
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -41,6 +41,13 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
     open_url(&args.store, &args.s3).await
 }
 
+/// Opens the store the arguments name to write to it (a local store's
+/// directory is created by the first push).
+pub async fn create_store(args: &StoreArgs) -> anyhow::Result<Store> {
+    let location = StoreLocation::parse(&args.store, args.s3.clone())?;
+    Ok(Store::create(&location).await?)
+}
+
 /// Opens a store by URL with S3 client settings.
 pub async fn open_url(url: &str, s3: &S3Options) -> anyhow::Result<Store> {
     let location = StoreLocation::parse(url, s3.clone())?;

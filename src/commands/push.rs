@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use crate::cli::PushArgs;
-use crate::commands::{open_store, runtime};
+use crate::commands::{create_store, runtime};
+use crate::output::outln;
 
 /// Verifies the bundle, uploads it unless the store has it, verifies the
 /// stored copy, and writes the commit record.
 pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let store = open_store(&args.store).await?;
+        let store = create_store(&args.store).await?;
         let out = shelf_store::push_bundle(&store, &args.bundle).await?;
         let digest = out.bundle.digest;
         if args.json {
@@ -21,15 +22,15 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
                 "commit_record": out.commit_record,
                 "store": store.describe(),
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
         } else if out.uploaded {
-            println!(
+            outln!(
                 "pushed {digest} ({} bytes) to {}",
                 out.bundle.size,
                 store.describe()
             );
         } else {
-            println!(
+            outln!(
                 "{digest} is already in {}: nothing uploaded",
                 store.describe()
             );

@@ -13,6 +13,7 @@ use shelf_embed::{Embedder, Runtime};
 use shelf_search::{Engine, MappedBundle, RawRequest, Request, RequestLimits, Target};
 
 use crate::cli::SearchArgs;
+use crate::output::outln;
 
 /// Runs one query and prints the results.
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
@@ -34,7 +35,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!("pass exactly one of --bundle FILE and --server URL"),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         print_human(&answer);
     }
@@ -108,7 +109,7 @@ fn print_human(answer: &Value) {
     let results = answer["results"].as_array().cloned().unwrap_or_default();
     let bundle = &answer["bundle"];
     let commit = bundle["commit"].as_str().unwrap_or("");
-    println!(
+    outln!(
         "{} results from {} @ {}{} ({:.1} ms)",
         results.len(),
         bundle["repository"].as_str().unwrap_or("?"),
@@ -120,7 +121,7 @@ fn print_human(answer: &Value) {
         answer["took_ms"].as_f64().unwrap_or(0.0)
     );
     for r in &results {
-        println!(
+        outln!(
             "\n{:.3}  {}:{}-{}",
             r["score"].as_f64().unwrap_or(0.0),
             r["path"].as_str().unwrap_or(""),
@@ -128,7 +129,7 @@ fn print_human(answer: &Value) {
             r["end_line"]
         );
         for line in r["text"].as_str().unwrap_or("").lines().take(6) {
-            println!("    {line}");
+            outln!("    {line}");
         }
     }
 }
@@ -136,7 +137,7 @@ fn print_human(answer: &Value) {
 fn print_files(answer: &Value, files: &[Value]) {
     let bundle = &answer["bundle"];
     let commit = bundle["commit"].as_str().unwrap_or("");
-    println!(
+    outln!(
         "{} files from {} @ {} ({:.1} ms, {})",
         files.len(),
         bundle["repository"].as_str().unwrap_or("?"),
@@ -153,7 +154,7 @@ fn print_files(answer: &Value, files: &[Value]) {
                     .collect()
             })
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:>3}. {}  (lines {})",
             f["rank"],
             f["path"].as_str().unwrap_or(""),

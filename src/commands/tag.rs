@@ -9,6 +9,7 @@ use shelf_store::tags::{MoveRequest, move_tag, resolve_target};
 
 use crate::cli::TagArgs;
 use crate::commands::{mover, open_store, runtime};
+use crate::output::outln;
 
 /// Resolves the target and moves the tag with compare-and-swap.
 pub fn run(args: TagArgs) -> anyhow::Result<ExitCode> {
@@ -49,13 +50,13 @@ pub fn print_move(out: &TagMoveOutcome, json: bool) -> anyhow::Result<()> {
             "moved": out.moved,
             "moves": r.history.len(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else if !out.moved {
-        println!("{} already points at {}: nothing changed", r.tag, r.digest);
+        outln!("{} already points at {}: nothing changed", r.tag, r.digest);
     } else {
         match out.previous {
-            Some(p) => println!("{}: {} -> {} (commit {})", r.tag, p, r.digest, r.commit),
-            None => println!("{}: created -> {} (commit {})", r.tag, r.digest, r.commit),
+            Some(p) => outln!("{}: {} -> {} (commit {})", r.tag, p, r.digest, r.commit),
+            None => outln!("{}: created -> {} (commit {})", r.tag, r.digest, r.commit),
         }
     }
     Ok(())

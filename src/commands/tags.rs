@@ -7,6 +7,7 @@ use shelf_store::tags::{list_tags, read_tag};
 
 use crate::cli::TagsArgs;
 use crate::commands::{age, open_store, runtime};
+use crate::output::outln;
 
 /// Lists tags (name, digest, commit, age, moved by), or one tag's history.
 pub fn run(args: TagsArgs) -> anyhow::Result<ExitCode> {
@@ -21,15 +22,18 @@ pub fn run(args: TagsArgs) -> anyhow::Result<ExitCode> {
                 .into());
             };
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                outln!("{}", serde_json::to_string_pretty(&record)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "{:<22} {:<73} {:<14} {:<10} by",
-                "when", "to", "commit", "reason"
+                "when",
+                "to",
+                "commit",
+                "reason"
             );
             for m in &record.history {
-                println!(
+                outln!(
                     "{:<22} {:<73} {:<14} {:<10} {}",
                     m.at,
                     m.to.to_string(),
@@ -42,19 +46,22 @@ pub fn run(args: TagsArgs) -> anyhow::Result<ExitCode> {
         }
         let tags = list_tags(&store).await?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&tags)?);
+            outln!("{}", serde_json::to_string_pretty(&tags)?);
             return Ok(ExitCode::SUCCESS);
         }
         if tags.is_empty() {
-            println!("no tags in {}", store.describe());
+            outln!("no tags in {}", store.describe());
             return Ok(ExitCode::SUCCESS);
         }
-        println!(
+        outln!(
             "{:<20} {:<73} {:<14} {:>6}  set by",
-            "tag", "digest", "commit", "age"
+            "tag",
+            "digest",
+            "commit",
+            "age"
         );
         for t in &tags {
-            println!(
+            outln!(
                 "{:<20} {:<73} {:<14} {:>6}  {}",
                 t.tag,
                 t.digest.to_string(),

@@ -10,6 +10,7 @@ use shelf_formats::bundle::{Limits, VerifiedBundle, digest_from_file_name, verif
 
 use crate::cli::VerifyArgs;
 use crate::commands::{open_url, runtime};
+use crate::output::outln;
 
 /// Verifies digest, structure, manifest and every member hash. A file's
 /// expected digest is `--digest`-free: its `<hex>.tar.zst` name when it has
@@ -50,17 +51,17 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             "origin": origin,
             "manifest": m,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("ok  {} ({origin})", verified.digest);
-        println!(
+        outln!("ok  {} ({origin})", verified.digest);
+        outln!(
             "    {} bytes, format {}.{}, {} members verified",
             verified.size,
             m.format_version,
             m.format_minor,
             m.members.len()
         );
-        println!(
+        outln!(
             "    {} @ {} ({} files, {} chunks, model {})",
             m.source.repository,
             m.source.commit,
@@ -69,7 +70,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             m.model.name
         );
         if expected.is_none() {
-            println!("    (the file name carries no digest: nothing to compare the digest with)");
+            outln!("    (the file name carries no digest: nothing to compare the digest with)");
         }
     }
     Ok(ExitCode::SUCCESS)

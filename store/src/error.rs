@@ -58,6 +58,14 @@ pub enum StoreError {
         /// The bucket.
         bucket: String,
     },
+    /// A local store directory does not exist.
+    #[error(
+        "store {store} does not exist: check --store (or SHELF_STORE); a local store is created by the first `shelf push`"
+    )]
+    NoSuchStore {
+        /// The store.
+        store: String,
+    },
     /// The endpoint cannot be reached.
     #[error("cannot reach {store}: {detail}; check --endpoint-url, the network and the region")]
     Unreachable {

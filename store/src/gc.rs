@@ -30,6 +30,8 @@ pub struct GcPlan {
     pub kept_by_tags: usize,
     /// Unreferenced bundles kept because they are inside the grace period.
     pub kept_by_grace: usize,
+    /// Temporary files of killed writers, older than the grace period.
+    pub leftovers: Vec<std::path::PathBuf>,
 }
 
 fn protected(tags: &[shelf_formats::tag::TagRecord], keep: usize) -> BTreeSet<Digest> {
@@ -61,6 +63,7 @@ pub async fn plan(store: &Store, keep: usize, grace: Duration) -> Result<GcPlan,
         delete: Vec::new(),
         kept_by_tags: 0,
         kept_by_grace: 0,
+        leftovers: store.leftovers(cutoff).await?,
     };
     for o in &objects {
         let Some(digest) = digest_from_bundle_key(&o.key) else {
@@ -94,6 +97,9 @@ pub async fn execute(store: &Store, plan: &GcPlan, keep: usize) -> Result<Vec<Di
         store.delete(&bundle_manifest_key(digest)).await?;
         store.delete(&bundle_tagged_key(digest)).await?;
         deleted.push(*digest);
+    }
+    for path in &plan.leftovers {
+        store.remove_leftover(path).await?;
     }
     // Commit records pointing at deleted bundles would only mislead
     // `build --reuse-from`; remove them too.

@@ -87,6 +87,24 @@ impl Store {
         })
     }
 
+    /// Opens the store at `location` to write to it: a local store's
+    /// directory is created if it does not exist yet (the first push).
+    pub async fn create(location: &StoreLocation) -> Result<Self, StoreError> {
+        if let StoreLocation::Local(path) = location {
+            std::fs::create_dir_all(path).map_err(|e| StoreError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+        }
+        Self::open(location).await
+    }
+
+    /// Whether the store is missing altogether (a local directory that does
+    /// not exist): for callers to whom "nothing there yet" is an answer.
+    pub fn is_missing(e: &StoreError) -> bool {
+        matches!(e, StoreError::NoSuchStore { .. })
+    }
+
     /// The store's URL, for messages.
     pub fn describe(&self) -> String {
         match self {
@@ -180,6 +198,25 @@ impl Store {
         match self {
             Store::Local(s) => s.list(prefix),
             Store::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    /// Temporary files a killed writer left in a local store, older than
+    /// `cutoff` (seconds since the epoch). S3 writes leave none under any
+    /// key (an interrupted multipart upload is aborted by the writer or by
+    /// the bucket's lifecycle rule, docs/store.md).
+    pub async fn leftovers(&self, cutoff: i64) -> Result<Vec<std::path::PathBuf>, StoreError> {
+        match self {
+            Store::Local(s) => s.leftovers(cutoff),
+            Store::S3(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes one of [`Store::leftovers`].
+    pub async fn remove_leftover(&self, path: &Path) -> Result<(), StoreError> {
+        match self {
+            Store::Local(s) => s.remove_leftover(path),
+            Store::S3(_) => Ok(()),
         }
     }
 

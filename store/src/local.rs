@@ -27,11 +27,23 @@ const TEMP_MARK: &str = ".shelf-tmp-";
 const LOCK_SUFFIX: &str = ".lock";
 
 impl LocalStore {
-    /// Opens (creating if needed) a store rooted at `root`.
+    /// Opens a store rooted at `root`. Nothing is created here: the first
+    /// write (a push) creates the directory, and a read of a store that
+    /// does not exist is an error naming it, not an empty store.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
-        let root = root.canonicalize().map_err(|e| StoreError::io(root, e))?;
+        let root = std::path::absolute(root).map_err(|e| StoreError::io(root, e))?;
         Ok(Self { root })
+    }
+
+    /// Reads need the store to exist: a mistyped `--store` must not look
+    /// like an empty store.
+    fn existing(&self) -> Result<(), StoreError> {
+        if self.root.is_dir() {
+            return Ok(());
+        }
+        Err(StoreError::NoSuchStore {
+            store: self.describe(),
+        })
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -57,6 +69,7 @@ impl LocalStore {
     }
 
     pub(crate) fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.existing()?;
         let path = self.path(key)?;
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(Object {
@@ -83,6 +96,7 @@ impl LocalStore {
     }
 
     pub(crate) fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {
+        self.existing()?;
         let path = self.path(key)?;
         let mut src = match File::open(&path) {
             Ok(f) => f,
@@ -95,6 +109,7 @@ impl LocalStore {
     }
 
     pub(crate) fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.existing()?;
         let path = self.path(key)?;
         match fs::metadata(&path) {
             Ok(m) => Ok(Some(m.len())),
@@ -194,6 +209,7 @@ impl LocalStore {
     }
 
     pub(crate) fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.existing()?;
         let mut out = Vec::new();
         let start = self.root.join(prefix.trim_end_matches('/'));
         let mut stack = vec![start];
@@ -206,7 +222,13 @@ impl LocalStore {
             for entry in entries {
                 let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
                 let path = entry.path();
-                let meta = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
+                // Another process (a concurrent gc) may remove what was
+                // just listed: gone is not an error.
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::io(&path, e)),
+                };
                 if meta.is_dir() {
                     stack.push(path);
                     continue;
@@ -233,6 +255,53 @@ impl LocalStore {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Temporary files that a killed writer left behind (`.shelf-tmp-*`,
+    /// never under an object's name), last modified before `cutoff`
+    /// (seconds since the epoch): what gc may remove.
+    pub(crate) fn leftovers(&self, cutoff: i64) -> Result<Vec<PathBuf>, StoreError> {
+        self.existing()?;
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                    continue;
+                }
+                let stale = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|d| (d.as_secs() as i64) < cutoff);
+                if stale && entry.file_name().to_string_lossy().starts_with(TEMP_MARK) {
+                    out.push(entry.path());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a leftover found by [`LocalStore::leftovers`] (gone already
+    /// is fine: a concurrent gc got there first).
+    pub(crate) fn remove_leftover(&self, path: &Path) -> Result<(), StoreError> {
+        if !path.starts_with(&self.root) {
+            return Err(StoreError::Refused(format!(
+                "{} is not inside the store",
+                path.display()
+            )));
+        }
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
     }
 
     pub(crate) fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -35,7 +35,7 @@ fn s3_options_for(endpoint: String) -> S3Options {
 }
 
 async fn open_local(dir: &Path) -> Store {
-    Store::open(&StoreLocation::Local(dir.join("store")))
+    Store::create(&StoreLocation::Local(dir.join("store")))
         .await
         .unwrap()
 }
@@ -427,6 +427,114 @@ on_both_backends!(
         );
     }
 );
+
+#[tokio::test]
+async fn a_missing_local_store_is_named_on_read_and_created_by_the_first_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mistyped");
+    let location = StoreLocation::Local(dir.clone());
+    let store = Store::open(&location).await.unwrap();
+    for err in [
+        list_tags(&store).await.unwrap_err(),
+        store.get("tags/production.json").await.unwrap_err(),
+        gc::plan(&store, 1, Duration::ZERO).await.unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NoSuchStore { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("mistyped") && message.contains("shelf push"),
+            "{message}"
+        );
+    }
+    assert!(!dir.exists(), "reading a store must not create it");
+    let store = Store::create(&location).await.unwrap();
+    push_bundle(&store, &bundle(tmp.path(), 90)).await.unwrap();
+    assert_eq!(store.list("bundles/").await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_removes_what_killed_writers_left_and_two_gcs_at_once_both_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(open_local(tmp.path()).await);
+    let mut d = Vec::new();
+    for i in 0..6 {
+        let b = bundle(tmp.path(), 60 + i);
+        push_bundle(&store, &b).await.unwrap();
+        d.push(digest_of(&b));
+    }
+    tag(&store, "production", d[0], None).await.unwrap();
+    // What a push or a tag move killed by SIGKILL leaves: temporary files
+    // beside the keys, never under a key. One is old, one is fresh.
+    let root = tmp.path().join("store");
+    let old = root.join("bundles/sha256/.shelf-tmp-killed");
+    let fresh = root.join("tags/.shelf-tmp-running");
+    for path in [&old, &fresh] {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    assert!(
+        store
+            .list("")
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| !m.key.contains(".shelf-tmp-")),
+        "leftovers are never listed as objects"
+    );
+    let grace = Duration::from_secs(600);
+    let (a, b) = tokio::join!(
+        {
+            let store = Arc::clone(&store);
+            async move {
+                let plan = gc::plan(&store, 1, grace).await?;
+                gc::execute(&store, &plan, 1).await
+            }
+        },
+        {
+            let store = Arc::clone(&store);
+            async move {
+                let plan = gc::plan(&store, 1, grace).await?;
+                gc::execute(&store, &plan, 1).await
+            }
+        }
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(!old.exists(), "an hour-old leftover is removed");
+    assert!(
+        fresh.exists(),
+        "a leftover inside the grace period may be a running write"
+    );
+    // Two more at once with no grace: both succeed, and between them every
+    // untagged bundle is gone exactly once (and the now-old leftover).
+    std::fs::File::options()
+        .write(true)
+        .open(&fresh)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let run = || {
+        let store = Arc::clone(&store);
+        async move {
+            let plan = gc::plan(&store, 1, Duration::ZERO).await?;
+            gc::execute(&store, &plan, 1).await
+        }
+    };
+    let (a, b) = tokio::join!(run(), run());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.len() + b.len() >= 5, "{a:?} {b:?}");
+    for gone in &d[1..] {
+        assert!(store.head(&bundle_key(gone)).await.unwrap().is_none());
+    }
+    assert!(store.head(&bundle_key(&d[0])).await.unwrap().is_some());
+    assert!(!fresh.exists());
+}
 
 on_both_backends!(tag_names_are_validated, |store, _dir| {
     for bad in ["../x", "a/b", "", ".hidden"] {
