@@ -59,7 +59,19 @@ fn init_logging(cli: &Cli) {
         (1, false) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("SHELF_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let asked = std::env::var("SHELF_LOG").ok();
+    let mut filter = asked
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    // The tokenizer's trace lines spell out every text it sees, queries
+    // included: never shown unless SHELF_LOG names its target on purpose
+    // (docs/serve.md, "Logs").
+    if !asked.as_deref().is_some_and(|f| f.contains("tokenizers"))
+        && let Ok(quiet) = "tokenizers=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     // Colour only for people: CI logs and log collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();

@@ -361,7 +361,13 @@ fn private_copy(dir: &Path, digest: Digest, member: &Member) -> Result<Mmap, Ope
         dir: dir.to_path_buf(),
         detail,
     };
-    let mut file = File::open(&path).map_err(io)?;
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(damaged(format!("{} is missing", member.name)));
+        }
+        Err(e) => return Err(io(e)),
+    };
     let size = file.metadata().map_err(io)?.len();
     if size != member.size {
         return Err(damaged(format!(

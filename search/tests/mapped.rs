@@ -163,3 +163,58 @@ fn a_bundle_naming_an_unknown_index_or_analyzer_is_refused_naming_both_kinds() {
         );
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever a client puts in a request's parameters, validating it
+    /// never panics, and a request that validates ranks a bundle without
+    /// panicking: globs of any nesting and length, any language or mode
+    /// text, any k.
+    #[test]
+    fn no_parameter_reaches_a_panic(
+        query in "\\PC{0,64}",
+        k in proptest::option::of(0usize..1_000_000),
+        path in proptest::option::of("[{}\\[\\]*?!a-z0-9/.,\\\\-]{0,700}"),
+        languages in proptest::collection::vec("(rust|python|Rust|\\PC{0,8})", 0..4),
+        mode in proptest::option::of("(hybrid|semantic|lexical|\\PC{0,8})"),
+        group in proptest::option::of("(chunk|file|\\PC{0,8})"),
+    ) {
+        let raw = shelf_search::RawRequest { query, k, path, languages, mode, group };
+        let Ok(request) = shelf_search::Request::new(raw, &shelf_search::RequestLimits::default()) else {
+            return Ok(());
+        };
+        let bundle = fuzz_bundle();
+        let vectors = vec![query_vector(1)];
+        let ranked = shelf_search::rank::candidates(
+            bundle,
+            &request.query,
+            &vectors,
+            request.mode,
+            &request.filter,
+            request.k,
+        );
+        // The synthetic bundle has no lexical index: lexical mode is a
+        // clear error, never a panic.
+        if request.mode == shelf_search::Mode::Lexical {
+            proptest::prop_assert!(ranked.is_err());
+        } else {
+            proptest::prop_assert!(ranked.is_ok());
+        }
+    }
+}
+
+/// One bundle for every fuzz case (opening one per case would dominate).
+fn fuzz_bundle() -> &'static MappedBundle {
+    static BUNDLE: std::sync::OnceLock<(tempfile::TempDir, MappedBundle)> =
+        std::sync::OnceLock::new();
+    &BUNDLE.get_or_init(|| open(300)).1
+}
+
+fn query_vector(seed: usize) -> Vec<f32> {
+    query(seed)
+}

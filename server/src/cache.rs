@@ -13,12 +13,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use shelf_formats::Digest;
+use shelf_formats::bundle::BundleError;
 use shelf_formats::keys::bundle_key;
 use shelf_formats::manifest::members;
 use shelf_store::{Store, StoreError};
 
 use shelf_search::OpenError;
 use shelf_search::mapped::INCOMING_PREFIX;
+
+use crate::state::Cause;
 
 /// Schema of `state.json`.
 const STATE_SCHEMA: &str = "shelf.serve-cache/v1";
@@ -30,25 +33,46 @@ const DOWNLOAD_PREFIX: &str = ".download-";
 /// Why a bundle could not be made ready in the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The store could not be read (unreachable, denied, bundle missing):
-    /// worth trying again later.
+    /// The store could not be read (unreachable, denied, bundle missing).
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The bundle itself is unusable (fails verification, wrong model,
-    /// unknown format): trying again cannot help.
+    /// The bundle cannot be opened: it fails verification, is for another
+    /// model or format, or its cached copy is unusable.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// The cache directory failed (full, removed, unwritable).
+    #[error("the cache directory failed at {}: {source}; free space or fix permissions (it is retried)", path.display())]
+    Disk {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 impl LoadError {
-    /// Whether the same bundle would fail the same way again.
-    pub fn is_permanent(&self) -> bool {
+    /// What kind of failure this is: whether to retry, and what to tell
+    /// the operator.
+    pub fn cause(&self) -> Cause {
         match self {
-            LoadError::Open(OpenError::Io { .. }) => false,
-            LoadError::Open(_) => true,
-            LoadError::Store(StoreError::Bundle(_)) => true,
-            LoadError::Store(_) => false,
+            LoadError::Store(StoreError::Bundle(e)) => bundle_cause(e),
+            LoadError::Store(_) => Cause::Store,
+            LoadError::Disk { .. } => Cause::Disk,
+            LoadError::Open(OpenError::WrongModel { .. }) => Cause::Incompatible,
+            LoadError::Open(OpenError::Bundle(e)) => bundle_cause(e),
+            LoadError::Open(OpenError::Io { .. } | OpenError::DamagedCache { .. }) => Cause::Disk,
+            LoadError::Open(_) => Cause::Verification,
         }
+    }
+}
+
+fn bundle_cause(e: &BundleError) -> Cause {
+    match e {
+        BundleError::Io { .. } => Cause::Disk,
+        BundleError::UnsupportedFormatVersion { .. } | BundleError::UnknownKind(_) => {
+            Cause::Incompatible
+        }
+        _ => Cause::Verification,
     }
 }
 
@@ -165,7 +189,8 @@ impl BundleCache {
 
     /// Makes bundle `digest` ready here: nothing to do when a verified copy
     /// is cached, else download it from `store` and verify while unpacking.
-    /// Nothing is left under the bundle's name unless it verified.
+    /// Nothing is left under the bundle's name unless it verified. The
+    /// cache directory is made again if someone removed it.
     pub async fn fetch(
         self: &Arc<Self>,
         store: &Store,
@@ -174,6 +199,10 @@ impl BundleCache {
         if self.contains(digest) {
             return Ok(self.bundle_dir(digest));
         }
+        std::fs::create_dir_all(&self.dir).map_err(|source| LoadError::Disk {
+            path: self.dir.clone(),
+            source,
+        })?;
         let download = self.dir.join(format!(
             "{DOWNLOAD_PREFIX}{}-{}.tar.zst",
             digest.hex(),
@@ -181,18 +210,21 @@ impl BundleCache {
         ));
         let _ = std::fs::remove_file(&download);
         let started = std::time::Instant::now();
-        let fetched = store.get_to_file(&bundle_key(digest), &download).await;
-        let fetched = match fetched {
+        let fetched = match store.get_to_file(&bundle_key(digest), &download).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(StoreError::MissingBundle {
+            Ok(false) => Err(LoadError::Store(StoreError::MissingBundle {
                 store: store.describe(),
                 digest: *digest,
-            }),
-            Err(e) => Err(e),
+            })),
+            // Writing the download failed: the disk's fault, not the store's.
+            Err(StoreError::Io { path, source }) if path == download => {
+                Err(LoadError::Disk { path, source })
+            }
+            Err(e) => Err(e.into()),
         };
         if let Err(e) = fetched {
             let _ = std::fs::remove_file(&download);
-            return Err(e.into());
+            return Err(e);
         }
         tracing::debug!(
             %digest,
@@ -212,6 +244,17 @@ impl BundleCache {
                 });
         let _ = std::fs::remove_file(&download);
         Ok(installed?.1)
+    }
+
+    /// Removes the cached copy of `digest` (it failed its check when
+    /// opened), so the next fetch downloads it again.
+    pub fn discard(&self, digest: &Digest) {
+        let dir = self.bundle_dir(digest);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::warn!(%digest, "removed a damaged cached copy; fetching it again"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(%digest, error = %e, "cannot remove a damaged cached copy"),
+        }
     }
 
     /// Keeps `digest`'s files until the lease is dropped.
@@ -268,6 +311,7 @@ impl BundleCache {
     }
 
     fn save(&self, state: &StateFile) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
         let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         bytes.push(b'\n');
         let tmp = self

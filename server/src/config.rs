@@ -58,7 +58,8 @@ pub struct Limits {
     pub max_query_bytes: usize,
     /// Most results one query may ask for.
     pub max_k: usize,
-    /// Time allowed to send the request head.
+    /// Time allowed to send a request head; also how long a keep-alive
+    /// connection may sit idle between requests.
     pub header_timeout: Duration,
     /// Time allowed to send the request body.
     pub body_timeout: Duration,
@@ -79,8 +80,6 @@ pub struct Limits {
     /// Open connections from one client address at once; more from it are
     /// closed as they arrive, so one client cannot starve the others.
     pub max_connections_per_client: usize,
-    /// An idle keep-alive connection is closed after this long.
-    pub idle_timeout: Duration,
     /// Time in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
 }
@@ -101,7 +100,6 @@ impl Default for Limits {
             rate_limit_burst: 0,
             max_connections: 1024,
             max_connections_per_client: 64,
-            idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -153,6 +151,8 @@ pub struct ServeConfig {
     pub cache_dir: PathBuf,
     /// How often the followed tag is checked.
     pub poll_interval: Duration,
+    /// Longest wait before a bundle that failed to load is tried again.
+    pub retry_max: Duration,
     /// Bundles kept in the cache for instant rollback.
     pub keep_bundles: usize,
     /// Results when a query does not say.
@@ -181,6 +181,7 @@ impl ServeConfig {
             s3: S3Options::default(),
             cache_dir: default_cache_dir(),
             poll_interval: Duration::from_secs(5),
+            retry_max: Duration::from_secs(60),
             keep_bundles: 3,
             default_k: 10,
             expansion_search: DEFAULT_EXPANSION_SEARCH,
@@ -336,6 +337,10 @@ pub struct ServeSettings {
     /// How often the followed tag is checked [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub poll_interval: Option<HumanDuration>,
+    /// Longest wait before a bundle that failed to load is tried again
+    /// (the wait doubles from the poll interval) [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub retry_max: Option<HumanDuration>,
     /// Bundles kept in the cache for instant rollback [default: 3].
     #[arg(long, value_name = "N")]
     pub keep_bundles: Option<usize>,
@@ -393,7 +398,8 @@ pub struct LimitSettings {
     /// Most results one query may ask for [default: 100].
     #[arg(long, value_name = "N")]
     pub max_k: Option<usize>,
-    /// Time allowed to send the request head [default: 5s].
+    /// Time allowed to send a request head, and the longest a keep-alive
+    /// connection may sit idle [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub header_timeout: Option<HumanDuration>,
     /// Time allowed to send the request body [default: 10s].
@@ -423,9 +429,6 @@ pub struct LimitSettings {
     /// Open connections from one client address at once [default: 64].
     #[arg(long, value_name = "N")]
     pub max_connections_per_client: Option<usize>,
-    /// An idle keep-alive connection is closed after this long [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    pub idle_timeout: Option<HumanDuration>,
     /// Time in-flight requests get to finish on shutdown [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<HumanDuration>,
@@ -488,6 +491,7 @@ impl ServeSettings {
             allow_anonymous: over.allow_anonymous || self.allow_anonymous,
             cache: over.cache.or(self.cache),
             poll_interval: over.poll_interval.or(self.poll_interval),
+            retry_max: over.retry_max.or(self.retry_max),
             keep_bundles: over.keep_bundles.or(self.keep_bundles),
             default_k: over.default_k.or(self.default_k),
             expansion_search: over.expansion_search.or(self.expansion_search),
@@ -516,7 +520,6 @@ impl ServeSettings {
                 max_connections_per_client: o
                     .max_connections_per_client
                     .or(l.max_connections_per_client),
-                idle_timeout: o.idle_timeout.or(l.idle_timeout),
                 drain_timeout: o.drain_timeout.or(l.drain_timeout),
             },
         }
@@ -567,6 +570,7 @@ impl ServeSettings {
         c.cache_dir = self.cache.unwrap_or(c.cache_dir);
         let d = |v: Option<HumanDuration>, default: Duration| v.map_or(default, |h| h.0);
         c.poll_interval = d(self.poll_interval, c.poll_interval);
+        c.retry_max = d(self.retry_max, c.retry_max);
         c.keep_bundles = self.keep_bundles.unwrap_or(c.keep_bundles);
         c.default_k = self.default_k.unwrap_or(c.default_k);
         c.expansion_search = self.expansion_search.unwrap_or(c.expansion_search);
@@ -599,7 +603,6 @@ impl ServeSettings {
         l.max_connections_per_client = f
             .max_connections_per_client
             .unwrap_or(l.max_connections_per_client);
-        l.idle_timeout = d(f.idle_timeout, l.idle_timeout);
         l.drain_timeout = d(f.drain_timeout, l.drain_timeout);
         c.validate()?;
         Ok(c)

@@ -1,24 +1,29 @@
 //! Following a tag: check where it points (on a timer, or at once when
-//! asked), and when it moved, load the new bundle beside the live one,
-//! warm it, and swap. A bundle that fails to load leaves the old one
-//! serving; a store that cannot be reached leaves the last verified bundle
-//! serving. Concurrent "check now" requests coalesce into one check.
+//! asked), and when it moved, load the new bundle beside the live one and
+//! swap. Every tag move ends served or reported: a bundle that fails to
+//! load leaves the old one serving and the failure in `/readyz`,
+//! `/v1/bundle`, the metrics and one log line, with its cause; a store that
+//! cannot be read leaves the last verified bundle serving, degraded.
+//! Failures are retried with backoff (a corrupt object can be replaced in
+//! the store, a full disk freed), except a bundle that can never be served
+//! by this server under its digest (another model or format), which waits
+//! for the tag to move. Concurrent "check now" requests coalesce into one
+//! check, which retries at once whatever the backoff says.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use shelf_formats::Digest;
+use shelf_search::{MappedBundle, OpenError};
 use shelf_store::{Store, StoreLocation};
 use tokio::sync::{Notify, watch};
 
 use crate::cache::{BundleCache, LoadError};
 use crate::follow::{FollowError, Resolver};
 use crate::query_embedder::QueryEmbedder;
-use crate::state::{ServerState, Snapshot, now_rfc3339};
-use shelf_search::{MappedBundle, OpenError};
+use crate::state::{Cause, Followed, Problem, ServerState, Snapshot, now_rfc3339};
 
 /// What one check found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -33,7 +38,7 @@ pub struct CheckReport {
     pub live: Option<Digest>,
     /// Whether this check swapped a new bundle in.
     pub swapped: bool,
-    /// What failed, if anything.
+    /// What failed, if anything (now, or before and not yet retried).
     pub error: Option<String>,
 }
 
@@ -110,9 +115,9 @@ impl std::fmt::Debug for Loader {
 pub const PROBE_QUERY: &str = "where is this implemented";
 
 impl Loader {
-    /// Opens a cached bundle directory as a snapshot: model check,
-    /// structure, search breadth, pages faulted in, a probe query run. Off
-    /// the async runtime; the caller swaps.
+    /// Opens a cached bundle directory as a snapshot: model and kinds
+    /// checked, every member read into memory against its hash, a probe
+    /// query run. Off the async runtime; the caller swaps.
     pub async fn open_snapshot(
         &self,
         digest: Digest,
@@ -143,6 +148,45 @@ impl Loader {
             _lease: Some(lease),
         })
     }
+
+    /// Makes `digest` ready in the cache and opens it. A cached copy that
+    /// fails its check (changed or removed behind the server's back) is
+    /// discarded and fetched again once, here: the cache heals itself.
+    pub async fn load(
+        &self,
+        store: &Store,
+        digest: Digest,
+        tag: &str,
+    ) -> Result<Snapshot, LoadError> {
+        let was_cached = self.cache.contains(&digest);
+        self.cache.fetch(store, &digest).await?;
+        match self.open_snapshot(digest, Some(tag.to_string())).await {
+            Err(LoadError::Open(OpenError::DamagedCache { detail, .. })) if was_cached => {
+                tracing::warn!(%digest, %detail, "the cached copy is damaged; fetching it again");
+                self.cache.discard(&digest);
+                self.cache.fetch(store, &digest).await?;
+                self.open_snapshot(digest, Some(tag.to_string())).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// The follower's memory of a target that failed to load.
+#[derive(Debug, Clone)]
+struct Attempt {
+    digest: Digest,
+    failures: u32,
+    since: String,
+    /// When to try again (none: never under this digest).
+    retry_at: Option<Instant>,
+}
+
+/// How long to wait before retrying after `failures` consecutive failures:
+/// one poll interval, doubling, at most `max`.
+pub fn backoff(poll: Duration, failures: u32, max: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    poll.saturating_mul(1 << doublings).min(max.max(poll))
 }
 
 /// The follower: owns the store client and the tag resolver, and is the
@@ -153,8 +197,12 @@ pub struct Follower {
     store_url: String,
     store: Option<Arc<Store>>,
     resolver: Resolver,
-    /// Bundles that failed for good, with why: not downloaded again.
-    failed: HashMap<Digest, String>,
+    poll: Duration,
+    retry_max: Duration,
+    /// The target that failed last, and when to try it again.
+    attempt: Option<Attempt>,
+    /// Consecutive store failures and when they began.
+    store_failures: (u32, String),
 }
 
 impl std::fmt::Debug for Follower {
@@ -167,12 +215,16 @@ impl std::fmt::Debug for Follower {
 
 impl Follower {
     /// A follower of `resolver`'s target in the store at `location`
-    /// (`store_url` names it in messages and in the cache's memory).
+    /// (`store_url` names it in messages and in the cache's memory),
+    /// checking every `poll` and retrying failures at most `retry_max`
+    /// apart.
     pub fn new(
         loader: Loader,
         location: StoreLocation,
         store_url: String,
         resolver: Resolver,
+        poll: Duration,
+        retry_max: Duration,
     ) -> Self {
         Self {
             loader,
@@ -180,7 +232,10 @@ impl Follower {
             store_url,
             store: None,
             resolver,
-            failed: HashMap::new(),
+            poll,
+            retry_max,
+            attempt: None,
+            store_failures: (0, String::new()),
         }
     }
 
@@ -198,11 +253,11 @@ impl Follower {
         Ok(store)
     }
 
-    /// First load at start: like a check, but when the store cannot answer,
-    /// the bundle this target last served (if still cached) goes live, and
-    /// the server says it is degraded.
+    /// First load at start: like a check, but when nothing could be
+    /// loaded, the bundle this target last served (if still cached) goes
+    /// live, degraded, while the follower keeps trying.
     pub async fn start(&mut self) -> CheckReport {
-        let report = self.check().await;
+        let report = self.check(true).await;
         if self.loader.state.live().is_some() {
             return report;
         }
@@ -211,13 +266,7 @@ impl Follower {
             .clone()
             .unwrap_or_else(|| "no bundle could be loaded".into());
         let Some(digest) = self.loader.cache.last_live(&self.target_key()) else {
-            let message = format!(
-                "not ready: {reason}; no cached bundle for '{}' in {} (will retry)",
-                self.resolver.follow(),
-                self.loader.cache.dir().display()
-            );
-            tracing::error!("{message}");
-            self.loader.state.set_not_ready(message);
+            tracing::error!("{}", self.not_live(&reason));
             return report;
         };
         tracing::warn!(%digest, reason = %reason, "serving the last verified bundle from the cache");
@@ -243,9 +292,22 @@ impl Follower {
         }
     }
 
-    /// Checks the target once; swaps if it moved to a loadable bundle.
-    pub async fn check(&mut self) -> CheckReport {
-        let live = self.loader.state.live().map(|s| s.bundle.digest);
+    /// Records why nothing is live (with what the cache could offer) and
+    /// returns the message.
+    fn not_live(&self, reason: &str) -> String {
+        let message = format!(
+            "not ready: {reason}; no cached bundle for '{}' in {} (retrying)",
+            self.resolver.follow(),
+            self.loader.cache.dir().display()
+        );
+        self.loader.state.set_not_ready(message.clone());
+        message
+    }
+
+    /// Checks the target once; loads and swaps if it moved (or failed
+    /// before and is due again; `now` retries at once).
+    pub async fn check(&mut self, now: bool) -> CheckReport {
+        let live = self.loader.state.live_digest();
         let mut report = CheckReport {
             live,
             ..CheckReport::default()
@@ -264,40 +326,53 @@ impl Follower {
             }
             Err(e) => return self.store_failed(report, e.to_string()),
         };
+        if self.store_failures.0 > 0 {
+            tracing::info!(store = %self.store_url, "the store answers again");
+        }
+        self.store_failures = (0, String::new());
         self.loader.state.record_store_ok();
         let digest = resolved.record.digest;
-        report.tag = Some(resolved.tag.clone());
+        let tag = resolved.tag;
+        report.tag = Some(tag.clone());
         report.target = Some(digest);
+        self.loader.state.set_target(Some(Followed {
+            tag: tag.clone(),
+            digest,
+        }));
         if live == Some(digest) {
-            self.loader.state.record_healthy();
+            self.attempt = None;
             self.count_check("unchanged");
             return self.finish(report);
         }
-        if let Some(why) = self.failed.get(&digest) {
-            // Already refused: keep serving the old bundle, keep saying why.
-            report.error = Some(why.clone());
-            self.count_check("unchanged");
-            return self.finish(report);
+        if let Some(a) = self.attempt.as_ref().filter(|a| a.digest == digest) {
+            let due = a.retry_at.is_some_and(|at| now || Instant::now() >= at);
+            if !due {
+                // Still reported (readiness says why); not fetched again yet.
+                report.error = self
+                    .loader
+                    .state
+                    .status()
+                    .load_problem
+                    .as_ref()
+                    .map(|p| p.message.clone());
+                self.count_check("waiting");
+                return self.finish(report);
+            }
         }
         self.count_check("changed");
-        tracing::info!(tag = %resolved.tag, %digest, "tag moved; loading the new bundle beside the live one");
+        tracing::info!(%tag, %digest, "loading the tag's bundle beside the live one");
         let started = Instant::now();
-        let loaded = match self.loader.cache.fetch(&store, &digest).await {
-            Ok(_) => {
-                self.loader
-                    .open_snapshot(digest, Some(resolved.tag.clone()))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        self.loader.state.set_loading(Some(digest));
+        let loaded = self.loader.load(&store, digest, &tag).await;
+        self.loader.state.set_loading(None);
         match loaded {
             Ok(snapshot) => {
                 let load_ms = started.elapsed().as_millis() as u64;
                 let previous = self.loader.state.swap(snapshot, load_ms);
                 self.loader.cache.record_live(&self.target_key(), digest);
-                self.loader.state.record_healthy();
+                self.attempt = None;
                 tracing::info!(
-                    tag = %resolved.tag,
+                    %tag,
                     from = %previous.as_ref().map(|p| p.bundle.digest.to_string()).unwrap_or_else(|| "nothing".into()),
                     to = %digest,
                     load_ms,
@@ -307,40 +382,65 @@ impl Follower {
                 report.swapped = true;
             }
             Err(e) => {
-                let message = e.to_string();
-                let reason = match &e {
-                    LoadError::Open(OpenError::WrongModel { .. }) => "wrong_model",
-                    _ if e.is_permanent() => "verification",
-                    LoadError::Store(_) => "store",
-                    LoadError::Open(_) => "io",
-                };
-                self.loader
-                    .state
-                    .metrics
-                    .load_failures
-                    .with_label_values(&[reason])
-                    .inc();
-                if matches!(e, LoadError::Store(_)) && !e.is_permanent() {
+                let message = self.load_failed(digest, &tag, live, &e);
+                if matches!(e, LoadError::Store(_)) {
                     self.loader.state.metrics.store_errors.inc();
                     self.store = None;
                 }
-                if e.is_permanent() {
-                    self.failed.insert(digest, message.clone());
-                }
-                tracing::error!(
-                    tag = %resolved.tag,
-                    %digest,
-                    error = %message,
-                    live = %live.map(|d| d.to_string()).unwrap_or_else(|| "nothing".into()),
-                    "refused the new bundle; the live one keeps serving"
-                );
-                self.loader
-                    .state
-                    .record_error("load", Some(digest), message.clone());
                 report.error = Some(message);
             }
         }
         self.finish(report)
+    }
+
+    /// Records a failed load: its cause, the backoff, one log line.
+    fn load_failed(
+        &mut self,
+        digest: Digest,
+        tag: &str,
+        live: Option<Digest>,
+        e: &LoadError,
+    ) -> String {
+        let cause = e.cause();
+        let message = e.to_string();
+        let (failures, since) = match &self.attempt {
+            Some(a) if a.digest == digest => (a.failures + 1, a.since.clone()),
+            _ => (1, now_rfc3339()),
+        };
+        let wait =
+            (cause != Cause::Incompatible).then(|| backoff(self.poll, failures, self.retry_max));
+        self.attempt = Some(Attempt {
+            digest,
+            failures,
+            since: since.clone(),
+            retry_at: wait.map(|w| Instant::now() + w),
+        });
+        self.loader
+            .state
+            .metrics
+            .load_failures
+            .with_label_values(&[cause.label()])
+            .inc();
+        tracing::error!(
+            %tag,
+            %digest,
+            cause = cause.label(),
+            failures,
+            retry_in_ms = wait.map(|w| w.as_millis() as u64),
+            error = %message,
+            live = %live.map(|d| d.to_string()).unwrap_or_else(|| "nothing".into()),
+            "refused the tag's bundle; the live one keeps serving"
+        );
+        self.loader.state.record_load_problem(Problem {
+            cause,
+            digest: Some(digest),
+            message: message.clone(),
+            failures,
+            since,
+            retry_at: wait
+                .map(|w| humantime::format_rfc3339_seconds(SystemTime::now() + w).to_string()),
+        });
+        message
     }
 
     fn count_check(&self, result: &str) {
@@ -355,10 +455,25 @@ impl Follower {
     fn store_failed(&mut self, report: CheckReport, message: String) -> CheckReport {
         self.loader.state.metrics.store_errors.inc();
         self.count_check("error");
-        tracing::warn!(store = %self.store_url, error = %message, "cannot read the followed tag");
-        self.loader
-            .state
-            .record_error("store", None, message.clone());
+        if self.store_failures.0 == 0 {
+            self.store_failures.1 = now_rfc3339();
+        }
+        self.store_failures.0 += 1;
+        let (failures, since) = self.store_failures.clone();
+        // One line when it starts failing, then one per ten checks.
+        if failures == 1 || failures.is_multiple_of(10) {
+            tracing::warn!(store = %self.store_url, failures, error = %message, "cannot read the followed tag");
+        }
+        self.loader.state.record_store_problem(Problem {
+            cause: Cause::Store,
+            digest: None,
+            message: message.clone(),
+            failures,
+            since,
+            retry_at: Some(
+                humantime::format_rfc3339_seconds(SystemTime::now() + self.poll).to_string(),
+            ),
+        });
         self.finish(CheckReport {
             error: Some(message),
             ..report
@@ -367,28 +482,55 @@ impl Follower {
 
     fn finish(&self, mut report: CheckReport) -> CheckReport {
         report.checked_at = now_rfc3339();
-        report.live = self.loader.state.live().map(|s| s.bundle.digest);
+        report.live = self.loader.state.live_digest();
+        // While nothing is live, the reason stays current.
+        if report.live.is_none()
+            && let Some(error) = &report.error
+        {
+            self.not_live(error);
+        }
         report
     }
 
-    /// Checks every `poll`, or at once when [`Reloader::check_now`] asks,
-    /// forever (the caller aborts the task at shutdown). The first check
-    /// is the start-up load.
-    pub async fn run(mut self, reloader: Arc<Reloader>, poll: Duration) {
+    /// Checks every poll interval, or at once when
+    /// [`Reloader::check_now`] asks, forever (the caller aborts the task at
+    /// shutdown). The first check is the start-up load.
+    pub async fn run(mut self, reloader: Arc<Reloader>) {
         let mut first = true;
+        let mut asked = 0;
         loop {
             let upto = reloader.requested.load(Ordering::Acquire);
             let report = if first {
                 self.start().await
             } else {
-                self.check().await
+                // An explicit request retries at once; a timer tick waits
+                // for the backoff.
+                self.check(upto > asked).await
             };
+            asked = upto;
             first = false;
             reloader.done.send_replace((upto, report));
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(self.poll) => {}
                 _ = reloader.wake.notified() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_poll_interval_up_to_the_cap() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff(s(1), 1, s(60)), s(1));
+        assert_eq!(backoff(s(1), 2, s(60)), s(2));
+        assert_eq!(backoff(s(1), 5, s(60)), s(16));
+        assert_eq!(backoff(s(1), 7, s(60)), s(60));
+        assert_eq!(backoff(s(5), 100, s(60)), s(60));
+        // A cap below the poll interval is the poll interval.
+        assert_eq!(backoff(s(5), 3, s(1)), s(5));
     }
 }

@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
-use shelf_search::Engine;
+use shelf_search::{Engine, OpenError};
 use shelf_store::StoreLocation;
 use tokio::net::TcpListener;
 
-use crate::cache::BundleCache;
+use crate::cache::{BundleCache, LoadError};
 use crate::config::{ServeConfig, Source};
 use crate::follow::{Follow, Resolver};
 use crate::http::{Api, FollowInfo};
@@ -111,6 +111,12 @@ pub async fn run(
         let _ = stop_rx.await;
     }));
     tracing::info!(%addr, "listening on http://{addr}");
+    if !addr.ip().is_loopback() && config.auth.search_tokens.is_empty() {
+        tracing::warn!(
+            %addr,
+            "serving without search tokens on an address other machines can reach (--allow-anonymous): anyone who reaches it can search the whole code base"
+        );
+    }
     on_listening(addr);
 
     // The model: loaded once, off the async runtime.
@@ -158,9 +164,16 @@ pub async fn run(
                 .map_err(|e| crate::config::ConfigError::new("--follow", e))?;
             let location = StoreLocation::parse(store, config.s3.clone())
                 .map_err(|e| crate::config::ConfigError::new("--store", e.to_string()))?;
-            let follower = Follower::new(loader, location, store.clone(), Resolver::new(target));
+            let follower = Follower::new(
+                loader,
+                location,
+                store.clone(),
+                Resolver::new(target),
+                config.poll_interval,
+                config.retry_max,
+            );
             let reloader = reloader.clone().unwrap_or_default();
-            Some(tokio::spawn(follower.run(reloader, config.poll_interval)))
+            Some(tokio::spawn(follower.run(reloader)))
         }
     };
 
@@ -183,16 +196,30 @@ async fn serve_file(loader: &Loader, path: &std::path::Path) -> Result<(), Serve
         detail,
     };
     let started = std::time::Instant::now();
-    let cache = Arc::clone(&loader.cache);
-    let file = path.to_path_buf();
-    let (digest, _) = tokio::task::spawn_blocking(move || cache.install_file(&file, None))
+    let install = || {
+        let cache = Arc::clone(&loader.cache);
+        let file = path.to_path_buf();
+        tokio::task::spawn_blocking(move || cache.install_file(&file, None))
+    };
+    let (digest, _) = install()
         .await
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(e.to_string()))?;
-    let snapshot = loader
-        .open_snapshot(digest, None)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let snapshot = match loader.open_snapshot(digest, None).await {
+        // A cached copy changed behind the server's back: unpack the file
+        // again instead of refusing to start.
+        Err(LoadError::Open(OpenError::DamagedCache { detail, .. })) => {
+            tracing::warn!(%digest, %detail, "the cached copy is damaged; unpacking the file again");
+            loader.cache.discard(&digest);
+            install()
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(e.to_string()))?;
+            loader.open_snapshot(digest, None).await
+        }
+        other => other,
+    }
+    .map_err(|e| fail(e.to_string()))?;
     loader
         .state
         .swap(snapshot, started.elapsed().as_millis() as u64);

@@ -1,8 +1,10 @@
 //! What is live: one `Arc<Snapshot>` behind an `ArcSwap`. A request loads
 //! the pointer once and finishes on that snapshot, whatever is swapped in
-//! meanwhile; a swap is one pointer store. Beside it, the server's status
-//! (last swap, last error, why it is degraded), read by `/readyz` and
-//! `/v1/bundle` only, never on the query path.
+//! meanwhile; a swap is one pointer store. Beside it, the follower's view
+//! of the world (where the tag points, what failed and why), from which
+//! readiness is derived: `ok` only when the live bundle is the tag's
+//! target. Read by `/readyz`, `/v1/bundle` and the metrics, never on the
+//! query path.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -10,15 +12,15 @@ use std::time::SystemTime;
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use shelf_formats::Digest;
+use shelf_search::MappedBundle;
 
 use crate::cache::Lease;
 use crate::metrics::Metrics;
-use shelf_search::MappedBundle;
 
 /// A bundle that is (or was) live, with what served it.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The verified, mapped bundle.
+    /// The verified bundle, held in memory.
     pub bundle: MappedBundle,
     /// The tag that pointed at it when it was loaded (`None`: a local file).
     pub tag: Option<String>,
@@ -43,7 +45,56 @@ pub struct SwapEvent {
     pub load_ms: u64,
 }
 
-/// One failure, for `/v1/bundle` and `/readyz`.
+/// What kind of failure keeps the target from being served. The kind says
+/// what to do about it, so it is never guessed: a full disk is not a
+/// corrupt bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The store could not be read (unreachable, denied, the bundle not
+    /// there yet). Retried.
+    Store,
+    /// The cache directory failed (full, removed, unwritable). Retried.
+    Disk,
+    /// The bundle's bytes do not verify (a corrupt object in the store).
+    /// Retried with backoff: the object can be replaced.
+    Verification,
+    /// The bundle is valid but not for this server (another model, a format
+    /// or kind it does not read). Not fetched again: the same digest can
+    /// never become servable; the tag must move or the server change.
+    Incompatible,
+}
+
+impl Cause {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::Store => "store",
+            Cause::Disk => "disk",
+            Cause::Verification => "verification",
+            Cause::Incompatible => "incompatible",
+        }
+    }
+}
+
+/// Why the target is not what is live, as `/v1/bundle` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// What kind of failure.
+    pub cause: Cause,
+    /// The bundle that failed (none: the store itself failed).
+    pub digest: Option<Digest>,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Consecutive failures of this kind for this bundle.
+    pub failures: u32,
+    /// When the first of them happened, RFC 3339.
+    pub since: String,
+    /// When the next attempt is due, RFC 3339 (none: not retried).
+    pub retry_at: Option<String>,
+}
+
+/// One failure, for `/v1/bundle`'s `last_error`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorEvent {
     /// When, RFC 3339.
@@ -56,17 +107,31 @@ pub struct ErrorEvent {
     pub message: String,
 }
 
-/// Status beside the live pointer.
+/// Where the followed tag points, as last read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Followed {
+    /// The tag (for a pattern: the newest match).
+    pub tag: String,
+    /// The bundle it points at.
+    pub digest: Digest,
+}
+
+/// The follower's view, beside the live pointer.
 #[derive(Debug, Default, Clone)]
 pub struct Status {
     /// The last successful swap.
     pub last_swap: Option<SwapEvent>,
     /// The last failure of any kind.
     pub last_error: Option<ErrorEvent>,
-    /// The store is failing now (cleared by the next good read).
-    pub store_problem: Option<String>,
-    /// The newest target failed to load and an older bundle serves.
-    pub load_problem: Option<(Digest, String)>,
+    /// Where the followed tag points (none: not read yet, or one file is
+    /// served).
+    pub target: Option<Followed>,
+    /// A bundle being loaded now.
+    pub loading: Option<Digest>,
+    /// Why the target failed to load.
+    pub load_problem: Option<Problem>,
+    /// Why the store cannot be read now (cleared by the next good read).
+    pub store_problem: Option<Problem>,
     /// Why nothing is live yet.
     pub not_ready: Option<String>,
     /// Whether the query model is loaded.
@@ -76,10 +141,10 @@ pub struct Status {
 /// Readiness as `/readyz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
-    /// A verified bundle is live and the newest target is being served.
+    /// The live bundle is the followed tag's target, and the store answers.
     Ok,
-    /// Serving, but the store is unreachable or the newest target failed to
-    /// load and an older bundle serves.
+    /// Serving, but not the target (it is loading or failed to), or the
+    /// store cannot be read: the reason says which.
     Degraded(String),
     /// Nothing can be served.
     NotReady(String),
@@ -118,6 +183,11 @@ impl ServerState {
         self.live.load_full()
     }
 
+    /// The live bundle's digest.
+    pub fn live_digest(&self) -> Option<Digest> {
+        self.live.load().as_ref().map(|s| s.bundle.digest)
+    }
+
     /// Status, locked briefly.
     pub fn status(&self) -> MutexGuard<'_, Status> {
         // Every update replaces whole fields; a poisoned lock holds a
@@ -125,6 +195,12 @@ impl ServerState {
         self.status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the status and refreshes the readiness gauges.
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        change(&mut self.status());
+        self.refresh_gauges();
     }
 
     /// Swaps `next` in (one pointer store); returns what was live.
@@ -151,90 +227,95 @@ impl ServerState {
         m.live_since.set(since);
         m.bundle_chunks.set(chunks);
         m.swaps.inc();
-        let mut status = self.status();
-        status.last_swap = Some(SwapEvent {
-            at: now_rfc3339(),
-            from: previous.as_ref().map(|p| p.bundle.digest),
-            to: digest,
-            tag,
-            load_ms,
+        self.update(|status| {
+            status.last_swap = Some(SwapEvent {
+                at: now_rfc3339(),
+                from: previous.as_ref().map(|p| p.bundle.digest),
+                to: digest,
+                tag,
+                load_ms,
+            });
+            status.not_ready = None;
+            if status
+                .load_problem
+                .as_ref()
+                .is_some_and(|p| p.digest == Some(digest))
+            {
+                status.load_problem = None;
+            }
         });
-        status.not_ready = None;
-        status.load_problem = None;
-        drop(status);
-        self.refresh_gauges();
         previous
     }
 
-    /// Records a failure; `kind` is `store` or `load`.
-    pub fn record_error(&self, kind: &'static str, digest: Option<Digest>, message: String) {
-        let mut status = self.status();
-        status.last_error = Some(ErrorEvent {
-            at: now_rfc3339(),
-            kind,
-            digest,
-            message: message.clone(),
+    /// Records where the followed tag points now.
+    pub fn set_target(&self, target: Option<Followed>) {
+        self.update(|s| {
+            // A problem with a bundle the tag no longer names is history.
+            if s.load_problem.as_ref().is_some_and(|p| {
+                p.digest.is_some() && p.digest != target.as_ref().map(|t| t.digest)
+            }) {
+                s.load_problem = None;
+            }
+            s.target = target;
         });
-        match (kind, digest) {
-            ("load", Some(d)) => status.load_problem = Some((d, message)),
-            _ => status.store_problem = Some(message),
-        }
-        drop(status);
-        self.refresh_gauges();
     }
 
-    /// Records that the store answered and the live bundle is the newest.
-    pub fn record_healthy(&self) {
-        let mut status = self.status();
-        status.store_problem = None;
-        status.load_problem = None;
-        drop(status);
-        self.refresh_gauges();
+    /// Records that `digest` is being loaded (none: the load is over).
+    pub fn set_loading(&self, digest: Option<Digest>) {
+        self.update(|s| s.loading = digest);
+    }
+
+    /// Records why the target failed to load.
+    pub fn record_load_problem(&self, problem: Problem) {
+        self.update(|s| {
+            s.last_error = Some(ErrorEvent {
+                at: now_rfc3339(),
+                kind: "load",
+                digest: problem.digest,
+                message: problem.message.clone(),
+            });
+            s.load_problem = Some(problem);
+        });
+    }
+
+    /// Records why the store cannot be read.
+    pub fn record_store_problem(&self, problem: Problem) {
+        self.update(|s| {
+            s.last_error = Some(ErrorEvent {
+                at: now_rfc3339(),
+                kind: "store",
+                digest: None,
+                message: problem.message.clone(),
+            });
+            s.store_problem = Some(problem);
+        });
+    }
+
+    /// The current store problem, if the store failed last time.
+    pub fn store_problem(&self) -> Option<Problem> {
+        self.status().store_problem.clone()
     }
 
     /// Records that the store answered (its problem, if any, is over).
     pub fn record_store_ok(&self) {
-        self.status().store_problem = None;
-        self.refresh_gauges();
+        self.update(|s| s.store_problem = None);
     }
 
     /// Records why nothing is live.
     pub fn set_not_ready(&self, reason: String) {
-        self.status().not_ready = Some(reason);
-        self.refresh_gauges();
+        self.update(|s| s.not_ready = Some(reason));
     }
 
     /// Records that the query model is loaded.
     pub fn set_model_loaded(&self) {
-        self.status().model_loaded = true;
-        self.refresh_gauges();
+        self.update(|s| s.model_loaded = true);
     }
 
     /// Readiness now.
     pub fn readiness(&self) -> Readiness {
         let status = self.status();
-        if !status.model_loaded {
-            return Readiness::NotReady("loading the embedding model".into());
-        }
-        if self.live.load().is_none() {
-            return Readiness::NotReady(
-                status
-                    .not_ready
-                    .clone()
-                    .unwrap_or_else(|| "no bundle is live yet".into()),
-            );
-        }
-        if let Some((digest, why)) = &status.load_problem {
-            return Readiness::Degraded(format!(
-                "the newest bundle {digest} failed to load and an older one is serving: {why}"
-            ));
-        }
-        if let Some(why) = &status.store_problem {
-            return Readiness::Degraded(format!(
-                "the store is unreachable; serving the last verified bundle: {why}"
-            ));
-        }
-        Readiness::Ok
+        let live = self.live_digest();
+        readiness_of(&status, live)
     }
 
     fn refresh_gauges(&self) {
@@ -245,5 +326,136 @@ impl ServerState {
         };
         self.metrics.ready.set(ready);
         self.metrics.degraded.set(degraded);
+    }
+}
+
+/// Readiness from a status and the live digest: `ok` only when what is
+/// live is what the tag names and the store answers.
+fn readiness_of(status: &Status, live: Option<Digest>) -> Readiness {
+    if !status.model_loaded {
+        return Readiness::NotReady("loading the embedding model".into());
+    }
+    let problem_text = |p: &Problem| {
+        let retry = match &p.retry_at {
+            Some(at) => format!("next attempt at {at}"),
+            None => "not retried until the tag moves".into(),
+        };
+        format!(
+            "{} ({} failure{} since {}; {retry})",
+            p.message,
+            p.failures,
+            if p.failures == 1 { "" } else { "s" },
+            p.since
+        )
+    };
+    let Some(live) = live else {
+        let why = status
+            .not_ready
+            .clone()
+            .or_else(|| {
+                status
+                    .load_problem
+                    .as_ref()
+                    .or(status.store_problem.as_ref())
+                    .map(problem_text)
+            })
+            .unwrap_or_else(|| "no bundle is live yet".into());
+        return Readiness::NotReady(why);
+    };
+    if let Some(target) = &status.target
+        && target.digest != live
+    {
+        let serving = format!(
+            "tag '{}' points at {} but {live} is serving",
+            target.tag, target.digest
+        );
+        return Readiness::Degraded(match (&status.load_problem, status.loading) {
+            (Some(p), _) if p.digest == Some(target.digest) => {
+                format!("{serving}: {}", problem_text(p))
+            }
+            (_, Some(d)) if d == target.digest => format!("{serving}: loading it"),
+            _ => match &status.store_problem {
+                Some(p) => format!("{serving}: {}", problem_text(p)),
+                None => format!("{serving}: it will be loaded at the next check"),
+            },
+        });
+    }
+    if let Some(p) = &status.store_problem {
+        return Readiness::Degraded(format!(
+            "the store cannot be read; serving the last verified bundle: {}",
+            problem_text(p)
+        ));
+    }
+    Readiness::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::from_bytes([n; 32])
+    }
+
+    fn problem(digest: Option<Digest>, cause: Cause) -> Problem {
+        Problem {
+            cause,
+            digest,
+            message: "it broke".into(),
+            failures: 2,
+            since: "2026-12-01T00:00:00Z".into(),
+            retry_at: Some("2026-12-01T00:00:08Z".into()),
+        }
+    }
+
+    #[test]
+    fn ok_only_when_the_live_bundle_is_the_targets() {
+        let mut s = Status {
+            model_loaded: true,
+            target: Some(Followed {
+                tag: "prod".into(),
+                digest: d(1),
+            }),
+            ..Status::default()
+        };
+        assert_eq!(readiness_of(&s, Some(d(1))), Readiness::Ok);
+        // The tag moved and nothing failed yet: degraded, saying so.
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2))) else {
+            panic!("live != target is never ok");
+        };
+        assert!(why.contains("tag 'prod' points at"), "{why}");
+        s.loading = Some(d(1));
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2))) else {
+            panic!();
+        };
+        assert!(why.contains("loading it"), "{why}");
+        // A failed load names its reason, count and next attempt.
+        s.loading = None;
+        s.load_problem = Some(problem(Some(d(1)), Cause::Verification));
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2))) else {
+            panic!();
+        };
+        assert!(
+            why.contains("it broke") && why.contains("2 failures") && why.contains("next attempt"),
+            "{why}"
+        );
+        // Nothing live: not ready, with the reason.
+        s.not_ready = None;
+        let Readiness::NotReady(why) = readiness_of(&s, None) else {
+            panic!();
+        };
+        assert!(why.contains("it broke"), "{why}");
+        // A store that fails while the target is live is degraded too.
+        s.load_problem = None;
+        s.store_problem = Some(problem(None, Cause::Store));
+        assert!(matches!(
+            readiness_of(&s, Some(d(1))),
+            Readiness::Degraded(_)
+        ));
+        s.model_loaded = false;
+        assert!(matches!(
+            readiness_of(&s, Some(d(1))),
+            Readiness::NotReady(_)
+        ));
     }
 }

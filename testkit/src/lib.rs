@@ -5,6 +5,7 @@ pub mod cli;
 pub mod http;
 pub mod serve;
 pub mod static_server;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

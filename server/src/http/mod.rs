@@ -7,9 +7,10 @@ mod guard;
 mod params;
 mod routes;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -35,9 +36,12 @@ use crate::reload::Reloader;
 use crate::state::ServerState;
 use guard::{Admission, RateLimit};
 
-/// Largest request head (request line and headers) accepted. hyper's
-/// smallest allowed read buffer; longer heads get 431.
-const MAX_HEAD_BYTES: usize = 8192 + 4096;
+/// Largest request head (request line and headers) accepted; longer heads
+/// get 431 and the connection is closed.
+pub const MAX_HEAD_BYTES: usize = 12 << 10;
+/// hyper's read buffer: above the head limit, so the limit is what
+/// decides, not where a read happened to end.
+const READ_BUFFER_BYTES: usize = 16 << 10;
 
 /// What is being followed, for `/v1/bundle`.
 #[derive(Debug, Clone)]
@@ -62,6 +66,7 @@ pub struct Api {
     rate_limit: Option<RateLimit>,
     limits: Limits,
     default_k: usize,
+    log_queries: bool,
 }
 
 /// The route a request is for: a fixed set, so metrics stay small.
@@ -132,6 +137,8 @@ impl Route {
 #[derive(Debug, Default)]
 struct Outcome {
     results: Option<usize>,
+    /// The query text, only when `--log-queries` asked for it.
+    query: Option<String>,
 }
 
 impl Api {
@@ -159,6 +166,7 @@ impl Api {
             rate_limit: RateLimit::new(&limits),
             limits,
             default_k: config.default_k,
+            log_queries: config.log_queries,
         }
     }
 
@@ -232,6 +240,7 @@ impl Api {
                 status = status.as_u16(),
                 latency_ms = elapsed.as_secs_f64() * 1e3,
                 results = outcome.results,
+                query = outcome.query,
                 "request"
             );
         }
@@ -265,11 +274,59 @@ impl Api {
     }
 }
 
+/// Open connections per client address, so one address cannot take the
+/// whole `max_connections` and starve the others.
+#[derive(Debug, Default)]
+struct PerClient {
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection counted against its address; uncounted on drop.
+struct ClientSlot {
+    table: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves `api` on `listener` until `shutdown` resolves, then stops
 /// accepting and gives in-flight requests up to the drain timeout.
+///
+/// Connections: at most `max_connections` at once and
+/// `max_connections_per_client` from one address; more are closed as they
+/// arrive. A connection that does not send a complete request head within
+/// `header_timeout` is closed without an answer, and the same timer closes
+/// a keep-alive connection left idle that long (hyper starts it whenever it
+/// waits for the next request).
 pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(api.limits.max_connections));
+    let per_client = Arc::new(PerClient::default());
     let header_timeout = api.limits.header_timeout;
     let drain = api.limits.drain_timeout;
     tokio::pin!(shutdown);
@@ -286,6 +343,17 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(client_slot) =
+            per_client.enter(client.ip(), api.limits.max_connections_per_client)
+        else {
+            api.state
+                .metrics
+                .rejected
+                .with_label_values(&["too_many_connections_from_client"])
+                .inc();
+            drop(stream);
+            continue;
         };
         let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
             api.state
@@ -305,14 +373,15 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_buf_size(READ_BUFFER_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(client = %client, error = %e, "connection ended with an error");
             }
-            drop(slot);
+            drop((slot, client_slot));
         });
     }
     drop(listener);

@@ -16,7 +16,7 @@ use super::{Api, Outcome, params};
 use shelf_search::{EncodeError, SearchError, Target};
 
 use crate::reload::CheckReport;
-use crate::state::{ErrorEvent, Readiness, SwapEvent};
+use crate::state::{ErrorEvent, Followed, Problem, Readiness, SwapEvent};
 
 fn not_ready(api: &Api) -> ApiError {
     let why = match api.state.readiness() {
@@ -102,6 +102,7 @@ pub(super) async fn search(
         json(StatusCode::OK, &answer)?,
         Outcome {
             results: Some(answer.len()),
+            query: api.log_queries.then(|| answer.query.clone()),
         },
     ))
 }
@@ -195,6 +196,10 @@ struct BundleResponse<'a> {
     reason: Option<String>,
     follow: Option<FollowOut<'a>>,
     live: Option<LiveInfo<'a>>,
+    target: Option<Followed>,
+    loading: Option<Digest>,
+    load_problem: Option<Problem>,
+    store_problem: Option<Problem>,
     last_swap: Option<SwapEvent>,
     last_error: Option<ErrorEvent>,
     last_check: Option<CheckReport>,
@@ -216,10 +221,7 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
     }
     let snapshot = api.state.live();
     let (status, reason) = readiness_fields(api.state.readiness());
-    let (last_swap, last_error) = {
-        let s = api.state.status();
-        (s.last_swap.clone(), s.last_error.clone())
-    };
+    let status_now = api.state.status().clone();
     let live = snapshot.as_ref().map(|s| {
         let b = &s.bundle;
         let m = &b.manifest;
@@ -252,8 +254,12 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
             target: &f.target,
         }),
         live,
-        last_swap,
-        last_error,
+        target: status_now.target,
+        loading: status_now.loading,
+        load_problem: status_now.load_problem,
+        store_problem: status_now.store_problem,
+        last_swap: status_now.last_swap,
+        last_error: status_now.last_error,
         last_check: api.reloader.as_ref().map(|r| r.last()),
         cached: api.cache.cached(),
     };
@@ -296,10 +302,11 @@ pub(super) fn readyz(api: &Api) -> Result<Response<Body>, ApiError> {
         _ => StatusCode::OK,
     };
     let (status, reason) = readiness_fields(readiness);
-    let digest = api.state.live().map(|s| s.bundle.digest);
+    let digest = api.state.live_digest();
+    let target = api.state.status().target.as_ref().map(|t| t.digest);
     json(
         code,
-        &serde_json::json!({ "status": status, "reason": reason, "digest": digest }),
+        &serde_json::json!({ "status": status, "reason": reason, "digest": digest, "target": target }),
     )
 }
 

@@ -1,0 +1,585 @@
+//! The serving path under faults, as an operator meets them: tags moved to
+//! bad bundles and back, store copies repaired, a cache damaged, deleted or
+//! out of space, cached files truncated under a live bundle, one client
+//! holding every connection, oversized or stalled request heads, and query
+//! text in logs. The real binary, real bundles, a real local store; every
+//! transition under query load, counting failed requests and answers from
+//! a bundle other than the tag's target.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shelf_testkit::GitRepo;
+use shelf_testkit::cli::{self, Built};
+use shelf_testkit::http::{self, encode};
+use shelf_testkit::serve::ServerProcess;
+use shelf_testkit::store::{StoreArgs, plant};
+
+const SHELF: &str = env!("CARGO_BIN_EXE_shelf");
+const READY: Duration = Duration::from_secs(60);
+const QUERY: &str = "move a tag with compare-and-swap";
+
+fn shelf() -> &'static Path {
+    Path::new(SHELF)
+}
+
+fn build(repo: &GitRepo, out: &Path) -> Built {
+    cli::build(shelf(), repo, out)
+}
+
+/// The sample repository published as v1, plus two later commits built
+/// (v2 pushed, v3 not).
+struct Releases {
+    _t: tempfile::TempDir,
+    dir: PathBuf,
+    store: StoreArgs,
+    v1: Built,
+    v2: Built,
+    v3: Built,
+}
+
+fn releases() -> Releases {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().to_path_buf();
+    let store = StoreArgs::local(&dir);
+    let (repo, v1) = store.published(shelf(), &dir.join("b"));
+    repo.write("src/extra.rs", "/// Extra.\npub fn extra() {}\n");
+    repo.commit("v2");
+    let v2 = build(&repo, &dir.join("b"));
+    store.push(shelf(), &v2.path);
+    repo.write("src/more.rs", "/// More.\npub fn more() {}\n");
+    repo.commit("v3");
+    let v3 = build(&repo, &dir.join("b"));
+    Releases {
+        _t: t,
+        dir,
+        store,
+        v1,
+        v2,
+        v3,
+    }
+}
+
+fn follow(r: &Releases, cache: &Path, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--poll-interval", "200ms", "--retry-max", "1s"];
+    args.extend_from_slice(extra);
+    r.store.follow(shelf(), "production", cache, &args, &[])
+}
+
+/// Waits until `/readyz` is `status` with `target` as the tag's target;
+/// returns its JSON.
+fn wait_readyz(server: &ServerProcess, status: &str, target: &str) -> serde_json::Value {
+    server.wait_for("/readyz", READY, |r| {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["status"] == status && v["target"] == target
+    })
+}
+
+/// Queries on `threads` threads until dropped, counting failed requests
+/// and answers from a bundle other than the one `expect` names while it
+/// names one (set after the server reports ok, cleared before a tag move).
+struct Load {
+    stop: Arc<AtomicBool>,
+    expect: Arc<Mutex<Option<String>>>,
+    answered: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    wrong: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, threads: usize) -> Self {
+        let load = Self {
+            stop: Arc::default(),
+            expect: Arc::default(),
+            answered: Arc::default(),
+            failed: Arc::default(),
+            wrong: Arc::default(),
+            threads: Vec::new(),
+        };
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, expect) = (Arc::clone(&load.stop), Arc::clone(&load.expect));
+                let (answered, failed) = (Arc::clone(&load.answered), Arc::clone(&load.failed));
+                let wrong = Arc::clone(&load.wrong);
+                std::thread::spawn(move || {
+                    let target = format!("/v1/search?q={}&k=3", encode(QUERY));
+                    while !stop.load(Ordering::Relaxed) {
+                        let expected = expect.lock().unwrap().clone();
+                        match http::try_request(addr, "GET", &target, &[], b"") {
+                            Some(r) if r.status == 200 => {
+                                answered.fetch_add(1, Ordering::Relaxed);
+                                let got = r.json()["bundle"]["digest"]
+                                    .as_str()
+                                    .unwrap_or("")
+                                    .to_string();
+                                if let Some(e) = expected
+                                    && got != e
+                                {
+                                    wrong.lock().unwrap().push(format!("{got} while {e}"));
+                                }
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { threads, ..load }
+    }
+
+    /// From now on every answer must come from `digest`.
+    fn expect(&self, digest: Option<&str>) {
+        *self.expect.lock().unwrap() = digest.map(str::to_string);
+    }
+
+    /// Stops and returns (answered, failed, wrong answers).
+    fn finish(mut self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+        let wrong = self.wrong.lock().unwrap().clone();
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            wrong,
+        )
+    }
+}
+
+fn metric(server: &ServerProcess, line_prefix: &str) -> u64 {
+    let body = String::from_utf8(http::get(server.addr, "/metrics").body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A tag moved to a bad bundle, to a good one, and to the bad one again is
+/// reported degraded every time it names the bad one (never `ok` while
+/// another bundle serves), and once the store's copy is repaired the same
+/// digest is fetched again and served. Under load: no request fails, and
+/// once the server says ok every answer is from the tag's target.
+#[test]
+fn a_refused_bundle_is_reported_every_time_its_tag_names_it_and_served_once_repaired() {
+    let r = releases();
+    let good_v3 = std::fs::read(&r.v3.path).unwrap();
+    let mut bad = good_v3.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    plant(&r.dir, &r.v3.digest, &bad);
+    let server = follow(&r, &r.dir.join("cache"), &[]);
+    wait_readyz(&server, "ok", &r.v1.digest);
+    let load = Load::start(server.addr, 4);
+    load.expect(Some(&r.v1.digest));
+
+    let step = |target: &Built, status: &str| {
+        load.expect(None);
+        r.store.tag(shelf(), "production", &target.digest);
+        if status == "ok" {
+            let ready = wait_readyz(&server, status, &target.digest);
+            assert_eq!(ready["digest"], target.digest);
+            load.expect(Some(&target.digest));
+            return ready;
+        }
+        // Refused, not just loading: the failure is on record.
+        server.wait_for("/v1/bundle", READY, |r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            v["load_problem"]["digest"] == target.digest.as_str()
+        });
+        wait_readyz(&server, status, &target.digest)
+    };
+    let refused = step(&r.v3, "degraded");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains(&r.v3.digest), "{reason}");
+    assert_eq!(metric(&server, "shelf_degraded "), 1);
+    step(&r.v2, "ok");
+    assert_eq!(metric(&server, "shelf_degraded "), 0);
+    // The same bad digest again: reported again, not silently skipped.
+    let again = step(&r.v3, "degraded");
+    assert_eq!(metric(&server, "shelf_degraded "), 1);
+    assert_eq!(
+        again["digest"], r.v2.digest,
+        "the good bundle keeps serving"
+    );
+    let info = http::get(server.addr, "/v1/bundle").json();
+    assert_eq!(info["load_problem"]["cause"], "verification", "{info:#}");
+    assert_eq!(info["load_problem"]["digest"], r.v3.digest.as_str());
+    assert!(info["load_problem"]["retry_at"].is_string(), "{info:#}");
+    // Repair the store's copy: the digest is retried and served.
+    plant(&r.dir, &r.v3.digest, &good_v3);
+    let ready = wait_readyz(&server, "ok", &r.v3.digest);
+    assert_eq!(ready["digest"], r.v3.digest);
+    load.expect(Some(&r.v3.digest));
+    std::thread::sleep(Duration::from_millis(300));
+    let (answered, failed, wrong) = load.finish();
+    assert!(answered > 20, "the load ran ({answered} answers)");
+    assert_eq!(failed, 0, "no request failed during the transitions");
+    assert!(wrong.is_empty(), "answers from another bundle: {wrong:?}");
+    let logs = server.logs();
+    assert!(
+        logs.matches("refused the tag's bundle").count() >= 2,
+        "each refusal is logged: {logs}"
+    );
+}
+
+/// A cached copy damaged (or deleted) behind the server's back is fetched
+/// again when a rollback needs it; the server never serves it, never
+/// reports ok while serving something else, and never needs a restart.
+#[test]
+fn a_damaged_or_deleted_cache_copy_is_fetched_again_on_rollback() {
+    let r = releases();
+    let cache = r.dir.join("cache");
+    let server = follow(&r, &cache, &[]);
+    wait_readyz(&server, "ok", &r.v1.digest);
+    r.store.tag(shelf(), "production", &r.v2.digest);
+    wait_readyz(&server, "ok", &r.v2.digest);
+    let load = Load::start(server.addr, 2);
+    load.expect(Some(&r.v2.digest));
+    // v1 is still cached (kept for instant rollback): damage it.
+    let v1_dir = cache.join(r.v1.digest.trim_start_matches("sha256:"));
+    let chunks = v1_dir.join("chunks.bin");
+    let len = std::fs::metadata(&chunks).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&chunks)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    load.expect(None);
+    r.store.tag(shelf(), "production", &r.v1.digest);
+    wait_readyz(&server, "ok", &r.v1.digest);
+    load.expect(Some(&r.v1.digest));
+    // And v2's copy removed by hand, as the old message advised.
+    std::fs::remove_dir_all(cache.join(r.v2.digest.trim_start_matches("sha256:"))).unwrap();
+    load.expect(None);
+    r.store.tag(shelf(), "production", &r.v2.digest);
+    wait_readyz(&server, "ok", &r.v2.digest);
+    load.expect(Some(&r.v2.digest));
+    std::thread::sleep(Duration::from_millis(200));
+    let (answered, failed, wrong) = load.finish();
+    assert!(answered > 10);
+    assert_eq!(failed, 0);
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert!(server.logs().contains("damaged"), "{}", server.logs());
+}
+
+/// Deleting the whole cache directory while serving is safe, as the docs
+/// say: the next swap makes it again.
+#[test]
+fn deleting_the_cache_directory_while_serving_breaks_no_later_swap() {
+    let r = releases();
+    let cache = r.dir.join("cache");
+    let server = follow(&r, &cache, &[]);
+    wait_readyz(&server, "ok", &r.v1.digest);
+    std::fs::remove_dir_all(&cache).unwrap();
+    let answer = http::get(server.addr, &format!("/v1/search?q={}", encode(QUERY)));
+    assert_eq!(answer.status, 200, "the live bundle needs no cache files");
+    r.store.tag(shelf(), "production", &r.v2.digest);
+    wait_readyz(&server, "ok", &r.v2.digest);
+    assert!(cache.join("state.json").is_file(), "state is written again");
+    r.store.tag(shelf(), "production", &r.v1.digest);
+    wait_readyz(&server, "ok", &r.v1.digest);
+}
+
+/// A full disk under the cache is a disk failure, retried, never called a
+/// corrupt bundle; once space is freed the bundle goes live without a
+/// restart. Needs root for a size-limited tmpfs; says so and passes
+/// trivially where it cannot mount one.
+#[test]
+fn a_full_cache_disk_is_reported_as_such_and_retried_until_space_is_freed() {
+    let r = releases();
+    let cache = r.dir.join("tmpfs-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&cache)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (not root?); the disk-full path is untested on this machine"
+        );
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(cache.clone());
+    let server = follow(&r, &cache, &[]);
+    wait_readyz(&server, "ok", &r.v1.digest);
+    // Fill the disk.
+    let filler = cache.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    drop(f);
+    r.store.tag(shelf(), "production", &r.v2.digest);
+    let degraded = wait_readyz(&server, "degraded", &r.v2.digest);
+    let reason = degraded["reason"].as_str().unwrap();
+    assert!(
+        !reason.contains("corrupt") && !reason.contains("truncated"),
+        "a full disk is not a corrupt bundle: {reason}"
+    );
+    let info = http::get(server.addr, "/v1/bundle").json();
+    assert_eq!(info["load_problem"]["cause"], "disk", "{info:#}");
+    assert!(
+        info["load_problem"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{info:#}"
+    );
+    assert!(
+        metric(
+            &server,
+            "shelf_bundle_load_failures_total{reason=\"disk\"} "
+        ) >= 1
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "shelf_bundle_load_failures_total{reason=\"verification\"} "
+        ),
+        0
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let started = Instant::now();
+    wait_readyz(&server, "ok", &r.v2.digest);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "live within the retry backoff once space is back: {:?}",
+        started.elapsed()
+    );
+}
+
+/// The live bundle is served from verified copies in memory: truncating or
+/// rewriting its cached files changes no answer and cannot kill the
+/// server (it did, with SIGBUS, when the files were mapped); a server
+/// started later on that cache notices and fetches the bundle again.
+#[test]
+fn cached_files_changed_under_a_live_bundle_change_nothing_it_serves() {
+    let r = releases();
+    let cache = r.dir.join("cache");
+    let server = follow(&r, &cache, &[]);
+    wait_readyz(&server, "ok", &r.v1.digest);
+    let ask = |addr: SocketAddr| {
+        let a = http::get(addr, &format!("/v1/search?q={}&k=3", encode(QUERY)));
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let mut v = a.json();
+        let o = v.as_object_mut().unwrap();
+        o.remove("took_ms");
+        o.remove("timings_ms");
+        v
+    };
+    let before = ask(server.addr);
+    let dir = cache.join(r.v1.digest.trim_start_matches("sha256:"));
+    for name in ["chunks.bin", "vectors.usearch"] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(name))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+    std::fs::write(dir.join("lexical.bin"), b"garbage written in place").unwrap();
+    for _ in 0..20 {
+        assert_eq!(ask(server.addr), before);
+    }
+    assert_eq!(http::get(server.addr, "/readyz").json()["status"], "ok");
+    drop(server);
+    // A new process on the same cache refuses the changed copy and fetches
+    // the bundle from the store again.
+    let server = follow(&r, &cache, &[]);
+    wait_readyz(&server, "ok", &r.v1.digest);
+    assert_eq!(ask(server.addr), before);
+    assert!(server.logs().contains("damaged"), "{}", server.logs());
+}
+
+/// A TCP connection from `source` (another loopback address) to `addr`.
+fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let from: SocketAddr = format!("{source}:0")
+        .parse()
+        .map_err(std::io::Error::other)?;
+    socket.bind(&from.into())?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// Whether the server has closed `stream` (a read ends or fails at once).
+fn closed(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// One address holding many stalled connections (slowloris) gets no more
+/// than its share; everyone else is served, and its stalled heads are
+/// closed after the header timeout, as are idle keep-alive connections.
+#[test]
+fn one_client_cannot_take_every_connection() {
+    let r = releases();
+    let server = r.store.follow(
+        shelf(),
+        "production",
+        &r.dir.join("cache"),
+        &[
+            "--max-connections-per-client",
+            "16",
+            "--header-timeout",
+            "1s",
+        ],
+        &[],
+    );
+    wait_readyz(&server, "ok", &r.v1.digest);
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        if let Ok(mut s) = connect_from("127.0.0.2", server.addr) {
+            // Half a request head, never finished.
+            let _ = s.write_all(b"GET /v1/search?q=x HTTP/1.1\r\nHost: a\r\n");
+            held.push(s);
+        }
+    }
+    let still_open = held
+        .iter_mut()
+        .map(|s| closed(s, Duration::from_millis(100)))
+        .filter(|closed| !closed)
+        .count();
+    assert!(
+        still_open <= 16,
+        "{still_open} of 64 connections from one address stayed open"
+    );
+    for i in 0..30 {
+        let r = http::try_request(
+            server.addr,
+            "GET",
+            &format!("/v1/search?q={}", encode(QUERY)),
+            &[],
+            b"",
+        );
+        assert_eq!(
+            r.map(|r| r.status),
+            Some(200),
+            "request {i} from another client"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        held.iter_mut()
+            .all(|s| closed(s, Duration::from_millis(500))),
+        "stalled heads are closed after the header timeout"
+    );
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut keep = TcpStream::connect(server.addr).unwrap();
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    keep.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    assert!(keep.read(&mut buf).unwrap() > 0, "answered");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        closed(&mut keep, Duration::from_millis(500)),
+        "idle keep-alive closed"
+    );
+    assert!(
+        metric(
+            &server,
+            "shelf_http_rejected_total{reason=\"too_many_connections_from_client\"} "
+        ) >= 48
+    );
+}
+
+/// The documented head limit is the real one, and a stalled head is
+/// closed (hyper answers nothing; the docs say so).
+#[test]
+fn a_head_over_12_kib_gets_431_and_one_under_it_does_not() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&shelf_testkit::sample_repo(), &t.path().join("b"));
+    let server = ServerProcess::serve_bundle(
+        shelf(),
+        &v1.path,
+        &t.path().join("cache"),
+        &["--header-timeout", "1s"],
+        &[],
+    );
+    server.wait_ready(READY);
+    let head = |filler: usize| {
+        let mut h = String::from("GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n");
+        let line_overhead = "X-Pad: \r\n".len() + "\r\n".len();
+        h.push_str(&format!(
+            "X-Pad: {}\r\n\r\n",
+            "a".repeat(filler - h.len() - line_overhead)
+        ));
+        assert_eq!(h.len(), filler);
+        h
+    };
+    let status = |h: String| {
+        http::raw(server.addr, h.as_bytes(), Duration::from_secs(5))
+            .and_then(|b| http::parse(&b))
+            .map(|r| r.status)
+    };
+    assert_eq!(status(head(12 << 10)), Some(200));
+    assert_eq!(status(head((12 << 10) + 1)), Some(431));
+    let started = Instant::now();
+    let stalled = http::raw(
+        server.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(stalled.is_none(), "closed without an answer: {stalled:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Query text reaches no log at any level (the tokenizer's trace lines
+/// spelled it out character by character) unless --log-queries asks.
+#[test]
+fn query_text_reaches_no_log_unless_asked_for() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = build(&shelf_testkit::sample_repo(), &t.path().join("b"));
+    let secret_query = "quixotic zeppelin fandango";
+    for (extra, logged) in [(&[][..], false), (&["--log-queries"][..], true)] {
+        let server = ServerProcess::serve_bundle(
+            shelf(),
+            &v1.path,
+            &t.path().join("cache"),
+            extra,
+            &[("SHELF_LOG", "trace")],
+        );
+        server.wait_ready(READY);
+        let r = http::get(
+            server.addr,
+            &format!("/v1/search?q={}", encode(secret_query)),
+        );
+        assert_eq!(r.status, 200);
+        // The access line is written after the answer.
+        std::thread::sleep(Duration::from_millis(300));
+        let logs = server.logs();
+        assert!(logs.contains("route=\"search\""), "the request is logged");
+        assert_eq!(logs.contains("zeppelin"), logged, "{extra:?}: {logs}");
+        assert!(
+            !logs.contains("Replacing char"),
+            "tokenizer trace lines are off"
+        );
+    }
+}
