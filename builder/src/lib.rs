@@ -3,12 +3,13 @@
 //! The pipeline, in order: read the commit's tree (libgit2, object database
 //! only) -> select files by path, then by content -> chunk (rayon, all
 //! cores) -> reuse vectors of chunks already in a previous bundle, embed the
-//! rest (one ONNX session using all cores, batched) -> build the HNSW index
-//! (one thread, fixed order, for reproducibility) -> write the bundle
-//! (deterministic tar+zstd, fsync, rename). Embedding dominates; every other
-//! stage is kept small next to it.
+//! rest (one single-threaded ONNX session per core, each text alone) ->
+//! build the HNSW index (one thread, fixed order, for reproducibility) ->
+//! write the bundle (deterministic tar+zstd, fsync, rename). Embedding
+//! dominates; every other stage is kept small next to it.
 
 pub mod chunker;
+mod embedding;
 pub mod index;
 pub mod previous;
 pub mod report;
@@ -346,21 +347,10 @@ pub fn build(
             }
         }
     }
-    // Similar lengths in a batch waste less work on padding.
-    to_embed.sort_by(|a, b| {
-        a.tokens
-            .cmp(&b.tokens)
-            .then(a.content_id.cmp(&b.content_id))
-    });
     observer.stage(Stage::Embed, to_embed.len() as u64);
-    const BATCH: usize = 32;
-    for batch in to_embed.chunks(BATCH) {
-        let texts: Vec<&str> = batch.iter().map(|c| c.embed_text.as_str()).collect();
-        let out = embedder.embed_documents(&texts)?;
-        for (c, v) in batch.iter().zip(out) {
-            vectors.insert(c.content_id, v);
-        }
-        observer.advance(batch.len() as u64);
+    let fresh = embedding::embed_missing(embedder, &to_embed, observer)?;
+    for (c, v) in to_embed.iter().zip(fresh) {
+        vectors.insert(c.content_id, v);
     }
     let embedded = to_embed.len() as u64;
     drop(previous);
