@@ -365,7 +365,7 @@ pub fn run(opts: &Options) -> Result<()> {
 
 /// Query texts: the words of random lines of the corpus, 4 to 10 of them,
 /// as people and assistants ask (distinct, so nothing can be cached).
-fn queries_from(corpus: &Corpus, seed: u64, n: usize) -> Vec<String> {
+pub(crate) fn queries_from(corpus: &Corpus, seed: u64, n: usize) -> Vec<String> {
     let mut rng = Rng::new(seed ^ 0x5e_4e);
     let mut out = std::collections::BTreeSet::new();
     let mut attempts = 0;
@@ -477,7 +477,7 @@ impl From<BundleInfoIn> for BundleInfo {
 
 /// One start: spawn, poll `/readyz` every millisecond, stop. Returns
 /// (start to ready, model load) in ms.
-fn start_once(shelf: &ShelfBinary, args: &[String]) -> Result<(f64, f64)> {
+pub(crate) fn start_once(shelf: &ShelfBinary, args: &[String]) -> Result<(f64, f64)> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let server = ServerProcess::start(shelf.path(), &args, &[("SHELF_LOG", "info")]);
