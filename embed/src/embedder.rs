@@ -299,6 +299,12 @@ impl Embedder {
             },
         )
         .with_pooling(files.pooling);
+        // Every call tokenizes one text; with its parallelism on, tokenizers
+        // would hand even that to rayon's pool and wait for the answer: a
+        // thread handoff and a spinning pool per query. Process-wide, and
+        // only batch encodes use it (chunkers count tokens one text at a
+        // time on their own threads).
+        tokenizers::utils::parallelism::set_parallelism(false);
         let (sessions, threads) = options.layout();
         let init = InitOptionsUserDefined::new()
             .with_environment(env)
