@@ -36,7 +36,9 @@ fn broken_runtime(lib_state: Option<&[u8]>) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     let real = runtime_dir();
     std::fs::copy(real.join("runtime.json"), t.path().join("runtime.json")).unwrap();
-    std::os::unix::fs::symlink(real.join("model"), t.path().join("model")).unwrap();
+    for dir in ["model", shelf_embed::runtime::FP32_MODEL_DIR] {
+        std::os::unix::fs::symlink(real.join(dir), t.path().join(dir)).unwrap();
+    }
     if let Some(bytes) = lib_state {
         std::fs::create_dir_all(t.path().join("lib")).unwrap();
         std::fs::write(t.path().join("lib/libonnxruntime.so.1.24.4"), bytes).unwrap();

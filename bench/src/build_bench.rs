@@ -182,9 +182,9 @@ pub fn run(opts: &Options) -> Result<()> {
         direct_embed: DirectOut {
             median_ms: median(&direct.runs_ms),
             chunks_per_s: summary.direct_embed_chunks_per_s,
-            note: "in-process Embedder::embed_batch over the unique chunks of the base commit, \
-                   sorted by (tokens, content id), batches of 32; only embedding is timed; \
-                   median over --direct-runs",
+            note: "in-process Embedder::embed_documents over the unique chunks of the base \
+                   commit in one call, longest first as the builder orders them; only embedding \
+                   is timed; median over --direct-runs",
             measured: direct,
         },
         incremental_one_file: PhaseOut::new(&inc1, Some(&cold_bundle), 1),

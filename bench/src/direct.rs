@@ -15,9 +15,6 @@ use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 
 use crate::corpus::File;
 
-/// The builder's batch size (builder/src/lib.rs `BATCH`).
-const BATCH: usize = 32;
-
 /// Direct embedding timings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Direct {
@@ -51,14 +48,13 @@ pub fn measure(files: &[File], runs: usize, progress: impl Fn(&str)) -> Result<D
             unique.len()
         ));
         let started = Instant::now();
-        for batch in unique.chunks(BATCH) {
-            let texts: Vec<&str> = batch.iter().map(|c| c.embed_text.as_str()).collect();
-            let vectors = embedder
-                .embed_documents(&texts)
-                .context("embedding a batch directly")?;
-            // Keeps the optimiser from discarding the work; costs nothing.
-            std::hint::black_box(vectors);
-        }
+        // One call over every text, as the builder's embed stage makes.
+        let texts: Vec<&str> = unique.iter().map(|c| c.embed_text.as_str()).collect();
+        let vectors = embedder
+            .embed_documents(&texts)
+            .context("embedding the chunks directly")?;
+        // Keeps the optimiser from discarding the work; costs nothing.
+        std::hint::black_box(vectors);
         runs_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         loadavg_after.push(crate::machine::loadavg());
         progress(&format!(
@@ -79,9 +75,10 @@ pub fn measure(files: &[File], runs: usize, progress: impl Fn(&str)) -> Result<D
 
 /// What a cold build embeds, in its order: every chunk of every file with
 /// the default settings (the generated repository has no shelf.toml), each
-/// content id once, sorted by (tokens, content id). Returns them and the
-/// number of chunks before deduplication.
-fn unique_chunks(files: &[File], embedder: &Embedder) -> (Vec<Chunk>, usize) {
+/// content id once, longest first (then by content id), as
+/// `builder/src/embedding.rs` orders them. Returns them and the number of
+/// chunks before deduplication.
+pub(crate) fn unique_chunks(files: &[File], embedder: &Embedder) -> (Vec<Chunk>, usize) {
     let settings = Settings::default();
     let params = ChunkParams {
         max_tokens: settings.max_chunk_tokens,
@@ -100,8 +97,8 @@ fn unique_chunks(files: &[File], embedder: &Embedder) -> (Vec<Chunk>, usize) {
         }
     }
     unique.sort_by(|a, b| {
-        a.tokens
-            .cmp(&b.tokens)
+        b.tokens
+            .cmp(&a.tokens)
             .then(a.content_id.cmp(&b.content_id))
     });
     (unique, total)

@@ -5,6 +5,7 @@
 mod build_bench;
 mod corpus;
 mod direct;
+mod embed_bench;
 mod load;
 mod machine;
 mod progress;
@@ -86,6 +87,51 @@ enum Command {
         #[arg(long, default_value = "bench-results/serve.json")]
         json_out: PathBuf,
     },
+    /// The embedding model and its layout, fp32 against int8 side by side
+    /// in one run: in-process layouts (sessions x threads, queries alone or
+    /// batched), cold builds (chunks/s, peak RSS, reproducibility),
+    /// incremental == cold, and servers at 1, 8 and 32 clients with
+    /// distinct queries, repeated queries, start to ready and RSS. With
+    /// --baseline-shelf, also a shelf from before int8 (the targets are
+    /// ratios to it). Needs `cargo build --bin shelf` and `scripts/setup`.
+    Embed {
+        /// Files in the generated repository.
+        #[arg(long, default_value_t = 800)]
+        files: usize,
+        /// Seed of the generated repository.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Cold builds per variant (the median is reported).
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+        /// Rounds of the load levels per server (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Requests per level and round (each a distinct query).
+        #[arg(long, default_value_t = 800)]
+        requests: usize,
+        /// Seconds at most per level and round.
+        #[arg(long, default_value_t = 20)]
+        max_seconds: u64,
+        /// Start-to-ready measurements per variant.
+        #[arg(long, default_value_t = 5)]
+        starts: usize,
+        /// Chunks per in-process layout measurement.
+        #[arg(long, default_value_t = 400)]
+        layout_chunks: usize,
+        /// Queries per in-process query measurement.
+        #[arg(long, default_value_t = 400)]
+        layout_queries: usize,
+        /// A shelf binary from before int8 became the default.
+        #[arg(long, requires = "baseline_runtime")]
+        baseline_shelf: Option<PathBuf>,
+        /// The runtime directory that binary was provisioned with.
+        #[arg(long, requires = "baseline_shelf")]
+        baseline_runtime: Option<PathBuf>,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/embed.json")]
+        json_out: PathBuf,
+    },
     /// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl):
     /// builds each repository at each base commit (incrementally, kept under
     /// --bundle-cache), then scores lexical, semantic and hybrid search and a
@@ -160,6 +206,34 @@ fn main() -> anyhow::Result<()> {
             swaps,
             starts,
             bundle_cache,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Embed {
+            files,
+            seed,
+            runs,
+            rounds,
+            requests,
+            max_seconds,
+            starts,
+            layout_chunks,
+            layout_queries,
+            baseline_shelf,
+            baseline_runtime,
+            json_out,
+        } => embed_bench::run(&embed_bench::Options {
+            files,
+            seed,
+            runs,
+            rounds,
+            requests,
+            max_seconds,
+            starts,
+            layout_chunks,
+            layout_queries,
+            baseline_shelf,
+            baseline_runtime,
             json_out,
             command: std::env::args().collect(),
         }),

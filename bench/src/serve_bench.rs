@@ -183,7 +183,19 @@ pub fn run(opts: &Options) -> Result<()> {
     warn_if_busy(&p, &machine);
 
     let corpus = Corpus::generate(opts.files, opts.seed);
-    let queries = Arc::new(queries_from(&corpus, opts.seed, 1000));
+    // The server caches query vectors: the warm-up and every level get
+    // their own distinct queries, so no level is answered from the cache.
+    let needed = 40 + CONCURRENCY.len() * opts.requests;
+    let pool = queries_from(&corpus, opts.seed, needed.max(1000));
+    if pool.len() < needed {
+        bail!(
+            "the corpus gives {} distinct queries, {needed} are needed: lower --requests or raise --files",
+            pool.len()
+        );
+    }
+    let level_queries =
+        |i: usize| Arc::new(pool[40 + i * opts.requests..40 + (i + 1) * opts.requests].to_vec());
+    let queries = Arc::new(pool[..pool.len().min(1000)].to_vec());
     let (v1, v2) = bundles(&shelf, opts, &p)?;
     p.say(&format!(
         "bundles: v1 {} ({} chunks, {:.1} MiB), v2 {}",
@@ -255,7 +267,7 @@ pub fn run(opts: &Options) -> Result<()> {
     rt.block_on(load::run(
         server.addr,
         2,
-        Arc::clone(&queries),
+        Arc::new(pool[..40].to_vec()),
         load::Limits {
             requests: 40,
             max_time: Duration::from_secs(60),
@@ -263,7 +275,7 @@ pub fn run(opts: &Options) -> Result<()> {
         Arc::clone(&never),
     ));
     let mut levels = Vec::new();
-    for clients in CONCURRENCY {
+    for (li, clients) in CONCURRENCY.into_iter().enumerate() {
         p.say(&format!(
             "{clients} clients: up to {} requests or {} s",
             opts.requests, opts.max_seconds
@@ -276,7 +288,7 @@ pub fn run(opts: &Options) -> Result<()> {
         let samples = rt.block_on(load::run(
             server.addr,
             clients,
-            Arc::clone(&queries),
+            level_queries(li),
             load::Limits {
                 requests: opts.requests,
                 max_time: Duration::from_secs(opts.max_seconds),
@@ -364,8 +376,9 @@ pub fn run(opts: &Options) -> Result<()> {
 }
 
 /// Query texts: the words of random lines of the corpus, 4 to 10 of them,
-/// as people and assistants ask (distinct, so nothing can be cached).
-fn queries_from(corpus: &Corpus, seed: u64, n: usize) -> Vec<String> {
+/// as people and assistants ask; distinct (callers give each measurement
+/// its own, so the server's query cache answers none of them).
+pub(crate) fn queries_from(corpus: &Corpus, seed: u64, n: usize) -> Vec<String> {
     let mut rng = Rng::new(seed ^ 0x5e_4e);
     let mut out = std::collections::BTreeSet::new();
     let mut attempts = 0;
@@ -477,7 +490,7 @@ impl From<BundleInfoIn> for BundleInfo {
 
 /// One start: spawn, poll `/readyz` every millisecond, stop. Returns
 /// (start to ready, model load) in ms.
-fn start_once(shelf: &ShelfBinary, args: &[String]) -> Result<(f64, f64)> {
+pub(crate) fn start_once(shelf: &ShelfBinary, args: &[String]) -> Result<(f64, f64)> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let server = ServerProcess::start(shelf.path(), &args, &[("SHELF_LOG", "info")]);

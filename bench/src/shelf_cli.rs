@@ -3,8 +3,9 @@
 //! start and model loading in the wall time, which is what a CI job pays.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -42,14 +43,20 @@ impl ShelfBinary {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
-        let source = target.join("debug/shelf");
+        Self::prepare_from(&target.join("debug/shelf"), into, "shelf")
+    }
+
+    /// Copies the binary at `source` into `into` as `name` (another
+    /// build of shelf, to compare against).
+    pub fn prepare_from(source: &Path, into: &Path, name: &str) -> Result<Self> {
+        let source = source.to_path_buf();
         let meta = std::fs::metadata(&source).with_context(|| {
             format!(
                 "{} not found: run cargo build --bin shelf first",
                 source.display()
             )
         })?;
-        let path = into.join("shelf");
+        let path = into.join(name);
         std::fs::copy(&source, &path)
             .with_context(|| format!("copying {} to {}", source.display(), path.display()))?;
         let modified_unix = meta
@@ -106,6 +113,20 @@ impl ShelfBinary {
         previous: Option<&Path>,
         name: &str,
     ) -> Result<BuildRun> {
+        self.build_with(repo, rev, out, previous, name, &[])
+    }
+
+    /// [`ShelfBinary::build_named`] with more arguments (e.g. `--model`,
+    /// `--runtime`).
+    pub fn build_with(
+        &self,
+        repo: &Path,
+        rev: &str,
+        out: &Path,
+        previous: Option<&Path>,
+        name: &str,
+        extra: &[String],
+    ) -> Result<BuildRun> {
         let mut cmd = Command::new(&self.path);
         cmd.arg("build")
             .arg("--repo")
@@ -126,10 +147,10 @@ impl ShelfBinary {
         if let Some(p) = previous {
             cmd.arg("--previous").arg(p);
         }
+        cmd.args(extra);
         let started = Instant::now();
-        let output = cmd
-            .output()
-            .with_context(|| format!("running {}", self.path.display()))?;
+        let output =
+            run_measured(&mut cmd).with_context(|| format!("running {}", self.path.display()))?;
         let wall = started.elapsed();
         if !output.status.success() {
             bail!(
@@ -151,8 +172,69 @@ impl ShelfBinary {
             report,
             raw,
             loadavg_after: crate::machine::loadavg(),
+            peak_rss_kib: output.peak_rss_kib,
         })
     }
+}
+
+/// A finished child: its exit status, output and peak resident set.
+struct Measured {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    peak_rss_kib: u64,
+}
+
+/// Runs `cmd` to completion like `Command::output`, and also samples the
+/// child's own peak RSS (`VmHWM`, every 10 ms). Not `wait4`'s `ru_maxrss`:
+/// the kernel carries the spawning process's high-water mark across the
+/// exec into it, so every child would report at least this benchmark's own
+/// peak (measured: three different builds all "639 MiB").
+fn run_measured(cmd: &mut Command) -> Result<Measured> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some((_, hwm)) = crate::load::process_rss_kib(pid) {
+                    peak = peak.max(hwm);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let mut stderr_pipe = child.stderr.take().context("child stderr")?;
+    let stderr = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut buf);
+        buf
+    });
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .context("child stdout")?
+        .read_to_end(&mut stdout)?;
+    let stderr = stderr.join().unwrap_or_default();
+    // Both pipes closed: the child has exited. Stop sampling before it
+    // is reaped, so its pid (free again after `wait`) is never read.
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak_rss_kib = sampler.join().unwrap_or(0);
+    let status = child.wait()?;
+    Ok(Measured {
+        status,
+        stdout,
+        stderr,
+        peak_rss_kib,
+    })
 }
 
 /// One timed build.
@@ -166,6 +248,8 @@ pub struct BuildRun {
     pub raw: serde_json::Value,
     /// Load averages when the build ended.
     pub loadavg_after: Option<String>,
+    /// The build process's peak resident set, KiB.
+    pub peak_rss_kib: u64,
 }
 
 impl BuildRun {

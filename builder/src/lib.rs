@@ -3,12 +3,13 @@
 //! The pipeline, in order: read the commit's tree (libgit2, object database
 //! only) -> select files by path, then by content -> chunk (rayon, all
 //! cores) -> reuse vectors of chunks already in a previous bundle, embed the
-//! rest (one ONNX session using all cores, batched) -> build the HNSW index
-//! (one thread, fixed order, for reproducibility) -> write the bundle
-//! (deterministic tar+zstd, fsync, rename). Embedding dominates; every other
-//! stage is kept small next to it.
+//! rest (one single-threaded ONNX session per core, each text alone) ->
+//! build the HNSW index (one thread, fixed order, for reproducibility) ->
+//! write the bundle (deterministic tar+zstd, fsync, rename). Embedding
+//! dominates; every other stage is kept small next to it.
 
 pub mod chunker;
+mod embedding;
 pub mod index;
 pub mod previous;
 pub mod report;
@@ -495,38 +496,16 @@ fn vectors_for(
     }
     drop(previous);
     let embedded = missing.len() as u64;
-    embed_missing(&mut missing, embedder, observer, &mut by_id)?;
+    observer.stage(Stage::Embed, missing.len() as u64);
+    let fresh = embedding::embed_missing(embedder, &missing, observer)?;
+    for (c, v) in missing.iter().zip(fresh) {
+        by_id.insert(c.content_id, v);
+    }
     Ok(Vectors {
         by_id,
         embedded,
         reused,
     })
-}
-
-/// Embeds the chunks no previous bundle had, in batches.
-fn embed_missing(
-    missing: &mut [&chunker::Chunk],
-    embedder: &Embedder,
-    observer: &dyn Observer,
-    into: &mut HashMap<[u8; 32], Vec<f32>>,
-) -> Result<(), BuildError> {
-    // Similar lengths in a batch waste less work on padding.
-    missing.sort_by(|a, b| {
-        a.tokens
-            .cmp(&b.tokens)
-            .then(a.content_id.cmp(&b.content_id))
-    });
-    observer.stage(Stage::Embed, missing.len() as u64);
-    const BATCH: usize = 32;
-    for batch in missing.chunks(BATCH) {
-        let texts: Vec<&str> = batch.iter().map(|c| c.embed_text.as_str()).collect();
-        let out = embedder.embed_documents(&texts)?;
-        for (c, v) in batch.iter().zip(out) {
-            into.insert(c.content_id, v);
-        }
-        observer.advance(batch.len() as u64);
-    }
-    Ok(())
 }
 
 /// Index and chunk store (and lexical index), in (path, line) order: key

@@ -250,6 +250,68 @@ fn incremental_build_reuses_unchanged_chunks_and_matches_a_cold_build() {
     );
 }
 
+/// Rust source of `n` functions of varied lengths, numbered from `seed`.
+fn module_text(seed: usize, n: usize) -> String {
+    (0..n)
+        .map(|k| {
+            let id = seed * 31 + k;
+            let body: String = (0..(id % 9) * 3)
+                .map(|l| format!("    let v{l} = x.wrapping_mul({}) ^ {l};\n", id + l))
+                .collect();
+            format!("/// Handler {id}: retries request {id}.\npub fn handler_{id}(x: u64) -> u64 {{\n{body}    x + {id}\n}}\n\n")
+        })
+        .collect()
+}
+
+#[test]
+fn incremental_equals_cold_when_new_chunks_are_embedded_among_other_neighbours() {
+    // A cold build embeds every chunk, an incremental one only the changed
+    // ones: each chunk is embedded beside different texts (and, across the
+    // embedder's sessions, in a different order). With a model whose
+    // vectors depended on batch neighbours or padding (int8 dynamic
+    // quantisation in a padded batch does), the digests would differ.
+    let r = GitRepo::new();
+    for i in 0..40 {
+        r.write(&format!("src/m{i}.rs"), module_text(i, 1 + i % 6));
+    }
+    r.commit("forty modules of varied length");
+    let out = tempfile::tempdir().unwrap();
+    let first = run(&request(r.path(), &out.path().join("v1"))).unwrap();
+    assert!(first.chunks.embedded > 60, "{:?}", first.chunks);
+
+    // Change a spread of short and long files, add some, remove one.
+    for i in (0..40).step_by(5) {
+        r.write(
+            &format!("src/m{i}.rs"),
+            module_text(100 + i, 1 + (i + 3) % 6),
+        );
+    }
+    for i in 40..44 {
+        r.write(&format!("src/m{i}.rs"), module_text(i, 2 + i % 4));
+    }
+    r.git(&["rm", "-q", "src/m7.rs"]);
+    r.commit("change, add and remove modules");
+    let mut inc = request(r.path(), &out.path().join("v2"));
+    inc.previous = Some(first.bundle_path.clone().into());
+    let incremental = run(&inc).unwrap();
+    assert!(
+        incremental.chunks.embedded >= 10 && incremental.chunks.reused >= 40,
+        "{:?}",
+        incremental.chunks
+    );
+
+    let cold = run(&request(r.path(), &out.path().join("cold"))).unwrap();
+    assert_eq!(cold.chunks.reused, 0);
+    assert_eq!(
+        cold.chunks.embedded,
+        incremental.chunks.embedded + incremental.chunks.reused
+    );
+    assert_eq!(
+        incremental.digest, cold.digest,
+        "incremental == cold, byte for byte"
+    );
+}
+
 #[test]
 fn a_previous_bundle_that_is_corrupt_is_refused() {
     let r = sample_repo();

@@ -6,6 +6,8 @@ pub mod embedder;
 pub mod model;
 pub mod runtime;
 
-pub use embedder::{DIMENSIONS, EmbedError, Embedder, EmbedderOptions, MAX_TOKENS, MODEL_NAME};
+pub use embedder::{
+    DIMENSIONS, EmbedError, Embedder, EmbedderOptions, FP32_MODEL_NAME, MAX_TOKENS, MODEL_NAME,
+};
 pub use model::{ModelSpec, ModelSpecError};
 pub use runtime::{Runtime, RuntimeError};

@@ -24,6 +24,10 @@ pub const RUNTIME_ENV: &str = "SHELF_RUNTIME";
 /// Relative path of the runtime directory inside a checkout.
 pub const DEFAULT_RUNTIME_DIR: &str = ".runtime";
 
+/// The provisioned fp32 model, a model directory (with its
+/// `shelf-model.toml`) inside the runtime directory: `--model` selects it.
+pub const FP32_MODEL_DIR: &str = "model-fp32";
+
 /// Why the runtime cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -241,6 +245,11 @@ impl Runtime {
             .collect()
     }
 
+    /// The provisioned fp32 model's directory, to pass as `--model`.
+    pub fn fp32_model_dir(&self) -> PathBuf {
+        self.dir.join(FP32_MODEL_DIR)
+    }
+
     /// Like [`Runtime::check`], stopping at the first problem.
     pub fn verify(&self) -> Result<(), RuntimeError> {
         for pin in pins() {
@@ -291,10 +300,18 @@ mod tests {
     #[test]
     fn pins_cover_library_model_and_tokenizer() {
         let pins = pins();
-        assert_eq!(pins.len(), 6, "{pins:?}");
+        assert_eq!(pins.len(), 12, "{pins:?}");
         assert!(pins.iter().all(|p| p.sha256.len() == 64));
         assert!(pinned_sha256("model/model.onnx").is_some());
         assert!(pinned_sha256("model/tokenizer.json").is_some());
+        let fp32 = format!("{FP32_MODEL_DIR}/model.onnx");
+        assert!(pinned_sha256(&fp32).is_some());
+        assert_ne!(
+            pinned_sha256(&fp32),
+            pinned_sha256("model/model.onnx"),
+            "the default and the fp32 model are different files"
+        );
+        assert!(pinned_sha256(&format!("{FP32_MODEL_DIR}/shelf-model.toml")).is_some());
         assert!(pins.iter().any(|p| p.what() == "ONNX Runtime library"));
     }
 

@@ -159,8 +159,11 @@ pub struct ServeConfig {
     pub default_k: usize,
     /// HNSW search breadth.
     pub expansion_search: usize,
-    /// ONNX Runtime threads for query embedding (default: all cores).
+    /// ONNX Runtime threads per query-embedding session (default 1; the
+    /// server runs cores / threads sessions).
     pub embed_threads: Option<usize>,
+    /// Bytes of query vectors kept in the query cache (0: off).
+    pub query_cache_bytes: usize,
     /// A model directory instead of the provisioned default.
     pub model: Option<PathBuf>,
     /// Whether query text may appear in logs (off: never, at any level).
@@ -186,6 +189,7 @@ impl ServeConfig {
             default_k: 10,
             expansion_search: DEFAULT_EXPANSION_SEARCH,
             embed_threads: None,
+            query_cache_bytes: crate::query_embedder::DEFAULT_CACHE_BYTES,
             model: None,
             log_queries: false,
             auth: Auth::default(),
@@ -350,9 +354,14 @@ pub struct ServeSettings {
     /// HNSW search breadth (recall against time) [default: 128].
     #[arg(long, value_name = "N")]
     pub expansion_search: Option<usize>,
-    /// ONNX Runtime threads for query embedding [default: all cores].
+    /// ONNX Runtime threads per query-embedding session; the server runs
+    /// cores / threads sessions, each query alone on one [default: 1].
     #[arg(long, value_name = "N")]
     pub embed_threads: Option<usize>,
+    /// Bytes of query vectors kept for repeated queries, 0 for none
+    /// [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub query_cache_bytes: Option<usize>,
     /// A model directory with a shelf-model.toml instead of the provisioned
     /// model (docs/runtime.md); bundles must have been built with it.
     #[arg(long, value_name = "DIR", env = "SHELF_MODEL")]
@@ -496,6 +505,7 @@ impl ServeSettings {
             default_k: over.default_k.or(self.default_k),
             expansion_search: over.expansion_search.or(self.expansion_search),
             embed_threads: over.embed_threads.or(self.embed_threads),
+            query_cache_bytes: over.query_cache_bytes.or(self.query_cache_bytes),
             model: over.model.or(self.model),
             search_tokens_file: over.search_tokens_file.or(self.search_tokens_file),
             admin_token_file: over.admin_token_file.or(self.admin_token_file),
@@ -575,6 +585,7 @@ impl ServeSettings {
         c.default_k = self.default_k.unwrap_or(c.default_k);
         c.expansion_search = self.expansion_search.unwrap_or(c.expansion_search);
         c.embed_threads = self.embed_threads;
+        c.query_cache_bytes = self.query_cache_bytes.unwrap_or(c.query_cache_bytes);
         c.model = self.model;
         c.log_queries = self.log_queries;
         c.auth = Auth {

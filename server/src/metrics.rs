@@ -29,6 +29,12 @@ pub struct Metrics {
     pub stage_seconds: HistogramVec,
     /// `shelf_query_embed_batch_size` (last batch).
     pub embed_batch: IntGauge,
+    /// `shelf_query_cache_hits_total`: query texts whose vector was cached.
+    pub query_cache_hits: IntCounter,
+    /// `shelf_query_cache_misses_total`: query texts embedded by the model.
+    pub query_cache_misses: IntCounter,
+    /// `shelf_query_cache_bytes`: what the cached query vectors take.
+    pub query_cache_bytes: IntGauge,
     /// `shelf_bundle_info{digest,tag,commit}` = 1 for the live bundle.
     pub bundle_info: IntGaugeVec,
     /// `shelf_bundle_live_since_seconds`: Unix time the live bundle went live.
@@ -96,6 +102,18 @@ impl Metrics {
                 "shelf_query_embed_batch_size",
                 "Queries in the last model call.",
             )?,
+            query_cache_hits: IntCounter::new(
+                "shelf_query_cache_hits_total",
+                "Query texts whose vector came from the cache.",
+            )?,
+            query_cache_misses: IntCounter::new(
+                "shelf_query_cache_misses_total",
+                "Query texts the model embedded (not in the cache).",
+            )?,
+            query_cache_bytes: IntGauge::new(
+                "shelf_query_cache_bytes",
+                "Bytes the cached query vectors and their texts take.",
+            )?,
             bundle_info: IntGaugeVec::new(
                 Opts::new("shelf_bundle_info", "The live bundle (value 1)."),
                 &["digest", "tag", "commit"],
@@ -137,6 +155,10 @@ impl Metrics {
         m.registry.register(Box::new(m.rejected.clone()))?;
         m.registry.register(Box::new(m.stage_seconds.clone()))?;
         m.registry.register(Box::new(m.embed_batch.clone()))?;
+        m.registry.register(Box::new(m.query_cache_hits.clone()))?;
+        m.registry
+            .register(Box::new(m.query_cache_misses.clone()))?;
+        m.registry.register(Box::new(m.query_cache_bytes.clone()))?;
         m.registry.register(Box::new(m.bundle_info.clone()))?;
         m.registry.register(Box::new(m.live_since.clone()))?;
         m.registry.register(Box::new(m.bundle_chunks.clone()))?;

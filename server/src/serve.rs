@@ -17,7 +17,7 @@ use crate::config::{ServeConfig, Source};
 use crate::follow::{Follow, Resolver};
 use crate::http::{Api, FollowInfo};
 use crate::metrics::Metrics;
-use crate::query_embedder::QueryEmbedder;
+use crate::query_embedder::{QueryEmbedder, QueryEmbedderOptions};
 use crate::reload::{Follower, Loader, PROBE_QUERY, Reloader};
 use crate::state::ServerState;
 
@@ -129,9 +129,13 @@ pub async fn run(
     let embedder = tokio::task::spawn_blocking(move || Embedder::load(&runtime, &options))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
-    let embedder = QueryEmbedder::start(
+    let embedder = QueryEmbedder::start_with(
         Arc::new(embedder),
-        config.limits.max_queued + config.limits.max_concurrent,
+        QueryEmbedderOptions {
+            queue: config.limits.max_queued + config.limits.max_concurrent,
+            cache_bytes: config.query_cache_bytes,
+            metrics: Some(state.metrics.clone()),
+        },
     )?;
     let probe_embedder = embedder.clone();
     let probe = tokio::task::spawn_blocking(move || probe_embedder.embed_now(&[PROBE_QUERY]))
