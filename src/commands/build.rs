@@ -24,6 +24,14 @@ use cache::StoreCache;
 /// cache supplies the vectors it holds and gets the ones it lacks; with
 /// `--shard`, only this share of what the cache lacks is embedded.
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let store_url = super::store_or_env(&args.store);
+    if let Some(shard) = args.shard
+        && store_url.is_none()
+    {
+        anyhow::bail!(
+            "--shard {shard} fills a store's embedding cache: pass --store URL or set SHELF_STORE"
+        );
+    }
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
     let embedder = Embedder::load(&runtime, &super::embedder_options(&args.runtime))?;
     let mut request = BuildRequest {
@@ -34,12 +42,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         config: args.config.clone(),
         name: args.name.clone(),
     };
-    let store_url = super::store_or_env(&args.store);
-    if let Some(shard) = args.shard {
-        let url = store_url.with_context(|| {
-            format!("--shard {shard} fills a store's embedding cache: pass --store URL or set SHELF_STORE")
-        })?;
-        return run_shard(&args, shard, &url, &request, &embedder);
+    if let (Some(shard), Some(url)) = (args.shard, &store_url) {
+        return run_shard(&args, shard, url, &request, &embedder);
     }
     let use_cache = store_url.is_some() && !args.no_embedding_cache;
     // Kept alive until the build is done: the fetched previous bundle.

@@ -59,6 +59,9 @@ pub struct CacheIndex {
     dimensions: u32,
     packs: Vec<ListedPack>,
     holder: HashMap<[u8; 32], u32>,
+    /// Later packs that hold an id too (racing writers, or a pack written
+    /// again after one was damaged): tried when the first is refused.
+    also: HashMap<[u8; 32], Vec<u32>>,
     refused: Vec<Refusal>,
     bytes_read: u64,
 }
@@ -119,6 +122,7 @@ impl CacheIndex {
             dimensions,
             packs,
             holder: HashMap::new(),
+            also: HashMap::new(),
             refused: Vec::new(),
             bytes_read: 0,
         };
@@ -127,7 +131,14 @@ impl CacheIndex {
             match ids {
                 Ok(ids) => {
                     for id in ids {
-                        index.holder.entry(id).or_insert(i as u32);
+                        match index.holder.entry(id) {
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(i as u32);
+                            }
+                            std::collections::hash_map::Entry::Occupied(_) => {
+                                index.also.entry(id).or_default().push(i as u32);
+                            }
+                        }
                     }
                 }
                 Err(reason) => index.refuse(index.packs[i].key.clone(), reason),
@@ -184,51 +195,61 @@ impl CacheIndex {
 
     /// Downloads the packs holding `ids` (whole: a pack is used only after
     /// its bytes hash to its name and validate), and takes their vectors.
-    /// Ids no pack holds, and ids of packs refused now, are left out.
+    /// An id whose pack is refused is taken from another pack that holds
+    /// it, if any; ids no usable pack holds are left out.
     pub async fn fetch(&self, store: &Store, ids: &[[u8; 32]]) -> Result<Fetched, StoreError> {
-        let mut wanted: BTreeMap<u32, Vec<[u8; 32]>> = BTreeMap::new();
-        for id in ids {
-            if let Some(&i) = self.holder.get(id) {
-                wanted.entry(i).or_default().push(*id);
-            }
-        }
-        let results: Vec<(u32, u64, Result<Vec<([u8; 32], Vec<f32>)>, String>)> =
-            stream::iter(wanted.into_iter().map(|(i, ids)| async move {
-                let pack = &self.packs[i as usize];
-                let Some(object) = store.get(&pack.key).await? else {
-                    // Deleted since it was listed (gc): nothing to take.
-                    return Ok((i, 0, Ok(Vec::new())));
-                };
-                let bytes = object.bytes.len() as u64;
-                Ok::<_, StoreError>((i, bytes, self.take(pack, &object.bytes, &ids)))
-            }))
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
         let mut out = Fetched::default();
-        let mut results = results;
-        results.sort_by_key(|(i, _, _)| *i);
-        for (i, bytes, taken) in results {
-            out.bytes += bytes;
-            let pack = &self.packs[i as usize];
-            match taken {
-                Ok(vectors) if vectors.is_empty() => {}
-                Ok(vectors) => {
-                    out.packs.push(pack.digest);
-                    out.vectors.extend(vectors);
+        let mut tried: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        let mut pending: Vec<[u8; 32]> = ids.to_vec();
+        loop {
+            let mut wanted: BTreeMap<u32, Vec<[u8; 32]>> = BTreeMap::new();
+            for id in pending.drain(..) {
+                let first = self.holder.get(&id).into_iter();
+                let later = self.also.get(&id).into_iter().flatten();
+                if let Some(&i) = first.chain(later).find(|i| !tried.contains(i)) {
+                    wanted.entry(i).or_default().push(id);
                 }
-                Err(reason) => {
-                    tracing::warn!(pack = %pack.key, %reason, "refused an embedding-cache pack: its vectors will be embedded again (delete it, or let shelf gc remove it once no bundle uses it)");
-                    out.refused.push(Refusal {
-                        key: pack.key.clone(),
-                        reason,
-                    });
+            }
+            if wanted.is_empty() {
+                return Ok(out);
+            }
+            tried.extend(wanted.keys().copied());
+            let mut results: Vec<(u32, u64, Vec<[u8; 32]>, Taken)> =
+                stream::iter(wanted.into_iter().map(|(i, ids)| async move {
+                    let pack = &self.packs[i as usize];
+                    let Some(object) = store.get(&pack.key).await? else {
+                        // Deleted since it was listed (gc).
+                        return Ok((i, 0, ids, Err(None)));
+                    };
+                    let taken = self.take(pack, &object.bytes, &ids).map_err(Some);
+                    Ok::<_, StoreError>((i, object.bytes.len() as u64, ids, taken))
+                }))
+                .buffer_unordered(FETCH_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+            results.sort_by_key(|(i, ..)| *i);
+            for (i, bytes, ids, taken) in results {
+                out.bytes += bytes;
+                let pack = &self.packs[i as usize];
+                match taken {
+                    Ok(vectors) => {
+                        out.packs.push(pack.digest);
+                        out.vectors.extend(vectors);
+                    }
+                    Err(None) => pending.extend(ids),
+                    Err(Some(reason)) => {
+                        tracing::warn!(pack = %pack.key, %reason, "refused an embedding-cache pack: its vectors will be taken from another pack or embedded again");
+                        out.refused.push(Refusal {
+                            key: pack.key.clone(),
+                            reason,
+                        });
+                        pending.extend(ids);
+                    }
                 }
             }
         }
-        Ok(out)
     }
 
     /// Verifies a downloaded pack and takes the vectors of `ids`.
@@ -259,6 +280,10 @@ impl CacheIndex {
             .collect()
     }
 }
+
+/// The vectors taken from one pack, or why none were: `None` when the
+/// pack is gone, else the reason it was refused.
+type Taken = Result<Vec<([u8; 32], Vec<f32>)>, Option<String>>;
 
 /// Reads a pack's header and id table with ranged reads: the bytes read,
 /// and the ids or why the pack is refused. `Err` is a store failure.
@@ -327,15 +352,45 @@ pub async fn save(
         let pack = Digest::of(&bytes);
         let key = cache_pack_key(&digest, &pack);
         let size = bytes.len();
-        match store.put_new(&key, bytes).await? {
+        tracing::debug!(%key, size, "pushing an embedding-cache pack");
+        match store.put_new(&key, bytes.clone()).await? {
             Created::New => tracing::info!(%key, size, "pushed an embedding-cache pack"),
-            Created::AlreadyExists => {
-                tracing::info!(%key, "the embedding cache already has this pack")
-            }
+            Created::AlreadyExists => replace_if_damaged(store, &key, &pack, bytes).await,
         }
         out.push(pack);
     }
     Ok(out)
+}
+
+/// A pack of these bytes is already there: a racing writer of the same
+/// vectors, or a damaged object under this name (which would otherwise
+/// shadow these vectors forever, since create-only writes never replace
+/// it). Bytes that do not hash to their name are provably not this pack,
+/// so they are deleted and the pack written again. Failing that (e.g. no
+/// permission to delete) is a warning: the build has its vectors anyway.
+async fn replace_if_damaged(store: &Store, key: &str, pack: &Digest, bytes: Vec<u8>) {
+    let replaced = async {
+        let intact = store
+            .get(key)
+            .await?
+            .is_some_and(|o| Digest::of(&o.bytes) == *pack);
+        if intact {
+            tracing::info!(%key, "the embedding cache already has this pack");
+            return Ok(false);
+        }
+        store.delete(key).await?;
+        store.put_new(key, bytes).await?;
+        Ok::<_, StoreError>(true)
+    };
+    match replaced.await {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::warn!(%key, "replaced a damaged embedding-cache pack (its bytes did not hash to its name)")
+        }
+        Err(e) => {
+            tracing::warn!(%key, error = %e, "could not check or replace an embedding-cache pack already under this name; if it is damaged, delete it")
+        }
+    }
 }
 
 /// Records that `bundle`'s vectors are in `packs` (create-only, named by

@@ -689,7 +689,7 @@ async fn written_too(
 }
 
 on_both_backends!(
-    damaged_foreign_and_unknown_packs_are_refused_and_hand_out_nothing,
+    damaged_foreign_and_unknown_packs_are_refused_and_a_damaged_one_is_healed,
     |store, _dir| {
         use shelf_formats::embedding_cache::{model_digest, write_packs};
         use shelf_formats::keys::cache_pack_key;
@@ -772,6 +772,23 @@ on_both_backends!(
             "{}",
             fetched.refused[0].reason
         );
+        // Another pack holding two of those ids (a later build's): they
+        // come from it instead.
+        let again = vectors(4, 4);
+        written_too(&store, &model, &again[..2]).await;
+        let index = CacheIndex::load(&store, &model).await.unwrap();
+        let fetched = index.fetch(&store, &bad_ids).await.unwrap();
+        assert_eq!(fetched.vectors.len(), 2);
+        assert_eq!(fetched.vectors[&again[1].0], again[1].1);
+        // Writing the damaged pack's vectors again replaces the bytes under
+        // its name, which a create-only write alone would never do.
+        written_too(&store, &model, &again).await;
+        let index = CacheIndex::load(&store, &model).await.unwrap();
+        let fetched = index.fetch(&store, &bad_ids).await.unwrap();
+        assert_eq!(fetched.vectors.len(), 4);
+        assert!(fetched.refused.is_empty(), "{:?}", fetched.refused);
+        let stored = store.get(&tampered_key).await.unwrap().unwrap().bytes;
+        assert_eq!(stored, honest);
     }
 );
 
