@@ -234,7 +234,7 @@ pub fn write_packs(
         return bad("0 dimensions");
     }
     let mut sorted: Vec<&([u8; 32], &[f32])> = vectors.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_by_key(|a| a.0);
     sorted.dedup_by(|a, b| a.0 == b.0);
     for (id, v) in &sorted {
         if v.len() != dims {

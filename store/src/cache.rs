@@ -103,7 +103,7 @@ impl CacheIndex {
             })
             .collect();
         let dimensions = model.dimensions;
-        let mut tables: Vec<(usize, u64, Result<Vec<[u8; 32]>, String>)> = stream::iter(
+        let mut tables: Vec<(usize, u64, Ids)> = stream::iter(
             packs
                 .iter()
                 .enumerate()
@@ -253,12 +253,7 @@ impl CacheIndex {
     }
 
     /// Verifies a downloaded pack and takes the vectors of `ids`.
-    fn take(
-        &self,
-        pack: &ListedPack,
-        bytes: &[u8],
-        ids: &[[u8; 32]],
-    ) -> Result<Vec<([u8; 32], Vec<f32>)>, String> {
+    fn take(&self, pack: &ListedPack, bytes: &[u8], ids: &[[u8; 32]]) -> Result<Pairs, String> {
         let actual = Digest::of(bytes);
         if actual != pack.digest {
             return Err(format!(
@@ -281,9 +276,13 @@ impl CacheIndex {
     }
 }
 
+/// Vectors with their content ids.
+type Pairs = Vec<([u8; 32], Vec<f32>)>;
+/// A pack's ids, or why it is refused.
+type Ids = Result<Vec<[u8; 32]>, String>;
 /// The vectors taken from one pack, or why none were: `None` when the
 /// pack is gone, else the reason it was refused.
-type Taken = Result<Vec<([u8; 32], Vec<f32>)>, Option<String>>;
+type Taken = Result<Pairs, Option<String>>;
 
 /// Reads a pack's header and id table with ranged reads: the bytes read,
 /// and the ids or why the pack is refused. `Err` is a store failure.
@@ -292,7 +291,7 @@ async fn read_ids(
     pack: &ListedPack,
     model: &Digest,
     dimensions: u32,
-) -> Result<(u64, Result<Vec<[u8; 32]>, String>), StoreError> {
+) -> Result<(u64, Ids), StoreError> {
     if pack.size > READ_LIMIT_BYTES {
         return Ok((
             0,
