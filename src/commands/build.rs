@@ -111,7 +111,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let cache = match (&rt, &store) {
         (Some(rt), Some(store)) if use_cache => {
-            Some(StoreCache::open(rt, store, embedder.identity())?)
+            Some(StoreCache::new(rt, store, embedder.identity()))
         }
         _ => None,
     };
@@ -148,7 +148,7 @@ fn run_shard(
     let rt = crate::commands::runtime()?;
     let location = StoreLocation::parse(url, args.s3.clone())?;
     let store = rt.block_on(Store::create(&location))?;
-    let cache = StoreCache::open(&rt, &store, embedder.identity())?;
+    let cache = StoreCache::new(&rt, &store, embedder.identity());
     let observer = progress::for_stderr();
     let mut report =
         shelf_builder::embed_shard(request, embedder, &cache, shard, observer.as_ref())
@@ -190,13 +190,14 @@ fn print_shard_summary(r: &ShardReport) {
 
 fn print_cache_line(c: &shelf_builder::CacheReport) {
     outln!(
-        "  cache     {} packs ({} vectors) in {}; {} read, {} vectors pushed in {} pack(s){}",
+        "  cache     {} packs ({} vectors) in {}; {} read, {} vectors pushed in {} pack(s), {} ms{}",
         c.packs_listed,
         c.vectors_listed,
         c.store,
         c.packs_read,
         c.pushed,
         c.packs_written.len(),
+        c.ms,
         if c.refused.is_empty() {
             String::new()
         } else {

@@ -4,7 +4,7 @@
 //! kept here for the report and the uses record.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use shelf_builder::cache::RefusedPack;
@@ -13,12 +13,14 @@ use shelf_formats::{Digest, ModelIdentity};
 use shelf_store::Store;
 use shelf_store::cache::{CacheIndex, record_uses, save};
 
-/// One build's view of a store's embedding cache.
+/// One build's view of a store's embedding cache. The index (listing and
+/// id tables) is read on the first question, so its time is the build's
+/// `cache` stage.
 pub struct StoreCache<'a> {
     rt: &'a tokio::runtime::Runtime,
     store: &'a Store,
     model: ModelIdentity,
-    index: CacheIndex,
+    index: OnceLock<Result<CacheIndex, String>>,
     state: Mutex<State>,
 }
 
@@ -35,41 +37,45 @@ struct State {
 }
 
 impl<'a> StoreCache<'a> {
-    /// Lists the model's packs and reads their id tables.
-    pub fn open(
-        rt: &'a tokio::runtime::Runtime,
-        store: &'a Store,
-        model: &ModelIdentity,
-    ) -> anyhow::Result<Self> {
-        let t = Instant::now();
-        let index = rt.block_on(CacheIndex::load(store, model))?;
-        tracing::info!(
-            store = %store.describe(),
-            packs = index.packs().len(),
-            vectors = index.len(),
-            ms = t.elapsed().as_millis() as u64,
-            "embedding cache read"
-        );
-        let state = State {
-            refused: index
-                .refused()
-                .iter()
-                .map(|r| RefusedPack {
-                    key: r.key.clone(),
-                    reason: r.reason.clone(),
-                })
-                .collect(),
-            bytes: index.bytes_read(),
-            time: t.elapsed(),
-            ..State::default()
-        };
-        Ok(Self {
+    /// The cache of `model` in `store` (nothing is read yet).
+    pub fn new(rt: &'a tokio::runtime::Runtime, store: &'a Store, model: &ModelIdentity) -> Self {
+        Self {
             rt,
             store,
             model: model.clone(),
-            index,
-            state: Mutex::new(state),
-        })
+            index: OnceLock::new(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Lists the model's packs and reads their id tables, once.
+    fn index(&self) -> Result<&CacheIndex, BuildError> {
+        self.index
+            .get_or_init(|| {
+                let t = Instant::now();
+                let index = self
+                    .rt
+                    .block_on(CacheIndex::load(self.store, &self.model))
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(
+                    store = %self.store.describe(),
+                    packs = index.packs().len(),
+                    vectors = index.len(),
+                    ms = t.elapsed().as_millis() as u64,
+                    "embedding cache read"
+                );
+                let mut s = self.state();
+                s.refused
+                    .extend(index.refused().iter().map(|r| RefusedPack {
+                        key: r.key.clone(),
+                        reason: r.reason.clone(),
+                    }));
+                s.bytes += index.bytes_read();
+                s.time += t.elapsed();
+                Ok(index)
+            })
+            .as_ref()
+            .map_err(|e| BuildError::Cache(e.clone()))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -81,6 +87,7 @@ impl<'a> StoreCache<'a> {
     /// every chunk the cache held, the pack that held it, and the packs
     /// this build wrote.
     pub fn finish(&self, bundle: Option<&Digest>) -> anyhow::Result<CacheReport> {
+        let index = self.index()?;
         let t = Instant::now();
         let mut uses_record = None;
         if let Some(bundle) = bundle {
@@ -89,13 +96,13 @@ impl<'a> StoreCache<'a> {
                 let packs: BTreeSet<Digest> = s
                     .held
                     .iter()
-                    .filter_map(|id| self.index.holder(id))
+                    .filter_map(|id| index.holder(id))
                     .chain(s.written.iter().copied())
                     .collect();
                 let refused: BTreeSet<String> = s.refused.iter().map(|r| r.key.clone()).collect();
                 (packs, refused)
             };
-            let model = *self.index.model();
+            let model = *index.model();
             let packs: Vec<Digest> = packs
                 .into_iter()
                 .filter(|p| !refused.contains(&shelf_formats::keys::cache_pack_key(&model, p)))
@@ -110,9 +117,9 @@ impl<'a> StoreCache<'a> {
         s.time += t.elapsed();
         Ok(CacheReport {
             store: self.store.describe(),
-            model: self.index.model().to_string(),
-            packs_listed: self.index.packs().len(),
-            vectors_listed: self.index.len(),
+            model: index.model().to_string(),
+            packs_listed: index.packs().len(),
+            vectors_listed: index.len(),
             packs_read: s.read.len(),
             bytes_read: s.bytes,
             pushed: s.pushed,
@@ -130,7 +137,8 @@ fn cache_error(e: shelf_store::StoreError) -> BuildError {
 
 impl VectorCache for StoreCache<'_> {
     fn holds(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, BuildError> {
-        let answers: Vec<bool> = ids.iter().map(|id| self.index.holds(id)).collect();
+        let index = self.index()?;
+        let answers: Vec<bool> = ids.iter().map(|id| index.holds(id)).collect();
         let mut s = self.state();
         s.held.extend(
             ids.iter()
@@ -145,10 +153,11 @@ impl VectorCache for StoreCache<'_> {
         &self,
         ids: &[[u8; 32]],
     ) -> Result<std::collections::HashMap<[u8; 32], Vec<f32>>, BuildError> {
+        let index = self.index()?;
         let t = Instant::now();
         let fetched = self
             .rt
-            .block_on(self.index.fetch(self.store, ids))
+            .block_on(index.fetch(self.store, ids))
             .map_err(cache_error)?;
         tracing::info!(
             vectors = fetched.vectors.len(),
