@@ -2,6 +2,7 @@
 //! target, pass/fail) on stdout, progress on stderr, and writes every raw
 //! number to a JSON file so results can be compared across commits.
 
+mod across_bench;
 mod build_bench;
 mod corpus;
 mod direct;
@@ -153,8 +154,33 @@ enum Command {
         /// Build the bundles and stop.
         #[arg(long)]
         build_only: bool,
+        /// A model directory instead of the provisioned default, for
+        /// building and asking (e.g. .runtime/model-fp32).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
         /// Where to write the JSON results.
         #[arg(long, default_value = "bench-results/swebench.json")]
+        json_out: PathBuf,
+    },
+    /// The development issues asked of all four of their repositories at
+    /// once (one server, one store root): every way of fusing the
+    /// repositories' rankings, scored against the row's own repository's
+    /// gold files. Uses the bundles `swebench` builds.
+    Across {
+        /// The evaluation set (JSONL).
+        #[arg(long, default_value = "../shared/eval/swebench_dev.jsonl")]
+        queries: PathBuf,
+        /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+        #[arg(long, default_value = "/work/.mirror")]
+        mirror: PathBuf,
+        /// Where the built bundles are kept between runs.
+        #[arg(long, default_value = "target/bench-cache")]
+        bundle_cache: PathBuf,
+        /// A model directory instead of the provisioned default.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/across.json")]
         json_out: PathBuf,
     },
     /// Index scalar kind and ef_add: recall@10 against exact search, size,
@@ -243,6 +269,7 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            model,
             json_out,
         } => swebench::run(&swebench::Options {
             queries,
@@ -250,6 +277,23 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            model,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Across {
+            queries,
+            mirror,
+            bundle_cache,
+            model,
+            json_out,
+        } => across_bench::run(&swebench::Options {
+            queries,
+            mirror,
+            bundle_cache,
+            only: Vec::new(),
+            build_only: false,
+            model,
             json_out,
             command: std::env::args().collect(),
         }),

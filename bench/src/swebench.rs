@@ -40,6 +40,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Stop after building (no evaluation).
     pub build_only: bool,
+    /// A model directory (`--model` of shelf) instead of the provisioned
+    /// default, for building and for asking (e.g. `.runtime/model-fp32`).
+    pub model: Option<PathBuf>,
     /// JSON results path.
     pub json_out: PathBuf,
     /// The command line.
@@ -151,8 +154,18 @@ pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress
                             ""
                         }
                     ));
-                    let run =
-                        shelf.build_named(&git_dir, commit, &out, previous.as_deref(), repo)?;
+                    let extra: Vec<String> = match &opts.model {
+                        Some(m) => vec!["--model".into(), m.display().to_string()],
+                        None => Vec::new(),
+                    };
+                    let run = shelf.build_with(
+                        &git_dir,
+                        commit,
+                        &out,
+                        previous.as_deref(),
+                        repo,
+                        &extra,
+                    )?;
                     p.say(&format!(
                         "  {} chunks, {} embedded, {} reused, {:.0} s",
                         run.report.chunks.total,
@@ -263,7 +276,7 @@ fn files_of(bundle: &MappedBundle, ranked: &[Ranked], sum3: bool) -> Result<Vec<
     let summed = if sum3 { CHUNKS_PER_FILE } else { 1 };
     Ok(group_by_file(&scored, summed, eval::DEPTH)
         .into_iter()
-        .map(|f| f.path.to_string())
+        .map(|f| f.file.to_string())
         .collect())
 }
 
@@ -338,9 +351,13 @@ struct Scores {
 }
 
 impl Harness {
-    fn new(work: &Path) -> Result<Self> {
+    fn new(work: &Path, model: Option<&Path>) -> Result<Self> {
         let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
-        let embedder = std::sync::Arc::new(Embedder::load(&runtime, &EmbedderOptions::default())?);
+        let options = EmbedderOptions {
+            model: model.map(Path::to_path_buf),
+            ..EmbedderOptions::default()
+        };
+        let embedder = std::sync::Arc::new(Embedder::load(&runtime, &options)?);
         let engine = Engine::new(embedder);
         let one_window = engine.clone().with_tuning(Tuning {
             max_windows: 1,
@@ -421,8 +438,14 @@ impl Harness {
     }
 }
 
-fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Result<Evaluated> {
-    let mut harness = Harness::new(work)?;
+fn evaluate_all(
+    rows: &[Row],
+    built: &Built,
+    work: &Path,
+    model: Option<&Path>,
+    p: &Progress,
+) -> Result<Evaluated> {
+    let mut harness = Harness::new(work, model)?;
     let mut scores = Scores::default();
     for (i, row) in rows.iter().enumerate() {
         let Some(path) = built
@@ -566,7 +589,7 @@ pub fn run(opts: &Options) -> Result<()> {
         .into_iter()
         .filter(|r| opts.only.is_empty() || opts.only.contains(&r.repo))
         .collect();
-    let (systems, sweep) = evaluate_all(&rows, &built, work.path(), &p)?;
+    let (systems, sweep) = evaluate_all(&rows, &built, work.path(), opts.model.as_deref(), &p)?;
     print_table(&systems);
     print_sweep(&sweep);
     let results = Results {

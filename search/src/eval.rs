@@ -407,7 +407,13 @@ pub fn rank_files(
     mode: Mode,
 ) -> Result<Vec<String>, SearchError> {
     let request = file_request(query, mode);
-    let answer = engine.answer(Target { bundle, tag: None }, &request)?;
+    let repo = bundle.default_repo_name();
+    let target = Target {
+        repo: &repo,
+        bundle,
+        tag: None,
+    };
+    let answer = engine.answer(&[target], &request)?;
     Ok(answer
         .files
         .unwrap_or_default()

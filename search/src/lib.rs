@@ -15,6 +15,7 @@
 //! Depends on `formats` (byte layouts, kinds) and `embed` (the in-process
 //! encoder); never on the server or the builder.
 
+pub mod across;
 pub mod answer;
 pub mod encode;
 pub mod error;

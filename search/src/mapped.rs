@@ -225,6 +225,13 @@ impl MappedBundle {
         })
     }
 
+    /// The repository name this bundle is served as when nothing names it
+    /// otherwise (one bundle file): its manifest's repository, made a
+    /// valid name.
+    pub fn default_repo_name(&self) -> String {
+        shelf_formats::names::repo_name_of(&self.manifest.source.repository)
+    }
+
     /// The lexical index and the analyzer queries must be analyzed with,
     /// if the bundle has one. O(1), like [`MappedBundle::chunks`].
     pub fn lexical(&self) -> Option<Result<(LexicalIndex<'_>, Analyzer), OpenError>> {

@@ -189,30 +189,42 @@ pub fn order(c: &Candidates, fusion: &Fusion, n: usize) -> Vec<Ranked> {
 /// Reciprocal rank fusion: a chunk scores weight/(k + rank) in each list
 /// it is in; the sum ranks.
 fn fuse(semantic: &[Hit], lexical: &[(u32, f32)], fusion: &Fusion) -> Vec<Ranked> {
-    let mut fused: HashMap<u64, Ranked> = HashMap::new();
-    for (rank, h) in semantic.iter().enumerate() {
-        let r = fused.entry(h.key).or_insert(Ranked {
-            key: h.key,
-            score: 0.0,
-            semantic: None,
-            lexical: None,
-        });
+    fuse_keyed(
+        semantic.iter().map(|h| (h.key, h.score)),
+        lexical.iter().map(|&(doc, s)| (u64::from(doc), s)),
+        fusion,
+    )
+    .into_iter()
+    .map(|(key, r)| Ranked { key, ..r })
+    .collect()
+}
+
+/// [`fuse`] over any chunk key (a chunk of one bundle, or of one of
+/// several): each list best first; the fused list best first, ties by key.
+pub(crate) fn fuse_keyed<K: Copy + Eq + std::hash::Hash + Ord>(
+    semantic: impl IntoIterator<Item = (K, f32)>,
+    lexical: impl IntoIterator<Item = (K, f32)>,
+    fusion: &Fusion,
+) -> Vec<(K, Ranked)> {
+    let blank = Ranked {
+        key: 0,
+        score: 0.0,
+        semantic: None,
+        lexical: None,
+    };
+    let mut fused: HashMap<K, Ranked> = HashMap::new();
+    for (rank, (key, score)) in semantic.into_iter().enumerate() {
+        let r = fused.entry(key).or_insert(blank);
         r.score += 1.0 / (fusion.k + rank as f32 + 1.0);
-        r.semantic = Some(h.score);
+        r.semantic = Some(score);
     }
-    for (rank, &(doc, s)) in lexical.iter().enumerate() {
-        let key = u64::from(doc);
-        let r = fused.entry(key).or_insert(Ranked {
-            key,
-            score: 0.0,
-            semantic: None,
-            lexical: None,
-        });
+    for (rank, (key, score)) in lexical.into_iter().enumerate() {
+        let r = fused.entry(key).or_insert(blank);
         r.score += fusion.lexical_weight / (fusion.k + rank as f32 + 1.0);
-        r.lexical = Some(s);
+        r.lexical = Some(score);
     }
-    let mut out: Vec<Ranked> = fused.into_values().collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+    let mut out: Vec<(K, Ranked)> = fused.into_iter().collect();
+    out.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
     out
 }
 

@@ -50,13 +50,13 @@ fn local(args: &SearchArgs, bundle: &std::path::Path, request: &Request) -> anyh
     let mapped = MappedBundle::open_file(bundle, &cache_dir, embedder.identity())
         .with_context(|| format!("opening {}", bundle.display()))?;
     let engine = Engine::new(Arc::new(embedder));
-    let answer = engine.answer(
-        Target {
-            bundle: &mapped,
-            tag: None,
-        },
-        request,
-    )?;
+    let repo = mapped.default_repo_name();
+    let target = Target {
+        repo: &repo,
+        bundle: &mapped,
+        tag: None,
+    };
+    let answer = engine.answer(&[target], request)?;
     // Through its JSON text, so numbers print as the server sends them
     // (an f32 turned straight into a `Value` would print as a long f64).
     Ok(serde_json::from_slice(&serde_json::to_vec(&answer)?)?)

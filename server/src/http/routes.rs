@@ -1,7 +1,10 @@
 //! One function per endpoint. Each returns a response or an [`ApiError`];
-//! none can panic on what a client sends.
+//! none can panic on what a client sends. Every endpoint that names
+//! repositories shows a caller only those its token may see: an unknown
+//! and a forbidden repository get the same answer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -10,20 +13,82 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use shelf_formats::Digest;
-
-use super::error::{ApiError, Body, json};
-use super::{Api, Outcome, params};
 use shelf_search::{EncodeError, SearchError, Target};
 
+use super::error::{ApiError, Body, json};
+use super::guard::Scope;
+use super::{Api, Outcome, params};
 use crate::reload::CheckReport;
-use crate::state::{ErrorEvent, Followed, Problem, Readiness, SwapEvent};
+use crate::repos::{Origin, Repo};
+use crate::state::{ErrorEvent, Followed, Problem, Readiness, Snapshot, SwapEvent};
 
-fn not_ready(api: &Api) -> ApiError {
-    let why = match api.state.readiness() {
-        Readiness::NotReady(why) => why,
-        _ => "no bundle is live yet".into(),
-    };
+/// Repositories picked for a request, each with the snapshot it finishes on.
+type Picked = Vec<(Arc<Repo>, Arc<Snapshot>)>;
+
+fn not_ready(why: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable("not_ready", format!("not ready to search: {why}"), 2)
+}
+
+/// The same answer for a repository that does not exist and one the
+/// caller may not see.
+fn unknown_repo(name: &str, visible: &[Arc<Repo>]) -> ApiError {
+    let shown: String = name.chars().take(128).collect();
+    let known = if visible.is_empty() {
+        "none".to_string()
+    } else {
+        visible
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unknown_repository",
+        format!("unknown repository '{shown}'; this server serves: {known} (see /v1/repos)"),
+    )
+}
+
+/// The live repositories a search asks: those named (each must be visible
+/// and live), or every visible live one.
+fn pick(api: &Api, scope: &Scope, named: &[String]) -> Result<Picked, ApiError> {
+    let visible = api.repos.visible(scope);
+    if !api.repos.model_loaded() {
+        return Err(not_ready("loading the embedding model"));
+    }
+    if named.is_empty() {
+        let live: Picked = visible
+            .iter()
+            .filter_map(|r| Some((Arc::clone(r), r.state.live()?)))
+            .collect();
+        if live.is_empty() {
+            let why = api
+                .repos
+                .readiness(scope, true)
+                .reason
+                .unwrap_or_else(|| "no bundle is live yet".into());
+            return Err(not_ready(why));
+        }
+        return Ok(live);
+    }
+    let mut picked: Picked = Vec::new();
+    for name in named {
+        if picked.iter().any(|(r, _)| r.name() == name) {
+            continue;
+        }
+        let Some(repo) = visible.iter().find(|r| r.name() == name) else {
+            return Err(unknown_repo(name, &visible));
+        };
+        let Some(snapshot) = repo.state.live() else {
+            let why = match repo.state.readiness() {
+                Readiness::NotReady(why) => why,
+                _ => "no bundle is live yet".into(),
+            };
+            return Err(not_ready(format!("repository '{name}': {why}")));
+        };
+        picked.push((Arc::clone(repo), snapshot));
+    }
+    Ok(picked)
 }
 
 /// `GET|POST /v1/search`.
@@ -33,7 +98,7 @@ pub(super) async fn search(
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
     let rejected = |reason: &str| {
-        api.state
+        api.repos
             .metrics
             .rejected
             .with_label_values(&[reason])
@@ -44,33 +109,41 @@ pub(super) async fn search(
             .check(client.ip())
             .inspect_err(|_| rejected("rate_limited"))?;
     }
-    if !api.search_tokens.is_empty() {
-        api.search_tokens
-            .check(req.headers(), "search")
-            .inspect_err(|_| rejected("unauthorized"))?;
-    }
+    let scope = api
+        .search_tokens
+        .check(req.headers(), "search")
+        .inspect_err(|_| rejected("unauthorized"))?;
     let _slot = api
         .admission
         .enter()
         .await
         .inspect_err(|_| rejected("overloaded"))?;
     let limits = api.request_limits();
-    let request = if req.method() == Method::GET {
+    let asked = if req.method() == Method::GET {
         params::from_query_string(req.uri().query(), &limits)?
     } else {
         let body = read_json_body(api, req).await?;
         params::from_json(&body, &limits)?
     };
-    let engine = api.engine.get().ok_or_else(|| not_ready(api))?.clone();
-    // The snapshot this request finishes on, whatever is swapped meanwhile.
-    let snapshot = api.state.live().ok_or_else(|| not_ready(api))?;
-    // The engine blocks while the model threads embed the query.
+    let engine = api
+        .engine
+        .get()
+        .ok_or_else(|| not_ready("loading the embedding model"))?
+        .clone();
+    // The snapshots this request finishes on, whatever is swapped meanwhile.
+    let picked = pick(api, &scope, &asked.repos)?;
+    let request = asked.request;
+    // The engine blocks while the model's workers embed the query.
     let answered = tokio::task::spawn_blocking(move || {
-        let target = Target {
-            bundle: &snapshot.bundle,
-            tag: snapshot.tag.as_deref(),
-        };
-        engine.answer(target, &request)
+        let targets: Vec<Target<'_>> = picked
+            .iter()
+            .map(|(repo, snapshot)| Target {
+                repo: repo.name(),
+                bundle: &snapshot.bundle,
+                tag: snapshot.tag.as_deref(),
+            })
+            .collect();
+        engine.answer(&targets, &request)
     })
     .await
     .map_err(|e| ApiError::internal(format!("the search task failed: {e}")))?;
@@ -88,7 +161,7 @@ pub(super) async fn search(
             ApiError::internal(e.to_string())
         }
     })?;
-    let m = &api.state.metrics;
+    let m = &api.repos.metrics;
     if answer.mode.needs_vectors() {
         m.stage_seconds
             .with_label_values(&["embed"])
@@ -108,7 +181,7 @@ pub(super) async fn search(
 }
 
 /// Reads a JSON request body within the size and time limits.
-async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub(super) async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
         let essence = ct
             .to_str()
@@ -160,6 +233,50 @@ async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<Bytes, ApiE
     }
 }
 
+/// The `repo` parameter of a query string (the only one these endpoints
+/// take).
+fn repo_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
+    let mut repo = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "repo" {
+            return Err(ApiError::bad_request(format!(
+                "unknown parameter '{}'; known: repo",
+                name.chars().take(64).collect::<String>()
+            )));
+        }
+        let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
+            .decode_utf8()
+            .map_err(|_| ApiError::bad_request("parameter 'repo' is not valid UTF-8"))?
+            .trim()
+            .to_string();
+        if repo.replace(value).is_some() {
+            return Err(ApiError::bad_request("parameter 'repo' is given twice"));
+        }
+    }
+    Ok(repo.filter(|r| !r.is_empty()))
+}
+
+/// The one repository an endpoint is about: the one named, or the only
+/// one the caller may see.
+fn one_repo(api: &Api, scope: &Scope, named: Option<&str>) -> Result<Arc<Repo>, ApiError> {
+    let visible = api.repos.visible(scope);
+    match named {
+        Some(name) => visible
+            .iter()
+            .find(|r| r.name() == name)
+            .cloned()
+            .ok_or_else(|| unknown_repo(name, &visible)),
+        None => match visible.as_slice() {
+            [one] => Ok(Arc::clone(one)),
+            [] => Err(not_ready("no repository is served yet")),
+            _ => Err(ApiError::bad_request(
+                "this server serves several repositories: name one with ?repo=NAME (see /v1/repos)",
+            )),
+        },
+    }
+}
+
 #[derive(Serialize)]
 struct LiveInfo<'a> {
     digest: Digest,
@@ -184,14 +301,47 @@ struct ModelInfo<'a> {
     dimensions: u32,
 }
 
+fn live_info(s: &Snapshot) -> LiveInfo<'_> {
+    let b = &s.bundle;
+    let m = &b.manifest;
+    let built =
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(m.source.commit_time.max(0) as u64);
+    LiveInfo {
+        digest: b.digest,
+        tag: s.tag.as_deref(),
+        repository: &m.source.repository,
+        commit: &m.source.commit,
+        git_ref: m.source.git_ref.as_deref(),
+        built_at: humantime::format_rfc3339_seconds(built).to_string(),
+        live_since: humantime::format_rfc3339_millis(s.live_since).to_string(),
+        age_seconds: s.live_since.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+        files: m.counts.files_indexed,
+        chunks: m.counts.chunks,
+        model: ModelInfo {
+            name: &m.model.name,
+            dimensions: m.model.dimensions,
+        },
+        format: format!("{}.{}", m.format_version, m.format_minor),
+        search_modes: b.modes(),
+    }
+}
+
 #[derive(Serialize)]
 struct FollowOut<'a> {
     store: &'a str,
     target: &'a str,
 }
 
+fn follow_out(origin: &Origin) -> Option<FollowOut<'_>> {
+    match origin {
+        Origin::Store { store, target } => Some(FollowOut { store, target }),
+        Origin::File { .. } => None,
+    }
+}
+
 #[derive(Serialize)]
 struct BundleResponse<'a> {
+    repo: &'a str,
     status: &'static str,
     reason: Option<String>,
     follow: Option<FollowOut<'a>>,
@@ -214,60 +364,75 @@ fn readiness_fields(r: Readiness) -> (&'static str, Option<String>) {
     }
 }
 
-/// `GET /v1/bundle`.
+/// `GET /v1/bundle[?repo=NAME]`: one repository in detail.
 pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    if !api.search_tokens.is_empty() {
-        api.search_tokens.check(req.headers(), "bundle info")?;
-    }
-    let snapshot = api.state.live();
-    let (status, reason) = readiness_fields(api.state.readiness());
-    let status_now = api.state.status().clone();
-    let live = snapshot.as_ref().map(|s| {
-        let b = &s.bundle;
-        let m = &b.manifest;
-        let built = SystemTime::UNIX_EPOCH
-            + std::time::Duration::from_secs(m.source.commit_time.max(0) as u64);
-        LiveInfo {
-            digest: b.digest,
-            tag: s.tag.as_deref(),
-            repository: &m.source.repository,
-            commit: &m.source.commit,
-            git_ref: m.source.git_ref.as_deref(),
-            built_at: humantime::format_rfc3339_seconds(built).to_string(),
-            live_since: humantime::format_rfc3339_millis(s.live_since).to_string(),
-            age_seconds: s.live_since.elapsed().map(|d| d.as_secs()).unwrap_or(0),
-            files: m.counts.files_indexed,
-            chunks: m.counts.chunks,
-            model: ModelInfo {
-                name: &m.model.name,
-                dimensions: m.model.dimensions,
-            },
-            format: format!("{}.{}", m.format_version, m.format_minor),
-            search_modes: b.modes(),
-        }
-    });
+    let scope = api.search_tokens.check(req.headers(), "bundle info")?;
+    let named = repo_param(req.uri().query())?;
+    let repo = one_repo(api, &scope, named.as_deref())?;
+    let snapshot = repo.state.live();
+    let (status, reason) = readiness_fields(repo.state.readiness());
+    let status_now = repo.state.status().clone();
     let body = BundleResponse {
+        repo: repo.name(),
         status,
         reason,
-        follow: api.follow.as_ref().map(|f| FollowOut {
-            store: &f.store,
-            target: &f.target,
-        }),
-        live,
+        follow: follow_out(&repo.origin),
+        live: snapshot.as_deref().map(live_info),
         target: status_now.target,
         loading: status_now.loading,
         load_problem: status_now.load_problem,
         store_problem: status_now.store_problem,
         last_swap: status_now.last_swap,
         last_error: status_now.last_error,
-        last_check: api.reloader.as_ref().map(|r| r.last()),
+        last_check: repo.reloader.as_ref().map(|r| r.last()),
         cached: api.cache.cached(),
     };
     json(StatusCode::OK, &body)
 }
 
-/// `POST /v1/admin/reload`: check the followed tag now; answers with what
-/// the check found and did.
+#[derive(Serialize)]
+struct RepoOut<'a> {
+    name: &'a str,
+    status: &'static str,
+    reason: Option<String>,
+    follow: Option<FollowOut<'a>>,
+    live: Option<LiveInfo<'a>>,
+    target: Option<Followed>,
+}
+
+/// `GET /v1/repos`: every repository the caller may see.
+pub(super) fn repos(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let scope = api
+        .search_tokens
+        .check(req.headers(), "the repository list")?;
+    if let Some(q) = req.uri().query().filter(|q| !q.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "/v1/repos takes no parameters, got '{}'",
+            q.chars().take(64).collect::<String>()
+        )));
+    }
+    let visible = api.repos.visible(&scope);
+    let snapshots: Vec<Option<Arc<Snapshot>>> = visible.iter().map(|r| r.state.live()).collect();
+    let list: Vec<RepoOut<'_>> = visible
+        .iter()
+        .zip(&snapshots)
+        .map(|(r, snapshot)| {
+            let (status, reason) = readiness_fields(r.state.readiness());
+            RepoOut {
+                name: r.name(),
+                status,
+                reason,
+                follow: follow_out(&r.origin),
+                live: snapshot.as_deref().map(live_info),
+                target: r.state.status().target.clone(),
+            }
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "repos": list }))
+}
+
+/// `POST /v1/admin/reload[?repo=NAME]`: check the followed tags now;
+/// answers with what each check found and did.
 pub(super) async fn reload(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if api.admin_tokens.is_empty() {
         return Err(ApiError::new(
@@ -277,15 +442,47 @@ pub(super) async fn reload(api: &Api, req: &Request<Incoming>) -> Result<Respons
         ));
     }
     api.admin_tokens.check(req.headers(), "the admin API")?;
-    let Some(reloader) = &api.reloader else {
-        return Err(ApiError::new(
+    let named = repo_param(req.uri().query())?;
+    let all = api.repos.visible(&Scope::All);
+    let nothing = || {
+        ApiError::new(
             StatusCode::CONFLICT,
             "nothing_to_follow",
-            "this server serves one bundle file (--bundle) and follows no tag",
-        ));
+            "this server serves bundle files (--bundle) and follows no tag",
+        )
     };
-    let report = reloader.check_now().await;
-    json(StatusCode::OK, &report)
+    let chosen: Vec<Arc<Repo>> = match &named {
+        Some(name) => vec![one_repo(api, &Scope::All, Some(name))?],
+        None => all
+            .iter()
+            .filter(|r| r.reloader.is_some())
+            .cloned()
+            .collect(),
+    };
+    if chosen.is_empty() {
+        return Err(nothing());
+    }
+    let checks = chosen.iter().map(|r| async move {
+        let report = match &r.reloader {
+            Some(reloader) => Some(reloader.check_now().await),
+            None => None,
+        };
+        (r.name().to_string(), report)
+    });
+    let reports = futures_util::future::join_all(checks).await;
+    // One repository (named, or the only one): its report, as a
+    // one-repository server always answered.
+    if let [(_, report)] = reports.as_slice() {
+        return match report {
+            Some(report) => json(StatusCode::OK, report),
+            None => Err(nothing()),
+        };
+    }
+    let by_repo: std::collections::BTreeMap<String, CheckReport> = reports
+        .into_iter()
+        .filter_map(|(name, report)| Some((name, report?)))
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "repos": by_repo }))
 }
 
 /// `GET /healthz`: the process is alive and answering.
@@ -293,27 +490,40 @@ pub(super) fn healthz() -> Result<Response<Body>, ApiError> {
     json(StatusCode::OK, &serde_json::json!({ "status": "alive" }))
 }
 
-/// `GET /readyz`: 200 when a verified bundle is live (`ok` or `degraded`
-/// with the reason), 503 when nothing can be served.
-pub(super) fn readyz(api: &Api) -> Result<Response<Body>, ApiError> {
-    let readiness = api.state.readiness();
-    let code = match readiness {
-        Readiness::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::OK,
+/// `GET /readyz`: 200 while at least one repository is live (`ok` when
+/// every one is at its tag's target, else `degraded` with the reason), 503
+/// when none can be served. Unauthenticated, so it names repositories only
+/// to a caller with a valid search token (and only those it may see).
+pub(super) fn readyz(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (scope, names) = match api.search_tokens.scope_of(req.headers()) {
+        Some(scope) => (scope, true),
+        None => (Scope::All, false),
     };
-    let (status, reason) = readiness_fields(readiness);
-    let digest = api.state.live_digest();
-    let target = api.state.status().target.as_ref().map(|t| t.digest);
-    json(
-        code,
-        &serde_json::json!({ "status": status, "reason": reason, "digest": digest, "target": target }),
-    )
+    let overall = api.repos.readiness(&scope, names);
+    let code = if overall.status == "not_ready" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut body = serde_json::json!({
+        "status": overall.status,
+        "reason": overall.reason,
+        "repositories": overall.repositories,
+        "live": overall.live,
+    });
+    // A one-repository server also says which bundle and target.
+    if let [one] = api.repos.visible(&Scope::All).as_slice() {
+        body["digest"] = serde_json::json!(one.state.live_digest());
+        body["target"] = serde_json::json!(one.state.status().target.as_ref().map(|t| t.digest));
+    }
+    json(code, &body)
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub(super) fn metrics(api: &Api) -> Result<Response<Body>, ApiError> {
+    api.repos.refresh_gauges();
     let body = api
-        .state
+        .repos
         .metrics
         .render()
         .map_err(|e| ApiError::internal(format!("rendering metrics: {e}")))?;
