@@ -35,6 +35,8 @@ const MAX_P50_AT_8_MS: f64 = 10.0;
 const MAX_P99_AT_8_MS: f64 = 30.0;
 const MAX_SEARCH_MS: f64 = 1.0;
 const CONCURRENCY: [usize; 3] = [1, 8, 32];
+/// Clients kept busy while the tag moves.
+const SWAP_CLIENTS: usize = 32;
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
 /// Options of one run.
@@ -203,7 +205,7 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let (start_warm_cache, start_with_download) = bench.start_to_ready()?;
     let loaded = bench.under_load(&pool, [&v1, &v2])?;
-    // 4. Search alone, in process, with real query vectors.
+    // Stage 4: search alone, in process, with real query vectors.
     p.say("in-process: search alone and embedding alone");
     let in_process = in_process(&v1, &pool.shared, work.path())?;
 
@@ -399,8 +401,10 @@ impl<'a> Bench<'a> {
         let levels = self.load_levels(&rt, &server, pool);
         let (one_bundle_rss_kib, _) = process_rss_kib(pid).unwrap_or((0, 0));
 
-        self.p
-            .say(&format!("{} tag moves under 32 clients", self.opts.swaps));
+        self.p.say(&format!(
+            "{} tag moves under {SWAP_CLIENTS} clients",
+            self.opts.swaps
+        ));
         let swap = self.swap_under_load(&rt, &server, bundles, &pool.shared)?;
         let (_, peak_rss_kib) = process_rss_kib(pid).unwrap_or((0, 0));
         self.p.say(&format!(
@@ -634,9 +638,6 @@ fn level_out(clients: usize, timed: &load::Timed) -> LevelOut {
     }
 }
 
-/// Clients kept busy while the tag moves.
-const SWAP_CLIENTS: usize = 32;
-
 /// When each tag move was made and the digest it moved to, and how long
 /// each reload call took.
 struct TagMoves {
@@ -646,7 +647,7 @@ struct TagMoves {
 
 impl Bench<'_> {
     /// Stage 3: `--swaps` tag moves, alternating v2 and v1, each followed
-    /// by the publish step's reload call, under 32 clients.
+    /// by the publish step's reload call, under [`SWAP_CLIENTS`] clients.
     fn swap_under_load(
         &self,
         rt: &tokio::runtime::Runtime,
