@@ -142,10 +142,11 @@ pub fn run(opts: &swebench::Options) -> Result<()> {
                 .filter(|f| !f.starts_with(&format!("{own_name}/")))
                 .count() as f64
                 / files.len().clamp(1, 5) as f64;
-            scores
-                .entry(system)
-                .or_default()
-                .push((eval::score(&query, &files), others));
+            let mut scored = eval::score(&query, &files);
+            // A query leaks when it names a gold path itself, not the
+            // repository-qualified name scored here.
+            scored.leak = row.gold_files.iter().any(|g| row.query.contains(g.as_str()));
+            scores.entry(system).or_default().push((scored, others));
         }
         p.say(&format!("{}/{} {}", i + 1, rows.len(), row.instance_id));
     }
