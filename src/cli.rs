@@ -158,8 +158,15 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct TagsArgs {
+    /// s3://bucket/prefix, file:///path, or a directory [default: $SHELF_STORE].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// A root whose child stores are repositories (as `shelf serve
+    /// --store-root`): every repository's tags, one table.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["history", "store"])]
+    pub store_root: Option<String>,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub s3: S3Options,
     /// Show every move of this tag.
     #[arg(long, value_name = "TAG")]
     pub history: Option<String>,
@@ -259,6 +266,10 @@ pub struct SearchArgs {
     /// Bearer token for --server.
     #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Only these repositories of a server that serves several (repeat or
+    /// comma-separate) [default: every repository the token may see].
+    #[arg(long, value_name = "NAME", value_delimiter = ',', conflicts_with = "bundle")]
+    pub repo: Vec<String>,
     /// How many results [default: 10, as the server's default].
     #[arg(short, long)]
     pub k: Option<usize>,

@@ -145,7 +145,10 @@ pub fn run(opts: &swebench::Options) -> Result<()> {
             let mut scored = eval::score(&query, &files);
             // A query leaks when it names a gold path itself, not the
             // repository-qualified name scored here.
-            scored.leak = row.gold_files.iter().any(|g| row.query.contains(g.as_str()));
+            scored.leak = row
+                .gold_files
+                .iter()
+                .any(|g| row.query.contains(g.as_str()));
             scores.entry(system).or_default().push((scored, others));
         }
         p.say(&format!("{}/{} {}", i + 1, rows.len(), row.instance_id));

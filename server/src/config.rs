@@ -465,7 +465,9 @@ pub struct ServeSettings {
     /// model (docs/runtime.md); bundles must have been built with it.
     #[arg(long, value_name = "DIR", env = "SHELF_MODEL")]
     pub model: Option<PathBuf>,
-    /// Search tokens, one per line (else $SHELF_SEARCH_TOKENS, comma-separated).
+    /// Search tokens, one per line, each optionally followed by the
+    /// repositories it may see (names or globs, comma-separated) [else
+    /// $SHELF_SEARCH_TOKENS, comma-separated, each seeing every repository].
     #[arg(long, value_name = "FILE")]
     pub search_tokens_file: Option<PathBuf>,
     /// The admin token, for POST /v1/admin/reload (else $SHELF_ADMIN_TOKEN;

@@ -172,9 +172,18 @@ impl RootWatcher {
             }
             checks += 1;
             let child = Arc::new(root.child(&name)?);
-            if !child.is_store().await? {
-                self.not_stores.insert(name, RECHECK_AFTER);
-                continue;
+            match child.is_store().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.not_stores.insert(name, RECHECK_AFTER);
+                    continue;
+                }
+                // One child that cannot be read keeps no other from being
+                // served; it is looked at again next listing.
+                Err(e) => {
+                    tracing::warn!(root = %self.url, child = %name, error = %e, "cannot tell whether a child of the store root is a store");
+                    continue;
+                }
             }
             self.not_stores.remove(&name);
             if repos.get(&name).is_some() {

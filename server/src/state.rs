@@ -366,9 +366,16 @@ fn readiness_of(status: &Status, live: Option<Digest>, model_loaded: bool) -> Re
             target.tag, target.digest
         );
         return Readiness::Degraded(match (&status.load_problem, status.loading) {
-            (Some(p), _) if p.digest == Some(target.digest) => {
-                format!("{serving}: {}", problem_text(p))
-            }
+            (Some(p), _) if p.digest == Some(target.digest) => match &status.store_problem {
+                // Both matter: why the target was refused, and why the
+                // tag cannot be read again to see whether it moved.
+                Some(s) => format!(
+                    "{serving}: {}; and the store: {}",
+                    problem_text(p),
+                    problem_text(s)
+                ),
+                None => format!("{serving}: {}", problem_text(p)),
+            },
             (_, Some(d)) if d == target.digest => format!("{serving}: loading it"),
             _ => match &status.store_problem {
                 Some(p) => format!("{serving}: {}", problem_text(p)),

@@ -82,6 +82,9 @@ fn remote(args: &SearchArgs, server: &str, raw: &RawRequest) -> anyhow::Result<V
     if !raw.languages.is_empty() {
         body["language"] = json!(raw.languages);
     }
+    if !args.repo.is_empty() {
+        body["repo"] = json!(args.repo);
+    }
     let rt = super::runtime()?;
     let (status, bytes) = rt.block_on(crate::client::post_json(
         &url,
@@ -107,23 +110,18 @@ fn print_human(answer: &Value) {
         return;
     }
     let results = answer["results"].as_array().cloned().unwrap_or_default();
-    let bundle = &answer["bundle"];
-    let commit = bundle["commit"].as_str().unwrap_or("");
+    let many = answer["bundle"].is_null();
     outln!(
-        "{} results from {} @ {}{} ({:.1} ms)",
+        "{} results from {} ({:.1} ms)",
         results.len(),
-        bundle["repository"].as_str().unwrap_or("?"),
-        &commit[..12.min(commit.len())],
-        bundle["tag"]
-            .as_str()
-            .map(|t| format!(" (tag {t})"))
-            .unwrap_or_default(),
+        answered_by(answer),
         answer["took_ms"].as_f64().unwrap_or(0.0)
     );
     for r in &results {
         outln!(
-            "\n{:.3}  {}:{}-{}",
+            "\n{:.3}  {}{}:{}-{}",
             r["score"].as_f64().unwrap_or(0.0),
+            repo_prefix(r, many),
             r["path"].as_str().unwrap_or(""),
             r["start_line"],
             r["end_line"]
@@ -134,14 +132,48 @@ fn print_human(answer: &Value) {
     }
 }
 
+/// `repo @ commit (tag t)` for one bundle, or the repositories' names when
+/// several answered.
+fn answered_by(answer: &Value) -> String {
+    let describe = |bundle: &Value| {
+        let commit = bundle["commit"].as_str().unwrap_or("");
+        format!(
+            "{} @ {}{}",
+            bundle["repo"]
+                .as_str()
+                .or(bundle["repository"].as_str())
+                .unwrap_or("?"),
+            &commit[..12.min(commit.len())],
+            bundle["tag"]
+                .as_str()
+                .map(|t| format!(" (tag {t})"))
+                .unwrap_or_default()
+        )
+    };
+    if !answer["bundle"].is_null() {
+        return describe(&answer["bundle"]);
+    }
+    let repos: Vec<String> = answer["repos"]
+        .as_array()
+        .map(|rs| rs.iter().map(describe).collect())
+        .unwrap_or_default();
+    format!("{} repositories: {}", repos.len(), repos.join(", "))
+}
+
+/// `repo:` before a path when results come from several repositories.
+fn repo_prefix(result: &Value, many: bool) -> String {
+    match result["repo"].as_str() {
+        Some(repo) if many => format!("{repo}:"),
+        _ => String::new(),
+    }
+}
+
 fn print_files(answer: &Value, files: &[Value]) {
-    let bundle = &answer["bundle"];
-    let commit = bundle["commit"].as_str().unwrap_or("");
+    let many = answer["bundle"].is_null();
     outln!(
-        "{} files from {} @ {} ({:.1} ms, {})",
+        "{} files from {} ({:.1} ms, {})",
         files.len(),
-        bundle["repository"].as_str().unwrap_or("?"),
-        &commit[..12.min(commit.len())],
+        answered_by(answer),
         answer["took_ms"].as_f64().unwrap_or(0.0),
         answer["mode"].as_str().unwrap_or("?")
     );
@@ -155,8 +187,9 @@ fn print_files(answer: &Value, files: &[Value]) {
             })
             .unwrap_or_default();
         outln!(
-            "{:>3}. {}  (lines {})",
+            "{:>3}. {}{}  (lines {})",
             f["rank"],
+            repo_prefix(f, many),
             f["path"].as_str().unwrap_or(""),
             lines.join(", ")
         );

@@ -92,6 +92,13 @@ impl Tokens {
         self.entries.is_empty()
     }
 
+    /// Whether some token sees only some repositories.
+    pub fn any_scoped(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(_, scope)| matches!(scope, Scope::Only(_)))
+    }
+
     /// The scope of `presented`, if it is one of the tokens. Every stored
     /// hash is compared, so timing says nothing about which one matched.
     pub fn accepts(&self, presented: &[u8]) -> Option<Scope> {

@@ -249,7 +249,7 @@ impl Api {
             Route::Reload => plain(routes::reload(self, &req).await),
             Route::Healthz => plain(routes::healthz()),
             Route::Readyz => plain(routes::readyz(self, &req)),
-            Route::Metrics => plain(routes::metrics(self)),
+            Route::Metrics => plain(routes::metrics(self, &req)),
             Route::NotFound => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -372,6 +372,23 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
     let snapshot = repo.state.live();
     let (status, reason) = readiness_fields(repo.state.readiness());
     let status_now = repo.state.status().clone();
+    // The cache is shared: a scoped caller sees only this repository's
+    // digests in it.
+    let cached = match scope {
+        Scope::All => api.cache.cached(),
+        Scope::Only(_) => {
+            let own = [
+                snapshot.as_ref().map(|s| s.bundle.digest),
+                status_now.target.as_ref().map(|t| t.digest),
+                status_now.loading,
+            ];
+            api.cache
+                .cached()
+                .into_iter()
+                .filter(|d| own.contains(&Some(*d)))
+                .collect()
+        }
+    };
     let body = BundleResponse {
         repo: repo.name(),
         status,
@@ -385,7 +402,7 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
         last_swap: status_now.last_swap,
         last_error: status_now.last_error,
         last_check: repo.reloader.as_ref().map(|r| r.last()),
-        cached: api.cache.cached(),
+        cached,
     };
     json(StatusCode::OK, &body)
 }
@@ -519,8 +536,26 @@ pub(super) fn readyz(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
     json(code, &body)
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub(super) fn metrics(api: &Api) -> Result<Response<Body>, ApiError> {
+/// `GET /metrics`: Prometheus text format. Its `repo` labels name every
+/// repository, so once some search token is limited to some repositories
+/// it answers only an unscoped search token or an admin token.
+pub(super) fn metrics(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if api.search_tokens.any_scoped() {
+        let admin =
+            !api.admin_tokens.is_empty() && api.admin_tokens.scope_of(req.headers()).is_some();
+        let unscoped = admin
+            || matches!(
+                api.search_tokens.check(req.headers(), "/metrics")?,
+                Scope::All
+            );
+        if !unscoped {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "/metrics names every repository: it needs a search token without a repository scope, or an admin token",
+            ));
+        }
+    }
     api.repos.refresh_gauges();
     let body = api
         .repos
