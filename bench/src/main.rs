@@ -6,6 +6,7 @@ mod build_bench;
 mod corpus;
 mod direct;
 mod embed_bench;
+mod history_bench;
 mod load;
 mod machine;
 mod progress;
@@ -157,6 +158,35 @@ enum Command {
         #[arg(long, default_value = "bench-results/swebench.json")]
         json_out: PathBuf,
     },
+    /// Retrieval quality on golden queries mined from public repositories'
+    /// history (`shelf eval --from-history`): each repository's recent
+    /// commits that change 1-3 source files, asked of their parents'
+    /// bundles (built incrementally, kept under --bundle-cache), by the
+    /// ranking as it was and by today's defaults, with each part off and
+    /// alone; per repository and overall.
+    History {
+        /// Repositories (owner/name); default: the five held-out ones.
+        #[arg(long = "repo")]
+        repos: Vec<String>,
+        /// Queries mined per repository.
+        #[arg(long, default_value_t = 60)]
+        queries: usize,
+        /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+        #[arg(long, default_value = "/work/.mirror")]
+        mirror: PathBuf,
+        /// Where the parents' bundles are kept between runs.
+        #[arg(long, default_value = "target/bench-cache/history")]
+        bundle_cache: PathBuf,
+        /// Build settings for the parents' bundles.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also score a grid of the parameters.
+        #[arg(long)]
+        sweep: bool,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/history.json")]
+        json_out: PathBuf,
+    },
     /// Index scalar kind and ef_add: recall@10 against exact search, size,
     /// build and search time, over a real bundle's vectors.
     Quantization {
@@ -250,6 +280,28 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::History {
+            repos,
+            queries,
+            mirror,
+            bundle_cache,
+            config,
+            sweep,
+            json_out,
+        } => history_bench::run(&history_bench::Options {
+            repos: if repos.is_empty() {
+                history_bench::HELD_OUT.map(str::to_string).to_vec()
+            } else {
+                repos
+            },
+            queries,
+            mirror,
+            bundle_cache,
+            config,
+            sweep,
             json_out,
             command: std::env::args().collect(),
         }),

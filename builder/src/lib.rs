@@ -10,6 +10,7 @@
 
 pub mod chunker;
 mod embedding;
+pub mod history;
 pub mod index;
 pub mod previous;
 pub mod report;

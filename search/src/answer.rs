@@ -11,13 +11,17 @@ use serde::Serialize;
 use shelf_formats::Digest;
 use shelf_formats::chunks::Chunk;
 
+use crate::code::{self, CodeTuning, KindPreference};
 use crate::encode::{Encoded, MAX_WINDOWS, QueryEncoder, windows};
 use crate::error::{RequestError, SearchError};
 use crate::filter::Filter;
 use crate::group::{CHUNKS_PER_FILE, group_by_file};
 use crate::language::language_of;
 use crate::mapped::{MappedBundle, OpenError};
-use crate::rank::{self, Fusion, Mode, Ranked, Ranking};
+use crate::query::{self, QueryTuning};
+use crate::rank::{self, Fusion, Lexical, Mode, Ranked, Ranking};
+use shelf_formats::FileKind;
+use shelf_formats::lexical::Analyzer;
 
 /// What an answer lists: chunks, or files with their best chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,6 +83,9 @@ pub struct RawRequest {
     pub mode: Option<String>,
     /// `chunk` (default) or `file`.
     pub group: Option<String>,
+    /// The kind of file to prefer: `auto` (default: what the query asks
+    /// for), `any`, or a kind (`source`, `test`, `doc`, ...).
+    pub kind: Option<String>,
 }
 
 /// A validated query.
@@ -94,6 +101,8 @@ pub struct Request {
     pub mode: Mode,
     /// What to list.
     pub group: Group,
+    /// The kind of file to prefer.
+    pub kind: KindPreference,
 }
 
 impl Request {
@@ -126,12 +135,17 @@ impl Request {
             Some(g) => g.parse::<Group>().map_err(invalid)?,
             None => Group::Chunk,
         };
+        let kind = match raw.kind {
+            Some(k) => k.parse::<KindPreference>().map_err(invalid)?,
+            None => KindPreference::Auto,
+        };
         Ok(Self {
             query: raw.query,
             k,
             filter,
             mode,
             group,
+            kind,
         })
     }
 }
@@ -220,6 +234,9 @@ pub struct Answer {
     pub mode: Mode,
     /// What is listed.
     pub group: Group,
+    /// The kind of file preferred: the request's `kind`, or with `auto`
+    /// the kind the query asks for; `null` with `kind=any`.
+    pub kind: Option<FileKind>,
     /// The bundle that answered.
     pub bundle: BundleRef,
     /// Milliseconds from the start of embedding to the last result.
@@ -279,6 +296,22 @@ pub struct Tuning {
     pub max_windows: usize,
     /// Chunks summed to score a file.
     pub chunks_per_file: usize,
+    /// How the lexical query weighs code.
+    pub query: QueryTuning,
+    /// The code-aware factors.
+    pub code: CodeTuning,
+}
+
+impl Tuning {
+    /// The pipeline before query understanding and code-aware ranking
+    /// (what benchmarks compare the defaults with).
+    pub fn plain() -> Self {
+        Self {
+            query: QueryTuning::PLAIN,
+            code: CodeTuning::OFF,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -287,6 +320,8 @@ impl Default for Tuning {
             fusion: Fusion::default(),
             max_windows: MAX_WINDOWS,
             chunks_per_file: CHUNKS_PER_FILE,
+            query: QueryTuning::default(),
+            code: CodeTuning::default(),
         }
     }
 }
@@ -356,6 +391,7 @@ impl Engine {
             language: request.filter.languages().to_vec(),
             mode: ranking.mode,
             group: request.group,
+            kind: ranking.kind,
             bundle: BundleRef {
                 digest: bundle.digest,
                 tag: target.tag.map(str::to_string),
@@ -402,17 +438,32 @@ impl Engine {
             Group::File => rank::depth(request.k, self.tuning.chunks_per_file),
             Group::Chunk => request.k,
         };
-        let c = rank::candidates(
+        let analyzer = bundle.analyzer().unwrap_or(Analyzer::CURRENT);
+        let query = query::analyze(analyzer, &request.query, &self.tuning.query);
+        let c = rank::candidates_for(
             bundle,
-            &request.query,
+            Lexical::Terms(&query.terms),
             vectors,
             request.mode,
             &request.filter,
             n,
         )?;
+        let kind = request.kind.resolve(&query);
+        // Re-scored over a deeper list than a chunk answer shows, so a
+        // chunk the factors lift can come from below the first k.
+        let mut chunks = rank::order(&c, &self.tuning.fusion, n.max(rank::CANDIDATES));
+        code::rerank(
+            &bundle.chunks()?,
+            &query,
+            kind,
+            &mut chunks,
+            &self.tuning.code,
+        );
+        chunks.truncate(n.max(1));
         Ok(Ranking {
             mode: c.mode,
-            chunks: rank::order(&c, &self.tuning.fusion, n),
+            kind,
+            chunks,
         })
     }
 

@@ -32,6 +32,22 @@ pub fn search(
     n: usize,
     accept: impl Fn(u32) -> bool,
 ) -> Vec<(u32, f32)> {
+    let terms: Vec<(String, u32, f32)> = query_terms(analyzer, query)
+        .into_iter()
+        .map(|(t, n)| (t, n, 1.0))
+        .collect();
+    search_terms(index, &terms, n, accept)
+}
+
+/// [`search`] over analyzed terms, each `(term, count in the query,
+/// weight)`: a term's BM25 contribution is multiplied by its weight (the
+/// query's code terms weigh more, `query.rs`).
+pub fn search_terms(
+    index: &LexicalIndex<'_>,
+    terms: &[(String, u32, f32)],
+    n: usize,
+    accept: impl Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
     let docs = index.doc_count();
     if docs == 0 || n == 0 {
         return Vec::new();
@@ -39,14 +55,14 @@ pub fn search(
     let avg = index.average_length().max(1.0);
     let mut scores = vec![0f32; docs];
     let mut touched = Vec::new();
-    for (term, qtf) in query_terms(analyzer, query) {
-        let Some(postings) = index.lookup(&term) else {
+    for (term, qtf, boost) in terms {
+        let Some(postings) = index.lookup(term) else {
             continue;
         };
         let df = postings.len() as f32;
         let idf = (1.0 + (docs as f32 - df + 0.5) / (df + 0.5)).ln();
-        let qtf = qtf as f32;
-        let weight = idf * qtf * (K3 + 1.0) / (K3 + qtf);
+        let qtf = *qtf as f32;
+        let weight = boost * idf * qtf * (K3 + 1.0) / (K3 + qtf);
         for (doc, tf) in postings.iter() {
             let Some(slot) = scores.get_mut(doc as usize) else {
                 continue;

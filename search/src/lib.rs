@@ -16,6 +16,7 @@
 //! encoder); never on the server or the builder.
 
 pub mod answer;
+pub mod code;
 pub mod encode;
 pub mod error;
 pub mod eval;
@@ -24,6 +25,7 @@ pub mod group;
 pub mod language;
 pub mod lexical;
 pub mod mapped;
+pub mod query;
 pub mod rank;
 pub mod semantic;
 
@@ -31,6 +33,7 @@ pub use answer::{
     Answer, BundleRef, Engine, Group, RawRequest, Request, RequestLimits, ResultChunk, ResultFile,
     Target, Timings, Tuning,
 };
+pub use code::KindPreference;
 pub use encode::{EncodeError, Encoded, QueryEncoder};
 pub use error::{RequestError, SearchError};
 pub use filter::Filter;

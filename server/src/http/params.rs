@@ -23,6 +23,8 @@ struct SearchBody {
     mode: Option<String>,
     #[serde(default)]
     group: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,7 +35,7 @@ enum OneOrMany {
 }
 
 /// Query-string parameter names, for messages.
-const GET_PARAMS: &str = "q, k, path, language, mode, group";
+const GET_PARAMS: &str = "q, k, path, language, mode, group, kind";
 
 /// Parses `GET` parameters.
 pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<Request, ApiError> {
@@ -43,6 +45,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
     let mut language = None;
     let mut mode = None;
     let mut group = None;
+    let mut kind = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode(name, "a parameter name")?;
@@ -53,6 +56,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
             "language" | "lang" => &mut language,
             "mode" => &mut mode,
             "group" => &mut group,
+            "kind" => &mut kind,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter '{}'; known: {GET_PARAMS}",
@@ -98,6 +102,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
             languages,
             mode,
             group,
+            kind,
         },
         limits,
     )
@@ -110,7 +115,7 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Request, ApiErro
     }
     let parsed: SearchBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\"}}"
+            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\", \"kind\"?: \"auto\"|\"any\"|\"source\"|\"test\"|\"doc\"|\"changelog\"|\"generated\"|\"other\"}}"
         ))
     })?;
     let languages = match parsed.language {
@@ -126,6 +131,7 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Request, ApiErro
             languages,
             mode: parsed.mode,
             group: parsed.group,
+            kind: parsed.kind,
         },
         limits,
     )
