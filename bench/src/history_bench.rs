@@ -12,19 +12,20 @@
 //! which parts stay. Per repository and overall; every query's top files in
 //! the JSON.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use shelf_builder::history::{self, HistoryQuery, MineOptions, ParentBuild};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
-use shelf_formats::ModelIdentity;
 use shelf_search::code::CodeTuning;
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
 use shelf_search::query::QueryTuning;
-use shelf_search::{EncodeError, Encoded, Engine, MappedBundle, Mode, QueryEncoder, Tuning};
+use shelf_search::{Engine, MappedBundle, Mode, QueryEncoder, Tuning};
+
+use crate::memo::Memo;
 
 use crate::machine::Machine;
 use crate::progress::Progress;
@@ -59,43 +60,6 @@ pub struct Options {
     pub json_out: PathBuf,
     /// The command line.
     pub command: Vec<String>,
-}
-
-/// Query vectors computed once per text and shared by every variant: each
-/// variant is the real pipeline (`Engine::answer`), only the embedding is
-/// not repeated.
-struct Memo {
-    inner: Embedder,
-    seen: Mutex<HashMap<String, Vec<f32>>>,
-}
-
-impl QueryEncoder for Memo {
-    fn identity(&self) -> &ModelIdentity {
-        self.inner.identity()
-    }
-
-    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
-        QueryEncoder::token_spans(&self.inner, text)
-    }
-
-    fn encode(&self, texts: &[String]) -> Result<Encoded, EncodeError> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let missing: Vec<String> = texts
-            .iter()
-            .filter(|t| !seen.contains_key(*t))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            let fresh = QueryEncoder::encode(&self.inner, &missing)?;
-            for (t, v) in missing.into_iter().zip(fresh.vectors) {
-                seen.insert(t, v);
-            }
-        }
-        Ok(Encoded {
-            vectors: texts.iter().filter_map(|t| seen.get(t).cloned()).collect(),
-            batch: 1,
-        })
-    }
 }
 
 /// The variants compared, by name: the ranking as it was, the defaults,
@@ -262,10 +226,10 @@ pub fn run(opts: &Options) -> Result<()> {
         .prefix("shelf-bench-history-")
         .tempdir()?;
     let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
-    let memo = Arc::new(Memo {
-        inner: Embedder::load(&runtime, &EmbedderOptions::default())?,
-        seen: Mutex::new(HashMap::new()),
-    });
+    let memo = Arc::new(Memo::new(Embedder::load(
+        &runtime,
+        &EmbedderOptions::default(),
+    )?));
     let variants = variants(opts.sweep);
     let engines: Vec<(String, Engine)> = variants
         .iter()

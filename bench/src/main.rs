@@ -9,6 +9,7 @@ mod embed_bench;
 mod history_bench;
 mod load;
 mod machine;
+mod memo;
 mod progress;
 mod quantization;
 mod rng;
