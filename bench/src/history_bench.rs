@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use shelf_builder::chunker::Chunker;
 use shelf_builder::history::{self, HistoryQuery, MineOptions, ParentBuild};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 use shelf_search::code::CodeTuning;
@@ -52,8 +53,9 @@ pub struct Options {
     pub mirror: PathBuf,
     /// Where the parents' bundles are kept between runs.
     pub bundle_cache: PathBuf,
-    /// Build settings for the parents (e.g. another chunker).
-    pub config: Option<PathBuf>,
+    /// The chunkers whose bundles are built and asked (each its own set of
+    /// parent bundles).
+    pub chunkers: Vec<Chunker>,
     /// Also score the parameter grid (slow to read, same cost to run).
     pub sweep: bool,
     /// JSON results path.
@@ -210,9 +212,25 @@ struct VariantOut {
 struct Results {
     command: Vec<String>,
     machine: Machine,
-    config: Option<PathBuf>,
+    chunkers: Vec<&'static str>,
+    /// The two variants the headline compares.
+    headline: (String, String),
     repositories: BTreeMap<String, RepoOut>,
     variants: BTreeMap<String, VariantOut>,
+}
+
+/// The comparison the targets are about: the ranking as it was on
+/// `lines-v1` bundles against today's defaults on the default chunker's
+/// (or the first chunker asked for, when those were not built).
+fn headline(opts: &Options) -> (String, String) {
+    let has = |c: Chunker| opts.chunkers.contains(&c);
+    let first = opts.chunkers.first().copied().unwrap_or_default();
+    let before = if has(Chunker::LinesV1) { Chunker::LinesV1 } else { first };
+    let after = if has(Chunker::default()) { Chunker::default() } else { first };
+    (
+        format!("plain @{}", before.name()),
+        format!("default @{}", after.name()),
+    )
 }
 
 fn mirror_of(mirror: &Path, repo: &str) -> PathBuf {
@@ -254,61 +272,77 @@ pub fn run(opts: &Options) -> Result<()> {
             mined.queries.len(),
             mined.scanned
         ));
-        let how = ParentBuild {
-            repo: git_dir.clone(),
-            name: Some(repo.clone()),
-            config: opts.config.clone(),
-            cache: opts.bundle_cache.join(repo.replace('/', "+")),
-        };
-        std::fs::create_dir_all(&how.cache)?;
-        let bundles = history::build_parents(&mined.queries, &how, &memo.inner, &(), |l| {
-            p.say(&format!("{repo}: {l}"))
-        })?;
         let mut kept = Vec::new();
         let mut dropped = 0;
-        let mut open: Option<(PathBuf, MappedBundle, HashSet<String>)> = None;
-        for q in &mined.queries {
-            let path = bundles.get(&q.parent).context("a parent bundle")?;
-            if open.as_ref().is_none_or(|(o, _, _)| o != path) {
-                let bundle =
-                    MappedBundle::open_file(path, &work.path().join("cache"), memo.identity())?;
-                let indexed = eval::indexed_paths(&bundle)?;
-                open = Some((path.clone(), bundle, indexed));
+        let mut parents = 0;
+        for chunker in &opts.chunkers {
+            let config = work.path().join(format!("{}.toml", chunker.name()));
+            std::fs::write(
+                &config,
+                format!("[build]\nchunker = \"{}\"\n", chunker.name()),
+            )?;
+            let how = ParentBuild {
+                repo: git_dir.clone(),
+                name: Some(repo.clone()),
+                config: Some(config),
+                cache: opts.bundle_cache.join(repo.replace('/', "+")),
+            };
+            std::fs::create_dir_all(&how.cache)?;
+            let bundles = history::build_parents(&mined.queries, &how, &memo.inner, &(), |l| {
+                p.say(&format!("{repo} {}: {l}", chunker.name()))
+            })?;
+            parents = bundles.len();
+            let first_set = chunker == &opts.chunkers[0];
+            let mut open: Option<(PathBuf, MappedBundle, HashSet<String>)> = None;
+            for q in &mined.queries {
+                let path = bundles.get(&q.parent).context("a parent bundle")?;
+                if open.as_ref().is_none_or(|(o, _, _)| o != path) {
+                    let bundle =
+                        MappedBundle::open_file(path, &work.path().join("cache"), memo.identity())?;
+                    let indexed = eval::indexed_paths(&bundle)?;
+                    open = Some((path.clone(), bundle, indexed));
+                }
+                let Some((_, bundle, indexed)) = open.as_ref() else {
+                    continue;
+                };
+                let query = EvalQuery {
+                    id: q.id.clone(),
+                    group: Some(repo.clone()),
+                    query: q.query.clone(),
+                    gold: q.gold.clone(),
+                };
+                // Which files are indexed does not depend on the chunker.
+                let Some(query) = eval::keep_indexed(&query, indexed) else {
+                    dropped += usize::from(first_set);
+                    continue;
+                };
+                for (name, engine) in &engines {
+                    let name = format!("{name} @{}", chunker.name());
+                    let request = eval::file_request(&query.query, Mode::Hybrid);
+                    let answer =
+                        engine.answer(shelf_search::Target { bundle, tag: None }, &request)?;
+                    millis
+                        .entry(name.clone())
+                        .or_default()
+                        .push(answer.timings_ms.search);
+                    let files: Vec<String> = answer
+                        .files
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|f| f.path)
+                        .collect();
+                    scores
+                        .entry(name)
+                        .or_default()
+                        .push(eval::score(&query, &files));
+                }
+                if first_set {
+                    kept.push(q.clone());
+                }
             }
-            let Some((_, bundle, indexed)) = open.as_ref() else {
-                continue;
-            };
-            let query = EvalQuery {
-                id: q.id.clone(),
-                group: Some(repo.clone()),
-                query: q.query.clone(),
-                gold: q.gold.clone(),
-            };
-            let Some(query) = eval::keep_indexed(&query, indexed) else {
-                dropped += 1;
-                continue;
-            };
-            for (name, engine) in &engines {
-                let request = eval::file_request(&query.query, Mode::Hybrid);
-                let answer = engine.answer(shelf_search::Target { bundle, tag: None }, &request)?;
-                millis
-                    .entry(name.clone())
-                    .or_default()
-                    .push(answer.timings_ms.search);
-                let files: Vec<String> = answer
-                    .files
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|f| f.path)
-                    .collect();
-                scores
-                    .entry(name.clone())
-                    .or_default()
-                    .push(eval::score(&query, &files));
-            }
-            kept.push(q.clone());
         }
-        if let Some(s) = scores.get("default") {
+        let (before, after) = headline(opts);
+        if let (Some(s), Some(b)) = (scores.get(&after), scores.get(&before)) {
             let r = Report::new(
                 s.iter()
                     .filter(|q| q.group.as_deref() == Some(repo))
@@ -316,8 +350,7 @@ pub fn run(opts: &Options) -> Result<()> {
                     .collect(),
             );
             let b = Report::new(
-                scores["plain"]
-                    .iter()
+                b.iter()
                     .filter(|q| q.group.as_deref() == Some(repo))
                     .cloned()
                     .collect(),
@@ -338,7 +371,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 skipped: mined.skipped.clone(),
                 mined: mined.queries.len(),
                 dropped_gold_not_indexed: dropped,
-                parents: bundles.len(),
+                parents,
                 queries: kept,
             },
         );
@@ -356,11 +389,12 @@ pub fn run(opts: &Options) -> Result<()> {
             )
         })
         .collect();
-    print_tables(&opts.repos, &variants_out);
+    print_tables(&opts.repos, &variants_out, &headline(opts));
     let results = Results {
         command: opts.command.clone(),
         machine: Machine::current(),
-        config: opts.config.clone(),
+        chunkers: opts.chunkers.iter().map(|c| c.name()).collect(),
+        headline: headline(opts),
         repositories,
         variants: variants_out,
     };
@@ -372,28 +406,33 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-fn print_tables(repos: &[String], variants: &BTreeMap<String, VariantOut>) {
+fn print_tables(
+    repos: &[String],
+    variants: &BTreeMap<String, VariantOut>,
+    (before, after): &(String, String),
+) {
     println!(
-        "{:<24} {:<10} {}",
+        "{:<24} {:<22} {}",
         "repository",
         "ranking",
         Summary::HEADINGS
     );
     let row = |label: &str, name: &str, s: &Summary| {
-        println!("{label:<24} {name:<10} {}", s.cells());
+        println!("{label:<24} {name:<22} {}", s.cells());
     };
-    let (Some(plain), Some(full)) = (variants.get("plain"), variants.get("default")) else {
+    let (Some(plain), Some(full)) = (variants.get(before), variants.get(after)) else {
         return;
     };
+    let pair = [(before.as_str(), plain), (after.as_str(), full)];
     for repo in repos {
-        for (name, v) in [("plain", plain), ("default", full)] {
+        for (name, v) in pair {
             if let Some(s) = v.report.groups.get(repo) {
                 row(repo, name, s);
             }
         }
         if let (Some(a), Some(b)) = (plain.report.groups.get(repo), full.report.groups.get(repo)) {
             println!(
-                "{:<24} {:<10} R@5 {:+.3}  MRR {:+.3}",
+                "{:<24} {:<22} R@5 {:+.3}  MRR {:+.3}",
                 "",
                 "change",
                 b.recall_at_5 - a.recall_at_5,
@@ -401,14 +440,14 @@ fn print_tables(repos: &[String], variants: &BTreeMap<String, VariantOut>) {
             );
         }
     }
-    for (name, v) in [("plain", plain), ("default", full)] {
+    for (name, v) in pair {
         row("all", name, &v.report.overall);
     }
-    for (name, v) in [("plain", plain), ("default", full)] {
+    for (name, v) in pair {
         row("all (no path leaks)", name, &v.report.without_leaks);
     }
     println!(
-        "\nsearch after embedding, p50 in process: plain {:.3} ms, default {:.3} ms ({:+.3} ms)",
+        "\nsearch after embedding, p50 in process: {before} {:.3} ms, {after} {:.3} ms ({:+.3} ms)",
         plain.search_ms_p50,
         full.search_ms_p50,
         full.search_ms_p50 - plain.search_ms_p50
@@ -419,11 +458,11 @@ fn print_tables(repos: &[String], variants: &BTreeMap<String, VariantOut>) {
         key(b.1).total_cmp(&key(a.1))
     });
     println!(
-        "\nvariants, best first by R@5 + MRR (worst repository's change in MRR against plain):"
+        "\nvariants, best first by R@5 + MRR (worst repository's change in MRR against {before}):"
     );
     println!(
-        "{:<44} {:>5} {:>5} {:>5} {:>7} {:>9}",
-        "variant", "R@1", "R@5", "MRR", "nDCG", "worst dMRR"
+        "{:<52} {:>5} {:>5} {:>5} {:>7} {:>9} {:>8}",
+        "variant", "R@1", "R@5", "MRR", "nDCG", "worst dMRR", "p50 ms"
     );
     for (name, v) in rows {
         let worst = repos
@@ -432,8 +471,8 @@ fn print_tables(repos: &[String], variants: &BTreeMap<String, VariantOut>) {
             .fold(f64::INFINITY, f64::min);
         let o = &v.report.overall;
         println!(
-            "{name:<44} {:>5.3} {:>5.3} {:>5.3} {:>7.3} {:>+9.3}",
-            o.recall_at_1, o.recall_at_5, o.mrr, o.ndcg_at_10, worst
+            "{name:<52} {:>5.3} {:>5.3} {:>5.3} {:>7.3} {:>+9.3} {:>8.3}",
+            o.recall_at_1, o.recall_at_5, o.mrr, o.ndcg_at_10, worst, v.search_ms_p50
         );
     }
 }

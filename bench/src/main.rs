@@ -155,6 +155,9 @@ enum Command {
         /// Build the bundles and stop.
         #[arg(long)]
         build_only: bool,
+        /// The chunker to build with (lines-v1 or syntax-v1).
+        #[arg(long, default_value = "lines-v1")]
+        chunker: String,
         /// Where to write the JSON results.
         #[arg(long, default_value = "bench-results/swebench.json")]
         json_out: PathBuf,
@@ -178,9 +181,11 @@ enum Command {
         /// Where the parents' bundles are kept between runs.
         #[arg(long, default_value = "target/bench-cache/history")]
         bundle_cache: PathBuf,
-        /// Build settings for the parents' bundles.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        /// Chunkers to build the parents' bundles with, each its own set
+        /// (the headline: plain ranking on lines-v1 against the defaults on
+        /// the default chunker).
+        #[arg(long = "chunker", default_values_t = vec!["lines-v1".to_string(), "syntax-v1".to_string()])]
+        chunkers: Vec<String>,
         /// Also score a grid of the parameters.
         #[arg(long)]
         sweep: bool,
@@ -274,6 +279,7 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            chunker,
             json_out,
         } => swebench::run(&swebench::Options {
             queries,
@@ -281,6 +287,7 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            chunker: chunker.parse().map_err(anyhow::Error::msg)?,
             json_out,
             command: std::env::args().collect(),
         }),
@@ -289,7 +296,7 @@ fn main() -> anyhow::Result<()> {
             queries,
             mirror,
             bundle_cache,
-            config,
+            chunkers,
             sweep,
             json_out,
         } => history_bench::run(&history_bench::Options {
@@ -301,7 +308,10 @@ fn main() -> anyhow::Result<()> {
             queries,
             mirror,
             bundle_cache,
-            config,
+            chunkers: chunkers
+                .iter()
+                .map(|c| c.parse().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?,
             sweep,
             json_out,
             command: std::env::args().collect(),

@@ -38,6 +38,9 @@ pub struct Options {
     pub bundle_cache: PathBuf,
     /// Only these repositories (`owner/name`); empty: all.
     pub only: Vec<String>,
+    /// The chunker the bundles are built with (`lines-v1` bundles are kept
+    /// under `swebench/`, others under `swebench-<chunker>/`).
+    pub chunker: shelf_builder::chunker::Chunker,
     /// Stop after building (no evaluation).
     pub build_only: bool,
     /// JSON results path.
@@ -128,9 +131,13 @@ pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress
         dated.sort();
         let mut previous: Option<PathBuf> = None;
         for (i, (_, commit)) in dated.iter().enumerate() {
+            let set = match opts.chunker {
+                shelf_builder::chunker::Chunker::LinesV1 => "swebench".to_string(),
+                other => format!("swebench-{}", other.name()),
+            };
             let out = opts
                 .bundle_cache
-                .join("swebench")
+                .join(set)
                 .join(repo.replace('/', "+"))
                 .join(commit);
             let record = out.join("bundle.json");
@@ -151,8 +158,21 @@ pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress
                             ""
                         }
                     ));
-                    let run =
-                        shelf.build_named(&git_dir, commit, &out, previous.as_deref(), repo)?;
+                    std::fs::create_dir_all(&out)?;
+                    let config = out.join("shelf-bench.toml");
+                    std::fs::write(
+                        &config,
+                        format!("[build]\nchunker = \"{}\"\n", opts.chunker.name()),
+                    )?;
+                    let extra = ["--config".to_string(), config.display().to_string()];
+                    let run = shelf.build_with(
+                        &git_dir,
+                        commit,
+                        &out,
+                        previous.as_deref(),
+                        repo,
+                        &extra,
+                    )?;
                     p.say(&format!(
                         "  {} chunks, {} embedded, {} reused, {:.0} s",
                         run.report.chunks.total,
