@@ -120,12 +120,25 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
             ..plain
         },
     ));
+    out.push((
+        format!("default prose-for-vectors={}", !full.query.prose_for_vectors),
+        Tuning {
+            query: QueryTuning {
+                prose_for_vectors: !full.query.prose_for_vectors,
+                ..full.query
+            },
+            ..full
+        },
+    ));
     if sweep {
         for w in [1.5f32, 3.0, 4.0] {
             out.push((
                 format!("default code-weight={w}"),
                 Tuning {
-                    query: QueryTuning { code_weight: w },
+                    query: QueryTuning {
+                        code_weight: w,
+                        ..full.query
+                    },
                     ..full
                 },
             ));

@@ -418,11 +418,12 @@ impl Engine {
         if !request.mode.needs_vectors() {
             return Ok(Encoded::default());
         }
-        let texts = windows(
-            self.encoder.as_ref(),
-            &request.query,
-            self.tuning.max_windows,
-        );
+        let text = if self.tuning.query.prose_for_vectors {
+            query::prose(&request.query)
+        } else {
+            std::borrow::Cow::Borrowed(request.query.as_str())
+        };
+        let texts = windows(self.encoder.as_ref(), &text, self.tuning.max_windows);
         Ok(self.encoder.encode(&texts)?)
     }
 

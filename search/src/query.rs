@@ -25,17 +25,68 @@ pub struct QueryTuning {
     /// Weight of a term that occurs in code (backticks, an identifier, a
     /// frame); prose terms weigh 1.
     pub code_weight: f32,
+    /// Embed the query without its code blocks and stack traces (when
+    /// prose is left), instead of the text as written.
+    pub prose_for_vectors: bool,
 }
 
 impl QueryTuning {
-    /// Every term weighs the same: the ranking before query understanding.
-    pub const PLAIN: QueryTuning = QueryTuning { code_weight: 1.0 };
+    /// Every term weighs the same and the text is embedded as written: the
+    /// ranking before query understanding.
+    pub const PLAIN: QueryTuning = QueryTuning {
+        code_weight: 1.0,
+        prose_for_vectors: false,
+    };
 }
 
 impl Default for QueryTuning {
     fn default() -> Self {
-        Self { code_weight: 2.0 }
+        Self {
+            code_weight: 2.0,
+            prose_for_vectors: false,
+        }
     }
+}
+
+/// Fewest words of prose that make [`prose`] worth embedding alone.
+const MIN_PROSE_WORDS: usize = 8;
+
+/// `text` without fenced code blocks and stack-trace frames (and the
+/// indented lines under a frame), when at least a few words of prose are
+/// left; else `text` itself.
+pub fn prose(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut fenced = false;
+    let mut in_trace = false;
+    let mut dropped = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") {
+            fenced = !fenced;
+            dropped = true;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        if t.starts_with("Traceback (most recent call last)") || frame(line).is_some() {
+            in_trace = true;
+            dropped = true;
+            continue;
+        }
+        // A frame's source line is indented under it.
+        if in_trace && line.starts_with(char::is_whitespace) && !t.is_empty() {
+            dropped = true;
+            continue;
+        }
+        in_trace = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !dropped || out.split_whitespace().count() < MIN_PROSE_WORDS {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(out.trim().to_string())
 }
 
 /// A query, understood.
@@ -360,6 +411,19 @@ mod tests {
         // Plain tuning weighs every term alike.
         let plain = analyze(Analyzer::CodeV1, "`x_y` z", &QueryTuning::PLAIN);
         assert!(plain.terms.iter().all(|t| t.2 == 1.0));
+    }
+
+    #[test]
+    fn prose_drops_code_blocks_and_traces_when_words_are_left() {
+        let text = "Session.send fails when the pool is closed and retries are enabled\n```python\ns = Session()\ns.get(url)\n```\nTraceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n    s.get(url)\nValueError: closed\nExpected a clear error instead.";
+        assert_eq!(
+            prose(text),
+            "Session.send fails when the pool is closed and retries are enabled\nValueError: closed\nExpected a clear error instead."
+        );
+        // Nothing to drop, or too little prose left: the text as written.
+        assert_eq!(prose("plain words only"), "plain words only");
+        let mostly_code = "see\n```\nlet x = 1;\n```";
+        assert_eq!(prose(mostly_code), mostly_code);
     }
 
     #[test]
