@@ -121,7 +121,10 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
         },
     ));
     out.push((
-        format!("default prose-for-vectors={}", !full.query.prose_for_vectors),
+        format!(
+            "default prose-for-vectors={}",
+            !full.query.prose_for_vectors
+        ),
         Tuning {
             query: QueryTuning {
                 prose_for_vectors: !full.query.prose_for_vectors,
@@ -238,8 +241,16 @@ struct Results {
 fn headline(opts: &Options) -> (String, String) {
     let has = |c: Chunker| opts.chunkers.contains(&c);
     let first = opts.chunkers.first().copied().unwrap_or_default();
-    let before = if has(Chunker::LinesV1) { Chunker::LinesV1 } else { first };
-    let after = if has(Chunker::default()) { Chunker::default() } else { first };
+    let before = if has(Chunker::LinesV1) {
+        Chunker::LinesV1
+    } else {
+        first
+    };
+    let after = if has(Chunker::default()) {
+        Chunker::default()
+    } else {
+        first
+    };
     (
         format!("plain @{}", before.name()),
         format!("default @{}", after.name()),
