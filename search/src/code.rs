@@ -173,12 +173,13 @@ pub fn rerank(
                 .map_or(1.0, |path| path_factor(path, query, wanted, tuning))
         });
         let mut factor = file;
-        if tuning.definition > 0.0 && i < tuning.definition_depth && !query.symbols.is_empty() {
-            if let Some(c) = chunks.get(key)
-                && defines_any(c.text, query)
-            {
-                factor *= 1.0 + tuning.definition;
-            }
+        if tuning.definition > 0.0
+            && i < tuning.definition_depth
+            && !query.symbols.is_empty()
+            && let Some(c) = chunks.get(key)
+            && defines_any(c.text, query)
+        {
+            factor *= 1.0 + tuning.definition;
         }
         r.score *= factor;
     }
@@ -312,11 +313,8 @@ fn ident_prefix(s: &str) -> &str {
 pub fn defined_name(line: &str) -> Option<&str> {
     let indent = line.len() - line.trim_start().len();
     let mut t = line.trim_start();
-    loop {
-        match MODIFIERS.iter().find(|m| t.starts_with(**m)) {
-            Some(m) => t = t[m.len()..].trim_start(),
-            None => break,
-        }
+    while let Some(m) = MODIFIERS.iter().find(|m| t.starts_with(**m)) {
+        t = t[m.len()..].trim_start();
     }
     let generic_impl = t.starts_with("impl<");
     if let Some(k) = DEFINERS

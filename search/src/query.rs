@@ -219,13 +219,11 @@ fn frame(line: &str) -> Option<(Option<String>, Option<String>)> {
     }
     if let Some(rest) = t.strip_prefix("at ") {
         let func = rest
-            .split(|c: char| c == ' ' || c == '(')
+            .split([' ', '('])
             .next()
             .map(|f| f.rsplit('.').next().unwrap_or(f).to_string())
             .filter(|f| f.len() >= 3);
-        let path = rest
-            .split(|c: char| c == '(' || c == ')' || c == ' ')
-            .find_map(path_mention);
+        let path = rest.split(['(', ')', ' ']).find_map(path_mention);
         return Some((path, func));
     }
     None
