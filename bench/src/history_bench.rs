@@ -133,6 +133,16 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
             ..full
         },
     ));
+    // File coherence: how many of a file's chunks its score sums.
+    for n in [1usize, 2, 5] {
+        out.push((
+            format!("default chunks-per-file={n}"),
+            Tuning {
+                chunks_per_file: n,
+                ..full
+            },
+        ));
+    }
     if sweep {
         for w in [1.5f32, 3.0, 4.0] {
             out.push((
