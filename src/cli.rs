@@ -268,7 +268,12 @@ pub struct SearchArgs {
     pub token: Option<String>,
     /// Only these repositories of a server that serves several (repeat or
     /// comma-separate) [default: every repository the token may see].
-    #[arg(long, value_name = "NAME", value_delimiter = ',', conflicts_with = "bundle")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        conflicts_with = "bundle"
+    )]
     pub repo: Vec<String>,
     /// How many results [default: 10, as the server's default].
     #[arg(short, long)]
@@ -285,6 +290,11 @@ pub struct SearchArgs {
     /// Answer with the best files (each with its best chunks) instead of chunks.
     #[arg(long)]
     pub files: bool,
+    /// The kind of file to prefer: auto (what the query asks for: source
+    /// unless it asks for tests, docs or release notes), any, source, test,
+    /// doc, changelog, generated or other. A preference, not a filter.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
     /// Where verified bundles are unpacked (with --bundle).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
@@ -296,13 +306,37 @@ pub struct SearchArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["bundle", "server"])))]
+#[command(group(clap::ArgGroup::new("target").args(["bundle", "server"])))]
+#[command(group(clap::ArgGroup::new("golden").required(true).args(["queries", "from_history"])))]
 pub struct EvalArgs {
     /// Queries with the files they should find, one JSON object per line
     /// (docs/eval.md).
     #[arg(long, value_name = "FILE")]
-    pub queries: PathBuf,
-    /// Evaluate this bundle file.
+    pub queries: Option<PathBuf>,
+    /// Or mine N golden queries from the repository's history (--repo):
+    /// recent commits that change 1-3 source files, the message as the
+    /// query, those files as the gold, each asked of a bundle of the
+    /// commit's parent (built incrementally, kept in --history-cache),
+    /// unless --bundle or --server names one thing to ask (docs/eval.md).
+    #[arg(long, value_name = "N")]
+    pub from_history: Option<usize>,
+    /// The repository --from-history reads.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// The revision whose history --from-history reads.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// Build settings for the parents' bundles (default: shelf.toml at each).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the parents' bundles are kept between runs
+    /// [default: <cache>/history].
+    #[arg(long, value_name = "DIR")]
+    pub history_cache: Option<PathBuf>,
+    /// Also write the mined queries to FILE (JSONL, the --queries format).
+    #[arg(long, value_name = "FILE", requires = "from_history")]
+    pub write_queries: Option<PathBuf>,
+    /// Evaluate this bundle file (required with --queries unless --server).
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
     /// Or a running server.

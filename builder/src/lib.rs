@@ -10,6 +10,7 @@
 
 pub mod chunker;
 mod embedding;
+pub mod history;
 pub mod index;
 pub mod previous;
 pub mod report;
@@ -17,6 +18,7 @@ pub mod secrets;
 pub mod select;
 pub mod settings;
 pub mod source;
+pub mod syntax;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -450,6 +452,7 @@ fn chunk_files(
             .saturating_sub(embedder.document_prefix_tokens() as u32)
             .max(16),
         overlap_lines: read.settings.overlap_lines,
+        chunker: read.settings.chunker,
     };
     let spans = ModelTokens(embedder);
     let model = embedder.identity();

@@ -9,6 +9,7 @@ pub mod chunks;
 pub mod commit_record;
 pub mod digest;
 pub mod keys;
+pub mod kind;
 pub mod layout;
 pub mod lexical;
 pub mod manifest;
@@ -17,5 +18,6 @@ pub mod names;
 pub mod tag;
 
 pub use digest::Digest;
+pub use kind::FileKind;
 pub use manifest::{FORMAT_MINOR, FORMAT_VERSION, Manifest};
 pub use model::ModelIdentity;

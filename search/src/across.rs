@@ -13,7 +13,8 @@ use shelf_formats::lexical::{Analyzer, LexicalIndex};
 use crate::error::SearchError;
 use crate::filter::{Filter, Selection};
 use crate::mapped::MappedBundle;
-use crate::rank::{self, CANDIDATES, Fusion, Mode, Ranked, fuse_keyed};
+use crate::query::Query;
+use crate::rank::{self, CANDIDATES, Fusion, Lexical, Mode, Ranked, fuse_keyed};
 use crate::{lexical, semantic};
 
 /// How the rankings of several bundles become one.
@@ -58,8 +59,8 @@ pub struct InBundle {
 /// What is asked of every bundle.
 #[derive(Debug, Clone, Copy)]
 pub struct Asked<'a> {
-    /// The query text.
-    pub query: &'a str,
+    /// The query as each bundle's analyzer understands it, one per bundle.
+    pub queries: &'a [Query],
     /// Its windows' vectors (one model for every bundle).
     pub vectors: &'a [Vec<f32>],
     /// The mode asked for.
@@ -81,7 +82,7 @@ pub fn rank(
     how: RepoFusion,
 ) -> Result<(Mode, Vec<InBundle>), SearchError> {
     let Asked {
-        query,
+        queries,
         vectors,
         mode,
         filter,
@@ -106,7 +107,8 @@ pub fn rank(
                     lists.push(Vec::new());
                     continue;
                 }
-                let c = rank::candidates(b, query, vectors, mode, filter, n)?;
+                let terms = Lexical::Terms(&queries[i].terms);
+                let c = rank::candidates_for(b, terms, vectors, mode, filter, n)?;
                 lists.push(rank::order(&c, fusion, n));
             }
             merge(lists, how, fusion, n)
@@ -123,15 +125,22 @@ fn collection(
     fusion: &Fusion,
 ) -> Result<Vec<InBundle>, SearchError> {
     let Asked {
-        query,
+        queries,
         vectors,
         mode,
         filter,
         n,
     } = *asked;
     let want = n.max(CANDIDATES);
-    let present: Vec<(LexicalIndex<'_>, Analyzer)> = lexes.iter().flatten().copied().collect();
-    let stats = lexical::Collection::of(&present, query);
+    let present: Vec<(LexicalIndex<'_>, Vec<String>)> = lexes
+        .iter()
+        .zip(queries)
+        .filter_map(|(l, q)| {
+            let terms = q.terms.iter().map(|(t, _, _)| t.clone()).collect();
+            l.map(|(ix, _)| (ix, terms))
+        })
+        .collect();
+    let stats = lexical::Collection::of_terms(&present);
     let mut sem: Vec<((usize, u64), f32)> = Vec::new();
     let mut lex: Vec<((usize, u64), f32)> = Vec::new();
     for (i, b) in bundles.iter().enumerate() {
@@ -142,9 +151,10 @@ fn collection(
                 sem.push(((i, h.key), h.score));
             }
         }
-        if let (Some((ix, analyzer)), Mode::Hybrid | Mode::Lexical) = (&lexes[i], mode) {
+        if let (Some((ix, _)), Mode::Hybrid | Mode::Lexical) = (&lexes[i], mode) {
             let accept = |doc: u32| selection.admits(&chunks, u64::from(doc));
-            for (doc, s) in lexical::search_in(ix, *analyzer, query, want, accept, Some(&stats)) {
+            let terms = &queries[i].terms;
+            for (doc, s) in lexical::search_terms_in(ix, terms, want, accept, Some(&stats)) {
                 lex.push(((i, u64::from(doc)), s));
             }
         }

@@ -12,13 +12,17 @@ use shelf_formats::Digest;
 use shelf_formats::chunks::Chunk;
 
 use crate::across::{self, Asked, InBundle, RepoFusion};
+use crate::code::{self, CodeTuning, KindPreference};
 use crate::encode::{Encoded, MAX_WINDOWS, QueryEncoder, windows};
 use crate::error::{RequestError, SearchError};
 use crate::filter::Filter;
 use crate::group::{CHUNKS_PER_FILE, group_by_file};
 use crate::language::language_of;
 use crate::mapped::{MappedBundle, OpenError};
-use crate::rank::{self, Fusion, Mode, Ranked, Ranking};
+use crate::query::{self, QueryTuning};
+use crate::rank::{self, Fusion, Lexical, Mode, Ranked, Ranking};
+use shelf_formats::FileKind;
+use shelf_formats::lexical::Analyzer;
 
 /// How several repositories' rankings become one by default (measured on
 /// the development issues asked across all four of their repositories:
@@ -85,6 +89,9 @@ pub struct RawRequest {
     pub mode: Option<String>,
     /// `chunk` (default) or `file`.
     pub group: Option<String>,
+    /// The kind of file to prefer: `auto` (default: what the query asks
+    /// for), `any`, or a kind (`source`, `test`, `doc`, ...).
+    pub kind: Option<String>,
 }
 
 /// A validated query.
@@ -100,6 +107,8 @@ pub struct Request {
     pub mode: Mode,
     /// What to list.
     pub group: Group,
+    /// The kind of file to prefer.
+    pub kind: KindPreference,
 }
 
 impl Request {
@@ -132,12 +141,17 @@ impl Request {
             Some(g) => g.parse::<Group>().map_err(invalid)?,
             None => Group::Chunk,
         };
+        let kind = match raw.kind {
+            Some(k) => k.parse::<KindPreference>().map_err(invalid)?,
+            None => KindPreference::Auto,
+        };
         Ok(Self {
             query: raw.query,
             k,
             filter,
             mode,
             group,
+            kind,
         })
     }
 }
@@ -232,6 +246,9 @@ pub struct Answer {
     pub mode: Mode,
     /// What is listed.
     pub group: Group,
+    /// The kind of file preferred: the request's `kind`, or with `auto`
+    /// the kind the query asks for; `null` with `kind=any`.
+    pub kind: Option<FileKind>,
     /// The bundle that answered, when one did (a query over several
     /// repositories has `null` here and lists them in `repos`).
     pub bundle: Option<BundleRef>,
@@ -299,6 +316,22 @@ pub struct Tuning {
     pub chunks_per_file: usize,
     /// How the rankings of several repositories become one.
     pub across: RepoFusion,
+    /// How the lexical query weighs code.
+    pub query: QueryTuning,
+    /// The code-aware factors.
+    pub code: CodeTuning,
+}
+
+impl Tuning {
+    /// The pipeline before query understanding and code-aware ranking
+    /// (what benchmarks compare the defaults with).
+    pub fn plain() -> Self {
+        Self {
+            query: QueryTuning::PLAIN,
+            code: CodeTuning::OFF,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -308,6 +341,8 @@ impl Default for Tuning {
             max_windows: MAX_WINDOWS,
             chunks_per_file: CHUNKS_PER_FILE,
             across: DEFAULT_REPO_FUSION,
+            query: QueryTuning::default(),
+            code: CodeTuning::default(),
         }
     }
 }
@@ -357,7 +392,7 @@ impl Engine {
         let encoded = self.encode(request)?;
         let embed_time = started.elapsed();
         let t = Instant::now();
-        let (mode, ranked) = self.rank_many(targets, request, &encoded.vectors)?;
+        let (mode, kind, ranked) = self.rank_many(targets, request, &encoded.vectors)?;
         let (results, files) = match request.group {
             Group::File => (None, Some(self.file_results(targets, &ranked, request.k)?)),
             Group::Chunk => (Some(chunk_results(targets, &ranked, request.k)?), None),
@@ -371,6 +406,7 @@ impl Engine {
             language: request.filter.languages().to_vec(),
             mode,
             group: request.group,
+            kind,
             bundle: (repos.len() == 1).then(|| repos[0].clone()),
             repos,
             took_ms: ms(started.elapsed()),
@@ -393,11 +429,12 @@ impl Engine {
         if !request.mode.needs_vectors() {
             return Ok(Encoded::default());
         }
-        let texts = windows(
-            self.encoder.as_ref(),
-            &request.query,
-            self.tuning.max_windows,
-        );
+        let text = if self.tuning.query.prose_for_vectors {
+            query::prose(&request.query)
+        } else {
+            std::borrow::Cow::Borrowed(request.query.as_str())
+        };
+        let texts = windows(self.encoder.as_ref(), &text, self.tuning.max_windows);
         Ok(self.encoder.encode(&texts)?)
     }
 
@@ -418,17 +455,32 @@ impl Engine {
         vectors: &[Vec<f32>],
     ) -> Result<Ranking, SearchError> {
         let n = self.depth(request);
-        let c = rank::candidates(
+        let analyzer = bundle.analyzer().unwrap_or(Analyzer::CURRENT);
+        let query = query::analyze(analyzer, &request.query, &self.tuning.query);
+        let c = rank::candidates_for(
             bundle,
-            &request.query,
+            Lexical::Terms(&query.terms),
             vectors,
             request.mode,
             &request.filter,
             n,
         )?;
+        let kind = request.kind.resolve(&query);
+        // Re-scored over a deeper list than a chunk answer shows, so a
+        // chunk the factors lift can come from below the first k.
+        let mut chunks = rank::order(&c, &self.tuning.fusion, n.max(rank::CANDIDATES));
+        code::rerank(
+            &bundle.chunks()?,
+            &query,
+            kind,
+            &mut chunks,
+            &self.tuning.code,
+        );
+        chunks.truncate(n.max(1));
         Ok(Ranking {
             mode: c.mode,
-            chunks: rank::order(&c, &self.tuning.fusion, n),
+            kind,
+            chunks,
         })
     }
 
@@ -439,7 +491,7 @@ impl Engine {
         targets: &[Target<'_>],
         request: &Request,
         vectors: &[Vec<f32>],
-    ) -> Result<(Mode, Vec<InBundle>), SearchError> {
+    ) -> Result<(Mode, Option<FileKind>, Vec<InBundle>), SearchError> {
         if let [one] = targets {
             let ranking = self.rank(one.bundle, request, vectors)?;
             let chunks = ranking
@@ -447,21 +499,59 @@ impl Engine {
                 .into_iter()
                 .map(|ranked| InBundle { target: 0, ranked })
                 .collect();
-            return Ok((ranking.mode, chunks));
+            return Ok((ranking.mode, ranking.kind, chunks));
         }
         let bundles: Vec<&MappedBundle> = targets.iter().map(|t| t.bundle).collect();
-        across::rank(
+        let queries: Vec<query::Query> = bundles
+            .iter()
+            .map(|b| {
+                let analyzer = b.analyzer().unwrap_or(Analyzer::CURRENT);
+                query::analyze(analyzer, &request.query, &self.tuning.query)
+            })
+            .collect();
+        let kind = queries.first().and_then(|q| request.kind.resolve(q));
+        let n = self.depth(request);
+        // Ranked deeper than shown, as for one bundle, so a chunk the code
+        // factors lift can come from below the first n.
+        let (mode, fused) = across::rank(
             &bundles,
             &Asked {
-                query: &request.query,
+                queries: &queries,
                 vectors,
                 mode: request.mode,
                 filter: &request.filter,
-                n: self.depth(request),
+                n: n.max(rank::CANDIDATES),
             },
             &self.tuning.fusion,
             self.tuning.across,
-        )
+        )?;
+        // The code factors per repository (each knows its own paths), then
+        // one list again by the factored scores.
+        let mut by_target: Vec<Vec<Ranked>> = vec![Vec::new(); targets.len()];
+        for c in fused {
+            by_target[c.target].push(c.ranked);
+        }
+        let mut all = Vec::new();
+        for (target, mut list) in by_target.into_iter().enumerate() {
+            let chunks = bundles[target].chunks()?;
+            code::rerank(
+                &chunks,
+                &queries[target],
+                kind,
+                &mut list,
+                &self.tuning.code,
+            );
+            all.extend(list.into_iter().map(|ranked| InBundle { target, ranked }));
+        }
+        all.sort_by(|a, b| {
+            b.ranked
+                .score
+                .total_cmp(&a.ranked.score)
+                .then(a.target.cmp(&b.target))
+                .then(a.ranked.key.cmp(&b.ranked.key))
+        });
+        all.truncate(n.max(1));
+        Ok((mode, kind, all))
     }
 
     /// The first `k` files, each with its best chunks, ranked by the sum of

@@ -17,6 +17,7 @@
 
 pub mod across;
 pub mod answer;
+pub mod code;
 pub mod encode;
 pub mod error;
 pub mod eval;
@@ -25,6 +26,7 @@ pub mod group;
 pub mod language;
 pub mod lexical;
 pub mod mapped;
+pub mod query;
 pub mod rank;
 pub mod semantic;
 
@@ -32,6 +34,7 @@ pub use answer::{
     Answer, BundleRef, Engine, Group, RawRequest, Request, RequestLimits, ResultChunk, ResultFile,
     Target, Timings, Tuning,
 };
+pub use code::KindPreference;
 pub use encode::{EncodeError, Encoded, QueryEncoder};
 pub use error::{RequestError, SearchError};
 pub use filter::Filter;

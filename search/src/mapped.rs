@@ -242,6 +242,11 @@ impl MappedBundle {
         })
     }
 
+    /// The analyzer of the bundle's lexical index, if it has one.
+    pub fn analyzer(&self) -> Option<Analyzer> {
+        self.lexical.as_ref().map(|(_, a)| *a)
+    }
+
     /// The search modes this bundle supports.
     pub fn modes(&self) -> &'static [&'static str] {
         if self.lexical.is_some() {

@@ -76,6 +76,8 @@ pub struct Ranking {
     /// The mode that ranked (a bundle without a lexical index answers
     /// hybrid queries semantically).
     pub mode: Mode,
+    /// The kind of file preferred (`None`: no preference).
+    pub kind: Option<shelf_formats::FileKind>,
     /// Best first.
     pub chunks: Vec<Ranked>,
 }
@@ -128,6 +130,29 @@ pub fn candidates(
     filter: &Filter,
     n: usize,
 ) -> Result<Candidates, SearchError> {
+    candidates_for(bundle, Lexical::Text(query), vectors, mode, filter, n)
+}
+
+/// What the lexical ranker is asked: the query text (analyzed as the
+/// bundle's index was), or terms already analyzed and weighted
+/// (`query::Query::terms`, analyzed by the bundle's analyzer).
+#[derive(Debug, Clone, Copy)]
+pub enum Lexical<'a> {
+    /// Text, every term weighing 1.
+    Text(&'a str),
+    /// `(term, count, weight)`.
+    Terms(&'a [(String, u32, f32)]),
+}
+
+/// [`candidates`] with the lexical query given as [`Lexical`].
+pub fn candidates_for(
+    bundle: &MappedBundle,
+    query: Lexical<'_>,
+    vectors: &[Vec<f32>],
+    mode: Mode,
+    filter: &Filter,
+    n: usize,
+) -> Result<Candidates, SearchError> {
     let lexical_index = bundle.lexical().transpose()?;
     let mode = match (mode, &lexical_index) {
         (Mode::Lexical, None) => return Err(SearchError::NoLexicalIndex),
@@ -144,9 +169,11 @@ pub fn candidates(
     };
     let lexical = match (&lexical_index, mode) {
         (Some((ix, analyzer)), Mode::Hybrid | Mode::Lexical) => {
-            lexical::search(ix, *analyzer, query, want, |doc| {
-                selection.admits(&chunks, u64::from(doc))
-            })
+            let admits = |doc| selection.admits(&chunks, u64::from(doc));
+            match query {
+                Lexical::Text(text) => lexical::search(ix, *analyzer, text, want, admits),
+                Lexical::Terms(terms) => lexical::search_terms(ix, terms, want, admits),
+            }
         }
         _ => Vec::new(),
     };

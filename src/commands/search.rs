@@ -24,6 +24,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         languages: args.language.clone(),
         mode: Some(args.mode.clone()),
         group: Some(if args.files { "file" } else { "chunk" }.into()),
+        kind: args.kind.clone(),
     };
     // Validated here for both paths, so a bad flag is refused before any
     // model loads or any request is sent.
@@ -84,6 +85,9 @@ fn remote(args: &SearchArgs, server: &str, raw: &RawRequest) -> anyhow::Result<V
     }
     if !args.repo.is_empty() {
         body["repo"] = json!(args.repo);
+    }
+    if let Some(kind) = &raw.kind {
+        body["kind"] = json!(kind);
     }
     let rt = super::runtime()?;
     let (status, bytes) = rt.block_on(crate::client::post_json(

@@ -35,6 +35,8 @@ struct SearchBody {
     group: Option<String>,
     #[serde(default)]
     repo: Option<OneOrMany>,
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +47,7 @@ enum OneOrMany {
 }
 
 /// Query-string parameter names, for messages.
-const GET_PARAMS: &str = "q, k, path, language, mode, group, repo";
+const GET_PARAMS: &str = "q, k, path, language, mode, group, kind, repo";
 
 /// Repository names from `repo` values (each comma-separated).
 fn repo_names(values: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -69,6 +71,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
     let mut language = None;
     let mut mode = None;
     let mut group = None;
+    let mut kind = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode(name, "a parameter name")?;
@@ -84,6 +87,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
             "language" | "lang" => &mut language,
             "mode" => &mut mode,
             "group" => &mut group,
+            "kind" => &mut kind,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter '{}'; known: {GET_PARAMS}",
@@ -130,6 +134,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
                 languages,
                 mode,
                 group,
+                kind,
             },
             limits,
         )?,
@@ -144,7 +149,7 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Search, ApiError
     }
     let parsed: SearchBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\", \"repo\"?: string or [string]}}"
+            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\", \"kind\"?: \"auto\"|\"any\"|\"source\"|\"test\"|\"doc\"|\"changelog\"|\"generated\"|\"other\", \"repo\"?: string or [string]}}"
         ))
     })?;
     let languages = match parsed.language {
@@ -166,6 +171,7 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Search, ApiError
                 languages,
                 mode: parsed.mode,
                 group: parsed.group,
+                kind: parsed.kind,
             },
             limits,
         )?,
