@@ -1,6 +1,6 @@
 //! The contract between shelf's builder and server. Everything both sides
 //! must agree on lives here, once: the bundle archive and its manifest, the
-//! chunk store's byte layout, tag records, the object-store key layout and
+//! chunk store's and file texts' byte layouts, tag records, the object-store key layout and
 //! the identity of the embedding model. Nothing else in shelf knows a byte
 //! layout.
 
@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod chunks;
 pub mod commit_record;
 pub mod digest;
+pub mod files;
 pub mod keys;
 pub mod kind;
 pub mod layout;
