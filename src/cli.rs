@@ -54,6 +54,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Search a bundle from the terminal.
     Search(SearchArgs),
+    /// Answer an AI assistant over MCP on stdin/stdout: serve a bundle or
+    /// follow a store here, or relay to a shelf server (docs/clients.md).
+    Mcp(McpArgs),
     /// Score retrieval on queries with known answers; gate on a baseline.
     Eval(EvalArgs),
     /// Verify a bundle file, or a bundle in a store, end to end.
@@ -384,6 +387,28 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub runtime: Option<PathBuf>,
     // Boxed: the settings are large next to every other command's.
+    #[command(flatten)]
+    pub settings: Box<ServeSettings>,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Relay every message to this shelf server's /mcp (e.g.
+    /// https://shelf.example.com) instead of serving here.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["bundle", "store", "store_root", "config"])]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Settings file with a [serve] section, as `shelf serve` reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The runtime directory made by scripts/setup (default: $SHELF_RUNTIME,
+    /// else .runtime/ in this or a parent directory, or beside the binary).
+    #[arg(long, value_name = "DIR")]
+    pub runtime: Option<PathBuf>,
+    /// The same settings as `shelf serve` (--listen and the HTTP limits do
+    /// not apply; the default cache is ~/.cache/shelf/mcp).
     #[command(flatten)]
     pub settings: Box<ServeSettings>,
 }

@@ -169,6 +169,10 @@ pub struct BundleRef {
     pub repository: String,
     /// The commit it was built from.
     pub commit: String,
+    /// When that commit was made (RFC 3339, UTC): how fresh the index is.
+    pub commit_time: String,
+    /// Seconds from the commit to this answer.
+    pub age_seconds: u64,
 }
 
 /// Where the time went, in milliseconds (rounded to microseconds).
@@ -264,6 +268,10 @@ pub struct Answer {
     /// Ranked files (`group=file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<ResultFile>>,
+    /// What was left out to stay within a `max_tokens` bound
+    /// ([`Answer::fit`]); absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<crate::budget::Truncation>,
     /// The largest model call the query's windows were part of (0 in
     /// lexical mode), for metrics; not serialised.
     #[serde(skip)]
@@ -420,6 +428,7 @@ impl Engine {
             },
             results,
             files,
+            truncated: None,
             embed_batch: encoded.batch,
         })
     }
@@ -616,14 +625,21 @@ impl Engine {
     }
 }
 
-fn bundle_ref(t: &Target<'_>) -> BundleRef {
+/// What answered, with how fresh it is.
+pub(crate) fn bundle_ref(t: &Target<'_>) -> BundleRef {
     let source = &t.bundle.manifest.source;
+    let committed =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(source.commit_time.max(0) as u64);
     BundleRef {
         repo: t.repo.to_string(),
         digest: t.bundle.digest,
         tag: t.tag.map(str::to_string),
         repository: source.repository.clone(),
         commit: source.commit.clone(),
+        commit_time: humantime::format_rfc3339_seconds(committed).to_string(),
+        age_seconds: std::time::SystemTime::now()
+            .duration_since(committed)
+            .map_or(0, |d| d.as_secs()),
     }
 }
 

@@ -10,17 +10,21 @@
 //! resolved per bundle), `language`, `encode` (query windows and the
 //! encoder trait), `semantic` and `lexical` (the two rankers), `rank`
 //! (modes, candidates, fusion), `group` (files from chunks), `answer` (the
-//! pipeline), `eval` (file-level metrics and the quality gate).
+//! pipeline), `files` (reading and grepping the files at the bundle's
+//! commit), `budget` (the `max_tokens` bound on answers), `eval`
+//! (file-level metrics and the quality gate).
 //!
 //! Depends on `formats` (byte layouts, kinds) and `embed` (the in-process
 //! encoder); never on the server or the builder.
 
 pub mod across;
 pub mod answer;
+pub mod budget;
 pub mod code;
 pub mod encode;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod filter;
 pub mod group;
 pub mod language;

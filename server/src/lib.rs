@@ -23,4 +23,4 @@ pub mod root;
 pub mod serve;
 pub mod state;
 
-pub use serve::{ServeError, run};
+pub use serve::{Front, ServeError, run};

@@ -67,21 +67,33 @@ pub enum ServeError {
 /// A running server's address, reported as soon as it listens.
 pub type OnListening = Box<dyn FnOnce(SocketAddr) + Send>;
 
-/// Runs the server until `shutdown` resolves.
+/// Who the server answers: HTTP clients on `config.listen`, or one MCP
+/// client on this process's stdin and stdout (`shelf mcp`). Everything
+/// behind the front (model, repositories, followers, limits) is the same.
+pub enum Front {
+    /// HTTP on `config.listen`; the address is reported once bound.
+    Http(OnListening),
+    /// MCP over stdio until stdin closes.
+    Stdio,
+}
+
+/// Runs the server until `shutdown` resolves (or, on stdio, stdin ends).
 pub async fn run(
     config: ServeConfig,
     runtime: Runtime,
-    on_listening: OnListening,
+    front: Front,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr()?;
+    let listener = match &front {
+        Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|source| {
+            ServeError::Listen {
+                addr: config.listen,
+                source,
+            }
+        })?),
+        Front::Stdio => None,
+    };
     let repos = Arc::new(Repos::new(Metrics::new()?));
     let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|source| {
         ServeError::Cache {
@@ -97,17 +109,30 @@ pub async fn run(
         Arc::clone(&cache),
     ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(crate::http::serve(listener, api, async move {
+    let stopped = async move {
         let _ = stop_rx.await;
-    }));
-    tracing::info!(%addr, "listening on http://{addr}");
-    if !addr.ip().is_loopback() && config.auth.search_tokens.is_empty() {
-        tracing::warn!(
-            %addr,
-            "serving without search tokens on an address other machines can reach (--allow-anonymous): anyone who reaches it can search the whole code base"
-        );
-    }
-    on_listening(addr);
+    };
+    let mut front_task = match (front, listener) {
+        (Front::Http(on_listening), Some(listener)) => {
+            let addr = listener.local_addr()?;
+            let http = tokio::spawn(crate::http::serve(listener, api, stopped));
+            tracing::info!(%addr, "listening on http://{addr}");
+            if !addr.ip().is_loopback() && config.auth.search_tokens.is_empty() {
+                tracing::warn!(
+                    %addr,
+                    "serving without search tokens on an address other machines can reach (--allow-anonymous): anyone who reaches it can search the whole code base"
+                );
+            }
+            on_listening(addr);
+            http
+        }
+        _ => tokio::spawn(crate::http::serve_stdio(
+            api,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            stopped,
+        )),
+    };
 
     // The model: loaded once, off the async runtime.
     let started = std::time::Instant::now();
@@ -187,14 +212,23 @@ pub async fn run(
         }
     }
 
-    shutdown.await;
-    tracing::info!("shutdown requested");
+    // The HTTP front ends only when told; the stdio one also when its
+    // client closes stdin.
+    let front_ended = tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutdown requested");
+            false
+        }
+        _ = &mut front_task => true,
+    };
     for w in watchers {
         w.abort();
     }
     repos.stop_all();
     let _ = stop_tx.send(());
-    let _ = http.await;
+    if !front_ended {
+        let _ = front_task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

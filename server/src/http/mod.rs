@@ -2,10 +2,14 @@
 //! keep-alive, no framework. A request is a function of the live snapshot
 //! it loads once; limits are set here, at the edge.
 
+mod args;
 mod error;
 mod guard;
+mod mcp;
+mod ops;
 mod params;
 mod routes;
+mod stdio;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,6 +31,7 @@ use tokio::sync::Semaphore;
 
 pub use error::{ApiError, Body};
 pub use guard::{Scope, Tokens};
+pub use stdio::serve_stdio;
 
 use shelf_search::{Engine, RequestLimits};
 
@@ -61,6 +66,10 @@ pub struct Api {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Search,
+    File,
+    Grep,
+    Definitions,
+    Mcp,
     Bundle,
     Repos,
     Reload,
@@ -74,6 +83,10 @@ impl Route {
     fn of(path: &str) -> Self {
         match path {
             "/v1/search" => Route::Search,
+            "/v1/file" => Route::File,
+            "/v1/grep" => Route::Grep,
+            "/v1/definitions" => Route::Definitions,
+            "/mcp" => Route::Mcp,
             "/v1/bundle" => Route::Bundle,
             "/v1/repos" => Route::Repos,
             "/v1/admin/reload" => Route::Reload,
@@ -87,6 +100,10 @@ impl Route {
     fn label(self) -> &'static str {
         match self {
             Route::Search => "search",
+            Route::File => "file",
+            Route::Grep => "grep",
+            Route::Definitions => "definitions",
+            Route::Mcp => "mcp",
             Route::Bundle => "bundle",
             Route::Repos => "repos",
             Route::Reload => "reload",
@@ -100,13 +117,13 @@ impl Route {
     fn allows(self, method: &Method) -> Result<(), ApiError> {
         let allow = match self {
             Route::Search => "GET, POST",
-            Route::Reload => "POST",
+            Route::Reload | Route::Mcp => "POST",
             Route::NotFound => return Ok(()),
             _ => "GET, HEAD",
         };
         let ok = match self {
             Route::Search => method == Method::GET || method == Method::POST,
-            Route::Reload => method == Method::POST,
+            Route::Reload | Route::Mcp => method == Method::POST,
             _ => method == Method::GET || method == Method::HEAD,
         };
         if ok {
@@ -244,6 +261,10 @@ impl Api {
         let plain = |r: Result<Response<Body>, ApiError>| r.map(|r| (r, Outcome::default()));
         match route {
             Route::Search => routes::search(self, req, client).await,
+            Route::File => routes::file(self, req, client).await,
+            Route::Grep => routes::grep(self, req, client).await,
+            Route::Definitions => routes::definitions(self, req, client).await,
+            Route::Mcp => mcp::post(self, req, client).await,
             Route::Bundle => plain(routes::bundle(self, &req)),
             Route::Repos => plain(routes::repos(self, &req)),
             Route::Reload => plain(routes::reload(self, &req).await),
@@ -254,7 +275,7 @@ impl Api {
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!(
-                    "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/repos, /v1/bundle, /healthz, /readyz, /metrics)",
+                    "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/file, /v1/grep, /v1/definitions, /v1/repos, /v1/bundle, /mcp, /healthz, /readyz, /metrics)",
                     req.uri().path().chars().take(128).collect::<String>()
                 ),
             )),

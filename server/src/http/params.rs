@@ -16,6 +16,8 @@ pub struct Search {
     pub request: Request,
     /// Repository names, as given.
     pub repos: Vec<String>,
+    /// A bound on the answer, in estimated tokens (`Answer::fit`).
+    pub max_tokens: Option<usize>,
 }
 
 /// The JSON body of `POST /v1/search`.
@@ -37,6 +39,7 @@ struct SearchBody {
     repo: Option<OneOrMany>,
     #[serde(default)]
     kind: Option<String>,
+    max_tokens: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +50,7 @@ enum OneOrMany {
 }
 
 /// Query-string parameter names, for messages.
-const GET_PARAMS: &str = "q, k, path, language, mode, group, kind, repo";
+const GET_PARAMS: &str = "q, k, path, language, mode, group, kind, repo, max_tokens";
 
 /// Repository names from `repo` values (each comma-separated).
 fn repo_names(values: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -72,6 +75,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
     let mut mode = None;
     let mut group = None;
     let mut kind = None;
+    let mut max_tokens = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode(name, "a parameter name")?;
@@ -88,6 +92,7 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
             "mode" => &mut mode,
             "group" => &mut group,
             "kind" => &mut kind,
+            "max_tokens" => &mut max_tokens,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter '{}'; known: {GET_PARAMS}",
@@ -120,6 +125,15 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
                 .collect()
         })
         .unwrap_or_default();
+    let max_tokens = match max_tokens {
+        None => None,
+        Some(text) => Some(text.trim().parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "max_tokens must be a whole number, not '{}'",
+                text.chars().take(32).collect::<String>()
+            ))
+        })?),
+    };
     let Some(query) = q else {
         return Err(ApiError::bad_request(
             "missing the query: pass ?q=<what to look for>",
@@ -139,7 +153,15 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
             limits,
         )?,
         repos: repo_names(repos),
+        max_tokens: check_max_tokens(max_tokens)?,
     })
+}
+
+fn check_max_tokens(max_tokens: Option<usize>) -> Result<Option<usize>, ApiError> {
+    max_tokens
+        .map(shelf_search::budget::check_max_tokens)
+        .transpose()
+        .map_err(ApiError::bad_request)
 }
 
 /// Parses a `POST` body.
@@ -149,7 +171,7 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Search, ApiError
     }
     let parsed: SearchBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\", \"kind\"?: \"auto\"|\"any\"|\"source\"|\"test\"|\"doc\"|\"changelog\"|\"generated\"|\"other\", \"repo\"?: string or [string]}}"
+            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\", \"kind\"?: \"auto\"|\"any\"|\"source\"|\"test\"|\"doc\"|\"changelog\"|\"generated\"|\"other\", \"repo\"?: string or [string], \"max_tokens\"?: number}}"
         ))
     })?;
     let languages = match parsed.language {
@@ -176,6 +198,7 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Search, ApiError
             limits,
         )?,
         repos: repo_names(repos),
+        max_tokens: check_max_tokens(parsed.max_tokens)?,
     })
 }
 

@@ -13,83 +13,14 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use shelf_formats::Digest;
-use shelf_search::{EncodeError, SearchError, Target};
 
 use super::error::{ApiError, Body, json};
 use super::guard::Scope;
-use super::{Api, Outcome, params};
+use super::ops::{not_ready, unknown_repo};
+use super::{Api, Outcome, args, ops, params};
 use crate::reload::CheckReport;
 use crate::repos::{Origin, Repo};
 use crate::state::{ErrorEvent, Followed, Problem, Readiness, Snapshot, SwapEvent};
-
-/// Repositories picked for a request, each with the snapshot it finishes on.
-type Picked = Vec<(Arc<Repo>, Arc<Snapshot>)>;
-
-fn not_ready(why: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable("not_ready", format!("not ready to search: {why}"), 2)
-}
-
-/// The same answer for a repository that does not exist and one the
-/// caller may not see.
-fn unknown_repo(name: &str, visible: &[Arc<Repo>]) -> ApiError {
-    let shown: String = name.chars().take(128).collect();
-    let known = if visible.is_empty() {
-        "none".to_string()
-    } else {
-        visible
-            .iter()
-            .map(|r| r.name().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "unknown_repository",
-        format!("unknown repository '{shown}'; this server serves: {known} (see /v1/repos)"),
-    )
-}
-
-/// The live repositories a search asks: those named (each must be visible
-/// and live), or every visible live one.
-fn pick(api: &Api, scope: &Scope, named: &[String]) -> Result<Picked, ApiError> {
-    let visible = api.repos.visible(scope);
-    if !api.repos.model_loaded() {
-        return Err(not_ready("loading the embedding model"));
-    }
-    if named.is_empty() {
-        let live: Picked = visible
-            .iter()
-            .filter_map(|r| Some((Arc::clone(r), r.state.live()?)))
-            .collect();
-        if live.is_empty() {
-            let why = api
-                .repos
-                .readiness(scope, true)
-                .reason
-                .unwrap_or_else(|| "no bundle is live yet".into());
-            return Err(not_ready(why));
-        }
-        return Ok(live);
-    }
-    let mut picked: Picked = Vec::new();
-    for name in named {
-        if picked.iter().any(|(r, _)| r.name() == name) {
-            continue;
-        }
-        let Some(repo) = visible.iter().find(|r| r.name() == name) else {
-            return Err(unknown_repo(name, &visible));
-        };
-        let Some(snapshot) = repo.state.live() else {
-            let why = match repo.state.readiness() {
-                Readiness::NotReady(why) => why,
-                _ => "no bundle is live yet".into(),
-            };
-            return Err(not_ready(format!("repository '{name}': {why}")));
-        };
-        picked.push((Arc::clone(repo), snapshot));
-    }
-    Ok(picked)
-}
 
 /// `GET|POST /v1/search`.
 pub(super) async fn search(
@@ -97,27 +28,7 @@ pub(super) async fn search(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let rejected = |reason: &str| {
-        api.repos
-            .metrics
-            .rejected
-            .with_label_values(&[reason])
-            .inc()
-    };
-    if let Some(limit) = &api.rate_limit {
-        limit
-            .check(client.ip())
-            .inspect_err(|_| rejected("rate_limited"))?;
-    }
-    let scope = api
-        .search_tokens
-        .check(req.headers(), "search")
-        .inspect_err(|_| rejected("unauthorized"))?;
-    let _slot = api
-        .admission
-        .enter()
-        .await
-        .inspect_err(|_| rejected("overloaded"))?;
+    let scope = api.enter(&req, client, "search")?;
     let limits = api.request_limits();
     let asked = if req.method() == Method::GET {
         params::from_query_string(req.uri().query(), &limits)?
@@ -125,57 +36,60 @@ pub(super) async fn search(
         let body = read_json_body(api, req).await?;
         params::from_json(&body, &limits)?
     };
-    let engine = api
-        .engine
-        .get()
-        .ok_or_else(|| not_ready("loading the embedding model"))?
-        .clone();
-    // The snapshots this request finishes on, whatever is swapped meanwhile.
-    let picked = pick(api, &scope, &asked.repos)?;
-    let request = asked.request;
-    // The engine blocks while the model's workers embed the query.
-    let answered = tokio::task::spawn_blocking(move || {
-        let targets: Vec<Target<'_>> = picked
-            .iter()
-            .map(|(repo, snapshot)| Target {
-                repo: repo.name(),
-                bundle: &snapshot.bundle,
-                tag: snapshot.tag.as_deref(),
-            })
-            .collect();
-        engine.answer(&targets, &request)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("the search task failed: {e}")))?;
-    let answer = answered.map_err(|e| match e {
-        SearchError::NoLexicalIndex => ApiError::bad_request(e.to_string()),
-        SearchError::Encode(EncodeError::Busy) => {
-            rejected("overloaded");
-            ApiError::unavailable(
-                "overloaded",
-                "the embedding queue is full; retry shortly",
-                1,
-            )
-        }
-        SearchError::Encode(EncodeError::Failed(_)) | SearchError::Bundle(_) => {
-            ApiError::internal(e.to_string())
-        }
-    })?;
-    let m = &api.repos.metrics;
-    if answer.mode.needs_vectors() {
-        m.stage_seconds
-            .with_label_values(&["embed"])
-            .observe(answer.embed_time().as_secs_f64());
-        m.embed_batch.set(answer.embed_batch as i64);
-    }
-    m.stage_seconds
-        .with_label_values(&["search"])
-        .observe(answer.search_time().as_secs_f64());
+    let answer = ops::search(api, &scope, asked).await?;
     Ok((
         json(StatusCode::OK, &answer)?,
         Outcome {
             results: Some(answer.len()),
             query: api.log_queries.then(|| answer.query.clone()),
+        },
+    ))
+}
+
+/// `GET /v1/file`: lines of one file at the bundle's commit.
+pub(super) async fn file(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let scope = api.enter(&req, client, "reading files")?;
+    let a = args::from_query(req.uri().query(), args::FILE)?;
+    let answer = ops::read_file(api, &scope, &a).await?;
+    Ok((json(StatusCode::OK, &answer)?, Outcome::default()))
+}
+
+/// `GET /v1/grep`: lines matching a pattern in the files.
+pub(super) async fn grep(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let scope = api.enter(&req, client, "grep")?;
+    let a = args::from_query(req.uri().query(), args::GREP)?;
+    let answer = ops::grep(api, &scope, &a).await?;
+    Ok((
+        json(StatusCode::OK, &answer)?,
+        Outcome {
+            results: Some(answer.matches.len()),
+            query: api.log_queries.then(|| answer.pattern.clone()),
+        },
+    ))
+}
+
+/// `GET /v1/definitions`: where a symbol is defined.
+pub(super) async fn definitions(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let scope = api.enter(&req, client, "definitions")?;
+    let a = args::from_query(req.uri().query(), args::DEFINITIONS)?;
+    let answer = ops::definitions(api, &scope, &a).await?;
+    Ok((
+        json(StatusCode::OK, &answer)?,
+        Outcome {
+            results: Some(answer.definitions.len()),
+            query: api.log_queries.then(|| answer.name.clone()),
         },
     ))
 }
@@ -293,6 +207,9 @@ struct LiveInfo<'a> {
     model: ModelInfo<'a>,
     format: String,
     search_modes: &'a [&'a str],
+    /// Whether the bundle has its files' texts (format 1.2+): read_file,
+    /// grep and definitions need them.
+    file_texts: bool,
 }
 
 #[derive(Serialize)]
@@ -323,6 +240,7 @@ fn live_info(s: &Snapshot) -> LiveInfo<'_> {
         },
         format: format!("{}.{}", m.format_version, m.format_minor),
         search_modes: b.modes(),
+        file_texts: b.files().is_some(),
     }
 }
 
@@ -428,7 +346,13 @@ pub(super) fn repos(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>
             q.chars().take(64).collect::<String>()
         )));
     }
-    let visible = api.repos.visible(&scope);
+    json(StatusCode::OK, &repo_list(api, &scope))
+}
+
+/// Every repository `scope` may see, with its status and live bundle: the
+/// body of `/v1/repos` and of MCP's `list_repositories`.
+pub(super) fn repo_list(api: &Api, scope: &Scope) -> serde_json::Value {
+    let visible = api.repos.visible(scope);
     let snapshots: Vec<Option<Arc<Snapshot>>> = visible.iter().map(|r| r.state.live()).collect();
     let list: Vec<RepoOut<'_>> = visible
         .iter()
@@ -445,7 +369,7 @@ pub(super) fn repos(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>
             }
         })
         .collect();
-    json(StatusCode::OK, &serde_json::json!({ "repos": list }))
+    serde_json::json!({ "repos": list })
 }
 
 /// `POST /v1/admin/reload[?repo=NAME]`: check the followed tags now;
