@@ -54,6 +54,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Search a bundle from the terminal.
     Search(SearchArgs),
+    /// Answer an AI assistant over MCP on stdin/stdout: serve a bundle or
+    /// follow a store here, or relay to a shelf server (docs/clients.md).
+    Mcp(McpArgs),
     /// Score retrieval on queries with known answers; gate on a baseline.
     Eval(EvalArgs),
     /// Verify a bundle file, or a bundle in a store, end to end.
@@ -158,8 +161,15 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct TagsArgs {
+    /// s3://bucket/prefix, file:///path, or a directory [default: $SHELF_STORE].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// A root whose child stores are repositories (as `shelf serve
+    /// --store-root`): every repository's tags, one table.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["history", "store"])]
+    pub store_root: Option<String>,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub s3: S3Options,
     /// Show every move of this tag.
     #[arg(long, value_name = "TAG")]
     pub history: Option<String>,
@@ -273,6 +283,15 @@ pub struct SearchArgs {
     /// Bearer token for --server.
     #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Only these repositories of a server that serves several (repeat or
+    /// comma-separate) [default: every repository the token may see].
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        conflicts_with = "bundle"
+    )]
+    pub repo: Vec<String>,
     /// How many results [default: 10, as the server's default].
     #[arg(short, long)]
     pub k: Option<usize>,
@@ -288,6 +307,11 @@ pub struct SearchArgs {
     /// Answer with the best files (each with its best chunks) instead of chunks.
     #[arg(long)]
     pub files: bool,
+    /// The kind of file to prefer: auto (what the query asks for: source
+    /// unless it asks for tests, docs or release notes), any, source, test,
+    /// doc, changelog, generated or other. A preference, not a filter.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
     /// Where verified bundles are unpacked (with --bundle).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
@@ -299,13 +323,37 @@ pub struct SearchArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["bundle", "server"])))]
+#[command(group(clap::ArgGroup::new("target").args(["bundle", "server"])))]
+#[command(group(clap::ArgGroup::new("golden").required(true).args(["queries", "from_history"])))]
 pub struct EvalArgs {
     /// Queries with the files they should find, one JSON object per line
     /// (docs/eval.md).
     #[arg(long, value_name = "FILE")]
-    pub queries: PathBuf,
-    /// Evaluate this bundle file.
+    pub queries: Option<PathBuf>,
+    /// Or mine N golden queries from the repository's history (--repo):
+    /// recent commits that change 1-3 source files, the message as the
+    /// query, those files as the gold, each asked of a bundle of the
+    /// commit's parent (built incrementally, kept in --history-cache),
+    /// unless --bundle or --server names one thing to ask (docs/eval.md).
+    #[arg(long, value_name = "N")]
+    pub from_history: Option<usize>,
+    /// The repository --from-history reads.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// The revision whose history --from-history reads.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// Build settings for the parents' bundles (default: shelf.toml at each).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the parents' bundles are kept between runs
+    /// [default: <cache>/history].
+    #[arg(long, value_name = "DIR")]
+    pub history_cache: Option<PathBuf>,
+    /// Also write the mined queries to FILE (JSONL, the --queries format).
+    #[arg(long, value_name = "FILE", requires = "from_history")]
+    pub write_queries: Option<PathBuf>,
+    /// Evaluate this bundle file (required with --queries unless --server).
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
     /// Or a running server.
@@ -353,6 +401,28 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub runtime: Option<PathBuf>,
     // Boxed: the settings are large next to every other command's.
+    #[command(flatten)]
+    pub settings: Box<ServeSettings>,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Relay every message to this shelf server's /mcp (e.g.
+    /// https://shelf.example.com) instead of serving here.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["bundle", "store", "store_root", "config"])]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "SHELF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Settings file with a [serve] section, as `shelf serve` reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The runtime directory made by scripts/setup (default: $SHELF_RUNTIME,
+    /// else .runtime/ in this or a parent directory, or beside the binary).
+    #[arg(long, value_name = "DIR")]
+    pub runtime: Option<PathBuf>,
+    /// The same settings as `shelf serve` (--listen and the HTTP limits do
+    /// not apply; the default cache is ~/.cache/shelf/mcp).
     #[command(flatten)]
     pub settings: Box<ServeSettings>,
 }

@@ -19,6 +19,11 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
+/// Whether `-q` silenced progress.
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// Chooses bars or lines by whether stderr is a terminal; nothing with `-q`.
 pub fn for_stderr() -> Box<dyn Observer> {
     if QUIET.load(Ordering::Relaxed) {

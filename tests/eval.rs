@@ -183,12 +183,149 @@ fn modes_and_file_grouping_over_http() {
             assert_eq!(c["path"], f["path"]);
         }
     }
+    // The kind of file preferred: asked for, inferred from the question,
+    // or none; an unknown kind is a 400 that names the kinds.
+    let r = get("/v1/search?q=tags+and+rollback&group=file&k=3&kind=doc").json();
+    assert_eq!(r["kind"], "doc");
+    assert_eq!(r["files"][0]["path"], "docs/rollback.md", "{r:#}");
+    let r = get("/v1/search?q=tags+and+rollback&group=file&k=3&kind=source").json();
+    assert_eq!(r["kind"], "source");
+    assert_ne!(r["files"][0]["path"], "docs/rollback.md", "{r:#}");
+    let r = get("/v1/search?q=how+do+I+roll+back+production&k=1").json();
+    assert_eq!(r["kind"], "doc", "a how-do-I question asks for docs");
+    let r = get("/v1/search?q=compare+and+swap+of+a+tag&k=1").json();
+    assert_eq!(r["kind"], "source");
+    let r = get("/v1/search?q=tags&k=1&kind=any").json();
+    assert!(r["kind"].is_null(), "{r:#}");
+    let bad = get("/v1/search?q=tags&kind=tests");
+    assert_eq!(bad.status, 400);
+    let message = bad.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("unknown kind 'tests'") && message.contains("changelog"),
+        "{message}"
+    );
     // The bundle says what it can do.
     let info = get("/v1/bundle").json();
-    assert_eq!(info["live"]["format"], "1.1");
+    assert_eq!(info["live"]["format"], "1.2");
     assert_eq!(
         info["live"]["search_modes"],
         serde_json::json!(["hybrid", "semantic", "lexical"])
+    );
+}
+
+#[test]
+fn eval_from_history_asks_each_parent_and_keeps_the_parents_bundles() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = sample_repo();
+    repo.write(
+        "tools/resize.py",
+        "def resize_image(path, width, height):\n    \"\"\"Scale a picture to the given size in pixels, keeping its aspect.\"\"\"\n    img = Image.open(path)\n    img.thumbnail((width, height))\n    return img\n",
+    );
+    repo.commit("Keep the aspect ratio when scaling a picture to a width and height");
+    repo.write("docs/rollback.md", "# Rolling back\n\nRetag production.\n");
+    repo.commit("Shorten the rollback guide to one line");
+    repo.write(
+        "src/http.rs",
+        "/// Starts the HTTP listener and serves search requests.\npub async fn serve(addr: SocketAddr) -> std::io::Result<()> {\n    let listener = TcpListener::bind(addr).await?;\n    loop {\n        let (socket, peer) = listener.accept().await?;\n        tracing::debug!(%peer, \"accepted\");\n        tokio::spawn(handle(socket));\n    }\n}\n",
+    );
+    repo.commit("Log the peer of every connection the listener accepts\n\nSigned-off-by: shelf test <test@shelf.invalid>");
+    let (history, cache, mined) = (
+        t.path().join("history"),
+        t.path().join("cache"),
+        t.path().join("mined.jsonl"),
+    );
+    let args = [
+        "--from-history",
+        "10",
+        "--repo",
+        &repo.path().display().to_string(),
+        "--history-cache",
+        &history.display().to_string(),
+        "--cache",
+        &cache.display().to_string(),
+        "--write-queries",
+        &mined.display().to_string(),
+    ]
+    .map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = eval_json(&args);
+    let h = &report["history"];
+    assert_eq!(h["asked_of"], "each commit's parent");
+    assert_eq!(h["mined"], 2, "{report:#}");
+    assert_eq!(h["skipped"]["no-source-file"], 1, "{report:#}");
+    assert_eq!(h["skipped"]["root-commit"], 1, "{report:#}");
+    let queries = report["candidate"]["queries"].as_array().unwrap();
+    let gold: Vec<&str> = queries
+        .iter()
+        .map(|q| q["gold"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(gold, ["src/http.rs", "tools/resize.py"], "newest first");
+    assert!(
+        report["candidate"]["overall"]["recall_at_5"]
+            .as_f64()
+            .unwrap()
+            >= 0.5,
+        "{report:#}"
+    );
+    // The mined queries, as a query file: trailers gone, commits named.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&mined)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["query"],
+        "Log the peer of every connection the listener accepts"
+    );
+    assert_eq!(lines[0]["gold_files"][0], "src/http.rs");
+    assert_eq!(lines[0]["parent"].as_str().unwrap().len(), 40);
+    // Two parents were built and kept; a second run only asks.
+    let kept = std::fs::read_dir(&history).unwrap().count();
+    assert_eq!(kept, 2);
+    let (code, _, err) = shelf(&[&["eval"], args.as_slice()].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("building parent"), "{err}");
+    // A gate compares two bundles: with history it needs --bundle too.
+    let (code, _, err) = shelf(
+        &[
+            &["eval"],
+            args.as_slice(),
+            &["--baseline-bundle", "x.tar.zst"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("pass --bundle FILE"), "{err}");
+}
+
+#[test]
+fn eval_from_history_of_a_shallow_clone_says_to_fetch_the_history() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = sample_repo();
+    repo.write(
+        "tools/resize.py",
+        "def resize_image(path, w, h):\n    return None\n",
+    );
+    repo.commit("Stop resizing pictures for now, it was broken");
+    let shallow = t.path().join("shallow");
+    let out = Command::new("git")
+        .args(["clone", "-q", "--depth", "1"])
+        .arg(format!("file://{}", repo.path().display()))
+        .arg(&shallow)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (code, _, err) = shelf(&[
+        "eval",
+        "--from-history",
+        "5",
+        "--repo",
+        &shallow.display().to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no commit among the 1 read") && err.contains("fetch-depth: 0"),
+        "{err}"
     );
 }
 

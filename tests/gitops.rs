@@ -627,6 +627,75 @@ fn the_action_tells_a_quality_regression_from_an_evaluation_error_and_moves_no_t
     assert_ne!(accepted.out("digest"), d1);
 }
 
+#[test]
+fn the_action_gates_on_queries_mined_from_history_and_catches_a_regression() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store").display().to_string();
+    let action = Action::new(&store, &[]);
+    let repo = sample_repo();
+    repo.write(
+        "src/tags.rs",
+        "/// Moves a tag to a new bundle digest with compare-and-swap, retrying lost races.\npub fn move_tag(store: &Store, name: &str, expected: Digest, new: Digest) -> Result<()> {\n    loop {\n        let current = store.read_tag(name)?;\n        if current != expected {\n            return Err(Error::Conflict);\n        }\n        if store.write_tag(name, new).is_ok() {\n            return Ok(());\n        }\n    }\n}\n",
+    );
+    repo.commit("Retry the tag move when compare and swap loses a race");
+    repo.write(
+        "tools/resize.py",
+        "def resize_image(path, width, height):\n    \"\"\"Scale a picture to the given size in pixels, keeping its aspect.\"\"\"\n    img = Image.open(path)\n    img.thumbnail((width, height))\n    return img\n",
+    );
+    repo.commit("Keep the aspect ratio when scaling a picture to a width and height");
+    let path = repo_str(&repo);
+    let gated = |extra: &[(&str, &str)]| {
+        let mut vars = vec![
+            ("SHELF_TAG", "main"),
+            ("SHELF_REPOSITORY", path.as_str()),
+            ("SHELF_FAIL_ON_QUALITY_DROP", "true"),
+            ("SHELF_GOLDEN_FROM_HISTORY", "5"),
+        ];
+        vars.extend_from_slice(extra);
+        action.run(&vars)
+    };
+    let (code, first) = gated(&[]);
+    assert_eq!(code, 0, "{}", first.stderr);
+    assert_eq!(first.out("quality-gate"), "skipped", "no baseline yet");
+    let d1 = first.out("digest").to_string();
+
+    // A new commit: the mined queries are asked of both bundles; nothing
+    // got worse.
+    repo.write("docs/rollback.md", "# Rolling back\n\nRetag production to the previous release:\n\n    shelf rollback production\n");
+    repo.commit("Say how to roll back in fewer words");
+    let (code, passed) = gated(&[]);
+    assert_eq!(code, 0, "{}", passed.stderr);
+    assert_eq!(passed.out("quality-gate"), "passed", "{}", passed.stderr);
+    assert!(
+        passed
+            .stderr
+            .contains("golden queries mined from the history"),
+        "{}",
+        passed.stderr
+    );
+    let d2 = passed.out("digest").to_string();
+    assert_ne!(d2, d1);
+
+    // Ignoring the source directory loses the file a mined query answers:
+    // a regression, and the tag stays.
+    repo.write(".shelfignore", "src/\n");
+    repo.commit("Stop indexing the sources by accident");
+    let (code, worse) = gated(&[]);
+    assert_eq!(code, 3, "{}", worse.stderr);
+    assert_eq!(worse.out("quality-gate"), "failed");
+    assert!(
+        worse.stderr.contains("quality regression"),
+        "{}",
+        worse.stderr
+    );
+    assert_eq!(tag_digest(&store, "main").as_deref(), Some(d2.as_str()));
+
+    // Not a number is an input error, before any gate.
+    let (code, bad) = gated(&[("SHELF_GOLDEN_FROM_HISTORY", "many")]);
+    assert_eq!(code, 1, "{}", bad.stderr);
+    assert!(bad.stderr.contains("golden-from-history"), "{}", bad.stderr);
+}
+
 fn tag_names(names: &[&str]) -> Vec<String> {
     let out = Command::new(Path::new(ROOT).join("scripts/action/tag-name"))
         .args(names)

@@ -275,12 +275,9 @@ fn bad_bundles_are_refused_while_the_old_one_keeps_answering_and_readyz_says_why
     // once (the digest can never become servable); the damaged bytes are
     // verification failures, retried with backoff while the tag named them.
     let count = |reason: &str| -> u64 {
-        let prefix = format!("shelf_bundle_load_failures_total{{reason=\"{reason}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        let label = format!("reason=\"{reason}\"");
+        http::metric_value(&metrics, "shelf_bundle_load_failures_total", &[&label]).unwrap_or(0.0)
+            as u64
     };
     assert_eq!(count("incompatible"), 2, "{metrics}");
     assert!(count("verification") >= 2, "{metrics}");
@@ -459,13 +456,15 @@ fn tokens_are_required_compared_exactly_and_never_logged() {
     assert_eq!(http::get(server.addr, "/readyz").status, 200);
     assert_eq!(http::get(server.addr, "/healthz").status, 200);
     // Logs are JSON lines, one per request with its latency, and no secret.
-    let logs = server.logs();
+    let searches = |logs: &str| -> Vec<serde_json::Value> {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["route"] == "search")
+            .collect()
+    };
+    let logs = server.logs_when(Duration::from_secs(5), |l| searches(l).len() >= 5);
     assert!(!logs.contains(SEARCH_TOKEN) && !logs.contains(ADMIN_TOKEN));
-    let access: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["fields"]["route"] == "search")
-        .collect();
+    let access = searches(&logs);
     assert!(access.len() >= 5, "{logs}");
     assert!(
         access
@@ -1031,7 +1030,11 @@ fn tag_moves_under_load_fail_no_request_and_never_mix_bundles() {
     );
     assert!(seen.contains(&v1.digest) && seen.contains(&v2.digest));
     let metrics = String::from_utf8(http::get(addr, "/metrics").body).unwrap();
-    assert!(metrics.contains("shelf_bundle_swaps_total 7"), "{metrics}");
+    assert_eq!(
+        http::metric_value(&metrics, "shelf_bundle_swaps_total", &[]),
+        Some(7.0),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -1132,6 +1135,12 @@ fn search_cli_on_a_bundle_and_the_api_give_the_same_answer() {
         for answer in [&mut api, &mut cli] {
             let o = answer.as_object_mut().unwrap();
             assert!(o.remove("took_ms").is_some() && o.remove("timings_ms").is_some());
+            // The index's age grows between the two answers.
+            let bundle = o["bundle"].as_object_mut().unwrap();
+            assert!(bundle.remove("age_seconds").is_some());
+            for b in o["repos"].as_array_mut().unwrap() {
+                assert!(b.as_object_mut().unwrap().remove("age_seconds").is_some());
+            }
         }
         // A file has no tag; the server's answer says it serves none either.
         assert_eq!(api, cli, "{query_string}");

@@ -69,134 +69,142 @@ pub fn run(opts: &Options) -> Result<()> {
     ));
     warn_if_busy(&p, &machine);
 
-    p.say(&format!(
-        "generating {} files (seed {})",
-        opts.files, opts.seed
-    ));
-    let mut corpus = Corpus::generate(opts.files, opts.seed);
-    // GitRepo is the tests' fixture: it panics (with git's message) rather
-    // than returning errors, which is acceptable for a benchmark's setup.
+    let mut repo = BenchRepo::generate(opts, &p);
+    let builds = Builds {
+        p: &p,
+        shelf: &shelf,
+        work: work.path(),
+        runs: opts.runs,
+    };
+    let measured = measure(opts, &builds, &mut repo)?;
+    let results = Results::new(opts, machine, &shelf, &repo, measured);
+    print!("{}", table::render(&results.rows));
+    write_json(&opts.json_out, &results)?;
+    p.say(&format!("results written to {}", opts.json_out.display()));
+    Ok(())
+}
+
+/// The measurements one summary is made of, in the order they are taken.
+struct Measurements {
+    /// Files asked for (`--files`).
+    files: usize,
+    cold: Vec<BuildRun>,
+    peak_rss_kib_after_cold: u64,
+    direct: Direct,
+    /// Built from the cold bundle after a one-file commit.
+    inc1: Vec<BuildRun>,
+    /// Files the 5% commit changed.
+    inc5_files_changed: usize,
+    /// Built from the one-file bundle after the 5% commit.
+    inc5: Vec<BuildRun>,
+    peak_rss_kib_after_all: u64,
+}
+
+/// Cold builds, the embedder alone on the same chunks, then incremental
+/// builds after a one-file commit (from the cold bundle) and after a
+/// commit touching 5% of files (from the previous commit's bundle, as CI
+/// would build one commit after another).
+fn measure(opts: &Options, builds: &Builds, repo: &mut BenchRepo) -> Result<Measurements> {
+    let p = builds.p;
+    let cold = builds.phase("cold", "cold", repo.git.path(), None)?;
+    let peak_rss_kib_after_cold = rss::children_peak_kib()?;
+
+    p.say("direct embedding: loading the model and chunking the corpus");
+    let direct = direct::measure(&repo.corpus.files, opts.direct_runs, |m| p.say(m))?;
+
+    let mut rng = Rng::new(opts.seed ^ 0x1dc3_e3e7);
+    repo.commit_one_file(&mut rng, p);
+    let inc1 = builds.phase(
+        "incremental 1 file",
+        "inc1",
+        repo.git.path(),
+        Some(&cold[0].report.bundle_path),
+    )?;
+
+    let inc5_files_changed = repo.commit_touched_share(&mut rng, p);
+    let inc5 = builds.phase(
+        "incremental 5%",
+        "inc5",
+        repo.git.path(),
+        Some(&inc1[0].report.bundle_path),
+    )?;
+    let peak_rss_kib_after_all = rss::children_peak_kib()?;
+    Ok(Measurements {
+        files: opts.files,
+        cold,
+        peak_rss_kib_after_cold,
+        direct,
+        inc1,
+        inc5_files_changed,
+        inc5,
+        peak_rss_kib_after_all,
+    })
+}
+
+/// The generated repository: its files as last written, the git work tree
+/// and the commits made so far (base, one file, 5%).
+struct BenchRepo {
+    corpus: Corpus,
+    git: GitRepo,
+    commits: Vec<String>,
+}
+
+impl BenchRepo {
+    /// Generates the corpus and commits it.
+    fn generate(opts: &Options, p: &Progress) -> Self {
+        p.say(&format!(
+            "generating {} files (seed {})",
+            opts.files, opts.seed
+        ));
+        let corpus = Corpus::generate(opts.files, opts.seed);
+        let git = write_corpus(&corpus);
+        let base = git.commit("benchmark corpus");
+        p.say(&format!(
+            "committed {} ({} bytes of text) in {}",
+            base,
+            corpus.text_bytes(),
+            git.path().display()
+        ));
+        Self {
+            corpus,
+            git,
+            commits: vec![base],
+        }
+    }
+
+    /// Appends a definition to one random file and commits.
+    fn commit_one_file(&mut self, rng: &mut Rng, p: &Progress) {
+        let one = rng.below(self.corpus.files.len());
+        edit(&self.git, &mut self.corpus, one, rng, true);
+        let commit = self.git.commit("append a definition to one file");
+        p.say(&format!(
+            "commit {commit}: appended a definition to {}",
+            self.corpus.files[one].path
+        ));
+        self.commits.push(commit);
+    }
+
+    /// Changes [`TOUCHED_SHARE`] of the files and commits; returns how many
+    /// files changed.
+    fn commit_touched_share(&mut self, rng: &mut Rng, p: &Progress) -> usize {
+        let count = ((self.corpus.files.len() as f64) * TOUCHED_SHARE).ceil() as usize;
+        let touched = touch_files(&self.git, &mut self.corpus, count, rng);
+        let commit = self.git.commit("touch 5% of files");
+        p.say(&format!("commit {commit}: changed {touched} files"));
+        self.commits.push(commit);
+        touched
+    }
+}
+
+/// Writes every file of `corpus` into a new repository, uncommitted.
+/// GitRepo is the tests' fixture: it panics (with git's message) rather
+/// than returning errors, which is acceptable for a benchmark's setup.
+pub(crate) fn write_corpus(corpus: &Corpus) -> GitRepo {
     let repo = GitRepo::new();
     for f in &corpus.files {
         repo.write(&f.path, &f.text);
     }
-    let base_commit = repo.commit("benchmark corpus");
-    p.say(&format!(
-        "committed {} ({} bytes of text) in {}",
-        base_commit,
-        corpus.text_bytes(),
-        repo.path().display()
-    ));
-
-    // 1. Cold builds.
-    let cold = phase(&p, "cold", opts.runs, |i| {
-        shelf.build(repo.path(), &work.path().join(format!("cold-{i}")), None)
-    })?;
-    let peak_after_cold = rss::children_peak_kib()?;
-
-    // 2. The embedder alone on the same chunks.
-    p.say("direct embedding: loading the model and chunking the corpus");
-    let direct = direct::measure(&corpus.files, opts.direct_runs, |m| p.say(m))?;
-
-    // 3. Incremental after a one-file commit, from the cold bundle.
-    let mut rng = Rng::new(opts.seed ^ 0x1dc3_e3e7);
-    let one = rng.below(corpus.files.len());
-    edit(&repo, &mut corpus, one, &mut rng, true);
-    let one_commit = repo.commit("append a definition to one file");
-    p.say(&format!(
-        "commit {one_commit}: appended a definition to {}",
-        corpus.files[one].path
-    ));
-    let cold_bundle = cold[0].report.bundle_path.clone();
-    let inc1 = phase(&p, "incremental 1 file", opts.runs, |i| {
-        shelf.build(
-            repo.path(),
-            &work.path().join(format!("inc1-{i}")),
-            Some(&cold_bundle),
-        )
-    })?;
-
-    // 4. Incremental after a commit touching 5% of files, from the previous
-    // commit's bundle (as CI would build one commit after another): half
-    // get a definition appended, half a line inserted in the middle.
-    let touched = pick_distinct(
-        corpus.files.len(),
-        ((corpus.files.len() as f64) * TOUCHED_SHARE).ceil() as usize,
-        &mut rng,
-    );
-    for (j, &i) in touched.iter().enumerate() {
-        edit(&repo, &mut corpus, i, &mut rng, j % 2 == 0);
-    }
-    let five_commit = repo.commit("touch 5% of files");
-    p.say(&format!(
-        "commit {five_commit}: changed {} files",
-        touched.len()
-    ));
-    let inc1_bundle = inc1[0].report.bundle_path.clone();
-    let inc5 = phase(&p, "incremental 5%", opts.runs, |i| {
-        shelf.build(
-            repo.path(),
-            &work.path().join(format!("inc5-{i}")),
-            Some(&inc1_bundle),
-        )
-    })?;
-    let peak_after_all = rss::children_peak_kib()?;
-
-    let summary = Summary::new(
-        &cold,
-        &direct,
-        &inc1,
-        &inc5,
-        touched.len(),
-        opts.files,
-        peak_after_cold,
-    );
-    let rows = summary.rows(opts.runs);
-    print!("{}", table::render(&rows));
-
-    let (rust, python, markdown) = corpus.count_by_kind();
-    let results = Results {
-        command: opts.command.clone(),
-        machine,
-        shelf_binary: BinaryInfo {
-            source: shelf.source.display().to_string(),
-            bytes: shelf.bytes,
-            modified_unix: shelf.modified_unix,
-        },
-        params: Params {
-            files: opts.files,
-            runs: opts.runs,
-            direct_runs: opts.direct_runs,
-            seed: opts.seed,
-        },
-        corpus: CorpusInfo {
-            files: corpus.files.len(),
-            // After the edits; the cold builds saw the base commit's text.
-            text_bytes_final: corpus.text_bytes(),
-            rust,
-            python,
-            markdown,
-            commits: vec![base_commit, one_commit, five_commit],
-        },
-        cold: PhaseOut::new(&cold, None, corpus.files.len()),
-        direct_embed: DirectOut {
-            median_ms: median(&direct.runs_ms),
-            chunks_per_s: summary.direct_embed_chunks_per_s,
-            note: "in-process Embedder::embed_documents over the unique chunks of the base \
-                   commit in one call, longest first as the builder orders them; only embedding \
-                   is timed; median over --direct-runs",
-            measured: direct,
-        },
-        incremental_one_file: PhaseOut::new(&inc1, Some(&cold_bundle), 1),
-        incremental_five_percent: PhaseOut::new(&inc5, Some(&inc1_bundle), touched.len()),
-        peak_rss_kib_after_cold: peak_after_cold,
-        peak_rss_kib_after_all: peak_after_all,
-        summary,
-        rows,
-    };
-    write_json(&opts.json_out, &results)?;
-    p.say(&format!("results written to {}", opts.json_out.display()));
-    Ok(())
+    repo
 }
 
 /// Says so when other work is already using the cores: embedding takes all
@@ -218,33 +226,50 @@ pub(crate) fn warn_if_busy(p: &Progress, machine: &Machine) {
     }
 }
 
-/// Runs one measured build `runs` times, with a progress line per run.
-fn phase(
-    p: &Progress,
-    name: &str,
+/// How every measured build is run: `runs` times each, into the scratch
+/// directory, with a progress line per run.
+struct Builds<'a> {
+    p: &'a Progress,
+    shelf: &'a ShelfBinary,
+    work: &'a Path,
     runs: usize,
-    mut build: impl FnMut(usize) -> Result<BuildRun>,
-) -> Result<Vec<BuildRun>> {
-    let mut out = Vec::with_capacity(runs);
-    for i in 0..runs {
-        p.say(&format!("{name} build {}/{runs}", i + 1));
-        let r = build(i).with_context(|| format!("{name} build {}", i + 1))?;
-        let stages: Vec<String> = STAGES
-            .iter()
-            .map(|s| format!("{s} {:.1}", r.stage_ms(s) / 1000.0))
-            .collect();
-        p.say(&format!(
-            "  {:.1} s wall, {} chunks ({} embedded, {} reused), stages s: {} (load {})",
-            r.wall.as_secs_f64(),
-            r.report.chunks.total,
-            r.report.chunks.embedded,
-            r.report.chunks.reused,
-            stages.join(", "),
-            r.loadavg_after.as_deref().unwrap_or("?")
-        ));
-        out.push(r);
+}
+
+impl Builds<'_> {
+    /// Builds `repo` `runs` times into `<work>/<dir>-<i>`, from `previous`
+    /// when given.
+    fn phase(
+        &self,
+        name: &str,
+        dir: &str,
+        repo: &Path,
+        previous: Option<&Path>,
+    ) -> Result<Vec<BuildRun>> {
+        let runs = self.runs;
+        let mut out = Vec::with_capacity(runs);
+        for i in 0..runs {
+            self.p.say(&format!("{name} build {}/{runs}", i + 1));
+            let r = self
+                .shelf
+                .build(repo, &self.work.join(format!("{dir}-{i}")), previous)
+                .with_context(|| format!("{name} build {}", i + 1))?;
+            let stages: Vec<String> = STAGES
+                .iter()
+                .map(|s| format!("{s} {:.1}", r.stage_ms(s) / 1000.0))
+                .collect();
+            self.p.say(&format!(
+                "  {:.1} s wall, {} chunks ({} embedded, {} reused), stages s: {} (load {})",
+                r.wall.as_secs_f64(),
+                r.report.chunks.total,
+                r.report.chunks.embedded,
+                r.report.chunks.reused,
+                stages.join(", "),
+                r.loadavg_after.as_deref().unwrap_or("?")
+            ));
+            out.push(r);
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// Changes file `i` (append a definition, or insert a line in the middle)
@@ -257,6 +282,22 @@ pub(crate) fn edit(repo: &GitRepo, corpus: &mut Corpus, i: usize, rng: &mut Rng,
         corpus::edit_middle(&f.path, &f.text, rng)
     };
     repo.write(&f.path, &f.text);
+}
+
+/// Changes `count` distinct random files in the corpus and the work tree
+/// (half get a definition appended, half a line inserted in the middle),
+/// uncommitted; returns how many changed.
+pub(crate) fn touch_files(
+    repo: &GitRepo,
+    corpus: &mut Corpus,
+    count: usize,
+    rng: &mut Rng,
+) -> usize {
+    let touched = pick_distinct(corpus.files.len(), count, rng);
+    for (j, &i) in touched.iter().enumerate() {
+        edit(repo, corpus, i, rng, j % 2 == 0);
+    }
+    touched.len()
 }
 
 /// `k` distinct indices below `n`, by a partial Fisher-Yates shuffle.
@@ -333,24 +374,18 @@ struct Summary {
 }
 
 impl Summary {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        cold: &[BuildRun],
-        direct: &Direct,
-        inc1: &[BuildRun],
-        inc5: &[BuildRun],
-        inc5_files_changed: usize,
-        files: usize,
-        peak_rss_kib: u64,
-    ) -> Self {
+    fn new(m: &Measurements) -> Self {
+        let (cold, inc1, inc5) = (&m.cold[..], &m.inc1[..], &m.inc5[..]);
         let first = &cold[0].report;
+        let total = |r: &BuildRun| r.stage_ms("total");
         let cold_wall_ms = median_by(cold, BuildRun::wall_ms);
-        let cold_total_ms = median_by(cold, |r| r.stage_ms("total"));
+        let cold_total_ms = median_by(cold, total);
         let mut cold_stage_ms: BTreeMap<String, f64> = STAGES
             .iter()
             .map(|s| (s.to_string(), median_by(cold, |r| r.stage_ms(s))))
             .collect();
         cold_stage_ms.insert("total".into(), cold_total_ms);
+        let direct = &m.direct;
         let direct_ms = median(&direct.runs_ms);
         let embed_rate =
             |r: &BuildRun| r.report.chunks.embedded as f64 / (r.stage_ms("embed") / 1000.0);
@@ -360,8 +395,8 @@ impl Summary {
         let direct_embed_chunks_per_s = direct.chunks_unique as f64 / (direct_ms / 1000.0);
         let inc1_wall_ms = median_by(inc1, BuildRun::wall_ms);
         let inc5_wall_ms = median_by(inc5, BuildRun::wall_ms);
-        let inc5_total_ms = median_by(inc5, |r| r.stage_ms("total"));
-        let share = inc5_files_changed as f64 / files as f64;
+        let inc5_total_ms = median_by(inc5, total);
+        let share = m.inc5_files_changed as f64 / m.files as f64;
         Self {
             files_indexed: first.files.indexed,
             text_bytes: first.files.text_bytes,
@@ -374,13 +409,11 @@ impl Summary {
                 .map(BuildRun::wall_ms)
                 .fold(f64::INFINITY, f64::min),
             cold_total_ms,
-            cold_startup_ms: median_by(cold, |r| r.wall_ms() - r.stage_ms("total")),
+            cold_startup_ms: median_by(cold, |r| r.wall_ms() - total(r)),
             cold_chunks_per_s: median_by(cold, |r| {
-                r.report.chunks.total as f64 / (r.stage_ms("total") / 1000.0)
+                r.report.chunks.total as f64 / (total(r) / 1000.0)
             }),
-            cold_non_embed_share: median_by(cold, |r| {
-                (r.stage_ms("total") - r.stage_ms("embed")) / r.stage_ms("total")
-            }),
+            cold_non_embed_share: median_by(cold, |r| (total(r) - r.stage_ms("embed")) / total(r)),
             cold_non_embed_share_wall: median_by(cold, |r| {
                 (r.wall_ms() - r.stage_ms("embed")) / r.wall_ms()
             }),
@@ -394,13 +427,13 @@ impl Summary {
             embed_ratio_best: best_builder
                 / (direct.chunks_unique as f64 / (best_direct_ms / 1000.0)),
             inc1_wall_ms,
-            inc1_total_ms: median_by(inc1, |r| r.stage_ms("total")),
+            inc1_total_ms: median_by(inc1, total),
             inc1_embedded: inc1[0].report.chunks.embedded,
             inc1_reused: inc1[0].report.chunks.reused,
             inc1_digests_identical: same_digest(inc1),
             cold_over_inc1: cold_wall_ms / inc1_wall_ms,
-            cold_over_inc1_total: cold_total_ms / median_by(inc1, |r| r.stage_ms("total")),
-            inc5_files_changed,
+            cold_over_inc1_total: cold_total_ms / median_by(inc1, total),
+            inc5_files_changed: m.inc5_files_changed,
             inc5_wall_ms,
             inc5_total_ms,
             inc5_embedded: inc5[0].report.chunks.embedded,
@@ -408,29 +441,26 @@ impl Summary {
             inc5_digests_identical: same_digest(inc5),
             inc5_over_proportional_wall: inc5_wall_ms / (cold_wall_ms * share),
             inc5_over_proportional_total: inc5_total_ms / (cold_total_ms * share),
-            peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+            peak_rss_mib: m.peak_rss_kib_after_cold as f64 / 1024.0,
             bundle_bytes: first.bundle_bytes,
             bundle_over_text: first.bundle_bytes as f64 / first.files.text_bytes.max(1) as f64,
             cold_stage_ms,
         }
     }
 
+    /// The table, in sections: cold builds, embedding, the two incremental
+    /// builds, resources.
     fn rows(&self, runs: usize) -> Vec<Row> {
-        let s = |ms: f64| format!("{:.2} s", ms / 1000.0);
-        let pct = |x: f64| format!("{:.1}%", x * 100.0);
+        let mut rows = self.cold_rows(runs);
+        rows.extend(self.embed_rows());
+        rows.extend(self.one_file_rows(runs));
+        rows.extend(self.five_percent_rows(runs));
+        rows.extend(self.resource_rows());
+        rows
+    }
+
+    fn cold_rows(&self, runs: usize) -> Vec<Row> {
         let stage = |k: &str| self.cold_stage_ms.get(k).copied().unwrap_or(f64::NAN);
-        let reproducible = |same: bool, what: &str| {
-            if runs < 2 {
-                Row::info(format!("{what} digest reproducible"), "1 run: not checked")
-            } else {
-                Row::check(
-                    format!("{what} digest reproducible"),
-                    if same { "yes" } else { "NO" },
-                    format!("identical over {runs} runs"),
-                    same,
-                )
-            }
-        };
         let mut rows = vec![
             Row::info(
                 "repository",
@@ -444,13 +474,16 @@ impl Summary {
                 "chunks (per file)",
                 format!("{} ({:.2})", self.chunks_total, self.chunks_per_file),
             ),
-            Row::info("cold build, wall", s(self.cold_wall_ms)),
-            Row::info("cold build, wall (fastest run)", s(self.cold_wall_min_ms)),
-            Row::info("cold build, report total", s(self.cold_total_ms)),
-            Row::info("cold startup (wall - total)", s(self.cold_startup_ms)),
+            Row::info("cold build, wall", secs(self.cold_wall_ms)),
+            Row::info(
+                "cold build, wall (fastest run)",
+                secs(self.cold_wall_min_ms),
+            ),
+            Row::info("cold build, report total", secs(self.cold_total_ms)),
+            Row::info("cold startup (wall - total)", secs(self.cold_startup_ms)),
         ];
         for st in STAGES {
-            rows.push(Row::info(format!("cold stage {st}"), s(stage(st))));
+            rows.push(Row::info(format!("cold stage {st}"), secs(stage(st))));
         }
         rows.extend([
             Row::info(
@@ -459,16 +492,22 @@ impl Summary {
             ),
             Row::check(
                 "non-embedding share (total - embed)/total",
-                pct(self.cold_non_embed_share),
-                format!("< {}", pct(MAX_NON_EMBED_SHARE)),
+                percent(self.cold_non_embed_share),
+                format!("< {}", percent(MAX_NON_EMBED_SHARE)),
                 self.cold_non_embed_share < MAX_NON_EMBED_SHARE,
             ),
             Row::info(
                 "non-embedding share incl. startup (wall)",
-                pct(self.cold_non_embed_share_wall),
+                percent(self.cold_non_embed_share_wall),
             ),
-            reproducible(self.cold_digests_identical, "cold"),
+            reproducible(self.cold_digests_identical, "cold", runs),
             Row::info("cold digest", self.cold_digest.clone()),
+        ]);
+        rows
+    }
+
+    fn embed_rows(&self) -> Vec<Row> {
+        vec![
             Row::info(
                 "builder embed stage chunks/s",
                 format!("{:.1}", self.builder_embed_chunks_per_s),
@@ -499,13 +538,18 @@ impl Summary {
                 "embed ratio, fastest runs",
                 format!("{:.3}", self.embed_ratio_best),
             ),
+        ]
+    }
+
+    fn one_file_rows(&self, runs: usize) -> Vec<Row> {
+        vec![
             Row::check(
                 "incremental 1 file, wall",
-                s(self.inc1_wall_ms),
+                secs(self.inc1_wall_ms),
                 format!("< {MAX_INCREMENTAL_S} s"),
                 self.inc1_wall_ms < MAX_INCREMENTAL_S * 1000.0,
             ),
-            Row::info("incremental 1 file, report total", s(self.inc1_total_ms)),
+            Row::info("incremental 1 file, report total", secs(self.inc1_total_ms)),
             Row::info(
                 "incremental 1 file, embedded/reused",
                 format!("{}/{}", self.inc1_embedded, self.inc1_reused),
@@ -520,12 +564,17 @@ impl Summary {
                 "cold/incremental 1 file (report total)",
                 format!("{:.1}x", self.cold_over_inc1_total),
             ),
-            reproducible(self.inc1_digests_identical, "incremental 1 file"),
+            reproducible(self.inc1_digests_identical, "incremental 1 file", runs),
+        ]
+    }
+
+    fn five_percent_rows(&self, runs: usize) -> Vec<Row> {
+        vec![
             Row::info(
                 format!("incremental {} files (5%), wall", self.inc5_files_changed),
-                s(self.inc5_wall_ms),
+                secs(self.inc5_wall_ms),
             ),
-            Row::info("incremental 5%, report total", s(self.inc5_total_ms)),
+            Row::info("incremental 5%, report total", secs(self.inc5_total_ms)),
             Row::info(
                 "incremental 5%, embedded/reused",
                 format!("{}/{}", self.inc5_embedded, self.inc5_reused),
@@ -538,7 +587,12 @@ impl Summary {
                 "incremental 5% / (5% of cold), total",
                 format!("{:.2}", self.inc5_over_proportional_total),
             ),
-            reproducible(self.inc5_digests_identical, "incremental 5%"),
+            reproducible(self.inc5_digests_identical, "incremental 5%", runs),
+        ]
+    }
+
+    fn resource_rows(&self) -> Vec<Row> {
+        vec![
             Row::check(
                 "peak RSS of cold builds",
                 format!("{:.0} MiB", self.peak_rss_mib),
@@ -553,8 +607,31 @@ impl Summary {
                     self.bundle_over_text
                 ),
             ),
-        ]);
-        rows
+        ]
+    }
+}
+
+/// Milliseconds as seconds, for the table.
+fn secs(ms: f64) -> String {
+    format!("{:.2} s", ms / 1000.0)
+}
+
+/// A share as a percentage, for the table.
+fn percent(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// Whether a phase's runs all gave the same bundle (not checked with one run).
+fn reproducible(same: bool, what: &str, runs: usize) -> Row {
+    if runs < 2 {
+        Row::info(format!("{what} digest reproducible"), "1 run: not checked")
+    } else {
+        Row::check(
+            format!("{what} digest reproducible"),
+            if same { "yes" } else { "NO" },
+            format!("identical over {runs} runs"),
+            same,
+        )
     }
 }
 
@@ -573,6 +650,65 @@ struct Results {
     peak_rss_kib_after_all: u64,
     summary: Summary,
     rows: Vec<Row>,
+}
+
+impl Results {
+    /// The summary, the table and the raw runs of one benchmark.
+    fn new(
+        opts: &Options,
+        machine: Machine,
+        shelf: &ShelfBinary,
+        repo: &BenchRepo,
+        m: Measurements,
+    ) -> Self {
+        let summary = Summary::new(&m);
+        let rows = summary.rows(opts.runs);
+        let (rust, python, markdown) = repo.corpus.count_by_kind();
+        let files = repo.corpus.files.len();
+        Self {
+            command: opts.command.clone(),
+            machine,
+            shelf_binary: BinaryInfo {
+                source: shelf.source.display().to_string(),
+                bytes: shelf.bytes,
+                modified_unix: shelf.modified_unix,
+            },
+            params: Params {
+                files: opts.files,
+                runs: opts.runs,
+                direct_runs: opts.direct_runs,
+                seed: opts.seed,
+            },
+            corpus: CorpusInfo {
+                files,
+                // After the edits; the cold builds saw the base commit's text.
+                text_bytes_final: repo.corpus.text_bytes(),
+                rust,
+                python,
+                markdown,
+                commits: repo.commits.clone(),
+            },
+            cold: PhaseOut::new(&m.cold, None, files),
+            direct_embed: DirectOut {
+                median_ms: median(&m.direct.runs_ms),
+                chunks_per_s: summary.direct_embed_chunks_per_s,
+                note: "in-process Embedder::embed_documents over the unique chunks of the base \
+                       commit in one call, longest first as the builder orders them; only embedding \
+                       is timed; median over --direct-runs",
+                measured: m.direct,
+            },
+            incremental_one_file: PhaseOut::new(&m.inc1, Some(&m.cold[0].report.bundle_path), 1),
+            incremental_five_percent: PhaseOut::new(
+                &m.inc5,
+                Some(&m.inc1[0].report.bundle_path),
+                m.inc5_files_changed,
+            ),
+            peak_rss_kib_after_cold: m.peak_rss_kib_after_cold,
+            peak_rss_kib_after_all: m.peak_rss_kib_after_all,
+            summary,
+            rows,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

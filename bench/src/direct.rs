@@ -83,6 +83,7 @@ pub(crate) fn unique_chunks(files: &[File], embedder: &Embedder) -> (Vec<Chunk>,
     let params = ChunkParams {
         max_tokens: settings.max_chunk_tokens,
         overlap_lines: settings.overlap_lines,
+        chunker: settings.chunker,
     };
     let spans = ModelTokens(embedder);
     let mut seen = HashSet::new();

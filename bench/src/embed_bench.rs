@@ -33,7 +33,7 @@ use shelf_testkit::GitRepo;
 use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
-use crate::build_bench::{edit, pick_distinct, warn_if_busy};
+use crate::build_bench::{touch_files, warn_if_busy, write_corpus};
 use crate::corpus::Corpus;
 use crate::load::{self, Sample, percentile, process_cpu_seconds, process_rss_kib};
 use crate::machine::Machine;
@@ -214,6 +214,16 @@ struct ServeOut {
     peak_rss_mib: f64,
 }
 
+/// Everything measured, as the table is made of it.
+#[derive(Debug, Serialize)]
+struct Measured {
+    doc_layouts: Vec<DocLayoutOut>,
+    query_layouts: Vec<QueryLayoutOut>,
+    builds: Vec<BuildOut>,
+    incremental: Vec<IncrementalOut>,
+    serve: Vec<ServeOut>,
+}
+
 #[derive(Debug, Serialize)]
 struct Results {
     command: Vec<String>,
@@ -221,11 +231,9 @@ struct Results {
     files: usize,
     seed: u64,
     variants: Vec<VariantOut>,
-    doc_layouts: Vec<DocLayoutOut>,
-    query_layouts: Vec<QueryLayoutOut>,
-    builds: Vec<BuildOut>,
-    incremental: Vec<IncrementalOut>,
-    serve: Vec<ServeOut>,
+    /// Flattened: its fields are keys of the results themselves.
+    #[serde(flatten)]
+    measured: Measured,
     loadavg_at_end: Option<String>,
     rows: Vec<Row>,
 }
@@ -252,130 +260,41 @@ pub fn run(opts: &Options) -> Result<()> {
     for v in &variants {
         p.say(&format!("variant {}: {}", v.name, v.about));
     }
+    let bench = Bench {
+        opts,
+        p: &p,
+        variants: &variants,
+        work: work.path(),
+    };
 
     let mut corpus = Corpus::generate(opts.files, opts.seed);
-
     // 1. In process: the layouts the defaults were chosen by.
     let (doc_layouts, query_layouts) = layouts(opts, &runtime, &corpus, &p)?;
-
     // 2. Cold builds, interleaved.
-    let repo = GitRepo::new();
-    for f in &corpus.files {
-        repo.write(&f.path, &f.text);
-    }
+    let repo = write_corpus(&corpus);
     repo.commit("embed benchmark corpus");
-    let mut runs: Vec<Vec<BuildRun>> = variants.iter().map(|_| Vec::new()).collect();
-    for run in 0..opts.runs {
-        for (v, out) in variants.iter().zip(&mut runs) {
-            p.say(&format!(
-                "cold build {}/{} of {}",
-                run + 1,
-                opts.runs,
-                v.name
-            ));
-            let r = v.shelf.build_with(
-                repo.path(),
-                "HEAD",
-                &work.path().join(format!("{}-cold-{run}", v.name)),
-                None,
-                REPOSITORY_NAME,
-                &v.args,
-            )?;
-            p.say(&format!(
-                "  {:.1} s wall, {} chunks embedded, embed stage {:.1} s, peak RSS {} MiB (load {})",
-                r.wall.as_secs_f64(),
-                r.report.chunks.embedded,
-                r.stage_ms("embed") / 1000.0,
-                r.peak_rss_kib / 1024,
-                r.loadavg_after.as_deref().unwrap_or("?")
-            ));
-            out.push(r);
-        }
-    }
-    let builds: Vec<BuildOut> = variants
-        .iter()
-        .zip(&runs)
-        .map(|(v, r)| build_out(v.name, r))
-        .collect();
-
+    let builds = bench.cold_builds(repo.path())?;
     // 3. Incremental == cold after a 5% commit, for this build's models.
-    let touched = {
-        let mut rng = Rng::new(opts.seed ^ 0x17);
-        let touched = pick_distinct(
-            corpus.files.len(),
-            ((corpus.files.len() as f64) * TOUCHED_SHARE).ceil() as usize,
-            &mut rng,
-        );
-        for (j, &i) in touched.iter().enumerate() {
-            edit(&repo, &mut corpus, i, &mut rng, j % 2 == 0);
-        }
-        touched.len()
-    };
-    repo.commit("touch 5% of files");
-    let mut incremental = Vec::new();
-    for (v, b) in variants.iter().zip(&builds) {
-        if v.name == "fp32-before" {
-            continue;
-        }
-        p.say(&format!(
-            "incremental and cold builds of the 5% commit, {}",
-            v.name
-        ));
-        let build = |name: &str, previous: Option<&Path>| {
-            v.shelf.build_with(
-                repo.path(),
-                "HEAD",
-                &work.path().join(format!("{}-{name}", v.name)),
-                previous,
-                REPOSITORY_NAME,
-                &v.args,
-            )
-        };
-        let inc = build("inc5", Some(&b.bundle))?;
-        let cold = build("cold5", None)?;
-        incremental.push(IncrementalOut {
-            variant: v.name,
-            files_changed: touched,
-            embedded: inc.report.chunks.embedded,
-            reused: inc.report.chunks.reused,
-            incremental_wall_ms: inc.wall_ms(),
-            equal: inc.report.digest == cold.report.digest,
-            incremental_digest: inc.report.digest,
-            cold_digest: cold.report.digest,
-        });
-    }
-
+    let incremental = bench.incremental_equals_cold(&repo, &mut corpus, &builds)?;
     // 4. Servers on each variant's cold bundle.
-    let serve = serve_all(opts, &variants, &builds, &corpus, work.path(), &p)?;
+    let serve = bench.serve_all(&builds, &corpus)?;
 
-    let rows = rows(
-        &variants,
-        &doc_layouts,
-        &query_layouts,
-        &builds,
-        &incremental,
-        &serve,
-    );
+    let measured = Measured {
+        doc_layouts,
+        query_layouts,
+        builds,
+        incremental,
+        serve,
+    };
+    let rows = rows(&variants, &measured);
     print!("{}", table::render(&rows));
     let results = Results {
         command: opts.command.clone(),
         machine,
         files: opts.files,
         seed: opts.seed,
-        variants: variants
-            .iter()
-            .map(|v| VariantOut {
-                name: v.name,
-                about: v.about.clone(),
-                shelf_binary: v.shelf.source.display().to_string(),
-                args: v.args.clone(),
-            })
-            .collect(),
-        doc_layouts,
-        query_layouts,
-        builds,
-        incremental,
-        serve,
+        variants: variants.iter().map(Variant::out).collect(),
+        measured,
         loadavg_at_end: crate::machine::loadavg(),
         rows,
     };
@@ -385,6 +304,117 @@ pub fn run(opts: &Options) -> Result<()> {
     std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
     p.say(&format!("results written to {}", opts.json_out.display()));
     Ok(())
+}
+
+impl Variant {
+    fn out(&self) -> VariantOut {
+        VariantOut {
+            name: self.name,
+            about: self.about.clone(),
+            shelf_binary: self.shelf.source.display().to_string(),
+            args: self.args.clone(),
+        }
+    }
+}
+
+/// What the build and serve stages share: the options, the progress log,
+/// the variants and the scratch directory.
+struct Bench<'a> {
+    opts: &'a Options,
+    p: &'a Progress,
+    variants: &'a [Variant],
+    work: &'a Path,
+}
+
+impl Bench<'_> {
+    /// `shelf build` of `repo` by variant `v` into `<work>/<variant>-<name>`.
+    fn build(
+        &self,
+        v: &Variant,
+        repo: &Path,
+        name: &str,
+        previous: Option<&Path>,
+    ) -> Result<BuildRun> {
+        v.shelf.build_with(
+            repo,
+            "HEAD",
+            &self.work.join(format!("{}-{name}", v.name)),
+            previous,
+            REPOSITORY_NAME,
+            &v.args,
+        )
+    }
+
+    /// `--runs` cold builds per variant, run i of every variant before run
+    /// i+1 of any.
+    fn cold_builds(&self, repo: &Path) -> Result<Vec<BuildOut>> {
+        let runs_wanted = self.opts.runs;
+        let mut runs: Vec<Vec<BuildRun>> = self.variants.iter().map(|_| Vec::new()).collect();
+        for run in 0..runs_wanted {
+            for (v, out) in self.variants.iter().zip(&mut runs) {
+                self.p.say(&format!(
+                    "cold build {}/{} of {}",
+                    run + 1,
+                    runs_wanted,
+                    v.name
+                ));
+                let r = self.build(v, repo, &format!("cold-{run}"), None)?;
+                self.p.say(&format!(
+                    "  {:.1} s wall, {} chunks embedded, embed stage {:.1} s, peak RSS {} MiB (load {})",
+                    r.wall.as_secs_f64(),
+                    r.report.chunks.embedded,
+                    r.stage_ms("embed") / 1000.0,
+                    r.peak_rss_kib / 1024,
+                    r.loadavg_after.as_deref().unwrap_or("?")
+                ));
+                out.push(r);
+            }
+        }
+        Ok(self
+            .variants
+            .iter()
+            .zip(&runs)
+            .map(|(v, r)| build_out(v.name, r))
+            .collect())
+    }
+
+    /// Commits a change to [`TOUCHED_SHARE`] of the files, then builds it
+    /// incrementally (from each variant's cold bundle) and cold, for every
+    /// variant of this build.
+    fn incremental_equals_cold(
+        &self,
+        repo: &GitRepo,
+        corpus: &mut Corpus,
+        builds: &[BuildOut],
+    ) -> Result<Vec<IncrementalOut>> {
+        let mut rng = Rng::new(self.opts.seed ^ 0x17);
+        let count = ((corpus.files.len() as f64) * TOUCHED_SHARE).ceil() as usize;
+        let touched = touch_files(repo, corpus, count, &mut rng);
+        repo.commit("touch 5% of files");
+        let mut incremental = Vec::new();
+        for (v, b) in self.variants.iter().zip(builds) {
+            if v.name == "fp32-before" {
+                continue;
+            }
+            self.p.say(&format!(
+                "incremental and cold builds of the 5% commit, {}",
+                v.name
+            ));
+            let inc = self.build(v, repo.path(), "inc5", Some(&b.bundle))?;
+            let cold = self.build(v, repo.path(), "cold5", None)?;
+            incremental.push(IncrementalOut {
+                variant: v.name,
+                files_changed: touched,
+                embedded: inc.report.chunks.embedded,
+                reused: inc.report.chunks.reused,
+                incremental_wall_ms: inc.wall_ms(),
+                equal: inc.report.digest == cold.report.digest,
+                incremental_digest: inc.report.digest,
+                cold_digest: cold.report.digest,
+            });
+        }
+        Ok(incremental)
+    }
 }
 
 fn variants(opts: &Options, runtime: &Runtime, work: &Path) -> Result<Vec<Variant>> {
@@ -438,85 +468,113 @@ fn layouts(
     p: &Progress,
 ) -> Result<(Vec<DocLayoutOut>, Vec<QueryLayoutOut>)> {
     let models = [("fp32", Some(runtime.fp32_model_dir())), ("int8", None)];
-    let tokenizer = Embedder::load(runtime, &EmbedderOptions::default())?;
-    let (unique, _) = crate::direct::unique_chunks(&corpus.files, &tokenizer);
-    drop(tokenizer);
-    // Evenly spaced over the length-sorted chunks: every length is there.
-    let step = (unique.len() / opts.layout_chunks.max(1)).max(1);
-    let texts: Vec<&str> = unique
-        .iter()
-        .step_by(step)
-        .take(opts.layout_chunks)
-        .map(|c| c.embed_text.as_str())
-        .collect();
+    let texts = layout_texts(runtime, corpus, opts.layout_chunks)?;
     let queries = queries_from(corpus, opts.seed ^ 0x9e, opts.layout_queries);
     let mut docs = Vec::new();
     let mut qs = Vec::new();
-    for (model, dir) in &models {
+    for (name, dir) in &models {
+        let model = LayoutModel { runtime, name, dir };
         for (sessions, threads) in [(1, 2), (2, 1)] {
-            let e = Embedder::load(
-                runtime,
-                &EmbedderOptions {
-                    sessions: Some(sessions),
-                    intra_threads: Some(threads),
-                    model: dir.clone(),
-                    ..EmbedderOptions::default()
-                },
-            )?;
-            e.embed_documents(&texts[..texts.len().min(8)])?;
-            let t = Instant::now();
-            std::hint::black_box(e.embed_documents(&texts)?);
-            let seconds = t.elapsed().as_secs_f64();
-            let d = DocLayoutOut {
-                model: model.to_string(),
-                sessions,
-                threads_per_session: threads,
-                chunks: texts.len(),
-                seconds,
-                chunks_per_s: texts.len() as f64 / seconds,
-                loadavg_after: crate::machine::loadavg(),
-            };
+            let d = model.documents(sessions, threads, &texts)?;
             p.say(&format!(
-                "layout {model} {sessions} session(s) x {threads} thread(s): {:.1} chunks/s",
+                "layout {name} {sessions} session(s) x {threads} thread(s): {:.1} chunks/s",
                 d.chunks_per_s
             ));
             docs.push(d);
         }
         for (threads, batch) in [(1, 1), (1, 8), (2, 1), (2, 8)] {
-            let e = Embedder::load(
-                runtime,
-                &EmbedderOptions {
-                    sessions: Some(1),
-                    intra_threads: Some(threads),
-                    batch_size: batch,
-                    model: dir.clone(),
-                },
-            )?;
-            e.embed_queries(&queries[..queries.len().min(8)])?;
-            let me = std::process::id();
-            let cpu0 = process_cpu_seconds(me).unwrap_or(f64::NAN);
-            let t = Instant::now();
-            for group in queries.chunks(batch) {
-                std::hint::black_box(e.embed_queries(group)?);
-            }
-            let wall = t.elapsed().as_secs_f64();
-            let cpu = process_cpu_seconds(me).unwrap_or(f64::NAN) - cpu0;
-            let q = QueryLayoutOut {
-                model: model.to_string(),
-                threads,
-                batch,
-                queries: queries.len(),
-                wall_ms_per_query: wall * 1e3 / queries.len() as f64,
-                cpu_ms_per_query: cpu * 1e3 / queries.len() as f64,
-            };
+            let q = model.queries(threads, batch, &queries)?;
             p.say(&format!(
-                "queries {model}, {threads} thread(s), batch {batch}: {:.2} ms wall, {:.2} ms CPU per query",
+                "queries {name}, {threads} thread(s), batch {batch}: {:.2} ms wall, {:.2} ms CPU per query",
                 q.wall_ms_per_query, q.cpu_ms_per_query
             ));
             qs.push(q);
         }
     }
     Ok((docs, qs))
+}
+
+/// `count` of the corpus's unique chunk texts, evenly spaced over the
+/// length-sorted chunks: every length is there.
+fn layout_texts(runtime: &Runtime, corpus: &Corpus, count: usize) -> Result<Vec<String>> {
+    let tokenizer = Embedder::load(runtime, &EmbedderOptions::default())?;
+    let (unique, _) = crate::direct::unique_chunks(&corpus.files, &tokenizer);
+    drop(tokenizer);
+    let step = (unique.len() / count.max(1)).max(1);
+    Ok(unique
+        .into_iter()
+        .step_by(step)
+        .take(count)
+        .map(|c| c.embed_text)
+        .collect())
+}
+
+/// One model whose layouts are measured: fp32 from its directory, or the
+/// default (int8) when `dir` is `None`.
+struct LayoutModel<'a> {
+    runtime: &'a Runtime,
+    name: &'a str,
+    dir: &'a Option<PathBuf>,
+}
+
+impl LayoutModel<'_> {
+    /// Chunks/s embedding `texts` with `sessions` x `threads`, after a
+    /// warm-up on the first 8.
+    fn documents(&self, sessions: usize, threads: usize, texts: &[String]) -> Result<DocLayoutOut> {
+        let e = Embedder::load(
+            self.runtime,
+            &EmbedderOptions {
+                sessions: Some(sessions),
+                intra_threads: Some(threads),
+                model: self.dir.clone(),
+                ..EmbedderOptions::default()
+            },
+        )?;
+        e.embed_documents(&texts[..texts.len().min(8)])?;
+        let t = Instant::now();
+        std::hint::black_box(e.embed_documents(texts)?);
+        let seconds = t.elapsed().as_secs_f64();
+        Ok(DocLayoutOut {
+            model: self.name.to_string(),
+            sessions,
+            threads_per_session: threads,
+            chunks: texts.len(),
+            seconds,
+            chunks_per_s: texts.len() as f64 / seconds,
+            loadavg_after: crate::machine::loadavg(),
+        })
+    }
+
+    /// Wall and CPU time per query, in groups of `batch` at `threads`
+    /// threads, after a warm-up on the first 8.
+    fn queries(&self, threads: usize, batch: usize, queries: &[String]) -> Result<QueryLayoutOut> {
+        let e = Embedder::load(
+            self.runtime,
+            &EmbedderOptions {
+                sessions: Some(1),
+                intra_threads: Some(threads),
+                batch_size: batch,
+                model: self.dir.clone(),
+            },
+        )?;
+        e.embed_queries(&queries[..queries.len().min(8)])?;
+        let me = std::process::id();
+        let cpu0 = process_cpu_seconds(me).unwrap_or(f64::NAN);
+        let t = Instant::now();
+        for group in queries.chunks(batch) {
+            std::hint::black_box(e.embed_queries(group)?);
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = process_cpu_seconds(me).unwrap_or(f64::NAN) - cpu0;
+        Ok(QueryLayoutOut {
+            model: self.name.to_string(),
+            threads,
+            batch,
+            queries: queries.len(),
+            wall_ms_per_query: wall * 1e3 / queries.len() as f64,
+            cpu_ms_per_query: cpu * 1e3 / queries.len() as f64,
+        })
+    }
 }
 
 fn build_out(name: &'static str, runs: &[BuildRun]) -> BuildOut {
@@ -555,219 +613,278 @@ fn build_out(name: &'static str, runs: &[BuildRun]) -> BuildOut {
     }
 }
 
-fn serve_all(
-    opts: &Options,
-    variants: &[Variant],
-    builds: &[BuildOut],
-    corpus: &Corpus,
-    work: &Path,
-    p: &Progress,
-) -> Result<Vec<ServeOut>> {
-    let args_of = |v: &Variant, b: &BuildOut| -> Vec<String> {
+/// Queries to warm each server up with.
+const WARMUP: usize = 40;
+
+/// The serve stage's distinct queries: one slice per (round, level), so
+/// within one server no query text repeats and no answer can come from
+/// its cache; then the warm-up; then the repeated level's small set.
+struct ServeQueries {
+    pool: Vec<String>,
+    requests: usize,
+    slots: usize,
+}
+
+impl ServeQueries {
+    fn new(corpus: &Corpus, opts: &Options) -> Result<Self> {
+        let slots = opts.rounds * CONCURRENCY.len();
+        let needed = slots * opts.requests + WARMUP + REPEATED_SET;
+        let pool = queries_from(corpus, opts.seed ^ 0x5e_4e_17, needed);
+        if pool.len() < needed {
+            bail!(
+                "the corpus gives {} distinct queries, {needed} are needed: lower --requests or --rounds, or raise --files",
+                pool.len()
+            );
+        }
+        Ok(Self {
+            pool,
+            requests: opts.requests,
+            slots,
+        })
+    }
+
+    /// The queries of slot `i` (round x levels + level).
+    fn slot(&self, i: usize) -> Arc<Vec<String>> {
+        Arc::new(self.pool[i * self.requests..(i + 1) * self.requests].to_vec())
+    }
+
+    fn warmup(&self) -> Arc<Vec<String>> {
+        let at = self.slots * self.requests;
+        Arc::new(self.pool[at..at + WARMUP].to_vec())
+    }
+
+    fn repeated(&self) -> Arc<Vec<String>> {
+        Arc::new(self.pool[self.pool.len() - REPEATED_SET..].to_vec())
+    }
+}
+
+/// Per variant, then per level of [`CONCURRENCY`], the runs of each round.
+type LevelRuns = Vec<Vec<Vec<LevelRun>>>;
+
+impl Bench<'_> {
+    /// Servers on each variant's cold bundle: start to ready, then every
+    /// server up and the levels run on each in turn, round after round,
+    /// then repeated queries.
+    fn serve_all(&self, builds: &[BuildOut], corpus: &Corpus) -> Result<Vec<ServeOut>> {
+        let starts = self.start_to_ready(builds)?;
+        let servers = self.start_servers(builds);
+        let queries = ServeQueries::new(corpus, self.opts)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let never = Arc::new(AtomicBool::new(false));
+        for s in &servers {
+            rt.block_on(load::run(
+                s.addr,
+                2,
+                queries.warmup(),
+                load::Limits {
+                    requests: WARMUP,
+                    max_time: Duration::from_secs(60),
+                },
+                Arc::clone(&never),
+            ));
+        }
+        let levels = self.distinct_levels(&rt, &servers, &queries);
+        let mut out = Vec::new();
+        for (vi, (v, s)) in self.variants.iter().zip(&servers).enumerate() {
+            // Repeated queries last, so their cache never served a level above.
+            let repeated = self.repeated_level(&rt, s, &queries);
+            self.p.say(&format!(
+                "{}: repeated queries ({REPEATED_SET} distinct, 8 clients): {:.0} q/s, p50 {:.1} ms, cache hits {:?}",
+                v.name, repeated.throughput_qps, repeated.p50_ms, repeated.cache_hits
+            ));
+            let rss = process_rss_kib(s.pid()).unwrap_or((0, 0));
+            out.push(serve_out(v.name, &starts[vi], &levels[vi], repeated, rss));
+        }
+        drop(servers);
+        Ok(out)
+    }
+
+    /// `shelf serve` arguments for variant `v` on its cold bundle.
+    fn serve_args(&self, v: &Variant, b: &BuildOut) -> Vec<String> {
         let mut args = vec![
             "--bundle".to_string(),
             b.bundle.display().to_string(),
             "--cache".to_string(),
-            work.join(format!("{}-cache", v.name)).display().to_string(),
+            self.work
+                .join(format!("{}-cache", v.name))
+                .display()
+                .to_string(),
         ];
         args.extend(v.args.iter().cloned());
         args
-    };
-    // Start to ready (the cache is filled by a first, unmeasured start).
-    let mut starts: Vec<Vec<(f64, f64)>> = variants.iter().map(|_| Vec::new()).collect();
-    for (v, b) in variants.iter().zip(builds) {
-        start_once(&v.shelf, &args_of(v, b))?;
-    }
-    for _ in 0..opts.starts {
-        for ((v, b), out) in variants.iter().zip(builds).zip(&mut starts) {
-            out.push(start_once(&v.shelf, &args_of(v, b))?);
-        }
-    }
-    for (v, s) in variants.iter().zip(&starts) {
-        p.say(&format!(
-            "{}: start to ready {:.0} ms (model {:.0} ms)",
-            v.name,
-            median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
-            median(&s.iter().map(|x| x.1).collect::<Vec<_>>())
-        ));
     }
 
-    // Every server up, then the levels in turn.
-    let servers: Vec<ServerProcess> = variants
-        .iter()
-        .zip(builds)
-        .map(|(v, b)| {
-            let args = args_of(v, b);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let s = ServerProcess::start(
-                v.shelf.path(),
-                &args,
-                &[("SHELF_LOG", "warn,shelf_server=info")],
-            );
-            s.wait_ready(Duration::from_secs(120));
-            s
-        })
-        .collect();
-    // Each (round, level) has its own queries: within one server no query
-    // text repeats, so no answer can come from its cache.
-    let slots = opts.rounds * CONCURRENCY.len();
-    let needed = slots * opts.requests + 40 + REPEATED_SET;
-    let pool = queries_from(corpus, opts.seed ^ 0x5e_4e_17, needed);
-    if pool.len() < needed {
-        bail!(
-            "the corpus gives {} distinct queries, {needed} are needed: lower --requests or --rounds, or raise --files",
-            pool.len()
-        );
-    }
-    let slice = |i: usize| Arc::new(pool[i * opts.requests..(i + 1) * opts.requests].to_vec());
-    let warmup = Arc::new(pool[slots * opts.requests..slots * opts.requests + 40].to_vec());
-    let repeated_set = Arc::new(pool[needed - REPEATED_SET..].to_vec());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let never = Arc::new(AtomicBool::new(false));
-    for s in &servers {
-        rt.block_on(load::run(
-            s.addr,
-            2,
-            Arc::clone(&warmup),
-            load::Limits {
-                requests: 40,
-                max_time: Duration::from_secs(60),
-            },
-            Arc::clone(&never),
-        ));
-    }
-    let mut levels: Vec<Vec<Vec<LevelRun>>> = variants
-        .iter()
-        .map(|_| CONCURRENCY.iter().map(|_| Vec::new()).collect())
-        .collect();
-    for round in 0..opts.rounds {
-        for (li, &clients) in CONCURRENCY.iter().enumerate() {
-            let queries = slice(round * CONCURRENCY.len() + li);
-            for (vi, (v, s)) in variants.iter().zip(&servers).enumerate() {
-                let run = level_run(&rt, s, clients, &queries, opts, round, &never);
-                p.say(&format!(
-                    "round {} {clients:>2} clients {:<11}: {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms, server CPU {:.2} ms/query, {} failed",
-                    round + 1,
-                    v.name,
-                    run.throughput_qps,
-                    run.p50_ms,
-                    run.p99_ms,
-                    run.server_cpu_ms_per_query,
-                    run.failed
-                ));
-                levels[vi][li].push(run);
+    /// `--starts` (start to ready, model load) in ms per variant,
+    /// interleaved; the cache is filled by a first, unmeasured start.
+    fn start_to_ready(&self, builds: &[BuildOut]) -> Result<Vec<Vec<(f64, f64)>>> {
+        let variants = self.variants;
+        let mut starts: Vec<Vec<(f64, f64)>> = variants.iter().map(|_| Vec::new()).collect();
+        for (v, b) in variants.iter().zip(builds) {
+            start_once(&v.shelf, &self.serve_args(v, b))?;
+        }
+        for _ in 0..self.opts.starts {
+            for ((v, b), out) in variants.iter().zip(builds).zip(&mut starts) {
+                out.push(start_once(&v.shelf, &self.serve_args(v, b))?);
             }
         }
+        for (v, s) in variants.iter().zip(&starts) {
+            self.p.say(&format!(
+                "{}: start to ready {:.0} ms (model {:.0} ms)",
+                v.name,
+                median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
+                median(&s.iter().map(|x| x.1).collect::<Vec<_>>())
+            ));
+        }
+        Ok(starts)
     }
-    let mut out = Vec::new();
-    for (vi, (v, s)) in variants.iter().zip(&servers).enumerate() {
-        // Repeated queries last, so their cache never served a level above.
-        let started = Instant::now();
-        let samples = rt.block_on(load::run(
-            s.addr,
-            8,
-            Arc::clone(&repeated_set),
-            load::Limits {
-                requests: opts.requests,
-                max_time: Duration::from_secs(opts.max_seconds),
-            },
-            Arc::clone(&never),
-        ));
-        let seconds = started.elapsed().as_secs_f64();
+
+    /// One server per variant, each ready.
+    fn start_servers(&self, builds: &[BuildOut]) -> Vec<ServerProcess> {
+        self.variants
+            .iter()
+            .zip(builds)
+            .map(|(v, b)| {
+                let args = self.serve_args(v, b);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let s = ServerProcess::start(
+                    v.shelf.path(),
+                    &args,
+                    &[("SHELF_LOG", "warn,shelf_server=info")],
+                );
+                s.wait_ready(Duration::from_secs(120));
+                s
+            })
+            .collect()
+    }
+
+    fn limits(&self) -> load::Limits {
+        load::Limits {
+            requests: self.opts.requests,
+            max_time: Duration::from_secs(self.opts.max_seconds),
+        }
+    }
+
+    /// Each round, each level, each server in turn, with distinct queries.
+    fn distinct_levels(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        servers: &[ServerProcess],
+        queries: &ServeQueries,
+    ) -> LevelRuns {
+        let mut levels: LevelRuns = self
+            .variants
+            .iter()
+            .map(|_| CONCURRENCY.iter().map(|_| Vec::new()).collect())
+            .collect();
+        for round in 0..self.opts.rounds {
+            for (li, &clients) in CONCURRENCY.iter().enumerate() {
+                let slot = queries.slot(round * CONCURRENCY.len() + li);
+                for (vi, (v, s)) in self.variants.iter().zip(servers).enumerate() {
+                    let timed = load::run_timed(rt, s, clients, Arc::clone(&slot), self.limits());
+                    let run = level_run(round, clients, &timed);
+                    self.p.say(&format!(
+                        "round {} {clients:>2} clients {:<11}: {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms, server CPU {:.2} ms/query, {} failed",
+                        round + 1,
+                        v.name,
+                        run.throughput_qps,
+                        run.p50_ms,
+                        run.p99_ms,
+                        run.server_cpu_ms_per_query,
+                        run.failed
+                    ));
+                    levels[vi][li].push(run);
+                }
+            }
+        }
+        levels
+    }
+
+    /// 8 clients over [`REPEATED_SET`] queries, with the server's query
+    /// cache counters.
+    fn repeated_level(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        server: &ServerProcess,
+        queries: &ServeQueries,
+    ) -> RepeatedOut {
+        let timed = load::run_timed(rt, server, 8, queries.repeated(), self.limits());
+        let samples = &timed.samples;
         let ok: Vec<&Sample> = samples.iter().filter(|x| x.status == 200).collect();
         let lat: Vec<f64> = ok.iter().map(|x| x.latency.as_secs_f64() * 1e3).collect();
-        let metrics = http::get(s.addr, "/metrics");
-        let text = String::from_utf8_lossy(&metrics.body);
-        let counter = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-                .map(|v| v as u64)
-        };
-        let repeated = RepeatedOut {
+        let (cache_hits, cache_misses) = cache_counters(server);
+        RepeatedOut {
             clients: 8,
             distinct_queries: REPEATED_SET,
             requests: samples.len(),
-            throughput_qps: ok.len() as f64 / seconds,
+            throughput_qps: ok.len() as f64 / timed.seconds,
             p50_ms: percentile(&lat, 50.0),
-            cache_hits: counter("shelf_query_cache_hits_total "),
-            cache_misses: counter("shelf_query_cache_misses_total "),
-        };
-        // A server that registers the series but never counts into them
-        // (its query embedder not given the metrics) says nothing.
-        let repeated = match (repeated.cache_hits, repeated.cache_misses) {
-            (Some(0), Some(0)) => RepeatedOut {
-                cache_hits: None,
-                cache_misses: None,
-                ..repeated
-            },
-            _ => repeated,
-        };
-        p.say(&format!(
-            "{}: repeated queries ({REPEATED_SET} distinct, 8 clients): {:.0} q/s, p50 {:.1} ms, cache hits {:?}",
-            v.name, repeated.throughput_qps, repeated.p50_ms, repeated.cache_hits
-        ));
-        let (rss, peak) = process_rss_kib(s.pid()).unwrap_or((0, 0));
-        let level_outs = CONCURRENCY
-            .iter()
-            .zip(&levels[vi])
-            .map(|(&clients, runs)| LevelOut {
-                clients,
-                throughput_qps: median_by(runs, |r| r.throughput_qps),
-                p50_ms: median_by(runs, |r| r.p50_ms),
-                p99_ms: median_by(runs, |r| r.p99_ms),
-                server_embed_p50_ms: median_by(runs, |r| r.server_embed_p50_ms),
-                server_cpu_ms_per_query: median_by(runs, |r| r.server_cpu_ms_per_query),
-                rounds: runs.clone(),
-            })
-            .collect();
-        let st = &starts[vi];
-        out.push(ServeOut {
-            variant: v.name,
-            start_ready_ms: st.iter().map(|x| x.0).collect(),
-            model_load_ms: st.iter().map(|x| x.1).collect(),
-            median_start_ready_ms: median(&st.iter().map(|x| x.0).collect::<Vec<_>>()),
-            median_model_load_ms: median(&st.iter().map(|x| x.1).collect::<Vec<_>>()),
-            levels: level_outs,
-            repeated,
-            rss_mib: rss as f64 / 1024.0,
-            peak_rss_mib: peak as f64 / 1024.0,
-        });
+            cache_hits,
+            cache_misses,
+        }
     }
-    drop(servers);
-    Ok(out)
 }
 
-fn level_run(
-    rt: &tokio::runtime::Runtime,
-    server: &ServerProcess,
-    clients: usize,
-    queries: &Arc<Vec<String>>,
-    opts: &Options,
-    round: usize,
-    never: &Arc<AtomicBool>,
-) -> LevelRun {
-    let pid = server.pid();
-    let me = std::process::id();
-    let (server_cpu0, self_cpu0) = (process_cpu_seconds(pid), process_cpu_seconds(me));
-    let started = Instant::now();
-    let samples = rt.block_on(load::run(
-        server.addr,
-        clients,
-        Arc::clone(queries),
-        load::Limits {
-            requests: opts.requests,
-            max_time: Duration::from_secs(opts.max_seconds),
-        },
-        Arc::clone(never),
-    ));
-    let seconds = started.elapsed().as_secs_f64();
-    let delta =
-        |now: Option<f64>, then: Option<f64>| now.zip(then).map_or(f64::NAN, |(a, b)| a - b);
-    let server_cpu = delta(process_cpu_seconds(pid), server_cpu0);
-    let self_cpu = delta(process_cpu_seconds(me), self_cpu0);
+/// The query cache's hits and misses from `/metrics`. A server that does
+/// not export them, or registers the series but never counts into them
+/// (its query embedder not given the metrics), says nothing.
+fn cache_counters(server: &ServerProcess) -> (Option<u64>, Option<u64>) {
+    let metrics = http::get(server.addr, "/metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    match (
+        counter("shelf_query_cache_hits_total "),
+        counter("shelf_query_cache_misses_total "),
+    ) {
+        (Some(0), Some(0)) => (None, None),
+        counts => counts,
+    }
+}
+
+/// One variant's serve results: its starts, the medians of its levels'
+/// rounds, the repeated level and its RSS (now, peak) in KiB.
+fn serve_out(
+    variant: &'static str,
+    starts: &[(f64, f64)],
+    levels: &[Vec<LevelRun>],
+    repeated: RepeatedOut,
+    (rss, peak): (u64, u64),
+) -> ServeOut {
+    let levels = CONCURRENCY
+        .iter()
+        .zip(levels)
+        .map(|(&clients, runs)| LevelOut {
+            clients,
+            throughput_qps: median_by(runs, |r| r.throughput_qps),
+            p50_ms: median_by(runs, |r| r.p50_ms),
+            p99_ms: median_by(runs, |r| r.p99_ms),
+            server_embed_p50_ms: median_by(runs, |r| r.server_embed_p50_ms),
+            server_cpu_ms_per_query: median_by(runs, |r| r.server_cpu_ms_per_query),
+            rounds: runs.to_vec(),
+        })
+        .collect();
+    ServeOut {
+        variant,
+        start_ready_ms: starts.iter().map(|x| x.0).collect(),
+        model_load_ms: starts.iter().map(|x| x.1).collect(),
+        median_start_ready_ms: median(&starts.iter().map(|x| x.0).collect::<Vec<_>>()),
+        median_model_load_ms: median(&starts.iter().map(|x| x.1).collect::<Vec<_>>()),
+        levels,
+        repeated,
+        rss_mib: rss as f64 / 1024.0,
+        peak_rss_mib: peak as f64 / 1024.0,
+    }
+}
+
+fn level_run(round: usize, clients: usize, timed: &load::Timed) -> LevelRun {
+    let samples = &timed.samples;
+    let (server_cpu, self_cpu) = (timed.server_cpu_s, timed.generator_cpu_s);
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.status == 200).collect();
     let lat: Vec<f64> = ok.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
     let embed: Vec<f64> = ok.iter().map(|s| s.embed_ms).collect();
@@ -776,8 +893,8 @@ fn level_run(
         clients,
         requests: samples.len(),
         failed: samples.len() - ok.len(),
-        seconds,
-        throughput_qps: ok.len() as f64 / seconds,
+        seconds: timed.seconds,
+        throughput_qps: ok.len() as f64 / timed.seconds,
         p50_ms: percentile(&lat, 50.0),
         p99_ms: percentile(&lat, 99.0),
         server_embed_p50_ms: percentile(&embed, 50.0),
@@ -788,14 +905,46 @@ fn level_run(
 
 /// The table: layouts, builds, servers, then each target as a ratio of
 /// int8 to the baseline (`fp32-before` when measured, else `fp32`).
-fn rows(
-    variants: &[Variant],
-    docs: &[DocLayoutOut],
-    queries: &[QueryLayoutOut],
-    builds: &[BuildOut],
-    incremental: &[IncrementalOut],
-    serve: &[ServeOut],
-) -> Vec<Row> {
+fn rows(variants: &[Variant], m: &Measured) -> Vec<Row> {
+    let mut rows = layout_rows(&m.doc_layouts, &m.query_layouts);
+    rows.extend(build_rows(&m.builds));
+    rows.extend(m.incremental.iter().map(incremental_row));
+    for s in &m.serve {
+        rows.extend(serve_rows(s));
+    }
+    let find_b = |n: &str| m.builds.iter().find(|b| b.variant == n);
+    let find_s = |n: &str| m.serve.iter().find(|s| s.variant == n);
+    let baselines: Vec<&str> = variants
+        .iter()
+        .map(|v| v.name)
+        .filter(|n| *n != "int8")
+        .collect();
+    // The targets are checked against the first baseline (the server and
+    // builder as they were, when measured); the other is information.
+    for (k, base) in baselines.iter().enumerate() {
+        let ratio = Ratio {
+            base,
+            checked: k == 0,
+        };
+        if let (Some(a), Some(b)) = (find_b("int8"), find_b(base)) {
+            rows.extend(ratio.build_rows(a, b));
+        }
+        if let (Some(a), Some(b)) = (find_s("int8"), find_s(base)) {
+            rows.extend(ratio.serve_rows(a, b));
+        }
+    }
+    if let Some(l) = find_s("int8").and_then(|s| s.levels.iter().find(|l| l.clients == 8)) {
+        rows.push(Row::check(
+            "int8: p50 at 8 clients",
+            format!("{:.1} ms", l.p50_ms),
+            format!("<= {MAX_P50_AT_8_MS:.0} ms"),
+            l.p50_ms <= MAX_P50_AT_8_MS,
+        ));
+    }
+    rows
+}
+
+fn layout_rows(docs: &[DocLayoutOut], queries: &[QueryLayoutOut]) -> Vec<Row> {
     let mut rows = Vec::new();
     for d in docs {
         rows.push(Row::info(
@@ -824,6 +973,13 @@ fn rows(
             ),
         ));
     }
+    rows
+}
+
+/// Each variant's cold builds, then whether fp32 in today's layout gives
+/// the bytes it gave before.
+fn build_rows(builds: &[BuildOut]) -> Vec<Row> {
+    let mut rows = Vec::new();
     for b in builds {
         rows.push(Row::info(
             format!("cold build, {}: wall / chunks/s", b.variant),
@@ -859,131 +1015,135 @@ fn rows(
             },
         ));
     }
-    for i in incremental {
-        rows.push(Row::check(
+    rows
+}
+
+fn incremental_row(i: &IncrementalOut) -> Row {
+    Row::check(
+        format!(
+            "{}: incremental after {} files changed == cold",
+            i.variant, i.files_changed
+        ),
+        format!(
+            "{} ({} embedded, {} reused)",
+            if i.equal { "yes" } else { "no" },
+            i.embedded,
+            i.reused
+        ),
+        "yes",
+        i.equal,
+    )
+}
+
+fn serve_rows(s: &ServeOut) -> Vec<Row> {
+    let mut rows = vec![Row::info(
+        format!("serve, {}: start to ready (model load)", s.variant),
+        format!(
+            "{:.0} ms ({:.0} ms)",
+            s.median_start_ready_ms, s.median_model_load_ms
+        ),
+    )];
+    for l in &s.levels {
+        rows.push(Row::info(
             format!(
-                "{}: incremental after {} files changed == cold",
-                i.variant, i.files_changed
+                "serve, {}: {} clients, distinct queries",
+                s.variant, l.clients
             ),
             format!(
-                "{} ({} embedded, {} reused)",
-                if i.equal { "yes" } else { "no" },
-                i.embedded,
-                i.reused
+                "{:.0} q/s, p50 {:.1} ms, p99 {:.1} ms, {:.2} ms CPU/query",
+                l.throughput_qps, l.p50_ms, l.p99_ms, l.server_cpu_ms_per_query
             ),
-            "yes",
-            i.equal,
         ));
     }
-    for s in serve {
-        rows.push(Row::info(
-            format!("serve, {}: start to ready (model load)", s.variant),
-            format!(
-                "{:.0} ms ({:.0} ms)",
-                s.median_start_ready_ms, s.median_model_load_ms
-            ),
-        ));
-        for l in &s.levels {
-            rows.push(Row::info(
-                format!(
-                    "serve, {}: {} clients, distinct queries",
-                    s.variant, l.clients
-                ),
-                format!(
-                    "{:.0} q/s, p50 {:.1} ms, p99 {:.1} ms, {:.2} ms CPU/query",
-                    l.throughput_qps, l.p50_ms, l.p99_ms, l.server_cpu_ms_per_query
-                ),
-            ));
+    rows.push(Row::info(
+        format!(
+            "serve, {}: 8 clients, {} repeated queries",
+            s.variant, s.repeated.distinct_queries
+        ),
+        format!(
+            "{:.0} q/s, p50 {:.1} ms{}",
+            s.repeated.throughput_qps,
+            s.repeated.p50_ms,
+            match (s.repeated.cache_hits, s.repeated.cache_misses) {
+                (Some(h), Some(m)) => format!(", cache hits {h} / misses {m}"),
+                _ => String::new(),
+            }
+        ),
+    ));
+    rows.push(Row::info(
+        format!("serve, {}: RSS now / peak", s.variant),
+        format!("{:.0} MiB / {:.0} MiB", s.rss_mib, s.peak_rss_mib),
+    ));
+    rows
+}
+
+/// int8 against one baseline; its targets are checked only when
+/// `checked` (the first baseline), else the rows are information.
+struct Ratio<'a> {
+    base: &'a str,
+    checked: bool,
+}
+
+impl Ratio<'_> {
+    fn row(&self, metric: String, value: String, target: String, pass: bool) -> Row {
+        if self.checked {
+            Row::check(metric, value, target, pass)
+        } else {
+            Row::info(metric, value)
         }
-        rows.push(Row::info(
-            format!(
-                "serve, {}: 8 clients, {} repeated queries",
-                s.variant, s.repeated.distinct_queries
-            ),
-            format!(
-                "{:.0} q/s, p50 {:.1} ms{}",
-                s.repeated.throughput_qps,
-                s.repeated.p50_ms,
-                match (s.repeated.cache_hits, s.repeated.cache_misses) {
-                    (Some(h), Some(m)) => format!(", cache hits {h} / misses {m}"),
-                    _ => String::new(),
-                }
-            ),
-        ));
-        rows.push(Row::info(
-            format!("serve, {}: RSS now / peak", s.variant),
-            format!("{:.0} MiB / {:.0} MiB", s.rss_mib, s.peak_rss_mib),
-        ));
     }
 
-    let find_b = |n: &str| builds.iter().find(|b| b.variant == n);
-    let find_s = |n: &str| serve.iter().find(|s| s.variant == n);
-    let baselines: Vec<&str> = variants
-        .iter()
-        .map(|v| v.name)
-        .filter(|n| *n != "int8")
-        .collect();
-    // The targets are checked against the first baseline (the server and
-    // builder as they were, when measured); the other is information.
-    for (k, base) in baselines.iter().enumerate() {
-        let row = |metric: String, value: String, target: String, pass: bool| {
-            if k == 0 {
-                Row::check(metric, value, target, pass)
-            } else {
-                Row::info(metric, value)
-            }
-        };
-        if let (Some(a), Some(b)) = (find_b("int8"), find_b(base)) {
-            let r = a.chunks_per_s / b.chunks_per_s;
-            rows.push(row(
-                format!("int8 / {base}: cold build chunks/s"),
-                format!("{r:.2}x"),
+    fn build_rows(&self, int8: &BuildOut, base: &BuildOut) -> Vec<Row> {
+        let name = self.base;
+        let speed = int8.chunks_per_s / base.chunks_per_s;
+        let rss = int8.median_peak_rss_mib / base.median_peak_rss_mib;
+        vec![
+            self.row(
+                format!("int8 / {name}: cold build chunks/s"),
+                format!("{speed:.2}x"),
                 format!(">= {MIN_BUILD_RATIO}x"),
-                r >= MIN_BUILD_RATIO,
-            ));
-            let r = a.median_peak_rss_mib / b.median_peak_rss_mib;
-            rows.push(row(
-                format!("int8 / {base}: build peak RSS"),
-                format!("{r:.2}x"),
+                speed >= MIN_BUILD_RATIO,
+            ),
+            self.row(
+                format!("int8 / {name}: build peak RSS"),
+                format!("{rss:.2}x"),
                 "<= 1x".into(),
-                r <= 1.0,
-            ));
-        }
-        if let (Some(a), Some(b)) = (find_s("int8"), find_s(base)) {
-            for (la, lb) in a.levels.iter().zip(&b.levels) {
-                let r = la.throughput_qps / lb.throughput_qps;
-                let metric = format!("int8 / {base}: throughput at {} clients", la.clients);
-                if la.clients == 8 {
-                    rows.push(row(
-                        metric,
-                        format!("{r:.2}x"),
-                        format!(">= {MIN_SERVE_RATIO_AT_8}x"),
-                        r >= MIN_SERVE_RATIO_AT_8,
-                    ));
-                } else {
-                    rows.push(Row::info(metric, format!("{r:.2}x")));
-                }
+                rss <= 1.0,
+            ),
+        ]
+    }
+
+    fn serve_rows(&self, int8: &ServeOut, base: &ServeOut) -> Vec<Row> {
+        let name = self.base;
+        let mut rows = Vec::new();
+        for (la, lb) in int8.levels.iter().zip(&base.levels) {
+            let r = la.throughput_qps / lb.throughput_qps;
+            let metric = format!("int8 / {name}: throughput at {} clients", la.clients);
+            if la.clients == 8 {
+                rows.push(self.row(
+                    metric,
+                    format!("{r:.2}x"),
+                    format!(">= {MIN_SERVE_RATIO_AT_8}x"),
+                    r >= MIN_SERVE_RATIO_AT_8,
+                ));
+            } else {
+                rows.push(Row::info(metric, format!("{r:.2}x")));
             }
-            let r = a.rss_mib / b.rss_mib;
-            rows.push(row(
-                format!("int8 / {base}: server RSS"),
-                format!("{r:.2}x"),
-                "<= 1x".into(),
-                r <= 1.0,
-            ));
-            rows.push(Row::info(
-                format!("int8 / {base}: start to ready"),
-                format!("{:.2}x", a.median_start_ready_ms / b.median_start_ready_ms),
-            ));
         }
-    }
-    if let Some(l) = find_s("int8").and_then(|s| s.levels.iter().find(|l| l.clients == 8)) {
-        rows.push(Row::check(
-            "int8: p50 at 8 clients",
-            format!("{:.1} ms", l.p50_ms),
-            format!("<= {MAX_P50_AT_8_MS:.0} ms"),
-            l.p50_ms <= MAX_P50_AT_8_MS,
+        let r = int8.rss_mib / base.rss_mib;
+        rows.push(self.row(
+            format!("int8 / {name}: server RSS"),
+            format!("{r:.2}x"),
+            "<= 1x".into(),
+            r <= 1.0,
         ));
+        rows.push(Row::info(
+            format!("int8 / {name}: start to ready"),
+            format!(
+                "{:.2}x",
+                int8.median_start_ready_ms / base.median_start_ready_ms
+            ),
+        ));
+        rows
     }
-    rows
 }

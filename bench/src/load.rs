@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use shelf_testkit::serve::ServerProcess;
 
 /// One request's outcome.
 #[derive(Debug, Clone)]
@@ -86,6 +87,47 @@ pub async fn run(
         }
     }
     samples
+}
+
+/// A load run with the CPU time the server and this process (the
+/// generator, on the same cores) spent during it.
+#[derive(Debug)]
+pub struct Timed {
+    /// Every request's outcome.
+    pub samples: Vec<Sample>,
+    /// Wall time of the run.
+    pub seconds: f64,
+    /// The server's CPU seconds; NaN when /proc could not be read.
+    pub server_cpu_s: f64,
+    /// This process's CPU seconds; NaN when /proc could not be read.
+    pub generator_cpu_s: f64,
+}
+
+/// [`run`] against `server` on `rt` until `limits`, with the CPU time each
+/// side spent.
+pub fn run_timed(
+    rt: &tokio::runtime::Runtime,
+    server: &ServerProcess,
+    clients: usize,
+    queries: Arc<Vec<String>>,
+    limits: Limits,
+) -> Timed {
+    let (pid, me) = (server.pid(), std::process::id());
+    let (server_cpu0, self_cpu0) = (process_cpu_seconds(pid), process_cpu_seconds(me));
+    let never = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let samples = rt.block_on(run(server.addr, clients, queries, limits, never));
+    let seconds = started.elapsed().as_secs_f64();
+    let delta =
+        |now: Option<f64>, then: Option<f64>| now.zip(then).map_or(f64::NAN, |(a, b)| a - b);
+    let server_cpu_s = delta(process_cpu_seconds(pid), server_cpu0);
+    let generator_cpu_s = delta(process_cpu_seconds(me), self_cpu0);
+    Timed {
+        samples,
+        seconds,
+        server_cpu_s,
+        generator_cpu_s,
+    }
 }
 
 async fn one(

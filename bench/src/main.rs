@@ -2,13 +2,16 @@
 //! target, pass/fail) on stdout, progress on stderr, and writes every raw
 //! number to a JSON file so results can be compared across commits.
 
+mod across_bench;
 mod build_bench;
 mod cache_bench;
 mod corpus;
 mod direct;
 mod embed_bench;
+mod history_bench;
 mod load;
 mod machine;
+mod memo;
 mod progress;
 mod quantization;
 mod rng;
@@ -176,8 +179,67 @@ enum Command {
         /// Build the bundles and stop.
         #[arg(long)]
         build_only: bool,
+        /// A model directory instead of the provisioned default, for
+        /// building and asking (e.g. .runtime/model-fp32).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// The chunker to build with (lines-v1 or syntax-v1).
+        #[arg(long, default_value = "lines-v1")]
+        chunker: String,
         /// Where to write the JSON results.
         #[arg(long, default_value = "bench-results/swebench.json")]
+        json_out: PathBuf,
+    },
+    /// The development issues asked of all four of their repositories at
+    /// once (one server, one store root): every way of fusing the
+    /// repositories' rankings, scored against the row's own repository's
+    /// gold files. Uses the bundles `swebench` builds.
+    Across {
+        /// The evaluation set (JSONL).
+        #[arg(long, default_value = "../shared/eval/swebench_dev.jsonl")]
+        queries: PathBuf,
+        /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+        #[arg(long, default_value = "/work/.mirror")]
+        mirror: PathBuf,
+        /// Where the built bundles are kept between runs.
+        #[arg(long, default_value = "target/bench-cache")]
+        bundle_cache: PathBuf,
+        /// A model directory instead of the provisioned default.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/across.json")]
+        json_out: PathBuf,
+    },
+    /// Retrieval quality on golden queries mined from public repositories'
+    /// history (`shelf eval --from-history`): each repository's recent
+    /// commits that change 1-3 source files, asked of their parents'
+    /// bundles (built incrementally, kept under --bundle-cache), by the
+    /// ranking as it was and by today's defaults, with each part off and
+    /// alone; per repository and overall.
+    History {
+        /// Repositories (owner/name); default: the five held-out ones.
+        #[arg(long = "repo")]
+        repos: Vec<String>,
+        /// Queries mined per repository.
+        #[arg(long, default_value_t = 60)]
+        queries: usize,
+        /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+        #[arg(long, default_value = "/work/.mirror")]
+        mirror: PathBuf,
+        /// Where the parents' bundles are kept between runs.
+        #[arg(long, default_value = "target/bench-cache/history")]
+        bundle_cache: PathBuf,
+        /// Chunkers to build the parents' bundles with, each its own set
+        /// (the headline: plain ranking on lines-v1 against the defaults on
+        /// the default chunker).
+        #[arg(long = "chunker", default_values_t = vec!["lines-v1".to_string(), "syntax-v1".to_string()])]
+        chunkers: Vec<String>,
+        /// Also score a grid of the parameters.
+        #[arg(long)]
+        sweep: bool,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/history.json")]
         json_out: PathBuf,
     },
     /// Index scalar kind and ef_add: recall@10 against exact search, size,
@@ -280,6 +342,8 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            model,
+            chunker,
             json_out,
         } => swebench::run(&swebench::Options {
             queries,
@@ -287,6 +351,50 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            model,
+            chunker: chunker.parse().map_err(anyhow::Error::msg)?,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Across {
+            queries,
+            mirror,
+            bundle_cache,
+            model,
+            json_out,
+        } => across_bench::run(&swebench::Options {
+            queries,
+            mirror,
+            bundle_cache,
+            only: Vec::new(),
+            build_only: false,
+            model,
+            chunker: shelf_builder::chunker::Chunker::default(),
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::History {
+            repos,
+            queries,
+            mirror,
+            bundle_cache,
+            chunkers,
+            sweep,
+            json_out,
+        } => history_bench::run(&history_bench::Options {
+            repos: if repos.is_empty() {
+                history_bench::HELD_OUT.map(str::to_string).to_vec()
+            } else {
+                repos
+            },
+            queries,
+            mirror,
+            bundle_cache,
+            chunkers: chunkers
+                .iter()
+                .map(|c| c.parse().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?,
+            sweep,
             json_out,
             command: std::env::args().collect(),
         }),

@@ -16,13 +16,12 @@ use serde::Serialize;
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 use shelf_search::mapped::DEFAULT_EXPANSION_SEARCH;
 use shelf_search::{Engine, MappedBundle, RawRequest, Request, RequestLimits};
-use shelf_testkit::GitRepo;
 use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
-use crate::build_bench::{edit, pick_distinct, warn_if_busy};
+use crate::build_bench::{touch_files, warn_if_busy, write_corpus};
 use crate::corpus::Corpus;
-use crate::load::{self, Sample, percentile, process_cpu_seconds, process_rss_kib};
+use crate::load::{self, Sample, percentile, process_rss_kib};
 use crate::machine::Machine;
 use crate::progress::Progress;
 use crate::rng::Rng;
@@ -36,6 +35,8 @@ const MAX_P50_AT_8_MS: f64 = 10.0;
 const MAX_P99_AT_8_MS: f64 = 30.0;
 const MAX_SEARCH_MS: f64 = 1.0;
 const CONCURRENCY: [usize; 3] = [1, 8, 32];
+/// Clients kept busy while the tag moves.
+const SWAP_CLIENTS: usize = 32;
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
 /// Options of one run.
@@ -151,6 +152,17 @@ struct RssOut {
     bundle_bytes_mib: f64,
 }
 
+/// Everything measured, as the table is made of it.
+#[derive(Debug, Serialize)]
+struct Measured {
+    start_warm_cache: StartOut,
+    start_with_download: StartOut,
+    levels: Vec<LevelOut>,
+    in_process: InProcessOut,
+    swap: SwapOut,
+    rss: RssOut,
+}
+
 #[derive(Debug, Serialize)]
 struct Results {
     command: Vec<String>,
@@ -158,12 +170,9 @@ struct Results {
     files: usize,
     seed: u64,
     bundles: Vec<BundleInfo>,
-    start_warm_cache: StartOut,
-    start_with_download: StartOut,
-    levels: Vec<LevelOut>,
-    in_process: InProcessOut,
-    swap: SwapOut,
-    rss: RssOut,
+    /// Flattened: its fields are keys of the results themselves.
+    #[serde(flatten)]
+    measured: Measured,
     rows: Vec<Row>,
 }
 
@@ -183,19 +192,7 @@ pub fn run(opts: &Options) -> Result<()> {
     warn_if_busy(&p, &machine);
 
     let corpus = Corpus::generate(opts.files, opts.seed);
-    // The server caches query vectors: the warm-up and every level get
-    // their own distinct queries, so no level is answered from the cache.
-    let needed = 40 + CONCURRENCY.len() * opts.requests;
-    let pool = queries_from(&corpus, opts.seed, needed.max(1000));
-    if pool.len() < needed {
-        bail!(
-            "the corpus gives {} distinct queries, {needed} are needed: lower --requests or raise --files",
-            pool.len()
-        );
-    }
-    let level_queries =
-        |i: usize| Arc::new(pool[40 + i * opts.requests..40 + (i + 1) * opts.requests].to_vec());
-    let queries = Arc::new(pool[..pool.len().min(1000)].to_vec());
+    let pool = QueryPool::new(&corpus, opts)?;
     let (v1, v2) = bundles(&shelf, opts, &p)?;
     p.say(&format!(
         "bundles: v1 {} ({} chunks, {:.1} MiB), v2 {}",
@@ -204,154 +201,27 @@ pub fn run(opts: &Options) -> Result<()> {
         v1.bytes as f64 / 1048576.0,
         v2.digest
     ));
+    let bench = Bench::publish(opts, &p, &shelf, work.path(), [&v1, &v2])?;
 
-    let store = work.path().join("store");
-    let store_s = store.display().to_string();
-    for b in [&v1, &v2] {
-        shelf.run(&["push", &b.path.display().to_string(), "--store", &store_s])?;
-    }
-    shelf.run(&["tag", "production", &v1.digest, "--store", &store_s])?;
-
-    // 1. Start to ready: with a download into an empty cache, then warm.
-    let serve_args = |cache: &Path| -> Vec<String> {
-        vec![
-            "--store".into(),
-            store_s.clone(),
-            "--follow".into(),
-            "production".into(),
-            "--cache".into(),
-            cache.display().to_string(),
-            "--poll-interval".into(),
-            "1h".into(),
-        ]
-    };
-    let warm_cache = work.path().join("cache");
-    let mut download = Vec::new();
-    for i in 0..opts.starts {
-        let cache = work.path().join(format!("cold-cache-{i}"));
-        download.push(start_once(&shelf, &serve_args(&cache))?);
-        let _ = std::fs::remove_dir_all(&cache);
-    }
-    start_once(&shelf, &serve_args(&warm_cache))?;
-    let mut warm = Vec::new();
-    for _ in 0..opts.starts {
-        warm.push(start_once(&shelf, &serve_args(&warm_cache))?);
-    }
-    let start_with_download = start_out(&download);
-    let start_warm_cache = start_out(&warm);
-    p.say(&format!(
-        "start to ready: warm {:.0} ms (model {:.0} ms), with download {:.0} ms",
-        start_warm_cache.median_ms,
-        start_warm_cache.median_model_load_ms,
-        start_with_download.median_ms
-    ));
-
-    // 2. Latency and throughput at 1, 8 and 32 clients.
-    let args = serve_args(&warm_cache);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(
-        shelf.path(),
-        &args,
-        &[
-            ("SHELF_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("SHELF_LOG", "warn,shelf_server=info"),
-        ],
-    );
-    server.wait_ready(Duration::from_secs(120));
-    let pid = server.pid();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let never = Arc::new(AtomicBool::new(false));
-    rt.block_on(load::run(
-        server.addr,
-        2,
-        Arc::new(pool[..40].to_vec()),
-        load::Limits {
-            requests: 40,
-            max_time: Duration::from_secs(60),
-        },
-        Arc::clone(&never),
-    ));
-    let mut levels = Vec::new();
-    for (li, clients) in CONCURRENCY.into_iter().enumerate() {
-        p.say(&format!(
-            "{clients} clients: up to {} requests or {} s",
-            opts.requests, opts.max_seconds
-        ));
-        let (server_cpu0, self_cpu0) = (
-            process_cpu_seconds(pid),
-            process_cpu_seconds(std::process::id()),
-        );
-        let started = Instant::now();
-        let samples = rt.block_on(load::run(
-            server.addr,
-            clients,
-            level_queries(li),
-            load::Limits {
-                requests: opts.requests,
-                max_time: Duration::from_secs(opts.max_seconds),
-            },
-            Arc::clone(&never),
-        ));
-        let seconds = started.elapsed().as_secs_f64();
-        let server_cpu = process_cpu_seconds(pid)
-            .zip(server_cpu0)
-            .map_or(f64::NAN, |(a, b)| a - b);
-        let self_cpu = process_cpu_seconds(std::process::id())
-            .zip(self_cpu0)
-            .map_or(f64::NAN, |(a, b)| a - b);
-        let level = level_out(clients, &samples, seconds, server_cpu, self_cpu);
-        p.say(&format!(
-            "  {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms (server embed p50 {:.1} ms, search p50 {:.2} ms), {} failed, generator {:.0}% of CPU",
-            level.throughput_qps,
-            level.p50_ms,
-            level.p99_ms,
-            level.server_embed_p50_ms,
-            level.server_search_p50_ms,
-            level.failed,
-            level.generator_cpu_share * 100.0
-        ));
-        levels.push(level);
-    }
-    let (one_rss, _) = process_rss_kib(pid).unwrap_or((0, 0));
-
-    // 3. Tag moves under load.
-    p.say(&format!("{} tag moves under 32 clients", opts.swaps));
-    let swap = swap_under_load(
-        &rt, &shelf, &server, &store_s, &v1, &v2, &queries, opts.swaps,
-    )?;
-    let (_, peak_rss) = process_rss_kib(pid).unwrap_or((0, 0));
-    p.say(&format!(
-        "  {} requests, {} failed, {} from another bundle; move -> first new answer median {:.0} ms, max {:.0} ms",
-        swap.requests,
-        swap.failed,
-        swap.foreign_digests,
-        swap.median_move_to_first_answer_ms,
-        swap.max_move_to_first_answer_ms
-    ));
-    drop(server);
-    drop(rt);
-
-    // 4. Search alone, in process, with real query vectors.
+    let (start_warm_cache, start_with_download) = bench.start_to_ready()?;
+    let loaded = bench.under_load(&pool, [&v1, &v2])?;
+    // Stage 4: search alone, in process, with real query vectors.
     p.say("in-process: search alone and embedding alone");
-    let in_process = in_process(&v1, &queries, work.path())?;
+    let in_process = in_process(&v1, &pool.shared, work.path())?;
 
-    let rss = RssOut {
-        one_bundle_mib: one_rss as f64 / 1024.0,
-        peak_two_bundles_mib: peak_rss as f64 / 1024.0,
-        bundle_bytes_mib: v1.bytes as f64 / 1048576.0,
+    let measured = Measured {
+        start_warm_cache,
+        start_with_download,
+        levels: loaded.levels,
+        in_process,
+        swap: loaded.swap,
+        rss: RssOut {
+            one_bundle_mib: loaded.one_bundle_rss_kib as f64 / 1024.0,
+            peak_two_bundles_mib: loaded.peak_rss_kib as f64 / 1024.0,
+            bundle_bytes_mib: v1.bytes as f64 / 1048576.0,
+        },
     };
-    let rows = rows(
-        &start_warm_cache,
-        &start_with_download,
-        &levels,
-        &in_process,
-        &swap,
-        &rss,
-        &v1,
-    );
+    let rows = rows(&measured, &v1);
     print!("{}", table::render(&rows));
     let results = Results {
         command: opts.command.clone(),
@@ -359,12 +229,7 @@ pub fn run(opts: &Options) -> Result<()> {
         files: opts.files,
         seed: opts.seed,
         bundles: vec![v1, v2],
-        start_warm_cache,
-        start_with_download,
-        levels,
-        in_process,
-        swap,
-        rss,
+        measured,
         rows,
     };
     if let Some(dir) = opts.json_out.parent() {
@@ -373,6 +238,226 @@ pub fn run(opts: &Options) -> Result<()> {
     std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
     p.say(&format!("results written to {}", opts.json_out.display()));
     Ok(())
+}
+
+/// Queries to warm a server up with.
+const WARMUP: usize = 40;
+/// The shared queries' count (see [`QueryPool::shared`]).
+const SHARED: usize = 1000;
+
+/// The benchmark's distinct queries. The server caches query vectors: the
+/// warm-up and every level get their own, so no level is answered from
+/// the cache.
+struct QueryPool {
+    pool: Vec<String>,
+    requests: usize,
+    /// The first [`SHARED`] queries (the warm-up's among them), for the
+    /// tag moves and the in-process measurements.
+    shared: Arc<Vec<String>>,
+}
+
+impl QueryPool {
+    fn new(corpus: &Corpus, opts: &Options) -> Result<Self> {
+        let needed = WARMUP + CONCURRENCY.len() * opts.requests;
+        let pool = queries_from(corpus, opts.seed, needed.max(SHARED));
+        if pool.len() < needed {
+            bail!(
+                "the corpus gives {} distinct queries, {needed} are needed: lower --requests or raise --files",
+                pool.len()
+            );
+        }
+        let shared = Arc::new(pool[..pool.len().min(SHARED)].to_vec());
+        Ok(Self {
+            pool,
+            requests: opts.requests,
+            shared,
+        })
+    }
+
+    fn warmup(&self) -> Arc<Vec<String>> {
+        Arc::new(self.pool[..WARMUP].to_vec())
+    }
+
+    /// The queries of load level `i` (an index into [`CONCURRENCY`]).
+    fn level(&self, i: usize) -> Arc<Vec<String>> {
+        let at = WARMUP + i * self.requests;
+        Arc::new(self.pool[at..at + self.requests].to_vec())
+    }
+}
+
+/// What the stages after the bundles share: the options, the progress
+/// log, the binary, the scratch directory and the store both bundles are
+/// in, with `production` on v1.
+struct Bench<'a> {
+    opts: &'a Options,
+    p: &'a Progress,
+    shelf: &'a ShelfBinary,
+    work: &'a Path,
+    store: String,
+}
+
+/// One server under load: the levels, then the tag moves, with its RSS
+/// after each.
+struct UnderLoad {
+    levels: Vec<LevelOut>,
+    swap: SwapOut,
+    one_bundle_rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+impl<'a> Bench<'a> {
+    /// Pushes both bundles to a local store and tags v1 `production`.
+    fn publish(
+        opts: &'a Options,
+        p: &'a Progress,
+        shelf: &'a ShelfBinary,
+        work: &'a Path,
+        [v1, v2]: [&BundleInfo; 2],
+    ) -> Result<Self> {
+        let store = work.join("store").display().to_string();
+        for b in [v1, v2] {
+            shelf.run(&["push", &b.path.display().to_string(), "--store", &store])?;
+        }
+        shelf.run(&["tag", "production", &v1.digest, "--store", &store])?;
+        Ok(Self {
+            opts,
+            p,
+            shelf,
+            work,
+            store,
+        })
+    }
+
+    /// `shelf serve` arguments: follow `production` in the store, with the
+    /// bundle cache in `cache`.
+    fn serve_args(&self, cache: &Path) -> Vec<String> {
+        vec![
+            "--store".into(),
+            self.store.clone(),
+            "--follow".into(),
+            "production".into(),
+            "--cache".into(),
+            cache.display().to_string(),
+            "--poll-interval".into(),
+            "1h".into(),
+        ]
+    }
+
+    fn warm_cache(&self) -> PathBuf {
+        self.work.join("cache")
+    }
+
+    /// Stage 1, start to ready: with a download into an empty cache, then
+    /// warm. Returns (warm cache, with download).
+    fn start_to_ready(&self) -> Result<(StartOut, StartOut)> {
+        let (shelf, work) = (self.shelf, self.work);
+        let mut download = Vec::new();
+        for i in 0..self.opts.starts {
+            let cache = work.join(format!("cold-cache-{i}"));
+            download.push(start_once(shelf, &self.serve_args(&cache))?);
+            let _ = std::fs::remove_dir_all(&cache);
+        }
+        start_once(shelf, &self.serve_args(&self.warm_cache()))?;
+        let mut warm = Vec::new();
+        for _ in 0..self.opts.starts {
+            warm.push(start_once(shelf, &self.serve_args(&self.warm_cache()))?);
+        }
+        let start_with_download = start_out(&download);
+        let start_warm_cache = start_out(&warm);
+        self.p.say(&format!(
+            "start to ready: warm {:.0} ms (model {:.0} ms), with download {:.0} ms",
+            start_warm_cache.median_ms,
+            start_warm_cache.median_model_load_ms,
+            start_with_download.median_ms
+        ));
+        Ok((start_warm_cache, start_with_download))
+    }
+
+    /// Stages 2 and 3: one server on the warm cache, warmed up, then the
+    /// load levels, then tag moves under load.
+    fn under_load(&self, pool: &QueryPool, bundles: [&BundleInfo; 2]) -> Result<UnderLoad> {
+        let args = self.serve_args(&self.warm_cache());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = ServerProcess::start(
+            self.shelf.path(),
+            &args,
+            &[
+                ("SHELF_ADMIN_TOKEN", ADMIN_TOKEN),
+                ("SHELF_LOG", "warn,shelf_server=info"),
+            ],
+        );
+        server.wait_ready(Duration::from_secs(120));
+        let pid = server.pid();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let warmup = load::Limits {
+            requests: WARMUP,
+            max_time: Duration::from_secs(60),
+        };
+        let never = Arc::new(AtomicBool::new(false));
+        rt.block_on(load::run(server.addr, 2, pool.warmup(), warmup, never));
+        let levels = self.load_levels(&rt, &server, pool);
+        let (one_bundle_rss_kib, _) = process_rss_kib(pid).unwrap_or((0, 0));
+
+        self.p.say(&format!(
+            "{} tag moves under {SWAP_CLIENTS} clients",
+            self.opts.swaps
+        ));
+        let swap = self.swap_under_load(&rt, &server, bundles, &pool.shared)?;
+        let (_, peak_rss_kib) = process_rss_kib(pid).unwrap_or((0, 0));
+        self.p.say(&format!(
+            "  {} requests, {} failed, {} from another bundle; move -> first new answer median {:.0} ms, max {:.0} ms",
+            swap.requests,
+            swap.failed,
+            swap.foreign_digests,
+            swap.median_move_to_first_answer_ms,
+            swap.max_move_to_first_answer_ms
+        ));
+        drop(server);
+        drop(rt);
+        Ok(UnderLoad {
+            levels,
+            swap,
+            one_bundle_rss_kib,
+            peak_rss_kib,
+        })
+    }
+
+    /// Latency and throughput at each of [`CONCURRENCY`] clients.
+    fn load_levels(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        server: &ServerProcess,
+        pool: &QueryPool,
+    ) -> Vec<LevelOut> {
+        let mut levels = Vec::new();
+        for (li, clients) in CONCURRENCY.into_iter().enumerate() {
+            self.p.say(&format!(
+                "{clients} clients: up to {} requests or {} s",
+                self.opts.requests, self.opts.max_seconds
+            ));
+            let limits = load::Limits {
+                requests: self.opts.requests,
+                max_time: Duration::from_secs(self.opts.max_seconds),
+            };
+            let timed = load::run_timed(rt, server, clients, pool.level(li), limits);
+            let level = level_out(clients, &timed);
+            self.p.say(&format!(
+                "  {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms (server embed p50 {:.1} ms, search p50 {:.2} ms), {} failed, generator {:.0}% of CPU",
+                level.throughput_qps,
+                level.p50_ms,
+                level.p99_ms,
+                level.server_embed_p50_ms,
+                level.server_search_p50_ms,
+                level.failed,
+                level.generator_cpu_share * 100.0
+            ));
+            levels.push(level);
+        }
+        levels
+    }
 }
 
 /// Query texts: the words of random lines of the corpus, 4 to 10 of them,
@@ -431,10 +516,7 @@ fn bundles(shelf: &ShelfBinary, opts: &Options, p: &Progress) -> Result<(BundleI
     }
     std::fs::create_dir_all(&dir)?;
     let mut corpus = Corpus::generate(opts.files, opts.seed);
-    let repo = GitRepo::new();
-    for f in &corpus.files {
-        repo.write(&f.path, &f.text);
-    }
+    let repo = write_corpus(&corpus);
     repo.commit("serve benchmark corpus");
     p.say(&format!(
         "building v1 of {} files (embedding ~10,000 chunks: several minutes on 2 cores)",
@@ -442,10 +524,8 @@ fn bundles(shelf: &ShelfBinary, opts: &Options, p: &Progress) -> Result<(BundleI
     ));
     let v1 = shelf.build(repo.path(), &dir.join("v1"), previous.as_deref())?;
     let mut rng = Rng::new(opts.seed ^ 0x7a9);
-    let touched = pick_distinct(corpus.files.len(), corpus.files.len() / 20, &mut rng);
-    for (j, &i) in touched.iter().enumerate() {
-        edit(&repo, &mut corpus, i, &mut rng, j % 2 == 0);
-    }
+    let count = corpus.files.len() / 20;
+    touch_files(&repo, &mut corpus, count, &mut rng);
     repo.commit("touch 5% of files");
     p.say("building v2 incrementally (5% of files changed)");
     let v2 = shelf.build(repo.path(), &dir.join("v2"), Some(&v1.report.bundle_path))?;
@@ -531,13 +611,9 @@ fn start_out(runs: &[(f64, f64)]) -> StartOut {
     }
 }
 
-fn level_out(
-    clients: usize,
-    samples: &[Sample],
-    seconds: f64,
-    server_cpu: f64,
-    self_cpu: f64,
-) -> LevelOut {
+fn level_out(clients: usize, timed: &load::Timed) -> LevelOut {
+    let samples = &timed.samples;
+    let (server_cpu, self_cpu) = (timed.server_cpu_s, timed.generator_cpu_s);
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.status == 200).collect();
     let lat: Vec<f64> = ok.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
     let embed: Vec<f64> = ok.iter().map(|s| s.embed_ms).collect();
@@ -546,8 +622,8 @@ fn level_out(
         clients,
         requests: samples.len(),
         failed: samples.len() - ok.len(),
-        seconds,
-        throughput_qps: ok.len() as f64 / seconds,
+        seconds: timed.seconds,
+        throughput_qps: ok.len() as f64 / timed.seconds,
         p50_ms: percentile(&lat, 50.0),
         p90_ms: percentile(&lat, 90.0),
         p99_ms: percentile(&lat, 99.0),
@@ -562,58 +638,80 @@ fn level_out(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn swap_under_load(
-    rt: &tokio::runtime::Runtime,
-    shelf: &ShelfBinary,
-    server: &ServerProcess,
-    store: &str,
-    v1: &BundleInfo,
-    v2: &BundleInfo,
-    queries: &Arc<Vec<String>>,
-    moves: usize,
-) -> Result<SwapOut> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = rt.spawn(load::run(
-        server.addr,
-        32,
-        Arc::clone(queries),
-        load::Limits {
-            requests: usize::MAX,
-            max_time: Duration::from_secs(3600),
-        },
-        Arc::clone(&stop),
-    ));
-    std::thread::sleep(Duration::from_millis(500));
-    let mut marks = Vec::new();
-    let mut reload_ms = Vec::new();
-    for i in 0..moves {
-        let to = if i % 2 == 0 { v2 } else { v1 };
-        shelf.run(&["tag", "production", &to.digest, "--store", store])?;
-        let moved = Instant::now();
-        let r = http::request(
+/// When each tag move was made and the digest it moved to, and how long
+/// each reload call took.
+struct TagMoves {
+    marks: Vec<(Instant, String)>,
+    reload_ms: Vec<f64>,
+}
+
+impl Bench<'_> {
+    /// Stage 3: `--swaps` tag moves, alternating v2 and v1, each followed
+    /// by the publish step's reload call, under [`SWAP_CLIENTS`] clients.
+    fn swap_under_load(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        server: &ServerProcess,
+        bundles: [&BundleInfo; 2],
+        queries: &Arc<Vec<String>>,
+    ) -> Result<SwapOut> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = rt.spawn(load::run(
             server.addr,
-            "POST",
-            "/v1/admin/reload",
-            &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-            b"",
-        );
-        reload_ms.push(moved.elapsed().as_secs_f64() * 1e3);
-        if r.status != 200 || r.json()["live"] != to.digest.as_str() {
-            stop.store(true, Ordering::Relaxed);
-            bail!(
-                "reload after move {i} did not swap: {}",
-                String::from_utf8_lossy(&r.body)
-            );
-        }
-        marks.push((moved, to.digest.clone()));
-        // Let some answers come from the new bundle before the next move.
-        std::thread::sleep(Duration::from_millis(300));
+            SWAP_CLIENTS,
+            Arc::clone(queries),
+            load::Limits {
+                requests: usize::MAX,
+                max_time: Duration::from_secs(3600),
+            },
+            Arc::clone(&stop),
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+        let moves = self.move_tag(server, bundles);
+        stop.store(true, Ordering::Relaxed);
+        let moves = moves?;
+        let samples = rt.block_on(load).context("the load generator failed")?;
+        Ok(swap_out(self.opts.swaps, &samples, moves, bundles))
     }
-    stop.store(true, Ordering::Relaxed);
-    let samples = rt.block_on(load).context("the load generator failed")?;
+
+    fn move_tag(&self, server: &ServerProcess, [v1, v2]: [&BundleInfo; 2]) -> Result<TagMoves> {
+        let mut marks = Vec::new();
+        let mut reload_ms = Vec::new();
+        for i in 0..self.opts.swaps {
+            let to = if i % 2 == 0 { v2 } else { v1 };
+            self.shelf
+                .run(&["tag", "production", &to.digest, "--store", &self.store])?;
+            let moved = Instant::now();
+            let r = http::request(
+                server.addr,
+                "POST",
+                "/v1/admin/reload",
+                &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+                b"",
+            );
+            reload_ms.push(moved.elapsed().as_secs_f64() * 1e3);
+            if r.status != 200 || r.json()["live"] != to.digest.as_str() {
+                bail!(
+                    "reload after move {i} did not swap: {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
+            marks.push((moved, to.digest.clone()));
+            // Let some answers come from the new bundle before the next move.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Ok(TagMoves { marks, reload_ms })
+    }
+}
+
+fn swap_out(
+    moves: usize,
+    samples: &[Sample],
+    tag_moves: TagMoves,
+    [v1, v2]: [&BundleInfo; 2],
+) -> SwapOut {
     let mut to_first = Vec::new();
-    for (moved, digest) in &marks {
+    for (moved, digest) in &tag_moves.marks {
         if let Some(first) = samples
             .iter()
             .filter(|s| s.at > *moved && s.digest.as_deref() == Some(digest.as_str()))
@@ -626,9 +724,9 @@ fn swap_under_load(
     let allowed = [v1.digest.as_str(), v2.digest.as_str()];
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.status == 200).collect();
     let lat: Vec<f64> = ok.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
-    Ok(SwapOut {
+    SwapOut {
         moves,
-        clients: 32,
+        clients: SWAP_CLIENTS,
         requests: samples.len(),
         failed: samples.len() - ok.len(),
         foreign_digests: ok
@@ -638,10 +736,10 @@ fn swap_under_load(
         median_move_to_first_answer_ms: median(&to_first),
         max_move_to_first_answer_ms: to_first.iter().copied().fold(f64::NAN, f64::max),
         move_to_first_answer_ms: to_first,
-        reload_call_ms: reload_ms,
+        reload_call_ms: tag_moves.reload_ms,
         p50_ms_during: percentile(&lat, 50.0),
         p99_ms_during: percentile(&lat, 99.0),
-    })
+    }
 }
 
 /// Search alone (and one query's embedding alone), in this process.
@@ -656,6 +754,28 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
     let engine = Engine::new(embedder.clone());
     let n = queries.len().min(300);
     let vectors = embedder.embed_queries(&queries[..n])?;
+    let (by_expansion, search_us) = vector_search(&bundle, &vectors)?;
+    let (lexical_us, hybrid_us) = ranking(&engine, &bundle, queries, &vectors)?;
+    let (embed_ms, tokens) = embedding(&embedder, queries)?;
+    Ok(InProcessOut {
+        queries: n,
+        search_p50_us: percentile(&search_us, 50.0),
+        search_p99_us: percentile(&search_us, 99.0),
+        by_expansion,
+        embed_one_query_p50_ms: percentile(&embed_ms, 50.0),
+        query_tokens_median: median(&tokens),
+        lexical_p50_us: percentile(&lexical_us, 50.0),
+        lexical_p99_us: percentile(&lexical_us, 99.0),
+        hybrid_rank_p50_us: percentile(&hybrid_us, 50.0),
+        hybrid_rank_p99_us: percentile(&hybrid_us, 99.0),
+    })
+}
+
+/// The vector index alone: recall@10 against brute force and time by
+/// search breadth, and the times (us) at the server's default breadth,
+/// which the bundle is left at.
+fn vector_search(bundle: &MappedBundle, vectors: &[Vec<f32>]) -> Result<(Vec<EfOut>, Vec<f64>)> {
+    let n = vectors.len();
     let exact: Vec<Vec<u64>> = vectors
         .iter()
         .map(|v| Ok(bundle.exact_search(v, 10)?.iter().map(|h| h.key).collect()))
@@ -683,9 +803,21 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
         }
     }
     bundle.set_expansion_search(DEFAULT_EXPANSION_SEARCH);
+    Ok((by_expansion, search_us))
+}
+
+/// BM25 alone, and the engine's whole ranking of a 10-chunk answer
+/// without the embedding (the vectors are given): times in us.
+fn ranking(
+    engine: &Engine,
+    bundle: &MappedBundle,
+    queries: &[String],
+    vectors: &[Vec<f32>],
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let n = vectors.len();
     let mut lexical_us = Vec::with_capacity(n);
     let mut hybrid_us = Vec::with_capacity(n);
-    for (q, v) in queries.iter().zip(&vectors) {
+    for (q, v) in queries.iter().zip(vectors) {
         if let Some(ix) = bundle.lexical() {
             let (ix, analyzer) = ix?;
             let t = Instant::now();
@@ -698,8 +830,6 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
             ));
             lexical_us.push(t.elapsed().as_secs_f64() * 1e6);
         }
-        // The engine's whole ranking of a 10-chunk answer, without the
-        // embedding (the vectors are given).
         let request = Request::new(
             RawRequest {
                 query: q.clone(),
@@ -710,9 +840,15 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         let t = Instant::now();
-        std::hint::black_box(engine.rank(&bundle, &request, std::slice::from_ref(v))?);
+        std::hint::black_box(engine.rank(bundle, &request, std::slice::from_ref(v))?);
         hybrid_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    Ok((lexical_us, hybrid_us))
+}
+
+/// One query's embedding alone, over the first 50 queries: times in ms,
+/// and the queries' token counts.
+fn embedding(embedder: &Embedder, queries: &[String]) -> Result<(Vec<f64>, Vec<f64>)> {
     let mut embed_ms = Vec::new();
     for q in queries.iter().take(50) {
         let t = Instant::now();
@@ -725,33 +861,33 @@ fn in_process(v1: &BundleInfo, queries: &[String], work: &Path) -> Result<InProc
         .filter_map(|q| embedder.count_tokens(q).ok())
         .map(|t| t as f64)
         .collect();
-    Ok(InProcessOut {
-        queries: n,
-        search_p50_us: percentile(&search_us, 50.0),
-        search_p99_us: percentile(&search_us, 99.0),
-        by_expansion,
-        embed_one_query_p50_ms: percentile(&embed_ms, 50.0),
-        query_tokens_median: median(&tokens),
-        lexical_p50_us: percentile(&lexical_us, 50.0),
-        lexical_p99_us: percentile(&lexical_us, 99.0),
-        hybrid_rank_p50_us: percentile(&hybrid_us, 50.0),
-        hybrid_rank_p99_us: percentile(&hybrid_us, 99.0),
-    })
+    Ok((embed_ms, tokens))
 }
 
-fn rows(
-    warm: &StartOut,
-    download: &StartOut,
-    levels: &[LevelOut],
-    in_process: &InProcessOut,
-    swap: &SwapOut,
-    rss: &RssOut,
-    v1: &BundleInfo,
-) -> Vec<Row> {
-    let mut rows = vec![
+/// The table, in sections: starts, load levels, in process, tag moves, RSS.
+fn rows(m: &Measured, v1: &BundleInfo) -> Vec<Row> {
+    let mut rows = start_rows(m, v1);
+    for l in &m.levels {
+        rows.extend(level_rows(l));
+    }
+    rows.extend(in_process_rows(&m.in_process));
+    rows.extend(swap_rows(&m.swap));
+    rows.push(Row::info(
+        "RSS, one bundle live / peak with two",
+        format!(
+            "{:.0} MiB / {:.0} MiB",
+            m.rss.one_bundle_mib, m.rss.peak_two_bundles_mib
+        ),
+    ));
+    rows
+}
+
+fn start_rows(m: &Measured, v1: &BundleInfo) -> Vec<Row> {
+    let (warm, download) = (&m.start_warm_cache, &m.start_with_download);
+    vec![
         Row::info(
             "bundle",
-            format!("{} chunks, {:.1} MiB", v1.chunks, rss.bundle_bytes_mib),
+            format!("{} chunks, {:.1} MiB", v1.chunks, m.rss.bundle_bytes_mib),
         ),
         Row::check(
             "start to ready, warm cache (median)",
@@ -773,46 +909,52 @@ fn rows(
             "start to ready, download from local store",
             format!("{:.0} ms", download.median_ms),
         ),
-    ];
-    for l in levels {
-        let c = l.clients;
-        rows.push(Row::info(
-            format!("{c} clients: throughput"),
-            format!("{:.0} q/s ({} failed)", l.throughput_qps, l.failed),
+    ]
+}
+
+/// One level's rows; the targets are at 8 clients.
+fn level_rows(l: &LevelOut) -> Vec<Row> {
+    let c = l.clients;
+    let mut rows = vec![Row::info(
+        format!("{c} clients: throughput"),
+        format!("{:.0} q/s ({} failed)", l.throughput_qps, l.failed),
+    )];
+    let (p50, p99) = (format!("{:.1} ms", l.p50_ms), format!("{:.1} ms", l.p99_ms));
+    if c == 8 {
+        rows.push(Row::check(
+            format!("{c} clients: p50"),
+            p50,
+            format!("<= {MAX_P50_AT_8_MS:.0} ms"),
+            l.p50_ms <= MAX_P50_AT_8_MS,
         ));
-        let (p50, p99) = (format!("{:.1} ms", l.p50_ms), format!("{:.1} ms", l.p99_ms));
-        if c == 8 {
-            rows.push(Row::check(
-                format!("{c} clients: p50"),
-                p50,
-                format!("<= {MAX_P50_AT_8_MS:.0} ms"),
-                l.p50_ms <= MAX_P50_AT_8_MS,
-            ));
-            rows.push(Row::check(
-                format!("{c} clients: p99"),
-                p99,
-                format!("<= {MAX_P99_AT_8_MS:.0} ms"),
-                l.p99_ms <= MAX_P99_AT_8_MS,
-            ));
-        } else {
-            rows.push(Row::info(
-                format!("{c} clients: p50 / p99"),
-                format!("{p50} / {p99}"),
-            ));
-        }
-        rows.push(Row::info(
-            format!("{c} clients: server embed p50 / search p50"),
-            format!(
-                "{:.1} ms / {:.2} ms",
-                l.server_embed_p50_ms, l.server_search_p50_ms
-            ),
+        rows.push(Row::check(
+            format!("{c} clients: p99"),
+            p99,
+            format!("<= {MAX_P99_AT_8_MS:.0} ms"),
+            l.p99_ms <= MAX_P99_AT_8_MS,
         ));
+    } else {
         rows.push(Row::info(
-            format!("{c} clients: generator share of CPU"),
-            format!("{:.0}%", l.generator_cpu_share * 100.0),
+            format!("{c} clients: p50 / p99"),
+            format!("{p50} / {p99}"),
         ));
     }
-    rows.push(Row::check(
+    rows.push(Row::info(
+        format!("{c} clients: server embed p50 / search p50"),
+        format!(
+            "{:.1} ms / {:.2} ms",
+            l.server_embed_p50_ms, l.server_search_p50_ms
+        ),
+    ));
+    rows.push(Row::info(
+        format!("{c} clients: generator share of CPU"),
+        format!("{:.0}%", l.generator_cpu_share * 100.0),
+    ));
+    rows
+}
+
+fn in_process_rows(in_process: &InProcessOut) -> Vec<Row> {
+    let mut rows = vec![Row::check(
         "search alone, in process (p50 / p99)",
         format!(
             "{:.0} us / {:.0} us",
@@ -820,7 +962,7 @@ fn rows(
         ),
         format!("< {MAX_SEARCH_MS:.0} ms"),
         in_process.search_p99_us < MAX_SEARCH_MS * 1000.0,
-    ));
+    )];
     for e in &in_process.by_expansion {
         rows.push(Row::info(
             format!(
@@ -830,59 +972,59 @@ fn rows(
             format!("{:.3} / {:.0} us", e.recall_at_10, e.search_p50_us),
         ));
     }
-    rows.push(Row::info(
-        "lexical (BM25) alone, in process (p50 / p99)",
-        format!(
-            "{:.0} us / {:.0} us",
-            in_process.lexical_p50_us, in_process.lexical_p99_us
+    rows.extend([
+        Row::info(
+            "lexical (BM25) alone, in process (p50 / p99)",
+            format!(
+                "{:.0} us / {:.0} us",
+                in_process.lexical_p50_us, in_process.lexical_p99_us
+            ),
         ),
-    ));
-    rows.push(Row::info(
-        "hybrid ranking without the embedding (p50 / p99)",
-        format!(
-            "{:.0} us / {:.0} us",
-            in_process.hybrid_rank_p50_us, in_process.hybrid_rank_p99_us
+        Row::info(
+            "hybrid ranking without the embedding (p50 / p99)",
+            format!(
+                "{:.0} us / {:.0} us",
+                in_process.hybrid_rank_p50_us, in_process.hybrid_rank_p99_us
+            ),
         ),
-    ));
-    rows.push(Row::info(
-        "embed one query alone, in process (p50)",
-        format!(
-            "{:.1} ms ({:.0} tokens median)",
-            in_process.embed_one_query_p50_ms, in_process.query_tokens_median
+        Row::info(
+            "embed one query alone, in process (p50)",
+            format!(
+                "{:.1} ms ({:.0} tokens median)",
+                in_process.embed_one_query_p50_ms, in_process.query_tokens_median
+            ),
         ),
-    ));
-    rows.push(Row::check(
-        format!("swap under load: failed of {} requests", swap.requests),
-        swap.failed.to_string(),
-        "0",
-        swap.failed == 0,
-    ));
-    rows.push(Row::check(
-        "swap under load: answers from neither bundle",
-        swap.foreign_digests.to_string(),
-        "0",
-        swap.foreign_digests == 0,
-    ));
-    rows.push(Row::info(
-        "tag move -> first answer from new bundle (median / max)",
-        format!(
-            "{:.0} ms / {:.0} ms",
-            swap.median_move_to_first_answer_ms, swap.max_move_to_first_answer_ms
-        ),
-    ));
-    rows.push(Row::info(
-        "tag move -> swapped (reload call, median, first move excluded)",
-        format!(
-            "{:.0} ms",
-            median(swap.reload_call_ms.get(1..).unwrap_or(&[]))
-        ),
-    ));
-    rows.push(Row::info(
-        "RSS, one bundle live / peak with two",
-        format!(
-            "{:.0} MiB / {:.0} MiB",
-            rss.one_bundle_mib, rss.peak_two_bundles_mib
-        ),
-    ));
+    ]);
     rows
+}
+
+fn swap_rows(swap: &SwapOut) -> Vec<Row> {
+    vec![
+        Row::check(
+            format!("swap under load: failed of {} requests", swap.requests),
+            swap.failed.to_string(),
+            "0",
+            swap.failed == 0,
+        ),
+        Row::check(
+            "swap under load: answers from neither bundle",
+            swap.foreign_digests.to_string(),
+            "0",
+            swap.foreign_digests == 0,
+        ),
+        Row::info(
+            "tag move -> first answer from new bundle (median / max)",
+            format!(
+                "{:.0} ms / {:.0} ms",
+                swap.median_move_to_first_answer_ms, swap.max_move_to_first_answer_ms
+            ),
+        ),
+        Row::info(
+            "tag move -> swapped (reload call, median, first move excluded)",
+            format!(
+                "{:.0} ms",
+                median(swap.reload_call_ms.get(1..).unwrap_or(&[]))
+            ),
+        ),
+    ]
 }

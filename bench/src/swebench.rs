@@ -38,8 +38,14 @@ pub struct Options {
     pub bundle_cache: PathBuf,
     /// Only these repositories (`owner/name`); empty: all.
     pub only: Vec<String>,
+    /// The chunker the bundles are built with (`lines-v1` bundles are kept
+    /// under `swebench/`, others under `swebench-<chunker>/`).
+    pub chunker: shelf_builder::chunker::Chunker,
     /// Stop after building (no evaluation).
     pub build_only: bool,
+    /// A model directory (`--model` of shelf) instead of the provisioned
+    /// default, for building and for asking (e.g. `.runtime/model-fp32`).
+    pub model: Option<PathBuf>,
     /// JSON results path.
     pub json_out: PathBuf,
     /// The command line.
@@ -128,9 +134,13 @@ pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress
         dated.sort();
         let mut previous: Option<PathBuf> = None;
         for (i, (_, commit)) in dated.iter().enumerate() {
+            let set = match opts.chunker {
+                shelf_builder::chunker::Chunker::LinesV1 => "swebench".to_string(),
+                other => format!("swebench-{}", other.name()),
+            };
             let out = opts
                 .bundle_cache
-                .join("swebench")
+                .join(set)
                 .join(repo.replace('/', "+"))
                 .join(commit);
             let record = out.join("bundle.json");
@@ -151,8 +161,24 @@ pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress
                             ""
                         }
                     ));
-                    let run =
-                        shelf.build_named(&git_dir, commit, &out, previous.as_deref(), repo)?;
+                    std::fs::create_dir_all(&out)?;
+                    let config = out.join("shelf-bench.toml");
+                    std::fs::write(
+                        &config,
+                        format!("[build]\nchunker = \"{}\"\n", opts.chunker.name()),
+                    )?;
+                    let mut extra = vec!["--config".to_string(), config.display().to_string()];
+                    if let Some(m) = &opts.model {
+                        extra.extend(["--model".into(), m.display().to_string()]);
+                    }
+                    let run = shelf.build_with(
+                        &git_dir,
+                        commit,
+                        &out,
+                        previous.as_deref(),
+                        repo,
+                        &extra,
+                    )?;
                     p.say(&format!(
                         "  {} chunks, {} embedded, {} reused, {:.0} s",
                         run.report.chunks.total,
@@ -240,6 +266,10 @@ struct Results {
     queries: PathBuf,
     bundles: Built,
     systems: BTreeMap<String, SystemOut>,
+    /// The ranking before query understanding and code-aware ranking
+    /// (`plain`), today's defaults (`default`), and each part off and
+    /// alone (`history_bench::variants`), all hybrid and grouped by file.
+    variants: BTreeMap<String, SweepOut>,
     /// Hybrid variants (fusion constant, lexical weight, file aggregation,
     /// query windows), scored on the same candidates: the measurement
     /// behind the defaults.
@@ -263,7 +293,7 @@ fn files_of(bundle: &MappedBundle, ranked: &[Ranked], sum3: bool) -> Result<Vec<
     let summed = if sum3 { CHUNKS_PER_FILE } else { 1 };
     Ok(group_by_file(&scored, summed, eval::DEPTH)
         .into_iter()
-        .map(|f| f.path.to_string())
+        .map(|f| f.file.to_string())
         .collect())
 }
 
@@ -318,13 +348,19 @@ fn sweep_row(
     Ok(out)
 }
 
-type Evaluated = (BTreeMap<String, SystemOut>, BTreeMap<String, SweepOut>);
+type Evaluated = (
+    BTreeMap<String, SystemOut>,
+    BTreeMap<String, SweepOut>,
+    BTreeMap<String, SweepOut>,
+);
 
 /// What every row is asked with: the engine as clients get it, the same
 /// engine with one query window, and the bundle of the row's commit.
 struct Harness {
     engine: Engine,
     one_window: Engine,
+    /// The ranking variants, over one memoised model.
+    variants: Vec<(String, Engine)>,
     open: Option<(PathBuf, MappedBundle, FileIndex)>,
     cache: PathBuf,
 }
@@ -335,20 +371,34 @@ struct Scores {
     by_system: BTreeMap<&'static str, Vec<QueryScore>>,
     millis: BTreeMap<&'static str, f64>,
     sweep: BTreeMap<String, Vec<QueryScore>>,
+    variants: BTreeMap<String, Vec<QueryScore>>,
 }
 
 impl Harness {
-    fn new(work: &Path) -> Result<Self> {
+    fn new(work: &Path, model: Option<&Path>) -> Result<Self> {
         let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
-        let embedder = std::sync::Arc::new(Embedder::load(&runtime, &EmbedderOptions::default())?);
+        let options = EmbedderOptions {
+            model: model.map(Path::to_path_buf),
+            ..EmbedderOptions::default()
+        };
+        let embedder = std::sync::Arc::new(Embedder::load(&runtime, &options)?);
         let engine = Engine::new(embedder);
         let one_window = engine.clone().with_tuning(Tuning {
             max_windows: 1,
             ..Tuning::default()
         });
+        let memo = std::sync::Arc::new(crate::memo::Memo::new(Embedder::load(
+            &runtime,
+            &EmbedderOptions::default(),
+        )?));
+        let variants = crate::history_bench::variants(false)
+            .into_iter()
+            .map(|(n, t)| (n, Engine::new(memo.clone()).with_tuning(t)))
+            .collect();
         Ok(Self {
             engine,
             one_window,
+            variants,
             open: None,
             cache: work.join("cache"),
         })
@@ -368,6 +418,7 @@ impl Harness {
     /// Asks every system, and every sweep variant, one row.
     fn row(&mut self, row: &Row, path: &Path, scores: &mut Scores) -> Result<()> {
         let (engine, one_window) = (self.engine.clone(), self.one_window.clone());
+        let variants = self.variants.clone();
         let (_, bundle, files) = self.bundle(path)?;
         let query = EvalQuery {
             id: row.instance_id.clone(),
@@ -388,6 +439,14 @@ impl Harness {
             scores
                 .by_system
                 .entry(system)
+                .or_default()
+                .push(eval::score(&query, &ranked));
+        }
+        for (name, v) in &variants {
+            let ranked = eval::rank_files(v, bundle, &row.query, Mode::Hybrid)?;
+            scores
+                .variants
+                .entry(name.clone())
                 .or_default()
                 .push(eval::score(&query, &ranked));
         }
@@ -421,8 +480,14 @@ impl Harness {
     }
 }
 
-fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Result<Evaluated> {
-    let mut harness = Harness::new(work)?;
+fn evaluate_all(
+    rows: &[Row],
+    built: &Built,
+    work: &Path,
+    model: Option<&Path>,
+    p: &Progress,
+) -> Result<Evaluated> {
+    let mut harness = Harness::new(work, model)?;
     let mut scores = Scores::default();
     for (i, row) in rows.iter().enumerate() {
         let Some(path) = built
@@ -443,6 +508,20 @@ fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Resul
                 .and_then(|s| s.first_gold_rank)
         ));
     }
+    let variants = scores
+        .variants
+        .into_iter()
+        .map(|(name, s)| {
+            let r = Report::new(s);
+            (
+                name,
+                SweepOut {
+                    overall: r.overall,
+                    without_leaks: r.without_leaks,
+                },
+            )
+        })
+        .collect();
     let sweep = scores
         .sweep
         .into_iter()
@@ -469,7 +548,7 @@ fn evaluate_all(rows: &[Row], built: &Built, work: &Path, p: &Progress) -> Resul
             (system.to_string(), out)
         })
         .collect();
-    Ok((systems, sweep))
+    Ok((systems, sweep, variants))
 }
 
 fn line(label: &str, system: &str, s: &Summary) -> String {
@@ -490,6 +569,32 @@ fn print_sweep(sweep: &BTreeMap<String, SweepOut>) {
     for (name, s) in rows {
         println!(
             "{name:<32} {:>5.3} {:>5.3} {:>7.3}   {:>9.3} {:>9.3}",
+            s.overall.recall_at_5,
+            s.overall.mrr,
+            s.overall.ndcg_at_10,
+            s.without_leaks.recall_at_5,
+            s.without_leaks.mrr
+        );
+    }
+}
+
+fn print_variants(variants: &BTreeMap<String, SweepOut>) {
+    let mut rows: Vec<(&String, &SweepOut)> = variants.iter().collect();
+    rows.sort_by(|a, b| {
+        let key = |s: &SweepOut| s.overall.mrr + s.overall.recall_at_5;
+        key(b.1).total_cmp(&key(a.1))
+    });
+    println!(
+        "\nranking variants (hybrid, group=file; plain = before query understanding and code-aware ranking), best first by MRR + R@5:"
+    );
+    println!(
+        "{:<44} {:>5} {:>5} {:>5} {:>7}   {:>9} {:>9}",
+        "variant", "R@1", "R@5", "MRR", "nDCG@10", "R@5 (nl)", "MRR (nl)"
+    );
+    for (name, s) in rows {
+        println!(
+            "{name:<44} {:>5.3} {:>5.3} {:>5.3} {:>7.3}   {:>9.3} {:>9.3}",
+            s.overall.recall_at_1,
             s.overall.recall_at_5,
             s.overall.mrr,
             s.overall.ndcg_at_10,
@@ -566,15 +671,18 @@ pub fn run(opts: &Options) -> Result<()> {
         .into_iter()
         .filter(|r| opts.only.is_empty() || opts.only.contains(&r.repo))
         .collect();
-    let (systems, sweep) = evaluate_all(&rows, &built, work.path(), &p)?;
+    let (systems, sweep, variants) =
+        evaluate_all(&rows, &built, work.path(), opts.model.as_deref(), &p)?;
     print_table(&systems);
     print_sweep(&sweep);
+    print_variants(&variants);
     let results = Results {
         command: opts.command.clone(),
         machine: Machine::current(),
         queries: opts.queries.clone(),
         bundles: built,
         systems,
+        variants,
         sweep,
     };
     if let Some(dir) = opts.json_out.parent() {

@@ -2,17 +2,60 @@
 //! tokens, cutting preferably where code or prose naturally breaks
 //! (definition starts, blank lines, Markdown/reST headings).
 //!
-//! Why lines and not a syntax tree: tree-sitter grammars cost compile time
-//! per language and cover only the languages compiled in; line-based cuts at
-//! definition keywords and blank lines work for every text file and, with a
-//! header line naming the file and the enclosing definition, each chunk
-//! stands alone for the embedder. Measured on the eval set before anything
-//! fancier is added (issue 8).
+//! `syntax-v1` is the same algorithm with the cut points and headers taken
+//! from a syntax tree (`syntax.rs`: tree-sitter, for Python, Rust,
+//! JavaScript/TypeScript, Go and Java): a chunk ends where an item ends,
+//! preferring the outermost item boundary that keeps it at least a third
+//! full, and its header names the definition that really encloses it
+//! (not the nearest line that looks like one). Files in other languages,
+//! or that do not parse, are chunked exactly as `lines-v1` chunks them,
+//! with `lines-v1` content ids, so their vectors are shared by bundles of
+//! either chunker.
+//!
+//! Why lines underneath: line-based cuts at definition keywords and blank
+//! lines work for every text file and, with a header line naming the file
+//! and the enclosing definition, each chunk stands alone for the embedder.
+
+use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 use shelf_formats::ModelIdentity;
 
-use crate::settings::CHUNKER;
+use crate::syntax;
+
+/// How files are cut into chunks (`build.chunker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chunker {
+    /// Whole lines, cut at blank lines, definition keywords and headings.
+    #[default]
+    LinesV1,
+    /// `lines-v1` with the cuts and headers of a syntax tree where one
+    /// parses.
+    SyntaxV1,
+}
+
+impl Chunker {
+    /// Every chunker, by name.
+    pub const ALL: [Chunker; 2] = [Chunker::LinesV1, Chunker::SyntaxV1];
+
+    /// The name recorded in the manifest and in content ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Chunker::LinesV1 => "lines-v1",
+            Chunker::SyntaxV1 => "syntax-v1",
+        }
+    }
+}
+
+impl FromStr for Chunker {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Chunker::ALL
+            .into_iter()
+            .find(|c| c.name() == s.trim())
+            .ok_or_else(|| format!("unknown chunker '{s}'; use lines-v1 or syntax-v1"))
+    }
+}
 
 /// Token spans of a text: `(start, end)` byte offsets of each model token,
 /// without special tokens. The embedder's tokenizer in production; a
@@ -46,6 +89,8 @@ pub struct ChunkParams {
     pub max_tokens: u32,
     /// Lines repeated at the start of the next chunk.
     pub overlap_lines: u32,
+    /// The algorithm.
+    pub chunker: Chunker,
 }
 
 /// Tokens reserved for the header's enclosing-definition line.
@@ -85,27 +130,46 @@ pub fn chunk_file(
     let lines: Vec<&str> = (0..line_starts.len())
         .map(|l| line_text(text, &line_starts, l))
         .collect();
+    let outline = match params.chunker {
+        Chunker::SyntaxV1 => syntax::outline(path, text),
+        Chunker::LinesV1 => None,
+    };
+    // What was really used names the content ids: a file cut by lines has
+    // the ids (and so the vectors) it has under lines-v1.
+    let used = if outline.is_some() {
+        Chunker::SyntaxV1
+    } else {
+        Chunker::LinesV1
+    };
 
     let mut chunks = Vec::new();
     let mut start = 0;
     while start < segments.len() {
         let mut tokens = 0;
         let mut end = start;
-        let mut best_cut = None;
+        // Possible cuts: (segment index, priority; lower is better).
+        let mut cuts: Vec<(usize, u8)> = Vec::new();
         while end < segments.len() && (end == start || tokens + segments[end].tokens <= budget) {
             tokens += segments[end].tokens;
             end += 1;
-            if end < segments.len()
-                && segments[end].start == line_starts[segments[end].line]
-                && is_boundary(&lines, segments[end].line, kind)
-            {
-                best_cut = Some(end);
+            if end < segments.len() && segments[end].start == line_starts[segments[end].line] {
+                let l = segments[end].line;
+                let priority = match &outline {
+                    Some(o) => o
+                        .starts
+                        .get(l)
+                        .copied()
+                        .flatten()
+                        .or_else(|| is_blank_boundary(&lines, l).then_some(SYNTAX_BLANK)),
+                    None => is_boundary(&lines, l, kind).then_some(0),
+                };
+                if let Some(p) = priority {
+                    cuts.push((end, p));
+                }
             }
         }
-        // Prefer a natural boundary when it keeps at least half the chunk.
         if end < segments.len()
-            && let Some(cut) = best_cut
-            && cut - start >= (end - start).div_ceil(2)
+            && let Some(cut) = choose_cut(&cuts, start, end, outline.is_some())
         {
             end = cut;
         }
@@ -113,7 +177,10 @@ pub fn chunk_file(
         let last = segments[end - 1];
         let chunk_text = &text[first.start..last.end];
         if !chunk_text.trim().is_empty() {
-            let definition = enclosing_definition(&lines, first.line, kind);
+            let definition = match &outline {
+                Some(o) => o.enclosing(first.line).map(|l| shorten(lines[l].trim())),
+                None => enclosing_definition(&lines, first.line, kind),
+            };
             let embed_text = match definition {
                 Some(def) => format!("{path}\n{def}\n{chunk_text}"),
                 None => format!("{path}\n{chunk_text}"),
@@ -126,7 +193,7 @@ pub fn chunk_file(
                 start_line: first.line as u32 + 1,
                 end_line: last.line as u32 + 1,
                 text: chunk_text.to_string(),
-                content_id: content_id(model, &embed_text),
+                content_id: content_id(used, model, &embed_text),
                 embed_text,
                 tokens,
             });
@@ -142,13 +209,42 @@ pub fn chunk_file(
     chunks
 }
 
-/// The content id: sha256 of the chunker version, the model identity, and
-/// exactly the embedded text. Equal ids mean equal vectors, which is what
-/// makes reusing vectors from a previous bundle safe.
-pub fn content_id(model: &ModelIdentity, embed_text: &str) -> [u8; 32] {
+/// Priority of a blank-line cut under `syntax-v1`: after every item
+/// boundary (depths 0 to 2).
+const SYNTAX_BLANK: u8 = 3;
+
+/// Where to end a chunk that would otherwise end at `end`: under
+/// `lines-v1` the last natural boundary that keeps at least half the
+/// chunk; under `syntax-v1` the outermost item boundary (then the latest)
+/// that keeps at least a third, else a blank line that keeps half.
+fn choose_cut(cuts: &[(usize, u8)], start: usize, end: usize, syntax: bool) -> Option<usize> {
+    let len = end - start;
+    if !syntax {
+        return cuts
+            .last()
+            .filter(|(c, _)| c - start >= len.div_ceil(2))
+            .map(|(c, _)| *c);
+    }
+    cuts.iter()
+        .filter(|(c, p)| {
+            let kept = c - start;
+            if *p < SYNTAX_BLANK {
+                kept >= len.div_ceil(3)
+            } else {
+                kept >= len.div_ceil(2)
+            }
+        })
+        .min_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(c, _)| *c)
+}
+
+/// The content id: sha256 of the chunker that cut the text, the model
+/// identity, and exactly the embedded text. Equal ids mean equal vectors,
+/// which is what makes reusing vectors from a previous bundle safe.
+pub fn content_id(chunker: Chunker, model: &ModelIdentity, embed_text: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"shelf-content-v1\0");
-    h.update(CHUNKER.as_bytes());
+    h.update(chunker.name().as_bytes());
     h.update([0]);
     h.update(model.onnx_sha256);
     h.update(model.tokenizer_sha256);
@@ -290,10 +386,14 @@ fn is_heading(lines: &[&str], l: usize, kind: FileKind) -> bool {
     }
 }
 
+fn is_blank_boundary(lines: &[&str], l: usize) -> bool {
+    l > 0 && lines[l - 1].trim().is_empty() && !lines[l].trim().is_empty()
+}
+
 /// Whether a chunk may start at line `l`: after a blank line, at a
 /// definition, or at a heading.
 fn is_boundary(lines: &[&str], l: usize, kind: FileKind) -> bool {
-    (l > 0 && lines[l - 1].trim().is_empty() && !lines[l].trim().is_empty())
+    is_blank_boundary(lines, l)
         || is_heading(lines, l, kind)
         || (kind == FileKind::Code && is_definition(lines[l]))
 }
@@ -309,12 +409,16 @@ fn enclosing_definition<'a>(lines: &[&'a str], line: usize, kind: FileKind) -> O
         return None;
     }
     let l = (0..line).rev().find(|&l| found(l))?;
-    let def = lines[l].trim();
+    Some(shorten(lines[l].trim()))
+}
+
+/// At most [`DEFINITION_CHARS`] characters of a definition line.
+fn shorten(def: &str) -> &str {
     let cut = def
         .char_indices()
         .nth(DEFINITION_CHARS)
         .map_or(def.len(), |(i, _)| i);
-    Some(&def[..cut])
+    &def[..cut]
 }
 
 #[cfg(test)]
@@ -362,6 +466,7 @@ mod tests {
         ChunkParams {
             max_tokens,
             overlap_lines: 0,
+            chunker: Chunker::LinesV1,
         }
     }
 
@@ -454,6 +559,7 @@ mod tests {
         let p = ChunkParams {
             max_tokens: 64,
             overlap_lines: 2,
+            chunker: Chunker::LinesV1,
         };
         let c = chunk_file("f.txt", &text, p, &Words, &model());
         for w in c.windows(2) {
@@ -470,12 +576,89 @@ mod tests {
     #[test]
     fn content_id_depends_on_text_and_model() {
         let m = model();
-        let a = content_id(&m, "x");
-        assert_eq!(a, content_id(&m, "x"));
-        assert_ne!(a, content_id(&m, "y"));
+        let a = content_id(Chunker::LinesV1, &m, "x");
+        assert_eq!(a, content_id(Chunker::LinesV1, &m, "x"));
+        assert_ne!(a, content_id(Chunker::LinesV1, &m, "y"));
+        assert_ne!(a, content_id(Chunker::SyntaxV1, &m, "x"));
         let mut m2 = m.clone();
         m2.onnx_sha256 = [1; 32];
-        assert_ne!(a, content_id(&m2, "x"));
+        assert_ne!(a, content_id(Chunker::LinesV1, &m2, "x"));
+    }
+
+    fn syntax(max_tokens: u32) -> ChunkParams {
+        ChunkParams {
+            chunker: Chunker::SyntaxV1,
+            ..params(max_tokens)
+        }
+    }
+
+    #[test]
+    fn syntax_v1_cuts_between_items_and_names_the_real_enclosing_definition() {
+        // Methods of an impl with comments inside and no blank lines: the
+        // keyword heuristic of lines-v1 sees `// fn` lines and nested
+        // closures alike; the syntax tree knows where each method ends.
+        let mut text = String::from("struct S;\nimpl S {\n");
+        for m in 0..5 {
+            text.push_str(&format!("    /// Method {m}.\n    pub fn m{m}(&self) {{\n"));
+            for l in 0..5 {
+                text.push_str(&format!("        let v{l} = compute(a, b, c, {m});\n"));
+            }
+            text.push_str("    }\n");
+        }
+        text.push_str("}\n");
+        let c = chunk_file("src/s.rs", &text, syntax(110), &Words, &model());
+        assert!(c.len() >= 3, "{c:#?}");
+        for ch in &c[1..] {
+            assert!(
+                ch.text.starts_with("    /// Method"),
+                "a chunk starts inside a method: {:?}",
+                ch.text
+            );
+            assert!(
+                ch.embed_text.starts_with("src/s.rs\nimpl S {\n"),
+                "{}",
+                ch.embed_text
+            );
+        }
+        assert_eq!(c.last().unwrap().end_line as usize, text.lines().count());
+        // A chunk inside a long method is headed by that method.
+        let long: String = std::iter::once("fn big() {\n".to_string())
+            .chain((0..80).map(|i| format!("    step({i}, more, words);\n")))
+            .chain(std::iter::once("}\n".to_string()))
+            .collect();
+        let c = chunk_file("src/big.rs", &long, syntax(120), &Words, &model());
+        assert!(c.len() > 1);
+        assert!(
+            c[1].embed_text
+                .starts_with("src/big.rs\nfn big() {\n    step(")
+        );
+    }
+
+    #[test]
+    fn syntax_v1_cuts_other_files_exactly_as_lines_v1_with_the_same_ids() {
+        let mut md = String::new();
+        for s in 0..4 {
+            md.push_str(&format!("# Section {s}\n"));
+            for _ in 0..10 {
+                md.push_str("prose words in a paragraph of text\n");
+            }
+        }
+        for (path, text) in [
+            ("docs/guide.md", md.as_str()),
+            ("src/broken.rs", &"fn ( { ] ) ;; <<>> }}\n".repeat(50)),
+        ] {
+            let lines = chunk_file(path, text, params(120), &Words, &model());
+            let syn = chunk_file(path, text, syntax(120), &Words, &model());
+            assert_eq!(lines, syn, "{path}");
+        }
+        let rs = "fn a() {}\n";
+        let lines = chunk_file("a.rs", rs, params(120), &Words, &model());
+        let syn = chunk_file("a.rs", rs, syntax(120), &Words, &model());
+        assert_eq!(lines[0].text, syn[0].text);
+        assert_ne!(
+            lines[0].content_id, syn[0].content_id,
+            "cut by another chunker"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod chunker;
 mod embedding;
+pub mod history;
 pub mod index;
 pub mod previous;
 pub mod report;
@@ -19,6 +20,7 @@ pub mod secrets;
 pub mod select;
 pub mod settings;
 pub mod source;
+pub mod syntax;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use rayon::prelude::*;
 use shelf_embed::{EmbedError, Embedder};
 use shelf_formats::bundle::{BundleError, write_bundle};
 use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
+use shelf_formats::files::{CompressedText, FileTextsWriter};
 use shelf_formats::lexical::LexicalIndexWriter;
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
@@ -328,7 +331,14 @@ pub fn build_with(
         timings.insert(name, t.elapsed());
     };
     let t = Instant::now();
-    let staged = write_members(&req.out_dir, &chunked, &vectors, embedder, observer)?;
+    let staged = write_members(
+        &req.out_dir,
+        &read.files,
+        &chunked,
+        &vectors,
+        embedder,
+        observer,
+    )?;
     timed("index", t);
     let t = Instant::now();
     observer.stage(Stage::Pack, 1);
@@ -477,6 +487,7 @@ fn chunk_files(
             .saturating_sub(embedder.document_prefix_tokens() as u32)
             .max(16),
         overlap_lines: read.settings.overlap_lines,
+        chunker: read.settings.chunker,
     };
     let spans = ModelTokens(embedder);
     let model = embedder.identity();
@@ -589,9 +600,11 @@ fn vectors_for(
 }
 
 /// Index and chunk store (and lexical index), in (path, line) order: key
-/// i = chunk i, written into a staging directory beside the output.
+/// i = chunk i, and the texts of the files that have chunks, written into a
+/// staging directory beside the output.
 fn write_members(
     out_dir: &Path,
+    files: &[FileText],
     chunked: &[(String, Vec<chunker::Chunk>)],
     vectors: &Vectors,
     embedder: &Embedder,
@@ -646,6 +659,7 @@ fn write_members(
     };
     write(members::CHUNKS, &|w| store.write_to(w))?;
     write(members::LEXICAL, &|w| lexical.write_to(w))?;
+    write(members::FILES, &|w| file_texts(files, chunked)?.write_to(w))?;
     index::build(
         &ordered,
         embedder.identity().dimensions as usize,
@@ -657,6 +671,25 @@ fn write_members(
         files_indexed,
         chunks: total_chunks as u64,
     })
+}
+
+/// The texts of the files that were indexed (those with chunks), as the
+/// chunks saw them (withheld lines empty), compressed on every core.
+fn file_texts(
+    files: &[FileText],
+    chunked: &[(String, Vec<chunker::Chunk>)],
+) -> std::io::Result<FileTextsWriter> {
+    let compressed: Vec<(&str, CompressedText)> = files
+        .par_iter()
+        .zip(chunked.par_iter())
+        .filter(|(_, (_, chunks))| !chunks.is_empty())
+        .map(|(f, _)| Ok((f.path.as_str(), CompressedText::new(&f.text)?)))
+        .collect::<std::io::Result<_>>()?;
+    let mut writer = FileTextsWriter::new();
+    for (path, text) in compressed {
+        writer.push(path, text);
+    }
+    Ok(writer)
 }
 
 /// Pack: the manifest and the staged members, into `<out>/<hex>.tar.zst`.
@@ -693,6 +726,7 @@ fn pack(
         manifest,
         &[
             member(members::CHUNKS),
+            member(members::FILES),
             member(members::LEXICAL),
             member(members::VECTORS),
         ],

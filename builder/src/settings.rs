@@ -8,11 +8,7 @@ use shelf_formats::lexical::Analyzer;
 use shelf_formats::manifest::{self, BuildSettings, SecretScan};
 
 use crate::BuildError;
-
-/// Name and version of the chunker; part of every content id, so changing
-/// the chunking algorithm re-embeds everything rather than mixing old and
-/// new chunks.
-pub const CHUNKER: &str = "lines-v1";
+use crate::chunker::Chunker;
 
 /// Settings of one build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +29,10 @@ pub struct Settings {
     /// Paths whose text is not scanned for credentials (`secrets.rs`):
     /// fixtures with fake keys, documentation of key formats.
     pub allow_secrets_in: Vec<String>,
+    /// How files are cut into chunks; part of every content id, so a
+    /// change of chunker re-embeds what it cuts differently rather than
+    /// mixing old and new chunks.
+    pub chunker: Chunker,
 }
 
 impl Default for Settings {
@@ -45,6 +45,7 @@ impl Default for Settings {
             exclude: Vec::new(),
             exclude_generated: true,
             allow_secrets_in: Vec::new(),
+            chunker: Chunker::default(),
         }
     }
 }
@@ -70,6 +71,7 @@ struct BuildSection {
     exclude: Option<Vec<String>>,
     exclude_generated: Option<bool>,
     allow_secrets_in: Option<Vec<String>>,
+    chunker: Option<String>,
 }
 
 impl Settings {
@@ -91,6 +93,12 @@ impl Settings {
             exclude: b.exclude.unwrap_or_default(),
             exclude_generated: b.exclude_generated.unwrap_or(d.exclude_generated),
             allow_secrets_in: b.allow_secrets_in.unwrap_or_default(),
+            chunker: match b.chunker {
+                Some(c) => c
+                    .parse()
+                    .map_err(|e| invalid(format!("build.chunker: {e}")))?,
+                None => d.chunker,
+            },
         };
         if s.max_chunk_tokens < 32 || s.max_chunk_tokens > model_max_tokens {
             return Err(invalid(format!(
@@ -127,7 +135,7 @@ impl Settings {
     /// The manifest's record of these settings.
     pub fn to_manifest(&self) -> BuildSettings {
         BuildSettings {
-            chunker: CHUNKER.to_string(),
+            chunker: self.chunker.name().to_string(),
             max_chunk_tokens: self.max_chunk_tokens,
             overlap_lines: self.overlap_lines,
             max_file_bytes: self.max_file_bytes,
@@ -186,5 +194,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("glob"), "{e}");
+        let e = Settings::from_toml("[build]\nchunker = \"ast\"\n", "x", 256)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("build.chunker") && e.contains("syntax-v1"),
+            "{e}"
+        );
+        let s = Settings::from_toml("[build]\nchunker = \"syntax-v1\"\n", "x", 256).unwrap();
+        assert_eq!(s.chunker, Chunker::SyntaxV1);
+        assert_eq!(s.to_manifest().chunker, "syntax-v1");
     }
 }

@@ -349,7 +349,7 @@ fn the_bundle_carries_a_lexical_index_of_every_chunk_and_skips_generated_text() 
     )
     .unwrap();
     let m = &u.bundle.manifest;
-    assert_eq!((m.format_version, m.format_minor), (1, 1));
+    assert_eq!((m.format_version, m.format_minor), (1, 2));
     assert_eq!(m.settings.lexical.as_deref(), Some("bm25/code-v1"));
     assert_eq!(m.settings.exclude_generated, Some(true));
     let lexical = std::fs::read(u.dir.join(members::LEXICAL)).unwrap();
@@ -371,4 +371,42 @@ fn the_bundle_carries_a_lexical_index_of_every_chunk_and_skips_generated_text() 
     );
     // The path is indexed too.
     assert!(ix.lookup("rollback.md").is_some());
+}
+
+#[test]
+fn the_bundle_carries_the_exact_text_of_every_indexed_file_once() {
+    let r = sample_repo();
+    let twin = "def resize_image(path, width, height):\n    \"\"\"Scale a picture to the given size in pixels.\"\"\"\n    img = Image.open(path)\n    return img.resize((width, height))\n";
+    r.write("vendor/resize_copy.py", twin);
+    r.write("Cargo.lock", "[[package]]\nname = \"x\"\n");
+    r.commit("a copy and a generated file");
+    let out = tempfile::tempdir().unwrap();
+    let report = run(&request(r.path(), out.path())).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let u = unpack_file(
+        Path::new(&report.bundle_path),
+        Some(&report.digest.parse().unwrap()),
+        &t.path().join("b"),
+        &Limits::default(),
+    )
+    .unwrap();
+    let bytes = std::fs::read(u.dir.join(members::FILES)).unwrap();
+    let texts = shelf_formats::files::FileTexts::parse(&bytes).unwrap();
+    let chunks = std::fs::read(u.dir.join(members::CHUNKS)).unwrap();
+    let store = ChunkStore::parse(&chunks).unwrap();
+    let mut indexed: Vec<String> = (0..store.len())
+        .map(|i| store.get(i).unwrap().path.to_string())
+        .collect();
+    indexed.sort();
+    indexed.dedup();
+    // Exactly the files with chunks: the generated lock file has none.
+    assert_eq!(texts.len(), indexed.len());
+    assert!(texts.find("Cargo.lock").is_none());
+    for path in &indexed {
+        let i = texts.find(path).unwrap_or_else(|| panic!("{path} has no text"));
+        let on_disk = std::fs::read_to_string(r.path().join(path)).unwrap();
+        assert_eq!(texts.text(i).unwrap(), on_disk, "{path}");
+    }
+    // Two files with the same bytes share one stored text.
+    assert_eq!(texts.blob_count(), texts.len() - 1);
 }

@@ -15,8 +15,9 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// The minor version this code writes. Minors only add optional manifest
 /// fields or new members, so a reader accepts any minor of its major.
-/// 1.1 added the lexical index (`lexical.bin`, `settings.lexical`).
-pub const FORMAT_MINOR: u32 = 1;
+/// 1.1 added the lexical index (`lexical.bin`, `settings.lexical`); 1.2
+/// the file texts (`files.bin`).
+pub const FORMAT_MINOR: u32 = 2;
 
 /// The vector index kind of every bundle of this format
 /// (`settings.index`): a usearch HNSW graph, cosine metric, 16 neighbours
@@ -162,6 +163,8 @@ pub mod members {
     pub const CHUNKS: &str = "chunks.bin";
     /// The lexical (BM25) index over the chunks; format 1.1 and later.
     pub const LEXICAL: &str = "lexical.bin";
+    /// The text of every indexed file; format 1.2 and later.
+    pub const FILES: &str = "files.bin";
 }
 
 impl Manifest {

@@ -54,6 +54,57 @@ pub fn validate_tag_name(name: &str) -> Result<(), TagNameError> {
     Ok(())
 }
 
+/// Why a repository name was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid repository name '{shown}': {reason}; repository names are 1-{MAX_TAG_NAME_LEN} characters of \
+     A-Z a-z 0-9 . _ - and start with a letter or digit (e.g. 'api', 'web-client')"
+)]
+pub struct RepoNameError {
+    shown: String,
+    reason: &'static str,
+}
+
+/// Checks a repository name (a store root's child, a `[[repository]]`
+/// name, a `repo` parameter): the same rules as a tag name, for the same
+/// reason: it becomes one segment of an object key or a path.
+pub fn validate_repo_name(name: &str) -> Result<(), RepoNameError> {
+    validate_tag_name(name).map_err(|e| RepoNameError {
+        shown: e.shown,
+        reason: e.reason,
+    })
+}
+
+/// A valid repository name for a manifest's `source.repository` (e.g.
+/// `owner/name` or a directory name): its last `/` segment, with every
+/// character outside the allowed set replaced by `-`.
+pub fn repo_name_of(repository: &str) -> String {
+    let last = repository
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(repository);
+    let mut name: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while name.contains("..") {
+        name = name.replace("..", ".");
+    }
+    let name = name.trim_start_matches(['.', '_', '-']).to_string();
+    let mut name: String = name.chars().take(MAX_TAG_NAME_LEN).collect();
+    if name.is_empty() {
+        name = "repository".into();
+    }
+    name
+}
+
 /// Checks a bundle member name: a single flat file name of
 /// `[a-z0-9][a-z0-9._-]*`, at most 64 bytes. Returns a short reason if not.
 pub(crate) fn member_name_problem(name: &str) -> Option<&'static str> {
@@ -117,6 +168,25 @@ mod tests {
                 .to_string()
                 .contains("too long")
         );
+    }
+
+    #[test]
+    fn repository_names_are_validated_and_derived_from_manifests() {
+        validate_repo_name("web-client").unwrap();
+        assert!(
+            validate_repo_name("a/b")
+                .unwrap_err()
+                .to_string()
+                .contains("repository name")
+        );
+        assert!(validate_repo_name("..").is_err());
+        assert_eq!(repo_name_of("psf/requests"), "requests");
+        assert_eq!(repo_name_of("shelf-test-repo-a1B2"), "shelf-test-repo-a1B2");
+        assert_eq!(repo_name_of("weird name!"), "weird-name-");
+        assert_eq!(repo_name_of("/"), "repository");
+        for s in ["psf/requests", "..x..", "  ", "ünï", "a/.hidden"] {
+            validate_repo_name(&repo_name_of(s)).unwrap();
+        }
     }
 
     #[test]

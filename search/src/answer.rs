@@ -11,13 +11,23 @@ use serde::Serialize;
 use shelf_formats::Digest;
 use shelf_formats::chunks::Chunk;
 
+use crate::across::{self, Asked, InBundle, RepoFusion};
+use crate::code::{self, CodeTuning, KindPreference};
 use crate::encode::{Encoded, MAX_WINDOWS, QueryEncoder, windows};
 use crate::error::{RequestError, SearchError};
 use crate::filter::Filter;
 use crate::group::{CHUNKS_PER_FILE, group_by_file};
 use crate::language::language_of;
 use crate::mapped::{MappedBundle, OpenError};
-use crate::rank::{self, Fusion, Mode, Ranked, Ranking};
+use crate::query::{self, QueryTuning};
+use crate::rank::{self, Fusion, Lexical, Mode, Ranked, Ranking};
+use shelf_formats::FileKind;
+use shelf_formats::lexical::Analyzer;
+
+/// How several repositories' rankings become one by default (measured on
+/// the development issues asked across all four of their repositories:
+/// docs/benchmarks.md, "Across repositories").
+pub const DEFAULT_REPO_FUSION: RepoFusion = RepoFusion::Collection;
 
 /// What an answer lists: chunks, or files with their best chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,6 +89,9 @@ pub struct RawRequest {
     pub mode: Option<String>,
     /// `chunk` (default) or `file`.
     pub group: Option<String>,
+    /// The kind of file to prefer: `auto` (default: what the query asks
+    /// for), `any`, or a kind (`source`, `test`, `doc`, ...).
+    pub kind: Option<String>,
 }
 
 /// A validated query.
@@ -94,6 +107,8 @@ pub struct Request {
     pub mode: Mode,
     /// What to list.
     pub group: Group,
+    /// The kind of file to prefer.
+    pub kind: KindPreference,
 }
 
 impl Request {
@@ -126,19 +141,26 @@ impl Request {
             Some(g) => g.parse::<Group>().map_err(invalid)?,
             None => Group::Chunk,
         };
+        let kind = match raw.kind {
+            Some(k) => k.parse::<KindPreference>().map_err(invalid)?,
+            None => KindPreference::Auto,
+        };
         Ok(Self {
             query: raw.query,
             k,
             filter,
             mode,
             group,
+            kind,
         })
     }
 }
 
-/// The bundle that answered.
+/// A bundle that answered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BundleRef {
+    /// The repository it is served as.
+    pub repo: String,
     /// Its digest.
     pub digest: Digest,
     /// The tag that pointed at it when it was loaded (`None`: a file).
@@ -147,6 +169,10 @@ pub struct BundleRef {
     pub repository: String,
     /// The commit it was built from.
     pub commit: String,
+    /// When that commit was made (RFC 3339, UTC): how fresh the index is.
+    pub commit_time: String,
+    /// Seconds from the commit to this answer.
+    pub age_seconds: u64,
 }
 
 /// Where the time went, in milliseconds (rounded to microseconds).
@@ -164,6 +190,8 @@ pub struct Timings {
 pub struct ResultChunk {
     /// 1-based rank.
     pub rank: usize,
+    /// The repository it is from.
+    pub repo: String,
     /// The score it was ranked by.
     pub score: f32,
     /// Its cosine similarity, when the semantic ranker found it.
@@ -191,6 +219,8 @@ pub struct ResultChunk {
 pub struct ResultFile {
     /// 1-based rank.
     pub rank: usize,
+    /// The repository it is from.
+    pub repo: String,
     /// The path.
     pub path: String,
     /// What the file is ranked by: the sum of its best chunks' scores (at
@@ -220,8 +250,14 @@ pub struct Answer {
     pub mode: Mode,
     /// What is listed.
     pub group: Group,
-    /// The bundle that answered.
-    pub bundle: BundleRef,
+    /// The kind of file preferred: the request's `kind`, or with `auto`
+    /// the kind the query asks for; `null` with `kind=any`.
+    pub kind: Option<FileKind>,
+    /// The bundle that answered, when one did (a query over several
+    /// repositories has `null` here and lists them in `repos`).
+    pub bundle: Option<BundleRef>,
+    /// Every bundle that answered, one per repository asked.
+    pub repos: Vec<BundleRef>,
     /// Milliseconds from the start of embedding to the last result.
     pub took_ms: f64,
     /// Where they went.
@@ -232,6 +268,10 @@ pub struct Answer {
     /// Ranked files (`group=file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<ResultFile>>,
+    /// What was left out to stay within a `max_tokens` bound
+    /// ([`Answer::fit`]); absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<crate::budget::Truncation>,
     /// The largest model call the query's windows were part of (0 in
     /// lexical mode), for metrics; not serialised.
     #[serde(skip)]
@@ -260,9 +300,12 @@ impl Answer {
     }
 }
 
-/// A bundle to answer from, with the tag it was loaded by.
+/// A bundle to answer from: the repository it is served as, and the tag
+/// it was loaded by.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
+    /// The repository's name.
+    pub repo: &'a str,
     /// The bundle.
     pub bundle: &'a MappedBundle,
     /// The tag that pointed at it (`None`: a local file).
@@ -279,6 +322,24 @@ pub struct Tuning {
     pub max_windows: usize,
     /// Chunks summed to score a file.
     pub chunks_per_file: usize,
+    /// How the rankings of several repositories become one.
+    pub across: RepoFusion,
+    /// How the lexical query weighs code.
+    pub query: QueryTuning,
+    /// The code-aware factors.
+    pub code: CodeTuning,
+}
+
+impl Tuning {
+    /// The pipeline before query understanding and code-aware ranking
+    /// (what benchmarks compare the defaults with).
+    pub fn plain() -> Self {
+        Self {
+            query: QueryTuning::PLAIN,
+            code: CodeTuning::OFF,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -287,6 +348,9 @@ impl Default for Tuning {
             fusion: Fusion::default(),
             max_windows: MAX_WINDOWS,
             chunks_per_file: CHUNKS_PER_FILE,
+            across: DEFAULT_REPO_FUSION,
+            query: QueryTuning::default(),
+            code: CodeTuning::default(),
         }
     }
 }
@@ -328,40 +392,31 @@ impl Engine {
         self.encoder.as_ref()
     }
 
-    /// Answers `request` from `target`. Blocking: it waits for the query's
-    /// vectors, so async callers run it off their runtime.
-    pub fn answer(&self, target: Target<'_>, request: &Request) -> Result<Answer, SearchError> {
+    /// Answers `request` from `targets` (one bundle, or the bundles of
+    /// several repositories ranked as one list). Blocking: it waits for the
+    /// query's vectors, so async callers run it off their runtime.
+    pub fn answer(&self, targets: &[Target<'_>], request: &Request) -> Result<Answer, SearchError> {
         let started = Instant::now();
         let encoded = self.encode(request)?;
         let embed_time = started.elapsed();
         let t = Instant::now();
-        let ranking = self.rank(target.bundle, request, &encoded.vectors)?;
-        let bundle = target.bundle;
+        let (mode, kind, ranked) = self.rank_many(targets, request, &encoded.vectors)?;
         let (results, files) = match request.group {
-            Group::File => (
-                None,
-                Some(self.file_results(bundle, &ranking.chunks, request.k)?),
-            ),
-            Group::Chunk => (
-                Some(chunk_results(bundle, &ranking.chunks, request.k)?),
-                None,
-            ),
+            Group::File => (None, Some(self.file_results(targets, &ranked, request.k)?)),
+            Group::Chunk => (Some(chunk_results(targets, &ranked, request.k)?), None),
         };
         let search_time = t.elapsed();
-        let source = &bundle.manifest.source;
+        let repos: Vec<BundleRef> = targets.iter().map(bundle_ref).collect();
         Ok(Answer {
             query: request.query.clone(),
             k: request.k,
             path: request.filter.path().map(str::to_string),
             language: request.filter.languages().to_vec(),
-            mode: ranking.mode,
+            mode,
             group: request.group,
-            bundle: BundleRef {
-                digest: bundle.digest,
-                tag: target.tag.map(str::to_string),
-                repository: source.repository.clone(),
-                commit: source.commit.clone(),
-            },
+            kind,
+            bundle: (repos.len() == 1).then(|| repos[0].clone()),
+            repos,
             took_ms: ms(started.elapsed()),
             timings_ms: Timings {
                 embed: if request.mode.needs_vectors() {
@@ -373,6 +428,7 @@ impl Engine {
             },
             results,
             files,
+            truncated: None,
             embed_batch: encoded.batch,
         })
     }
@@ -382,15 +438,24 @@ impl Engine {
         if !request.mode.needs_vectors() {
             return Ok(Encoded::default());
         }
-        let texts = windows(
-            self.encoder.as_ref(),
-            &request.query,
-            self.tuning.max_windows,
-        );
+        let text = if self.tuning.query.prose_for_vectors {
+            query::prose(&request.query)
+        } else {
+            std::borrow::Cow::Borrowed(request.query.as_str())
+        };
+        let texts = windows(self.encoder.as_ref(), &text, self.tuning.max_windows);
         Ok(self.encoder.encode(&texts)?)
     }
 
-    /// Ranks `bundle`'s chunks for `request` given its vectors (what
+    /// Chunks to rank for `request`: `k` for chunks, more for files.
+    fn depth(&self, request: &Request) -> usize {
+        match request.group {
+            Group::File => rank::depth(request.k, self.tuning.chunks_per_file),
+            Group::Chunk => request.k,
+        }
+    }
+
+    /// Ranks one bundle's chunks for `request` given its vectors (what
     /// [`Engine::answer`] does after embedding; benchmarks time it alone).
     pub fn rank(
         &self,
@@ -398,26 +463,109 @@ impl Engine {
         request: &Request,
         vectors: &[Vec<f32>],
     ) -> Result<Ranking, SearchError> {
-        let n = match request.group {
-            Group::File => rank::depth(request.k, self.tuning.chunks_per_file),
-            Group::Chunk => request.k,
-        };
-        let c = rank::candidates(
+        let n = self.depth(request);
+        let analyzer = bundle.analyzer().unwrap_or(Analyzer::CURRENT);
+        let query = query::analyze(analyzer, &request.query, &self.tuning.query);
+        let c = rank::candidates_for(
             bundle,
-            &request.query,
+            Lexical::Terms(&query.terms),
             vectors,
             request.mode,
             &request.filter,
             n,
         )?;
+        let kind = request.kind.resolve(&query);
+        // Re-scored over a deeper list than a chunk answer shows, so a
+        // chunk the factors lift can come from below the first k.
+        let mut chunks = rank::order(&c, &self.tuning.fusion, n.max(rank::CANDIDATES));
+        code::rerank(
+            &bundle.chunks()?,
+            &query,
+            kind,
+            &mut chunks,
+            &self.tuning.code,
+        );
+        chunks.truncate(n.max(1));
         Ok(Ranking {
             mode: c.mode,
-            chunks: rank::order(&c, &self.tuning.fusion, n),
+            kind,
+            chunks,
         })
     }
 
+    /// Ranks the chunks of every target as one list: one bundle as
+    /// [`Engine::rank`] does, several by the tuning's [`RepoFusion`].
+    pub fn rank_many(
+        &self,
+        targets: &[Target<'_>],
+        request: &Request,
+        vectors: &[Vec<f32>],
+    ) -> Result<(Mode, Option<FileKind>, Vec<InBundle>), SearchError> {
+        if let [one] = targets {
+            let ranking = self.rank(one.bundle, request, vectors)?;
+            let chunks = ranking
+                .chunks
+                .into_iter()
+                .map(|ranked| InBundle { target: 0, ranked })
+                .collect();
+            return Ok((ranking.mode, ranking.kind, chunks));
+        }
+        let bundles: Vec<&MappedBundle> = targets.iter().map(|t| t.bundle).collect();
+        let queries: Vec<query::Query> = bundles
+            .iter()
+            .map(|b| {
+                let analyzer = b.analyzer().unwrap_or(Analyzer::CURRENT);
+                query::analyze(analyzer, &request.query, &self.tuning.query)
+            })
+            .collect();
+        let kind = queries.first().and_then(|q| request.kind.resolve(q));
+        let n = self.depth(request);
+        // Ranked deeper than shown, as for one bundle, so a chunk the code
+        // factors lift can come from below the first n.
+        let (mode, fused) = across::rank(
+            &bundles,
+            &Asked {
+                queries: &queries,
+                vectors,
+                mode: request.mode,
+                filter: &request.filter,
+                n: n.max(rank::CANDIDATES),
+            },
+            &self.tuning.fusion,
+            self.tuning.across,
+        )?;
+        // The code factors per repository (each knows its own paths), then
+        // one list again by the factored scores.
+        let mut by_target: Vec<Vec<Ranked>> = vec![Vec::new(); targets.len()];
+        for c in fused {
+            by_target[c.target].push(c.ranked);
+        }
+        let mut all = Vec::new();
+        for (target, mut list) in by_target.into_iter().enumerate() {
+            let chunks = bundles[target].chunks()?;
+            code::rerank(
+                &chunks,
+                &queries[target],
+                kind,
+                &mut list,
+                &self.tuning.code,
+            );
+            all.extend(list.into_iter().map(|ranked| InBundle { target, ranked }));
+        }
+        all.sort_by(|a, b| {
+            b.ranked
+                .score
+                .total_cmp(&a.ranked.score)
+                .then(a.target.cmp(&b.target))
+                .then(a.ranked.key.cmp(&b.ranked.key))
+        });
+        all.truncate(n.max(1));
+        Ok((mode, kind, all))
+    }
+
     /// The first `k` files, each with its best chunks, ranked by the sum of
-    /// those chunks' scores.
+    /// those chunks' scores; across repositories a file is a (repository,
+    /// path) pair.
     ///
     /// Summing rather than taking the best chunk alone favours a file that
     /// several chunks point at: the file a fix touches usually matches an
@@ -427,55 +575,102 @@ impl Engine {
     /// docs/benchmarks.md).
     fn file_results(
         &self,
-        bundle: &MappedBundle,
-        ranked: &[Ranked],
+        targets: &[Target<'_>],
+        ranked: &[InBundle],
         k: usize,
     ) -> Result<Vec<ResultFile>, OpenError> {
-        let chunks = bundle.chunks()?;
-        let found: Vec<(&Ranked, Chunk<'_>)> = ranked
+        let stores = targets
             .iter()
-            .filter_map(|r| Some((r, chunks.get(usize::try_from(r.key).ok()?)?)))
+            .map(|t| t.bundle.chunks())
+            .collect::<Result<Vec<_>, _>>()?;
+        let found: Vec<(&InBundle, Chunk<'_>)> = ranked
+            .iter()
+            .filter_map(|r| {
+                let store = stores.get(r.target)?;
+                Some((r, store.get(usize::try_from(r.ranked.key).ok()?)?))
+            })
             .collect();
-        let scored: Vec<(&str, f32)> = found.iter().map(|(r, c)| (c.path, r.score)).collect();
+        let scored: Vec<((usize, &str), f32)> = found
+            .iter()
+            .map(|(r, c)| ((r.target, c.path), r.ranked.score))
+            .collect();
         // Only the chunks a file keeps are copied out of the bundle.
         Ok(group_by_file(&scored, self.tuning.chunks_per_file, k)
             .into_iter()
             .enumerate()
-            .map(|(i, g)| ResultFile {
-                rank: i + 1,
-                path: g.path.to_string(),
-                score: g.score,
-                language: language_of(g.path),
-                chunks: g
-                    .members
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &m)| result_chunk(j + 1, found[m].0, &found[m].1))
-                    .collect(),
+            .map(|(i, g)| {
+                let (target, path) = g.file;
+                ResultFile {
+                    rank: i + 1,
+                    repo: targets[target].repo.to_string(),
+                    path: path.to_string(),
+                    score: g.score,
+                    language: language_of(path),
+                    chunks: g
+                        .members
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &m)| {
+                            result_chunk(
+                                j + 1,
+                                targets[target].repo,
+                                &found[m].0.ranked,
+                                &found[m].1,
+                            )
+                        })
+                        .collect(),
+                }
             })
             .collect())
     }
 }
 
+/// What answered, with how fresh it is.
+pub(crate) fn bundle_ref(t: &Target<'_>) -> BundleRef {
+    let source = &t.bundle.manifest.source;
+    let committed =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(source.commit_time.max(0) as u64);
+    BundleRef {
+        repo: t.repo.to_string(),
+        digest: t.bundle.digest,
+        tag: t.tag.map(str::to_string),
+        repository: source.repository.clone(),
+        commit: source.commit.clone(),
+        commit_time: humantime::format_rfc3339_seconds(committed).to_string(),
+        age_seconds: std::time::SystemTime::now()
+            .duration_since(committed)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
 /// The first `k` chunks with their text.
 fn chunk_results(
-    bundle: &MappedBundle,
-    ranked: &[Ranked],
+    targets: &[Target<'_>],
+    ranked: &[InBundle],
     k: usize,
 ) -> Result<Vec<ResultChunk>, OpenError> {
-    let chunks = bundle.chunks()?;
+    let stores = targets
+        .iter()
+        .map(|t| t.bundle.chunks())
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(ranked
         .iter()
-        .filter_map(|r| Some((r, chunks.get(usize::try_from(r.key).ok()?)?)))
+        .filter_map(|r| {
+            let chunk = stores
+                .get(r.target)?
+                .get(usize::try_from(r.ranked.key).ok()?)?;
+            Some((r, chunk))
+        })
         .take(k)
         .enumerate()
-        .map(|(i, (r, c))| result_chunk(i + 1, r, &c))
+        .map(|(i, (r, c))| result_chunk(i + 1, targets[r.target].repo, &r.ranked, &c))
         .collect())
 }
 
-fn result_chunk(rank: usize, r: &Ranked, c: &Chunk<'_>) -> ResultChunk {
+fn result_chunk(rank: usize, repo: &str, r: &Ranked, c: &Chunk<'_>) -> ResultChunk {
     ResultChunk {
         rank,
+        repo: repo.to_string(),
         score: r.score,
         semantic_score: r.semantic,
         lexical_score: r.lexical,

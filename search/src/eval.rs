@@ -407,7 +407,13 @@ pub fn rank_files(
     mode: Mode,
 ) -> Result<Vec<String>, SearchError> {
     let request = file_request(query, mode);
-    let answer = engine.answer(Target { bundle, tag: None }, &request)?;
+    let repo = bundle.default_repo_name();
+    let target = Target {
+        repo: &repo,
+        bundle,
+        tag: None,
+    };
+    let answer = engine.answer(&[target], &request)?;
     Ok(answer
         .files
         .unwrap_or_default()
@@ -425,7 +431,36 @@ pub fn file_request(query: &str, mode: Mode) -> Request {
         filter: Default::default(),
         mode,
         group: Group::File,
+        kind: Default::default(),
     }
+}
+
+/// The paths `bundle` indexes.
+pub fn indexed_paths(
+    bundle: &MappedBundle,
+) -> Result<std::collections::HashSet<String>, SearchError> {
+    let chunks = bundle.chunks()?;
+    Ok((0..chunks.path_count())
+        .filter_map(|p| chunks.path(p).map(str::to_string))
+        .collect())
+}
+
+/// `query` with only the gold files in `indexed` (files a build skipped,
+/// too large or ignored, cannot be found); `None` when none is left.
+pub fn keep_indexed(
+    query: &EvalQuery,
+    indexed: &std::collections::HashSet<String>,
+) -> Option<EvalQuery> {
+    let gold: Vec<String> = query
+        .gold
+        .iter()
+        .filter(|g| indexed.contains(g.as_str()))
+        .cloned()
+        .collect();
+    (!gold.is_empty()).then(|| EvalQuery {
+        gold,
+        ..query.clone()
+    })
 }
 
 /// Scores every query against `bundle`.

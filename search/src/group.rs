@@ -3,30 +3,35 @@
 //! one lucky chunk.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// Chunks shown per file in a grouped answer, and summed to rank it.
 pub const CHUNKS_PER_FILE: usize = 3;
 
 /// One file of a grouped answer before its chunks are read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FileGroup<'a> {
-    /// The path.
-    pub path: &'a str,
+pub struct FileGroup<F> {
+    /// The file: a path, or a (repository, path) pair across repositories.
+    pub file: F,
     /// The sum of its members' scores.
     pub score: f32,
     /// Positions of its best chunks in the ranked list, best first.
     pub members: Vec<usize>,
 }
 
-/// Groups ranked `(path, score)` pairs (best first) by path: each file
+/// Groups ranked `(file, score)` pairs (best first) by file: each file
 /// keeps its first `summed` and is scored by their sum; the best `k`.
 /// `summed` 1 ranks files by their best chunk; answers use
 /// [`CHUNKS_PER_FILE`] (the benchmark compares both).
-pub fn group_by_file<'a>(ranked: &[(&'a str, f32)], summed: usize, k: usize) -> Vec<FileGroup<'a>> {
-    let mut files: Vec<FileGroup<'a>> = Vec::new();
-    let mut slot: HashMap<&str, usize> = HashMap::new();
+pub fn group_by_file<F: Copy + Eq + Hash>(
+    ranked: &[(F, f32)],
+    summed: usize,
+    k: usize,
+) -> Vec<FileGroup<F>> {
+    let mut files: Vec<FileGroup<F>> = Vec::new();
+    let mut slot: HashMap<F, usize> = HashMap::new();
     for (i, &(path, score)) in ranked.iter().enumerate() {
-        match slot.get(path) {
+        match slot.get(&path) {
             Some(&f) => {
                 let f = &mut files[f];
                 if f.members.len() < summed {
@@ -37,7 +42,7 @@ pub fn group_by_file<'a>(ranked: &[(&'a str, f32)], summed: usize, k: usize) -> 
             None => {
                 slot.insert(path, files.len());
                 files.push(FileGroup {
-                    path,
+                    file: path,
                     score,
                     members: vec![i],
                 });
@@ -66,18 +71,18 @@ mod tests {
             ("fix.py", 0.01),
         ];
         let files = group_by_file(&ranked, CHUNKS_PER_FILE, 3);
-        let order: Vec<&str> = files.iter().map(|f| f.path).collect();
+        let order: Vec<&str> = files.iter().map(|f| f.file).collect();
         // fix.py: 0.04 + 0.03 + 0.02 (its fourth chunk is not counted);
         // the two equal sums below lucky.py keep their first appearance.
         assert_eq!(order, ["fix.py", "lucky.py", "tie_a.py"]);
         assert!((files[0].score - 0.09).abs() < 1e-6);
         assert_eq!(files[0].members, [1, 3, 5]);
         assert_eq!(files[1].members, [0]);
-        assert!(group_by_file(&[], CHUNKS_PER_FILE, 3).is_empty());
+        assert!(group_by_file::<&str>(&[], CHUNKS_PER_FILE, 3).is_empty());
         // Summing one chunk ranks files by their best chunk.
         let best: Vec<&str> = group_by_file(&ranked, 1, 3)
             .iter()
-            .map(|f| f.path)
+            .map(|f| f.file)
             .collect();
         assert_eq!(best, ["lucky.py", "fix.py", "tie_a.py"]);
     }

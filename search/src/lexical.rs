@@ -23,6 +23,41 @@ pub fn query_terms(analyzer: Analyzer, query: &str) -> BTreeMap<String, u32> {
     terms
 }
 
+/// Document frequencies of a query's terms over several lexical indexes
+/// (the bundles of several repositories searched as one collection), so
+/// BM25 scores from different bundles weigh a term alike and compare.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collection {
+    /// Documents in all the indexes.
+    pub docs: usize,
+    /// Per query term (as each index's analyzer emits it), documents with it.
+    pub df: BTreeMap<String, usize>,
+}
+
+impl Collection {
+    /// The statistics of `query`'s terms over `indexes`.
+    pub fn of(indexes: &[(LexicalIndex<'_>, Analyzer)], query: &str) -> Self {
+        let terms: Vec<(LexicalIndex<'_>, Vec<String>)> = indexes
+            .iter()
+            .map(|(ix, analyzer)| (*ix, query_terms(*analyzer, query).into_keys().collect()))
+            .collect();
+        Self::of_terms(&terms)
+    }
+
+    /// The statistics of each index's query terms over all of them.
+    pub fn of_terms(indexes: &[(LexicalIndex<'_>, Vec<String>)]) -> Self {
+        let mut c = Collection::default();
+        for (ix, terms) in indexes {
+            c.docs += ix.doc_count();
+            for term in terms.iter().cloned() {
+                let n = ix.lookup(&term).map_or(0, |p| p.len());
+                *c.df.entry(term).or_insert(0) += n;
+            }
+        }
+        c
+    }
+}
+
 /// The `n` best documents for `query` among those `accept` passes, best
 /// first, with their BM25 scores (ties by document order).
 pub fn search(
@@ -32,21 +67,69 @@ pub fn search(
     n: usize,
     accept: impl Fn(u32) -> bool,
 ) -> Vec<(u32, f32)> {
+    search_terms_in(index, &weighed(analyzer, query), n, accept, None)
+}
+
+/// A query's terms, each weighing 1.
+fn weighed(analyzer: Analyzer, query: &str) -> Vec<(String, u32, f32)> {
+    query_terms(analyzer, query)
+        .into_iter()
+        .map(|(t, n)| (t, n, 1.0))
+        .collect()
+}
+
+/// [`search`] with each term's rarity taken from `collection` (when given)
+/// instead of this index alone.
+pub fn search_in(
+    index: &LexicalIndex<'_>,
+    analyzer: Analyzer,
+    query: &str,
+    n: usize,
+    accept: impl Fn(u32) -> bool,
+    collection: Option<&Collection>,
+) -> Vec<(u32, f32)> {
+    search_terms_in(index, &weighed(analyzer, query), n, accept, collection)
+}
+
+/// [`search`] over analyzed terms, each `(term, count in the query,
+/// weight)`: a term's BM25 contribution is multiplied by its weight (the
+/// query's code terms weigh more, `query.rs`).
+pub fn search_terms(
+    index: &LexicalIndex<'_>,
+    terms: &[(String, u32, f32)],
+    n: usize,
+    accept: impl Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
+    search_terms_in(index, terms, n, accept, None)
+}
+
+/// [`search_terms`] with each term's rarity taken from `collection` (when
+/// given) instead of this index alone.
+pub fn search_terms_in(
+    index: &LexicalIndex<'_>,
+    terms: &[(String, u32, f32)],
+    n: usize,
+    accept: impl Fn(u32) -> bool,
+    collection: Option<&Collection>,
+) -> Vec<(u32, f32)> {
     let docs = index.doc_count();
     if docs == 0 || n == 0 {
         return Vec::new();
     }
+    let collection_docs = collection.map_or(docs, |c| c.docs.max(docs));
     let avg = index.average_length().max(1.0);
     let mut scores = vec![0f32; docs];
     let mut touched = Vec::new();
-    for (term, qtf) in query_terms(analyzer, query) {
-        let Some(postings) = index.lookup(&term) else {
+    for (term, qtf, boost) in terms {
+        let Some(postings) = index.lookup(term) else {
             continue;
         };
-        let df = postings.len() as f32;
-        let idf = (1.0 + (docs as f32 - df + 0.5) / (df + 0.5)).ln();
-        let qtf = qtf as f32;
-        let weight = idf * qtf * (K3 + 1.0) / (K3 + qtf);
+        let df = collection
+            .and_then(|c| c.df.get(term).copied())
+            .unwrap_or(postings.len()) as f32;
+        let idf = (1.0 + (collection_docs as f32 - df + 0.5) / (df + 0.5)).ln();
+        let qtf = *qtf as f32;
+        let weight = boost * idf * qtf * (K3 + 1.0) / (K3 + qtf);
         for (doc, tf) in postings.iter() {
             let Some(slot) = scores.get_mut(doc as usize) else {
                 continue;

@@ -10,20 +10,27 @@
 //! resolved per bundle), `language`, `encode` (query windows and the
 //! encoder trait), `semantic` and `lexical` (the two rankers), `rank`
 //! (modes, candidates, fusion), `group` (files from chunks), `answer` (the
-//! pipeline), `eval` (file-level metrics and the quality gate).
+//! pipeline), `files` (reading and grepping the files at the bundle's
+//! commit), `budget` (the `max_tokens` bound on answers), `eval`
+//! (file-level metrics and the quality gate).
 //!
 //! Depends on `formats` (byte layouts, kinds) and `embed` (the in-process
 //! encoder); never on the server or the builder.
 
+pub mod across;
 pub mod answer;
+pub mod budget;
+pub mod code;
 pub mod encode;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod filter;
 pub mod group;
 pub mod language;
 pub mod lexical;
 pub mod mapped;
+pub mod query;
 pub mod rank;
 pub mod semantic;
 
@@ -31,6 +38,7 @@ pub use answer::{
     Answer, BundleRef, Engine, Group, RawRequest, Request, RequestLimits, ResultChunk, ResultFile,
     Target, Timings, Tuning,
 };
+pub use code::KindPreference;
 pub use encode::{EncodeError, Encoded, QueryEncoder};
 pub use error::{RequestError, SearchError};
 pub use filter::Filter;

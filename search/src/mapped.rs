@@ -12,6 +12,7 @@ use memmap2::{Mmap, MmapMut};
 use sha2::{Digest as _, Sha256};
 use shelf_formats::bundle::{BundleError, Limits, digest_from_file_name, unpack_file};
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
+use shelf_formats::files::{FileTexts, FileTextsError};
 use shelf_formats::lexical::{Analyzer, LexicalIndex, LexicalIndexError};
 use shelf_formats::manifest::Member;
 use shelf_formats::manifest::members;
@@ -39,6 +40,9 @@ pub enum OpenError {
     /// The lexical index is malformed or does not match the chunks.
     #[error(transparent)]
     Lexical(#[from] LexicalIndexError),
+    /// The file texts are malformed.
+    #[error(transparent)]
+    Files(#[from] FileTextsError),
     /// The bundle's vectors were made by another model than the server's.
     #[error(
         "bundle {digest} was built with another embedding model ({diff}); rebuild it with this server's model, or serve it with the model it was built with"
@@ -104,6 +108,8 @@ pub struct MappedBundle {
     /// The lexical index and the analyzer its manifest names, when the
     /// bundle has one (format 1.1+).
     lexical: Option<(Mmap, Analyzer)>,
+    /// The text of every indexed file (format 1.2+).
+    files: Option<Mmap>,
     vectors: Mmap,
 }
 
@@ -185,6 +191,15 @@ impl MappedBundle {
             }
         };
 
+        let files = match manifest.member(members::FILES) {
+            None => None,
+            Some(_) => {
+                let map = copy(members::FILES)?;
+                FileTexts::parse(&map)?;
+                Some(map)
+            }
+        };
+
         let index_err = |detail: String| OpenError::Index { digest, detail };
         let vectors = copy(members::VECTORS)?;
         let meta =
@@ -221,8 +236,16 @@ impl MappedBundle {
             index,
             chunks,
             lexical,
+            files,
             vectors,
         })
+    }
+
+    /// The repository name this bundle is served as when nothing names it
+    /// otherwise (one bundle file): its manifest's repository, made a
+    /// valid name.
+    pub fn default_repo_name(&self) -> String {
+        shelf_formats::names::repo_name_of(&self.manifest.source.repository)
     }
 
     /// The lexical index and the analyzer queries must be analyzed with,
@@ -233,6 +256,19 @@ impl MappedBundle {
                 .map(|ix| (ix, *analyzer))
                 .map_err(OpenError::from)
         })
+    }
+
+    /// The analyzer of the bundle's lexical index, if it has one.
+    pub fn analyzer(&self) -> Option<Analyzer> {
+        self.lexical.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The text of every indexed file, if the bundle has them (format
+    /// 1.2+). O(1), like [`MappedBundle::chunks`].
+    pub fn files(&self) -> Option<Result<FileTexts<'_>, OpenError>> {
+        self.files
+            .as_ref()
+            .map(|m| FileTexts::open(m).map_err(OpenError::from))
     }
 
     /// The search modes this bundle supports.

@@ -76,6 +76,8 @@ pub struct Ranking {
     /// The mode that ranked (a bundle without a lexical index answers
     /// hybrid queries semantically).
     pub mode: Mode,
+    /// The kind of file preferred (`None`: no preference).
+    pub kind: Option<shelf_formats::FileKind>,
     /// Best first.
     pub chunks: Vec<Ranked>,
 }
@@ -128,6 +130,29 @@ pub fn candidates(
     filter: &Filter,
     n: usize,
 ) -> Result<Candidates, SearchError> {
+    candidates_for(bundle, Lexical::Text(query), vectors, mode, filter, n)
+}
+
+/// What the lexical ranker is asked: the query text (analyzed as the
+/// bundle's index was), or terms already analyzed and weighted
+/// (`query::Query::terms`, analyzed by the bundle's analyzer).
+#[derive(Debug, Clone, Copy)]
+pub enum Lexical<'a> {
+    /// Text, every term weighing 1.
+    Text(&'a str),
+    /// `(term, count, weight)`.
+    Terms(&'a [(String, u32, f32)]),
+}
+
+/// [`candidates`] with the lexical query given as [`Lexical`].
+pub fn candidates_for(
+    bundle: &MappedBundle,
+    query: Lexical<'_>,
+    vectors: &[Vec<f32>],
+    mode: Mode,
+    filter: &Filter,
+    n: usize,
+) -> Result<Candidates, SearchError> {
     let lexical_index = bundle.lexical().transpose()?;
     let mode = match (mode, &lexical_index) {
         (Mode::Lexical, None) => return Err(SearchError::NoLexicalIndex),
@@ -144,9 +169,11 @@ pub fn candidates(
     };
     let lexical = match (&lexical_index, mode) {
         (Some((ix, analyzer)), Mode::Hybrid | Mode::Lexical) => {
-            lexical::search(ix, *analyzer, query, want, |doc| {
-                selection.admits(&chunks, u64::from(doc))
-            })
+            let admits = |doc| selection.admits(&chunks, u64::from(doc));
+            match query {
+                Lexical::Text(text) => lexical::search(ix, *analyzer, text, want, admits),
+                Lexical::Terms(terms) => lexical::search_terms(ix, terms, want, admits),
+            }
         }
         _ => Vec::new(),
     };
@@ -189,30 +216,42 @@ pub fn order(c: &Candidates, fusion: &Fusion, n: usize) -> Vec<Ranked> {
 /// Reciprocal rank fusion: a chunk scores weight/(k + rank) in each list
 /// it is in; the sum ranks.
 fn fuse(semantic: &[Hit], lexical: &[(u32, f32)], fusion: &Fusion) -> Vec<Ranked> {
-    let mut fused: HashMap<u64, Ranked> = HashMap::new();
-    for (rank, h) in semantic.iter().enumerate() {
-        let r = fused.entry(h.key).or_insert(Ranked {
-            key: h.key,
-            score: 0.0,
-            semantic: None,
-            lexical: None,
-        });
+    fuse_keyed(
+        semantic.iter().map(|h| (h.key, h.score)),
+        lexical.iter().map(|&(doc, s)| (u64::from(doc), s)),
+        fusion,
+    )
+    .into_iter()
+    .map(|(key, r)| Ranked { key, ..r })
+    .collect()
+}
+
+/// [`fuse`] over any chunk key (a chunk of one bundle, or of one of
+/// several): each list best first; the fused list best first, ties by key.
+pub(crate) fn fuse_keyed<K: Copy + Eq + std::hash::Hash + Ord>(
+    semantic: impl IntoIterator<Item = (K, f32)>,
+    lexical: impl IntoIterator<Item = (K, f32)>,
+    fusion: &Fusion,
+) -> Vec<(K, Ranked)> {
+    let blank = Ranked {
+        key: 0,
+        score: 0.0,
+        semantic: None,
+        lexical: None,
+    };
+    let mut fused: HashMap<K, Ranked> = HashMap::new();
+    for (rank, (key, score)) in semantic.into_iter().enumerate() {
+        let r = fused.entry(key).or_insert(blank);
         r.score += 1.0 / (fusion.k + rank as f32 + 1.0);
-        r.semantic = Some(h.score);
+        r.semantic = Some(score);
     }
-    for (rank, &(doc, s)) in lexical.iter().enumerate() {
-        let key = u64::from(doc);
-        let r = fused.entry(key).or_insert(Ranked {
-            key,
-            score: 0.0,
-            semantic: None,
-            lexical: None,
-        });
+    for (rank, (key, score)) in lexical.into_iter().enumerate() {
+        let r = fused.entry(key).or_insert(blank);
         r.score += fusion.lexical_weight / (fusion.k + rank as f32 + 1.0);
-        r.lexical = Some(s);
+        r.lexical = Some(score);
     }
-    let mut out: Vec<Ranked> = fused.into_values().collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+    let mut out: Vec<(K, Ranked)> = fused.into_iter().collect();
+    out.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
     out
 }
 

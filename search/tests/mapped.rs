@@ -183,11 +183,19 @@ proptest::proptest! {
         languages in proptest::collection::vec("(rust|python|Rust|\\PC{0,8})", 0..4),
         mode in proptest::option::of("(hybrid|semantic|lexical|\\PC{0,8})"),
         group in proptest::option::of("(chunk|file|\\PC{0,8})"),
+        kind in proptest::option::of("(auto|any|source|test|doc|\\PC{0,8})"),
     ) {
-        let raw = shelf_search::RawRequest { query, k, path, languages, mode, group };
+        let raw = shelf_search::RawRequest { query, k, path, languages, mode, group, kind };
         let Ok(request) = shelf_search::Request::new(raw, &shelf_search::RequestLimits::default()) else {
             return Ok(());
         };
+        // Query understanding takes any text without a panic.
+        let understood = shelf_search::query::analyze(
+            shelf_formats::lexical::Analyzer::CodeV1,
+            &request.query,
+            &Default::default(),
+        );
+        let _ = request.kind.resolve(&understood);
         let bundle = fuzz_bundle();
         let vectors = vec![query_vector(1)];
         let ranked = shelf_search::rank::candidates(

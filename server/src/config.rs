@@ -34,18 +34,78 @@ impl ConfigError {
     }
 }
 
+/// One repository followed in its own store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSpec {
+    /// Its name (what `repo=` names and every result carries).
+    pub name: String,
+    /// Its store URL.
+    pub store: String,
+    /// A tag name, or a glob such as `v*` (newest by semantic version).
+    pub follow: String,
+}
+
+/// A store root: every direct child that is a shelf store is a repository
+/// of that name, all following the same tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootSpec {
+    /// The root: a directory or `s3://bucket/prefix`.
+    pub url: String,
+    /// The tag (or pattern) every repository follows.
+    pub follow: String,
+}
+
 /// Where the served bundles come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// Follow a tag (or the newest tag matching a pattern) in a store.
-    Follow {
-        /// The store URL.
-        store: String,
-        /// A tag name, or a glob such as `v*` (newest by semantic version).
-        follow: String,
+    /// Repositories followed in stores: listed one by one, found under a
+    /// store root, or both.
+    Stores {
+        /// A store root listed again every poll interval.
+        root: Option<RootSpec>,
+        /// Repositories named explicitly.
+        repos: Vec<RepoSpec>,
     },
-    /// Serve one local bundle file; nothing is followed.
-    Bundle(PathBuf),
+    /// Serve one local bundle file (as the repository `name`, or as its
+    /// manifest's repository); nothing is followed.
+    Bundle {
+        /// The file.
+        path: PathBuf,
+        /// The repository name, when given.
+        name: Option<String>,
+    },
+}
+
+impl Source {
+    /// One repository following `follow` in `store`, named `name` or after
+    /// the store's last path segment.
+    pub fn store(store: &str, follow: &str, name: Option<&str>) -> Result<Self, ConfigError> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => shelf_formats::names::repo_name_of(
+                store
+                    .split(" (")
+                    .next()
+                    .unwrap_or(store)
+                    .trim_end_matches('/'),
+            ),
+        };
+        validate_repo(&name, "--repo-name / serve.repo_name")?;
+        Ok(Source::Stores {
+            root: None,
+            repos: vec![RepoSpec {
+                name,
+                store: store.to_string(),
+                follow: follow.to_string(),
+            }],
+        })
+    }
+}
+
+fn validate_repo(name: &str, origin: &str) -> Result<(), ConfigError> {
+    shelf_formats::names::validate_repo_name(name)
+        .map_err(|e| ConfigError::new(origin, e.to_string()))
 }
 
 /// Limits at the edge. Every request that breaks one gets a 4xx or 503
@@ -105,12 +165,30 @@ impl Default for Limits {
     }
 }
 
+/// A search token and the repositories it may see.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SearchToken {
+    /// The token.
+    pub token: String,
+    /// Repository names or globs it is limited to (none: every
+    /// repository).
+    pub repos: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for SearchToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchToken")
+            .field("repos", &self.repos)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Who may do what. Tokens are secrets: never logged, compared in
 /// constant time.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Auth {
     /// Bearer tokens accepted for search and bundle info (empty: open).
-    pub search_tokens: Vec<String>,
+    pub search_tokens: Vec<SearchToken>,
     /// Bearer token for `/v1/admin/*` (none: the admin API is off).
     pub admin_token: Option<String>,
 }
@@ -141,6 +219,9 @@ pub const STORE_ENV: &str = "SHELF_STORE";
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Most repositories served from a store root (more are ignored, said
+    /// in the log).
+    pub max_repositories: usize,
     /// Serve on a non-loopback address without search tokens, on purpose.
     pub allow_anonymous: bool,
     /// What to serve.
@@ -179,6 +260,7 @@ impl ServeConfig {
     pub fn new(source: Source) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            max_repositories: 1000,
             allow_anonymous: false,
             source,
             s3: S3Options::default(),
@@ -241,7 +323,7 @@ impl ServeConfig {
             .auth
             .search_tokens
             .iter()
-            .map(|t| ("a search token", t))
+            .map(|t| ("a search token", &t.token))
             .chain(self.auth.admin_token.iter().map(|t| ("the admin token", t)))
         {
             if token.len() < MIN_TOKEN_LEN {
@@ -258,7 +340,7 @@ impl ServeConfig {
             .auth
             .admin_token
             .as_ref()
-            .is_some_and(|a| self.auth.search_tokens.contains(a))
+            .is_some_and(|a| self.auth.search_tokens.iter().any(|t| &t.token == a))
         {
             return bad(
                 "auth",
@@ -325,9 +407,26 @@ pub struct ServeSettings {
     /// The tag to follow, or a pattern ('v*') to follow the newest version tag.
     #[arg(long, value_name = "TAG|PATTERN")]
     pub follow: Option<String>,
+    /// Serve every repository under this store root: each direct child
+    /// ROOT/<name>/ that is a shelf store is the repository <name>, all
+    /// following --follow (a directory or s3://bucket/prefix).
+    #[arg(long, value_name = "URL", conflicts_with = "store")]
+    pub store_root: Option<String>,
     /// Serve this one bundle file instead; nothing is followed.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["store", "follow"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["store", "follow", "store_root"])]
     pub bundle: Option<PathBuf>,
+    /// The repository name of --store or --bundle [default: the store's
+    /// last path segment, or the bundle's repository].
+    #[arg(long, value_name = "NAME")]
+    pub repo_name: Option<String>,
+    /// Most repositories served from --store-root [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_repositories: Option<usize>,
+    /// Repositories in stores of their own (`[[serve.repository]]` with
+    /// name, store and follow): a list of tables has no flag form; for one
+    /// repository use --store, for many in one place --store-root.
+    #[arg(skip)]
+    pub repository: Vec<RepoSpec>,
     /// Address to listen on [default: 127.0.0.1:7700].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -366,7 +465,9 @@ pub struct ServeSettings {
     /// model (docs/runtime.md); bundles must have been built with it.
     #[arg(long, value_name = "DIR", env = "SHELF_MODEL")]
     pub model: Option<PathBuf>,
-    /// Search tokens, one per line (else $SHELF_SEARCH_TOKENS, comma-separated).
+    /// Search tokens, one per line, each optionally followed by the
+    /// repositories it may see (names or globs, comma-separated) [else
+    /// $SHELF_SEARCH_TOKENS, comma-separated, each seeing every repository].
     #[arg(long, value_name = "FILE")]
     pub search_tokens_file: Option<PathBuf>,
     /// The admin token, for POST /v1/admin/reload (else $SHELF_ADMIN_TOKEN;
@@ -486,16 +587,24 @@ impl ServeSettings {
         let (l, o) = (self.limits, over.limits);
         // A source given by `over` replaces the file's whole source, so
         // `--bundle` is not mixed with a file's `store`.
-        let over_source = over.bundle.is_some() || over.store.is_some() || over.follow.is_some();
-        let (store, follow, bundle) = if over_source {
-            (over.store, over.follow, over.bundle)
+        let over_source = over.bundle.is_some()
+            || over.store.is_some()
+            || over.follow.is_some()
+            || over.store_root.is_some();
+        let (store, follow, bundle, store_root) = if over_source {
+            (over.store, over.follow, over.bundle, over.store_root)
         } else {
-            (self.store, self.follow, self.bundle)
+            (self.store, self.follow, self.bundle, self.store_root)
         };
         ServeSettings {
             store,
             follow,
             bundle,
+            store_root,
+            repo_name: over.repo_name.or(self.repo_name),
+            max_repositories: over.max_repositories.or(self.max_repositories),
+            // The list lives in the file only.
+            repository: self.repository,
             listen: over.listen.or(self.listen),
             allow_anonymous: over.allow_anonymous || self.allow_anonymous,
             cache: over.cache.or(self.cache),
@@ -535,37 +644,74 @@ impl ServeSettings {
         }
     }
 
+    /// What to serve, from the merged settings. `$SHELF_STORE` names the
+    /// store when only `follow` is given (it is not a flag default, so it
+    /// never conflicts with --bundle).
+    fn source(&self, env: Env<'_>) -> Result<Source, ConfigError> {
+        let repos = &self.repository;
+        for (i, r) in repos.iter().enumerate() {
+            validate_repo(&r.name, &format!("serve.repository[{i}].name"))?;
+            if repos[..i].iter().any(|o| o.name == r.name) {
+                return Err(ConfigError::new(
+                    format!("serve.repository[{i}].name"),
+                    format!("repository '{}' is listed twice", r.name),
+                ));
+            }
+        }
+        let store = match (&self.store, &self.follow, &self.store_root) {
+            (None, Some(_), None) if repos.is_empty() => {
+                env(STORE_ENV).filter(|s| !s.trim().is_empty())
+            }
+            _ => self.store.clone(),
+        };
+        match (&store, &self.follow, &self.bundle, &self.store_root) {
+            (None, None, Some(path), None) if repos.is_empty() => Ok(Source::Bundle {
+                path: path.clone(),
+                name: match &self.repo_name {
+                    Some(n) => {
+                        validate_repo(n, "--repo-name / serve.repo_name")?;
+                        Some(n.clone())
+                    }
+                    None => None,
+                },
+            }),
+            (_, _, Some(_), _) => Err(ConfigError::new(
+                "--bundle / serve.bundle",
+                "a bundle file is served alone: drop store, store_root, follow and repository, or drop bundle",
+            )),
+            (Some(store), Some(follow), None, None) if repos.is_empty() => {
+                Source::store(store, follow, self.repo_name.as_deref())
+            }
+            (None, Some(follow), None, Some(root)) => Ok(Source::Stores {
+                root: Some(RootSpec {
+                    url: root.clone(),
+                    follow: follow.clone(),
+                }),
+                repos: repos.clone(),
+            }),
+            (None, None, None, None) if !repos.is_empty() => Ok(Source::Stores {
+                root: None,
+                repos: repos.clone(),
+            }),
+            (None, None, None, None) => Err(ConfigError::new(
+                "shelf serve",
+                "nothing to serve: pass --store URL --follow TAG, --store-root URL --follow TAG, or --bundle FILE, or list [[serve.repository]] in --config",
+            )),
+            (_, None, None, _) => Err(ConfigError::new(
+                "--store / --store-root and --follow",
+                "a store (or store root) and follow go together: shelf serve --store URL --follow TAG",
+            )),
+            _ => Err(ConfigError::new(
+                "--store / --follow",
+                "give --store (one repository) or --store-root (many) with --follow, or [[serve.repository]] entries, not a mix of --store and the others",
+            )),
+        }
+    }
+
     /// The one conversion: merged settings (and the tokens in `env`) into
     /// the configuration the server runs with, validated.
     pub fn resolve(self, env: Env<'_>) -> Result<ServeConfig, ConfigError> {
-        // $SHELF_STORE names the store when nothing else does (it is not a
-        // flag default, so it never conflicts with --bundle).
-        let store = match (&self.store, &self.follow) {
-            (None, Some(_)) => env(STORE_ENV).filter(|s| !s.trim().is_empty()),
-            _ => self.store,
-        };
-        let source = match (store, self.follow, self.bundle) {
-            (Some(store), Some(follow), None) => Source::Follow { store, follow },
-            (None, None, Some(bundle)) => Source::Bundle(bundle),
-            (None, None, None) => {
-                return Err(ConfigError::new(
-                    "shelf serve",
-                    "nothing to serve: pass --store URL --follow TAG (or --bundle FILE), or set them in --config's [serve] section",
-                ));
-            }
-            (_, _, Some(_)) => {
-                return Err(ConfigError::new(
-                    "--bundle / serve.bundle",
-                    "a bundle file is served alone: drop store and follow, or drop bundle to follow a tag",
-                ));
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    "--store / --follow",
-                    "store and follow go together: shelf serve --store URL --follow TAG",
-                ));
-            }
-        };
+        let source = self.source(env)?;
         let mut c = ServeConfig::new(source);
         if let Some(listen) = &self.listen {
             c.listen = listen.trim().parse().map_err(|_| {
@@ -576,6 +722,7 @@ impl ServeSettings {
             })?;
         }
         c.allow_anonymous = self.allow_anonymous;
+        c.max_repositories = self.max_repositories.unwrap_or(c.max_repositories).max(1);
         c.s3 = self.s3;
         c.cache_dir = self.cache.unwrap_or(c.cache_dir);
         let d = |v: Option<HumanDuration>, default: Duration| v.map_or(default, |h| h.0);
@@ -590,11 +737,17 @@ impl ServeSettings {
         c.log_queries = self.log_queries;
         c.auth = Auth {
             search_tokens: match &self.search_tokens_file {
-                Some(path) => read_tokens(path)?,
-                None => tokens_from_env(env, SEARCH_TOKENS_ENV)?,
+                Some(path) => read_search_tokens(path)?,
+                None => tokens_from_env(env, SEARCH_TOKENS_ENV)?
+                    .into_iter()
+                    .map(|token| SearchToken { token, repos: None })
+                    .collect(),
             },
             admin_token: match &self.admin_token_file {
-                Some(path) => read_tokens(path)?.into_iter().next(),
+                Some(path) => read_search_tokens(path)?
+                    .into_iter()
+                    .next()
+                    .map(|t| t.token),
                 None => tokens_from_env(env, ADMIN_TOKEN_ENV)?.into_iter().next(),
             },
         };
@@ -638,21 +791,52 @@ fn tokens_from_env(env: Env<'_>, name: &str) -> Result<Vec<String>, ConfigError>
     }
 }
 
-/// Reads tokens from a file: one per line; blank lines and `#` comments
-/// are skipped. An empty file is an error (it would silently open the API).
-pub fn read_tokens(path: &Path) -> Result<Vec<String>, ConfigError> {
+/// Reads a token file: one token per line, optionally followed by
+/// whitespace and the comma-separated repository names or globs it is
+/// limited to (`tok-…  api,web-*`); blank lines and `#` comments are
+/// skipped. An empty file is an error (it would silently open the API).
+pub fn read_search_tokens(path: &Path) -> Result<Vec<SearchToken>, ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(&origin, format!("cannot read the token file: {e}")))?;
-    let tokens = parse_tokens(&text);
+    let tokens = parse_search_tokens(&text).map_err(|e| ConfigError::new(&origin, e))?;
     if tokens.is_empty() {
         return Err(ConfigError::new(origin, "the token file has no tokens"));
     }
     Ok(tokens)
 }
 
-/// Tokens from text: one per line, or comma-separated (as in an
-/// environment variable); blanks and `#` comments skipped.
+/// Token file text (see [`read_search_tokens`]); errors name the line.
+pub fn parse_search_tokens(text: &str) -> Result<Vec<SearchToken>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let Some(token) = fields.next() else { continue };
+        let scope: Vec<String> = fields
+            .flat_map(|f| f.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        for glob in &scope {
+            globset::Glob::new(glob).map_err(|e| {
+                format!("line {}: repository glob '{glob}' is not valid: {e}", i + 1)
+            })?;
+        }
+        out.push(SearchToken {
+            token: token.to_string(),
+            repos: (!scope.is_empty()).then_some(scope),
+        });
+    }
+    Ok(out)
+}
+
+/// Tokens from an environment variable's text: comma-separated (or one per
+/// line); blanks and `#` comments skipped. They see every repository.
 pub fn parse_tokens(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
@@ -707,9 +891,13 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.2:8080");
         assert_eq!(
             c.source,
-            Source::Follow {
-                store: "s3://bucket/idx".into(),
-                follow: "v*".into()
+            Source::Stores {
+                root: None,
+                repos: vec![RepoSpec {
+                    name: "idx".into(),
+                    store: "s3://bucket/idx".into(),
+                    follow: "v*".into()
+                }]
             }
         );
         assert_eq!(c.poll_interval, Duration::from_millis(750));
@@ -741,7 +929,90 @@ mod tests {
             .overlay(flags(&["--bundle", "b.tar.zst"]))
             .resolve(&no_env)
             .unwrap();
-        assert_eq!(c.source, Source::Bundle("b.tar.zst".into()));
+        assert_eq!(
+            c.source,
+            Source::Bundle {
+                path: "b.tar.zst".into(),
+                name: None
+            }
+        );
+    }
+
+    #[test]
+    fn repositories_come_from_a_root_a_list_or_one_store_and_names_are_checked() {
+        let c = flags(&["--store-root", "s3://org/shelf", "--follow", "production"])
+            .resolve(&no_env)
+            .unwrap();
+        assert_eq!(
+            c.source,
+            Source::Stores {
+                root: Some(RootSpec {
+                    url: "s3://org/shelf".into(),
+                    follow: "production".into()
+                }),
+                repos: vec![]
+            }
+        );
+        let text = r#"
+            [[serve.repository]]
+            name = "api"
+            store = "s3://team-a/shelf/api"
+            follow = "production"
+            [[serve.repository]]
+            name = "web"
+            store = "/srv/shelf/web"
+            follow = "v*"
+        "#;
+        let c = ServeSettings::from_toml(text, "f")
+            .unwrap()
+            .resolve(&no_env)
+            .unwrap();
+        let Source::Stores { root: None, repos } = &c.source else {
+            panic!("{:?}", c.source);
+        };
+        assert_eq!(repos.len(), 2);
+        assert_eq!(
+            (repos[1].name.as_str(), repos[1].follow.as_str()),
+            ("web", "v*")
+        );
+        let named = flags(&["--store", "./st", "--follow", "p", "--repo-name", "billing"])
+            .resolve(&no_env)
+            .unwrap();
+        let Source::Stores { repos, .. } = &named.source else {
+            panic!();
+        };
+        assert_eq!(repos[0].name, "billing");
+        for bad in [
+            "[[serve.repository]]\nname = \"a/b\"\nstore = \"x\"\nfollow = \"p\"\n",
+            "[[serve.repository]]\nname = \"a\"\nstore = \"x\"\nfollow = \"p\"\n[[serve.repository]]\nname = \"a\"\nstore = \"y\"\nfollow = \"p\"\n",
+        ] {
+            let err = ServeSettings::from_toml(bad, "f")
+                .unwrap()
+                .resolve(&no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("serve.repository"), "{err}");
+        }
+        let err = flags(&["--store", "./st", "--follow", "p", "--repo-name", "../x"])
+            .resolve(&no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid repository name"), "{err}");
+    }
+
+    #[test]
+    fn token_files_scope_tokens_to_repositories() {
+        let tokens = parse_search_tokens(
+            "# team tokens\nopen-token-0123456789\nscoped-token-0123456789  api, web-*\n",
+        )
+        .unwrap();
+        assert_eq!(tokens[0].repos, None);
+        assert_eq!(
+            tokens[1].repos,
+            Some(vec!["api".to_string(), "web-*".to_string()])
+        );
+        let err = parse_search_tokens("tok-0123456789abcdef  [bad\n").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("[bad"), "{err}");
     }
 
     #[test]
@@ -755,7 +1026,7 @@ mod tests {
         assert!(err.to_string().contains("max_kk"), "{err}");
         let f = ServeSettings::from_toml("[serve]\nstore = \"s3://b\"\n", "f.toml").unwrap();
         let err = f.resolve(&no_env).unwrap_err().to_string();
-        assert!(err.contains("store and follow go together"), "{err}");
+        assert!(err.contains("and follow go together"), "{err}");
         let err = flags(&["--bundle", "b", "--listen", "nowhere"])
             .resolve(&no_env)
             .unwrap_err()
@@ -823,8 +1094,14 @@ mod tests {
 
     #[test]
     fn short_or_shared_tokens_are_refused() {
-        let mut c = ServeConfig::new(Source::Bundle("b".into()));
-        c.auth.search_tokens = vec!["short".into()];
+        let mut c = ServeConfig::new(Source::Bundle {
+            path: "b".into(),
+            name: None,
+        });
+        c.auth.search_tokens = vec![SearchToken {
+            token: "short".into(),
+            repos: None,
+        }];
         assert!(
             c.validate()
                 .unwrap_err()
@@ -832,20 +1109,32 @@ mod tests {
                 .contains("at least 16")
         );
         let long = "0123456789abcdef0123".to_string();
-        c.auth.search_tokens = vec![long.clone()];
+        c.auth.search_tokens = vec![SearchToken {
+            token: long.clone(),
+            repos: None,
+        }];
         c.auth.admin_token = Some(long);
         assert!(c.validate().unwrap_err().to_string().contains("its own"));
     }
 
     #[test]
     fn limits_out_of_range_are_refused() {
-        let mut c = ServeConfig::new(Source::Bundle("b".into()));
+        let mut c = ServeConfig::new(Source::Bundle {
+            path: "b".into(),
+            name: None,
+        });
         c.limits.max_concurrent = SEARCH_CONTEXTS + 1;
         assert!(c.validate().is_err());
-        let mut c = ServeConfig::new(Source::Bundle("b".into()));
+        let mut c = ServeConfig::new(Source::Bundle {
+            path: "b".into(),
+            name: None,
+        });
         c.default_k = 500;
         assert!(c.validate().is_err());
-        let mut c = ServeConfig::new(Source::Bundle("b".into()));
+        let mut c = ServeConfig::new(Source::Bundle {
+            path: "b".into(),
+            name: None,
+        });
         c.limits.max_connections_per_client = 0;
         assert!(c.validate().is_err());
     }

@@ -5,10 +5,11 @@
 //! builder.
 //!
 //! Map: `cache` (unpacked bundles on disk and their retention), `follow`
-//! (what a tag points at), `reload` (check, load beside, warm, swap),
-//! `state` (the live pointer and status), `query_embedder` (the query
-//! model's threads), `http` (the API and its limits), `metrics`, `config`,
-//! `serve` (start to shutdown).
+//! (what a tag points at), `reload` (one repository's follower: check,
+//! load beside, swap), `state` (one repository's live pointer and status),
+//! `repos` (every served repository), `root` (repositories found under a
+//! store root), `query_embedder` (the query model's workers), `http` (the
+//! API and its limits), `metrics`, `config`, `serve` (start to shutdown).
 
 pub mod cache;
 pub mod config;
@@ -17,7 +18,9 @@ pub mod http;
 pub mod metrics;
 pub mod query_embedder;
 pub mod reload;
+pub mod repos;
+pub mod root;
 pub mod serve;
 pub mod state;
 
-pub use serve::{ServeError, run};
+pub use serve::{Front, ServeError, run};

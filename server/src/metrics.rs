@@ -2,8 +2,8 @@
 //! `GET /metrics`. Names and labels are part of the API (docs/api.md).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: fine below 10 ms, where queries should be.
@@ -35,24 +35,155 @@ pub struct Metrics {
     pub query_cache_misses: IntCounter,
     /// `shelf_query_cache_bytes`: what the cached query vectors take.
     pub query_cache_bytes: IntGauge,
-    /// `shelf_bundle_info{digest,tag,commit}` = 1 for the live bundle.
+    /// `shelf_bundle_info{repo,digest,tag,commit}` = 1 for each live bundle.
     pub bundle_info: IntGaugeVec,
-    /// `shelf_bundle_live_since_seconds`: Unix time the live bundle went live.
-    pub live_since: Gauge,
-    /// `shelf_bundle_chunks`.
-    pub bundle_chunks: IntGauge,
-    /// `shelf_ready` (1 when a verified bundle is live).
+    /// `shelf_bundle_live_since_seconds{repo}`: Unix time it went live.
+    pub live_since: GaugeVec,
+    /// `shelf_bundle_chunks{repo}`.
+    pub bundle_chunks: IntGaugeVec,
+    /// `shelf_ready` (1 when at least one repository is live).
     pub ready: IntGauge,
-    /// `shelf_degraded` (1 when serving but something upstream failed).
+    /// `shelf_degraded` (1 when serving but a repository is not at its
+    /// tag's target, or its store cannot be read).
     pub degraded: IntGauge,
-    /// `shelf_bundle_swaps_total`.
-    pub swaps: IntCounter,
-    /// `shelf_bundle_load_failures_total{reason}`.
+    /// `shelf_repository_ready{repo}` (1 when that repository is live).
+    pub repo_ready: IntGaugeVec,
+    /// `shelf_repository_degraded{repo}` (1 when it serves but not its
+    /// target, or its store cannot be read).
+    pub repo_degraded: IntGaugeVec,
+    /// `shelf_repositories`: repositories served (live or not).
+    pub repositories: IntGauge,
+    /// `shelf_bundle_swaps_total{repo}`.
+    pub swaps: IntCounterVec,
+    /// `shelf_bundle_load_failures_total{repo,reason}`.
     pub load_failures: IntCounterVec,
-    /// `shelf_store_errors_total`.
-    pub store_errors: IntCounter,
-    /// `shelf_tag_checks_total{result}`: unchanged, changed, error.
+    /// `shelf_store_errors_total{repo}`.
+    pub store_errors: IntCounterVec,
+    /// `shelf_tag_checks_total{repo,result}`: unchanged, changed, waiting,
+    /// error.
     pub tag_checks: IntCounterVec,
+}
+
+/// The metrics of one repository: every series it owns carries its name as
+/// the `repo` label, and is removed with it.
+#[derive(Clone, Debug)]
+pub struct RepoMetrics {
+    metrics: Metrics,
+    repo: String,
+    /// The label values of its series with more labels than `repo`, so
+    /// they can be removed exactly.
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    bundle_info: Option<[String; 3]>,
+    causes: std::collections::BTreeSet<String>,
+    results: std::collections::BTreeSet<String>,
+}
+
+impl RepoMetrics {
+    /// `metrics` labelled for `repo`.
+    pub fn new(metrics: Metrics, repo: &str) -> Self {
+        Self {
+            metrics,
+            repo: repo.to_string(),
+            seen: Default::default(),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server-wide metrics.
+    pub fn all(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A swap to a bundle: its info, time and size.
+    pub fn swapped(&self, digest: &str, tag: &str, commit: &str, chunks: i64, since: f64) {
+        let m = &self.metrics;
+        let mut seen = self.seen();
+        if let Some([d, t, c]) = seen.bundle_info.take() {
+            let _ = m
+                .bundle_info
+                .remove_label_values(&[self.repo.as_str(), &d, &t, &c]);
+        }
+        m.bundle_info
+            .with_label_values(&[self.repo.as_str(), digest, tag, commit])
+            .set(1);
+        seen.bundle_info = Some([digest.into(), tag.into(), commit.into()]);
+        drop(seen);
+        m.live_since.with_label_values(&[&self.repo]).set(since);
+        m.bundle_chunks.with_label_values(&[&self.repo]).set(chunks);
+        m.swaps.with_label_values(&[&self.repo]).inc();
+    }
+
+    /// A bundle refused, by cause.
+    pub fn load_failed(&self, cause: &str) {
+        self.seen().causes.insert(cause.to_string());
+        self.metrics
+            .load_failures
+            .with_label_values(&[self.repo.as_str(), cause])
+            .inc();
+    }
+
+    /// A failed read of the store.
+    pub fn store_error(&self) {
+        self.metrics
+            .store_errors
+            .with_label_values(&[&self.repo])
+            .inc();
+    }
+
+    /// One check of the followed tag, by result.
+    pub fn tag_check(&self, result: &str) {
+        self.seen().results.insert(result.to_string());
+        self.metrics
+            .tag_checks
+            .with_label_values(&[self.repo.as_str(), result])
+            .inc();
+    }
+
+    /// The repository's readiness.
+    pub fn health(&self, ready: bool, degraded: bool) {
+        let m = &self.metrics;
+        m.repo_ready
+            .with_label_values(&[&self.repo])
+            .set(i64::from(ready));
+        m.repo_degraded
+            .with_label_values(&[&self.repo])
+            .set(i64::from(degraded));
+    }
+
+    /// Forgets every series of the repository (it is no longer served).
+    pub fn remove(&self) {
+        let m = &self.metrics;
+        let seen = std::mem::take(&mut *self.seen());
+        if let Some([d, t, c]) = seen.bundle_info {
+            let _ = m
+                .bundle_info
+                .remove_label_values(&[self.repo.as_str(), &d, &t, &c]);
+        }
+        for cause in &seen.causes {
+            let _ = m
+                .load_failures
+                .remove_label_values(&[self.repo.as_str(), cause]);
+        }
+        for result in &seen.results {
+            let _ = m
+                .tag_checks
+                .remove_label_values(&[self.repo.as_str(), result]);
+        }
+        let _ = m.live_since.remove_label_values(&[&self.repo]);
+        for v in [&m.bundle_chunks, &m.repo_ready, &m.repo_degraded] {
+            let _ = v.remove_label_values(&[&self.repo]);
+        }
+        for v in [&m.swaps, &m.store_errors] {
+            let _ = v.remove_label_values(&[&self.repo]);
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -115,37 +246,61 @@ impl Metrics {
                 "Bytes the cached query vectors and their texts take.",
             )?,
             bundle_info: IntGaugeVec::new(
-                Opts::new("shelf_bundle_info", "The live bundle (value 1)."),
-                &["digest", "tag", "commit"],
+                Opts::new(
+                    "shelf_bundle_info",
+                    "The live bundle of each repository (value 1).",
+                ),
+                &["repo", "digest", "tag", "commit"],
             )?,
-            live_since: Gauge::new(
-                "shelf_bundle_live_since_seconds",
-                "Unix time the live bundle went live.",
+            live_since: GaugeVec::new(
+                Opts::new(
+                    "shelf_bundle_live_since_seconds",
+                    "Unix time the live bundle went live.",
+                ),
+                &["repo"],
             )?,
-            bundle_chunks: IntGauge::new("shelf_bundle_chunks", "Chunks in the live bundle.")?,
-            ready: IntGauge::new("shelf_ready", "1 when a verified bundle is live.")?,
+            bundle_chunks: IntGaugeVec::new(
+                Opts::new("shelf_bundle_chunks", "Chunks in the live bundle."),
+                &["repo"],
+            )?,
+            ready: IntGauge::new("shelf_ready", "1 when at least one repository is live.")?,
             degraded: IntGauge::new(
                 "shelf_degraded",
-                "1 when serving an older bundle or the store is unreachable.",
+                "1 when a repository serves another bundle than its tag's, or its store is unreachable.",
             )?,
-            swaps: IntCounter::new("shelf_bundle_swaps_total", "Bundles swapped in.")?,
+            repo_ready: IntGaugeVec::new(
+                Opts::new("shelf_repository_ready", "1 when the repository is live."),
+                &["repo"],
+            )?,
+            repo_degraded: IntGaugeVec::new(
+                Opts::new(
+                    "shelf_repository_degraded",
+                    "1 when the repository serves another bundle than its tag's, or its store is unreachable.",
+                ),
+                &["repo"],
+            )?,
+            repositories: IntGauge::new("shelf_repositories", "Repositories served.")?,
+            swaps: IntCounterVec::new(
+                Opts::new("shelf_bundle_swaps_total", "Bundles swapped in."),
+                &["repo"],
+            )?,
             load_failures: IntCounterVec::new(
                 Opts::new(
                     "shelf_bundle_load_failures_total",
                     "Bundles that could not be loaded, by reason.",
                 ),
-                &["reason"],
+                &["repo", "reason"],
             )?,
-            store_errors: IntCounter::new(
-                "shelf_store_errors_total",
-                "Failed reads of the store.",
+            store_errors: IntCounterVec::new(
+                Opts::new("shelf_store_errors_total", "Failed reads of the store."),
+                &["repo"],
             )?,
             tag_checks: IntCounterVec::new(
                 Opts::new(
                     "shelf_tag_checks_total",
                     "Checks of the followed tag, by result.",
                 ),
-                &["result"],
+                &["repo", "result"],
             )?,
             registry,
         };
@@ -164,6 +319,9 @@ impl Metrics {
         m.registry.register(Box::new(m.bundle_chunks.clone()))?;
         m.registry.register(Box::new(m.ready.clone()))?;
         m.registry.register(Box::new(m.degraded.clone()))?;
+        m.registry.register(Box::new(m.repo_ready.clone()))?;
+        m.registry.register(Box::new(m.repo_degraded.clone()))?;
+        m.registry.register(Box::new(m.repositories.clone()))?;
         m.registry.register(Box::new(m.swaps.clone()))?;
         m.registry.register(Box::new(m.load_failures.clone()))?;
         m.registry.register(Box::new(m.store_errors.clone()))?;

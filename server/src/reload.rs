@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use crate::cache::{BundleCache, LoadError};
 use crate::follow::{FollowError, Resolver};
 use crate::query_embedder::QueryEmbedder;
-use crate::state::{Cause, Followed, Problem, ServerState, Snapshot, now_rfc3339};
+use crate::state::{Cause, Followed, Problem, RepoState, Snapshot, now_rfc3339};
 
 /// What one check found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -89,12 +89,10 @@ impl Reloader {
     }
 }
 
-/// What loading a bundle needs, shared by the follower and the one-file
-/// mode.
+/// What loading a bundle needs, shared by every repository's follower and
+/// the one-file mode.
 #[derive(Clone)]
 pub struct Loader {
-    /// The live pointer and status.
-    pub state: Arc<ServerState>,
     /// The cache bundles are unpacked into.
     pub cache: Arc<BundleCache>,
     /// The query model (its identity must match every bundle's).
@@ -189,11 +187,35 @@ pub fn backoff(poll: Duration, failures: u32, max: Duration) -> Duration {
     poll.saturating_mul(1 << doublings).min(max.max(poll))
 }
 
-/// The follower: owns the store client and the tag resolver, and is the
-/// only writer of the live pointer.
+/// How a follower (re)opens its store.
+#[derive(Debug, Clone)]
+pub enum StoreSource {
+    /// A store of its own.
+    Location(StoreLocation),
+    /// The child `name` of a store root: reopened through the root.
+    Child {
+        /// The root.
+        root: StoreLocation,
+        /// The repository's name below it.
+        name: String,
+    },
+}
+
+impl StoreSource {
+    async fn open(&self) -> Result<Store, shelf_store::StoreError> {
+        match self {
+            StoreSource::Location(l) => Store::open(l).await,
+            StoreSource::Child { root, name } => Store::open(root).await?.child(name),
+        }
+    }
+}
+
+/// The follower of one repository: owns its store client and tag
+/// resolver, and is the only writer of its live pointer.
 pub struct Follower {
     loader: Loader,
-    location: StoreLocation,
+    state: Arc<RepoState>,
+    source: StoreSource,
     store_url: String,
     store: Option<Arc<Store>>,
     resolver: Resolver,
@@ -213,24 +235,40 @@ impl std::fmt::Debug for Follower {
     }
 }
 
+/// What one follower follows, and how often.
+#[derive(Debug)]
+pub struct FollowSpec {
+    /// How to (re)open its store.
+    pub source: StoreSource,
+    /// The store already open (a root's child shares the root's client).
+    pub store: Option<Arc<Store>>,
+    /// The store's URL, for messages and the cache's memory.
+    pub store_url: String,
+    /// The tag or pattern.
+    pub resolver: Resolver,
+    /// How often the tag is read.
+    pub poll: Duration,
+    /// Longest wait between retries of a failed bundle.
+    pub retry_max: Duration,
+}
+
 impl Follower {
-    /// A follower of `resolver`'s target in the store at `location`
-    /// (`store_url` names it in messages and in the cache's memory),
-    /// checking every `poll` and retrying failures at most `retry_max`
-    /// apart.
-    pub fn new(
-        loader: Loader,
-        location: StoreLocation,
-        store_url: String,
-        resolver: Resolver,
-        poll: Duration,
-        retry_max: Duration,
-    ) -> Self {
+    /// A follower of `spec`'s target for the repository `state`.
+    pub fn new(loader: Loader, state: Arc<RepoState>, spec: FollowSpec) -> Self {
+        let FollowSpec {
+            source,
+            store,
+            store_url,
+            resolver,
+            poll,
+            retry_max,
+        } = spec;
         Self {
             loader,
-            location,
+            state,
+            source,
             store_url,
-            store: None,
+            store,
             resolver,
             poll,
             retry_max,
@@ -248,7 +286,7 @@ impl Follower {
         if let Some(s) = &self.store {
             return Ok(Arc::clone(s));
         }
-        let store = Arc::new(Store::open(&self.location).await?);
+        let store = Arc::new(self.source.open().await?);
         self.store = Some(Arc::clone(&store));
         Ok(store)
     }
@@ -258,7 +296,7 @@ impl Follower {
     /// live, degraded, while the follower keeps trying.
     pub async fn start(&mut self) -> CheckReport {
         let report = self.check(true).await;
-        if self.loader.state.live().is_some() {
+        if self.state.live().is_some() {
             return report;
         }
         let reason = report
@@ -273,8 +311,7 @@ impl Follower {
         let started = Instant::now();
         match self.loader.open_snapshot(digest, None).await {
             Ok(snapshot) => {
-                self.loader
-                    .state
+                self.state
                     .swap(snapshot, started.elapsed().as_millis() as u64);
                 CheckReport {
                     live: Some(digest),
@@ -286,7 +323,7 @@ impl Follower {
                     "not ready: {reason}; the cached bundle {digest} cannot be opened either: {e}"
                 );
                 tracing::error!("{message}");
-                self.loader.state.set_not_ready(message);
+                self.state.set_not_ready(message);
                 report
             }
         }
@@ -296,18 +333,19 @@ impl Follower {
     /// returns the message.
     fn not_live(&self, reason: &str) -> String {
         let message = format!(
-            "not ready: {reason}; no cached bundle for '{}' in {} (retrying)",
+            "not ready: {reason}; no cached bundle for '{}' of {} in {} (retrying)",
             self.resolver.follow(),
+            self.state.name,
             self.loader.cache.dir().display()
         );
-        self.loader.state.set_not_ready(message.clone());
+        self.state.set_not_ready(message.clone());
         message
     }
 
     /// Checks the target once; loads and swaps if it moved (or failed
     /// before and is due again; `now` retries at once).
     pub async fn check(&mut self, now: bool) -> CheckReport {
-        let live = self.loader.state.live_digest();
+        let live = self.state.live_digest();
         let mut report = CheckReport {
             live,
             ..CheckReport::default()
@@ -330,12 +368,12 @@ impl Follower {
             tracing::info!(store = %self.store_url, "the store answers again");
         }
         self.store_failures = (0, String::new());
-        self.loader.state.record_store_ok();
+        self.state.record_store_ok();
         let digest = resolved.record.digest;
         let tag = resolved.tag;
         report.tag = Some(tag.clone());
         report.target = Some(digest);
-        self.loader.state.set_target(Some(Followed {
+        self.state.set_target(Some(Followed {
             tag: tag.clone(),
             digest,
         }));
@@ -349,7 +387,6 @@ impl Follower {
             if !due {
                 // Still reported (readiness says why); not fetched again yet.
                 report.error = self
-                    .loader
                     .state
                     .status()
                     .load_problem
@@ -360,18 +397,19 @@ impl Follower {
             }
         }
         self.count_check("changed");
-        tracing::info!(%tag, %digest, "loading the tag's bundle beside the live one");
+        tracing::info!(repo = %self.state.name, %tag, %digest, "loading the tag's bundle beside the live one");
         let started = Instant::now();
-        self.loader.state.set_loading(Some(digest));
+        self.state.set_loading(Some(digest));
         let loaded = self.loader.load(&store, digest, &tag).await;
-        self.loader.state.set_loading(None);
+        self.state.set_loading(None);
         match loaded {
             Ok(snapshot) => {
                 let load_ms = started.elapsed().as_millis() as u64;
-                let previous = self.loader.state.swap(snapshot, load_ms);
+                let previous = self.state.swap(snapshot, load_ms);
                 self.loader.cache.record_live(&self.target_key(), digest);
                 self.attempt = None;
                 tracing::info!(
+                    repo = %self.state.name,
                     %tag,
                     from = %previous.as_ref().map(|p| p.bundle.digest.to_string()).unwrap_or_else(|| "nothing".into()),
                     to = %digest,
@@ -384,7 +422,7 @@ impl Follower {
             Err(e) => {
                 let message = self.load_failed(digest, &tag, live, &e);
                 if matches!(e, LoadError::Store(_)) {
-                    self.loader.state.metrics.store_errors.inc();
+                    self.state.metrics.store_error();
                     self.store = None;
                 }
                 report.error = Some(message);
@@ -415,13 +453,9 @@ impl Follower {
             since: since.clone(),
             retry_at: wait.map(|w| Instant::now() + w),
         });
-        self.loader
-            .state
-            .metrics
-            .load_failures
-            .with_label_values(&[cause.label()])
-            .inc();
+        self.state.metrics.load_failed(cause.label());
         tracing::error!(
+            repo = %self.state.name,
             %tag,
             %digest,
             cause = cause.label(),
@@ -431,7 +465,7 @@ impl Follower {
             live = %live.map(|d| d.to_string()).unwrap_or_else(|| "nothing".into()),
             "refused the tag's bundle; the live one keeps serving"
         );
-        self.loader.state.record_load_problem(Problem {
+        self.state.record_load_problem(Problem {
             cause,
             digest: Some(digest),
             message: message.clone(),
@@ -444,16 +478,11 @@ impl Follower {
     }
 
     fn count_check(&self, result: &str) {
-        self.loader
-            .state
-            .metrics
-            .tag_checks
-            .with_label_values(&[result])
-            .inc();
+        self.state.metrics.tag_check(result);
     }
 
     fn store_failed(&mut self, report: CheckReport, message: String) -> CheckReport {
-        self.loader.state.metrics.store_errors.inc();
+        self.state.metrics.store_error();
         self.count_check("error");
         if self.store_failures.0 == 0 {
             self.store_failures.1 = now_rfc3339();
@@ -462,9 +491,9 @@ impl Follower {
         let (failures, since) = self.store_failures.clone();
         // One line when it starts failing, then one per ten checks.
         if failures == 1 || failures.is_multiple_of(10) {
-            tracing::warn!(store = %self.store_url, failures, error = %message, "cannot read the followed tag");
+            tracing::warn!(repo = %self.state.name, store = %self.store_url, failures, error = %message, "cannot read the followed tag");
         }
-        self.loader.state.record_store_problem(Problem {
+        self.state.record_store_problem(Problem {
             cause: Cause::Store,
             digest: None,
             message: message.clone(),
@@ -482,7 +511,7 @@ impl Follower {
 
     fn finish(&self, mut report: CheckReport) -> CheckReport {
         report.checked_at = now_rfc3339();
-        report.live = self.loader.state.live_digest();
+        report.live = self.state.live_digest();
         // While nothing is live, the reason stays current.
         if report.live.is_none()
             && let Some(error) = &report.error

@@ -1,7 +1,8 @@
 //! `shelf serve` from start to shutdown: listen at once (so `/healthz`
-//! answers while loading), load the model, load the first bundle (from the
-//! cache when it has it), follow the tag, and on shutdown stop accepting
-//! and drain in-flight requests.
+//! answers while loading), load the model once for every repository, start
+//! one follower per repository (named, or found under a store root, which
+//! is watched), and on shutdown stop accepting and drain in-flight
+//! requests.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,12 +15,13 @@ use tokio::net::TcpListener;
 
 use crate::cache::{BundleCache, LoadError};
 use crate::config::{ServeConfig, Source};
-use crate::follow::{Follow, Resolver};
-use crate::http::{Api, FollowInfo};
+use crate::follow::Follow;
+use crate::http::Api;
 use crate::metrics::Metrics;
 use crate::query_embedder::{QueryEmbedder, QueryEmbedderOptions};
-use crate::reload::{Follower, Loader, PROBE_QUERY, Reloader};
-use crate::state::ServerState;
+use crate::reload::{Loader, PROBE_QUERY, StoreSource};
+use crate::repos::{Origin, Repo, Repos};
+use crate::root::{RootWatcher, Spawner};
 
 /// Why the server could not start (or had to stop).
 #[derive(Debug, thiserror::Error)]
@@ -65,22 +67,34 @@ pub enum ServeError {
 /// A running server's address, reported as soon as it listens.
 pub type OnListening = Box<dyn FnOnce(SocketAddr) + Send>;
 
-/// Runs the server until `shutdown` resolves.
+/// Who the server answers: HTTP clients on `config.listen`, or one MCP
+/// client on this process's stdin and stdout (`shelf mcp`). Everything
+/// behind the front (model, repositories, followers, limits) is the same.
+pub enum Front {
+    /// HTTP on `config.listen`; the address is reported once bound.
+    Http(OnListening),
+    /// MCP over stdio until stdin closes.
+    Stdio,
+}
+
+/// Runs the server until `shutdown` resolves (or, on stdio, stdin ends).
 pub async fn run(
     config: ServeConfig,
     runtime: Runtime,
-    on_listening: OnListening,
+    front: Front,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr()?;
-    let state = Arc::new(ServerState::new(Metrics::new()?));
+    let listener = match &front {
+        Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|source| {
+            ServeError::Listen {
+                addr: config.listen,
+                source,
+            }
+        })?),
+        Front::Stdio => None,
+    };
+    let repos = Arc::new(Repos::new(Metrics::new()?));
     let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|source| {
         ServeError::Cache {
             path: config.cache_dir.clone(),
@@ -88,36 +102,37 @@ pub async fn run(
         }
     })?;
     let engine_cell = Arc::new(OnceLock::new());
-    let (reloader, follow) = match &config.source {
-        Source::Follow { store, follow } => (
-            Some(Arc::new(Reloader::default())),
-            Some(FollowInfo {
-                store: store.clone(),
-                target: follow.clone(),
-            }),
-        ),
-        Source::Bundle(_) => (None, None),
-    };
     let api = Arc::new(Api::new(
         &config,
-        Arc::clone(&state),
+        Arc::clone(&repos),
         Arc::clone(&engine_cell),
-        reloader.clone(),
-        follow,
         Arc::clone(&cache),
     ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(crate::http::serve(listener, api, async move {
+    let stopped = async move {
         let _ = stop_rx.await;
-    }));
-    tracing::info!(%addr, "listening on http://{addr}");
-    if !addr.ip().is_loopback() && config.auth.search_tokens.is_empty() {
-        tracing::warn!(
-            %addr,
-            "serving without search tokens on an address other machines can reach (--allow-anonymous): anyone who reaches it can search the whole code base"
-        );
-    }
-    on_listening(addr);
+    };
+    let mut front_task = match (front, listener) {
+        (Front::Http(on_listening), Some(listener)) => {
+            let addr = listener.local_addr()?;
+            let http = tokio::spawn(crate::http::serve(listener, api, stopped));
+            tracing::info!(%addr, "listening on http://{addr}");
+            if !addr.ip().is_loopback() && config.auth.search_tokens.is_empty() {
+                tracing::warn!(
+                    %addr,
+                    "serving without search tokens on an address other machines can reach (--allow-anonymous): anyone who reaches it can search the whole code base"
+                );
+            }
+            on_listening(addr);
+            http
+        }
+        _ => tokio::spawn(crate::http::serve_stdio(
+            api,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            stopped,
+        )),
+    };
 
     // The model: loaded once, off the async runtime.
     let started = std::time::Instant::now();
@@ -134,7 +149,7 @@ pub async fn run(
         QueryEmbedderOptions {
             queue: config.limits.max_queued + config.limits.max_concurrent,
             cache_bytes: config.query_cache_bytes,
-            metrics: Some(state.metrics.clone()),
+            metrics: Some(repos.metrics.clone()),
         },
     )?;
     let probe_embedder = embedder.clone();
@@ -149,52 +164,84 @@ pub async fn run(
         "embedding model loaded"
     );
     let loader = Loader {
-        state: Arc::clone(&state),
         cache: Arc::clone(&cache),
         embedder: embedder.clone(),
         probe: Arc::new(probe),
         expansion_search: config.expansion_search,
     };
     let _ = engine_cell.set(Engine::new(Arc::new(embedder)));
-    state.set_model_loaded();
-
-    let follower = match &config.source {
-        Source::Bundle(path) => {
-            serve_file(&loader, path).await?;
-            None
-        }
-        Source::Follow { store, follow } => {
-            let target = Follow::parse(follow)
-                .map_err(|e| crate::config::ConfigError::new("--follow", e))?;
-            let location = StoreLocation::parse(store, config.s3.clone())
-                .map_err(|e| crate::config::ConfigError::new("--store", e.to_string()))?;
-            let follower = Follower::new(
-                loader,
-                location,
-                store.clone(),
-                Resolver::new(target),
-                config.poll_interval,
-                config.retry_max,
-            );
-            let reloader = reloader.clone().unwrap_or_default();
-            Some(tokio::spawn(follower.run(reloader)))
-        }
+    repos.set_model_loaded();
+    let spawner = Spawner {
+        repos: Arc::clone(&repos),
+        loader,
+        poll: config.poll_interval,
+        retry_max: config.retry_max,
     };
-
-    shutdown.await;
-    tracing::info!("shutdown requested");
-    if let Some(f) = follower {
-        f.abort();
+    let mut watchers = Vec::new();
+    match &config.source {
+        Source::Bundle { path, name } => serve_file(&spawner, path, name.as_deref()).await?,
+        Source::Stores { root, repos: named } => {
+            let follow_of = |origin: &str, follow: &str| {
+                Follow::parse(follow).map_err(|e| crate::config::ConfigError::new(origin, e))
+            };
+            let location_of = |origin: &str, url: &str| {
+                StoreLocation::parse(url, config.s3.clone())
+                    .map_err(|e| crate::config::ConfigError::new(origin, e.to_string()))
+            };
+            for spec in named {
+                let origin = format!("repository '{}'", spec.name);
+                spawner.follow(
+                    &spec.name,
+                    StoreSource::Location(location_of(&origin, &spec.store)?),
+                    None,
+                    &spec.store,
+                    &follow_of(&origin, &spec.follow)?,
+                    false,
+                );
+            }
+            if let Some(root) = root {
+                let watcher = RootWatcher::new(
+                    spawner.clone(),
+                    location_of("--store-root", &root.url)?,
+                    root.url.clone(),
+                    follow_of("--follow", &root.follow)?,
+                    config.max_repositories,
+                );
+                watchers.push(tokio::spawn(watcher.run()));
+            }
+        }
     }
+
+    // The HTTP front ends only when told; the stdio one also when its
+    // client closes stdin.
+    let front_ended = tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutdown requested");
+            false
+        }
+        _ = &mut front_task => true,
+    };
+    for w in watchers {
+        w.abort();
+    }
+    repos.stop_all();
     let _ = stop_tx.send(());
-    let _ = http.await;
+    if !front_ended {
+        let _ = front_task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// `--bundle FILE`: verify, unpack into the cache, serve. Nothing is
-/// followed; a bundle that fails is an error at start.
-async fn serve_file(loader: &Loader, path: &std::path::Path) -> Result<(), ServeError> {
+/// `--bundle FILE`: verify, unpack into the cache, serve as repository
+/// `name` (default: the bundle's). Nothing is followed; a bundle that
+/// fails is an error at start.
+async fn serve_file(
+    spawner: &Spawner,
+    path: &std::path::Path,
+    name: Option<&str>,
+) -> Result<(), ServeError> {
+    let loader = &spawner.loader;
     let fail = |detail: String| ServeError::Bundle {
         path: path.to_path_buf(),
         detail,
@@ -224,12 +271,23 @@ async fn serve_file(loader: &Loader, path: &std::path::Path) -> Result<(), Serve
         other => other,
     }
     .map_err(|e| fail(e.to_string()))?;
-    loader
-        .state
-        .swap(snapshot, started.elapsed().as_millis() as u64);
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| snapshot.bundle.default_repo_name());
+    let state = spawner.repos.new_state(&name);
+    state.swap(snapshot, started.elapsed().as_millis() as u64);
     loader
         .cache
         .record_live(&format!("file:{}", path.display()), digest);
-    tracing::info!(%digest, "serving {}", path.display());
+    spawner.repos.insert(Arc::new(Repo::new(
+        state,
+        Origin::File {
+            path: path.to_path_buf(),
+        },
+        None,
+        false,
+        None,
+    )));
+    tracing::info!(%digest, repo = %name, "serving {}", path.display());
     Ok(())
 }

@@ -1,11 +1,12 @@
-//! What is live: one `Arc<Snapshot>` behind an `ArcSwap`. A request loads
-//! the pointer once and finishes on that snapshot, whatever is swapped in
-//! meanwhile; a swap is one pointer store. Beside it, the follower's view
-//! of the world (where the tag points, what failed and why), from which
-//! readiness is derived: `ok` only when the live bundle is the tag's
-//! target. Read by `/readyz`, `/v1/bundle` and the metrics, never on the
-//! query path.
+//! What one repository serves: one `Arc<Snapshot>` behind an `ArcSwap`. A
+//! request loads the pointer once and finishes on that snapshot, whatever
+//! is swapped in meanwhile; a swap is one pointer store. Beside it, the
+//! follower's view of the world (where the tag points, what failed and
+//! why), from which readiness is derived: `ok` only when the live bundle is
+//! the tag's target. Read by `/readyz`, `/v1/repos`, `/v1/bundle` and the
+//! metrics, never on the query path.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -15,7 +16,7 @@ use shelf_formats::Digest;
 use shelf_search::MappedBundle;
 
 use crate::cache::Lease;
-use crate::metrics::Metrics;
+use crate::metrics::RepoMetrics;
 
 /// A bundle that is (or was) live, with what served it.
 #[derive(Debug)]
@@ -134,8 +135,6 @@ pub struct Status {
     pub store_problem: Option<Problem>,
     /// Why nothing is live yet.
     pub not_ready: Option<String>,
-    /// Whether the query model is loaded.
-    pub model_loaded: bool,
 }
 
 /// Readiness as `/readyz` reports it.
@@ -150,13 +149,18 @@ pub enum Readiness {
     NotReady(String),
 }
 
-/// The server's shared state.
+/// One served repository's live bundle and status.
 #[derive(Debug)]
-pub struct ServerState {
+pub struct RepoState {
+    /// The repository's name (what `repo=` names and results carry).
+    pub name: String,
     live: ArcSwapOption<Snapshot>,
     status: Mutex<Status>,
-    /// Metrics.
-    pub metrics: Metrics,
+    /// Whether the server's query model is loaded (shared by every
+    /// repository).
+    model_loaded: Arc<AtomicBool>,
+    /// Its metrics.
+    pub metrics: RepoMetrics,
 }
 
 /// Now as RFC 3339 with milliseconds.
@@ -164,16 +168,18 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-impl ServerState {
+impl RepoState {
     /// Nothing live yet.
-    pub fn new(metrics: Metrics) -> Self {
-        metrics.ready.set(0);
+    pub fn new(name: &str, metrics: RepoMetrics, model_loaded: Arc<AtomicBool>) -> Self {
+        metrics.health(false, false);
         Self {
+            name: name.to_string(),
             live: ArcSwapOption::empty(),
             status: Mutex::new(Status {
-                not_ready: Some("starting: loading the model and the first bundle".into()),
+                not_ready: Some("starting: loading the first bundle".into()),
                 ..Status::default()
             }),
+            model_loaded,
             metrics,
         }
     }
@@ -215,18 +221,13 @@ impl ServerState {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         let previous = self.live.swap(Some(Arc::new(next)));
-        let m = &self.metrics;
-        m.bundle_info.reset();
-        m.bundle_info
-            .with_label_values(&[
-                digest.to_string().as_str(),
-                tag.as_deref().unwrap_or(""),
-                &commit,
-            ])
-            .set(1);
-        m.live_since.set(since);
-        m.bundle_chunks.set(chunks);
-        m.swaps.inc();
+        self.metrics.swapped(
+            &digest.to_string(),
+            tag.as_deref().unwrap_or(""),
+            &commit,
+            chunks,
+            since,
+        );
         self.update(|status| {
             status.last_swap = Some(SwapEvent {
                 at: now_rfc3339(),
@@ -306,33 +307,28 @@ impl ServerState {
         self.update(|s| s.not_ready = Some(reason));
     }
 
-    /// Records that the query model is loaded.
-    pub fn set_model_loaded(&self) {
-        self.update(|s| s.model_loaded = true);
-    }
-
     /// Readiness now.
     pub fn readiness(&self) -> Readiness {
         let status = self.status();
         let live = self.live_digest();
-        readiness_of(&status, live)
+        readiness_of(&status, live, self.model_loaded.load(Ordering::Acquire))
     }
 
-    fn refresh_gauges(&self) {
+    /// Brings the repository's readiness gauges up to date.
+    pub fn refresh_gauges(&self) {
         let (ready, degraded) = match self.readiness() {
-            Readiness::Ok => (1, 0),
-            Readiness::Degraded(_) => (1, 1),
-            Readiness::NotReady(_) => (0, 0),
+            Readiness::Ok => (true, false),
+            Readiness::Degraded(_) => (true, true),
+            Readiness::NotReady(_) => (false, false),
         };
-        self.metrics.ready.set(ready);
-        self.metrics.degraded.set(degraded);
+        self.metrics.health(ready, degraded);
     }
 }
 
 /// Readiness from a status and the live digest: `ok` only when what is
 /// live is what the tag names and the store answers.
-fn readiness_of(status: &Status, live: Option<Digest>) -> Readiness {
-    if !status.model_loaded {
+fn readiness_of(status: &Status, live: Option<Digest>, model_loaded: bool) -> Readiness {
+    if !model_loaded {
         return Readiness::NotReady("loading the embedding model".into());
     }
     let problem_text = |p: &Problem| {
@@ -370,9 +366,16 @@ fn readiness_of(status: &Status, live: Option<Digest>) -> Readiness {
             target.tag, target.digest
         );
         return Readiness::Degraded(match (&status.load_problem, status.loading) {
-            (Some(p), _) if p.digest == Some(target.digest) => {
-                format!("{serving}: {}", problem_text(p))
-            }
+            (Some(p), _) if p.digest == Some(target.digest) => match &status.store_problem {
+                // Both matter: why the target was refused, and why the
+                // tag cannot be read again to see whether it moved.
+                Some(s) => format!(
+                    "{serving}: {}; and the store: {}",
+                    problem_text(p),
+                    problem_text(s)
+                ),
+                None => format!("{serving}: {}", problem_text(p)),
+            },
             (_, Some(d)) if d == target.digest => format!("{serving}: loading it"),
             _ => match &status.store_problem {
                 Some(p) => format!("{serving}: {}", problem_text(p)),
@@ -411,28 +414,27 @@ mod tests {
     #[test]
     fn ok_only_when_the_live_bundle_is_the_targets() {
         let mut s = Status {
-            model_loaded: true,
             target: Some(Followed {
                 tag: "prod".into(),
                 digest: d(1),
             }),
             ..Status::default()
         };
-        assert_eq!(readiness_of(&s, Some(d(1))), Readiness::Ok);
+        assert_eq!(readiness_of(&s, Some(d(1)), true), Readiness::Ok);
         // The tag moved and nothing failed yet: degraded, saying so.
-        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2))) else {
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true) else {
             panic!("live != target is never ok");
         };
         assert!(why.contains("tag 'prod' points at"), "{why}");
         s.loading = Some(d(1));
-        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2))) else {
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true) else {
             panic!();
         };
         assert!(why.contains("loading it"), "{why}");
         // A failed load names its reason, count and next attempt.
         s.loading = None;
         s.load_problem = Some(problem(Some(d(1)), Cause::Verification));
-        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2))) else {
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true) else {
             panic!();
         };
         assert!(
@@ -441,7 +443,7 @@ mod tests {
         );
         // Nothing live: not ready, with the reason.
         s.not_ready = None;
-        let Readiness::NotReady(why) = readiness_of(&s, None) else {
+        let Readiness::NotReady(why) = readiness_of(&s, None, true) else {
             panic!();
         };
         assert!(why.contains("it broke"), "{why}");
@@ -449,12 +451,11 @@ mod tests {
         s.load_problem = None;
         s.store_problem = Some(problem(None, Cause::Store));
         assert!(matches!(
-            readiness_of(&s, Some(d(1))),
+            readiness_of(&s, Some(d(1)), true),
             Readiness::Degraded(_)
         ));
-        s.model_loaded = false;
         assert!(matches!(
-            readiness_of(&s, Some(d(1))),
+            readiness_of(&s, Some(d(1)), false),
             Readiness::NotReady(_)
         ));
     }

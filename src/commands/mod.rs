@@ -5,6 +5,7 @@ pub mod build;
 pub mod doctor;
 pub mod eval;
 pub mod gc;
+pub mod mcp;
 pub mod push;
 pub mod rollback;
 pub mod search;

@@ -24,6 +24,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         languages: args.language.clone(),
         mode: Some(args.mode.clone()),
         group: Some(if args.files { "file" } else { "chunk" }.into()),
+        kind: args.kind.clone(),
     };
     // Validated here for both paths, so a bad flag is refused before any
     // model loads or any request is sent.
@@ -50,13 +51,13 @@ fn local(args: &SearchArgs, bundle: &std::path::Path, request: &Request) -> anyh
     let mapped = MappedBundle::open_file(bundle, &cache_dir, embedder.identity())
         .with_context(|| format!("opening {}", bundle.display()))?;
     let engine = Engine::new(Arc::new(embedder));
-    let answer = engine.answer(
-        Target {
-            bundle: &mapped,
-            tag: None,
-        },
-        request,
-    )?;
+    let repo = mapped.default_repo_name();
+    let target = Target {
+        repo: &repo,
+        bundle: &mapped,
+        tag: None,
+    };
+    let answer = engine.answer(&[target], request)?;
     // Through its JSON text, so numbers print as the server sends them
     // (an f32 turned straight into a `Value` would print as a long f64).
     Ok(serde_json::from_slice(&serde_json::to_vec(&answer)?)?)
@@ -81,6 +82,12 @@ fn remote(args: &SearchArgs, server: &str, raw: &RawRequest) -> anyhow::Result<V
     }
     if !raw.languages.is_empty() {
         body["language"] = json!(raw.languages);
+    }
+    if !args.repo.is_empty() {
+        body["repo"] = json!(args.repo);
+    }
+    if let Some(kind) = &raw.kind {
+        body["kind"] = json!(kind);
     }
     let rt = super::runtime()?;
     let (status, bytes) = rt.block_on(crate::client::post_json(
@@ -107,23 +114,18 @@ fn print_human(answer: &Value) {
         return;
     }
     let results = answer["results"].as_array().cloned().unwrap_or_default();
-    let bundle = &answer["bundle"];
-    let commit = bundle["commit"].as_str().unwrap_or("");
+    let many = answer["bundle"].is_null();
     outln!(
-        "{} results from {} @ {}{} ({:.1} ms)",
+        "{} results from {} ({:.1} ms)",
         results.len(),
-        bundle["repository"].as_str().unwrap_or("?"),
-        &commit[..12.min(commit.len())],
-        bundle["tag"]
-            .as_str()
-            .map(|t| format!(" (tag {t})"))
-            .unwrap_or_default(),
+        answered_by(answer),
         answer["took_ms"].as_f64().unwrap_or(0.0)
     );
     for r in &results {
         outln!(
-            "\n{:.3}  {}:{}-{}",
+            "\n{:.3}  {}{}:{}-{}",
             r["score"].as_f64().unwrap_or(0.0),
+            repo_prefix(r, many),
             r["path"].as_str().unwrap_or(""),
             r["start_line"],
             r["end_line"]
@@ -134,14 +136,48 @@ fn print_human(answer: &Value) {
     }
 }
 
+/// `repo @ commit (tag t)` for one bundle, or the repositories' names when
+/// several answered.
+fn answered_by(answer: &Value) -> String {
+    let describe = |bundle: &Value| {
+        let commit = bundle["commit"].as_str().unwrap_or("");
+        format!(
+            "{} @ {}{}",
+            bundle["repo"]
+                .as_str()
+                .or(bundle["repository"].as_str())
+                .unwrap_or("?"),
+            &commit[..12.min(commit.len())],
+            bundle["tag"]
+                .as_str()
+                .map(|t| format!(" (tag {t})"))
+                .unwrap_or_default()
+        )
+    };
+    if !answer["bundle"].is_null() {
+        return describe(&answer["bundle"]);
+    }
+    let repos: Vec<String> = answer["repos"]
+        .as_array()
+        .map(|rs| rs.iter().map(describe).collect())
+        .unwrap_or_default();
+    format!("{} repositories: {}", repos.len(), repos.join(", "))
+}
+
+/// `repo:` before a path when results come from several repositories.
+fn repo_prefix(result: &Value, many: bool) -> String {
+    match result["repo"].as_str() {
+        Some(repo) if many => format!("{repo}:"),
+        _ => String::new(),
+    }
+}
+
 fn print_files(answer: &Value, files: &[Value]) {
-    let bundle = &answer["bundle"];
-    let commit = bundle["commit"].as_str().unwrap_or("");
+    let many = answer["bundle"].is_null();
     outln!(
-        "{} files from {} @ {} ({:.1} ms, {})",
+        "{} files from {} ({:.1} ms, {})",
         files.len(),
-        bundle["repository"].as_str().unwrap_or("?"),
-        &commit[..12.min(commit.len())],
+        answered_by(answer),
         answer["took_ms"].as_f64().unwrap_or(0.0),
         answer["mode"].as_str().unwrap_or("?")
     );
@@ -155,8 +191,9 @@ fn print_files(answer: &Value, files: &[Value]) {
             })
             .unwrap_or_default();
         outln!(
-            "{:>3}. {}  (lines {})",
+            "{:>3}. {}{}  (lines {})",
             f["rank"],
+            repo_prefix(f, many),
             f["path"].as_str().unwrap_or(""),
             lines.join(", ")
         );

@@ -31,14 +31,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(shelf_server::run(
         config,
         runtime,
-        Box::new(|_| {}),
+        shelf_server::Front::Http(Box::new(|_| {})),
         stop_signal(),
     ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
-async fn stop_signal() {
+pub async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -106,6 +106,45 @@ impl Store {
         matches!(e, StoreError::NoSuchStore { .. })
     }
 
+    /// The store below this one at `<prefix>/<name>` (a repository under a
+    /// store root), sharing this one's client. `name` must be a valid
+    /// repository name (`formats::names::validate_repo_name`): it becomes a
+    /// key segment or a directory name.
+    pub fn child(&self, name: &str) -> Result<Self, StoreError> {
+        shelf_formats::names::validate_repo_name(name)
+            .map_err(|e| StoreError::Refused(e.to_string()))?;
+        Ok(match self {
+            Store::Local(s) => Store::Local(s.child(name)),
+            Store::S3(s) => Store::S3(s.child(name)),
+        })
+    }
+
+    /// The names one level below this store (`<name>/…`), sorted, at most
+    /// `limit`: the candidates of a store root's repositories.
+    pub async fn children(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Local(s) => s.children(limit),
+            Store::S3(s) => s.children(limit).await,
+        }
+    }
+
+    /// Whether this is a shelf store: it has a tag or a bundle.
+    pub async fn is_store(&self) -> Result<bool, StoreError> {
+        for prefix in [
+            shelf_formats::keys::TAGS_PREFIX,
+            shelf_formats::keys::BUNDLES_PREFIX,
+        ] {
+            let found = match self {
+                Store::Local(s) => s.any(prefix)?,
+                Store::S3(s) => s.any(prefix).await?,
+            };
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The store's URL, for messages.
     pub fn describe(&self) -> String {
         match self {

@@ -50,6 +50,36 @@ impl LocalStore {
         format!("file://{}", self.root.display())
     }
 
+    /// The store in the directory `name` below this one.
+    pub(crate) fn child(&self, name: &str) -> Self {
+        Self {
+            root: self.root.join(name),
+        }
+    }
+
+    /// The directories directly below the root, sorted, at most `limit`.
+    pub(crate) fn children(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.existing()?;
+        let entries = fs::read_dir(&self.root).map_err(|e| StoreError::io(&self.root, e))?;
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        out.sort();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Whether any object's key starts with `prefix` (a directory prefix
+    /// ending in `/`, or a key prefix).
+    pub(crate) fn any(&self, prefix: &str) -> Result<bool, StoreError> {
+        if !self.root.is_dir() {
+            return Ok(false);
+        }
+        Ok(!self.list(prefix)?.is_empty())
+    }
+
     /// Keys are validated by `shelf-formats` before they get here; this
     /// check keeps even a malformed key inside the root.
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {

@@ -98,6 +98,81 @@ impl S3Store {
         self.url.clone()
     }
 
+    /// The store one level down, `<prefix>/<name>`, sharing this client
+    /// (its connections and credentials).
+    pub(crate) fn child(&self, name: &str) -> Self {
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        };
+        let base = format!("s3://{}", self.bucket);
+        let url = match self.url.split_once(" (endpoint ") {
+            Some((_, endpoint)) => format!("{base}/{prefix} (endpoint {endpoint}"),
+            None => format!("{base}/{prefix}"),
+        };
+        Self {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            prefix,
+            url,
+            multipart_threshold: self.multipart_threshold,
+        }
+    }
+
+    /// The names one level below the prefix (`<prefix>/<name>/…`), in key
+    /// order, at most `limit` of them: a listing by delimiter, a page at a
+    /// time.
+    pub(crate) async fn children(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let full = self.key("");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.error("ListObjectsV2", "", e))?;
+            for p in resp.common_prefixes() {
+                let Some(name) = p
+                    .prefix()
+                    .and_then(|k| k.strip_prefix(full.as_str()))
+                    .and_then(|k| k.strip_suffix('/'))
+                else {
+                    continue;
+                };
+                out.push(name.to_string());
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            match resp.next_continuation_token() {
+                Some(t) if resp.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether any key starts with `prefix` (one request of one key).
+    pub(crate) async fn any(&self, prefix: &str) -> Result<bool, StoreError> {
+        let resp = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(prefix))
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+        Ok(!resp.contents().is_empty())
+    }
+
     fn key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()

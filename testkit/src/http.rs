@@ -140,3 +140,32 @@ pub fn encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// The value of the series `name` in a Prometheus text exposition whose
+/// labels include every one of `labels` (each `key="value"`); the sum when
+/// several series match.
+pub fn metric_value(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once("} ") {
+                Some((l, v)) => (l, v),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(v) => ("", v),
+                None => continue,
+            },
+        };
+        let present: Vec<&str> = label_text.split(',').collect();
+        if labels.iter().all(|l| present.contains(l))
+            && let Ok(v) = value.trim().parse::<f64>()
+        {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}

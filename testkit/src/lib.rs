@@ -213,12 +213,37 @@ impl MotoServer {
 
     /// Creates a bucket (with moto's own boto3, as an operator would).
     pub fn create_bucket(&self, name: &str) {
+        self.boto3(&format!("s3.create_bucket(Bucket='{name}')"));
+    }
+
+    /// Deletes every object whose key starts with `prefix` in `bucket`, as
+    /// an operator removing a repository's store would.
+    pub fn delete_prefix(&self, bucket: &str, prefix: &str) {
+        self.boto3(&format!(
+            "b = boto3.resource('s3', endpoint_url='{}', aws_access_key_id='test', \
+             aws_secret_access_key='test', region_name='us-east-1').Bucket('{bucket}')\n\
+             b.objects.filter(Prefix='{prefix}').delete()",
+            self.endpoint()
+        ));
+    }
+
+    /// Writes `body` at each of `keys` in `bucket` (objects no push wrote),
+    /// in one client session.
+    pub fn put_objects(&self, bucket: &str, keys: &[String], body: &str) {
+        self.boto3(&format!(
+            "for k in {keys:?}:\n    s3.put_object(Bucket='{bucket}', Key=k, Body={body:?}.encode())"
+        ));
+    }
+
+    /// Runs `statements` with moto's own boto3 and `s3` a client of this
+    /// server; panics with Python's stderr on failure.
+    fn boto3(&self, statements: &str) {
         let py = Self::moto_dir().join("python");
         let out = Command::new(py)
             .arg("-c")
             .arg(format!(
-                "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
-                 aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{name}')",
+                "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
+                 aws_secret_access_key='test', region_name='us-east-1')\n{statements}",
                 self.endpoint()
             ))
             .output()

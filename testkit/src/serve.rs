@@ -102,6 +102,20 @@ impl ServerProcess {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// Its log once `ok` holds for it (lines are read on another thread,
+    /// so a line written just now may not be here yet), or what it logged
+    /// by `timeout`.
+    pub fn logs_when(&self, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let logs = self.logs();
+            if ok(&logs) || Instant::now() >= deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until `GET /readyz` answers 200 and returns its JSON.
     pub fn wait_ready(&self, timeout: Duration) -> serde_json::Value {
         self.wait_for("/readyz", timeout, |r| r.status == 200)

@@ -48,6 +48,15 @@ impl StoreArgs {
         }
     }
 
+    /// The store `<url>/<name>` beside the same flags: one repository's
+    /// store under a store root.
+    pub fn child(&self, name: &str) -> Self {
+        Self {
+            url: format!("{}/{name}", self.url.trim_end_matches('/')),
+            ..self.clone()
+        }
+    }
+
     /// `--store URL` plus the S3 flags.
     pub fn args(&self) -> Vec<String> {
         let mut a = vec!["--store".to_string(), self.url.clone()];

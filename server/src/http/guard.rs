@@ -18,47 +18,108 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::error::ApiError;
 use crate::config::Limits;
 
+/// Which repositories a request may see.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every repository (an unscoped token, or no tokens configured).
+    All,
+    /// Those whose names match (a token limited in the token file).
+    Only(globset::GlobSet),
+}
+
+impl Scope {
+    /// Whether `repo` is visible.
+    pub fn allows(&self, repo: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(set) => set.is_match(repo),
+        }
+    }
+}
+
 /// A set of accepted bearer tokens, kept as sha256 hashes so comparisons
-/// take the same time whatever the token's length or content.
+/// take the same time whatever the token's length or content, each with
+/// the repositories it may see.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    hashes: Vec<[u8; 32]>,
+    entries: Vec<([u8; 32], Scope)>,
 }
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tokens({})", self.hashes.len())
+        write!(f, "Tokens({})", self.entries.len())
     }
 }
 
 impl Tokens {
-    /// Tokens from their plain text.
+    /// Unscoped tokens from their plain text.
     pub fn new<'a>(tokens: impl IntoIterator<Item = &'a String>) -> Self {
         Self {
-            hashes: tokens
+            entries: tokens
                 .into_iter()
-                .map(|t| Sha256::digest(t.as_bytes()).into())
+                .map(|t| (Sha256::digest(t.as_bytes()).into(), Scope::All))
+                .collect(),
+        }
+    }
+
+    /// Search tokens, each with its scope (globs already checked when the
+    /// settings were read; one that does not compile sees nothing).
+    pub fn search(tokens: &[crate::config::SearchToken]) -> Self {
+        Self {
+            entries: tokens
+                .iter()
+                .map(|t| {
+                    let scope = match &t.repos {
+                        None => Scope::All,
+                        Some(globs) => {
+                            let mut set = globset::GlobSetBuilder::new();
+                            for g in globs {
+                                if let Ok(g) = globset::Glob::new(g) {
+                                    set.add(g);
+                                }
+                            }
+                            Scope::Only(set.build().unwrap_or_else(|_| globset::GlobSet::empty()))
+                        }
+                    };
+                    (Sha256::digest(t.token.as_bytes()).into(), scope)
+                })
                 .collect(),
         }
     }
 
     /// Whether any token is configured.
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Whether `presented` is one of the tokens. Every stored hash is
-    /// compared, so timing says nothing about which one matched.
-    pub fn accepts(&self, presented: &[u8]) -> bool {
-        let hash: [u8; 32] = Sha256::digest(presented).into();
-        self.hashes
+    /// Whether some token sees only some repositories.
+    pub fn any_scoped(&self) -> bool {
+        self.entries
             .iter()
-            .fold(subtle::Choice::from(0), |acc, h| acc | h.ct_eq(&hash))
-            .into()
+            .any(|(_, scope)| matches!(scope, Scope::Only(_)))
     }
 
-    /// Checks the request's `Authorization: Bearer` header.
-    pub fn check(&self, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+    /// The scope of `presented`, if it is one of the tokens. Every stored
+    /// hash is compared, so timing says nothing about which one matched.
+    pub fn accepts(&self, presented: &[u8]) -> Option<Scope> {
+        let hash: [u8; 32] = Sha256::digest(presented).into();
+        let mut found = None;
+        for (i, (h, _)) in self.entries.iter().enumerate() {
+            let hit: bool = h.ct_eq(&hash).into();
+            if hit && found.is_none() {
+                found = Some(i);
+            }
+        }
+        found.map(|i| self.entries[i].1.clone())
+    }
+
+    /// Checks the request's `Authorization: Bearer` header; the scope of
+    /// the token it carries. With no tokens configured, every request sees
+    /// everything.
+    pub fn check(&self, headers: &HeaderMap, what: &str) -> Result<Scope, ApiError> {
+        if self.is_empty() {
+            return Ok(Scope::All);
+        }
         let Some(presented) = bearer(headers) else {
             return Err(ApiError {
                 challenge: true,
@@ -69,18 +130,23 @@ impl Tokens {
                 )
             });
         };
-        if self.accepts(presented) {
-            Ok(())
-        } else {
-            Err(ApiError {
-                challenge: true,
-                ..ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    format!("the token is not valid for {what}"),
-                )
-            })
+        self.accepts(presented).ok_or_else(|| ApiError {
+            challenge: true,
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("the token is not valid for {what}"),
+            )
+        })
+    }
+
+    /// The scope of a request's token, if it carries a valid one (for
+    /// unauthenticated endpoints that say more to a token holder).
+    pub fn scope_of(&self, headers: &HeaderMap) -> Option<Scope> {
+        if self.is_empty() {
+            return Some(Scope::All);
         }
+        self.accepts(bearer(headers)?)
     }
 }
 

@@ -2,10 +2,14 @@
 //! keep-alive, no framework. A request is a function of the live snapshot
 //! it loads once; limits are set here, at the edge.
 
+mod args;
 mod error;
 mod guard;
+mod mcp;
+mod ops;
 mod params;
 mod routes;
+mod stdio;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -26,14 +30,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use error::{ApiError, Body};
-pub use guard::Tokens;
+pub use guard::{Scope, Tokens};
+pub use stdio::serve_stdio;
 
 use shelf_search::{Engine, RequestLimits};
 
 use crate::cache::BundleCache;
 use crate::config::{Limits, ServeConfig};
-use crate::reload::Reloader;
-use crate::state::ServerState;
+use crate::repos::Repos;
 use guard::{Admission, RateLimit};
 
 /// Largest request head (request line and headers) accepted; longer heads
@@ -43,22 +47,11 @@ pub const MAX_HEAD_BYTES: usize = 12 << 10;
 /// decides, not where a read happened to end.
 const READ_BUFFER_BYTES: usize = 16 << 10;
 
-/// What is being followed, for `/v1/bundle`.
-#[derive(Debug, Clone)]
-pub struct FollowInfo {
-    /// The store, as configured.
-    pub store: String,
-    /// The tag or pattern.
-    pub target: String,
-}
-
 /// Everything a request handler needs, shared by all connections.
 #[derive(Debug)]
 pub struct Api {
-    state: Arc<ServerState>,
+    repos: Arc<Repos>,
     engine: Arc<OnceLock<Engine>>,
-    reloader: Option<Arc<Reloader>>,
-    follow: Option<FollowInfo>,
     cache: Arc<BundleCache>,
     search_tokens: Tokens,
     admin_tokens: Tokens,
@@ -73,7 +66,12 @@ pub struct Api {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Search,
+    File,
+    Grep,
+    Definitions,
+    Mcp,
     Bundle,
+    Repos,
     Reload,
     Healthz,
     Readyz,
@@ -85,7 +83,12 @@ impl Route {
     fn of(path: &str) -> Self {
         match path {
             "/v1/search" => Route::Search,
+            "/v1/file" => Route::File,
+            "/v1/grep" => Route::Grep,
+            "/v1/definitions" => Route::Definitions,
+            "/mcp" => Route::Mcp,
             "/v1/bundle" => Route::Bundle,
+            "/v1/repos" => Route::Repos,
             "/v1/admin/reload" => Route::Reload,
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
@@ -97,7 +100,12 @@ impl Route {
     fn label(self) -> &'static str {
         match self {
             Route::Search => "search",
+            Route::File => "file",
+            Route::Grep => "grep",
+            Route::Definitions => "definitions",
+            Route::Mcp => "mcp",
             Route::Bundle => "bundle",
+            Route::Repos => "repos",
             Route::Reload => "reload",
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
@@ -109,13 +117,13 @@ impl Route {
     fn allows(self, method: &Method) -> Result<(), ApiError> {
         let allow = match self {
             Route::Search => "GET, POST",
-            Route::Reload => "POST",
+            Route::Reload | Route::Mcp => "POST",
             Route::NotFound => return Ok(()),
             _ => "GET, HEAD",
         };
         let ok = match self {
             Route::Search => method == Method::GET || method == Method::POST,
-            Route::Reload => method == Method::POST,
+            Route::Reload | Route::Mcp => method == Method::POST,
             _ => method == Method::GET || method == Method::HEAD,
         };
         if ok {
@@ -147,20 +155,16 @@ impl Api {
     /// queries get 503.
     pub fn new(
         config: &ServeConfig,
-        state: Arc<ServerState>,
+        repos: Arc<Repos>,
         engine: Arc<OnceLock<Engine>>,
-        reloader: Option<Arc<Reloader>>,
-        follow: Option<FollowInfo>,
         cache: Arc<BundleCache>,
     ) -> Self {
         let limits = config.limits.clone();
         Self {
-            state,
+            repos,
             engine,
-            reloader,
-            follow,
             cache,
-            search_tokens: Tokens::new(&config.auth.search_tokens),
+            search_tokens: Tokens::search(&config.auth.search_tokens),
             admin_tokens: Tokens::new(config.auth.admin_token.iter()),
             admission: Admission::new(&limits),
             rate_limit: RateLimit::new(&limits),
@@ -190,7 +194,7 @@ impl Api {
         let started = Instant::now();
         let route = Route::of(req.uri().path());
         let method = req.method().clone();
-        let m = &self.state.metrics;
+        let m = &self.repos.metrics;
         m.in_flight.inc();
         let work = AssertUnwindSafe(self.dispatch(route, req, client)).catch_unwind();
         let answered = tokio::time::timeout(self.limits.request_timeout, work).await;
@@ -257,16 +261,21 @@ impl Api {
         let plain = |r: Result<Response<Body>, ApiError>| r.map(|r| (r, Outcome::default()));
         match route {
             Route::Search => routes::search(self, req, client).await,
+            Route::File => routes::file(self, req, client).await,
+            Route::Grep => routes::grep(self, req, client).await,
+            Route::Definitions => routes::definitions(self, req, client).await,
+            Route::Mcp => mcp::post(self, req, client).await,
             Route::Bundle => plain(routes::bundle(self, &req)),
+            Route::Repos => plain(routes::repos(self, &req)),
             Route::Reload => plain(routes::reload(self, &req).await),
             Route::Healthz => plain(routes::healthz()),
-            Route::Readyz => plain(routes::readyz(self)),
-            Route::Metrics => plain(routes::metrics(self)),
+            Route::Readyz => plain(routes::readyz(self, &req)),
+            Route::Metrics => plain(routes::metrics(self, &req)),
             Route::NotFound => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!(
-                    "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/bundle, /healthz, /readyz, /metrics)",
+                    "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/file, /v1/grep, /v1/definitions, /v1/repos, /v1/bundle, /mcp, /healthz, /readyz, /metrics)",
                     req.uri().path().chars().take(128).collect::<String>()
                 ),
             )),
@@ -347,7 +356,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
         let Some(client_slot) =
             per_client.enter(client.ip(), api.limits.max_connections_per_client)
         else {
-            api.state
+            api.repos
                 .metrics
                 .rejected
                 .with_label_values(&["too_many_connections_from_client"])
@@ -356,7 +365,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
             continue;
         };
         let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
-            api.state
+            api.repos
                 .metrics
                 .rejected
                 .with_label_values(&["too_many_connections"])

@@ -8,6 +8,18 @@ use shelf_search::{RawRequest, Request, RequestError, RequestLimits};
 
 use super::error::ApiError;
 
+/// A search as asked: the query and the repositories named (none: every
+/// repository the caller may see).
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// The validated query.
+    pub request: Request,
+    /// Repository names, as given.
+    pub repos: Vec<String>,
+    /// A bound on the answer, in estimated tokens (`Answer::fit`).
+    pub max_tokens: Option<usize>,
+}
+
 /// The JSON body of `POST /v1/search`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +35,11 @@ struct SearchBody {
     mode: Option<String>,
     #[serde(default)]
     group: Option<String>,
+    #[serde(default)]
+    repo: Option<OneOrMany>,
+    #[serde(default)]
+    kind: Option<String>,
+    max_tokens: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,19 +50,40 @@ enum OneOrMany {
 }
 
 /// Query-string parameter names, for messages.
-const GET_PARAMS: &str = "q, k, path, language, mode, group";
+const GET_PARAMS: &str = "q, k, path, language, mode, group, kind, repo, max_tokens";
+
+/// Repository names from `repo` values (each comma-separated).
+fn repo_names(values: impl IntoIterator<Item = String>) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
 
 /// Parses `GET` parameters.
-pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<Request, ApiError> {
+pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<Search, ApiError> {
+    let mut repos = Vec::new();
     let mut q = None;
     let mut k = None;
     let mut path = None;
     let mut language = None;
     let mut mode = None;
     let mut group = None;
+    let mut kind = None;
+    let mut max_tokens = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode(name, "a parameter name")?;
+        if name == "repo" {
+            // Repeatable: ?repo=a&repo=b, or ?repo=a,b.
+            repos.push(decode(value, "parameter 'repo'")?);
+            continue;
+        }
         let slot = match name.as_str() {
             "q" | "query" => &mut q,
             "k" => &mut k,
@@ -53,6 +91,8 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
             "language" | "lang" => &mut language,
             "mode" => &mut mode,
             "group" => &mut group,
+            "kind" => &mut kind,
+            "max_tokens" => &mut max_tokens,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter '{}'; known: {GET_PARAMS}",
@@ -85,32 +125,53 @@ pub fn from_query_string(query: Option<&str>, limits: &RequestLimits) -> Result<
                 .collect()
         })
         .unwrap_or_default();
+    let max_tokens = match max_tokens {
+        None => None,
+        Some(text) => Some(text.trim().parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "max_tokens must be a whole number, not '{}'",
+                text.chars().take(32).collect::<String>()
+            ))
+        })?),
+    };
     let Some(query) = q else {
         return Err(ApiError::bad_request(
             "missing the query: pass ?q=<what to look for>",
         ));
     };
-    validate(
-        RawRequest {
-            query,
-            k,
-            path,
-            languages,
-            mode,
-            group,
-        },
-        limits,
-    )
+    Ok(Search {
+        request: validate(
+            RawRequest {
+                query,
+                k,
+                path,
+                languages,
+                mode,
+                group,
+                kind,
+            },
+            limits,
+        )?,
+        repos: repo_names(repos),
+        max_tokens: check_max_tokens(max_tokens)?,
+    })
+}
+
+fn check_max_tokens(max_tokens: Option<usize>) -> Result<Option<usize>, ApiError> {
+    max_tokens
+        .map(shelf_search::budget::check_max_tokens)
+        .transpose()
+        .map_err(ApiError::bad_request)
 }
 
 /// Parses a `POST` body.
-pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Request, ApiError> {
+pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Search, ApiError> {
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::bad_request("the request body is not valid UTF-8"));
     }
     let parsed: SearchBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\"}}"
+            "invalid JSON body: {e}; expected {{\"query\": string, \"k\"?: number, \"path\"?: glob, \"language\"?: string or [string], \"mode\"?: \"hybrid\"|\"semantic\"|\"lexical\", \"group\"?: \"chunk\"|\"file\", \"kind\"?: \"auto\"|\"any\"|\"source\"|\"test\"|\"doc\"|\"changelog\"|\"generated\"|\"other\", \"repo\"?: string or [string], \"max_tokens\"?: number}}"
         ))
     })?;
     let languages = match parsed.language {
@@ -118,17 +179,27 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Request, ApiErro
         Some(OneOrMany::One(l)) => vec![l],
         Some(OneOrMany::Many(ls)) => ls,
     };
-    validate(
-        RawRequest {
-            query: parsed.query,
-            k: parsed.k,
-            path: parsed.path,
-            languages,
-            mode: parsed.mode,
-            group: parsed.group,
-        },
-        limits,
-    )
+    let repos = match parsed.repo {
+        None => Vec::new(),
+        Some(OneOrMany::One(r)) => vec![r],
+        Some(OneOrMany::Many(rs)) => rs,
+    };
+    Ok(Search {
+        request: validate(
+            RawRequest {
+                query: parsed.query,
+                k: parsed.k,
+                path: parsed.path,
+                languages,
+                mode: parsed.mode,
+                group: parsed.group,
+                kind: parsed.kind,
+            },
+            limits,
+        )?,
+        repos: repo_names(repos),
+        max_tokens: check_max_tokens(parsed.max_tokens)?,
+    })
 }
 
 fn validate(raw: RawRequest, limits: &RequestLimits) -> Result<Request, ApiError> {
@@ -159,11 +230,39 @@ mod tests {
     use shelf_search::{Group, Mode};
 
     fn get(qs: &str) -> Result<Request, ApiError> {
-        from_query_string(Some(qs), &RequestLimits::default())
+        from_query_string(Some(qs), &RequestLimits::default()).map(|s| s.request)
     }
 
     fn post(body: &str) -> Result<Request, ApiError> {
-        from_json(body.as_bytes(), &RequestLimits::default())
+        from_json(body.as_bytes(), &RequestLimits::default()).map(|s| s.request)
+    }
+
+    #[test]
+    fn repositories_are_named_once_or_many_times() {
+        let s = from_query_string(
+            Some("q=x&repo=api&repo=web,docs"),
+            &RequestLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.repos, ["api", "web", "docs"]);
+        let s = from_json(
+            br#"{"query": "x", "repo": ["api", "web"]}"#,
+            &RequestLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.repos, ["api", "web"]);
+        let s = from_json(
+            br#"{"query": "x", "repo": "api"}"#,
+            &RequestLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.repos, ["api"]);
+        assert!(
+            from_query_string(Some("q=x"), &RequestLimits::default())
+                .unwrap()
+                .repos
+                .is_empty()
+        );
     }
 
     #[test]
@@ -234,7 +333,9 @@ mod tests {
             assert!(e.status.is_client_error(), "{body}");
             assert!(e.message.contains(needle), "{body}: {}", e.message);
         }
-        let e = from_json(b"{\"query\": \"\xff\"}", &RequestLimits::default()).unwrap_err();
+        let e = from_json(b"{\"query\": \"\xff\"}", &RequestLimits::default())
+            .map(|s| s.request)
+            .unwrap_err();
         assert!(e.message.contains("UTF-8"));
     }
 

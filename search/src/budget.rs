@@ -1,0 +1,204 @@
+//! A bound on how much an answer says, in tokens (`max_tokens`), for
+//! clients that pay for every token they read (AI assistants). Tokens are
+//! estimated, not counted with a tokenizer: the reader's tokenizer is not
+//! ours to know, and one token per [`BYTES_PER_TOKEN`] bytes of UTF-8 text
+//! is the usual rule for code and English (docs/api.md). What is cut is
+//! always said, in a [`Truncation`], never dropped silently.
+
+use serde::Serialize;
+
+use crate::answer::{Answer, ResultChunk};
+
+/// Bytes of text estimated as one token.
+pub const BYTES_PER_TOKEN: usize = 4;
+/// Smallest `max_tokens` accepted: room for one short result.
+pub const MIN_MAX_TOKENS: usize = 64;
+/// Largest `max_tokens` accepted.
+pub const MAX_MAX_TOKENS: usize = 200_000;
+
+/// Estimated tokens of `text`.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.len().div_ceil(BYTES_PER_TOKEN)
+}
+
+/// Checks a `max_tokens` value against the bounds.
+pub fn check_max_tokens(max_tokens: usize) -> Result<usize, String> {
+    if (MIN_MAX_TOKENS..=MAX_MAX_TOKENS).contains(&max_tokens) {
+        Ok(max_tokens)
+    } else {
+        Err(format!(
+            "max_tokens must be between {MIN_MAX_TOKENS} and {MAX_MAX_TOKENS}, got {max_tokens}"
+        ))
+    }
+}
+
+/// What an answer left out to stay within `max_tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Truncation {
+    /// The bound that was applied.
+    pub max_tokens: usize,
+    /// Items (results, matches, definitions) left out entirely.
+    pub omitted: usize,
+    /// Whether the last item shown had its text cut short.
+    pub cut: bool,
+    /// For a file: the first line not shown, to ask for next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_start_line: Option<u32>,
+    /// What was left out and how to get it, in words.
+    pub detail: String,
+}
+
+/// Bytes left to spend.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    max_tokens: usize,
+    left: usize,
+}
+
+impl Budget {
+    /// A budget of `max_tokens` estimated tokens.
+    pub fn new(max_tokens: usize) -> Self {
+        Self {
+            max_tokens,
+            left: max_tokens.saturating_mul(BYTES_PER_TOKEN),
+        }
+    }
+
+    /// The bound.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Spends `bytes` if they fit; says whether they did.
+    pub fn take(&mut self, bytes: usize) -> bool {
+        if bytes <= self.left {
+            self.left -= bytes;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Spends what is left on the longest prefix of whole lines of `text`
+    /// that fits (at least nothing): the prefix, and how many lines it
+    /// has. All of `text` when it fits.
+    pub fn take_lines<'t>(&mut self, text: &'t str) -> (&'t str, usize) {
+        if self.take(text.len()) {
+            return (text, text.lines().count());
+        }
+        let mut end = 0;
+        let mut lines = 0;
+        for line in text.split_inclusive('\n') {
+            if end + line.len() > self.left {
+                break;
+            }
+            end += line.len();
+            lines += 1;
+        }
+        self.left -= end;
+        (&text[..end], lines)
+    }
+
+    /// Whether nothing is left.
+    pub fn is_spent(&self) -> bool {
+        self.left == 0
+    }
+}
+
+/// What a reader sees of a chunk besides its text: its path, lines, score
+/// and repository (bytes, an estimate).
+const CHUNK_OVERHEAD: usize = 64;
+
+/// Charges `chunk` to `budget`: whole if it fits, else the lines of its
+/// text that fit (the chunk's `end_line` then says where it stops). `None`
+/// when not even its first line fits.
+fn fit_chunk(budget: &mut Budget, chunk: &mut ResultChunk) -> Option<bool> {
+    if !budget.take(CHUNK_OVERHEAD + chunk.path.len()) {
+        return None;
+    }
+    let (shown, lines) = budget.take_lines(&chunk.text);
+    if lines == 0 && !chunk.text.is_empty() {
+        return None;
+    }
+    let cut = shown.len() < chunk.text.len();
+    if cut {
+        chunk.end_line = chunk.start_line + lines as u32 - 1;
+        chunk.text.truncate(shown.len());
+    }
+    Some(cut)
+}
+
+impl Answer {
+    /// Cuts the answer to `max_tokens` estimated tokens: results in rank
+    /// order while they fit, the first that does not cut to the lines that
+    /// do, the rest left out, and all of it said in `truncated`.
+    pub fn fit(&mut self, max_tokens: usize) {
+        let mut budget = Budget::new(max_tokens);
+        budget.take(self.query.len() + 128);
+        let (mut shown, mut omitted, mut cut) = (0usize, 0usize, false);
+        let mut fit_all = |chunks: &mut Vec<ResultChunk>, budget: &mut Budget| {
+            let mut keep = 0;
+            for c in chunks.iter_mut() {
+                if omitted > 0 || cut {
+                    break;
+                }
+                match fit_chunk(budget, c) {
+                    Some(was_cut) => {
+                        keep += 1;
+                        cut |= was_cut;
+                    }
+                    None => break,
+                }
+            }
+            omitted += chunks.len() - keep;
+            chunks.truncate(keep);
+            shown += keep;
+        };
+        if let Some(results) = self.results.as_mut() {
+            fit_all(results, &mut budget);
+        }
+        if let Some(files) = self.files.as_mut() {
+            for f in files.iter_mut() {
+                fit_all(&mut f.chunks, &mut budget);
+            }
+            files.retain(|f| !f.chunks.is_empty());
+        }
+        if omitted > 0 || cut {
+            self.truncated = Some(Truncation {
+                max_tokens,
+                omitted,
+                cut,
+                next_start_line: None,
+                detail: format!(
+                    "{shown} result chunks shown{}{}; raise max_tokens, lower k, or read a file with read_file",
+                    if cut { ", the last cut short" } else { "" },
+                    if omitted > 0 {
+                        format!(", {omitted} left out")
+                    } else {
+                        String::new()
+                    }
+                ),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_take_whole_items_then_whole_lines_and_never_exceed() {
+        let mut b = Budget::new(4); // 16 bytes
+        assert!(b.take(10));
+        assert!(!b.take(7), "7 more would pass 16");
+        let (shown, lines) = b.take_lines("ab\ncd\nef\n");
+        assert_eq!((shown, lines), ("ab\ncd\n", 2));
+        assert!(b.is_spent());
+        let mut b = Budget::new(100);
+        assert_eq!(b.take_lines("all\nof it"), ("all\nof it", 2));
+        assert_eq!(estimate_tokens("12345"), 2);
+        assert!(check_max_tokens(10).unwrap_err().contains("between 64"));
+        assert_eq!(check_max_tokens(1000), Ok(1000));
+    }
+}

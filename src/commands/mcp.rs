@@ -1,0 +1,130 @@
+//! `shelf mcp`: the Model Context Protocol on stdin and stdout, for an AI
+//! assistant that starts shelf as a subprocess (docs/clients.md). Either
+//! the server runs here (`--bundle`, `--store --follow`, `--store-root`,
+//! `--config`: the same settings and answers as `shelf serve`, with stdio
+//! in place of HTTP), or every message is relayed to a shelf server's
+//! `/mcp` (`--server`, the token from `$SHELF_TOKEN`). stdout carries
+//! only protocol messages; logs go to stderr.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use shelf_embed::Runtime;
+use shelf_server::config::ServeSettings;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::cli::McpArgs;
+
+/// Serves MCP on stdio until stdin closes or a stop signal.
+pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &args.server {
+        return relay(server, args.token.as_deref());
+    }
+    let file = match &args.config {
+        Some(path) => ServeSettings::from_file(path)?,
+        None => ServeSettings::default(),
+    };
+    let mut settings = *args.settings;
+    // Apart from `shelf serve`'s: two processes pruning one cache would
+    // remove each other's bundles.
+    if settings.cache.is_none() && file.cache.is_none() {
+        settings.cache = Some(default_cache_dir());
+    }
+    let config = file
+        .overlay(settings)
+        .resolve(&|name| std::env::var(name).ok())?;
+    let runtime = Runtime::locate(args.runtime.as_deref())?;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("shelf-mcp")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(shelf_server::run(
+        config,
+        runtime,
+        shelf_server::Front::Stdio,
+        super::serve::stop_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `$XDG_CACHE_HOME/shelf/mcp`, else `~/.cache/shelf/mcp`.
+fn default_cache_dir() -> std::path::PathBuf {
+    shelf_server::config::default_cache_dir().with_file_name("mcp")
+}
+
+/// Relays each line of stdin to `server`/mcp and writes its answer as one
+/// line. A server that refuses (a missing or wrong token, a limit) or
+/// cannot be reached is answered as a JSON-RPC error to that request, so
+/// the assistant shows the reason instead of hanging.
+fn relay(server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
+    let base = server.trim_end_matches('/');
+    let url: http::Uri = format!("{base}/mcp")
+        .parse()
+        .with_context(|| format!("--server '{server}' is not a URL like http://127.0.0.1:7700"))?;
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut stdout = tokio::io::stdout();
+        while let Some(line) = lines.next_line().await.context("reading stdin")? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let id = serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|m| m.get("id").cloned());
+            let reply = relay_one(&url, token, line.into_bytes(), id).await;
+            if let Some(reply) = reply {
+                let mut out = serde_json::to_vec(&reply)?;
+                out.push(b'\n');
+                stdout.write_all(&out).await.context("writing stdout")?;
+                stdout.flush().await.context("writing stdout")?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// One message to the server: its answer, nothing for a notification, or
+/// an error naming what went wrong when the message had an id.
+async fn relay_one(
+    url: &http::Uri,
+    token: Option<&str>,
+    body: Vec<u8>,
+    id: Option<Value>,
+) -> Option<Value> {
+    let error = |message: String| {
+        tracing::warn!("{message}");
+        id.clone().map(|id| {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": message}})
+        })
+    };
+    let (status, bytes) = match crate::client::post_json(url, token, body).await {
+        Ok(answer) => answer,
+        Err(e) => return error(format!("{e:#}")),
+    };
+    if status == http::StatusCode::ACCEPTED {
+        return None;
+    }
+    let value = serde_json::from_slice::<Value>(&bytes).ok();
+    match value {
+        // A JSON-RPC answer (including the server's own protocol errors).
+        Some(v) if v.get("jsonrpc").is_some() || v.is_array() => Some(v),
+        Some(v) => {
+            let message = v["error"]["message"].as_str().unwrap_or("no message");
+            let hint = if status == http::StatusCode::UNAUTHORIZED {
+                "; set SHELF_TOKEN to a search token of that server"
+            } else {
+                ""
+            };
+            error(format!("{url} refused the message ({status}): {message}{hint}"))
+        }
+        None => error(format!(
+            "{url} answered {status} with something that is not JSON: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        )),
+    }
+}
