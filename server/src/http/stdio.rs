@@ -84,17 +84,17 @@ where
                 Err(why) => Some(mcp::rpc_error(&Value::Null, mcp::PARSE_ERROR, why)),
             };
             if let Some(reply) = reply {
-                let _ = tx.send(serde_json::to_vec(&reply).unwrap_or_default()).await;
+                let _ = tx
+                    .send(serde_json::to_vec(&reply).unwrap_or_default())
+                    .await;
             }
         });
         // Finished answers are collected as we go, so the set stays small.
         while tasks.try_join_next().is_some() {}
     }
     let drain = api.limits.drain_timeout;
-    let drained = tokio::time::timeout(drain, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             drain_ms = drain.as_millis() as u64,
