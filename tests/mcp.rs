@@ -164,7 +164,7 @@ fn check_good(f: &Fixture, report: &Value, answers: &[Value]) {
     }
     assert_eq!(s["bundle"]["commit"], commit.as_str());
     assert_eq!(s["bundle"]["digest"], f.built.digest.as_str());
-    assert!(s["bundle"]["age_seconds"].is_u64(), "{s}");
+    assert!(s["bundle"]["commit_age_seconds"].is_u64(), "{s}");
     let text = answers[0]["text"].as_str().unwrap();
     assert!(
         text.contains(TAGS_RS) && text.contains(&commit[..12]),

@@ -1137,9 +1137,14 @@ fn search_cli_on_a_bundle_and_the_api_give_the_same_answer() {
             assert!(o.remove("took_ms").is_some() && o.remove("timings_ms").is_some());
             // The index's age grows between the two answers.
             let bundle = o["bundle"].as_object_mut().unwrap();
-            assert!(bundle.remove("age_seconds").is_some());
+            assert!(bundle.remove("commit_age_seconds").is_some());
             for b in o["repos"].as_array_mut().unwrap() {
-                assert!(b.as_object_mut().unwrap().remove("age_seconds").is_some());
+                assert!(
+                    b.as_object_mut()
+                        .unwrap()
+                        .remove("commit_age_seconds")
+                        .is_some()
+                );
             }
         }
         // A file has no tag; the server's answer says it serves none either.

@@ -183,7 +183,7 @@ fn tool_list() -> Vec<Value> {
 fn bundle_schema() -> Value {
     json!({"type": "object", "properties": {
         "repo": {"type": "string"}, "digest": {"type": "string"}, "tag": {"type": ["string", "null"]},
-        "commit": {"type": "string"}, "commit_time": {"type": "string"}, "age_seconds": {"type": "integer"}
+        "commit": {"type": "string"}, "commit_time": {"type": "string"}, "commit_age_seconds": {"type": "integer"}
     }, "required": ["repo", "digest", "commit"]})
 }
 
@@ -369,7 +369,7 @@ fn describe(b: &BundleRef) -> String {
             .map(|t| format!(" (tag {t})"))
             .unwrap_or_default(),
         b.commit_time,
-        age(b.age_seconds)
+        age(b.commit_age_seconds)
     )
 }
 
