@@ -374,6 +374,43 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
         401
     );
     assert_eq!(post(Some(&format!("Bearer {TOKEN}"))).status, 200);
+    // JSON-RPC edges: ids that could not be paired, empty and oversized
+    // batches, another site's page.
+    let auth = format!("Bearer {TOKEN}");
+    let rpc = |body: &str, extra: &[(&str, &str)]| {
+        let mut h = vec![
+            ("Content-Type", "application/json"),
+            ("Authorization", auth.as_str()),
+        ];
+        h.extend_from_slice(extra);
+        http::request(server.addr, "POST", "/mcp", &h, body.as_bytes())
+    };
+    for bad_id in ["null", "1.5", "true", "{\"a\":1}"] {
+        let r = rpc(
+            &format!(r#"{{"jsonrpc":"2.0","id":{bad_id},"method":"ping"}}"#),
+            &[],
+        );
+        assert_eq!(r.json()["error"]["code"], -32600, "id {bad_id}");
+    }
+    assert_eq!(rpc("[]", &[]).json()["error"]["code"], -32600);
+    let ping = r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#;
+    let batch = |n: usize| format!("[{}]", vec![ping; n].join(","));
+    assert_eq!(rpc(&batch(32), &[]).json().as_array().unwrap().len(), 32);
+    let over = rpc(&batch(33), &[]).json();
+    assert_eq!(over["error"]["code"], -32600, "{over}");
+    assert!(over["error"]["message"].as_str().unwrap().contains("32"));
+    // With a token required, a page of the server's own origin may call
+    // (it has no token unless the user gave it one); another site never.
+    let own = [
+        ("Host", "shelf.internal"),
+        ("Origin", "https://shelf.internal"),
+    ];
+    assert_eq!(rpc(ping, &own).status, 200);
+    assert_eq!(
+        rpc(ping, &[("Origin", "http://evil.example.com")]).status,
+        403
+    );
+
     let refused = sdk(
         json!({"http": {"url": url, "token": "wrong-token-0123456789"}}),
         &[],
@@ -385,7 +422,6 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
     );
 
     // The REST twins answer what the tools answered.
-    let auth = format!("Bearer {TOKEN}");
     let get =
         |target: &str| http::request(server.addr, "GET", target, &[("Authorization", &auth)], b"");
     let file = get(&format!("/v1/file?path={}", encode(TAGS_RS)));
@@ -496,4 +532,29 @@ fn a_bundle_from_before_file_texts_is_searched_and_says_it_has_none() {
             "{text}"
         );
     }
+}
+
+/// Without search tokens (the loopback default) a page that rebinds its
+/// name to 127.0.0.1 sends its own name as Host and Origin: refused.
+#[test]
+fn an_anonymous_server_refuses_a_rebinding_page() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let server = ServerProcess::serve_bundle(shelf(), &f.built.path, t.path(), &[], &[]);
+    server.wait_ready(READY);
+    let list =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_repositories"}}"#;
+    let post = |extra: &[(&str, &str)]| {
+        let mut h = vec![("Content-Type", "application/json")];
+        h.extend_from_slice(extra);
+        http::request(server.addr, "POST", "/mcp", &h, list.as_bytes())
+    };
+    let r = post(&[
+        ("Host", "evil.example.com:7700"),
+        ("Origin", "http://evil.example.com:7700"),
+    ]);
+    assert_eq!(r.status, 403);
+    assert!(!String::from_utf8_lossy(&r.body).contains(&f.built.digest));
+    assert_eq!(post(&[("Origin", "http://localhost:5173")]).status, 200);
+    assert_eq!(post(&[]).status, 200);
 }
