@@ -3,7 +3,6 @@
 //! bundle from before the lexical index, and the quality gate (in the
 //! action's publish step: tests/gitops.rs).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -329,53 +328,22 @@ fn eval_from_history_of_a_shallow_clone_says_to_fetch_the_history() {
     );
 }
 
-/// Re-packs a bundle as format 1.0 would have written it: no lexical
-/// index, minor 0. The tar+zstd is written by hand (the writer only writes
-/// the current minor).
+/// A bundle as format 1.0 would have written it: no lexical index, minor 0.
 fn as_format_1_0(bundle: &Path, out: &Path) -> PathBuf {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("u");
-    shelf_formats::bundle::unpack_file(bundle, None, &dir, &Default::default()).unwrap();
-    let mut m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    m["format_minor"] = 0.into();
-    m["settings"].as_object_mut().unwrap().remove("lexical");
-    m["settings"]
-        .as_object_mut()
-        .unwrap()
-        .remove("exclude_generated");
-    let members: Vec<serde_json::Value> = m["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["name"] != "lexical.bin")
-        .cloned()
-        .collect();
-    m["members"] = members.clone().into();
-    let mut manifest = serde_json::to_vec_pretty(&m).unwrap();
-    manifest.push(b'\n');
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o444);
-        h.set_cksum();
-        tar.append_data(&mut h, name, data).unwrap();
-    };
-    add("manifest.json", &manifest);
-    for member in &members {
-        let name = member["name"].as_str().unwrap();
-        add(name, &std::fs::read(dir.join(name)).unwrap());
-    }
-    let bytes = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
-    let digest = shelf_formats::Digest::of(&bytes);
-    std::fs::create_dir_all(out).unwrap();
-    let path = out.join(format!("{}.tar.zst", digest.hex()));
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(&bytes)
-        .unwrap();
-    path
+    shelf_testkit::repack_older(bundle, out, |m| {
+        m["format_minor"] = 0.into();
+        let settings = m["settings"].as_object_mut().unwrap();
+        settings.remove("lexical");
+        settings.remove("exclude_generated");
+        let members: Vec<serde_json::Value> = m["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["name"] != "lexical.bin" && x["name"] != "files.bin")
+            .cloned()
+            .collect();
+        m["members"] = members.into();
+    })
 }
 
 #[test]

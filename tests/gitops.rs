@@ -21,6 +21,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
 /// What one run of the action's publish step printed and wrote.
+#[derive(Debug)]
 struct Published {
     outputs: BTreeMap<String, String>,
     summary: String,
@@ -893,4 +894,87 @@ fn the_action_embeds_in_shards_then_assembles_without_embedding_and_gets_the_col
         .unwrap();
     assert_eq!(code, 1);
     assert!(err.contains("shard and from-tag"), "{err}");
+}
+
+/// Under an organisation's store root each repository publishes to
+/// ROOT/<its name>, the name made valid as tag names are, and a server
+/// following the root serves it under that name.
+#[test]
+fn the_action_publishes_under_a_store_root_as_the_repository_name() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("org");
+    let root_str = root.display().to_string();
+    let action = Action::new("", &[("SHELF_STORE_ROOT", root_str.clone())]);
+    let repo = sample_repo();
+    let path = repo_str(&repo);
+    let published = publish_ok(
+        &action,
+        &[
+            ("SHELF_TAG", "main"),
+            ("SHELF_REPOSITORY", &path),
+            ("GITHUB_REPOSITORY", "acme/billing-api"),
+        ],
+    );
+    assert_eq!(published.out("repository"), "billing-api");
+    let store = root.join("billing-api").display().to_string();
+    assert_eq!(
+        tag_digest(&store, "main").as_deref(),
+        Some(published.out("digest"))
+    );
+    // A name that is not a valid repository name is mapped, not used.
+    let odd = publish_ok(
+        &action,
+        &[
+            ("SHELF_TAG", "main"),
+            ("SHELF_REPOSITORY", &path),
+            ("SHELF_REPOSITORY_NAME", "Web Client/v2"),
+        ],
+    );
+    let mapped = format!("Web-Client-v2-{}", short_sha256("Web Client/v2"));
+    assert_eq!(odd.out("repository"), mapped);
+    assert_eq!(
+        tag_digest(&root.join(&mapped).display().to_string(), "main").as_deref(),
+        Some(odd.out("digest"))
+    );
+    // Both, or neither, is a clear error and publishes nothing.
+    let both = Action::new(
+        &root.join("x").display().to_string(),
+        &[("SHELF_STORE_ROOT", root_str)],
+    );
+    let (code, err) = both
+        .publish(&[("SHELF_TAG", "main"), ("SHELF_REPOSITORY", &path)])
+        .unwrap_err();
+    assert_eq!(code, 1);
+    assert!(err.contains("not both"), "{err}");
+    assert!(!root.join("x").exists());
+    // A server following the root serves it by that name.
+    let cache = t.path().join("cache");
+    let server = ServerProcess::start(
+        Path::new(SHELF),
+        &[
+            "--store-root",
+            &root.display().to_string(),
+            "--follow",
+            "main",
+            "--cache",
+            &cache.display().to_string(),
+        ],
+        &[],
+    );
+    let repos = server.wait_for("/v1/repos", Duration::from_secs(60), |r| {
+        r.status == 200
+            && r.json()["repos"]
+                .as_array()
+                .is_some_and(|l| l.len() == 2 && l.iter().all(|x| x["status"] == "ok"))
+    });
+    let names: Vec<&str> = repos["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"billing-api") && names.contains(&mapped.as_str()),
+        "{repos}"
+    );
 }

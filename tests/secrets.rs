@@ -94,6 +94,18 @@ fn bundle_bytes(path: &Path) -> Vec<u8> {
     out
 }
 
+/// Every file text in the bundle's `files.bin`, decompressed, joined.
+fn file_texts(path: &Path) -> String {
+    let t = tempfile::tempdir().unwrap();
+    let u =
+        shelf_formats::bundle::unpack_file(path, None, &t.path().join("u"), &Default::default())
+            .unwrap();
+    let bytes = std::fs::read(u.dir.join(shelf_formats::manifest::members::FILES)).unwrap();
+    let texts = shelf_formats::files::FileTexts::parse(&bytes).unwrap();
+    assert!(!texts.is_empty());
+    (0..texts.len()).map(|i| texts.text(i).unwrap()).collect()
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -122,16 +134,22 @@ fn credentials_in_files_are_withheld_reported_by_line_and_never_printed() {
     let repo = repo_with_secrets(&f);
     let out = tempfile::tempdir().unwrap();
     let (report, printed) = build(&repo, out.path());
-    let bundle = bundle_bytes(Path::new(report["bundle_path"].as_str().unwrap()));
+    let bundle_path = Path::new(report["bundle_path"].as_str().unwrap());
+    let bundle = bundle_bytes(bundle_path);
+    // The file texts are compressed one by one inside the archive: read
+    // them all, as read_file and grep would.
+    let texts = file_texts(bundle_path);
 
     let secrets = [&f.aws_id, &f.aws_secret, &f.github, &f.slack_hook]
         .into_iter()
         .chain(&f.pem_body);
     for s in secrets {
         assert!(!contains(&bundle, s), "{s} is in the bundle");
+        assert!(!texts.contains(s.as_str()), "{s} is in the file texts");
         assert!(!printed.contains(s.as_str()), "{s} was printed");
     }
     // The code around them is still indexed, and searchable by its words.
+    assert!(texts.contains("def connect_to_bucket(name):"));
     assert!(contains(&bundle, "def connect_to_bucket(name):"));
     assert!(contains(&bundle, "def sign_release(artifact):"));
     assert!(contains(&bundle, "run: make release"));

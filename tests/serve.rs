@@ -1137,9 +1137,14 @@ fn search_cli_on_a_bundle_and_the_api_give_the_same_answer() {
             assert!(o.remove("took_ms").is_some() && o.remove("timings_ms").is_some());
             // The index's age grows between the two answers.
             let bundle = o["bundle"].as_object_mut().unwrap();
-            assert!(bundle.remove("age_seconds").is_some());
+            assert!(bundle.remove("commit_age_seconds").is_some());
             for b in o["repos"].as_array_mut().unwrap() {
-                assert!(b.as_object_mut().unwrap().remove("age_seconds").is_some());
+                assert!(
+                    b.as_object_mut()
+                        .unwrap()
+                        .remove("commit_age_seconds")
+                        .is_some()
+                );
             }
         }
         // A file has no tag; the server's answer says it serves none either.
@@ -1174,10 +1179,15 @@ fn the_openapi_document_matches_the_server() {
         paths,
         [
             "/healthz",
+            "/mcp",
             "/metrics",
             "/readyz",
             "/v1/admin/reload",
             "/v1/bundle",
+            "/v1/definitions",
+            "/v1/file",
+            "/v1/grep",
+            "/v1/repos",
             "/v1/search"
         ]
     );
@@ -1208,6 +1218,31 @@ fn the_openapi_document_matches_the_server() {
     for field in required("BundleStatus") {
         assert!(bundle.get(&field).is_some(), "bundle status lacks {field}");
     }
+    for (target, schema) in [
+        ("/v1/file?path=src/tags.rs", "FileAnswer"),
+        ("/v1/grep?pattern=tag", "GrepAnswer"),
+        ("/v1/definitions?name=move_tag", "DefinitionsAnswer"),
+        ("/v1/repos", "RepoList"),
+    ] {
+        let answer = http::get(server.addr, target).json();
+        for field in required(schema) {
+            assert!(answer.get(&field).is_some(), "{target} lacks {field}");
+        }
+    }
+    let repo = &http::get(server.addr, "/v1/repos").json()["repos"][0];
+    let item = &schemas["RepoList"]["properties"]["repos"]["items"]["required"];
+    for field in item.as_array().unwrap() {
+        assert!(
+            repo.get(field.as_str().unwrap()).is_some(),
+            "repo lacks {field}"
+        );
+    }
+    for field in required("BundleRef") {
+        assert!(
+            answer["bundle"].get(&field).is_some(),
+            "bundle ref lacks {field}"
+        );
+    }
     let error = http::get(server.addr, "/v1/search?q=").json();
     for field in required("Error") {
         assert!(error.get(&field).is_some(), "error lacks {field}");
@@ -1231,6 +1266,15 @@ fn the_openapi_document_matches_the_server() {
         "overloaded",
         "timeout",
         "internal",
+        "unknown_repository",
+        "bad_path",
+        "ambiguous_path",
+        "bad_range",
+        "bad_pattern",
+        "forbidden",
+        "forbidden_origin",
+        "no_such_file",
+        "no_file_texts",
     ] {
         assert!(
             api_md.contains(&format!("`{code}`")),

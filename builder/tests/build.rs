@@ -403,7 +403,9 @@ fn the_bundle_carries_the_exact_text_of_every_indexed_file_once() {
     assert_eq!(texts.len(), indexed.len());
     assert!(texts.find("Cargo.lock").is_none());
     for path in &indexed {
-        let i = texts.find(path).unwrap_or_else(|| panic!("{path} has no text"));
+        let i = texts
+            .find(path)
+            .unwrap_or_else(|| panic!("{path} has no text"));
         let on_disk = std::fs::read_to_string(r.path().join(path)).unwrap();
         assert_eq!(texts.text(i).unwrap(), on_disk, "{path}");
     }

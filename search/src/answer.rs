@@ -171,8 +171,9 @@ pub struct BundleRef {
     pub commit: String,
     /// When that commit was made (RFC 3339, UTC): how fresh the index is.
     pub commit_time: String,
-    /// Seconds from the commit to this answer.
-    pub age_seconds: u64,
+    /// Seconds from that commit to this answer: the index's age (how
+    /// long ago the code it answers from was committed).
+    pub commit_age_seconds: u64,
 }
 
 /// Where the time went, in milliseconds (rounded to microseconds).
@@ -637,7 +638,7 @@ pub(crate) fn bundle_ref(t: &Target<'_>) -> BundleRef {
         repository: source.repository.clone(),
         commit: source.commit.clone(),
         commit_time: humantime::format_rfc3339_seconds(committed).to_string(),
-        age_seconds: std::time::SystemTime::now()
+        commit_age_seconds: std::time::SystemTime::now()
             .duration_since(committed)
             .map_or(0, |d| d.as_secs()),
     }

@@ -170,7 +170,8 @@ impl Answer {
                 cut,
                 next_start_line: None,
                 detail: format!(
-                    "{shown} result chunks shown{}{}; raise max_tokens, lower k, or read a file with read_file",
+                    "{shown} {} shown{}{}; raise max_tokens, lower k, or read a file with read_file",
+                    if shown == 1 { "chunk" } else { "chunks" },
                     if cut { ", the last cut short" } else { "" },
                     if omitted > 0 {
                         format!(", {omitted} left out")

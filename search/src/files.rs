@@ -282,9 +282,8 @@ fn not_found(targets: &[Target<'_>], path: &str) -> FileError {
 fn line_range(text: &str, start: u32, end: u32) -> &str {
     let mut from = text.len();
     let mut to = text.len();
-    let mut line = 1u32;
     let mut at = 0usize;
-    for piece in text.split_inclusive('\n') {
+    for (line, piece) in (1u32..).zip(text.split_inclusive('\n')) {
         if line == start {
             from = at;
         }
@@ -293,7 +292,6 @@ fn line_range(text: &str, start: u32, end: u32) -> &str {
             to = at;
             break;
         }
-        line += 1;
     }
     if from > to {
         return "";

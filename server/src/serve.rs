@@ -85,15 +85,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let listener = match &front {
-        Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|source| {
-            ServeError::Listen {
-                addr: config.listen,
-                source,
-            }
-        })?),
-        Front::Stdio => None,
-    };
+    let listener =
+        match &front {
+            Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|source| {
+                ServeError::Listen {
+                    addr: config.listen,
+                    source,
+                }
+            })?),
+            Front::Stdio => None,
+        };
     let repos = Arc::new(Repos::new(Metrics::new()?));
     let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|source| {
         ServeError::Cache {

@@ -98,9 +98,9 @@ async fn relay_one(
 ) -> Option<Value> {
     let error = |message: String| {
         tracing::warn!("{message}");
-        id.clone().map(|id| {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": message}})
-        })
+        id.clone().map(
+            |id| json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": message}}),
+        )
     };
     let (status, bytes) = match crate::client::post_json(url, token, body).await {
         Ok(answer) => answer,
@@ -120,7 +120,9 @@ async fn relay_one(
             } else {
                 ""
             };
-            error(format!("{url} refused the message ({status}): {message}{hint}"))
+            error(format!(
+                "{url} refused the message ({status}): {message}{hint}"
+            ))
         }
         None => error(format!(
             "{url} answered {status} with something that is not JSON: {}",

@@ -440,3 +440,43 @@ pub fn custom_model(runtime: &Path, spec: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("shelf-model.toml"), spec).expect("write the spec");
     dir
 }
+
+/// Re-packs `bundle` as an older format would have written it: `edit`
+/// changes the manifest's JSON (its minor, settings it did not have, its
+/// `members`), and only the members still listed are packed. The tar+zstd
+/// is written here because the writer only writes the current minor.
+/// Returns `<out>/<hex>.tar.zst`.
+pub fn repack_older(
+    bundle: &Path,
+    out: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let t = tempfile::tempdir().expect("temp dir");
+    let dir = t.path().join("u");
+    shelf_formats::bundle::unpack_file(bundle, None, &dir, &Default::default())
+        .expect("the bundle unpacks");
+    let read = std::fs::read(dir.join("manifest.json")).expect("manifest");
+    let mut m: serde_json::Value = serde_json::from_slice(&read).expect("manifest JSON");
+    edit(&mut m);
+    let mut manifest = serde_json::to_vec_pretty(&m).expect("JSON");
+    manifest.push(b'\n');
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o444);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data).expect("tar entry");
+    };
+    add("manifest.json", &manifest);
+    for member in m["members"].as_array().expect("members") {
+        let name = member["name"].as_str().expect("member name");
+        add(name, &std::fs::read(dir.join(name)).expect("member"));
+    }
+    let bytes = zstd::encode_all(&tar.into_inner().expect("tar")[..], 3).expect("zstd");
+    let digest = shelf_formats::Digest::of(&bytes);
+    std::fs::create_dir_all(out).expect("out dir");
+    let path = out.join(format!("{}.tar.zst", digest.hex()));
+    std::fs::write(&path, &bytes).expect("write bundle");
+    path
+}

@@ -49,6 +49,68 @@ fn rpc_result(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// Most messages in one batch: each can be a search, and a batch passes
+/// the rate limit and admission as one request.
+pub const MAX_BATCH: usize = 32;
+
+/// Answers a parsed body or line: one message or a batch (answers for its
+/// requests only, `None` when there are none). With `wait_for_live`, a
+/// tool call first waits for a live repository ([`wait_until_live`]).
+pub(super) async fn answer(
+    api: &Api,
+    scope: &Scope,
+    parsed: Value,
+    wait_for_live: bool,
+) -> Option<Value> {
+    let one = |m: Value| async move {
+        if wait_for_live && m.get("method").and_then(Value::as_str) == Some("tools/call") {
+            wait_until_live(api).await;
+        }
+        handle(api, scope, m).await
+    };
+    match parsed {
+        Value::Array(batch) if batch.is_empty() => {
+            Some(rpc_error(&Value::Null, INVALID_REQUEST, "an empty batch"))
+        }
+        Value::Array(batch) if batch.len() > MAX_BATCH => Some(rpc_error(
+            &Value::Null,
+            INVALID_REQUEST,
+            format!(
+                "a batch of {} messages; send at most {MAX_BATCH} at once",
+                batch.len()
+            ),
+        )),
+        Value::Array(batch) => {
+            let mut replies = Vec::new();
+            for m in batch {
+                if let Some(r) = one(m).await {
+                    replies.push(r);
+                }
+            }
+            (!replies.is_empty()).then_some(Value::Array(replies))
+        }
+        m => one(m).await,
+    }
+}
+
+/// How long a tool call waits for the first live repository when asked to.
+pub const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Returns once some repository is live, or after [`READY_WAIT`]: an
+/// assistant starts `shelf mcp` and calls a tool at once, before the
+/// bundle has loaded.
+async fn wait_until_live(api: &Api) {
+    let started = std::time::Instant::now();
+    let mut logged = false;
+    while api.repos.readiness(&Scope::All, true).live == 0 && started.elapsed() < READY_WAIT {
+        if !logged {
+            tracing::info!("a tool call waits for the first repository to load");
+            logged = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Answers one JSON-RPC message as `scope` may see: `Some` reply for a
 /// request, `None` for a notification or a response.
 pub async fn handle(api: &Api, scope: &Scope, message: Value) -> Option<Value> {
@@ -78,6 +140,15 @@ pub async fn handle(api: &Api, scope: &Scope, message: Value) -> Option<Value> {
         // Notifications (initialized, cancelled, ...) need no answer.
         return None;
     };
+    // A string or an integer: anything else could not be paired with its
+    // answer (a float or an integer over 64 bits would come back changed).
+    if !(id.is_string() || id.is_i64() || id.is_u64()) {
+        return Some(rpc_error(
+            &Value::Null,
+            INVALID_REQUEST,
+            "a request id is a string or an integer",
+        ));
+    }
     let params = msg.get("params").cloned().unwrap_or(json!({}));
     Some(match method {
         "initialize" => rpc_result(&id, initialize(&params)),
@@ -183,7 +254,7 @@ fn tool_list() -> Vec<Value> {
 fn bundle_schema() -> Value {
     json!({"type": "object", "properties": {
         "repo": {"type": "string"}, "digest": {"type": "string"}, "tag": {"type": ["string", "null"]},
-        "commit": {"type": "string"}, "commit_time": {"type": "string"}, "age_seconds": {"type": "integer"}
+        "commit": {"type": "string"}, "commit_time": {"type": "string"}, "commit_age_seconds": {"type": "integer"}
     }, "required": ["repo", "digest", "commit"]})
 }
 
@@ -369,7 +440,7 @@ fn describe(b: &BundleRef) -> String {
             .map(|t| format!(" (tag {t})"))
             .unwrap_or_default(),
         b.commit_time,
-        age(b.age_seconds)
+        age(b.commit_age_seconds)
     )
 }
 
@@ -479,25 +550,47 @@ fn render_definitions(a: &shelf_search::files::DefinitionsAnswer) -> String {
     out
 }
 
-/// Whether an `Origin` header may reach this server: a browser page on
-/// another site must not drive a local server (DNS rebinding), so only the
-/// server's own origin or a loopback one is accepted.
-fn origin_allowed(req: &Request<Incoming>) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
+/// Whether an `Origin` header may reach this server. A web page must not
+/// drive it: a page on another site, or one that rebinds its own name to
+/// this server's address (then its Origin and the Host it sends are the
+/// same attacker's name). So a browser origin is accepted when it is a
+/// loopback one, or when it is this server's own and a search token is
+/// required anyway (a rebinding page has no token). No Origin: not a
+/// browser.
+fn origin_allowed(headers: &http::HeaderMap, tokens_required: bool) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
     let Ok(origin) = origin.to_str() else {
         return false;
     };
     let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-    if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+    if is_loopback(host_of(authority)) {
         return true;
     }
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h.eq_ignore_ascii_case(authority))
+    tokens_required
+        && headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h.eq_ignore_ascii_case(authority))
+}
+
+/// The host of `host[:port]`, `[v6]` or `[v6]:port`.
+fn host_of(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn mcp_response(status: StatusCode, body: &Value) -> Response<Body> {
@@ -513,11 +606,11 @@ pub(super) async fn post(
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
     let scope = api.enter(&req, client, "MCP")?;
-    if !origin_allowed(&req) {
+    if !origin_allowed(req.headers(), !api.search_tokens.is_empty()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_origin",
-            "requests from this Origin are refused: /mcp answers its own origin and loopback ones",
+            "requests from this Origin are refused: /mcp answers loopback origins, and its own origin when search tokens are required",
         ));
     }
     if let Some(v) = req.headers().get("mcp-protocol-version") {
@@ -550,18 +643,7 @@ pub(super) async fn post(
             ));
         }
     };
-    let reply = match parsed {
-        Value::Array(batch) => {
-            let mut replies = Vec::new();
-            for m in batch {
-                if let Some(r) = handle(api, &scope, m).await {
-                    replies.push(r);
-                }
-            }
-            (!replies.is_empty()).then_some(Value::Array(replies))
-        }
-        one => handle(api, &scope, one).await,
-    };
+    let reply = answer(api, &scope, parsed, false).await;
     let response = match reply {
         Some(r) => mcp_response(StatusCode::OK, &r),
         None => {
@@ -573,4 +655,57 @@ pub(super) async fn post(
         }
     };
     Ok((response, Outcome::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_rebinding_page_is_refused_unless_a_token_is_required() {
+        // The page's origin and the Host its browser sends are both the
+        // attacker's name, now resolving to 127.0.0.1.
+        let rebound = headers(
+            Some("http://evil.example.com:7700"),
+            "evil.example.com:7700",
+        );
+        assert!(!origin_allowed(&rebound, false));
+        assert!(origin_allowed(&rebound, true));
+        let other_site = headers(Some("https://evil.example"), "shelf.internal:7700");
+        assert!(!origin_allowed(&other_site, true));
+        assert!(!origin_allowed(
+            &headers(Some("null"), "127.0.0.1:7700"),
+            false
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://localhost.evil.example"), "127.0.0.1:7700"),
+            false
+        ));
+    }
+
+    #[test]
+    fn loopback_origins_and_non_browsers_are_accepted() {
+        for origin in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "http://127.0.0.2:8080",
+            "http://[::1]",
+            "http://[::1]:7700",
+        ] {
+            assert!(
+                origin_allowed(&headers(Some(origin), "127.0.0.1:7700"), false),
+                "{origin}"
+            );
+        }
+        assert!(origin_allowed(&headers(None, "anything:1"), false));
+    }
 }

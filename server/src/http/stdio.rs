@@ -6,12 +6,11 @@
 //! Messages are answered concurrently (a client may send `ping` while a
 //! search runs; ids pair the answers). A tool call that arrives before any
 //! repository is live waits for one (an assistant starts the server and
-//! asks at once), up to [`READY_WAIT`], then gets the not-ready error.
+//! asks at once), up to [`mcp::READY_WAIT`], then gets the not-ready error.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
@@ -26,9 +25,6 @@ use super::mcp;
 /// The longest message read; a longer line is answered with a parse
 /// error and skipped.
 pub const MAX_LINE_BYTES: usize = 4 << 20;
-
-/// How long a tool call waits for the first live repository.
-pub const READY_WAIT: Duration = Duration::from_secs(60);
 
 /// Answers MCP messages read from `input` on `output` until `input` ends or
 /// `stop` resolves; answers in flight then get the drain timeout to finish.
@@ -84,17 +80,17 @@ where
                 Err(why) => Some(mcp::rpc_error(&Value::Null, mcp::PARSE_ERROR, why)),
             };
             if let Some(reply) = reply {
-                let _ = tx.send(serde_json::to_vec(&reply).unwrap_or_default()).await;
+                let _ = tx
+                    .send(serde_json::to_vec(&reply).unwrap_or_default())
+                    .await;
             }
         });
         // Finished answers are collected as we go, so the set stays small.
         while tasks.try_join_next().is_some() {}
     }
     let drain = api.limits.drain_timeout;
-    let drained = tokio::time::timeout(drain, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             drain_ms = drain.as_millis() as u64,
@@ -143,31 +139,12 @@ async fn read_message<R: AsyncRead + Unpin>(
     }
 }
 
-/// One line's answer: a message or a batch, tool calls after the first
-/// live repository, each bounded by the request timeout and kept from
-/// panicking outward.
+/// One line's answer: bounded by the request timeout and kept from
+/// panicking outward, as an HTTP request is.
 async fn answer(api: &Api, message: Value) -> Option<Value> {
-    match message {
-        Value::Array(batch) => {
-            let mut replies = Vec::new();
-            for m in batch {
-                if let Some(r) = answer_one(api, m).await {
-                    replies.push(r);
-                }
-            }
-            (!replies.is_empty()).then_some(Value::Array(replies))
-        }
-        one => answer_one(api, one).await,
-    }
-}
-
-async fn answer_one(api: &Api, message: Value) -> Option<Value> {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    if message.get("method").and_then(Value::as_str) == Some("tools/call") {
-        wait_until_live(api).await;
-    }
-    let work = AssertUnwindSafe(mcp::handle(api, &Scope::All, message)).catch_unwind();
-    match tokio::time::timeout(api.limits.request_timeout, work).await {
+    let work = AssertUnwindSafe(mcp::answer(api, &Scope::All, message, true)).catch_unwind();
+    match tokio::time::timeout(mcp::READY_WAIT + api.limits.request_timeout, work).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_panic)) => {
             tracing::error!("an MCP handler panicked; answered with an internal error");
@@ -182,21 +159,8 @@ async fn answer_one(api: &Api, message: Value) -> Option<Value> {
             mcp::INTERNAL_ERROR,
             format!(
                 "the answer took longer than {} ms",
-                api.limits.request_timeout.as_millis()
+                (mcp::READY_WAIT + api.limits.request_timeout).as_millis()
             ),
         )),
-    }
-}
-
-/// Returns once some repository is live, or after [`READY_WAIT`].
-async fn wait_until_live(api: &Api) {
-    let started = Instant::now();
-    let mut logged = false;
-    while api.repos.readiness(&Scope::All, true).live == 0 && started.elapsed() < READY_WAIT {
-        if !logged {
-            tracing::info!("a tool call waits for the first repository to load");
-            logged = true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
