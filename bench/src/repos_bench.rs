@@ -166,6 +166,18 @@ struct AppearOut {
     median_tag_to_ok_ms: f64,
 }
 
+/// The served repositories' bundles opened in this process, as the server
+/// opens each one (`shelf_search::MappedBundle`), without a server around
+/// them: what opening a bundle costs by itself.
+#[derive(Debug, Serialize)]
+struct OpenOut {
+    bundles: usize,
+    /// Anonymous memory of this process, opened minus before, per bundle.
+    anon_per_bundle_kib: f64,
+    /// The bytes each bundle holds in memory (`resident_bytes`), mean.
+    held_per_bundle_kib: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct QualityOut {
     queries: usize,
@@ -193,6 +205,7 @@ struct Results {
     root: ServerOut,
     appear: AppearOut,
     quality: QualityOut,
+    open_in_process: OpenOut,
     /// RSS(root) − RSS(single) after load, MiB, beside the live bundle
     /// bytes the root serves beyond the single server's.
     rss_delta_after_load_mib: f64,
@@ -263,6 +276,13 @@ pub fn run(opts: &Options) -> Result<()> {
     let (Some(appear), Some(quality)) = (appear, quality) else {
         bail!("the root server's extra measurements did not run");
     };
+    let open_in_process = open_in_process(served, work.path())?;
+    p.say(&format!(
+        "{} bundles opened in process: {:.0} KiB of anonymous memory each, {:.0} KiB of it bundle bytes",
+        open_in_process.bundles,
+        open_in_process.anon_per_bundle_kib,
+        open_in_process.held_per_bundle_kib
+    ));
 
     let delta = root_out.rss_after_load.rss_mib - single.rss_after_load.rss_mib;
     let extra_bundle_mib = (root_out
@@ -286,6 +306,7 @@ pub fn run(opts: &Options) -> Result<()> {
         root: root_out,
         appear,
         quality,
+        open_in_process,
     };
     let rows = rows(&results);
     print!("{}", table::render(&rows));
@@ -808,6 +829,45 @@ impl Bench<'_> {
     }
 }
 
+/// Unpacks every bundle of `served` under `work`, then opens them all at
+/// once and measures this process's anonymous memory around the opens.
+fn open_in_process(served: &[Built], work: &Path) -> Result<OpenOut> {
+    let dir = work.join("open-in-process");
+    std::fs::create_dir_all(&dir)?;
+    let first = served.first().context("no repositories")?;
+    let model = shelf_formats::bundle::verify_file(&first.path, None, &Default::default())
+        .with_context(|| format!("verifying {}", first.path.display()))?
+        .manifest
+        .model;
+    let unpacked = served
+        .iter()
+        .map(|b| {
+            shelf_search::mapped::install_file(&dir, &b.path, None)
+                .with_context(|| format!("unpacking {}", b.path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pid = std::process::id();
+    let anon = || process_rss_split_kib(pid).map_or(f64::NAN, |(a, _)| a as f64);
+    let before = anon();
+    let open = unpacked
+        .into_iter()
+        .map(|(digest, path)| {
+            shelf_search::MappedBundle::open_dir(&path, digest, &model)
+                .with_context(|| format!("opening {}", path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let after = anon();
+    let n = open.len() as f64;
+    let held: usize = open.iter().map(|b| b.resident_bytes()).sum();
+    drop(open);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(OpenOut {
+        bundles: served.len(),
+        anon_per_bundle_kib: (after - before) / n,
+        held_per_bundle_kib: held as f64 / 1024.0 / n,
+    })
+}
+
 /// Whether `/v1/repos` lists `name` with status `ok`.
 fn listed_ok(body: &Value, name: &str) -> bool {
     body["repos"]
@@ -1030,6 +1090,17 @@ fn rows(r: &Results) -> Vec<Row> {
             "{:.0} KiB (bundle {:.0} KiB)",
             r.rss_delta_per_extra_repo_kib,
             r.extra_bundle_mib * 1024.0 / (n - 1) as f64
+        ),
+    ));
+    let o = &r.open_in_process;
+    rows.push(Row::info(
+        format!(
+            "  a bundle opened in process (shelf_search, {} at once)",
+            o.bundles
+        ),
+        format!(
+            "{:.0} KiB anon each ({:.0} KiB bundle bytes)",
+            o.anon_per_bundle_kib, o.held_per_bundle_kib
         ),
     ));
     rows.push(pair(
