@@ -217,7 +217,7 @@ enum Command {
         starts: usize,
         /// Repositories published while the root server runs (the median
         /// time to be listed is reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 10)]
         appear_runs: usize,
         /// The servers' --poll-interval, in milliseconds.
         #[arg(long, default_value_t = 1000)]

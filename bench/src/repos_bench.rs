@@ -783,7 +783,13 @@ impl Bench<'_> {
     /// server runs, and times it until `/v1/repos` lists it `ok`.
     fn appear(&self, server: &ServerProcess, newcomers: &[Built]) -> Result<AppearOut> {
         let (mut publish_to_ok, mut tag_to_ok, mut push_and_tag) = (vec![], vec![], vec![]);
+        let mut rng = Rng::new(self.opts.seed ^ 0xa99e);
         for b in newcomers {
+            // Each publish follows the last one's listing by a fixed time
+            // otherwise, and would always wait about one whole poll: a
+            // workflow publishes at any moment of the poll cycle.
+            let phase = self.opts.poll_ms as f64 * rng.unit();
+            std::thread::sleep(Duration::from_secs_f64(phase / 1e3));
             let started = Instant::now();
             publish(self.shelf, self.root, b)?;
             let tagged = Instant::now();
@@ -1120,8 +1126,10 @@ fn rows(r: &Results) -> Vec<Row> {
             ap.poll_interval_ms
         ),
         format!(
-            "{:.0} ms (push start -> ok {:.0} ms)",
-            ap.median_tag_to_ok_ms, ap.median_publish_to_ok_ms
+            "{:.0} ms, at most {:.0} ms (push start -> ok {:.0} ms)",
+            ap.median_tag_to_ok_ms,
+            ap.tag_to_ok_ms.iter().copied().fold(f64::NAN, f64::max),
+            ap.median_publish_to_ok_ms
         ),
     ));
     let q = &r.quality;
