@@ -103,7 +103,10 @@ struct BuildOut {
     from_cache: usize,
     /// Wall time of the builds made by this run (0 when all were cached).
     build_seconds: f64,
+    /// Chunks of every repository built, the newcomers' too.
     chunks_total: u64,
+    /// Chunks of the repositories served from the start.
+    chunks_served: u64,
     bundle_file_bytes_total: u64,
     /// Push and tag of every served repository into the root.
     publish_seconds: f64,
@@ -239,6 +242,7 @@ pub fn run(opts: &Options) -> Result<()> {
         publish(&shelf, &root, b)?;
     }
     build.publish_seconds = started.elapsed().as_secs_f64();
+    build.chunks_served = served.iter().map(|b| b.chunks).sum();
     p.say(&format!(
         "published {} repositories under {} in {:.1} s",
         served.len(),
@@ -443,6 +447,7 @@ fn build_all(
         },
         chunks_total: out.iter().map(|b| b.chunks).sum(),
         bundle_file_bytes_total: out.iter().map(|b| b.bytes).sum(),
+        chunks_served: 0,
         publish_seconds: 0.0,
     };
     p.say(&format!(
@@ -974,7 +979,7 @@ fn rows(r: &Results) -> Vec<Row> {
     let mut rows = vec![
         Row::info(
             "repositories (files each, chunks in all)",
-            format!("{n} ({}, {})", r.files_per_repo, r.build.chunks_total),
+            format!("{n} ({}, {})", r.files_per_repo, r.build.chunks_served),
         ),
         Row::info(
             "build of the repositories not cached (this run)",
