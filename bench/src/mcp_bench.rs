@@ -1391,3 +1391,60 @@ fn rows(
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ms: f64, ok: bool, paths: &[&str]) -> Sample {
+        let results: Vec<Value> = paths
+            .iter()
+            .map(|p| json!({"repo": "r", "path": p, "start_line": 1, "end_line": 9}))
+            .collect();
+        Sample {
+            ms,
+            ok,
+            bytes: 0,
+            answer: json!({ "results": results }),
+        }
+    }
+
+    #[test]
+    fn pairs_count_differences_in_order_and_failures() {
+        let same = (
+            sample(2.0, true, &["a", "b"]),
+            sample(1.0, true, &["a", "b"]),
+        );
+        let reordered = (
+            sample(3.0, true, &["a", "b"]),
+            sample(3.0, true, &["b", "a"]),
+        );
+        let tail = (
+            sample(4.0, true, &["a", "b"]),
+            sample(2.0, true, &["a", "c"]),
+        );
+        let failed = (sample(1.0, false, &["a"]), sample(1.0, true, &["a"]));
+        let p = paired(&[(&same.0, &same.1)]);
+        assert_eq!((p.pairs, p.top1_mismatches, p.list_mismatches), (1, 0, 0));
+        assert_eq!((p.median_ratio, p.median_extra_ms), (2.0, 1.0));
+        let all = [
+            (&same.0, &same.1),
+            (&reordered.0, &reordered.1),
+            (&tail.0, &tail.1),
+            (&failed.0, &failed.1),
+        ];
+        let p = paired(&all);
+        assert_eq!((p.pairs, p.top1_mismatches, p.list_mismatches), (4, 2, 3));
+        // The failed pair has no latency ratio: the median of 2, 1, 2.
+        assert_eq!(p.median_ratio, 2.0);
+    }
+
+    #[test]
+    fn every_short_query_names_a_development_repository() {
+        for (repo, q) in SHORT_QUERIES {
+            assert!(REPOS.contains(&repo), "{repo}");
+            assert!(!q.trim().is_empty());
+        }
+        assert!(REPOS.contains(&LARGEST));
+    }
+}
