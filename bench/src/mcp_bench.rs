@@ -294,9 +294,14 @@ struct SizeOut {
     largest_file: (String, u64),
     /// Compressing every distinct text (as the builder does), one thread.
     compress_one_thread_ms: f64,
-    /// Decompressing every file's text, one thread (what a grep pays
-    /// before matching).
+    /// Decompressing every file's text through `FileTexts::text`, one
+    /// thread (what a grep pays before matching).
     decompress_all_ms: f64,
+    /// The distinct texts' frames (compressed here as the builder does)
+    /// decompressed each with a fresh zstd context, as `FileTexts::text`
+    /// does, and all with one reused context: what reusing would save.
+    decompress_fresh_context_ms: f64,
+    decompress_reused_context_ms: f64,
     /// The build's own stage times (from its report; embedding dominates).
     build_ms: BTreeMap<String, u64>,
     /// compress_one_thread_ms / the build's total.
@@ -669,6 +674,8 @@ fn sizes_of(b: &BundleInfo, work: &Path) -> Result<SizeOut> {
         CompressedText::new(text)?;
     }
     let compress_one_thread_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (decompress_fresh_context_ms, decompress_reused_context_ms) =
+        decompress_contexts(&distinct)?;
     let recompressed = zstd::bulk::compress(&files_bin, ZSTD_LEVEL)?.len() as u64;
 
     let report: Report = serde_json::from_value(b.report.clone())?;
@@ -696,11 +703,33 @@ fn sizes_of(b: &BundleInfo, work: &Path) -> Result<SizeOut> {
         largest_file: largest,
         compress_one_thread_ms,
         decompress_all_ms,
+        decompress_fresh_context_ms,
+        decompress_reused_context_ms,
         build_ms: report.timings_ms.clone(),
         compress_share_of_build: compress_one_thread_ms / build_total,
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
+}
+
+/// Milliseconds to decompress the texts' frames with a fresh zstd context
+/// each, and with one reused context.
+fn decompress_contexts(texts: &[&str]) -> Result<(f64, f64)> {
+    let frames: Vec<(Vec<u8>, usize)> = texts
+        .iter()
+        .map(|t| Ok((zstd::bulk::compress(t.as_bytes(), ZSTD_LEVEL)?, t.len())))
+        .collect::<Result<_>>()?;
+    let t = Instant::now();
+    for (frame, len) in &frames {
+        zstd::bulk::decompress(frame, *len)?;
+    }
+    let fresh = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let mut d = zstd::bulk::Decompressor::new()?;
+    for (frame, len) in &frames {
+        d.decompress(frame, *len)?;
+    }
+    Ok((fresh, t.elapsed().as_secs_f64() * 1e3))
 }
 
 /// Pushes every bundle to `<root>/<name>` and tags it `production`.
@@ -1308,6 +1337,18 @@ fn rows(
                 s.compress_one_thread_ms / 1e3,
                 s.build_ms.get("total").copied().unwrap_or(0) as f64 / 1e3,
                 s.compress_share_of_build * 100.0
+            ),
+        ));
+    }
+    for s in sizes.iter().filter(|s| s.repo == LARGEST) {
+        rows.push(Row::info(
+            format!(
+                "{}: decompress texts, fresh / reused zstd context",
+                served_name(&s.repo)
+            ),
+            format!(
+                "{:.1} ms / {:.1} ms",
+                s.decompress_fresh_context_ms, s.decompress_reused_context_ms
             ),
         ));
     }
