@@ -763,6 +763,12 @@ fn start_server(
         cache.as_str(),
         "--poll-interval",
         "1h",
+        // Room for every repository's bundle: the cache keeps the N most
+        // recently live bundles over all repositories, and with fewer
+        // than the repositories served, one repository going live could
+        // prune another's bundle between its download and its open.
+        "--keep-bundles",
+        "8",
     ];
     if let Some(qc) = &qc {
         args.extend(["--query-cache-bytes", qc.as_str()]);
