@@ -10,6 +10,7 @@ mod embed_bench;
 mod history_bench;
 mod load;
 mod machine;
+mod mcp_bench;
 mod memo;
 mod progress;
 mod quantization;
@@ -265,6 +266,36 @@ enum Command {
         #[arg(long, default_value = "bench-results/repos.json")]
         json_out: PathBuf,
     },
+    /// What the assistant-facing surface costs, in one run: the size of
+    /// the file texts (files.bin) in each development repository's bundle
+    /// at HEAD (built once, kept under --bundle-cache), GET /v1/grep and
+    /// /v1/file on the largest (pylint), and search_code over MCP against
+    /// POST /v1/search on the same server with the same queries. Needs
+    /// `cargo build --bin shelf`, `scripts/setup` and the mirrors.
+    Mcp {
+        /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+        #[arg(long, default_value = "/work/.mirror")]
+        mirror: PathBuf,
+        /// Where the built bundles are kept between runs (under mcp/).
+        #[arg(long, default_value = "target/bench-cache")]
+        bundle_cache: PathBuf,
+        /// The development issues (their texts are the long queries).
+        #[arg(long, default_value = "../shared/eval/swebench_dev.jsonl")]
+        queries: PathBuf,
+        /// Requests per grep pattern and per read.
+        #[arg(long, default_value_t = 50)]
+        grep_requests: usize,
+        /// Times each query is asked per transport, sequentially and in
+        /// each concurrent phase.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Clients of the concurrent phases.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/mcp.json")]
+        json_out: PathBuf,
+    },
     /// Index scalar kind and ef_add: recall@10 against exact search, size,
     /// build and search time, over a real bundle's vectors.
     Quantization {
@@ -430,6 +461,24 @@ fn main() -> anyhow::Result<()> {
             appear_runs,
             poll_ms,
             bundle_cache,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Mcp {
+            mirror,
+            bundle_cache,
+            queries,
+            grep_requests,
+            rounds,
+            clients,
+            json_out,
+        } => mcp_bench::run(&mcp_bench::Options {
+            mirror,
+            bundle_cache,
+            queries,
+            grep_requests,
+            rounds,
+            clients,
             json_out,
             command: std::env::args().collect(),
         }),
