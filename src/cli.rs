@@ -214,9 +214,23 @@ pub struct BuildArgs {
     /// Build settings (default: shelf.toml at the revision's root, if any).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The store of --previous-tag [default: $SHELF_STORE].
-    #[arg(long, value_name = "URL", conflicts_with = "previous")]
+    /// A store: chunks its embedding cache holds are not embedded, the
+    /// vectors it lacks are pushed to it, and --previous-tag is read from it
+    /// [default: $SHELF_STORE].
+    #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// Neither read nor write the store's embedding cache.
+    #[arg(long)]
+    pub no_embedding_cache: bool,
+    /// Embed only share I of N of the chunks the store's embedding cache
+    /// lacks, push them, and write no bundle; a build with the same store
+    /// then assembles the bundle (docs/building.md).
+    #[arg(
+        long,
+        value_name = "I/N",
+        conflicts_with_all = ["previous", "previous_tag", "reuse_from", "no_embedding_cache"]
+    )]
+    pub shard: Option<shelf_builder::Shard>,
     /// Build incrementally from the bundle this tag points at in the store.
     #[arg(long, value_name = "TAG", conflicts_with = "previous")]
     pub previous_tag: Option<String>,

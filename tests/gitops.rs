@@ -811,6 +811,91 @@ fn the_action_publishes_and_promotes_a_branch_with_a_slash() {
     );
 }
 
+#[test]
+fn the_action_embeds_in_shards_then_assembles_without_embedding_and_gets_the_cold_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = store_dir.display().to_string();
+    let action = Action::new(&store, &[]);
+    let repo = sample_repo();
+    let path = repo_str(&repo);
+    // A single cold build, named as the action names it.
+    let (code, out, err) = shelf(
+        &[
+            "build",
+            "--json",
+            "--name",
+            "example/repo",
+            "--repo",
+            &path,
+            "--out",
+            &t.path().join("cold").display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let cold: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let unique = cold["chunks"]["embedded"].as_u64().unwrap();
+
+    let mut embedded = 0;
+    for shard in ["1/2", "2/2"] {
+        // As the matrix job runs it: the tag is passed but unused.
+        let run = publish_ok(
+            &action,
+            &[
+                ("SHELF_TAG", "main"),
+                ("SHELF_SHARD", shard),
+                ("SHELF_REPOSITORY", &path),
+                ("SHELF_NAME", "example/repo"),
+            ],
+        );
+        assert_eq!(run.out("commit"), repo.git(&["rev-parse", "HEAD"]));
+        assert_eq!(run.out("digest"), "", "a shard publishes no bundle");
+        assert!(
+            run.summary.contains(&format!("shard `{shard}`")),
+            "{}",
+            run.summary
+        );
+        embedded += run.out("embedded").parse::<u64>().unwrap();
+    }
+    assert_eq!(embedded, unique, "the two shares cover every chunk once");
+    assert_eq!(bundles_in(&store_dir), 0);
+    assert_eq!(tag_digest(&store, "main"), None, "a shard moves no tag");
+
+    let assembled = publish_ok(
+        &action,
+        &[
+            ("SHELF_TAG", "main"),
+            ("SHELF_REPOSITORY", &path),
+            ("SHELF_NAME", "example/repo"),
+        ],
+    );
+    assert_eq!(assembled.out("embedded"), "0", "{}", assembled.stderr);
+    let build = assembled.build.as_ref().expect("the build's JSON report");
+    assert_eq!(
+        build["chunks"]["cached"].as_u64(),
+        Some(unique),
+        "{build:#}"
+    );
+    assert_eq!(assembled.out("digest"), cold["digest"].as_str().unwrap());
+    assert_eq!(
+        tag_digest(&store, "main").as_deref(),
+        Some(assembled.out("digest"))
+    );
+
+    // A shard builds nothing else; combined with from-tag it is refused.
+    let (code, err) = action
+        .publish(&[
+            ("SHELF_SHARD", "1/2"),
+            ("SHELF_FROM_TAG", "main"),
+            ("SHELF_TAG", "x"),
+        ])
+        .err()
+        .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("shard and from-tag"), "{err}");
+}
+
 /// Under an organisation's store root each repository publishes to
 /// ROOT/<its name>, the name made valid as tag names are, and a server
 /// following the root serves it under that name.

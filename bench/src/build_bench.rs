@@ -274,7 +274,7 @@ impl Builds<'_> {
 
 /// Changes file `i` (append a definition, or insert a line in the middle)
 /// in the corpus and the work tree.
-fn edit(repo: &GitRepo, corpus: &mut Corpus, i: usize, rng: &mut Rng, append: bool) {
+pub(crate) fn edit(repo: &GitRepo, corpus: &mut Corpus, i: usize, rng: &mut Rng, append: bool) {
     let f = &mut corpus.files[i];
     f.text = if append {
         corpus::append_definition(&f.path, &f.text, rng)
@@ -301,7 +301,7 @@ pub(crate) fn touch_files(
 }
 
 /// `k` distinct indices below `n`, by a partial Fisher-Yates shuffle.
-fn pick_distinct(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
+pub(crate) fn pick_distinct(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     let mut all: Vec<usize> = (0..n).collect();
     let k = k.min(n);
     for i in 0..k {

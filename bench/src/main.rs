@@ -4,6 +4,7 @@
 
 mod across_bench;
 mod build_bench;
+mod cache_bench;
 mod corpus;
 mod direct;
 mod embed_bench;
@@ -135,6 +136,28 @@ enum Command {
         baseline_runtime: Option<PathBuf>,
         /// Where to write the JSON results.
         #[arg(long, default_value = "bench-results/embed.json")]
+        json_out: PathBuf,
+    },
+    /// The store's embedding cache: a cold single build against N shards
+    /// run one after another and an assemble build (each shard's share, the
+    /// projected wall time with N runners, digest equality), and new-branch
+    /// builds with the cache warm. Needs `cargo build --bin shelf` and
+    /// `scripts/setup` first.
+    Cache {
+        /// Files in the generated repository.
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+        /// Seed of the generated repository.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Shards of the sharded build.
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+        /// Runs of each warm new-branch build (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/cache.json")]
         json_out: PathBuf,
     },
     /// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl):
@@ -373,6 +396,20 @@ fn main() -> anyhow::Result<()> {
             layout_queries,
             baseline_shelf,
             baseline_runtime,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Cache {
+            files,
+            seed,
+            shards,
+            runs,
+            json_out,
+        } => cache_bench::run(&cache_bench::Options {
+            files,
+            seed,
+            shards,
+            runs,
             json_out,
             command: std::env::args().collect(),
         }),

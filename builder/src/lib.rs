@@ -2,12 +2,14 @@
 //!
 //! The pipeline, in order: read the commit's tree (libgit2, object database
 //! only) -> select files by path, then by content -> chunk (rayon, all
-//! cores) -> reuse vectors of chunks already in a previous bundle, embed the
-//! rest (one single-threaded ONNX session per core, each text alone) ->
+//! cores) -> reuse vectors of chunks already in a previous bundle or in an
+//! embedding cache, embed the rest (one single-threaded ONNX session per
+//! core, each text alone) and give the cache what it lacked ->
 //! build the HNSW index (one thread, fixed order, for reproducibility) ->
 //! write the bundle (deterministic tar+zstd, fsync, rename). Embedding
 //! dominates; every other stage is kept small next to it.
 
+pub mod cache;
 pub mod chunker;
 mod embedding;
 pub mod history;
@@ -32,6 +34,7 @@ use shelf_formats::files::{CompressedText, FileTextsWriter};
 use shelf_formats::lexical::LexicalIndexWriter;
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
+pub use cache::{CacheReport, Shard, ShardReport, VectorCache, embed_shard};
 pub use report::{BuildReport, Observer, Stage};
 pub use settings::Settings;
 
@@ -92,6 +95,9 @@ pub enum BuildError {
     /// Embedding failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// The embedding cache could not be read or written.
+    #[error("embedding cache: {0}")]
+    Cache(String),
     /// The vector index failed.
     #[error("vector index: {0}")]
     Index(String),
@@ -273,6 +279,9 @@ struct Vectors {
     by_id: HashMap<[u8; 32], Vec<f32>>,
     embedded: u64,
     reused: u64,
+    cached: u64,
+    /// Time spent asking and filling the cache (not embedding).
+    cache_time: std::time::Duration,
 }
 
 /// The members written into a staging directory, ready to pack.
@@ -289,6 +298,17 @@ pub fn build(
     embedder: &Embedder,
     observer: &dyn Observer,
 ) -> Result<BuildReport, BuildError> {
+    build_with(req, embedder, None, observer)
+}
+
+/// [`build`] with an embedding cache: chunks it holds are not embedded,
+/// and what it lacks is given to it. The bundle is the same either way.
+pub fn build_with(
+    req: &BuildRequest,
+    embedder: &Embedder,
+    cache: Option<&dyn VectorCache>,
+    observer: &dyn Observer,
+) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let mut timings = BTreeMap::new();
     let mut timed = |name: &'static str, t: Instant| {
@@ -302,8 +322,14 @@ pub fn build(
     let chunked = chunk_files(&read, embedder, observer);
     timed("chunk", t);
     let t = Instant::now();
-    let vectors = vectors_for(req, &chunked, embedder, observer)?;
-    timed("embed", t);
+    let vectors = vectors_for(req, &chunked, embedder, cache, observer)?;
+    timings.insert("embed", t.elapsed().saturating_sub(vectors.cache_time));
+    if cache.is_some() {
+        timings.insert("cache", vectors.cache_time);
+    }
+    let mut timed = |name: &'static str, t: Instant| {
+        timings.insert(name, t.elapsed());
+    };
     let t = Instant::now();
     let staged = write_members(
         &req.out_dir,
@@ -348,6 +374,7 @@ pub fn build(
             total: staged.chunks,
             embedded: vectors.embedded,
             reused: vectors.reused,
+            cached: vectors.cached,
         },
         &timings,
     );
@@ -474,12 +501,16 @@ fn chunk_files(
         .collect()
 }
 
-/// Vectors: reused by content id from the previous bundle, the rest
-/// embedded, each unique text once.
+/// Vectors: reused by content id from the previous bundle, then taken from
+/// the cache, the rest embedded, each unique text once. The cache is then
+/// given every vector of this commit it lacked (embedded here or reused
+/// from the previous bundle), so whatever bundle a later build of any
+/// branch makes from these chunks finds them.
 fn vectors_for(
     req: &BuildRequest,
     chunked: &[(String, Vec<chunker::Chunk>)],
     embedder: &Embedder,
+    cache: Option<&dyn VectorCache>,
     observer: &dyn Observer,
 ) -> Result<Vectors, BuildError> {
     let model = embedder.identity();
@@ -488,34 +519,83 @@ fn vectors_for(
         None => None,
     };
     let mut by_id: HashMap<[u8; 32], Vec<f32>> = HashMap::new();
-    let mut missing: Vec<&chunker::Chunk> = Vec::new();
+    // Distinct chunks in order of first appearance.
+    let mut unique: Vec<&chunker::Chunk> = Vec::new();
     let mut reused = 0u64;
     for (_, chunks) in chunked {
         for c in chunks {
             if by_id.contains_key(&c.content_id) {
                 continue;
             }
+            unique.push(c);
             if let Some(v) = previous.as_ref().and_then(|p| p.vector(&c.content_id)) {
                 by_id.insert(c.content_id, v);
                 reused += 1;
             } else {
                 // Placeholder marks "queued" so duplicates are embedded once.
                 by_id.insert(c.content_id, Vec::new());
-                missing.push(c);
             }
         }
     }
     drop(previous);
+    let t = Instant::now();
+    let ids: Vec<[u8; 32]> = unique.iter().map(|c| c.content_id).collect();
+    let held = match cache {
+        Some(cache) => cache.holds(&ids)?,
+        None => vec![false; ids.len()],
+    };
+    let wanted: Vec<[u8; 32]> = unique
+        .iter()
+        .zip(&held)
+        .filter(|(c, h)| **h && by_id[&c.content_id].is_empty())
+        .map(|(c, _)| c.content_id)
+        .collect();
+    let mut cached = 0u64;
+    if let Some(cache) = cache
+        && !wanted.is_empty()
+    {
+        for (id, v) in cache.fetch(&wanted)? {
+            if v.len() == model.dimensions as usize
+                && let Some(slot) = by_id.get_mut(&id).filter(|s| s.is_empty())
+            {
+                *slot = v;
+                cached += 1;
+            }
+        }
+    }
+    let mut cache_time = t.elapsed();
+    let missing: Vec<&chunker::Chunk> = unique
+        .iter()
+        .copied()
+        .filter(|c| by_id[&c.content_id].is_empty())
+        .collect();
     let embedded = missing.len() as u64;
     observer.stage(Stage::Embed, missing.len() as u64);
     let fresh = embedding::embed_missing(embedder, &missing, observer)?;
     for (c, v) in missing.iter().zip(fresh) {
         by_id.insert(c.content_id, v);
     }
+    if let Some(cache) = cache {
+        let t = Instant::now();
+        // What the cache lacked: not held, or held by a pack it could not
+        // hand out (those were just embedded again).
+        let embedded_now: std::collections::HashSet<[u8; 32]> =
+            missing.iter().map(|c| c.content_id).collect();
+        let lacking: Vec<([u8; 32], &[f32])> = unique
+            .iter()
+            .zip(&held)
+            .filter(|(c, h)| !**h || embedded_now.contains(&c.content_id))
+            .map(|(c, _)| (c.content_id, by_id[&c.content_id].as_slice()))
+            .collect();
+        cache.save(&lacking)?;
+        cache_time += t.elapsed();
+    }
     Ok(Vectors {
         by_id,
         embedded,
         reused,
+        cached,
+        cache_time,
     })
 }
 

@@ -78,6 +78,9 @@ pub struct ChunkCounts {
     pub embedded: u64,
     /// Unique chunk texts whose vectors came from the previous bundle.
     pub reused: u64,
+    /// Unique chunk texts whose vectors came from the store's embedding
+    /// cache.
+    pub cached: u64,
 }
 
 /// The summary of one build (`shelf build --json` prints it).
@@ -102,6 +105,10 @@ pub struct BuildReport {
     /// Lines withheld because they look like credentials, by path and line
     /// (never their text).
     pub secrets: SecretsReport,
+    /// What the build read from and gave to a store's embedding cache
+    /// (set by the caller that owns the cache; absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheReport>,
     /// Milliseconds per stage, and `total`.
     pub timings_ms: BTreeMap<String, u64>,
 }
@@ -124,6 +131,7 @@ impl BuildReport {
             files,
             chunks,
             secrets: SecretsReport::default(),
+            cache: None,
             timings_ms: timings
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.as_millis() as u64))

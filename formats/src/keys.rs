@@ -10,6 +10,8 @@ pub const BUNDLES_PREFIX: &str = "bundles/sha256/";
 pub const TAGS_PREFIX: &str = "tags/";
 /// Prefix of every commit record.
 pub const COMMITS_PREFIX: &str = "commits/";
+/// Prefix of the embedding cache (packs and uses records of every model).
+pub const CACHE_PREFIX: &str = "cache/";
 
 /// Key of a bundle: `bundles/sha256/<hex>.tar.zst`. Immutable once written.
 pub fn bundle_key(digest: &Digest) -> String {
@@ -65,6 +67,49 @@ pub fn commit_records_prefix(commit_prefix: &str) -> String {
     format!("{COMMITS_PREFIX}{}", commit_prefix.to_ascii_lowercase())
 }
 
+/// Listing prefix of one model's packs: `cache/<model-hex>/packs/`.
+pub fn cache_packs_prefix(model: &Digest) -> String {
+    format!("{CACHE_PREFIX}{}/packs/", model.hex())
+}
+
+/// Key of an embedding-cache pack: `cache/<model-hex>/packs/<hex>.pack`,
+/// named by the sha256 of its bytes. Immutable once written.
+pub fn cache_pack_key(model: &Digest, pack: &Digest) -> String {
+    format!("{}{}.pack", cache_packs_prefix(model), pack.hex())
+}
+
+/// The (model, pack) digests in a pack key, if it is one.
+pub fn pack_from_key(key: &str) -> Option<(Digest, Digest)> {
+    let (model, rest) = key.strip_prefix(CACHE_PREFIX)?.split_once('/')?;
+    let pack = rest.strip_prefix("packs/")?.strip_suffix(".pack")?;
+    Some((model.parse().ok()?, pack.parse().ok()?))
+}
+
+/// Listing prefix of one model's uses records: `cache/<model-hex>/uses/`.
+pub fn cache_uses_prefix(model: &Digest) -> String {
+    format!("{CACHE_PREFIX}{}/uses/", model.hex())
+}
+
+/// Key of a uses record: `cache/<model-hex>/uses/<bundle-hex>/<record-hex>.json`,
+/// the record named by the sha256 of its bytes, so a bundle built twice
+/// from other packs has two records and neither overwrites the other.
+pub fn cache_uses_key(model: &Digest, bundle: &Digest, record: &Digest) -> String {
+    format!(
+        "{}{}/{}.json",
+        cache_uses_prefix(model),
+        bundle.hex(),
+        record.hex()
+    )
+}
+
+/// The (model, bundle) digests in a uses-record key, if it is one.
+pub fn uses_from_key(key: &str) -> Option<(Digest, Digest)> {
+    let (model, rest) = key.strip_prefix(CACHE_PREFIX)?.split_once('/')?;
+    let (bundle, record) = rest.strip_prefix("uses/")?.split_once('/')?;
+    record.strip_suffix(".json")?.parse::<Digest>().ok()?;
+    Some((model.parse().ok()?, bundle.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +135,28 @@ mod tests {
             commit_record_key("abc", &d),
             format!("commits/abc/{}.json", d.hex())
         );
+    }
+
+    #[test]
+    fn cache_keys_follow_the_documented_layout_and_parse_back() {
+        let (m, p, b) = (Digest::of(b"m"), Digest::of(b"p"), Digest::of(b"b"));
+        let pack = cache_pack_key(&m, &p);
+        assert_eq!(pack, format!("cache/{}/packs/{}.pack", m.hex(), p.hex()));
+        assert!(pack.starts_with(&cache_packs_prefix(&m)));
+        assert_eq!(pack_from_key(&pack), Some((m, p)));
+        let uses = cache_uses_key(&m, &b, &p);
+        assert_eq!(
+            uses,
+            format!("cache/{}/uses/{}/{}.json", m.hex(), b.hex(), p.hex())
+        );
+        assert!(uses.starts_with(&cache_uses_prefix(&m)));
+        assert_eq!(uses_from_key(&uses), Some((m, b)));
+        assert_eq!(pack_from_key(&uses), None);
+        assert_eq!(uses_from_key(&pack), None);
+        assert_eq!(
+            pack_from_key(&format!("cache/{}/packs/x.pack", m.hex())),
+            None
+        );
+        assert_eq!(pack_from_key("bundles/sha256/x.tar.zst"), None);
     }
 }

@@ -1,13 +1,14 @@
 //! The contract between shelf's builder and server. Everything both sides
 //! must agree on lives here, once: the bundle archive and its manifest, the
-//! chunk store's and file texts' byte layouts, tag records, the object-store key layout and
-//! the identity of the embedding model. Nothing else in shelf knows a byte
-//! layout.
+//! chunk store's and file texts' byte layouts, tag records, the object-store
+//! key layout, the embedding cache's packs and the identity of the embedding
+//! model. Nothing else in shelf knows a byte layout.
 
 pub mod bundle;
 pub mod chunks;
 pub mod commit_record;
 pub mod digest;
+pub mod embedding_cache;
 pub mod files;
 pub mod keys;
 pub mod kind;

@@ -1,22 +1,37 @@
-//! `shelf build`: one commit in, one bundle out.
+//! `shelf build`: one commit in, one bundle out (or, with `--shard`, one
+//! share of the embedding a bundle needs, into the store's cache).
+
+mod cache;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use shelf_builder::{BuildReport, BuildRequest};
+use shelf_builder::{BuildReport, BuildRequest, Shard, ShardReport, VectorCache};
 use shelf_embed::{Embedder, Runtime};
-use shelf_store::Store;
+use shelf_store::{Store, StoreLocation};
 
 use crate::cli::BuildArgs;
 use crate::commands::open_url;
 use crate::output::outln;
 use crate::progress;
 
+use cache::StoreCache;
+
 /// Builds, then prints the summary (table on stderr, or JSON on stdout).
 /// With `--reuse-from`, a commit already built with the same settings and
 /// model costs a lookup; with `--previous-tag`, the tag's bundle is fetched
-/// and verified to build incrementally from.
+/// and verified to build incrementally from; with a store, its embedding
+/// cache supplies the vectors it holds and gets the ones it lacks; with
+/// `--shard`, only this share of what the cache lacks is embedded.
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let store_url = super::store_or_env(&args.store);
+    if let Some(shard) = args.shard
+        && store_url.is_none()
+    {
+        anyhow::bail!(
+            "--shard {shard} fills a store's embedding cache: pass --store URL or set SHELF_STORE"
+        );
+    }
     let runtime = Runtime::locate(args.runtime.runtime.as_deref())?;
     let embedder = Embedder::load(&runtime, &super::embedder_options(&args.runtime))?;
     let mut request = BuildRequest {
@@ -27,10 +42,19 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         config: args.config.clone(),
         name: args.name.clone(),
     };
+    if let (Some(shard), Some(url)) = (args.shard, &store_url) {
+        return run_shard(&args, shard, url, &request, &embedder);
+    }
+    let use_cache = store_url.is_some() && !args.no_embedding_cache;
     // Kept alive until the build is done: the fetched previous bundle.
     let mut _previous_dir = None;
-    if args.reuse_from.is_some() || args.previous_tag.is_some() {
-        let rt = crate::commands::runtime()?;
+    let rt = if args.reuse_from.is_some() || store_url.is_some() {
+        Some(crate::commands::runtime()?)
+    } else {
+        None
+    };
+    let mut store = None;
+    if let Some(rt) = &rt {
         if let Some(url) = &args.reuse_from
             && let Some(reused) = rt.block_on(reuse(&args, url, &request, &embedder))?
         {
@@ -45,16 +69,27 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        if let Some(url) = &store_url {
+            // The cache writes to the store, so a local one is made by the
+            // first build as by the first push; read-only use opens it.
+            store = Some(rt.block_on(async {
+                if use_cache {
+                    let location = StoreLocation::parse(url, args.s3.clone())?;
+                    anyhow::Ok(Store::create(&location).await?)
+                } else {
+                    open_url(url, &args.s3).await
+                }
+            })?);
+        }
         if let Some(tag) = &args.previous_tag {
-            let url = super::store_or_env(&args.store).with_context(|| {
+            let store = store.as_ref().with_context(|| {
                 format!("--previous-tag {tag} needs the store it is in: pass --store URL or set SHELF_STORE")
             })?;
             let dir = tempfile::Builder::new()
                 .prefix("shelf-previous-")
                 .tempdir()?;
             let path = rt.block_on(async {
-                let store = open_url(&url, &args.s3).await?;
-                let record = match shelf_store::tags::read_tag(&store, tag).await {
+                let record = match shelf_store::tags::read_tag(store, tag).await {
                     Ok(Some((record, _))) => record,
                     Ok(None) => {
                         tracing::warn!(%tag, "previous tag does not exist yet: building from scratch");
@@ -67,23 +102,108 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
                     Err(e) => return Err(e.into()),
                 };
                 Ok(Some(
-                    shelf_store::fetch_bundle(&store, &record.digest, dir.path()).await?,
+                    shelf_store::fetch_bundle(store, &record.digest, dir.path()).await?,
                 ))
             })?;
             request.previous = path;
             _previous_dir = Some(dir);
         }
     }
+    let cache = match (&rt, &store) {
+        (Some(rt), Some(store)) if use_cache => {
+            Some(StoreCache::new(rt, store, embedder.identity()))
+        }
+        _ => None,
+    };
     let observer = progress::for_stderr();
-    let report = shelf_builder::build(&request, &embedder, observer.as_ref())
-        .with_context(|| format!("building {} at {}", args.repo.display(), args.rev))?;
+    let mut report = shelf_builder::build_with(
+        &request,
+        &embedder,
+        cache.as_ref().map(|c| c as &dyn VectorCache),
+        observer.as_ref(),
+    )
+    .with_context(|| format!("building {} at {}", args.repo.display(), args.rev))?;
     drop(observer);
+    if let Some(cache) = &cache {
+        let digest: shelf_formats::Digest = report.digest.parse()?;
+        report.cache = Some(cache.finish(Some(&digest))?);
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--shard I/N`: read and chunk the commit, embed this share of what the
+/// store's cache lacks, push it; no bundle.
+fn run_shard(
+    args: &BuildArgs,
+    shard: Shard,
+    url: &str,
+    request: &BuildRequest,
+    embedder: &Embedder,
+) -> anyhow::Result<ExitCode> {
+    let rt = crate::commands::runtime()?;
+    let location = StoreLocation::parse(url, args.s3.clone())?;
+    let store = rt.block_on(Store::create(&location))?;
+    let cache = StoreCache::new(&rt, &store, embedder.identity());
+    let observer = progress::for_stderr();
+    let mut report =
+        shelf_builder::embed_shard(request, embedder, &cache, shard, observer.as_ref())
+            .with_context(|| format!("shard {shard} of {} at {}", args.repo.display(), args.rev))?;
+    drop(observer);
+    report.cache = Some(cache.finish(None)?);
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_shard_summary(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_shard_summary(r: &ShardReport) {
+    outln!("shard {} of {} @ {}", r.shard, r.repository, r.commit);
+    outln!(
+        "  chunks    {} total, {} distinct: {} cached, {} missing, {} in this share (embedded)",
+        r.chunks.total,
+        r.chunks.unique,
+        r.chunks.cached,
+        r.chunks.missing,
+        r.chunks.embedded
+    );
+    if let Some(c) = &r.cache {
+        print_cache_line(c);
+    }
+    let ms = |k: &str| r.timings_ms.get(k).copied().unwrap_or(0);
+    outln!(
+        "  time      {} ms (read {}, chunk {}, lookup {}, embed {}, push {})",
+        ms("total"),
+        ms("read"),
+        ms("chunk"),
+        ms("lookup"),
+        ms("embed"),
+        ms("push")
+    );
+}
+
+fn print_cache_line(c: &shelf_builder::CacheReport) {
+    outln!(
+        "  cache     {} packs ({} vectors) in {}; {} read, {} vectors pushed in {} pack(s), {} ms{}",
+        c.packs_listed,
+        c.vectors_listed,
+        c.store,
+        c.packs_read,
+        c.pushed,
+        c.packs_written.len(),
+        c.ms,
+        if c.refused.is_empty() {
+            String::new()
+        } else {
+            format!("; {} refused (see the warnings)", c.refused.len())
+        }
+    );
 }
 
 /// The commit record for this build, if the store has one whose bundle is
@@ -163,11 +283,15 @@ fn print_summary(r: &BuildReport) {
         );
     }
     outln!(
-        "  chunks    {} total, {} embedded, {} reused",
+        "  chunks    {} total, {} embedded, {} reused, {} from the cache",
         r.chunks.total,
         r.chunks.embedded,
-        r.chunks.reused
+        r.chunks.reused,
+        r.chunks.cached
     );
+    if let Some(c) = &r.cache {
+        print_cache_line(c);
+    }
     outln!(
         "  time      {} ms (read {}, chunk {}, embed {}, index {}, pack {})",
         ms("total"),

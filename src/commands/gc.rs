@@ -13,11 +13,12 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open_store(&args.store).await?;
         let plan = gc::plan(&store, args.keep, args.grace).await?;
-        let deleted = if args.dry_run {
-            Vec::new()
+        let outcome = if args.dry_run {
+            gc::GcOutcome::default()
         } else {
             gc::execute(&store, &plan, args.keep).await?
         };
+        let deleted = &outcome.bundles;
         if args.json {
             let v = serde_json::json!({
                 "dry_run": args.dry_run,
@@ -26,6 +27,14 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
                 "kept_by_tags": plan.kept_by_tags,
                 "kept_by_grace": plan.kept_by_grace,
                 "leftovers": plan.leftovers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                "cache": {
+                    "planned_packs": plan.packs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+                    "deleted_packs": outcome.packs,
+                    "deleted_uses_records": outcome.uses_records,
+                    "planned_uses_records": plan.uses_records,
+                    "packs_kept_by_bundles": plan.packs_kept_by_bundles,
+                    "packs_kept_by_grace": plan.packs_kept_by_grace,
+                },
             });
             outln!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
@@ -44,6 +53,19 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
             plan.kept_by_grace,
             humantime::format_duration(args.grace)
         );
+        for (key, size) in &plan.packs {
+            if args.dry_run || outcome.packs.contains(key) {
+                outln!("{verb} {key} ({size} bytes)");
+            }
+        }
+        if !plan.packs.is_empty() || plan.packs_kept_by_bundles + plan.packs_kept_by_grace > 0 {
+            outln!(
+                "{} embedding-cache pack(s) {verb}; kept {} that retained bundles use, {} inside the grace period",
+                if args.dry_run { plan.packs.len() } else { outcome.packs.len() },
+                plan.packs_kept_by_bundles,
+                plan.packs_kept_by_grace
+            );
+        }
         if !plan.leftovers.is_empty() {
             outln!(
                 "{} leftover temporary file(s) of interrupted writes {}",

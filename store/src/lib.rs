@@ -4,6 +4,7 @@
 //! any S3-compatible service. Key layout and record schemas come from
 //! `shelf-formats`; the protocol is documented in docs/store.md.
 
+pub mod cache;
 mod error;
 pub mod gc;
 mod local;
@@ -179,6 +180,21 @@ impl Store {
         match self {
             Store::Local(s) => s.get_to_file(key, dest),
             Store::S3(s) => s.get_to_file(key, dest).await,
+        }
+    }
+
+    /// Up to `len` bytes of the object at `key` from byte `start` (fewer
+    /// when the object ends first), or `None` if absent: reading a pack's
+    /// id table without its vectors (S3: `GetObject` with `Range`).
+    pub async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Local(s) => s.get_range(key, start, len),
+            Store::S3(s) => s.get_range(key, start, len).await,
         }
     }
 

@@ -138,6 +138,27 @@ impl LocalStore {
         Ok(true)
     }
 
+    pub(crate) fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.existing()?;
+        let path = self.path(key)?;
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(path, e)),
+        };
+        let mut out = Vec::new();
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.take(len).read_to_end(&mut out))
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(Some(out))
+    }
+
     pub(crate) fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
         self.existing()?;
         let path = self.path(key)?;

@@ -387,6 +387,33 @@ impl S3Store {
         Ok(true)
     }
 
+    pub(crate) async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if len == 0 {
+            return Ok(self.head(key).await?.map(|_| Vec::new()));
+        }
+        let last = start.saturating_add(len - 1);
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .range(format!("bytes={start}-{last}"));
+        match request.send().await {
+            Ok(resp) => Ok(Some(self.read_body(key, resp).await?.bytes)),
+            // A range that starts at or past the end: nothing there to read.
+            Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 416 => {
+                Ok(Some(Vec::new()))
+            }
+            Err(e) if Self::is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("GetObject", key, e)),
+        }
+    }
+
     pub(crate) async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
         match self
             .client

@@ -1,6 +1,7 @@
 //! The store's guarantees, as one suite run against both back ends: a local
 //! directory and a real S3-compatible server (moto) on 127.0.0.1.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use shelf_formats::Digest;
 use shelf_formats::bundle::write_bundle;
 use shelf_formats::keys::bundle_key;
+use shelf_store::cache::{self, CacheIndex};
 use shelf_store::tags::{
     MoveRequest, RollbackTarget, list_tags, move_tag, read_tag, resolve_target, rollback,
 };
@@ -410,7 +412,7 @@ on_both_backends!(
         let mut expected = vec![d[0], d[4]];
         expected.sort();
         assert_eq!(planned, expected);
-        let mut deleted = gc::execute(&store, &plan, 2).await.unwrap();
+        let mut deleted = gc::execute(&store, &plan, 2).await.unwrap().bundles;
         deleted.sort();
         assert_eq!(deleted, expected, "dry run == what gc deleted");
         for keep in [d[1], d[2], d[3]] {
@@ -528,7 +530,7 @@ async fn gc_removes_what_killed_writers_left_and_two_gcs_at_once_both_succeed() 
     };
     let (a, b) = tokio::join!(run(), run());
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert!(a.len() + b.len() >= 5, "{a:?} {b:?}");
+    assert!(a.bundles.len() + b.bundles.len() >= 5, "{a:?} {b:?}");
     for gone in &d[1..] {
         assert!(store.head(&bundle_key(gone)).await.unwrap().is_none());
     }
@@ -608,4 +610,307 @@ async fn an_unreachable_endpoint_is_named() {
         err.to_string().contains(&format!("127.0.0.1:{port}")),
         "{err}"
     );
+}
+
+// The embedding cache: packs, id tables read alone, refusals, races, gc.
+
+/// Dimensions of the cache tests' vectors.
+const DIMS: u32 = 64;
+
+/// A model identity with small vectors, for cache tests without a model.
+fn small_model() -> shelf_formats::ModelIdentity {
+    let mut m = shelf_testkit::sample_manifest("0").model;
+    m.dimensions = DIMS;
+    m
+}
+
+/// `n` distinct (content id, unit vector) pairs, different for each `seed`.
+fn vectors(n: u32, seed: u32) -> Vec<([u8; 32], Vec<f32>)> {
+    (0..n)
+        .map(|i| {
+            let id = *Digest::of(format!("chunk {seed}/{i}").as_bytes()).as_bytes();
+            let v: Vec<f32> = (0..DIMS)
+                .map(|k| ((i * DIMS + k + seed) as f32).sin())
+                .collect();
+            (id, v)
+        })
+        .collect()
+}
+
+fn as_pairs(v: &[([u8; 32], Vec<f32>)]) -> Vec<([u8; 32], &[f32])> {
+    v.iter().map(|(id, v)| (*id, v.as_slice())).collect()
+}
+
+on_both_backends!(
+    cache_packs_round_trip_and_lookups_read_only_id_tables,
+    |store, _dir| {
+        let model = small_model();
+        let empty = CacheIndex::load(&store, &model).await.unwrap();
+        assert!(empty.is_empty() && empty.packs().is_empty());
+        let first = vectors(3000, 1);
+        let written = cache::save(&store, &model, &as_pairs(&first))
+            .await
+            .unwrap();
+        let more = vectors(5, 2);
+        written_too(&store, &model, &more).await;
+        let index = CacheIndex::load(&store, &model).await.unwrap();
+        assert_eq!(index.len(), 3005);
+        assert!(index.refused().is_empty(), "{:?}", index.refused());
+        // 3,000 ids take a second ranged read; no vector was read.
+        let pack_bytes: u64 = index.packs().iter().map(|p| p.size).sum();
+        assert!(
+            index.bytes_read() < pack_bytes / 5,
+            "{} of {pack_bytes}",
+            index.bytes_read()
+        );
+        assert_eq!(index.holder(&first[0].0), Some(written[0]));
+        // Fetch a few from each pack (and one the cache does not hold).
+        let stranger = *Digest::of(b"never embedded").as_bytes();
+        let want = [first[7].0, first[2999].0, more[4].0, stranger];
+        let fetched = index.fetch(&store, &want).await.unwrap();
+        assert_eq!(fetched.vectors.len(), 3);
+        assert_eq!(fetched.vectors[&first[7].0], first[7].1);
+        assert_eq!(fetched.vectors[&more[4].0], more[4].1);
+        assert_eq!(fetched.packs.len(), 2);
+        assert!(!fetched.vectors.contains_key(&stranger));
+        // Another model sees none of it.
+        let mut other = model.clone();
+        other.onnx_sha256 = [9; 32];
+        assert!(CacheIndex::load(&store, &other).await.unwrap().is_empty());
+    }
+);
+
+async fn written_too(
+    store: &Store,
+    model: &shelf_formats::ModelIdentity,
+    v: &[([u8; 32], Vec<f32>)],
+) {
+    cache::save(store, model, &as_pairs(v)).await.unwrap();
+}
+
+on_both_backends!(
+    damaged_foreign_and_unknown_packs_are_refused_and_a_damaged_one_is_healed,
+    |store, _dir| {
+        use shelf_formats::embedding_cache::{model_digest, write_packs};
+        use shelf_formats::keys::cache_pack_key;
+        let model = small_model();
+        let md = model_digest(&model);
+        let good = vectors(4, 3);
+        written_too(&store, &model, &good).await;
+        // Bytes that do not hash to their name: a pack whose vectors were
+        // changed after it was named (same size, valid header and ids).
+        let honest = write_packs(&md, DIMS, &as_pairs(&vectors(4, 4)))
+            .unwrap()
+            .remove(0);
+        let mut tampered = honest.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 0x40;
+        let tampered_key = cache_pack_key(&md, &Digest::of(&honest));
+        store.put_new(&tampered_key, tampered).await.unwrap();
+        // Named correctly, but of another model or dimensions, truncated,
+        // or of an unknown layout version.
+        let foreign_model = write_packs(
+            &Digest::of(b"another model"),
+            DIMS,
+            &as_pairs(&vectors(2, 5)),
+        )
+        .unwrap()
+        .remove(0);
+        let wide: Vec<([u8; 32], Vec<f32>)> = vectors(2, 6)
+            .into_iter()
+            .map(|(id, mut v)| {
+                v.extend_from_slice(&[0.5; DIMS as usize]);
+                (id, v)
+            })
+            .collect();
+        let foreign_dims = write_packs(&md, 2 * DIMS, &as_pairs(&wide))
+            .unwrap()
+            .remove(0);
+        let mut truncated = write_packs(&md, DIMS, &as_pairs(&vectors(3, 7)))
+            .unwrap()
+            .remove(0);
+        truncated.truncate(truncated.len() - 8);
+        let mut future = write_packs(&md, DIMS, &as_pairs(&vectors(3, 8)))
+            .unwrap()
+            .remove(0);
+        future[8] = 2;
+        let mut refused_keys = vec![tampered_key.clone()];
+        for bytes in [foreign_model, foreign_dims, truncated, future] {
+            let key = cache_pack_key(&md, &Digest::of(&bytes));
+            store.put_new(&key, bytes).await.unwrap();
+            refused_keys.push(key);
+        }
+        let index = CacheIndex::load(&store, &model).await.unwrap();
+        let at_planning: Vec<(&str, &str)> = index
+            .refused()
+            .iter()
+            .map(|r| (r.key.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(at_planning.len(), 4, "{at_planning:#?}");
+        for (key, reason) in &at_planning {
+            assert!(
+                reason.contains("of model")
+                    || reason.contains("128 dimensions")
+                    || reason.contains("header describes")
+                    || reason.contains("layout version 2"),
+                "{key}: {reason}"
+            );
+        }
+        // The tampered pack passes planning (its header and ids are fine)
+        // and is refused when its bytes are checked against its name.
+        let bad_ids: Vec<[u8; 32]> = vectors(4, 4).into_iter().map(|(id, _)| id).collect();
+        assert!(bad_ids.iter().all(|id| index.holds(id)));
+        let mut want = bad_ids.clone();
+        want.push(good[0].0);
+        let fetched = index.fetch(&store, &want).await.unwrap();
+        assert_eq!(fetched.vectors.len(), 1, "only the good pack's vector");
+        assert_eq!(fetched.vectors[&good[0].0], good[0].1);
+        assert_eq!(fetched.refused.len(), 1);
+        assert_eq!(fetched.refused[0].key, tampered_key);
+        assert!(
+            fetched.refused[0].reason.contains("do not match its name"),
+            "{}",
+            fetched.refused[0].reason
+        );
+        // Another pack holding two of those ids (a later build's): they
+        // come from it instead.
+        let again = vectors(4, 4);
+        written_too(&store, &model, &again[..2]).await;
+        let index = CacheIndex::load(&store, &model).await.unwrap();
+        let fetched = index.fetch(&store, &bad_ids).await.unwrap();
+        assert_eq!(fetched.vectors.len(), 2);
+        assert_eq!(fetched.vectors[&again[1].0], again[1].1);
+        // Writing the damaged pack's vectors again replaces the bytes under
+        // its name, which a create-only write alone would never do.
+        written_too(&store, &model, &again).await;
+        let index = CacheIndex::load(&store, &model).await.unwrap();
+        let fetched = index.fetch(&store, &bad_ids).await.unwrap();
+        assert_eq!(fetched.vectors.len(), 4);
+        assert!(fetched.refused.is_empty(), "{:?}", fetched.refused);
+        let stored = store.get(&tampered_key).await.unwrap().unwrap().bytes;
+        assert_eq!(stored, honest);
+    }
+);
+
+on_both_backends!(
+    racing_writers_of_the_same_vectors_leave_one_pack_and_all_succeed,
+    |store, _dir| {
+        let model = small_model();
+        let v = Arc::new(vectors(50, 9));
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (store, v, model) = (Arc::clone(&store), Arc::clone(&v), model.clone());
+            tasks.push(tokio::spawn(async move {
+                // Each racer has the vectors in another order.
+                let mut mine = (*v).clone();
+                mine.rotate_left(i * 5);
+                cache::save(&store, &model, &as_pairs(&mine)).await
+            }));
+        }
+        let mut names = BTreeSet::new();
+        for t in tasks {
+            names.extend(t.await.unwrap().unwrap());
+        }
+        assert_eq!(names.len(), 1, "{names:?}");
+        let index = CacheIndex::load(&store, &model).await.unwrap();
+        assert_eq!((index.packs().len(), index.len()), (1, 50));
+    }
+);
+
+on_both_backends!(
+    gc_keeps_the_packs_retained_bundles_use_and_deletes_the_rest_after_the_grace_period,
+    |store, dir| {
+        let model = small_model();
+        let (kept_bundle, dropped_bundle) = (bundle(dir, 70), bundle(dir, 71));
+        let (kept, dropped) = (digest_of(&kept_bundle), digest_of(&dropped_bundle));
+        for b in [&kept_bundle, &dropped_bundle] {
+            push_bundle(&store, b).await.unwrap();
+        }
+        tag(&store, "main", kept, None).await.unwrap();
+        let shared = cache::save(&store, &model, &as_pairs(&vectors(5, 10)))
+            .await
+            .unwrap();
+        let only_dropped = cache::save(&store, &model, &as_pairs(&vectors(5, 11)))
+            .await
+            .unwrap();
+        let orphan = cache::save(&store, &model, &as_pairs(&vectors(5, 12)))
+            .await
+            .unwrap();
+        let kept_record = cache::record_uses(&store, &model, &kept, shared.clone())
+            .await
+            .unwrap();
+        let dropped_record = cache::record_uses(
+            &store,
+            &model,
+            &dropped,
+            [shared.clone(), only_dropped.clone()].concat(),
+        )
+        .await
+        .unwrap();
+        // Inside the grace period every pack stays: both bundles are fresh,
+        // so retained, and use two packs; the orphan is fresh itself.
+        let plan = gc::plan(&store, 1, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert!(plan.packs.is_empty(), "{:?}", plan.packs);
+        assert_eq!(
+            (plan.packs_kept_by_bundles, plan.packs_kept_by_grace),
+            (2, 1)
+        );
+        // Without one: the untagged bundle goes, and with it its record and
+        // the pack only it used; the orphan pack goes; the shared one stays.
+        let plan = gc::plan(&store, 1, Duration::ZERO).await.unwrap();
+        let key = |p: &Digest| {
+            shelf_formats::keys::cache_pack_key(
+                &shelf_formats::embedding_cache::model_digest(&model),
+                p,
+            )
+        };
+        let planned: BTreeSet<String> = plan.packs.iter().map(|(k, _)| k.clone()).collect();
+        let expected: BTreeSet<String> = [key(&only_dropped[0]), key(&orphan[0])].into();
+        assert_eq!(planned, expected);
+        assert_eq!(plan.uses_records, vec![dropped_record.clone()]);
+        let done = gc::execute(&store, &plan, 1).await.unwrap();
+        assert_eq!(done.bundles, vec![dropped]);
+        assert_eq!(
+            done.packs.iter().cloned().collect::<BTreeSet<_>>(),
+            expected
+        );
+        assert!(store.head(&key(&shared[0])).await.unwrap().is_some());
+        assert!(store.head(&kept_record).await.unwrap().is_some());
+        assert!(store.head(&dropped_record).await.unwrap().is_none());
+        for gone in &expected {
+            assert!(store.head(gone).await.unwrap().is_none(), "{gone}");
+        }
+        // A build that names a pack after gc planned, before it deleted:
+        // the pack survives.
+        let late = cache::save(&store, &model, &as_pairs(&vectors(5, 13)))
+            .await
+            .unwrap();
+        let plan = gc::plan(&store, 1, Duration::ZERO).await.unwrap();
+        assert_eq!(plan.packs.len(), 1);
+        cache::record_uses(&store, &model, &kept, late.clone())
+            .await
+            .unwrap();
+        let done = gc::execute(&store, &plan, 1).await.unwrap();
+        assert!(done.packs.is_empty(), "{:?}", done.packs);
+        assert!(store.head(&key(&late[0])).await.unwrap().is_some());
+    }
+);
+
+#[tokio::test]
+async fn ranged_reads_return_what_is_there() {
+    let moto = MotoServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    for store in [open_local(tmp.path()).await, open_s3(&moto).await] {
+        store.put_new("r/x", b"0123456789".to_vec()).await.unwrap();
+        let read = |start, len| {
+            let store = &store;
+            async move { store.get_range("r/x", start, len).await.unwrap() }
+        };
+        assert_eq!(read(2, 3).await.as_deref(), Some(&b"234"[..]));
+        assert_eq!(read(8, 100).await.as_deref(), Some(&b"89"[..]));
+        assert_eq!(read(10, 5).await.as_deref(), Some(&b""[..]));
+        assert_eq!(store.get_range("r/none", 0, 4).await.unwrap(), None);
+    }
 }
