@@ -356,6 +356,63 @@ fn an_s3_store_root_serves_each_child_store_as_a_repository() {
     a_store_root_serves_each_child_store(&Org::s3());
 }
 
+/// More stores than one listing examines for "is it a store" (64) are
+/// all served from the first listing: the 65th once waited a whole poll
+/// interval for the next. The poll here is an hour, so only the first
+/// listing can serve them. The bundles are synthetic (with the real
+/// model's identity, so they load): only their listing is asked about.
+#[test]
+fn every_store_a_listing_finds_is_served_at_once() {
+    use shelf_store::{MoveRequest, S3Options, Store, StoreLocation};
+    let org = Org::local();
+    let real = org.publish("api", &sample_repo());
+    let model = shelf_formats::bundle::verify_file(&real.path, None, &Default::default())
+        .unwrap()
+        .manifest
+        .model;
+    let names: Vec<String> = (0..70).map(|i| format!("svc-{i:02}")).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for (i, name) in names.iter().enumerate() {
+            let out = org.dir.join("synthetic").join(name);
+            let built = shelf_testkit::synthetic_bundle(&out, 3, &model, i as u64 + 1);
+            let url = Path::new(&org.root.url).join(name).display().to_string();
+            let location = StoreLocation::parse(&url, S3Options::default()).unwrap();
+            let store = Store::create(&location).await.unwrap();
+            shelf_store::push_bundle(&store, &built.path).await.unwrap();
+            let tag = MoveRequest {
+                tag: "production".into(),
+                to: built.digest,
+                expect: None,
+                by: "test".into(),
+                reason: None,
+            };
+            shelf_store::tags::move_tag(&store, &tag).await.unwrap();
+        }
+    });
+    let cache = org.dir.join("cache").display().to_string();
+    let args = [
+        "--store-root",
+        org.root.url.as_str(),
+        "--follow",
+        "production",
+        "--cache",
+        cache.as_str(),
+        "--poll-interval",
+        "1h",
+    ];
+    let server = ServerProcess::start(shelf(), &args, &[]);
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.insert(0, "api");
+    wait_repos(&server, &all, &[]);
+    let ready = server.wait_ready(READY);
+    assert_eq!(ready["repositories"], 71, "{ready}");
+    assert_eq!(ready["status"], "ok", "{ready}");
+}
+
 #[test]
 fn the_cli_searches_named_repositories_and_lists_a_roots_tags() {
     let org = Org::local();

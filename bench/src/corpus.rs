@@ -50,9 +50,26 @@ pub struct Corpus {
     pub files: Vec<File>,
 }
 
+/// How a corpus is generated beyond its file count and seed.
+#[derive(Debug, Clone, Default)]
+pub struct Style {
+    /// Every file one or two chunks (about 0.7-1.5 KB) instead of a real
+    /// code base's mix: many small repositories build in minutes.
+    pub small: bool,
+    /// Words of this repository alone, used for one noun in four, so that
+    /// queries written in them have one right repository among many.
+    pub theme: Vec<String>,
+}
+
 impl Corpus {
     /// `count` files from `seed`.
     pub fn generate(count: usize, seed: u64) -> Corpus {
+        Self::generate_styled(count, seed, &Style::default())
+    }
+
+    /// `count` files from `seed` in `style` (the default style is
+    /// [`Corpus::generate`]'s output, byte for byte).
+    pub fn generate_styled(count: usize, seed: u64, style: &Style) -> Corpus {
         let mut rng = Rng::new(seed);
         let layout = Layout::new(count, &mut rng);
         let mut taken = BTreeSet::new();
@@ -65,8 +82,12 @@ impl Corpus {
                 _ => Kind::Markdown,
             };
             let path = unique_path(layout.path(kind, &mut rng), &mut taken);
-            let size = target_size(&mut rng);
-            let text = Gen(&mut rng).file(kind, size);
+            let size = if style.small {
+                small_size(&mut rng)
+            } else {
+                target_size(&mut rng)
+            };
+            let text = Gen(&mut rng, &style.theme).file(kind, size);
             files.push(File { path, text });
         }
         Corpus { files }
@@ -87,7 +108,7 @@ impl Corpus {
 /// The file with one more definition (or section) at its end: the most
 /// common small change.
 pub fn append_definition(path: &str, text: &str, rng: &mut Rng) -> String {
-    let mut g = Gen(rng);
+    let mut g = Gen(rng, &[]);
     let mut out = text.to_string();
     match Kind::of(path) {
         Kind::Rust => out.push_str(&g.rust_fn("", true)),
@@ -106,7 +127,7 @@ pub fn edit_middle(path: &str, text: &str, rng: &mut Rng) -> String {
         .get(at)
         .map(|l| l.chars().take_while(|c| *c == ' ').collect())
         .unwrap_or_default();
-    let sentence = Gen(rng).sentence();
+    let sentence = Gen(rng, &[]).sentence();
     let inserted = match Kind::of(path) {
         Kind::Rust => format!("{indent}// {sentence}"),
         Kind::Python => format!("{indent}# {sentence}"),
@@ -141,6 +162,12 @@ fn target_size(rng: &mut Rng) -> usize {
     } else {
         (LO * (HI / LO).powf(rng.unit())) as usize
     }
+}
+
+/// Bytes to aim a small file at: log-uniform over 200-900 (a header and
+/// one definition make files of about 0.7-1.5 KB).
+fn small_size(rng: &mut Rng) -> usize {
+    (200.0 * 4.5f64.powf(rng.unit())) as usize
 }
 
 /// `path`, or `path` with a numeric suffix if that is already taken.
@@ -220,11 +247,19 @@ impl Layout {
     }
 }
 
-/// Text generation over one PRNG.
-struct Gen<'a>(&'a mut Rng);
+/// Text generation over one PRNG, with the repository's own words.
+struct Gen<'a>(&'a mut Rng, &'a [String]);
 
-impl Gen<'_> {
-    fn noun(&mut self) -> &'static str {
+/// Percent of nouns drawn from a theme, when there is one.
+const THEME_PERCENT: u32 = 25;
+
+impl<'a> Gen<'a> {
+    fn noun(&mut self) -> &'a str {
+        let theme = self.1;
+        // No draw without a theme: the default output stays as it was.
+        if !theme.is_empty() && self.0.chance(THEME_PERCENT) {
+            return self.0.pick_ref(theme).as_str();
+        }
         self.0.pick(NOUNS)
     }
     fn verb(&mut self) -> &'static str {
@@ -659,6 +694,21 @@ mod tests {
             let edited = edit_middle(&f.path, &f.text, &mut rng);
             assert_ne!(edited, f.text);
         }
+    }
+
+    /// Other benchmarks keep bundles built from `generate`'s output under
+    /// a cache keyed by file count and seed: the output must not drift.
+    #[test]
+    fn default_output_is_pinned() {
+        let c = Corpus::generate(300, 42);
+        // FNV-1a over every path and text, in order.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for f in &c.files {
+            for b in f.path.bytes().chain([0]).chain(f.text.bytes()).chain([0]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        assert_eq!(h, 0x9cf6_5df8_72e2_6be8, "{h:#x}");
     }
 
     #[test]

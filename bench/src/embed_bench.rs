@@ -679,6 +679,7 @@ impl Bench<'_> {
                 s.addr,
                 2,
                 queries.warmup(),
+                "",
                 load::Limits {
                     requests: WARMUP,
                     max_time: Duration::from_secs(60),
@@ -783,7 +784,8 @@ impl Bench<'_> {
             for (li, &clients) in CONCURRENCY.iter().enumerate() {
                 let slot = queries.slot(round * CONCURRENCY.len() + li);
                 for (vi, (v, s)) in self.variants.iter().zip(servers).enumerate() {
-                    let timed = load::run_timed(rt, s, clients, Arc::clone(&slot), self.limits());
+                    let timed =
+                        load::run_timed(rt, s, clients, Arc::clone(&slot), "", self.limits());
                     let run = level_run(round, clients, &timed);
                     self.p.say(&format!(
                         "round {} {clients:>2} clients {:<11}: {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms, server CPU {:.2} ms/query, {} failed",
@@ -810,7 +812,7 @@ impl Bench<'_> {
         server: &ServerProcess,
         queries: &ServeQueries,
     ) -> RepeatedOut {
-        let timed = load::run_timed(rt, server, 8, queries.repeated(), self.limits());
+        let timed = load::run_timed(rt, server, 8, queries.repeated(), "", self.limits());
         let samples = &timed.samples;
         let ok: Vec<&Sample> = samples.iter().filter(|x| x.status == 200).collect();
         let lat: Vec<f64> = ok.iter().map(|x| x.latency.as_secs_f64() * 1e3).collect();

@@ -42,14 +42,18 @@ pub struct Limits {
     pub max_time: Duration,
 }
 
-/// Runs `clients` clients against `addr` until `limits` or `stop`.
+/// Runs `clients` clients against `addr` until `limits` or `stop`; every
+/// request carries `params` after its query (e.g. `&repo=NAME`; empty for
+/// none).
 pub async fn run(
     addr: SocketAddr,
     clients: usize,
     queries: Arc<Vec<String>>,
+    params: &str,
     limits: Limits,
     stop: Arc<AtomicBool>,
 ) -> Vec<Sample> {
+    let params: Arc<str> = Arc::from(params);
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
@@ -59,9 +63,10 @@ pub async fn run(
     let deadline = Instant::now() + limits.max_time;
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (client, queries, issued, stop) = (
+            let (client, queries, params, issued, stop) = (
                 client.clone(),
                 Arc::clone(&queries),
+                Arc::clone(&params),
                 Arc::clone(&issued),
                 Arc::clone(&stop),
             );
@@ -74,7 +79,7 @@ pub async fn run(
                         break;
                     }
                     let q = &queries[i % queries.len()];
-                    out.push(one(&client, addr, q).await);
+                    out.push(one(&client, addr, q, &params).await);
                 }
                 out
             })
@@ -110,13 +115,14 @@ pub fn run_timed(
     server: &ServerProcess,
     clients: usize,
     queries: Arc<Vec<String>>,
+    params: &str,
     limits: Limits,
 ) -> Timed {
     let (pid, me) = (server.pid(), std::process::id());
     let (server_cpu0, self_cpu0) = (process_cpu_seconds(pid), process_cpu_seconds(me));
     let never = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let samples = rt.block_on(run(server.addr, clients, queries, limits, never));
+    let samples = rt.block_on(run(server.addr, clients, queries, params, limits, never));
     let seconds = started.elapsed().as_secs_f64();
     let delta =
         |now: Option<f64>, then: Option<f64>| now.zip(then).map_or(f64::NAN, |(a, b)| a - b);
@@ -134,10 +140,11 @@ async fn one(
     client: &Client<HttpConnector, Empty<Bytes>>,
     addr: SocketAddr,
     query: &str,
+    params: &str,
 ) -> Sample {
     let started = Instant::now();
     let uri = format!(
-        "http://{addr}/v1/search?k=10&q={}",
+        "http://{addr}/v1/search?k=10&q={}{params}",
         shelf_testkit::http::encode(query)
     );
     let mut sample = Sample {
@@ -197,6 +204,20 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
 
 /// A process's resident set now and at its peak, KiB (`VmRSS`, `VmHWM`).
 pub fn process_rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let [rss, peak] = status_kib(pid, ["VmRSS:", "VmHWM:"])?;
+    Some((rss, peak))
+}
+
+/// A process's resident set split into anonymous memory (heap, stacks)
+/// and file pages (the binary, libraries, memory-mapped files), KiB
+/// (`RssAnon`, `RssFile`).
+pub fn process_rss_split_kib(pid: u32) -> Option<(u64, u64)> {
+    let [anon, file] = status_kib(pid, ["RssAnon:", "RssFile:"])?;
+    Some((anon, file))
+}
+
+/// Fields of `/proc/<pid>/status` given in KiB.
+fn status_kib<const N: usize>(pid: u32, keys: [&str; N]) -> Option<[u64; N]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |key: &str| -> Option<u64> {
         status
@@ -207,7 +228,11 @@ pub fn process_rss_kib(pid: u32) -> Option<(u64, u64)> {
             .parse()
             .ok()
     };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    let mut out = [0; N];
+    for (slot, key) in out.iter_mut().zip(keys) {
+        *slot = field(key)?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -230,5 +255,12 @@ mod tests {
         assert!(process_cpu_seconds(pid).is_some());
         let (rss, peak) = process_rss_kib(pid).unwrap();
         assert!(rss > 0 && peak >= rss);
+        let (anon, file) = process_rss_split_kib(pid).unwrap();
+        assert!(anon > 0 && file > 0);
+        // RssShmem is the third part; two reads a moment apart differ a little.
+        assert!(
+            (anon + file) as f64 <= rss as f64 * 1.5,
+            "{anon} + {file} vs {rss}"
+        );
     }
 }

@@ -11,9 +11,11 @@ mod embed_bench;
 mod history_bench;
 mod load;
 mod machine;
+mod mcp_bench;
 mod memo;
 mod progress;
 mod quantization;
+mod repos_bench;
 mod rng;
 mod rss;
 mod serve_bench;
@@ -242,6 +244,81 @@ enum Command {
         #[arg(long, default_value = "bench-results/history.json")]
         json_out: PathBuf,
     },
+    /// One server for many repositories beside one for a single
+    /// repository, in the same run: --repos small generated repositories
+    /// (built once with `shelf build`, kept under --bundle-cache) published
+    /// under one local store root. Start to ready, RSS, query latency for
+    /// one repository and across all, how long a newly published
+    /// repository takes to be listed, and whether the right repository
+    /// comes first across all of them. Needs `cargo build --bin shelf`
+    /// and `scripts/setup` first.
+    Repos {
+        /// Repositories under the root.
+        #[arg(long, default_value_t = 100)]
+        repos: usize,
+        /// Files per repository (small: one or two chunks each).
+        #[arg(long, default_value_t = 30)]
+        files: usize,
+        /// Seed of the generated repositories.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Clients of every load level (the same for both servers).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Requests per load level.
+        #[arg(long, default_value_t = 3000)]
+        requests: usize,
+        /// Seconds at most per load level.
+        #[arg(long, default_value_t = 60)]
+        max_seconds: u64,
+        /// Start-to-ready measurements per server, with an empty cache and
+        /// with a warm one.
+        #[arg(long, default_value_t = 5)]
+        starts: usize,
+        /// Repositories published while the root server runs (the median
+        /// time to be listed is reported).
+        #[arg(long, default_value_t = 10)]
+        appear_runs: usize,
+        /// The servers' --poll-interval, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Where the built bundles are kept between runs.
+        #[arg(long, default_value = "target/bench-cache")]
+        bundle_cache: PathBuf,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/repos.json")]
+        json_out: PathBuf,
+    },
+    /// What the assistant-facing surface costs, in one run: the size of
+    /// the file texts (files.bin) in each development repository's bundle
+    /// at HEAD (built once, kept under --bundle-cache), GET /v1/grep and
+    /// /v1/file on the largest (pylint), and search_code over MCP against
+    /// POST /v1/search on the same server with the same queries. Needs
+    /// `cargo build --bin shelf`, `scripts/setup` and the mirrors.
+    Mcp {
+        /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+        #[arg(long, default_value = "/work/.mirror")]
+        mirror: PathBuf,
+        /// Where the built bundles are kept between runs (under mcp/).
+        #[arg(long, default_value = "target/bench-cache")]
+        bundle_cache: PathBuf,
+        /// The development issues (their texts are the long queries).
+        #[arg(long, default_value = "../shared/eval/swebench_dev.jsonl")]
+        queries: PathBuf,
+        /// Requests per grep pattern and per read.
+        #[arg(long, default_value_t = 50)]
+        grep_requests: usize,
+        /// Times each query is asked per transport, sequentially and in
+        /// each concurrent phase.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Clients of the concurrent phases.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/mcp.json")]
+        json_out: PathBuf,
+    },
     /// Index scalar kind and ef_add: recall@10 against exact search, size,
     /// build and search time, over a real bundle's vectors.
     Quantization {
@@ -395,6 +472,50 @@ fn main() -> anyhow::Result<()> {
                 .map(|c| c.parse().map_err(anyhow::Error::msg))
                 .collect::<anyhow::Result<_>>()?,
             sweep,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Repos {
+            repos,
+            files,
+            seed,
+            clients,
+            requests,
+            max_seconds,
+            starts,
+            appear_runs,
+            poll_ms,
+            bundle_cache,
+            json_out,
+        } => repos_bench::run(&repos_bench::Options {
+            repos,
+            files,
+            seed,
+            clients,
+            requests,
+            max_seconds,
+            starts,
+            appear_runs,
+            poll_ms,
+            bundle_cache,
+            json_out,
+            command: std::env::args().collect(),
+        }),
+        Command::Mcp {
+            mirror,
+            bundle_cache,
+            queries,
+            grep_requests,
+            rounds,
+            clients,
+            json_out,
+        } => mcp_bench::run(&mcp_bench::Options {
+            mirror,
+            bundle_cache,
+            queries,
+            grep_requests,
+            rounds,
+            clients,
             json_out,
             command: std::env::args().collect(),
         }),

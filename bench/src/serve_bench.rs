@@ -70,34 +70,36 @@ struct BundleInfo {
     chunks: u64,
 }
 
+/// One load level's figures.
 #[derive(Debug, Clone, Serialize)]
-struct LevelOut {
-    clients: usize,
-    requests: usize,
-    failed: usize,
-    seconds: f64,
-    throughput_qps: f64,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    server_embed_p50_ms: f64,
-    server_embed_p99_ms: f64,
-    server_search_p50_ms: f64,
-    server_search_p99_ms: f64,
-    server_cpu_s: f64,
-    generator_cpu_s: f64,
-    generator_cpu_share: f64,
+pub(crate) struct LevelOut {
+    pub(crate) clients: usize,
+    pub(crate) requests: usize,
+    pub(crate) failed: usize,
+    pub(crate) seconds: f64,
+    pub(crate) throughput_qps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) server_embed_p50_ms: f64,
+    pub(crate) server_embed_p99_ms: f64,
+    pub(crate) server_search_p50_ms: f64,
+    pub(crate) server_search_p99_ms: f64,
+    pub(crate) server_cpu_s: f64,
+    pub(crate) generator_cpu_s: f64,
+    pub(crate) generator_cpu_share: f64,
 }
 
+/// Repeated starts' figures.
 #[derive(Debug, Clone, Serialize)]
-struct StartOut {
-    runs_ms: Vec<f64>,
-    median_ms: f64,
-    model_load_ms: Vec<f64>,
-    median_model_load_ms: f64,
+pub(crate) struct StartOut {
+    pub(crate) runs_ms: Vec<f64>,
+    pub(crate) median_ms: f64,
+    pub(crate) model_load_ms: Vec<f64>,
+    pub(crate) median_model_load_ms: f64,
     /// Start to ready minus the model load: everything the bundle costs.
-    median_without_model_ms: f64,
+    pub(crate) median_without_model_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -397,7 +399,7 @@ impl<'a> Bench<'a> {
             max_time: Duration::from_secs(60),
         };
         let never = Arc::new(AtomicBool::new(false));
-        rt.block_on(load::run(server.addr, 2, pool.warmup(), warmup, never));
+        rt.block_on(load::run(server.addr, 2, pool.warmup(), "", warmup, never));
         let levels = self.load_levels(&rt, &server, pool);
         let (one_bundle_rss_kib, _) = process_rss_kib(pid).unwrap_or((0, 0));
 
@@ -442,7 +444,7 @@ impl<'a> Bench<'a> {
                 requests: self.opts.requests,
                 max_time: Duration::from_secs(self.opts.max_seconds),
             };
-            let timed = load::run_timed(rt, server, clients, pool.level(li), limits);
+            let timed = load::run_timed(rt, server, clients, pool.level(li), "", limits);
             let level = level_out(clients, &timed);
             self.p.say(&format!(
                 "  {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms (server embed p50 {:.1} ms, search p50 {:.2} ms), {} failed, generator {:.0}% of CPU",
@@ -571,18 +573,48 @@ impl From<BundleInfoIn> for BundleInfo {
 /// One start: spawn, poll `/readyz` every millisecond, stop. Returns
 /// (start to ready, model load) in ms.
 pub(crate) fn start_once(shelf: &ShelfBinary, args: &[String]) -> Result<(f64, f64)> {
+    let started = start_ready(shelf, args, &[], |_| true)?;
+    let _ = started.server.terminate(Duration::from_secs(20));
+    Ok((started.ready_ms, started.model_ms))
+}
+
+/// A server that has become ready, and how long that took.
+pub(crate) struct Started {
+    /// The running server.
+    pub server: ServerProcess,
+    /// Spawn to the first `/readyz` answer that was 200 and `ready`.
+    pub ready_ms: f64,
+    /// The model load the server logged; NaN if it did not.
+    pub model_ms: f64,
+}
+
+/// Spawns `shelf serve <args>` with `env` and polls `/readyz` every
+/// millisecond until it answers 200 with a body `ready` accepts.
+pub(crate) fn start_ready(
+    shelf: &ShelfBinary,
+    args: &[String],
+    env: &[(&str, &str)],
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Started> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let server = ServerProcess::start(shelf.path(), &args, &[("SHELF_LOG", "info")]);
+    // The model load is read from the `info` log, the level tests start at.
+    let server = ServerProcess::start(shelf.path(), &args, env);
     let deadline = started + Duration::from_secs(300);
+    let mut last = None;
     loop {
-        if let Some(r) = http::try_request(server.addr, "GET", "/readyz", &[], b"")
-            && r.status == 200
-        {
-            break;
+        if let Some(r) = http::try_request(server.addr, "GET", "/readyz", &[], b"") {
+            if r.status == 200 && ready(&serde_json::from_slice(&r.body).unwrap_or_default()) {
+                break;
+            }
+            last = Some(String::from_utf8_lossy(&r.body).into_owned());
         }
         if Instant::now() > deadline {
-            bail!("the server was not ready in 300 s:\n{}", server.logs());
+            bail!(
+                "the server was not ready in 300 s; last /readyz: {}\n{}",
+                last.unwrap_or_default(),
+                server.logs()
+            );
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -594,11 +626,15 @@ pub(crate) fn start_once(shelf: &ShelfBinary, args: &[String]) -> Result<(f64, f
         .and_then(|l| l.split("elapsed_ms=").nth(1))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .unwrap_or(f64::NAN);
-    let _ = server.terminate(Duration::from_secs(20));
-    Ok((ready_ms, model_ms))
+    Ok(Started {
+        server,
+        ready_ms,
+        model_ms,
+    })
 }
 
-fn start_out(runs: &[(f64, f64)]) -> StartOut {
+/// The starts' medians, from (start to ready, model load) pairs in ms.
+pub(crate) fn start_out(runs: &[(f64, f64)]) -> StartOut {
     let ready: Vec<f64> = runs.iter().map(|r| r.0).collect();
     let model: Vec<f64> = runs.iter().map(|r| r.1).collect();
     let without: Vec<f64> = runs.iter().map(|r| r.0 - r.1).collect();
@@ -611,7 +647,8 @@ fn start_out(runs: &[(f64, f64)]) -> StartOut {
     }
 }
 
-fn level_out(clients: usize, timed: &load::Timed) -> LevelOut {
+/// A load run's latency, throughput and CPU figures.
+pub(crate) fn level_out(clients: usize, timed: &load::Timed) -> LevelOut {
     let samples = &timed.samples;
     let (server_cpu, self_cpu) = (timed.server_cpu_s, timed.generator_cpu_s);
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.status == 200).collect();
@@ -660,6 +697,7 @@ impl Bench<'_> {
             server.addr,
             SWAP_CLIENTS,
             Arc::clone(queries),
+            "",
             load::Limits {
                 requests: usize::MAX,
                 max_time: Duration::from_secs(3600),

@@ -351,13 +351,38 @@ impl<'a> FileTexts<'a> {
     /// File `i`'s whole text, decompressed; never more than the length its
     /// record states (a frame that would inflate further is an error).
     pub fn text(&self, i: usize) -> Result<String, FileTextsError> {
-        let Some(blob) = Fixed(self.files)
+        self.reader()?.text(i)
+    }
+
+    /// A reader of many texts that reuses one decompression context: a
+    /// scan of every file spends most of its time setting contexts up
+    /// otherwise (measured on pylint: 58.8 ms against 8.8 ms).
+    pub fn reader(&self) -> Result<TextReader<'a>, FileTextsError> {
+        let zstd = zstd::bulk::Decompressor::new()
+            .map_err(|e| FileTextsError(format!("cannot start decompressing: {e}")))?;
+        Ok(TextReader { texts: *self, zstd })
+    }
+}
+
+/// Reads texts of one [`FileTexts`] with one reused decompression context.
+pub struct TextReader<'a> {
+    texts: FileTexts<'a>,
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl TextReader<'_> {
+    /// File `i`'s whole text, as [`FileTexts::text`].
+    pub fn text(&mut self, i: usize) -> Result<String, FileTextsError> {
+        let t = &self.texts;
+        let Some(blob) = Fixed(t.files)
             .u32(i.saturating_mul(FILE_LEN))
-            .and_then(|b| self.blob(b as usize))
+            .and_then(|b| t.blob(b as usize))
         else {
             return bad(format!("file {i} is out of range"));
         };
-        let bytes = zstd::bulk::decompress(blob.data, blob.text_len as usize)
+        let bytes = self
+            .zstd
+            .decompress(blob.data, blob.text_len as usize)
             .map_err(|e| FileTextsError(format!("file {i}'s text does not decompress: {e}")))?;
         if bytes.len() != blob.text_len as usize {
             return bad(format!(

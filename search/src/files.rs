@@ -425,6 +425,9 @@ pub fn grep(targets: &[Target<'_>], request: &GrepRequest) -> Result<GrepAnswer,
             Err(e) => return Err(e),
         };
         scanned_any = Some(Ok(()));
+        let mut reader = texts
+            .reader()
+            .map_err(|e| FileError::Damaged(e.to_string()))?;
         for i in 0..texts.len() {
             let Some(entry) = texts.entry(i) else {
                 continue;
@@ -433,7 +436,7 @@ pub fn grep(targets: &[Target<'_>], request: &GrepRequest) -> Result<GrepAnswer,
                 continue;
             }
             answer.files_scanned += 1;
-            let text = texts
+            let text = reader
                 .text(i)
                 .map_err(|e| FileError::Damaged(e.to_string()))?;
             if !re.is_match(&text) {
@@ -572,16 +575,20 @@ pub fn definitions(
             Err(e) => return Err(e),
         };
         scanned_any = Some(Ok(()));
+        let mut reader = texts
+            .reader()
+            .map_err(|e| FileError::Damaged(e.to_string()))?;
+        let wanted_lower = wanted.to_lowercase();
         for i in 0..texts.len() {
             let Some(entry) = texts.entry(i) else {
                 continue;
             };
             files_scanned += 1;
-            let text = texts
+            let text = reader
                 .text(i)
                 .map_err(|e| FileError::Damaged(e.to_string()))?;
             // Most files do not mention the name at all: skip them whole.
-            if !text.to_lowercase().contains(&wanted.to_lowercase()) {
+            if !text.to_lowercase().contains(&wanted_lower) {
                 continue;
             }
             for (n, line) in text.lines().enumerate() {

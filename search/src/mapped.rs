@@ -18,10 +18,69 @@ use shelf_formats::manifest::Member;
 use shelf_formats::manifest::members;
 use shelf_formats::{Digest, Manifest, ModelIdentity};
 
-/// Concurrent searches one open index supports. usearch keeps one search
-/// context per concurrent caller and fails a search when none is free, so
-/// a server must never admit more concurrent queries than this.
-pub const SEARCH_CONTEXTS: usize = 64;
+/// Most search contexts one open index keeps. usearch gives every
+/// concurrent search a context of its own and fails a search when none is
+/// free; each context costs memory per open index (measured: ~970 KiB for
+/// 64 on a small index, ~0 for 2), which a server of many repositories
+/// pays per repository. So an index keeps one per core up to this bound,
+/// and searches beyond that wait for a context instead of failing: a graph
+/// search takes well under a millisecond.
+pub const MAX_SEARCH_CONTEXTS: usize = 16;
+
+/// The contexts each index keeps here: one per core, 2 to
+/// [`MAX_SEARCH_CONTEXTS`].
+pub fn search_contexts() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, MAX_SEARCH_CONTEXTS)
+}
+
+/// The free search contexts of one index: a search takes one for its
+/// duration and waits while none is free.
+#[derive(Debug)]
+struct Contexts {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+struct Context<'a>(&'a Contexts);
+
+impl Contexts {
+    fn new(n: usize) -> Self {
+        Self {
+            free: std::sync::Mutex::new(n),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn take(&self) -> Context<'_> {
+        // The count is only ever changed whole: a panic elsewhere while it
+        // was held cannot leave it half-updated.
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        Context(self)
+    }
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
+}
 
 /// HNSW search breadth (`ef`). The build measured recall@10 0.93 at
 /// usearch's default of 64 and 0.99+ at 128 for well under a millisecond
@@ -104,6 +163,8 @@ pub struct MappedBundle {
     pub dir: PathBuf,
     /// Views `vectors`: declared first so it is dropped first.
     index: usearch::Index,
+    /// Its free search contexts.
+    contexts: Contexts,
     chunks: Mmap,
     /// The lexical index and the analyzer its manifest names, when the
     /// bundle has one (format 1.1+).
@@ -222,14 +283,15 @@ impl MappedBundle {
                 index.size()
             )));
         }
-        // A view starts with one search context per core; concurrent
-        // queries need one each. Reserving contexts copies node pointers
-        // only: the graph and vectors stay where they are.
+        // Reserving contexts copies node pointers only: the graph and
+        // vectors stay where they are.
+        let contexts = search_contexts();
         index
-            .reserve_capacity_and_threads(index.size(), SEARCH_CONTEXTS)
+            .reserve_capacity_and_threads(index.size(), contexts)
             .map_err(|e| index_err(format!("reserving search contexts: {e}")))?;
         index.change_expansion_search(DEFAULT_EXPANSION_SEARCH);
         Ok(Self {
+            contexts: Contexts::new(contexts),
             digest,
             manifest,
             dir: dir.to_path_buf(),
@@ -316,6 +378,7 @@ impl MappedBundle {
 
     /// The `k` nearest chunks to `query` (a vector of the bundle's model).
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, OpenError> {
+        let _context = self.contexts.take();
         let matches = self
             .index
             .search(query, k)
@@ -326,6 +389,7 @@ impl MappedBundle {
     /// The true `k` nearest chunks by brute force (for measuring the
     /// graph search's recall, not for serving).
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, OpenError> {
+        let _context = self.contexts.take();
         let matches = self
             .index
             .exact_search(query, k)
@@ -342,6 +406,7 @@ impl MappedBundle {
         k: usize,
         keep: impl Fn(u64) -> bool,
     ) -> Result<Vec<Hit>, OpenError> {
+        let _context = self.contexts.take();
         let matches = self
             .index
             .filtered_search(query, k, keep)

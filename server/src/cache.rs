@@ -190,14 +190,18 @@ impl BundleCache {
     /// Makes bundle `digest` ready here: nothing to do when a verified copy
     /// is cached, else download it from `store` and verify while unpacking.
     /// Nothing is left under the bundle's name unless it verified. The
-    /// cache directory is made again if someone removed it.
+    /// cache directory is made again if someone removed it. The lease,
+    /// taken before anything else, keeps the bundle's files until the
+    /// caller has opened it: other repositories going live prune the cache
+    /// meanwhile, and a bundle unpacked but not yet open is read by nobody.
     pub async fn fetch(
         self: &Arc<Self>,
         store: &Store,
         digest: &Digest,
-    ) -> Result<PathBuf, LoadError> {
+    ) -> Result<(PathBuf, Lease), LoadError> {
+        let lease = self.lease(*digest);
         if self.contains(digest) {
-            return Ok(self.bundle_dir(digest));
+            return Ok((self.bundle_dir(digest), lease));
         }
         std::fs::create_dir_all(&self.dir).map_err(|source| LoadError::Disk {
             path: self.dir.clone(),
@@ -243,7 +247,7 @@ impl BundleCache {
                     })
                 });
         let _ = std::fs::remove_file(&download);
-        Ok(installed?.1)
+        Ok((installed?.1, lease))
     }
 
     /// Removes the cached copy of `digest` (it failed its check when
@@ -293,6 +297,19 @@ impl BundleCache {
         self.prune(&book);
     }
 
+    /// Forgets `target` (its repository is no longer served): its last
+    /// bundle is removed like any other once it is not kept or open.
+    pub fn forget(&self, target: &str) {
+        let mut book = self.book();
+        if book.state.live.remove(target).is_none() {
+            return;
+        }
+        if let Err(e) = self.save(&book.state) {
+            tracing::warn!(error = %e, "cannot save the cache state");
+        }
+        self.prune(&book);
+    }
+
     /// The bundle `target` last served, if its verified copy is still here.
     pub fn last_live(&self, target: &str) -> Option<Digest> {
         let digest = *self.book().state.live.get(target)?;
@@ -322,9 +339,18 @@ impl BundleCache {
     }
 
     /// Removes every unpacked bundle that is neither among the `keep` most
-    /// recently live nor open.
+    /// recently live, nor the last live bundle of some target, nor open.
+    /// Each target's last bundle stays so that a restart (of a server with
+    /// more repositories than `keep`) finds every repository's bundle
+    /// cached, and serves it if the store is down.
     fn prune(&self, book: &Book) {
-        let keep: Vec<&Digest> = book.state.recent.iter().take(self.keep).collect();
+        let keep: Vec<&Digest> = book
+            .state
+            .recent
+            .iter()
+            .take(self.keep)
+            .chain(book.state.live.values())
+            .collect();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -403,6 +429,96 @@ mod tests {
         assert!(cache.contains(&b), "leased while it loads");
         drop(arriving);
         assert!(!cache.contains(&b) && cache.contains(&c));
+    }
+
+    /// Another repository going live between a bundle's unpack and its
+    /// open removed it (at 100 repositories under one root, 19 stayed
+    /// not ready): the lease fetch returns closes that gap.
+    #[tokio::test]
+    async fn a_fetched_bundle_stays_until_its_lease_is_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let location = shelf_store::StoreLocation::parse(
+            &t.path().join("store").display().to_string(),
+            shelf_store::S3Options::default(),
+        )
+        .unwrap();
+        let store = Store::create(&location).await.unwrap();
+        let model = shelf_testkit::sample_manifest("c").model;
+        let built = shelf_testkit::synthetic_bundle(&t.path().join("built"), 20, &model, 1);
+        shelf_store::push_bundle(&store, &built.path).await.unwrap();
+        let cache = BundleCache::open(&t.path().join("cache"), 1).unwrap();
+        let (dir, lease) = cache.fetch(&store, &built.digest).await.unwrap();
+        assert_eq!(dir, cache.bundle_dir(&built.digest));
+        // Two other repositories go live before this one is opened.
+        let (_b, _lb) = load_as(&cache, "other/production", 7);
+        let (_c, _lc) = load_as(&cache, "third/production", 8);
+        assert!(cache.contains(&built.digest), "pruned before it was opened");
+        drop(lease);
+        assert!(
+            !cache.contains(&built.digest),
+            "never live, released: removed"
+        );
+        // A second fetch of a cached copy leases it as well.
+        let (_, lease) = cache.fetch(&store, &built.digest).await.unwrap();
+        let (_d, _ld) = load_as(&cache, "other/production", 9);
+        assert!(cache.contains(&built.digest));
+        drop(lease);
+    }
+
+    /// `load`, for target `target`.
+    fn load_as(cache: &Arc<BundleCache>, target: &str, n: u8) -> (Digest, Lease) {
+        let lease = cache.lease(Digest::from_bytes([n; 32]));
+        let d = fake_bundle(cache, n);
+        cache.record_live(target, d);
+        (d, lease)
+    }
+
+    /// With more repositories than `keep`, every repository's bundle must
+    /// survive a restart, where nothing is open yet and the first
+    /// repository to go live prunes.
+    #[test]
+    fn every_targets_last_bundle_stays_for_a_restart() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = BundleCache::open(t.path(), 1).unwrap();
+        let targets: Vec<String> = (0..5).map(|i| format!("repo-{i}/production")).collect();
+        let digests: Vec<Digest> = targets
+            .iter()
+            .zip(1u8..)
+            .map(|(target, n)| load_as(&cache, target, n).0)
+            .collect();
+        drop(cache);
+        let again = BundleCache::open(t.path(), 1).unwrap();
+        for (target, d) in targets.iter().zip(&digests) {
+            assert_eq!(again.last_live(target), Some(*d), "{target}");
+        }
+        // The first to go live again prunes: the others' bundles stay.
+        let (_, first) = load_as(&again, &targets[0], 1);
+        assert!(digests.iter().all(|d| again.contains(d)));
+        drop(first);
+        // A target's bundle replaced and not among the kept: removed.
+        let (_, _replaced) = load_as(&again, &targets[0], 20);
+        assert!(!again.contains(&digests[0]));
+        assert!(digests[1..].iter().all(|d| again.contains(d)));
+    }
+
+    /// A repository no longer served keeps its bundle only while it is
+    /// among the recent or open.
+    #[test]
+    fn a_forgotten_targets_bundle_is_removed_once_released() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = BundleCache::open(t.path(), 1).unwrap();
+        let (gone, lease) = load_as(&cache, "gone/production", 1);
+        let (_, _other) = load_as(&cache, "other/production", 2);
+        drop(lease);
+        assert!(cache.contains(&gone), "its target's last bundle stays");
+        cache.forget("gone/production");
+        assert!(!cache.contains(&gone));
+        assert_eq!(cache.last_live("gone/production"), None);
+        // Forgotten for a restart as well.
+        drop(cache);
+        let again = BundleCache::open(t.path(), 1).unwrap();
+        assert_eq!(again.last_live("gone/production"), None);
+        assert!(again.last_live("other/production").is_some());
     }
 
     #[test]

@@ -12,7 +12,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use shelf_search::mapped::{DEFAULT_EXPANSION_SEARCH, SEARCH_CONTEXTS};
+use shelf_search::mapped::DEFAULT_EXPANSION_SEARCH;
+
+/// Most queries admitted at once (`limits.max_concurrent`): beyond it the
+/// queue holds them.
+pub const MAX_CONCURRENT: usize = 1024;
 use shelf_store::S3Options;
 
 /// A configuration problem, naming the setting and what to do.
@@ -283,11 +287,11 @@ impl ServeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         let bad = |what: &str, detail: String| Err(ConfigError::new(what, detail));
-        if l.max_concurrent == 0 || l.max_concurrent > SEARCH_CONTEXTS {
+        if l.max_concurrent == 0 || l.max_concurrent > MAX_CONCURRENT {
             return bad(
                 "serve.limits.max_concurrent",
                 format!(
-                    "{} is out of range: use 1 to {SEARCH_CONTEXTS}",
+                    "{} is out of range: use 1 to {MAX_CONCURRENT}",
                     l.max_concurrent
                 ),
             );
@@ -1123,7 +1127,7 @@ mod tests {
             path: "b".into(),
             name: None,
         });
-        c.limits.max_concurrent = SEARCH_CONTEXTS + 1;
+        c.limits.max_concurrent = MAX_CONCURRENT + 1;
         assert!(c.validate().is_err());
         let mut c = ServeConfig::new(Source::Bundle {
             path: "b".into(),

@@ -157,12 +157,13 @@ impl Loader {
         tag: &str,
     ) -> Result<Snapshot, LoadError> {
         let was_cached = self.cache.contains(&digest);
-        self.cache.fetch(store, &digest).await?;
+        // Held until the snapshot holds its own lease.
+        let _fetched = self.cache.fetch(store, &digest).await?;
         match self.open_snapshot(digest, Some(tag.to_string())).await {
             Err(LoadError::Open(OpenError::DamagedCache { detail, .. })) if was_cached => {
                 tracing::warn!(%digest, %detail, "the cached copy is damaged; fetching it again");
                 self.cache.discard(&digest);
-                self.cache.fetch(store, &digest).await?;
+                let _fetched = self.cache.fetch(store, &digest).await?;
                 self.open_snapshot(digest, Some(tag.to_string())).await
             }
             other => other,
@@ -185,6 +186,12 @@ struct Attempt {
 pub fn backoff(poll: Duration, failures: u32, max: Duration) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     poll.saturating_mul(1 << doublings).min(max.max(poll))
+}
+
+/// The key under which the bundle cache remembers what following
+/// `target` (a tag or pattern) in the store at `store_url` last served.
+pub fn target_key(store_url: &str, target: &str) -> String {
+    format!("{store_url}#{target}")
 }
 
 /// How a follower (re)opens its store.
@@ -279,7 +286,7 @@ impl Follower {
 
     /// The key under which the cache remembers this target's last bundle.
     fn target_key(&self) -> String {
-        format!("{}#{}", self.store_url, self.resolver.follow())
+        target_key(&self.store_url, &self.resolver.follow().to_string())
     }
 
     async fn store(&mut self) -> Result<Arc<Store>, LoadError> {

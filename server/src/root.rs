@@ -16,12 +16,15 @@ use shelf_formats::names::validate_repo_name;
 use shelf_store::{Store, StoreLocation};
 
 use crate::follow::{Follow, Resolver};
-use crate::reload::{FollowSpec, Follower, Loader, Reloader, StoreSource};
+use crate::reload::{FollowSpec, Follower, Loader, Reloader, StoreSource, target_key};
 use crate::repos::{Origin, Repo, Repos};
 
-/// Children examined for "is it a store" per listing, so a root full of
-/// other prefixes costs a bounded number of requests per poll.
-const CHECKS_PER_LISTING: usize = 64;
+/// Children examined per listing that serve nothing (not stores, not
+/// readable, named in the configuration or over `max_repositories`), so a
+/// root full of other prefixes costs a bounded number of requests per
+/// poll. Checks that find a new repository are not counted: every store a
+/// listing finds is served from that listing, not a poll interval later.
+const WASTED_CHECKS_PER_LISTING: usize = 64;
 /// Listings before a child found not to be a store is examined again.
 const RECHECK_AFTER: u32 = 10;
 /// Children listed at most beyond `max_repositories` (a few pages).
@@ -149,7 +152,7 @@ impl RootWatcher {
         let complete = listed.len() < limit;
         let repos = &self.spawner.repos;
         let mut present = BTreeSet::new();
-        let mut checks = 0;
+        let mut wasted = 0;
         for name in listed {
             if let Err(e) = validate_repo_name(&name) {
                 if self.refused.insert(name.clone()) {
@@ -167,10 +170,11 @@ impl RootWatcher {
                 *wait -= 1;
                 continue;
             }
-            if checks >= CHECKS_PER_LISTING {
+            if wasted >= WASTED_CHECKS_PER_LISTING {
                 continue;
             }
-            checks += 1;
+            // Counted as wasted until it is served.
+            wasted += 1;
             let child = Arc::new(root.child(&name)?);
             match child.is_store().await {
                 Ok(true) => {}
@@ -208,6 +212,7 @@ impl RootWatcher {
                 &self.follow,
                 true,
             );
+            wasted -= 1;
             present.insert(name);
         }
         if !complete {
@@ -218,6 +223,10 @@ impl RootWatcher {
             if repo.from_root && !present.contains(repo.name()) {
                 tracing::info!(root = %self.url, repo = %repo.name(), "the repository's store is gone from the root: no longer serving it");
                 repos.remove(repo.name());
+                // Its bundle is kept for a restart no longer.
+                if let Origin::Store { store, target } = &repo.origin {
+                    self.spawner.loader.cache.forget(&target_key(store, target));
+                }
             }
         }
         Ok(())

@@ -10,8 +10,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use shelf_embed::Runtime;
-use shelf_server::config::ServeSettings;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::cli::McpArgs;
@@ -21,34 +19,15 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
     if let Some(server) = &args.server {
         return relay(server, args.token.as_deref());
     }
-    let file = match &args.config {
-        Some(path) => ServeSettings::from_file(path)?,
-        None => ServeSettings::default(),
-    };
-    let mut settings = *args.settings;
-    // Apart from `shelf serve`'s: two processes pruning one cache would
-    // remove each other's bundles.
-    if settings.cache.is_none() && file.cache.is_none() {
-        settings.cache = Some(default_cache_dir());
-    }
-    let config = file
-        .overlay(settings)
-        .resolve(&|name| std::env::var(name).ok())?;
-    let runtime = Runtime::locate(args.runtime.as_deref())?;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("shelf-mcp")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(shelf_server::run(
-        config,
-        runtime,
+    // A cache apart from `shelf serve`'s: two processes pruning one cache
+    // would remove each other's bundles.
+    super::serve::run_front(
+        args.config.as_deref(),
+        *args.settings,
+        args.runtime.as_deref(),
+        Some(default_cache_dir()),
         shelf_server::Front::Stdio,
-        super::serve::stop_signal(),
-    ))?;
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
 /// `$XDG_CACHE_HOME/shelf/mcp`, else `~/.cache/shelf/mcp`.

@@ -13,14 +13,37 @@ use crate::cli::ServeArgs;
 
 /// Builds the configuration and runs the server until a stop signal.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let file = match &args.config {
+    run_front(
+        args.config.as_deref(),
+        *args.settings,
+        args.runtime.as_deref(),
+        None,
+        shelf_server::Front::Http(Box::new(|_| {})),
+    )
+}
+
+/// Reads `--config`, overlays `settings` and the environment (with
+/// `default_cache` when neither names a cache), and runs the server behind
+/// `front` until a stop signal: `shelf serve` and `shelf mcp` alike.
+pub fn run_front(
+    config: Option<&std::path::Path>,
+    settings: ServeSettings,
+    runtime: Option<&std::path::Path>,
+    default_cache: Option<std::path::PathBuf>,
+    front: shelf_server::Front,
+) -> anyhow::Result<ExitCode> {
+    let file = match config {
         Some(path) => ServeSettings::from_file(path)?,
         None => ServeSettings::default(),
     };
+    let mut settings = settings;
+    if settings.cache.is_none() && file.cache.is_none() {
+        settings.cache = default_cache;
+    }
     let config = file
-        .overlay(*args.settings)
+        .overlay(settings)
         .resolve(&|name| std::env::var(name).ok())?;
-    let runtime = Runtime::locate(args.runtime.as_deref())?;
+    let runtime = Runtime::locate(runtime)?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -28,17 +51,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(shelf_server::run(
-        config,
-        runtime,
-        shelf_server::Front::Http(Box::new(|_| {})),
-        stop_signal(),
-    ))?;
+    rt.block_on(shelf_server::run(config, runtime, front, stop_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
-pub async fn stop_signal() {
+async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

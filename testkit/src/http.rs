@@ -174,3 +174,24 @@ pub fn metric_value(exposition: &str, name: &str, labels: &[&str]) -> Option<f64
     }
     found
 }
+
+/// A search answer without what differs between two askings of the same
+/// question: its timings and the index's age (it grows by the second).
+/// Panics if the answer lacks them, so a renamed field is noticed.
+pub fn timeless(mut answer: serde_json::Value) -> serde_json::Value {
+    let o = answer.as_object_mut().expect("a JSON object");
+    assert!(o.remove("took_ms").is_some() && o.remove("timings_ms").is_some());
+    if let Some(bundle) = o.get_mut("bundle").and_then(|b| b.as_object_mut()) {
+        assert!(bundle.remove("commit_age_seconds").is_some());
+    }
+    for b in o
+        .get_mut("repos")
+        .and_then(|r| r.as_array_mut())
+        .into_iter()
+        .flatten()
+    {
+        let b = b.as_object_mut().expect("a bundle");
+        assert!(b.remove("commit_age_seconds").is_some());
+    }
+    answer
+}
