@@ -394,10 +394,15 @@ pub fn compile(request: &GrepRequest) -> Result<Regex, FileError> {
         })
 }
 
-/// Scans every file of `targets` that passes the path glob, line by line.
-pub fn grep(targets: &[Target<'_>], request: &GrepRequest) -> Result<GrepAnswer, FileError> {
+/// Scans every file of `targets` that passes the path glob, line by line,
+/// for `re`: the request's pattern as [`compile`] made it (a caller
+/// compiles first, so a bad pattern is refused before any other work).
+pub fn grep(
+    targets: &[Target<'_>],
+    request: &GrepRequest,
+    re: &Regex,
+) -> Result<GrepAnswer, FileError> {
     let started = Instant::now();
-    let re = compile(request)?;
     let filter = Filter::new(request.path.as_deref(), &[]).map_err(FileError::BadPattern)?;
     let mut answer = GrepAnswer {
         pattern: request.pattern.clone(),

@@ -252,8 +252,8 @@ pub(super) async fn grep(
         max_tokens: max_tokens(a, args::LIST_MAX_TOKENS),
     };
     // Compile first: a bad pattern costs no admission slot.
-    shelf_search::files::compile(&request).map_err(file_error)?;
-    api.admitted(move || shelf_search::files::grep(&targets(&picked), &request))
+    let re = shelf_search::files::compile(&request).map_err(file_error)?;
+    api.admitted(move || shelf_search::files::grep(&targets(&picked), &request, &re))
         .await?
         .map_err(file_error)
 }
