@@ -17,62 +17,94 @@ use hyper_util::rt::TokioExecutor;
 /// How long one request may take in all.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// POSTs a JSON body; returns the status and the response body.
-pub async fn post_json(
-    url: &Uri,
-    token: Option<&str>,
-    body: Vec<u8>,
-) -> anyhow::Result<(StatusCode, Bytes)> {
-    let mut request = Request::post(url.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json");
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body)))
-        .context("building the request")?;
-    let tls = || {
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .context("loading the system's root certificates")
-    };
-    let exchange = async {
-        match Matcher::from_env().intercept(url) {
+/// A client for one server, built once: the proxy decision and the TLS
+/// roots are read when it is made, not per request, and connections are
+/// kept alive between requests (`shelf eval --server` asks one query after
+/// another, `shelf mcp --server` relays every message).
+pub struct JsonClient {
+    inner: Inner,
+    /// " through the proxy …" for messages, or empty.
+    via: String,
+}
+
+type Direct = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Proxied = Client<hyper_rustls::HttpsConnector<Tunnel<HttpConnector>>, Full<Bytes>>;
+
+enum Inner {
+    Direct(Direct),
+    Proxied(Proxied),
+}
+
+impl JsonClient {
+    /// A client for requests to `url`'s server, through the proxy the
+    /// environment names for it.
+    pub fn for_url(url: &Uri) -> anyhow::Result<Self> {
+        let tls = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_native_roots()
+                .context("loading the system's root certificates")
+        };
+        Ok(match Matcher::from_env().intercept(url) {
             Some(proxy) => {
                 let mut tunnel = Tunnel::new(proxy.uri().clone(), HttpConnector::new());
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
                 let connector = tls()?.https_or_http().enable_http1().wrap_connector(tunnel);
-                let via = format!(" through the proxy {}", proxy.uri());
-                send(
-                    Client::builder(TokioExecutor::new()).build(connector),
-                    request,
-                    url,
-                    &via,
-                )
-                .await
+                Self {
+                    inner: Inner::Proxied(Client::builder(TokioExecutor::new()).build(connector)),
+                    via: format!(" through the proxy {}", proxy.uri()),
+                }
             }
             None => {
                 let connector = tls()?.https_or_http().enable_http1().build();
-                send(
-                    Client::builder(TokioExecutor::new()).build(connector),
-                    request,
-                    url,
-                    "",
-                )
-                .await
+                Self {
+                    inner: Inner::Direct(Client::builder(TokioExecutor::new()).build(connector)),
+                    via: String::new(),
+                }
             }
+        })
+    }
+
+    /// POSTs a JSON body; returns the status and the response body.
+    pub async fn post_json(
+        &self,
+        url: &Uri,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::post(url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-    };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .with_context(|| format!("{url} did not answer within {} s", TIMEOUT.as_secs()))?
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .context("building the request")?;
+        let exchange = async {
+            match &self.inner {
+                Inner::Direct(c) => send(c, request, url, &self.via).await,
+                Inner::Proxied(c) => send(c, request, url, &self.via).await,
+            }
+        };
+        tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .with_context(|| format!("{url} did not answer within {} s", TIMEOUT.as_secs()))?
+    }
+}
+
+/// POSTs one JSON body with a client made for it.
+pub async fn post_json(
+    url: &Uri,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    JsonClient::for_url(url)?.post_json(url, token, body).await
 }
 
 async fn send<C: Connect + Clone + Send + Sync + 'static>(
-    client: Client<C, Full<Bytes>>,
+    client: &Client<C, Full<Bytes>>,
     request: Request<Full<Bytes>>,
     url: &Uri,
     via: &str,

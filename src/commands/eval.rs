@@ -337,14 +337,12 @@ fn remote(
         .parse()
         .with_context(|| format!("--server '{url}' is not a URL like http://127.0.0.1:7700"))?;
     let rt = super::runtime()?;
+    let client = crate::client::JsonClient::for_url(&uri)?;
     let mut scores = Vec::with_capacity(queries.len());
     for q in queries {
         let body = json!({ "query": q.query, "k": DEPTH, "mode": mode, "group": "file" });
-        let (status, bytes) = rt.block_on(crate::client::post_json(
-            &uri,
-            token,
-            serde_json::to_vec(&body)?,
-        ))?;
+        let (status, bytes) =
+            rt.block_on(client.post_json(&uri, token, serde_json::to_vec(&body)?))?;
         let answer: serde_json::Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("{url} answered {status} with something that is not JSON"))?;
         if !status.is_success() {

@@ -45,6 +45,7 @@ fn relay(server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
         .parse()
         .with_context(|| format!("--server '{server}' is not a URL like http://127.0.0.1:7700"))?;
     let rt = super::runtime()?;
+    let client = crate::client::JsonClient::for_url(&url)?;
     rt.block_on(async {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         let mut stdout = tokio::io::stdout();
@@ -55,7 +56,7 @@ fn relay(server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
             let id = serde_json::from_str::<Value>(&line)
                 .ok()
                 .and_then(|m| m.get("id").cloned());
-            let reply = relay_one(&url, token, line.into_bytes(), id).await;
+            let reply = relay_one(&client, &url, token, line.into_bytes(), id).await;
             if let Some(reply) = reply {
                 let mut out = serde_json::to_vec(&reply)?;
                 out.push(b'\n');
@@ -70,6 +71,7 @@ fn relay(server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
 /// One message to the server: its answer, nothing for a notification, or
 /// an error naming what went wrong when the message had an id.
 async fn relay_one(
+    client: &crate::client::JsonClient,
     url: &http::Uri,
     token: Option<&str>,
     body: Vec<u8>,
@@ -81,7 +83,7 @@ async fn relay_one(
             |id| json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": message}}),
         )
     };
-    let (status, bytes) = match crate::client::post_json(url, token, body).await {
+    let (status, bytes) = match client.post_json(url, token, body).await {
         Ok(answer) => answer,
         Err(e) => return error(format!("{e:#}")),
     };
