@@ -144,7 +144,9 @@ async fn read_message<R: AsyncRead + Unpin>(
 async fn answer(api: &Api, message: Value) -> Option<Value> {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let work = AssertUnwindSafe(mcp::answer(api, &Scope::All, message, true)).catch_unwind();
-    match tokio::time::timeout(mcp::READY_WAIT + api.limits.request_timeout, work).await {
+    // A tool call may first wait for the first live repository.
+    let bound = mcp::READY_WAIT + api.limits.request_timeout;
+    match tokio::time::timeout(bound, work).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_panic)) => {
             tracing::error!("an MCP handler panicked; answered with an internal error");
@@ -157,10 +159,7 @@ async fn answer(api: &Api, message: Value) -> Option<Value> {
         Err(_) => Some(mcp::rpc_error(
             &id,
             mcp::INTERNAL_ERROR,
-            format!(
-                "the answer took longer than {} ms",
-                (mcp::READY_WAIT + api.limits.request_timeout).as_millis()
-            ),
+            format!("the answer took longer than {} ms", bound.as_millis()),
         )),
     }
 }
