@@ -73,16 +73,11 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
     let off = CodeTuning::OFF;
     let mut out: Vec<(String, Tuning)> = vec![("plain".into(), plain), ("default".into(), full)];
     type Part = (&'static str, fn(&mut CodeTuning, &CodeTuning));
-    let parts: [Part; 5] = [
+    let parts: [Part; 3] = [
         ("kind-prior", |t, from| {
             t.prior = from.prior;
             t.source_when_other = from.source_when_other;
         }),
-        ("definitions", |t, from| {
-            t.definition = from.definition;
-            t.definition_depth = from.definition_depth;
-        }),
-        ("file-name", |t, from| t.file_name = from.file_name),
         ("dir-name", |t, from| t.dir_name = from.dir_name),
         ("path-mention", |t, from| t.path_mention = from.path_mention),
     ];
@@ -156,11 +151,13 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
                 },
             ));
         }
-        for (test, doc, other) in [
-            (0.4f32, 0.5f32, 0.7f32),
-            (0.5, 0.6, 0.8),
-            (0.7, 0.8, 0.9),
-            (0.8, 0.85, 0.9),
+        // The prior's strength: the defaults (test 0.3, doc 0.4, other
+        // 0.5, changelog 0.2), the previous defaults, weaker and stronger.
+        for (test, doc, other, changelog) in [
+            (0.6f32, 0.7f32, 0.8f32, 0.4f32),
+            (0.4, 0.5, 0.6, 0.3),
+            (0.2, 0.3, 0.4, 0.2),
+            (0.1, 0.1, 0.2, 0.1),
         ] {
             let mut c = code;
             for (k, f) in c.prior.iter_mut() {
@@ -168,39 +165,16 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
                     shelf_formats::FileKind::Test => *f = test,
                     shelf_formats::FileKind::Doc => *f = doc,
                     shelf_formats::FileKind::Other => *f = other,
+                    shelf_formats::FileKind::Changelog => *f = changelog,
                     _ => {}
                 }
             }
             out.push((
-                format!("default prior test={test} doc={doc} other={other}"),
+                format!("default prior test={test} doc={doc} other={other} changelog={changelog}"),
                 Tuning { code: c, ..full },
             ));
         }
-        for d in [0.15f32, 0.6, 1.0] {
-            out.push((
-                format!("default definition={d}"),
-                Tuning {
-                    code: CodeTuning {
-                        definition: d,
-                        ..code
-                    },
-                    ..full
-                },
-            ));
-        }
-        for f in [0.15f32, 0.6, 1.0] {
-            out.push((
-                format!("default file-name={f}"),
-                Tuning {
-                    code: CodeTuning {
-                        file_name: f,
-                        ..code
-                    },
-                    ..full
-                },
-            ));
-        }
-        for f in [0.05f32, 0.2, 0.4] {
+        for f in [0.1f32, 0.5, 1.0] {
             out.push((
                 format!("default dir-name={f}"),
                 Tuning {

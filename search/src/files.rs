@@ -543,8 +543,7 @@ pub struct DefinitionsRequest {
 }
 
 /// Every line of every file of `targets` that defines `request.name` (by
-/// [`crate::code::defined_name`], the definition lines ranking also
-/// recognises), the same case first; a name in another case counts too,
+/// [`crate::definition::defined_name`]), the same case first; a name in another case counts too,
 /// after them.
 pub fn definitions(
     targets: &[Target<'_>],
@@ -597,7 +596,7 @@ pub fn definitions(
                 continue;
             }
             for (n, line) in text.lines().enumerate() {
-                let Some(defined) = crate::code::defined_name(line) else {
+                let Some(defined) = crate::definition::defined_name(line) else {
                     continue;
                 };
                 let list = if defined == wanted {

@@ -9,10 +9,12 @@
 //! Map: `mapped` (one opened bundle), `filter` (path and language filters
 //! resolved per bundle), `language`, `encode` (query windows and the
 //! encoder trait), `semantic` and `lexical` (the two rankers), `rank`
-//! (modes, candidates, fusion), `group` (files from chunks), `answer` (the
-//! pipeline), `files` (reading and grepping the files at the bundle's
-//! commit), `budget` (the `max_tokens` bound on answers), `eval`
-//! (file-level metrics and the quality gate).
+//! (modes, candidates, fusion), `query` (query understanding), `code`
+//! (code-aware ranking), `group` (files from chunks), `answer` (the
+//! pipeline), `across` (several bundles as one collection), `files`
+//! (reading and grepping the files at the bundle's commit), `definition`
+//! (definition lines, for `find_definitions`), `budget` (the `max_tokens`
+//! bound on answers), `eval` (file-level metrics and the quality gate).
 //!
 //! Depends on `formats` (byte layouts, kinds) and `embed` (the in-process
 //! encoder); never on the server or the builder.
@@ -21,6 +23,7 @@ pub mod across;
 pub mod answer;
 pub mod budget;
 pub mod code;
+pub mod definition;
 pub mod encode;
 pub mod error;
 pub mod eval;

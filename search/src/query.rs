@@ -95,7 +95,7 @@ pub struct Query {
     /// The lexical ranker's terms: distinct, with their counts in the query
     /// and their weights.
     pub terms: Vec<(String, u32, f32)>,
-    /// Identifiers the query names, lowercased (for definition matches).
+    /// Identifiers the query names, lowercased (also matched as names).
     pub symbols: HashSet<String>,
     /// The query's words, lowercased with `_`, `-` and `.` removed, and
     /// each adjacent pair run together ("content charset" also gives
@@ -185,7 +185,7 @@ fn path_mention(word: &str) -> Option<String> {
     (p.contains('/') || ext.len() <= 4).then_some(p)
 }
 
-/// The identifiers of a code word, for definition matches: each
+/// The identifiers of a code word: each
 /// identifier-character run of three or more characters.
 fn identifiers(word: &str, out: &mut HashSet<String>) {
     for id in word
