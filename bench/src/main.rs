@@ -181,6 +181,9 @@ enum Command {
         /// Build the bundles and stop.
         #[arg(long)]
         build_only: bool,
+        /// Also score the ranking grid of `history --sweep`.
+        #[arg(long)]
+        sweep: bool,
         /// A model directory instead of the provisioned default, for
         /// building and asking (e.g. .runtime/model-fp32).
         #[arg(long, value_name = "DIR")]
@@ -419,6 +422,7 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            sweep,
             model,
             chunker,
             json_out,
@@ -428,6 +432,7 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only,
             build_only,
+            sweep,
             model,
             chunker: chunker.parse().map_err(anyhow::Error::msg)?,
             json_out,
@@ -445,6 +450,7 @@ fn main() -> anyhow::Result<()> {
             bundle_cache,
             only: Vec::new(),
             build_only: false,
+            sweep: false,
             model,
             chunker: shelf_builder::chunker::Chunker::default(),
             json_out,

@@ -43,6 +43,8 @@ pub struct Options {
     pub chunker: shelf_builder::chunker::Chunker,
     /// Stop after building (no evaluation).
     pub build_only: bool,
+    /// Also score the ranking grid of `history --sweep`.
+    pub sweep: bool,
     /// A model directory (`--model` of shelf) instead of the provisioned
     /// default, for building and for asking (e.g. `.runtime/model-fp32`).
     pub model: Option<PathBuf>,
@@ -375,7 +377,7 @@ struct Scores {
 }
 
 impl Harness {
-    fn new(work: &Path, model: Option<&Path>) -> Result<Self> {
+    fn new(work: &Path, model: Option<&Path>, sweep: bool) -> Result<Self> {
         let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
         let options = EmbedderOptions {
             model: model.map(Path::to_path_buf),
@@ -391,7 +393,7 @@ impl Harness {
             &runtime,
             &EmbedderOptions::default(),
         )?));
-        let variants = crate::history_bench::variants(false)
+        let variants = crate::history_bench::variants(sweep)
             .into_iter()
             .map(|(n, t)| (n, Engine::new(memo.clone()).with_tuning(t)))
             .collect();
@@ -485,9 +487,10 @@ fn evaluate_all(
     built: &Built,
     work: &Path,
     model: Option<&Path>,
+    sweep: bool,
     p: &Progress,
 ) -> Result<Evaluated> {
-    let mut harness = Harness::new(work, model)?;
+    let mut harness = Harness::new(work, model, sweep)?;
     let mut scores = Scores::default();
     for (i, row) in rows.iter().enumerate() {
         let Some(path) = built
@@ -671,8 +674,14 @@ pub fn run(opts: &Options) -> Result<()> {
         .into_iter()
         .filter(|r| opts.only.is_empty() || opts.only.contains(&r.repo))
         .collect();
-    let (systems, sweep, variants) =
-        evaluate_all(&rows, &built, work.path(), opts.model.as_deref(), &p)?;
+    let (systems, sweep, variants) = evaluate_all(
+        &rows,
+        &built,
+        work.path(),
+        opts.model.as_deref(),
+        opts.sweep,
+        &p,
+    )?;
     print_table(&systems);
     print_sweep(&sweep);
     print_variants(&variants);
