@@ -393,7 +393,7 @@ pub fn run(opts: &Options) -> Result<()> {
             },
         );
     }
-    let variants_out: BTreeMap<String, VariantOut> = scores
+    let mut variants_out: BTreeMap<String, VariantOut> = scores
         .into_iter()
         .map(|(name, s)| {
             let ms = millis.get(&name).map_or(f64::NAN, |m| median(m));
@@ -407,6 +407,14 @@ pub fn run(opts: &Options) -> Result<()> {
         })
         .collect();
     print_tables(&opts.repos, &variants_out, &headline(opts));
+    // Each query's ranking is kept for the headline variants only: the
+    // others' summaries say what they measured, and their per-query lists
+    // would make the file hundreds of megabytes with --sweep.
+    for (name, v) in variants_out.iter_mut() {
+        if !(name.starts_with("plain @") || name.starts_with("default @")) {
+            v.report.queries.clear();
+        }
+    }
     let results = Results {
         command: opts.command.clone(),
         machine: Machine::current(),
