@@ -511,34 +511,8 @@ fn evaluate_all(
                 .and_then(|s| s.first_gold_rank)
         ));
     }
-    let variants = scores
-        .variants
-        .into_iter()
-        .map(|(name, s)| {
-            let r = Report::new(s);
-            (
-                name,
-                SweepOut {
-                    overall: r.overall,
-                    without_leaks: r.without_leaks,
-                },
-            )
-        })
-        .collect();
-    let sweep = scores
-        .sweep
-        .into_iter()
-        .map(|(name, s)| {
-            let r = Report::new(s);
-            (
-                name,
-                SweepOut {
-                    overall: r.overall,
-                    without_leaks: r.without_leaks,
-                },
-            )
-        })
-        .collect();
+    let variants = summarise(scores.variants);
+    let sweep = summarise(scores.sweep);
     let systems = scores
         .by_system
         .into_iter()
@@ -552,6 +526,21 @@ fn evaluate_all(
         })
         .collect();
     Ok((systems, sweep, variants))
+}
+
+/// Each named set of scores, summarised over all rows and without leaks.
+fn summarise(scores: BTreeMap<String, Vec<QueryScore>>) -> BTreeMap<String, SweepOut> {
+    scores
+        .into_iter()
+        .map(|(name, s)| {
+            let r = Report::new(s);
+            let out = SweepOut {
+                overall: r.overall,
+                without_leaks: r.without_leaks,
+            };
+            (name, out)
+        })
+        .collect()
 }
 
 fn line(label: &str, system: &str, s: &Summary) -> String {
