@@ -407,9 +407,10 @@ pub fn run(opts: &Options) -> Result<()> {
         })
         .collect();
     print_tables(&opts.repos, &variants_out, &headline(opts));
-    // Each query's ranking is kept for the headline variants only: the
-    // others' summaries say what they measured, and their per-query lists
-    // would make the file hundreds of megabytes with --sweep.
+    // Each query's ranking is kept for `plain` and `default` of each
+    // chunker only: the other variants' summaries say what they measured,
+    // and their per-query lists would make the file hundreds of megabytes
+    // with --sweep.
     for (name, v) in variants_out.iter_mut() {
         if !(name.starts_with("plain @") || name.starts_with("default @")) {
             v.report.queries.clear();

@@ -183,8 +183,12 @@ fn normalise(s: &str) -> String {
 /// The factor every chunk of the file at `path` gets.
 fn path_factor(path: &str, query: &Query, wanted: Option<FileKind>, t: &CodeTuning) -> f32 {
     let mut f = wanted.map_or(1.0, |w| t.prior_of(FileKind::of(path), w));
-    let dirs = path.rsplit_once('/').map_or("", |(d, _)| d);
-    if t.dir_name > 0.0 && dirs.split('/').any(|d| query.names.contains(&normalise(d))) {
+    // A file at the root has no directory to match.
+    let mut dirs = path
+        .rsplit_once('/')
+        .into_iter()
+        .flat_map(|(d, _)| d.split('/'));
+    if t.dir_name > 0.0 && dirs.any(|d| query.names.contains(&normalise(d))) {
         f *= 1.0 + t.dir_name;
     }
     if t.path_mention > 0.0 && query.paths.iter().any(|m| mentions(path, m)) {
@@ -320,6 +324,16 @@ mod tests {
         let query = "panic at src/retry.rs:40 when the budget is spent";
         let order = reranked(&paths, &[1.4, 1.0], query, KindPreference::Auto);
         assert_eq!(order[0], "src/retry.rs", "{order:?}");
+        // A file at the root has no directory: a code span with no
+        // letters or digits (`$$$`, an empty name) lifts nothing.
+        let root = ["src/client.rs", "setup.py"];
+        let order = reranked(
+            &root,
+            &[1.2, 1.0],
+            "`$$$` breaks the client",
+            KindPreference::Any,
+        );
+        assert_eq!(order, root);
         // Neither names a directory or a path here: the order stands.
         let order = reranked(
             &paths,
