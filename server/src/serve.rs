@@ -138,7 +138,7 @@ pub async fn run(
     // The model: loaded once, off the async runtime.
     let started = std::time::Instant::now();
     let options = EmbedderOptions {
-        intra_threads: config.embed_threads,
+        intra_threads: Some(config.embed_threads),
         model: config.model.clone(),
         ..EmbedderOptions::default()
     };
