@@ -158,6 +158,52 @@ fn serve_usage_errors_exit_2_and_setting_errors_exit_1_naming_the_setting() {
     assert!(err.contains("/nonexistent/b.tar.zst"), "{err}");
 }
 
+/// Whether `help` lists `--flag` (not merely a longer flag it starts).
+fn lists_flag(help: &str, flag: &str) -> bool {
+    let flag = format!("--{flag}");
+    help.match_indices(&flag).any(|(at, _)| {
+        !help[at + flag.len()..].starts_with(|c: char| c == '-' || c.is_ascii_alphanumeric())
+    })
+}
+
+#[test]
+fn mcp_help_lists_only_the_settings_mcp_uses_and_serve_help_every_one() {
+    let (code, serve, _) = run(shelf().args(["serve", "--help"]));
+    assert_eq!(code, 0);
+    let (code, mcp, _) = run(shelf().args(["mcp", "--help"]));
+    assert_eq!(code, 0);
+    let declared = shelf_server::config::declared();
+    let flagged: Vec<_> = declared.iter().filter(|i| !i.flag.is_empty()).collect();
+    assert!(flagged.iter().any(|i| !i.stdio) && flagged.iter().any(|i| i.stdio));
+    for info in flagged {
+        assert!(
+            lists_flag(&serve, info.flag),
+            "serve --help lacks --{}",
+            info.flag
+        );
+        assert_eq!(
+            lists_flag(&mcp, info.flag),
+            info.stdio,
+            "mcp --help and --{}:\n{mcp}",
+            info.flag
+        );
+    }
+    for own in ["server", "token", "config", "runtime"] {
+        assert!(lists_flag(&mcp, own), "mcp --help lacks --{own}");
+    }
+    // A flag that does not apply is refused, not silently ignored.
+    let (code, _, err) = run(shelf().args(["mcp", "--bundle", "b", "--listen", "0.0.0.0:7700"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    // A value out of its range is a setting error naming it and the range.
+    let (code, _, err) = run(shelf().args(["serve", "--bundle", "b", "--poll-interval", "1y"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--poll-interval") && err.contains("50ms to 1h"),
+        "{err}"
+    );
+}
+
 #[test]
 fn build_verify_and_search_a_repository() {
     let repo = sample_repo();
