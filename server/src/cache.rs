@@ -56,6 +56,12 @@ impl LoadError {
     pub fn cause(&self) -> Cause {
         match self {
             LoadError::Store(StoreError::Bundle(e)) => bundle_cause(e),
+            // The object under the bundle's key cannot be this bundle (over
+            // the archive limit, or a pipe or device): a bad object in the
+            // store, like bytes that do not verify, and replaceable alike.
+            LoadError::Store(StoreError::TooLarge { .. } | StoreError::NotAFile { .. }) => {
+                Cause::Verification
+            }
             LoadError::Store(_) => Cause::Store,
             LoadError::Disk { .. } => Cause::Disk,
             LoadError::Open(OpenError::WrongModel { .. }) => Cause::Incompatible,
