@@ -7,7 +7,9 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use reader::{Limits, UnpackedBundle, VerifiedBundle, unpack, unpack_file, verify_file};
+pub use reader::{
+    Limits, UNPACKING_PREFIX, UnpackedBundle, VerifiedBundle, unpack, unpack_file, verify_file,
+};
 pub use writer::{
     WrittenBundle, ZSTD_LEVEL, bundle_file_name, digest_from_file_name, write_bundle,
 };
