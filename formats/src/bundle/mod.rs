@@ -72,6 +72,9 @@ pub enum BundleError {
     /// does not read.
     #[error(transparent)]
     UnknownKind(#[from] crate::manifest::UnknownKind),
+    /// A manifest count that the members do not bear out.
+    #[error(transparent)]
+    CountMismatch(#[from] crate::manifest::CountMismatch),
     /// An entry name that could escape the target directory or is not plain.
     #[error("bundle refused: unsafe entry name '{name}' ({reason})")]
     UnsafeEntry {
