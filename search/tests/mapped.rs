@@ -124,7 +124,8 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
 #[test]
 fn a_manifest_whose_counts_the_members_do_not_bear_out_is_refused_at_open() {
     let t = tempfile::tempdir().unwrap();
-    let cases: [(&str, fn(&mut shelf_formats::Manifest)); 2] = [
+    type Edit = fn(&mut shelf_formats::Manifest);
+    let cases: [(&str, Edit); 2] = [
         (
             "counts.chunks is 1000000000000 but chunks.bin holds 40",
             |m| m.counts.chunks = 1_000_000_000_000,
