@@ -44,6 +44,22 @@ pub struct UnknownKind {
     pub supported: Vec<&'static str>,
 }
 
+/// A manifest count that its members do not bear out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bundle refused: the manifest's {field} is {claimed} but {holder} holds {found}; the manifest does not describe its members (rebuild the bundle)"
+)]
+pub struct CountMismatch {
+    /// The manifest field.
+    pub field: &'static str,
+    /// What the manifest says.
+    pub claimed: u64,
+    /// What the member holds.
+    pub found: u64,
+    /// The member counted.
+    pub holder: &'static str,
+}
+
 /// Everything a reader needs to trust and interpret a bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -201,6 +217,47 @@ impl Manifest {
         Ok(())
     }
 
+    /// Checks the manifest's counts against what its members hold: `chunks`
+    /// chunks under `paths` distinct paths (the chunk store), and `files`
+    /// file texts when the bundle has them. A manifest is what status pages
+    /// and tools report, so a count its members do not bear out is refused,
+    /// naming both numbers.
+    pub fn check_counts(
+        &self,
+        chunks: u64,
+        paths: u64,
+        files: Option<u64>,
+    ) -> Result<(), CountMismatch> {
+        let check = |field, claimed: u64, found: u64, holder| {
+            if claimed == found {
+                Ok(())
+            } else {
+                Err(CountMismatch {
+                    field,
+                    claimed,
+                    found,
+                    holder,
+                })
+            }
+        };
+        check("counts.chunks", self.counts.chunks, chunks, members::CHUNKS)?;
+        check(
+            "counts.files_indexed",
+            self.counts.files_indexed,
+            paths,
+            members::CHUNKS,
+        )?;
+        if let Some(files) = files {
+            check(
+                "counts.files_indexed",
+                self.counts.files_indexed,
+                files,
+                members::FILES,
+            )?;
+        }
+        Ok(())
+    }
+
     /// The listed member called `name`, if any.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
@@ -213,5 +270,76 @@ impl Manifest {
         let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
         out.push(b'\n');
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(chunks: u64, files: u64) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            format_minor: FORMAT_MINOR,
+            source: Source {
+                repository: "r".into(),
+                commit: "c".repeat(40),
+                tree: "t".repeat(40),
+                git_ref: None,
+                commit_time: 0,
+            },
+            model: ModelIdentity {
+                name: "m".into(),
+                dimensions: 2,
+                pooling: "mean".into(),
+                normalized: true,
+                max_tokens: 8,
+                onnx_sha256: [0; 32],
+                tokenizer_sha256: [0; 32],
+                query_prefix: String::new(),
+                document_prefix: String::new(),
+            },
+            settings: BuildSettings {
+                chunker: "lines-v1".into(),
+                max_chunk_tokens: 8,
+                overlap_lines: 0,
+                max_file_bytes: 1,
+                include: vec![],
+                exclude: vec![],
+                vector_quantization: VECTOR_QUANTIZATION.into(),
+                index: VECTOR_INDEX_KIND.into(),
+                lexical: None,
+                exclude_generated: None,
+                secret_scan: None,
+            },
+            counts: Counts {
+                files_indexed: files,
+                chunks,
+                ..Counts::default()
+            },
+            members: vec![],
+        }
+    }
+
+    #[test]
+    fn counts_the_members_do_not_bear_out_are_refused_naming_both() {
+        assert_eq!(manifest(40, 5).check_counts(40, 5, Some(5)), Ok(()));
+        assert_eq!(manifest(40, 5).check_counts(40, 5, None), Ok(()));
+        let e = manifest(1_000_000_000_000, 5)
+            .check_counts(40, 5, Some(5))
+            .unwrap_err();
+        assert_eq!(
+            (e.field, e.claimed, e.found),
+            ("counts.chunks", 1_000_000_000_000, 40)
+        );
+        assert!(
+            e.to_string().contains("1000000000000")
+                && e.to_string().contains("chunks.bin holds 40"),
+            "{e}"
+        );
+        let e = manifest(40, 9).check_counts(40, 5, None).unwrap_err();
+        assert_eq!(e.field, "counts.files_indexed");
+        let e = manifest(40, 5).check_counts(40, 5, Some(4)).unwrap_err();
+        assert_eq!(e.holder, members::FILES);
     }
 }

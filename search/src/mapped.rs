@@ -225,7 +225,7 @@ impl MappedBundle {
             private_copy(dir, digest, member)
         };
         let chunks = copy(members::CHUNKS)?;
-        let count = ChunkStore::parse(&chunks)?.len();
+        let (count, paths) = ChunkStore::parse(&chunks).map(|c| (c.len(), c.path_count()))?;
         let lexical = match manifest.member(members::LEXICAL) {
             None => None,
             Some(_) => {
@@ -252,14 +252,20 @@ impl MappedBundle {
             }
         };
 
+        let mut file_count = None;
         let files = match manifest.member(members::FILES) {
             None => None,
             Some(_) => {
                 let map = copy(members::FILES)?;
-                FileTexts::parse(&map)?;
+                file_count = Some(FileTexts::parse(&map)?.len() as u64);
                 Some(map)
             }
         };
+        // What `/v1/bundle` and the tools report is the manifest: it must
+        // be what the members hold.
+        manifest
+            .check_counts(count as u64, paths as u64, file_count)
+            .map_err(|e| OpenError::Bundle(e.into()))?;
 
         let index_err = |detail: String| OpenError::Index { digest, detail };
         let vectors = copy(members::VECTORS)?;

@@ -8,11 +8,14 @@
 //! (what a tag points at), `reload` (one repository's follower: check,
 //! load beside, swap), `state` (one repository's live pointer and status),
 //! `repos` (every served repository), `root` (repositories found under a
-//! store root), `query_embedder` (the query model's workers), `http` (the
-//! API and its limits), `metrics`, `config`, `serve` (start to shutdown).
+//! store root), `supervise` (those long-lived tasks watched, reported and
+//! restarted), `query_embedder` (the query model's workers), `http` (the
+//! API and its limits), `metrics`, `config`, `serve` (start to shutdown),
+//! `fault` (faults tests inject into debug builds).
 
 pub mod cache;
 pub mod config;
+pub mod fault;
 pub mod follow;
 pub mod http;
 pub mod metrics;
@@ -22,5 +25,6 @@ pub mod repos;
 pub mod root;
 pub mod serve;
 pub mod state;
+pub mod supervise;
 
 pub use serve::{Front, ServeError, run};

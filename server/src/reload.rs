@@ -23,7 +23,8 @@ use tokio::sync::{Notify, watch};
 use crate::cache::{BundleCache, LoadError};
 use crate::follow::{FollowError, Resolver};
 use crate::query_embedder::QueryEmbedder;
-use crate::state::{Cause, Followed, Problem, RepoState, Snapshot, now_rfc3339};
+use crate::state::{Cause, Followed, Problem, RepoState, Snapshot, now_rfc3339, rfc3339_after};
+use crate::supervise::TaskHealth;
 
 /// What one check found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -228,6 +229,9 @@ pub struct Follower {
     resolver: Resolver,
     poll: Duration,
     retry_max: Duration,
+    /// Its task's health: cleared after every check (a check done means
+    /// the task runs).
+    health: Arc<TaskHealth>,
     /// The target that failed last, and when to try it again.
     attempt: Option<Attempt>,
     /// Consecutive store failures and when they began.
@@ -257,6 +261,8 @@ pub struct FollowSpec {
     pub poll: Duration,
     /// Longest wait between retries of a failed bundle.
     pub retry_max: Duration,
+    /// The health of the task it runs in.
+    pub health: Arc<TaskHealth>,
 }
 
 impl Follower {
@@ -269,6 +275,7 @@ impl Follower {
             resolver,
             poll,
             retry_max,
+            health,
         } = spec;
         Self {
             loader,
@@ -279,6 +286,7 @@ impl Follower {
             resolver,
             poll,
             retry_max,
+            health,
             attempt: None,
             store_failures: (0, String::new()),
         }
@@ -352,6 +360,7 @@ impl Follower {
     /// Checks the target once; loads and swaps if it moved (or failed
     /// before and is due again; `now` retries at once).
     pub async fn check(&mut self, now: bool) -> CheckReport {
+        crate::fault::inject(&format!("follower-check-{}", self.state.name));
         let live = self.state.live_digest();
         let mut report = CheckReport {
             live,
@@ -452,13 +461,16 @@ impl Follower {
             Some(a) if a.digest == digest => (a.failures + 1, a.since.clone()),
             _ => (1, now_rfc3339()),
         };
-        let wait =
-            (cause != Cause::Incompatible).then(|| backoff(self.poll, failures, self.retry_max));
+        // A wait past what the clock can hold is never (no setting allows
+        // one; nothing here may panic if one did).
+        let wait = (cause != Cause::Incompatible)
+            .then(|| backoff(self.poll, failures, self.retry_max))
+            .filter(|w| Instant::now().checked_add(*w).is_some());
         self.attempt = Some(Attempt {
             digest,
             failures,
             since: since.clone(),
-            retry_at: wait.map(|w| Instant::now() + w),
+            retry_at: wait.and_then(|w| Instant::now().checked_add(w)),
         });
         self.state.metrics.load_failed(cause.label());
         tracing::error!(
@@ -478,8 +490,7 @@ impl Follower {
             message: message.clone(),
             failures,
             since,
-            retry_at: wait
-                .map(|w| humantime::format_rfc3339_seconds(SystemTime::now() + w).to_string()),
+            retry_at: wait.map(rfc3339_after),
         });
         message
     }
@@ -506,9 +517,7 @@ impl Follower {
             message: message.clone(),
             failures,
             since,
-            retry_at: Some(
-                humantime::format_rfc3339_seconds(SystemTime::now() + self.poll).to_string(),
-            ),
+            retry_at: Some(rfc3339_after(self.poll)),
         });
         self.finish(CheckReport {
             error: Some(message),
@@ -545,6 +554,7 @@ impl Follower {
             };
             asked = upto;
             first = false;
+            self.health.clear();
             reloader.done.send_replace((upto, report));
             tokio::select! {
                 _ = tokio::time::sleep(self.poll) => {}

@@ -208,7 +208,7 @@ pub async fn run(
                     follow_of("--follow", &root.follow)?,
                     config.max_repositories,
                 );
-                watchers.push(tokio::spawn(watcher.run()));
+                watchers.push(tokio::spawn(watcher.supervised()));
             }
         }
     }
@@ -275,7 +275,7 @@ async fn serve_file(
     let name = name
         .map(str::to_string)
         .unwrap_or_else(|| snapshot.bundle.default_repo_name());
-    let state = spawner.repos.new_state(&name);
+    let state = spawner.repos.new_state(&name, Vec::new());
     state.swap(snapshot, started.elapsed().as_millis() as u64);
     loader
         .cache
