@@ -7,7 +7,8 @@
 //!   [`harness::Benchmark`] trait a benchmark implements;
 //! - `fixtures`: what benchmarks share (corpus, publishing, servers, the
 //!   query pool, the load generator, the development set); no benchmark
-//!   imports from another.
+//!   imports from another;
+//! - [`perf`]: speed and memory.
 
 // So that a benchmark's code reads the same inside this crate and in the
 // tests (`use shelf_bench::harness::...`; docs/benchmarks.md, "Adding a
@@ -15,6 +16,7 @@
 extern crate self as shelf_bench;
 
 pub mod harness;
+pub mod perf;
 
 #[allow(dead_code)] // used by the benchmarks as they move onto the harness
 mod fixtures;
