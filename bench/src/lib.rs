@@ -8,7 +8,8 @@
 //! - `fixtures`: what benchmarks share (corpus, publishing, servers, the
 //!   query pool, the load generator, the development set); no benchmark
 //!   imports from another;
-//! - [`perf`]: speed and memory.
+//! - [`perf`]: speed and memory;
+//! - [`quality`]: retrieval quality.
 
 // So that a benchmark's code reads the same inside this crate and in the
 // tests (`use shelf_bench::harness::...`; docs/benchmarks.md, "Adding a
@@ -17,6 +18,6 @@ extern crate self as shelf_bench;
 
 pub mod harness;
 pub mod perf;
+pub mod quality;
 
-#[allow(dead_code)] // used by the benchmarks as they move onto the harness
 mod fixtures;
