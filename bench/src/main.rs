@@ -1,6 +1,7 @@
 //! `shelf-bench`: shelf's benchmarks, one subcommand each. Every benchmark
 //! is a `shelf_bench::harness::Benchmark` run by the same harness; this
-//! file only lists them.
+//! file only lists them: speed and memory (`perf`), then retrieval quality
+//! (`quality`).
 
 use clap::{Parser, Subcommand};
 use shelf_bench::harness::Run;
@@ -16,27 +17,18 @@ struct Cli {
     command: Command,
 }
 
+/// Each benchmark's help is its options struct's doc comment.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build throughput: cold and incremental builds, the embedder alone.
     Build(Run<perf::build::Build>),
-    /// The query server under load, swaps under load, start to ready.
     Serve(Run<perf::serve::Serve>),
-    /// fp32 against int8 (and a shelf from before), side by side.
     Embed(Run<perf::embed::Embed>),
-    /// The store's embedding cache and sharded builds.
     Cache(Run<perf::cache::Cache>),
-    /// One server for many repositories beside one for a single one.
     Repos(Run<perf::repos::Repos>),
-    /// File texts' size, grep and read_file, MCP against REST.
     Mcp(Run<perf::mcp::Mcp>),
-    /// Index scalar kind and ef_add over a real bundle's vectors.
     Quantization(Run<perf::quantization::Quantization>),
-    /// Retrieval quality on real issues (the development set).
     Swebench(Run<quality::swebench::Swebench>),
-    /// The development issues asked of all their repositories at once.
     Across(Run<quality::across::Across>),
-    /// Retrieval quality on golden queries mined from history.
     History(Run<quality::history::History>),
 }
 

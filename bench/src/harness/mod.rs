@@ -36,7 +36,9 @@ pub trait Benchmark: clap::Args {
     fn measure(&self, bench: &Bench) -> Result<Self::Results>;
 }
 
-/// A benchmark's options and the harness's own.
+// A benchmark's options and the harness's own (no doc comment: the
+// subcommand's help is the benchmark's own doc comment).
+#[allow(missing_docs)]
 #[derive(Debug, clap::Args)]
 pub struct Run<B: Benchmark> {
     /// The benchmark's options.
