@@ -17,24 +17,16 @@
 //!    Both must return the same results in the same order.
 //!
 //! One server serves the four repositories from one store root (each
-//! bundle pushed to `<root>/<name>` and tagged `production`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http::{Method, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shelf_formats::bundle::{Limits, unpack_file};
 use shelf_formats::files::{CompressedText, FileTexts};
@@ -43,13 +35,13 @@ use shelf_formats::names::repo_name_of;
 use shelf_testkit::http::encode;
 use shelf_testkit::serve::ServerProcess;
 
-use crate::load::{percentile, process_rss_kib};
-use crate::machine::Machine;
-use crate::progress::Progress;
-use crate::shelf_cli::{Report, ShelfBinary};
-use crate::stats::median;
-use crate::swebench::read_rows;
-use crate::table::{self, Row};
+use crate::fixtures::devset::{self, Sources, read_rows};
+use crate::fixtures::load::{self, Call, HttpClient, Sample};
+use crate::fixtures::process::process_rss_kib;
+use crate::fixtures::server::{start_ready, strings};
+use crate::fixtures::shelf::{Report, ShelfBinary};
+use crate::harness::stats::{median, percentile};
+use crate::harness::{Bench, Benchmark, Machine, Row, table};
 
 /// The development repositories (`../shared/eval/swebench_dev.jsonl`).
 const REPOS: [&str; 4] = [
@@ -64,8 +56,6 @@ const LARGEST: &str = "pylint-dev/pylint";
 /// (`search_code`'s default), so both do the same work.
 const K: usize = 10;
 const MAX_TOKENS: usize = 8_000;
-/// The MCP revision announced in the request header.
-const MCP_VERSION: &str = "2025-06-18";
 /// zstd level of bundles and of each file text.
 const ZSTD_LEVEL: i32 = 12;
 /// MCP's latency over REST's for the same query (median over pairs), at
@@ -73,26 +63,28 @@ const ZSTD_LEVEL: i32 = 12;
 /// next to the search itself.
 const MAX_PAIRED_RATIO: f64 = 1.10;
 
-/// Options of one run.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Where the repositories are: `<dir>/<owner>+<name>/repo` (bare git).
-    pub mirror: PathBuf,
-    /// Where built bundles are kept between runs (under `mcp/`).
-    pub bundle_cache: PathBuf,
-    /// The development issues (their texts are the long queries).
-    pub queries: PathBuf,
+/// What the assistant-facing surface costs, in one run: the size of the
+/// file texts (files.bin) in each development repository's bundle at HEAD
+/// (built once, kept under --bundle-cache), GET /v1/grep and /v1/file on
+/// the largest (pylint), and search_code over MCP against POST /v1/search
+/// on the same server with the same queries. Needs `cargo build --bin
+/// shelf`, `scripts/setup` and the mirrors.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Mcp {
+    /// The repositories, their bundles (under mcp/) and the issues (their
+    /// texts are the long queries).
+    #[command(flatten)]
+    sources: Sources,
     /// Requests per grep pattern and per read.
-    pub grep_requests: usize,
+    #[arg(long, default_value_t = 50)]
+    grep_requests: usize,
     /// Times each query is asked per transport, sequentially and in each
     /// concurrent phase.
-    pub rounds: usize,
-    /// Concurrent clients of the concurrent phases.
-    pub clients: usize,
-    /// JSON results path.
-    pub json_out: PathBuf,
-    /// The command line.
-    pub command: Vec<String>,
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Clients of the concurrent phases.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
 }
 
 /// One grep timed: what is asked.
@@ -104,147 +96,57 @@ struct GrepCase {
     path: Option<&'static str>,
 }
 
+#[rustfmt::skip]
 const GREP_CASES: [GrepCase; 7] = [
-    GrepCase {
-        name: "common literal",
-        pattern: "self",
-        regex: false,
-        ignore_case: false,
-        path: None,
-    },
-    GrepCase {
-        name: "rare literal",
-        pattern: "PYLINTHOME",
-        regex: false,
-        ignore_case: false,
-        path: None,
-    },
-    GrepCase {
-        name: "literal, no match",
-        pattern: "qzx_no_such_token",
-        regex: false,
-        ignore_case: false,
-        path: None,
-    },
-    GrepCase {
-        name: "regex",
-        pattern: r"def \w+_checker",
-        regex: true,
-        ignore_case: false,
-        path: None,
-    },
-    GrepCase {
-        name: "regex, many matches",
-        pattern: r"def visit_\w+\(self, node",
-        regex: true,
-        ignore_case: false,
-        path: None,
-    },
-    GrepCase {
-        name: "ignore_case literal",
-        pattern: "todo",
-        regex: false,
-        ignore_case: true,
-        path: None,
-    },
-    GrepCase {
-        name: "common literal, path filter",
-        pattern: "self",
-        regex: false,
-        ignore_case: false,
-        path: Some("pylint/checkers/**"),
-    },
+    GrepCase { name: "common literal", pattern: "self", regex: false, ignore_case: false, path: None },
+    GrepCase { name: "rare literal", pattern: "PYLINTHOME", regex: false, ignore_case: false, path: None },
+    GrepCase { name: "literal, no match", pattern: "qzx_no_such_token", regex: false, ignore_case: false, path: None },
+    GrepCase { name: "regex", pattern: r"def \w+_checker", regex: true, ignore_case: false, path: None },
+    GrepCase { name: "regex, many matches", pattern: r"def visit_\w+\(self, node", regex: true, ignore_case: false, path: None },
+    GrepCase { name: "ignore_case literal", pattern: "todo", regex: false, ignore_case: true, path: None },
+    GrepCase { name: "common literal, path filter", pattern: "self", regex: false, ignore_case: false, path: Some("pylint/checkers/**") },
 ];
 
 /// Short questions of the kind an assistant asks, written for this
 /// benchmark (repository, query): the other half of the search queries,
 /// beside the long issue texts.
+#[rustfmt::skip]
 const SHORT_QUERIES: [(&str, &str); 30] = [
-    (
-        "psf/requests",
-        "how are retries configured on a session adapter",
-    ),
-    (
-        "psf/requests",
-        "where are proxy settings read from the environment",
-    ),
-    (
-        "psf/requests",
-        "merge cookies from a response into the session jar",
-    ),
-    (
-        "psf/requests",
-        "strip the Authorization header on redirect to another host",
-    ),
+    ("psf/requests", "how are retries configured on a session adapter"),
+    ("psf/requests", "where are proxy settings read from the environment"),
+    ("psf/requests", "merge cookies from a response into the session jar"),
+    ("psf/requests", "strip the Authorization header on redirect to another host"),
     ("psf/requests", "connect and read timeout tuple"),
-    (
-        "psf/requests",
-        "SSL certificate verification with a CA bundle path",
-    ),
+    ("psf/requests", "SSL certificate verification with a CA bundle path"),
     ("psf/requests", "stream a large download in chunks"),
     ("psf/requests", "encode multipart form data with files"),
-    (
-        "pylint-dev/pylint",
-        "register a new checker with the linter",
-    ),
+    ("pylint-dev/pylint", "register a new checker with the linter"),
     ("pylint-dev/pylint", "parse inline pylint disable comments"),
     ("pylint-dev/pylint", "detect cyclic imports between modules"),
-    (
-        "pylint-dev/pylint",
-        "load plugins given on the command line",
-    ),
-    (
-        "pylint-dev/pylint",
-        "find the configuration file pylintrc or pyproject.toml",
-    ),
-    (
-        "pylint-dev/pylint",
-        "duplicate code similarity minimum lines",
-    ),
-    (
-        "pylint-dev/pylint",
-        "naming style regular expression for variable names",
-    ),
+    ("pylint-dev/pylint", "load plugins given on the command line"),
+    ("pylint-dev/pylint", "find the configuration file pylintrc or pyproject.toml"),
+    ("pylint-dev/pylint", "duplicate code similarity minimum lines"),
+    ("pylint-dev/pylint", "naming style regular expression for variable names"),
     ("pylint-dev/pylint", "unused import warning message"),
-    (
-        "pylint-dev/pylint",
-        "run linting in parallel with multiple jobs",
-    ),
-    (
-        "mwaskom/seaborn",
-        "kernel density estimate bandwidth adjustment",
-    ),
+    ("pylint-dev/pylint", "run linting in parallel with multiple jobs"),
+    ("mwaskom/seaborn", "kernel density estimate bandwidth adjustment"),
     ("mwaskom/seaborn", "build a husl color palette"),
-    (
-        "mwaskom/seaborn",
-        "FacetGrid map a plotting function over a dataframe",
-    ),
+    ("mwaskom/seaborn", "FacetGrid map a plotting function over a dataframe"),
     ("mwaskom/seaborn", "boxplot whisker length"),
     ("mwaskom/seaborn", "move the legend outside the axes"),
-    (
-        "mwaskom/seaborn",
-        "choose histogram bin edges automatically",
-    ),
-    (
-        "pallets/flask",
-        "teardown functions of the application context",
-    ),
+    ("mwaskom/seaborn", "choose histogram bin edges automatically"),
+    ("pallets/flask", "teardown functions of the application context"),
     ("pallets/flask", "register a blueprint with a url prefix"),
-    (
-        "pallets/flask",
-        "sign the session cookie with the secret key",
-    ),
+    ("pallets/flask", "sign the session cookie with the secret key"),
     ("pallets/flask", "JSON provider sort keys setting"),
-    (
-        "pallets/flask",
-        "send a file with conditional etag response",
-    ),
+    ("pallets/flask", "send a file with conditional etag response"),
     ("pallets/flask", "cli command group for an app factory"),
     ("pallets/flask", "order of before_request hooks"),
 ];
 
 /// One development repository's bundle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BundleInfo {
     repo: String,
     /// The name the server serves it under.
@@ -259,7 +161,8 @@ struct BundleInfo {
 }
 
 /// What one bundle's file texts cost.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SizeOut {
     repo: String,
     commit: String,
@@ -309,7 +212,8 @@ struct SizeOut {
 }
 
 /// Latency summary of one series of requests.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Latency {
     requests: usize,
     failed: usize,
@@ -323,7 +227,7 @@ struct Latency {
 impl Latency {
     fn of(samples: &[Sample]) -> Self {
         let ok: Vec<&Sample> = samples.iter().filter(|s| s.ok).collect();
-        let ms: Vec<f64> = ok.iter().map(|s| s.ms).collect();
+        let ms: Vec<f64> = ok.iter().map(|s| s.ms()).collect();
         let bytes: Vec<f64> = ok.iter().map(|s| s.bytes as f64).collect();
         Self {
             requests: samples.len(),
@@ -336,7 +240,8 @@ impl Latency {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct GrepOut {
     name: String,
     pattern: String,
@@ -352,7 +257,8 @@ struct GrepOut {
     server_took_p50_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReadOut {
     name: String,
     path: String,
@@ -364,7 +270,8 @@ struct ReadOut {
 }
 
 /// One transport's series in one comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Side {
     latency: Latency,
     /// Server-side time from the start of embedding to the last result,
@@ -377,7 +284,8 @@ struct Side {
     throughput_qps: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Comparison {
     /// `embed every query` or `query vectors cached`.
     server: String,
@@ -406,8 +314,10 @@ struct Comparison {
     truncated: (usize, usize),
 }
 
-#[derive(Debug, Serialize)]
-struct Results {
+/// What `shelf-bench mcp` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
     command: Vec<String>,
     machine: Machine,
     bundles: Vec<BundleInfo>,
@@ -422,117 +332,110 @@ struct Results {
     rows: Vec<Row>,
 }
 
-/// Runs the benchmark, prints the table and writes the JSON.
-pub fn run(opts: &Options) -> Result<()> {
-    if opts.grep_requests == 0 || opts.rounds == 0 || opts.clients == 0 {
-        bail!("--grep-requests, --rounds and --clients must be at least 1");
-    }
-    let started = Instant::now();
-    let p = Progress::start();
-    let work = tempfile::Builder::new()
-        .prefix("shelf-bench-mcp-")
-        .tempdir()
-        .context("creating a temporary directory")?;
-    let shelf = ShelfBinary::prepare(work.path())?;
-    let machine = Machine::current();
-    p.say(&format!("{} cores, {}", machine.nproc, machine.cpu_model));
-    let issues = issue_queries(&opts.queries)?;
+impl Benchmark for Mcp {
+    const NAME: &'static str = "mcp";
+    type Results = Results;
 
-    let mut bundles = Vec::new();
-    let mut sizes = Vec::new();
-    for repo in REPOS {
-        let b = bundle_for(&shelf, opts, repo, &p)?;
-        let s = sizes_of(&b, work.path())?;
-        p.say(&format!(
-            "{repo}: bundle {}, files.bin {} ({:.1}%), texts {} in {} files",
-            mib(s.bundle_bytes),
-            mib(s.files_bin_bytes),
-            s.files_bin_share_of_bundle * 100.0,
-            mib(s.text_bytes),
-            s.files
-        ));
-        bundles.push(b);
-        sizes.push(s);
-    }
-    let root = publish(&shelf, work.path(), &bundles)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let client = client(opts.clients);
-
-    // The server that embeds every query: grep, read_file, then search.
-    p.say("server 1: query cache off (every query embedded)");
-    let cache = work.path().join("serve-cache");
-    let server = start_server(&shelf, &root, &cache, Some(0), bundles.len())?;
-    let largest = bundles
-        .iter()
-        .zip(&sizes)
-        .find(|(b, _)| b.repo == LARGEST)
-        .context("the largest repository is among the bundles")?;
-    let (grep, read_file) = files_part(&rt, &client, &server, opts, largest, &p)?;
-    let server_rss_mib =
-        process_rss_kib(server.pid()).map_or(f64::NAN, |(rss, _)| rss as f64 / 1024.0);
-    let short: Vec<(String, String)> = SHORT_QUERIES
-        .iter()
-        .map(|(r, q)| (served_name(r), q.to_string()))
-        .collect();
-    let sets = [("issues", &issues), ("short", &short)];
-    let mut search = Vec::new();
-    for (set, queries) in sets {
-        search.extend(compare(
-            &rt,
-            &client,
-            &server,
-            opts,
-            "embed every query",
-            set,
-            queries,
-            &p,
-        )?);
-    }
-    drop(server);
-
-    p.say("server 2: query cache on, every query asked once first");
-    let server = start_server(&shelf, &root, &cache, None, bundles.len())?;
-    for (set, queries) in sets {
-        for (repo, q) in queries.iter() {
-            rt.block_on(call(&client, server.addr, &Call::rest(repo, q)));
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        let opts = self;
+        if opts.grep_requests == 0 || opts.rounds == 0 || opts.clients == 0 {
+            bail!("--grep-requests, --rounds and --clients must be at least 1");
         }
-        search.extend(compare(
-            &rt,
-            &client,
-            &server,
-            opts,
-            "query vectors cached",
-            set,
-            queries,
-            &p,
-        )?);
-    }
-    drop(server);
-    drop(rt);
+        let started = Instant::now();
+        let (shelf, work) = (b.shelf()?, b.work());
+        let issues = issue_queries(&opts.sources.queries)?;
 
-    let rows = rows(&sizes, &grep, &read_file, &search);
-    print!("{}", table::render(&rows));
-    let results = Results {
-        command: opts.command.clone(),
-        machine,
-        bundles,
-        sizes,
-        grep,
-        read_file,
-        search,
-        server_rss_mib,
-        seconds: started.elapsed().as_secs_f64(),
-        rows,
-    };
-    if let Some(dir) = opts.json_out.parent() {
-        std::fs::create_dir_all(dir)?;
+        let mut bundles = Vec::new();
+        let mut sizes = Vec::new();
+        for repo in REPOS {
+            let bundle = bundle_for(b, shelf, &opts.sources, repo)?;
+            let s = sizes_of(&bundle, work)?;
+            b.say(format!(
+                "{repo}: bundle {}, files.bin {} ({:.1}%), texts {} in {} files",
+                mib(s.bundle_bytes),
+                mib(s.files_bin_bytes),
+                s.files_bin_share_of_bundle * 100.0,
+                mib(s.text_bytes),
+                s.files
+            ));
+            bundles.push(bundle);
+            sizes.push(s);
+        }
+        let root = work.join("root");
+        for bundle in &bundles {
+            shelf.publish(&bundle.path, &bundle.digest, &root.join(&bundle.served_as))?;
+        }
+        let rt = load::runtime()?;
+        let client = load::client(opts.clients);
+
+        // The server that embeds every query: grep, read_file, then search.
+        b.say("server 1: query cache off (every query embedded)");
+        let cache = work.join("serve-cache");
+        let server = start_server(shelf, &root, &cache, Some(0), bundles.len())?;
+        let largest = bundles
+            .iter()
+            .zip(&sizes)
+            .find(|(b, _)| b.repo == LARGEST)
+            .context("the largest repository is among the bundles")?;
+        let (grep, read_file) = files_part(&rt, &client, &server, opts, largest, b)?;
+        let server_rss_mib =
+            process_rss_kib(server.pid()).map_or(f64::NAN, |(rss, _)| rss as f64 / 1024.0);
+        let short: Vec<(String, String)> = SHORT_QUERIES
+            .iter()
+            .map(|(r, q)| (served_name(r), q.to_string()))
+            .collect();
+        let sets = [("issues", &issues), ("short", &short)];
+        let mut search = Vec::new();
+        for (set, queries) in sets {
+            search.extend(compare(
+                &rt,
+                &client,
+                &server,
+                opts,
+                "embed every query",
+                set,
+                queries,
+                b,
+            )?);
+        }
+        drop(server);
+
+        b.say("server 2: query cache on, every query asked once first");
+        let server = start_server(shelf, &root, &cache, None, bundles.len())?;
+        for (set, queries) in sets {
+            for (repo, q) in queries.iter() {
+                rt.block_on(load::call(&client, server.addr, &rest_call(repo, q)));
+            }
+            search.extend(compare(
+                &rt,
+                &client,
+                &server,
+                opts,
+                "query vectors cached",
+                set,
+                queries,
+                b,
+            )?);
+        }
+        drop(server);
+        drop(rt);
+
+        let rows = rows(&sizes, &grep, &read_file, &search);
+        print!("{}", table::render(&rows));
+        let results = Results {
+            command: b.command.clone(),
+            machine: b.machine.clone(),
+            bundles,
+            sizes,
+            grep,
+            read_file,
+            search,
+            server_rss_mib,
+            seconds: started.elapsed().as_secs_f64(),
+            rows,
+        };
+        Ok(results)
     }
-    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
-    p.say(&format!("results written to {}", opts.json_out.display()));
-    Ok(())
 }
 
 fn mib(bytes: u64) -> String {
@@ -557,30 +460,13 @@ fn issue_queries(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn git_head(git_dir: &Path) -> Result<String> {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(git_dir)
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .context("running git")?;
-    if !out.status.success() {
-        bail!(
-            "{} has no HEAD: fetch the repository first ({})",
-            git_dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// The bundle of `repo` at its HEAD: from the cache when a build of that
 /// commit in the current format is there, else built now (cold).
-fn bundle_for(shelf: &ShelfBinary, opts: &Options, repo: &str, p: &Progress) -> Result<BundleInfo> {
+fn bundle_for(b: &Bench, shelf: &ShelfBinary, sources: &Sources, repo: &str) -> Result<BundleInfo> {
     let key = repo.replace('/', "+");
-    let git_dir = opts.mirror.join(&key).join("repo");
-    let commit = git_head(&git_dir)?;
-    let dir = opts.bundle_cache.join("mcp").join(&key).join(&commit);
+    let git_dir = devset::git_dir(&sources.mirror, repo);
+    let commit = devset::head(&git_dir)?;
+    let dir = sources.bundle_cache.join("mcp").join(&key).join(&commit);
     let record = dir.join("build.json");
     let cached = std::fs::read(&record)
         .ok()
@@ -593,10 +479,10 @@ fn bundle_for(shelf: &ShelfBinary, opts: &Options, repo: &str, p: &Progress) -> 
     let (raw, built_this_run) = match cached {
         Some(raw) => (raw, false),
         None => {
-            p.say(&format!("{repo}: building {commit} (cold)"));
+            b.say(format!("{repo}: building {commit} (cold)"));
             std::fs::create_dir_all(&dir)?;
-            let run = shelf.build_named(&git_dir, &commit, &dir, None, repo)?;
-            p.say(&format!(
+            let run = shelf.build_with(&git_dir, &commit, &dir, None, repo, &[])?;
+            b.say(format!(
                 "  {} chunks, {:.0} s",
                 run.report.chunks.total,
                 run.wall.as_secs_f64()
@@ -733,16 +619,6 @@ fn decompress_contexts(texts: &[&str]) -> Result<(f64, f64)> {
 }
 
 /// Pushes every bundle to `<root>/<name>` and tags it `production`.
-fn publish(shelf: &ShelfBinary, work: &Path, bundles: &[BundleInfo]) -> Result<PathBuf> {
-    let root = work.join("root");
-    for b in bundles {
-        let store = root.join(&b.served_as).display().to_string();
-        shelf.run(&["push", &b.path.display().to_string(), "--store", &store])?;
-        shelf.run(&["tag", "production", &b.digest, "--store", &store])?;
-    }
-    Ok(root)
-}
-
 /// `shelf serve --store-root <root> --follow production`, waited for
 /// until every repository is live.
 fn start_server(
@@ -753,168 +629,48 @@ fn start_server(
     repos: usize,
 ) -> Result<ServerProcess> {
     let (root, cache) = (root.display().to_string(), cache.display().to_string());
-    let qc = query_cache_bytes.map(|b| b.to_string());
-    let mut args = vec![
+    // Room for every repository's bundle (`--keep-bundles 8`): the cache
+    // keeps the N most recently live bundles over all repositories, and
+    // with fewer than the repositories served, one repository going live
+    // could prune another's bundle between its download and its open.
+    let mut args = strings(&[
         "--store-root",
-        root.as_str(),
+        &root,
         "--follow",
         "production",
         "--cache",
-        cache.as_str(),
+        &cache,
         "--poll-interval",
         "1h",
-        // Room for every repository's bundle: the cache keeps the N most
-        // recently live bundles over all repositories, and with fewer
-        // than the repositories served, one repository going live could
-        // prune another's bundle between its download and its open.
         "--keep-bundles",
         "8",
-    ];
-    if let Some(qc) = &qc {
-        args.extend(["--query-cache-bytes", qc.as_str()]);
+    ]);
+    if let Some(qc) = query_cache_bytes {
+        args.extend(["--query-cache-bytes".to_string(), qc.to_string()]);
     }
-    let server = ServerProcess::start(
-        shelf.path(),
-        &args,
-        &[("SHELF_LOG", "warn,shelf_server=info")],
-    );
-    server.wait_for("/v1/repos", Duration::from_secs(300), |r| {
-        r.status == 200
-            && serde_json::from_slice::<Value>(&r.body).is_ok_and(|v| {
-                v["repos"].as_array().is_some_and(|list| {
-                    list.len() == repos && list.iter().all(|r| !r["live"].is_null())
-                })
-            })
+    let env = [("SHELF_LOG", "warn,shelf_server=info")];
+    let all_live = |v: &Value| v["repositories"] == repos as u64 && v["live"] == repos as u64;
+    Ok(start_ready(shelf, &args, &env, all_live)?.server)
+}
+
+/// `POST /v1/search` with the same arguments `search_code` gets.
+fn rest_call(repo: &str, query: &str) -> Call {
+    let body = json!({"query": query, "k": K, "repo": repo, "max_tokens": MAX_TOKENS});
+    Call::Post("/v1/search", Bytes::from(body.to_string()))
+}
+
+/// `POST /mcp`, `tools/call` of `search_code`.
+fn mcp_call(repo: &str, query: &str, id: usize) -> Call {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "tools/call",
+        "params": {
+            "name": "search_code",
+            "arguments": {"query": query, "k": K, "repo": repo, "max_tokens": MAX_TOKENS}
+        }
     });
-    server.wait_ready(Duration::from_secs(120));
-    Ok(server)
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn client(pool: usize) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(pool.max(1))
-        .build(connector)
-}
-
-/// One request to send.
-#[derive(Debug, Clone)]
-struct Call {
-    method: Method,
-    target: String,
-    body: Bytes,
-    mcp: bool,
-}
-
-impl Call {
-    fn get(target: String) -> Self {
-        Self {
-            method: Method::GET,
-            target,
-            body: Bytes::new(),
-            mcp: false,
-        }
-    }
-
-    /// `POST /v1/search` with the same arguments `search_code` gets.
-    fn rest(repo: &str, query: &str) -> Self {
-        let body = json!({"query": query, "k": K, "repo": repo, "max_tokens": MAX_TOKENS});
-        Self {
-            method: Method::POST,
-            target: "/v1/search".into(),
-            body: Bytes::from(body.to_string()),
-            mcp: false,
-        }
-    }
-
-    /// `POST /mcp`, `tools/call` of `search_code`.
-    fn mcp(repo: &str, query: &str, id: usize) -> Self {
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "method": "tools/call",
-            "params": {
-                "name": "search_code",
-                "arguments": {"query": query, "k": K, "repo": repo, "max_tokens": MAX_TOKENS}
-            }
-        });
-        Self {
-            method: Method::POST,
-            target: "/mcp".into(),
-            body: Bytes::from(body.to_string()),
-            mcp: true,
-        }
-    }
-}
-
-/// One answer.
-#[derive(Debug, Clone)]
-struct Sample {
-    ms: f64,
-    ok: bool,
-    bytes: usize,
-    /// The answer's JSON (for MCP: the tool's structured content).
-    answer: Value,
-}
-
-async fn call(client: &HttpClient, addr: SocketAddr, c: &Call) -> Sample {
-    let started = Instant::now();
-    let failed = |why: String| Sample {
-        ms: started.elapsed().as_secs_f64() * 1e3,
-        ok: false,
-        bytes: 0,
-        answer: json!({ "failed": why }),
-    };
-    let mut req = http::Request::builder()
-        .method(c.method.clone())
-        .uri(format!("http://{addr}{}", c.target));
-    if c.method == Method::POST {
-        req = req.header(header::CONTENT_TYPE, "application/json");
-    }
-    if c.mcp {
-        req = req
-            .header(header::ACCEPT, "application/json, text/event-stream")
-            .header("mcp-protocol-version", MCP_VERSION);
-    }
-    let req = match req.body(Full::new(c.body.clone())) {
-        Ok(r) => r,
-        Err(e) => return failed(e.to_string()),
-    };
-    let response = match client.request(req).await {
-        Ok(r) => r,
-        Err(e) => return failed(e.to_string()),
-    };
-    let status = response.status();
-    let body = match response.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return failed(e.to_string()),
-    };
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return failed(format!("status {status}, body not JSON"));
-    };
-    let (ok, answer) = if c.mcp {
-        let r = &v["result"];
-        (
-            status.is_success() && r["isError"] == json!(false),
-            if r["structuredContent"].is_null() {
-                v.clone()
-            } else {
-                r["structuredContent"].clone()
-            },
-        )
-    } else {
-        (status.is_success(), v)
-    };
-    Sample {
-        ms,
-        ok,
-        bytes: body.len(),
-        answer,
-    }
+    Call::Mcp(Bytes::from(body.to_string()))
 }
 
 /// The same call `n` times, one after another.
@@ -926,7 +682,7 @@ fn repeat(
     n: usize,
 ) -> Vec<Sample> {
     (0..n)
-        .map(|_| rt.block_on(call(client, server.addr, c)))
+        .map(|_| rt.block_on(load::call(client, server.addr, c)))
         .collect()
 }
 
@@ -939,9 +695,9 @@ fn files_part(
     rt: &tokio::runtime::Runtime,
     client: &HttpClient,
     server: &ServerProcess,
-    opts: &Options,
+    opts: &Mcp,
     (bundle, size): (&BundleInfo, &SizeOut),
-    p: &Progress,
+    b: &Bench,
 ) -> Result<(Vec<GrepOut>, Vec<ReadOut>)> {
     let repo = &bundle.served_as;
     let mut grep = Vec::new();
@@ -956,7 +712,7 @@ fn files_part(
         if let Some(path) = g.path {
             target.push_str(&format!("&path={}", encode(path)));
         }
-        let samples = repeat(rt, client, server, &Call::get(target), opts.grep_requests);
+        let samples = repeat(rt, client, server, &Call::Get(target), opts.grep_requests);
         let Some(first) = samples.iter().find(|s| s.ok) else {
             bail!(
                 "grep '{}' failed: {}",
@@ -985,7 +741,7 @@ fn files_part(
             latency: Latency::of(&samples),
             server_took_p50_ms: median(&took),
         };
-        p.say(&format!(
+        b.say(format!(
             "grep {} '{}': {} files, {} matches, p50 {:.1} ms, p95 {:.1} ms",
             g.name,
             g.pattern,
@@ -1013,7 +769,7 @@ fn files_part(
         if name.contains("1000-1100") {
             target.push_str("&start_line=1000&end_line=1100");
         }
-        let samples = repeat(rt, client, server, &Call::get(target), opts.grep_requests);
+        let samples = repeat(rt, client, server, &Call::Get(target), opts.grep_requests);
         let Some(first) = samples.iter().find(|s| s.ok) else {
             bail!(
                 "reading {path} failed: {}",
@@ -1032,7 +788,7 @@ fn files_part(
             truncated: !first.answer["truncated"].is_null(),
             latency: Latency::of(&samples),
         };
-        p.say(&format!(
+        b.say(format!(
             "read_file {name}: {} of {} bytes, p50 {:.2} ms",
             out.returned_bytes, file_bytes, out.latency.p50_ms
         ));
@@ -1103,8 +859,8 @@ fn paired(pairs: &[(&Sample, &Sample)]) -> Paired {
             out.list_mismatches += 1;
         }
         if m.ok && r.ok {
-            ratios.push(m.ms / r.ms);
-            extra.push(m.ms - r.ms);
+            ratios.push(m.ms() / r.ms());
+            extra.push(m.ms() - r.ms());
         }
     }
     out.median_ratio = median(&ratios);
@@ -1126,11 +882,11 @@ fn compare(
     rt: &tokio::runtime::Runtime,
     client: &HttpClient,
     server: &ServerProcess,
-    opts: &Options,
+    opts: &Mcp,
     server_kind: &str,
     set: &str,
     queries: &[(String, String)],
-    p: &Progress,
+    b: &Bench,
 ) -> Result<Vec<Comparison>> {
     let mut out = Vec::new();
     // Sequential: each query of both, in an order that alternates.
@@ -1139,18 +895,18 @@ fn compare(
     for round in 0..opts.rounds {
         for (i, (repo, q)) in queries.iter().enumerate() {
             id += 1;
-            let calls = [Call::mcp(repo, q, id), Call::rest(repo, q)];
+            let calls = [mcp_call(repo, q, id), rest_call(repo, q)];
             let first = (i + round) % 2;
-            let a = rt.block_on(call(client, server.addr, &calls[first]));
-            let b = rt.block_on(call(client, server.addr, &calls[1 - first]));
-            let (m, r) = if first == 0 { (a, b) } else { (b, a) };
+            let x = rt.block_on(load::call(client, server.addr, &calls[first]));
+            let y = rt.block_on(load::call(client, server.addr, &calls[1 - first]));
+            let (m, r) = if first == 0 { (x, y) } else { (y, x) };
             mcp.push(m);
             rest.push(r);
         }
     }
     let pairs: Vec<(&Sample, &Sample)> = mcp.iter().zip(&rest).collect();
     let stats = paired(&pairs);
-    let sum = |s: &[Sample]| s.iter().map(|x| x.ms).sum::<f64>() / 1e3;
+    let sum = |s: &[Sample]| s.iter().map(Sample::ms).sum::<f64>() / 1e3;
     out.push(comparison(
         server_kind,
         set,
@@ -1161,7 +917,7 @@ fn compare(
         stats,
         (truncated(&mcp), truncated(&rest)),
     ));
-    say_comparison(p, out.last());
+    say_comparison(b, out.last());
 
     // Concurrent: `clients` clients, MCP and REST phases in the order
     // ABBA, each phase every query `rounds` times.
@@ -1172,14 +928,23 @@ fn compare(
             .enumerate()
             .map(|(i, (repo, q))| {
                 if is_mcp {
-                    Call::mcp(repo, q, i)
+                    mcp_call(repo, q, i)
                 } else {
-                    Call::rest(repo, q)
+                    rest_call(repo, q)
                 }
             })
             .collect();
         let t = Instant::now();
-        let samples = rt.block_on(concurrent(client, server, Arc::new(calls), opts.clients));
+        let (n, never) = (calls.len(), Arc::new(AtomicBool::new(false)));
+        let phase = load::run(
+            client,
+            server.addr,
+            opts.clients,
+            Arc::new(calls),
+            load::Limits::once(n),
+            never,
+        );
+        let samples = rt.block_on(phase);
         let seconds = t.elapsed().as_secs_f64();
         let entry = phases.entry(is_mcp).or_default();
         entry.0.extend(samples);
@@ -1220,7 +985,7 @@ fn compare(
         stats,
         (truncated(&mcp), truncated(&rest)),
     ));
-    say_comparison(p, out.last());
+    say_comparison(b, out.last());
     Ok(out)
 }
 
@@ -1253,9 +1018,9 @@ fn comparison(
     }
 }
 
-fn say_comparison(p: &Progress, c: Option<&Comparison>) {
+fn say_comparison(b: &Bench, c: Option<&Comparison>) {
     let Some(c) = c else { return };
-    p.say(&format!(
+    b.say(format!(
         "{} / {} / {} client(s): MCP p50 {:.1} ms p95 {:.1} ms, REST p50 {:.1} ms p95 {:.1} ms, paired ratio {:.3} (+{:.2} ms); {} of {} lists differ",
         c.server,
         c.queries,
@@ -1269,39 +1034,6 @@ fn say_comparison(p: &Progress, c: Option<&Comparison>) {
         c.list_mismatches,
         c.pairs
     ));
-}
-
-/// `clients` closed-loop clients sending `calls` (each once) on their
-/// own keep-alive connections.
-async fn concurrent(
-    client: &HttpClient,
-    server: &ServerProcess,
-    calls: Arc<Vec<Call>>,
-    clients: usize,
-) -> Vec<Sample> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let addr = server.addr;
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (client, calls, next) = (client.clone(), Arc::clone(&calls), Arc::clone(&next));
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(c) = calls.get(i) else { break };
-                    out.push(call(&client, addr, c).await);
-                }
-                out
-            })
-        })
-        .collect();
-    let mut samples = Vec::new();
-    for t in tasks {
-        if let Ok(s) = t.await {
-            samples.extend(s);
-        }
-    }
-    samples
 }
 
 fn ms_pair(l: &Latency) -> String {
@@ -1449,9 +1181,14 @@ mod tests {
             .map(|p| json!({"repo": "r", "path": p, "start_line": 1, "end_line": 9}))
             .collect();
         Sample {
-            ms,
+            at: std::time::Instant::now(),
+            latency: std::time::Duration::from_secs_f64(ms / 1e3),
+            status: 200,
             ok,
             bytes: 0,
+            digest: None,
+            embed_ms: f64::NAN,
+            search_ms: f64::NAN,
             answer: json!({ "results": results }),
         }
     }

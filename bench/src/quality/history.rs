@@ -13,194 +13,68 @@
 //! the JSON.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use shelf_builder::chunker::Chunker;
-use shelf_builder::history::{self, HistoryQuery, MineOptions, ParentBuild};
-use shelf_embed::{Embedder, EmbedderOptions, Runtime};
-use shelf_search::code::CodeTuning;
+use shelf_builder::history::{self, MineOptions, ParentBuild};
+use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
-use shelf_search::query::QueryTuning;
-use shelf_search::{Engine, MappedBundle, Mode, QueryEncoder, Tuning};
+use shelf_search::{Engine, MappedBundle, Mode, QueryEncoder};
 
-use crate::memo::Memo;
+use crate::fixtures::devset::git_dir;
+use crate::fixtures::ranking::{Memo, variants};
+use crate::harness::stats::median;
+use crate::harness::{Bench, Benchmark, Machine, runtime};
 
-use crate::machine::Machine;
-use crate::progress::Progress;
-use crate::shelf_cli::workspace_root;
-use crate::stats::median;
-
-/// The repositories nobody tuned on (the default list).
-pub const HELD_OUT: [&str; 5] = [
-    "BurntSushi/ripgrep",
-    "tokio-rs/axum",
-    "go-chi/chi",
-    "colinhacks/zod",
-    "psf/requests",
-];
-
-/// Options of one run.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// `owner/name` of each repository.
-    pub repos: Vec<String>,
+/// Retrieval quality on golden queries mined from public repositories'
+/// history (`shelf eval --from-history`): each repository's recent commits
+/// that change 1-3 source files, asked of their parents' bundles (built
+/// incrementally, kept under --bundle-cache), by the ranking as it was and
+/// by today's defaults, with each part off and alone; per repository and
+/// overall.
+#[derive(Debug, Clone, clap::Args)]
+pub struct History {
+    /// Repositories (owner/name); default: the five held-out ones.
+    #[arg(long = "repo")]
+    repos: Vec<String>,
     /// Queries mined per repository.
-    pub queries: usize,
-    /// Where the repositories are: `<dir>/<owner>+<name>/repo` (bare git).
-    pub mirror: PathBuf,
+    #[arg(long, default_value_t = 60)]
+    queries: usize,
+    /// Directory of fetched repositories: <dir>/<owner>+<name>/repo (bare).
+    #[arg(long, default_value = "/work/.mirror")]
+    mirror: PathBuf,
     /// Where the parents' bundles are kept between runs.
-    pub bundle_cache: PathBuf,
-    /// The chunkers whose bundles are built and asked (each its own set of
-    /// parent bundles).
-    pub chunkers: Vec<Chunker>,
-    /// Also score the parameter grid (slow to read, same cost to run).
-    pub sweep: bool,
-    /// JSON results path.
-    pub json_out: PathBuf,
-    /// The command line.
-    pub command: Vec<String>,
+    #[arg(long, default_value = "target/bench-cache/history")]
+    bundle_cache: PathBuf,
+    /// Chunkers to build the parents' bundles with, each its own set (the
+    /// headline: plain ranking on lines-v1 against the defaults on the
+    /// default chunker).
+    #[arg(long = "chunker", default_values = ["lines-v1", "syntax-v1"], value_parser = Chunker::from_str)]
+    chunkers: Vec<Chunker>,
+    /// Also score a grid of the parameters (slow to read, same cost to run).
+    #[arg(long)]
+    sweep: bool,
 }
 
-/// The variants compared, by name: the ranking as it was, the defaults,
-/// each default part off, each part alone.
-pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
-    let plain = Tuning::plain();
-    let full = Tuning::default();
-    let code = CodeTuning::default();
-    let off = CodeTuning::OFF;
-    let mut out: Vec<(String, Tuning)> = vec![("plain".into(), plain), ("default".into(), full)];
-    type Part = (&'static str, fn(&mut CodeTuning, &CodeTuning));
-    let parts: [Part; 3] = [
-        ("kind-prior", |t, from| {
-            t.prior = from.prior;
-            t.source_when_other = from.source_when_other;
-        }),
-        ("dir-name", |t, from| t.dir_name = from.dir_name),
-        ("path-mention", |t, from| t.path_mention = from.path_mention),
-    ];
-    for (name, set) in parts {
-        let mut without = code;
-        set(&mut without, &off);
-        out.push((
-            format!("default -{name}"),
-            Tuning {
-                code: without,
-                ..full
-            },
-        ));
-        let mut alone = off;
-        set(&mut alone, &code);
-        out.push((
-            format!("plain +{name}"),
-            Tuning {
-                code: alone,
-                ..plain
-            },
-        ));
-    }
-    out.push((
-        "default -code-weights".into(),
-        Tuning {
-            query: QueryTuning::PLAIN,
-            ..full
-        },
-    ));
-    out.push((
-        "plain +code-weights".into(),
-        Tuning {
-            query: full.query,
-            ..plain
-        },
-    ));
-    out.push((
-        format!(
-            "default prose-for-vectors={}",
-            !full.query.prose_for_vectors
-        ),
-        Tuning {
-            query: QueryTuning {
-                prose_for_vectors: !full.query.prose_for_vectors,
-                ..full.query
-            },
-            ..full
-        },
-    ));
-    // File coherence: how many of a file's chunks its score sums.
-    for n in [1usize, 2, 5] {
-        out.push((
-            format!("default chunks-per-file={n}"),
-            Tuning {
-                chunks_per_file: n,
-                ..full
-            },
-        ));
-    }
-    if sweep {
-        for w in [1.5f32, 3.0, 4.0] {
-            out.push((
-                format!("default code-weight={w}"),
-                Tuning {
-                    query: QueryTuning {
-                        code_weight: w,
-                        ..full.query
-                    },
-                    ..full
-                },
-            ));
-        }
-        // The prior's strength: the defaults (test 0.3, doc 0.4, other
-        // 0.5, changelog 0.2), the previous defaults, weaker and stronger.
-        for (test, doc, other, changelog) in [
-            (0.6f32, 0.7f32, 0.8f32, 0.4f32),
-            (0.4, 0.5, 0.6, 0.3),
-            (0.2, 0.3, 0.4, 0.2),
-            (0.1, 0.1, 0.2, 0.1),
-        ] {
-            let mut c = code;
-            for (k, f) in c.prior.iter_mut() {
-                match k {
-                    shelf_formats::FileKind::Test => *f = test,
-                    shelf_formats::FileKind::Doc => *f = doc,
-                    shelf_formats::FileKind::Other => *f = other,
-                    shelf_formats::FileKind::Changelog => *f = changelog,
-                    _ => {}
-                }
-            }
-            out.push((
-                format!("default prior test={test} doc={doc} other={other} changelog={changelog}"),
-                Tuning { code: c, ..full },
-            ));
-        }
-        for f in [0.1f32, 0.5, 1.0] {
-            out.push((
-                format!("default dir-name={f}"),
-                Tuning {
-                    code: CodeTuning {
-                        dir_name: f,
-                        ..code
-                    },
-                    ..full
-                },
-            ));
-        }
-    }
-    out
-}
-
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RepoOut {
     scanned: usize,
-    skipped: BTreeMap<&'static str, usize>,
+    skipped: BTreeMap<String, usize>,
     mined: usize,
     dropped_gold_not_indexed: usize,
     parents: usize,
-    queries: Vec<HistoryQuery>,
+    /// The mined queries kept (`shelf_builder::history::HistoryQuery`).
+    queries: Vec<Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VariantOut {
     report: Report,
     /// Median milliseconds of the answer after embedding (ranking, the
@@ -208,11 +82,13 @@ struct VariantOut {
     search_ms_p50: f64,
 }
 
-#[derive(Debug, Serialize)]
-struct Results {
+/// What `shelf-bench history` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
     command: Vec<String>,
     machine: Machine,
-    chunkers: Vec<&'static str>,
+    chunkers: Vec<String>,
     /// The two variants the headline compares.
     headline: (String, String),
     repositories: BTreeMap<String, RepoOut>,
@@ -222,7 +98,7 @@ struct Results {
 /// The comparison the targets are about: the ranking as it was on
 /// `lines-v1` bundles against today's defaults on the default chunker's
 /// (or the first chunker asked for, when those were not built).
-fn headline(opts: &Options) -> (String, String) {
+fn headline(opts: &History) -> (String, String) {
     let has = |c: Chunker| opts.chunkers.contains(&c);
     let first = opts.chunkers.first().copied().unwrap_or_default();
     let before = if has(Chunker::LinesV1) {
@@ -241,19 +117,33 @@ fn headline(opts: &Options) -> (String, String) {
     )
 }
 
-fn mirror_of(mirror: &Path, repo: &str) -> PathBuf {
-    mirror.join(repo.replace('/', "+")).join("repo")
+/// The repositories nobody tuned on (the default list).
+pub const HELD_OUT: [&str; 5] = [
+    "BurntSushi/ripgrep",
+    "tokio-rs/axum",
+    "go-chi/chi",
+    "colinhacks/zod",
+    "psf/requests",
+];
+
+impl Benchmark for History {
+    const NAME: &'static str = "history";
+    type Results = Results;
+
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        let mut opts = self.clone();
+        if opts.repos.is_empty() {
+            opts.repos = HELD_OUT.map(str::to_string).to_vec();
+        }
+        measure(&opts, b)
+    }
 }
 
-/// Runs the benchmark.
-pub fn run(opts: &Options) -> Result<()> {
-    let p = Progress::start();
-    let work = tempfile::Builder::new()
-        .prefix("shelf-bench-history-")
-        .tempdir()?;
-    let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
+/// Mines, builds the parents and asks every query of every variant.
+fn measure(opts: &History, b: &Bench) -> Result<Results> {
+    let work = b.work();
     let memo = Arc::new(Memo::new(Embedder::load(
-        &runtime,
+        &runtime()?,
         &EmbedderOptions::default(),
     )?));
     let variants = variants(opts.sweep);
@@ -265,7 +155,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut scores: BTreeMap<String, Vec<QueryScore>> = BTreeMap::new();
     let mut millis: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for repo in &opts.repos {
-        let git_dir = mirror_of(&opts.mirror, repo);
+        let git_dir = git_dir(&opts.mirror, repo);
         let mined = history::mine(
             &git_dir,
             "HEAD",
@@ -275,7 +165,7 @@ pub fn run(opts: &Options) -> Result<()> {
             },
         )
         .with_context(|| format!("mining {repo} at {}", git_dir.display()))?;
-        p.say(&format!(
+        b.say(format!(
             "{repo}: {} queries from {} commits",
             mined.queries.len(),
             mined.scanned
@@ -284,7 +174,7 @@ pub fn run(opts: &Options) -> Result<()> {
         let mut dropped = 0;
         let mut parents = 0;
         for chunker in &opts.chunkers {
-            let config = work.path().join(format!("{}.toml", chunker.name()));
+            let config = work.join(format!("{}.toml", chunker.name()));
             std::fs::write(
                 &config,
                 format!("[build]\nchunker = \"{}\"\n", chunker.name()),
@@ -297,7 +187,7 @@ pub fn run(opts: &Options) -> Result<()> {
             };
             std::fs::create_dir_all(&how.cache)?;
             let bundles = history::build_parents(&mined.queries, &how, &memo.inner, &(), |l| {
-                p.say(&format!("{repo} {}: {l}", chunker.name()))
+                b.say(format!("{repo} {}: {l}", chunker.name()))
             })?;
             parents = bundles.len();
             let first_set = chunker == &opts.chunkers[0];
@@ -306,7 +196,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 let path = bundles.get(&q.parent).context("a parent bundle")?;
                 if open.as_ref().is_none_or(|(o, _, _)| o != path) {
                     let bundle =
-                        MappedBundle::open_file(path, &work.path().join("cache"), memo.identity())?;
+                        MappedBundle::open_file(path, &work.join("cache"), memo.identity())?;
                     let indexed = eval::indexed_paths(&bundle)?;
                     open = Some((path.clone(), bundle, indexed));
                 }
@@ -359,25 +249,22 @@ pub fn run(opts: &Options) -> Result<()> {
             }
         }
         let (before, after) = headline(opts);
-        if let (Some(s), Some(b)) = (scores.get(&after), scores.get(&before)) {
-            let r = Report::new(
-                s.iter()
-                    .filter(|q| q.group.as_deref() == Some(repo))
-                    .cloned()
-                    .collect(),
-            );
-            let b = Report::new(
-                b.iter()
-                    .filter(|q| q.group.as_deref() == Some(repo))
-                    .cloned()
-                    .collect(),
-            );
-            p.say(&format!(
+        if let (Some(s), Some(plain)) = (scores.get(&after), scores.get(&before)) {
+            let of_repo = |s: &[QueryScore]| {
+                Report::new(
+                    s.iter()
+                        .filter(|q| q.group.as_deref() == Some(repo))
+                        .cloned()
+                        .collect(),
+                )
+            };
+            let (r, p) = (of_repo(s), of_repo(plain));
+            b.say(format!(
                 "{repo}: {} queries; R@5 {:.3} -> {:.3}, MRR {:.3} -> {:.3}",
                 r.overall.n,
-                b.overall.recall_at_5,
+                p.overall.recall_at_5,
                 r.overall.recall_at_5,
-                b.overall.mrr,
+                p.overall.mrr,
                 r.overall.mrr
             ));
         }
@@ -385,11 +272,18 @@ pub fn run(opts: &Options) -> Result<()> {
             repo.clone(),
             RepoOut {
                 scanned: mined.scanned,
-                skipped: mined.skipped.clone(),
+                skipped: mined
+                    .skipped
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
                 mined: mined.queries.len(),
                 dropped_gold_not_indexed: dropped,
                 parents,
-                queries: kept,
+                queries: kept
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?,
             },
         );
     }
@@ -416,20 +310,14 @@ pub fn run(opts: &Options) -> Result<()> {
             v.report.queries.clear();
         }
     }
-    let results = Results {
-        command: opts.command.clone(),
-        machine: Machine::current(),
-        chunkers: opts.chunkers.iter().map(|c| c.name()).collect(),
+    Ok(Results {
+        command: b.command.clone(),
+        machine: b.machine.clone(),
+        chunkers: opts.chunkers.iter().map(|c| c.name().to_string()).collect(),
         headline: headline(opts),
         repositories,
         variants: variants_out,
-    };
-    if let Some(dir) = opts.json_out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
-    p.say(&format!("results written to {}", opts.json_out.display()));
-    Ok(())
+    })
 }
 
 fn print_tables(

@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -23,16 +22,16 @@ use serde_json::Value;
 use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
-use crate::build_bench::{warn_if_busy, write_corpus};
-use crate::corpus::{Corpus, Style};
-use crate::load::{self, process_rss_kib, process_rss_split_kib};
-use crate::machine::Machine;
-use crate::progress::Progress;
-use crate::rng::Rng;
-use crate::serve_bench::{LevelOut, StartOut, level_out, queries_from, start_out, start_ready};
-use crate::shelf_cli::ShelfBinary;
-use crate::stats::median;
-use crate::table::{self, Row};
+use crate::fixtures::corpus::{Corpus, Style};
+use crate::fixtures::load::{self, Call, LevelOut};
+use crate::fixtures::process::{process_rss_kib, process_rss_split_kib};
+use crate::fixtures::queries::{QueryPool, queries_from};
+use crate::fixtures::rng::Rng;
+use crate::fixtures::server::{StartOut, Started, start_ready, strings};
+use crate::fixtures::shelf::ShelfBinary;
+use crate::harness::stats::median;
+use crate::harness::table::Table;
+use crate::harness::{Bench, Benchmark, Machine, Row, table};
 
 /// Words of its own per repository.
 const THEME_WORDS: usize = 6;
@@ -46,33 +45,47 @@ const LISTINGS: usize = 50;
 /// one-repository queries name on the root server.
 const FIRST: usize = 0;
 
-/// Options of one run.
-#[derive(Debug, Clone)]
-pub struct Options {
+/// One server for many repositories beside one for a single repository,
+/// in the same run: --repos small generated repositories (built once with
+/// `shelf build`, kept under --bundle-cache) published under one local
+/// store root. Start to ready, RSS, query latency for one repository and
+/// across all, how long a newly published repository takes to be listed,
+/// and whether the right repository comes first across all of them. Needs
+/// `cargo build --bin shelf` and `scripts/setup` first.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Repos {
     /// Repositories under the root.
-    pub repos: usize,
-    /// Files per repository.
-    pub files: usize,
+    #[arg(long, default_value_t = 100)]
+    repos: usize,
+    /// Files per repository (small: one or two chunks each).
+    #[arg(long, default_value_t = 30)]
+    files: usize,
     /// Seed of the generated repositories.
-    pub seed: u64,
-    /// Clients of every load level.
-    pub clients: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Clients of every load level (the same for both servers).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
     /// Requests per load level.
-    pub requests: usize,
-    /// Time bound per load level.
-    pub max_seconds: u64,
-    /// Start-to-ready measurements per server and cache state.
-    pub starts: usize,
-    /// Repositories published while the root server runs, one at a time.
-    pub appear_runs: usize,
-    /// The servers' `--poll-interval`, ms.
-    pub poll_ms: u64,
-    /// Where built bundles are kept between runs.
-    pub bundle_cache: PathBuf,
-    /// JSON results path.
-    pub json_out: PathBuf,
-    /// The command line.
-    pub command: Vec<String>,
+    #[arg(long, default_value_t = 3000)]
+    requests: usize,
+    /// Seconds at most per load level.
+    #[arg(long, default_value_t = 60)]
+    max_seconds: u64,
+    /// Start-to-ready measurements per server, with an empty cache and
+    /// with a warm one.
+    #[arg(long, default_value_t = 5)]
+    starts: usize,
+    /// Repositories published while the root server runs (the median time
+    /// to be listed is reported).
+    #[arg(long, default_value_t = 10)]
+    appear_runs: usize,
+    /// The servers' --poll-interval, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    poll_ms: u64,
+    /// Where the built bundles are kept between runs.
+    #[arg(long, default_value = "target/bench-cache")]
+    bundle_cache: PathBuf,
 }
 
 /// One generated repository.
@@ -96,7 +109,8 @@ struct Built {
     build_ms: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BuildOut {
     repositories: usize,
     built_now: usize,
@@ -113,7 +127,8 @@ struct BuildOut {
 }
 
 /// Resident memory at one moment, MiB.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Memory {
     rss_mib: f64,
     anon_mib: f64,
@@ -134,7 +149,8 @@ impl Memory {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ServerOut {
     /// `--store-root` or `--store`.
     source: String,
@@ -156,7 +172,8 @@ struct ServerOut {
     repos_listing_bytes: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AppearOut {
     poll_interval_ms: u64,
     /// Push start to listed `ok` in `/v1/repos`.
@@ -172,7 +189,8 @@ struct AppearOut {
 /// The served repositories' bundles opened in this process, as the server
 /// opens each one (`shelf_search::MappedBundle`), without a server around
 /// them: what opening a bundle costs by itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OpenOut {
     bundles: usize,
     /// Anonymous memory of this process, opened minus before, per bundle.
@@ -181,7 +199,8 @@ struct OpenOut {
     held_per_bundle_kib: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct QualityOut {
     queries: usize,
     /// The first result is from the repository the query was written from.
@@ -194,8 +213,10 @@ struct QualityOut {
     bad_answers: usize,
 }
 
-#[derive(Debug, Serialize)]
-struct Results {
+/// What `shelf-bench repos` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
     command: Vec<String>,
     machine: Machine,
     repos: usize,
@@ -217,115 +238,103 @@ struct Results {
     rows: Vec<Row>,
 }
 
-/// Runs the benchmark, prints the table and writes the JSON.
-pub fn run(opts: &Options) -> Result<()> {
-    if opts.repos < 2 || opts.files == 0 || opts.requests == 0 || opts.starts == 0 {
-        bail!("--repos must be at least 2, and --files, --requests and --starts at least 1");
-    }
-    let p = Progress::start();
-    let work = tempfile::Builder::new()
-        .prefix("shelf-bench-repos-")
-        .tempdir()
-        .context("creating a temporary directory")?;
-    let shelf = ShelfBinary::prepare(work.path())?;
-    let machine = Machine::current();
-    p.say(&format!("{} cores, {}", machine.nproc, machine.cpu_model));
-    warn_if_busy(&p, &machine);
+impl Benchmark for Repos {
+    const NAME: &'static str = "repos";
+    type Results = Results;
 
-    let specs = generate(opts);
-    let (built, mut build) = build_all(&shelf, &specs, opts, &p)?;
-    let (served, newcomers) = built.split_at(opts.repos);
-    let root = work.path().join("root");
-    std::fs::create_dir_all(&root)?;
-    let started = Instant::now();
-    for b in served {
-        publish(&shelf, &root, b)?;
-    }
-    build.publish_seconds = started.elapsed().as_secs_f64();
-    build.chunks_served = served.iter().map(|b| b.chunks).sum();
-    p.say(&format!(
-        "published {} repositories under {} in {:.1} s",
-        served.len(),
-        root.display(),
-        build.publish_seconds
-    ));
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        let opts = self;
+        if opts.repos < 2 || opts.files == 0 || opts.requests == 0 || opts.starts == 0 {
+            bail!("--repos must be at least 2, and --files, --requests and --starts at least 1");
+        }
+        let shelf = b.shelf()?;
+        let specs = generate(opts);
+        let (built, mut build) = build_all(b, shelf, &specs, opts)?;
+        let (served, newcomers) = built.split_at(opts.repos);
+        let root = b.work().join("root");
+        std::fs::create_dir_all(&root)?;
+        let started = Instant::now();
+        for r in served {
+            shelf.publish(&r.path, &r.digest, &root.join(&r.name))?;
+        }
+        build.publish_seconds = started.elapsed().as_secs_f64();
+        build.chunks_served = served.iter().map(|r| r.chunks).sum();
+        b.say(format!(
+            "published {} repositories under {} in {:.1} s",
+            served.len(),
+            root.display(),
+            build.publish_seconds
+        ));
 
-    let queries = Queries::new(&specs[..opts.repos], opts)?;
-    let bench = Bench {
-        opts,
-        p: &p,
-        shelf: &shelf,
-        work: work.path(),
-        root: &root,
-    };
-    let kinds = [
-        Kind::Single(served[FIRST].name.clone()),
-        Kind::Root(served.len()),
-    ];
-    let starts = bench.starts(&kinds)?;
-    let [single_starts, root_starts] = starts;
-    let single = bench.measure(&kinds[0], single_starts, &queries, None)?;
-    let mut appear = None;
-    let mut quality = None;
-    let root_out = bench.measure(
-        &kinds[1],
-        root_starts,
-        &queries,
-        Some(&mut |server: &ServerProcess| {
-            quality = Some(quality_check(server, &queries, &p));
-            appear = Some(bench.appear(server, newcomers)?);
-            Ok(())
-        }),
-    )?;
-    let (Some(appear), Some(quality)) = (appear, quality) else {
-        bail!("the root server's extra measurements did not run");
-    };
-    let open_in_process = open_in_process(served, work.path())?;
-    p.say(&format!(
-        "{} bundles opened in process: {:.0} KiB of anonymous memory each, {:.0} KiB of it bundle bytes",
-        open_in_process.bundles,
-        open_in_process.anon_per_bundle_kib,
-        open_in_process.held_per_bundle_kib
-    ));
+        let queries = Queries::new(&specs[..opts.repos], opts)?;
+        let stage = Stage {
+            opts,
+            b,
+            shelf,
+            root: &root,
+        };
+        let kinds = [
+            Kind::Single(served[FIRST].name.clone()),
+            Kind::Root(served.len()),
+        ];
+        let [single_starts, root_starts] = stage.starts(&kinds)?;
+        let single = stage.measure(&kinds[0], single_starts, &queries, None)?;
+        let mut appear = None;
+        let mut quality = None;
+        let root_out = stage.measure(
+            &kinds[1],
+            root_starts,
+            &queries,
+            Some(&mut |server: &ServerProcess| {
+                quality = Some(quality_check(server, &queries, b));
+                appear = Some(stage.appear(server, newcomers)?);
+                Ok(())
+            }),
+        )?;
+        let (Some(appear), Some(quality)) = (appear, quality) else {
+            bail!("the root server's extra measurements did not run");
+        };
+        let open_in_process = open_in_process(served, b.work())?;
+        b.say(format!(
+            "{} bundles opened in process: {:.0} KiB of anonymous memory each, {:.0} KiB of it bundle bytes",
+            open_in_process.bundles,
+            open_in_process.anon_per_bundle_kib,
+            open_in_process.held_per_bundle_kib
+        ));
 
-    let delta = root_out.rss_after_load.rss_mib - single.rss_after_load.rss_mib;
-    let extra_bundle_mib = (root_out
-        .live_bundle_bytes
-        .saturating_sub(single.live_bundle_bytes)) as f64
-        / 1048576.0;
-    let results = Results {
-        command: opts.command.clone(),
-        machine,
-        repos: opts.repos,
-        files_per_repo: opts.files,
-        seed: opts.seed,
-        clients: opts.clients,
-        poll_interval_ms: opts.poll_ms,
-        rss_delta_after_load_mib: delta,
-        extra_bundle_mib,
-        rss_delta_per_extra_repo_kib: delta * 1024.0 / (opts.repos - 1) as f64,
-        rows: Vec::new(),
-        build,
-        single,
-        root: root_out,
-        appear,
-        quality,
-        open_in_process,
-    };
-    let rows = rows(&results);
-    print!("{}", table::render(&rows));
-    let results = Results { rows, ..results };
-    if let Some(dir) = opts.json_out.parent() {
-        std::fs::create_dir_all(dir)?;
+        let delta = root_out.rss_after_load.rss_mib - single.rss_after_load.rss_mib;
+        let extra_bundle_mib = (root_out
+            .live_bundle_bytes
+            .saturating_sub(single.live_bundle_bytes)) as f64
+            / 1048576.0;
+        let results = Results {
+            command: b.command.clone(),
+            machine: b.machine.clone(),
+            repos: opts.repos,
+            files_per_repo: opts.files,
+            seed: opts.seed,
+            clients: opts.clients,
+            poll_interval_ms: opts.poll_ms,
+            rss_delta_after_load_mib: delta,
+            extra_bundle_mib,
+            rss_delta_per_extra_repo_kib: delta * 1024.0 / (opts.repos - 1) as f64,
+            rows: Vec::new(),
+            build,
+            single,
+            root: root_out,
+            appear,
+            quality,
+            open_in_process,
+        };
+        let rows = rows(&results);
+        print!("{}", table::render(&rows));
+        Ok(Results { rows, ..results })
     }
-    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
-    p.say(&format!("results written to {}", opts.json_out.display()));
-    Ok(())
 }
 
 /// The served repositories (`repo-000`, ...) and the newcomers published
 /// while serving (`new-00`, ...), each with a theme no other has.
-fn generate(opts: &Options) -> Vec<Spec> {
+fn generate(opts: &Repos) -> Vec<Spec> {
     let themes = themes(opts.repos + opts.appear_runs, opts.seed);
     themes
         .into_iter()
@@ -380,16 +389,16 @@ fn themes(n: usize, seed: u64) -> Vec<Vec<String>> {
 /// commit, which the fixed git identity and dates make a function of the
 /// content).
 fn build_all(
+    bench: &Bench,
     shelf: &ShelfBinary,
     specs: &[Spec],
-    opts: &Options,
-    p: &Progress,
+    opts: &Repos,
 ) -> Result<(Vec<Built>, BuildOut)> {
     let mut out = Vec::with_capacity(specs.len());
     let started = Instant::now();
     let mut built_now = 0;
     for (i, spec) in specs.iter().enumerate() {
-        let repo = write_corpus(&spec.corpus);
+        let repo = spec.corpus.write_repo();
         let commit = repo.commit("repos benchmark corpus");
         let dir = opts
             .bundle_cache
@@ -409,12 +418,12 @@ fn build_all(
             continue;
         }
         if built_now == 0 {
-            p.say(&format!(
+            bench.say(format!(
                 "building the repositories not in {} (about 2 s each on 2 cores)",
                 opts.bundle_cache.display()
             ));
         }
-        let run = shelf.build_named(repo.path(), "HEAD", &dir, None, &spec.name)?;
+        let run = shelf.build_with(repo.path(), "HEAD", &dir, None, &spec.name, &[])?;
         built_now += 1;
         let b = Built {
             name: spec.name.clone(),
@@ -427,7 +436,7 @@ fn build_all(
         };
         std::fs::write(&record, serde_json::to_vec_pretty(&b)?)?;
         if built_now % 10 == 0 || i + 1 == specs.len() {
-            p.say(&format!(
+            bench.say(format!(
                 "  built {built_now} ({}/{} done), {:.0} s so far",
                 i + 1,
                 specs.len(),
@@ -450,7 +459,7 @@ fn build_all(
         chunks_served: 0,
         publish_seconds: 0.0,
     };
-    p.say(&format!(
+    bench.say(format!(
         "{} repositories, {} chunks: {} built now ({:.0} s), {} from the cache",
         summary.repositories,
         summary.chunks_total,
@@ -459,14 +468,6 @@ fn build_all(
         summary.from_cache
     ));
     Ok((out, summary))
-}
-
-/// Push, then tag `production`: what the repository's workflow does.
-fn publish(shelf: &ShelfBinary, root: &Path, b: &Built) -> Result<()> {
-    let store = root.join(&b.name).display().to_string();
-    shelf.run(&["push", &b.path.display().to_string(), "--store", &store])?;
-    shelf.run(&["tag", "production", &b.digest, "--store", &store])?;
-    Ok(())
 }
 
 /// The benchmark's queries. The servers run without a query cache, so a
@@ -481,11 +482,11 @@ struct Queries {
 }
 
 impl Queries {
-    fn new(specs: &[Spec], opts: &Options) -> Result<Self> {
-        let one = queries_from(&specs[FIRST].corpus, opts.seed, 400);
-        if one.len() < WARMUP {
-            bail!("the first repository gives only {} queries", one.len());
-        }
+    fn new(specs: &[Spec], opts: &Repos) -> Result<Self> {
+        let one = QueryPool::new(&specs[FIRST].corpus, opts.seed, 400, WARMUP)
+            .context("the first repository's queries")?
+            .all()
+            .to_vec();
         let mut per_repo = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let themed = themed_queries(spec, opts.seed ^ i as u64);
@@ -562,50 +563,46 @@ type Runs = Vec<(f64, f64)>;
 type Starts = [(Runs, Runs); 2];
 
 /// What every stage shares.
-struct Bench<'a> {
-    opts: &'a Options,
-    p: &'a Progress,
+struct Stage<'a> {
+    opts: &'a Repos,
+    b: &'a Bench,
     shelf: &'a ShelfBinary,
-    work: &'a Path,
     root: &'a Path,
 }
 
 /// A stage run on the root server while it is up.
 type WhileUp<'f> = &'f mut dyn FnMut(&ServerProcess) -> Result<()>;
 
-impl Bench<'_> {
+impl Stage<'_> {
     fn args(&self, kind: &Kind, cache: &Path) -> Vec<String> {
-        let mut args = match kind {
-            Kind::Single(name) => vec![
-                "--store".to_string(),
-                self.root.join(name).display().to_string(),
-            ],
-            Kind::Root(_) => vec!["--store-root".to_string(), self.root.display().to_string()],
+        let (flag, store) = match kind {
+            Kind::Single(name) => ("--store", self.root.join(name)),
+            Kind::Root(_) => ("--store-root", self.root.to_path_buf()),
         };
-        args.extend(
-            [
-                "--follow",
-                "production",
-                "--cache",
-                &cache.display().to_string(),
-                "--poll-interval",
-                &format!("{}ms", self.opts.poll_ms),
-                // Every query embedded, as a new query is.
-                "--query-cache-bytes",
-                "0",
-            ]
-            .map(String::from),
-        );
-        args
+        let (store, cache) = (store.display().to_string(), cache.display().to_string());
+        let poll = format!("{}ms", self.opts.poll_ms);
+        // `--query-cache-bytes 0`: every query embedded, as a new query is.
+        strings(&[
+            flag,
+            &store,
+            "--follow",
+            "production",
+            "--cache",
+            &cache,
+            "--poll-interval",
+            &poll,
+            "--query-cache-bytes",
+            "0",
+        ])
     }
 
     fn warm_cache(&self, kind: &Kind) -> PathBuf {
-        self.work.join(format!("cache-{}", kind.label()))
+        self.b.work().join(format!("cache-{}", kind.label()))
     }
 
     /// Starts until every repository is live, to a `/readyz` that says
     /// `ok` for all of them.
-    fn start(&self, kind: &Kind, cache: &Path) -> Result<crate::serve_bench::Started> {
+    fn start(&self, kind: &Kind, cache: &Path) -> Result<Started> {
         let n = kind.repositories();
         start_ready(
             self.shelf,
@@ -633,7 +630,7 @@ impl Bench<'_> {
                 let cache = if i == 0 {
                     self.warm_cache(kind)
                 } else {
-                    self.work.join(format!("cold-{}-{i}", kind.label()))
+                    self.b.work().join(format!("cold-{}-{i}", kind.label()))
                 };
                 let s = self.start(kind, &cache)?;
                 out[k].0.push((s.ready_ms, s.model_ms));
@@ -641,7 +638,7 @@ impl Bench<'_> {
                 if i > 0 {
                     let _ = std::fs::remove_dir_all(&cache);
                 }
-                self.p.say(&format!(
+                self.b.say(format!(
                     "{} server, empty cache: ready in {:.0} ms (model {:.0} ms)",
                     kind.label(),
                     s.ready_ms,
@@ -674,49 +671,33 @@ impl Bench<'_> {
         let server = started.server;
         let pid = server.pid();
         let rss_after_ready = Memory::of(pid);
-        self.p.say(&format!(
+        self.b.say(format!(
             "{} server: ready in {:.0} ms, RSS {:.0} MiB",
             kind.label(),
             started.ready_ms,
             rss_after_ready.rss_mib
         ));
         let live_bundle_bytes = live_bundle_bytes(&server, &self.warm_cache(kind))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let rt = load::runtime()?;
         let first = format!("&repo=repo-{FIRST:03}");
         let warmup = load::Limits {
             requests: WARMUP,
             max_time: Duration::from_secs(60),
         };
-        let never = Arc::new(AtomicBool::new(false));
-        rt.block_on(load::run(
-            server.addr,
-            2,
-            Arc::clone(&queries.one),
-            &first,
-            warmup.clone(),
-            Arc::clone(&never),
-        ));
-        let one_repo = self.level(&rt, &server, kind, "one repository", &queries.one, &first);
+        let one = Call::searches(&queries.one, &first);
+        load::run_fresh(&rt, server.addr, 2, Arc::clone(&one), warmup.clone());
+        let one_repo = self.level(&rt, &server, kind, "one repository", one);
         let across_all = match kind {
             Kind::Root(_) => {
-                rt.block_on(load::run(
-                    server.addr,
-                    2,
-                    Arc::clone(&queries.across),
-                    "",
-                    warmup,
-                    never,
-                ));
-                Some(self.level(&rt, &server, kind, "all repositories", &queries.across, ""))
+                let across = Call::searches(&queries.across, "");
+                load::run_fresh(&rt, server.addr, 2, Arc::clone(&across), warmup);
+                Some(self.level(&rt, &server, kind, "all repositories", across))
             }
             Kind::Single(_) => None,
         };
         let rss_after_load = Memory::of(pid);
         let (repos_listing_p50_ms, repos_listing_bytes) = listing(&server)?;
-        self.p.say(&format!(
+        self.b.say(format!(
             "{} server: RSS after load {:.0} MiB (anon {:.0}, file {:.0}); /v1/repos {:.2} ms, {} bytes",
             kind.label(),
             rss_after_load.rss_mib,
@@ -736,8 +717,8 @@ impl Bench<'_> {
                 Kind::Root(_) => "--store-root".into(),
             },
             repositories: kind.repositories(),
-            start_empty_cache: start_out(&empty),
-            start_warm_cache: start_out(&warm),
+            start_empty_cache: StartOut::of(&empty),
+            start_warm_cache: StartOut::of(&warm),
             rss_after_ready,
             rss_after_load,
             live_bundle_bytes,
@@ -754,23 +735,15 @@ impl Bench<'_> {
         server: &ServerProcess,
         kind: &Kind,
         what: &str,
-        queries: &Arc<Vec<String>>,
-        params: &str,
+        calls: Arc<Vec<Call>>,
     ) -> LevelOut {
         let limits = load::Limits {
             requests: self.opts.requests,
             max_time: Duration::from_secs(self.opts.max_seconds),
         };
-        let timed = load::run_timed(
-            rt,
-            server,
-            self.opts.clients,
-            Arc::clone(queries),
-            params,
-            limits,
-        );
-        let l = level_out(self.opts.clients, &timed);
-        self.p.say(&format!(
+        let timed = load::run_timed(rt, server, self.opts.clients, calls, limits);
+        let l = LevelOut::of(self.opts.clients, &timed);
+        self.b.say(format!(
             "{} server, {what}, {} clients: {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms (server search p50 {:.2} ms), {} of {} failed",
             kind.label(),
             l.clients,
@@ -796,7 +769,8 @@ impl Bench<'_> {
             let phase = self.opts.poll_ms as f64 * rng.unit();
             std::thread::sleep(Duration::from_secs_f64(phase / 1e3));
             let started = Instant::now();
-            publish(self.shelf, self.root, b)?;
+            self.shelf
+                .publish(&b.path, &b.digest, &self.root.join(&b.name))?;
             let tagged = Instant::now();
             let deadline = tagged + Duration::from_secs(120);
             loop {
@@ -822,7 +796,7 @@ impl Bench<'_> {
             publish_to_ok.push(ok.duration_since(started).as_secs_f64() * 1e3);
             tag_to_ok.push(ok.duration_since(tagged).as_secs_f64() * 1e3);
             push_and_tag.push(tagged.duration_since(started).as_secs_f64() * 1e3);
-            self.p.say(&format!(
+            self.b.say(format!(
                 "{} published: listed ok {:.0} ms after its tag (push and tag {:.0} ms)",
                 b.name,
                 tag_to_ok.last().copied().unwrap_or(f64::NAN),
@@ -934,7 +908,7 @@ fn listing(server: &ServerProcess) -> Result<(f64, usize)> {
 }
 
 /// Every repository's own queries asked of all of them at once.
-fn quality_check(server: &ServerProcess, queries: &Queries, p: &Progress) -> QualityOut {
+fn quality_check(server: &ServerProcess, queries: &Queries, b: &Bench) -> QualityOut {
     let (mut top1, mut top10, mut share, mut bad) = (0usize, 0usize, 0.0, 0usize);
     for (q, repo) in &queries.quality {
         let target = format!("/v1/search?k=10&q={}", http::encode(q));
@@ -964,7 +938,7 @@ fn quality_check(server: &ServerProcess, queries: &Queries, p: &Progress) -> Qua
         top10_right_share: share / n as f64,
         bad_answers: bad,
     };
-    p.say(&format!(
+    b.say(format!(
         "quality: right repository first for {:.1}% of {n} queries, in the top 10 for {:.1}%",
         out.top1_right_repo * 100.0,
         out.top10_has_right_repo * 100.0
@@ -973,138 +947,117 @@ fn quality_check(server: &ServerProcess, queries: &Queries, p: &Progress) -> Qua
 }
 
 fn rows(r: &Results) -> Vec<Row> {
-    let (s, a) = (&r.single, &r.root);
-    let n = r.repos;
-    let mib = |b: u64| b as f64 / 1048576.0;
-    let mut rows = vec![
-        Row::info(
-            "repositories (files each, chunks in all)",
-            format!("{n} ({}, {})", r.files_per_repo, r.build.chunks_served),
+    let (s, a, n, c) = (&r.single, &r.root, r.repos, r.clients);
+    let mut t = Table::default();
+    let bo = &r.build;
+    let chunks = (r.files_per_repo, bo.chunks_served);
+    t.info(
+        "repositories (files each, chunks in all)",
+        format!("{n} {chunks:?}"),
+    );
+    t.info(
+        "build of the repositories not cached (this run)",
+        format!(
+            "{} built in {:.0} s, {} from the cache",
+            bo.built_now, bo.build_seconds, bo.from_cache
         ),
-        Row::info(
-            "build of the repositories not cached (this run)",
-            format!(
-                "{} built in {:.0} s, {} from the cache",
-                r.build.built_now, r.build.build_seconds, r.build.from_cache
-            ),
-        ),
-    ];
-    let pair = |what: &str, single: String, root: String| {
-        Row::info(
+    );
+    let mut pair = |what: &str, f: &dyn Fn(&ServerOut) -> String| {
+        t.info(
             format!("{what}: 1 repo / {n} repos"),
-            format!("{single} / {root}"),
-        )
+            format!("{} / {}", f(s), f(a)),
+        );
     };
     let ms = |v: f64| format!("{v:.0} ms");
-    rows.push(pair(
-        "start to ready, empty cache (median)",
-        ms(s.start_empty_cache.median_ms),
-        ms(a.start_empty_cache.median_ms),
-    ));
-    rows.push(pair(
-        "start to ready, warm cache (median)",
-        ms(s.start_warm_cache.median_ms),
-        ms(a.start_warm_cache.median_ms),
-    ));
-    rows.push(pair(
-        "  of which model load",
-        ms(s.start_warm_cache.median_model_load_ms),
-        ms(a.start_warm_cache.median_model_load_ms),
-    ));
-    rows.push(pair(
-        "  without the model, empty cache",
-        ms(s.start_empty_cache.median_without_model_ms),
-        ms(a.start_empty_cache.median_without_model_ms),
-    ));
-    rows.push(pair(
-        "  without the model, warm cache",
-        ms(s.start_warm_cache.median_without_model_ms),
-        ms(a.start_warm_cache.median_without_model_ms),
-    ));
-    rows.push(pair(
-        &format!("one repository (repo=), {} clients: p50", r.clients),
-        format!("{:.1} ms", s.one_repo.p50_ms),
-        format!("{:.1} ms", a.one_repo.p50_ms),
-    ));
-    rows.push(pair(
-        &format!("one repository (repo=), {} clients: p99", r.clients),
-        format!("{:.1} ms", s.one_repo.p99_ms),
-        format!("{:.1} ms", a.one_repo.p99_ms),
-    ));
-    rows.push(pair(
-        "one repository: throughput",
-        format!("{:.0} q/s", s.one_repo.throughput_qps),
-        format!("{:.0} q/s", a.one_repo.throughput_qps),
-    ));
-    rows.push(pair(
-        "one repository: server search p50",
-        format!("{:.2} ms", s.one_repo.server_search_p50_ms),
-        format!("{:.2} ms", a.one_repo.server_search_p50_ms),
-    ));
-    if let Some(all) = &a.across_all {
-        rows.push(Row::info(
-            format!("all {n} repositories, {} clients: p50 / p99", r.clients),
-            format!("{:.1} ms / {:.1} ms", all.p50_ms, all.p99_ms),
-        ));
-        rows.push(Row::info(
-            format!("all {n} repositories: throughput / server search p50"),
-            format!(
-                "{:.0} q/s / {:.2} ms",
-                all.throughput_qps, all.server_search_p50_ms
-            ),
-        ));
-    }
-    let failed =
-        s.one_repo.failed + a.one_repo.failed + a.across_all.as_ref().map_or(0, |l| l.failed);
-    let requests =
-        s.one_repo.requests + a.one_repo.requests + a.across_all.as_ref().map_or(0, |l| l.requests);
-    rows.push(Row::check(
-        format!("failed queries of {requests}"),
-        failed.to_string(),
-        "0",
-        failed == 0,
-    ));
+    pair("start to ready, empty cache (median)", &|x| {
+        ms(x.start_empty_cache.median_ms)
+    });
+    pair("start to ready, warm cache (median)", &|x| {
+        ms(x.start_warm_cache.median_ms)
+    });
+    pair("  of which model load", &|x| {
+        ms(x.start_warm_cache.median_model_load_ms)
+    });
+    pair("  without the model, empty cache", &|x| {
+        ms(x.start_empty_cache.median_without_model_ms)
+    });
+    pair("  without the model, warm cache", &|x| {
+        ms(x.start_warm_cache.median_without_model_ms)
+    });
+    let one = format!("one repository (repo=), {c} clients");
+    pair(&format!("{one}: p50"), &|x| {
+        format!("{:.1} ms", x.one_repo.p50_ms)
+    });
+    pair(&format!("{one}: p99"), &|x| {
+        format!("{:.1} ms", x.one_repo.p99_ms)
+    });
+    pair("one repository: throughput", &|x| {
+        format!("{:.0} q/s", x.one_repo.throughput_qps)
+    });
+    pair("one repository: server search p50", &|x| {
+        format!("{:.2} ms", x.one_repo.server_search_p50_ms)
+    });
     let mem = |m: &Memory| {
         format!(
             "{:.0} MiB (anon {:.0} + file {:.0})",
             m.rss_mib, m.anon_mib, m.file_mib
         )
     };
-    rows.push(pair(
-        "RSS after ready",
-        mem(&s.rss_after_ready),
-        mem(&a.rss_after_ready),
-    ));
-    rows.push(pair(
-        "RSS after load",
-        mem(&s.rss_after_load),
-        mem(&a.rss_after_load),
-    ));
-    rows.push(pair(
-        "live bundles, unpacked",
-        format!("{:.2} MiB", mib(s.live_bundle_bytes)),
-        format!("{:.2} MiB", mib(a.live_bundle_bytes)),
-    ));
-    rows.push(Row::check(
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let (after_ready, after_load) = (
+        format!("{} / {}", mem(&s.rss_after_ready), mem(&a.rss_after_ready)),
+        format!("{} / {}", mem(&s.rss_after_load), mem(&a.rss_after_load)),
+    );
+    let live = |x: &ServerOut| format!("{:.2} MiB", mib(x.live_bundle_bytes));
+    let listing = (
+        s.repos_listing_p50_ms,
+        a.repos_listing_p50_ms,
+        a.repos_listing_bytes / 1024,
+    );
+    if let Some(all) = &a.across_all {
+        let (p50, p99) = (all.p50_ms, all.p99_ms);
+        t.info(
+            format!("all {n} repositories, {c} clients: p50 / p99"),
+            format!("{p50:.1} ms / {p99:.1} ms"),
+        );
+        let (qps, search) = (all.throughput_qps, all.server_search_p50_ms);
+        t.info(
+            format!("all {n} repositories: throughput / server search p50"),
+            format!("{qps:.0} q/s / {search:.2} ms"),
+        );
+    }
+    let levels = [Some(&s.one_repo), Some(&a.one_repo), a.across_all.as_ref()];
+    let failed: usize = levels.iter().flatten().map(|l| l.failed).sum();
+    let requests: usize = levels.iter().flatten().map(|l| l.requests).sum();
+    t.check(
+        format!("failed queries of {requests}"),
+        failed.to_string(),
+        "0",
+        failed == 0,
+    );
+    t.info(format!("RSS after ready: 1 repo / {n} repos"), after_ready);
+    t.info(format!("RSS after load: 1 repo / {n} repos"), after_load);
+    t.info(
+        format!("live bundles, unpacked: 1 repo / {n} repos"),
+        format!("{} / {}", live(s), live(a)),
+    );
+    let (delta, extra) = (r.rss_delta_after_load_mib, r.extra_bundle_mib);
+    t.check(
         format!("RSS after load, {n} repos − 1 repo"),
-        format!("{:.1} MiB", r.rss_delta_after_load_mib),
-        format!(
-            "<= {:.1} MiB (the {} more bundles)",
-            r.extra_bundle_mib,
-            n - 1
-        ),
-        r.rss_delta_after_load_mib <= r.extra_bundle_mib,
-    ));
-    rows.push(Row::info(
+        format!("{delta:.1} MiB"),
+        format!("<= {extra:.1} MiB (the {} more bundles)", n - 1),
+        delta <= extra,
+    );
+    let per_repo = extra * 1024.0 / (n - 1) as f64;
+    t.info(
         "  per repository beyond the first",
         format!(
-            "{:.0} KiB (bundle {:.0} KiB)",
-            r.rss_delta_per_extra_repo_kib,
-            r.extra_bundle_mib * 1024.0 / (n - 1) as f64
+            "{:.0} KiB (bundle {per_repo:.0} KiB)",
+            r.rss_delta_per_extra_repo_kib
         ),
-    ));
+    );
     let o = &r.open_in_process;
-    rows.push(Row::info(
+    t.info(
         format!(
             "  a bundle opened in process (shelf_search, {} at once)",
             o.bundles
@@ -1113,32 +1066,27 @@ fn rows(r: &Results) -> Vec<Row> {
             "{:.0} KiB anon each ({:.0} KiB bundle bytes)",
             o.anon_per_bundle_kib, o.held_per_bundle_kib
         ),
-    ));
-    rows.push(pair(
-        "GET /v1/repos (median)",
-        format!("{:.2} ms", s.repos_listing_p50_ms),
+    );
+    t.info(
+        format!("GET /v1/repos (median): 1 repo / {n} repos"),
         format!(
-            "{:.2} ms, {} KiB",
-            a.repos_listing_p50_ms,
-            a.repos_listing_bytes / 1024
+            "{:.2} ms / {:.2} ms, {} KiB",
+            listing.0, listing.1, listing.2
         ),
-    ));
+    );
     let ap = &r.appear;
-    rows.push(Row::info(
+    let most = ap.tag_to_ok_ms.iter().copied().fold(f64::NAN, f64::max);
+    let (median, publish) = (ap.median_tag_to_ok_ms, ap.median_publish_to_ok_ms);
+    t.info(
         format!(
             "new repository: tag -> listed ok (median of {}, poll {} ms)",
             ap.tag_to_ok_ms.len(),
             ap.poll_interval_ms
         ),
-        format!(
-            "{:.0} ms, at most {:.0} ms (push start -> ok {:.0} ms)",
-            ap.median_tag_to_ok_ms,
-            ap.tag_to_ok_ms.iter().copied().fold(f64::NAN, f64::max),
-            ap.median_publish_to_ok_ms
-        ),
-    ));
+        format!("{median:.0} ms, at most {most:.0} ms (push start -> ok {publish:.0} ms)"),
+    );
     let q = &r.quality;
-    rows.push(Row::check(
+    t.check(
         format!(
             "across {n}: answers not 200 or with a result naming no repository ({} queries)",
             q.queries
@@ -1146,19 +1094,25 @@ fn rows(r: &Results) -> Vec<Row> {
         q.bad_answers.to_string(),
         "0",
         q.bad_answers == 0,
-    ));
+    );
     // A figure, not a target: the words common to every generated
     // repository make the wrong one come first now and then.
-    rows.push(Row::info(
+    let pct = |x: f64| x * 100.0;
+    let (first, top10, share) = (
+        q.top1_right_repo,
+        q.top10_has_right_repo,
+        q.top10_right_share,
+    );
+    t.info(
         "  right repository first / in the top 10 / share of the top 10",
         format!(
             "{:.1}% / {:.1}% / {:.1}%",
-            q.top1_right_repo * 100.0,
-            q.top10_has_right_repo * 100.0,
-            q.top10_right_share * 100.0
+            pct(first),
+            pct(top10),
+            pct(share)
         ),
-    ));
-    rows
+    );
+    t.rows
 }
 
 #[cfg(test)]
@@ -1176,7 +1130,7 @@ mod tests {
 
     #[test]
     fn every_repository_has_queries_in_its_own_words() {
-        let opts = Options {
+        let opts = Repos {
             repos: 3,
             files: 30,
             seed: 42,
@@ -1187,8 +1141,6 @@ mod tests {
             appear_runs: 1,
             poll_ms: 1000,
             bundle_cache: PathBuf::new(),
-            json_out: PathBuf::new(),
-            command: vec![],
         };
         let specs = generate(&opts);
         assert_eq!(

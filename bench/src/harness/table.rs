@@ -1,10 +1,11 @@
 //! The human-readable result: one row per metric with its target and
 //! whether it was met, aligned for a terminal or a CI log.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One metric.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Row {
     /// What is measured.
     pub metric: String,
@@ -40,6 +41,31 @@ impl Row {
             target: target.into(),
             pass: Some(pass),
         }
+    }
+}
+
+/// A table being built, one call per row.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// The rows so far.
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    /// Adds a row without a target.
+    pub fn info(&mut self, metric: impl Into<String>, value: impl Into<String>) {
+        self.rows.push(Row::info(metric, value));
+    }
+
+    /// Adds a row with a target.
+    pub fn check(
+        &mut self,
+        metric: impl Into<String>,
+        value: impl Into<String>,
+        target: impl Into<String>,
+        pass: bool,
+    ) {
+        self.rows.push(Row::check(metric, value, target, pass));
     }
 }
 

@@ -11,17 +11,30 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
-use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use serde::{Deserialize, Serialize};
+use shelf_builder::chunker::Chunker;
+use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_formats::names::repo_name_of;
 use shelf_search::across::RepoFusion;
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
 use shelf_search::{Engine, MappedBundle, Mode, Target, Tuning};
 
-use crate::machine::Machine;
-use crate::progress::Progress;
-use crate::shelf_cli::{ShelfBinary, workspace_root};
-use crate::swebench;
+use crate::fixtures::devset::{self, Sources};
+use crate::harness::{Bench, Benchmark, Machine, runtime};
+
+/// The development issues asked of all four of their repositories at once
+/// (one server, one store root): every way of fusing the repositories'
+/// rankings, scored against the row's own repository's gold files. Uses
+/// the bundles `swebench` builds.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Across {
+    /// The issues, the repositories and their bundles.
+    #[command(flatten)]
+    sources: Sources,
+    /// A model directory instead of the provisioned default.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+}
 
 /// The fusions compared, and the single-repository ceiling.
 const SYSTEMS: [(&str, Option<RepoFusion>); 4] = [
@@ -31,7 +44,8 @@ const SYSTEMS: [(&str, Option<RepoFusion>); 4] = [
     ("scores", Some(RepoFusion::Scores)),
 ];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SystemOut {
     overall: Summary,
     without_leaks: Summary,
@@ -41,29 +55,40 @@ struct SystemOut {
     other_repo_share_at_5: f64,
 }
 
-#[derive(Debug, Serialize)]
-struct Results {
+/// What `shelf-bench across` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
     command: Vec<String>,
     machine: Machine,
     systems: BTreeMap<String, SystemOut>,
 }
 
-/// Runs the harness over the swebench options' rows and bundle cache.
-pub fn run(opts: &swebench::Options) -> Result<()> {
-    let p = Progress::start();
-    let work = tempfile::Builder::new()
-        .prefix("shelf-bench-across-")
-        .tempdir()?;
-    let shelf = ShelfBinary::prepare(work.path())?;
-    let rows = swebench::read_rows(&opts.queries)?;
-    let built = swebench::build_all(&shelf, opts, &rows, &p)?;
-    let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
+impl Benchmark for Across {
+    const NAME: &'static str = "across";
+    type Results = Results;
+
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        measure(self, b)
+    }
+}
+
+/// Every row asked of its own bundle and the other repositories' newest.
+fn measure(opts: &Across, b: &Bench) -> Result<Results> {
+    let rows = devset::read_rows(&opts.sources.queries)?;
+    let build = devset::Build {
+        sources: &opts.sources,
+        only: &[],
+        chunker: Chunker::default(),
+        model: opts.model.as_deref(),
+    };
+    let built = build.all(b, b.shelf()?, &rows)?;
     let options = EmbedderOptions {
         model: opts.model.clone(),
         ..EmbedderOptions::default()
     };
-    let embedder = Arc::new(Embedder::load(&runtime, &options)?);
-    let cache = work.path().join("cache");
+    let embedder = Arc::new(Embedder::load(&runtime()?, &options)?);
+    let cache = b.work().join("cache");
     // Every bundle any row needs, opened once.
     let mut open: BTreeMap<PathBuf, MappedBundle> = BTreeMap::new();
     let newest: BTreeMap<&str, &PathBuf> = built
@@ -151,7 +176,7 @@ pub fn run(opts: &swebench::Options) -> Result<()> {
                 .any(|g| row.query.contains(g.as_str()));
             scores.entry(system).or_default().push((scored, others));
         }
-        p.say(&format!("{}/{} {}", i + 1, rows.len(), row.instance_id));
+        b.say(format!("{}/{} {}", i + 1, rows.len(), row.instance_id));
     }
     let systems: BTreeMap<String, SystemOut> = scores
         .into_iter()
@@ -184,15 +209,9 @@ pub fn run(opts: &swebench::Options) -> Result<()> {
             println!("{:<16} {}   (no leaks)", "", s.without_leaks.cells());
         }
     }
-    let results = Results {
-        command: opts.command.clone(),
-        machine: Machine::current(),
+    Ok(Results {
+        command: b.command.clone(),
+        machine: b.machine.clone(),
         systems,
-    };
-    if let Some(dir) = opts.json_out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
-    p.say(&format!("results written to {}", opts.json_out.display()));
-    Ok(())
+    })
 }

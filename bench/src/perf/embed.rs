@@ -23,26 +23,25 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 use shelf_testkit::GitRepo;
 use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
-use crate::build_bench::{touch_files, warn_if_busy, write_corpus};
-use crate::corpus::Corpus;
-use crate::load::{self, Sample, percentile, process_cpu_seconds, process_rss_kib};
-use crate::machine::Machine;
-use crate::progress::Progress;
-use crate::rng::Rng;
-use crate::serve_bench::{queries_from, start_once};
-use crate::shelf_cli::{BuildRun, REPOSITORY_NAME, ShelfBinary, workspace_root};
-use crate::stats::{median, median_by};
-use crate::table::{self, Row};
+use crate::fixtures::corpus::Corpus;
+use crate::fixtures::load::{self, Call, Sample, Timed};
+use crate::fixtures::process::{process_cpu_seconds, process_rss_kib};
+use crate::fixtures::queries::{QueryPool, queries_from};
+use crate::fixtures::rng::Rng;
+use crate::fixtures::server::{start_once, start_ready, strings};
+use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
+use crate::harness::stats::{median, median_by, percentile};
+use crate::harness::table::Table;
+use crate::harness::{Bench, Benchmark, Machine, Row, machine, runtime, table};
 
 // Targets, in one place so the table and docs/benchmarks.md agree.
 const MIN_BUILD_RATIO: f64 = 1.6;
@@ -55,35 +54,48 @@ const REPEATED_SET: usize = 100;
 /// Share of files the incremental-equals-cold check changes.
 const TOUCHED_SHARE: f64 = 0.05;
 
-/// Options of one run.
-#[derive(Debug, Clone)]
-pub struct Options {
+/// The embedding model and its layout, fp32 against int8 side by side in
+/// one run: in-process layouts (sessions x threads, queries alone or
+/// batched), cold builds (chunks/s, peak RSS, reproducibility), incremental
+/// == cold, and servers at 1, 8 and 32 clients with distinct queries,
+/// repeated queries, start to ready and RSS. With --baseline-shelf, also a
+/// shelf from before int8 (the targets are ratios to it). Needs `cargo
+/// build --bin shelf` and `scripts/setup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Embed {
     /// Files in the generated repository.
-    pub files: usize,
-    /// Corpus seed.
-    pub seed: u64,
-    /// Cold builds per variant.
-    pub runs: usize,
-    /// Rounds of the load levels per server.
-    pub rounds: usize,
-    /// Requests per level and round.
-    pub requests: usize,
+    #[arg(long, default_value_t = 800)]
+    files: usize,
+    /// Seed of the generated repository.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Cold builds per variant (the median is reported).
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// Rounds of the load levels per server (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Requests per level and round (each a distinct query).
+    #[arg(long, default_value_t = 800)]
+    requests: usize,
     /// Seconds at most per level and round.
-    pub max_seconds: u64,
+    #[arg(long, default_value_t = 20)]
+    max_seconds: u64,
     /// Start-to-ready measurements per variant.
-    pub starts: usize,
-    /// Chunks embedded per in-process layout measurement.
-    pub layout_chunks: usize,
-    /// Queries embedded per in-process query measurement.
-    pub layout_queries: usize,
-    /// A shelf binary from before this change (the `fp32-before` variant).
-    pub baseline_shelf: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    starts: usize,
+    /// Chunks per in-process layout measurement.
+    #[arg(long, default_value_t = 400)]
+    layout_chunks: usize,
+    /// Queries per in-process query measurement.
+    #[arg(long, default_value_t = 400)]
+    layout_queries: usize,
+    /// A shelf binary from before int8 became the default.
+    #[arg(long, requires = "baseline_runtime")]
+    baseline_shelf: Option<PathBuf>,
     /// The runtime directory that binary was provisioned with.
-    pub baseline_runtime: Option<PathBuf>,
-    /// JSON results path.
-    pub json_out: PathBuf,
-    /// The command line.
-    pub command: Vec<String>,
+    #[arg(long, requires = "baseline_shelf")]
+    baseline_runtime: Option<PathBuf>,
 }
 
 /// One way of running shelf.
@@ -95,15 +107,17 @@ struct Variant {
     args: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VariantOut {
-    name: &'static str,
+    name: String,
     about: String,
     shelf_binary: String,
     args: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DocLayoutOut {
     model: String,
     sessions: usize,
@@ -114,7 +128,8 @@ struct DocLayoutOut {
     loadavg_after: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct QueryLayoutOut {
     model: String,
     threads: usize,
@@ -124,7 +139,8 @@ struct QueryLayoutOut {
     cpu_ms_per_query: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BuildRunOut {
     wall_ms: f64,
     embed_ms: f64,
@@ -134,9 +150,10 @@ struct BuildRunOut {
     loadavg_after: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BuildOut {
-    variant: &'static str,
+    variant: String,
     runs: Vec<BuildRunOut>,
     chunks_embedded: u64,
     median_wall_ms: f64,
@@ -151,9 +168,10 @@ struct BuildOut {
     bundle: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct IncrementalOut {
-    variant: &'static str,
+    variant: String,
     files_changed: usize,
     embedded: u64,
     reused: u64,
@@ -163,7 +181,8 @@ struct IncrementalOut {
     equal: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LevelRun {
     round: usize,
     clients: usize,
@@ -178,7 +197,8 @@ struct LevelRun {
     generator_cpu_share: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LevelOut {
     clients: usize,
     rounds: Vec<LevelRun>,
@@ -189,7 +209,8 @@ struct LevelOut {
     server_cpu_ms_per_query: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RepeatedOut {
     clients: usize,
     distinct_queries: usize,
@@ -201,9 +222,10 @@ struct RepeatedOut {
     cache_misses: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ServeOut {
-    variant: &'static str,
+    variant: String,
     start_ready_ms: Vec<f64>,
     model_load_ms: Vec<f64>,
     median_start_ready_ms: f64,
@@ -215,7 +237,7 @@ struct ServeOut {
 }
 
 /// Everything measured, as the table is made of it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Measured {
     doc_layouts: Vec<DocLayoutOut>,
     query_layouts: Vec<QueryLayoutOut>,
@@ -224,8 +246,9 @@ struct Measured {
     serve: Vec<ServeOut>,
 }
 
-#[derive(Debug, Serialize)]
-struct Results {
+/// What `shelf-bench embed` writes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Results {
     command: Vec<String>,
     machine: Machine,
     files: usize,
@@ -238,78 +261,65 @@ struct Results {
     rows: Vec<Row>,
 }
 
-/// Runs the benchmark, prints the table and writes the JSON.
-pub fn run(opts: &Options) -> Result<()> {
-    if opts.files == 0 || opts.runs == 0 || opts.rounds == 0 || opts.requests == 0 {
-        bail!("--files, --runs, --rounds and --requests must be at least 1");
-    }
-    if opts.baseline_shelf.is_some() != opts.baseline_runtime.is_some() {
-        bail!("--baseline-shelf and --baseline-runtime go together");
-    }
-    let p = Progress::start();
-    let work = tempfile::Builder::new()
-        .prefix("shelf-bench-embed-")
-        .tempdir()
-        .context("creating a temporary directory")?;
-    let machine = Machine::current();
-    p.say(&format!("{} cores, {}", machine.nproc, machine.cpu_model));
-    warn_if_busy(&p, &machine);
-    let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))
-        .context("locating the embedding runtime (run scripts/setup in the checkout)")?;
-    let variants = variants(opts, &runtime, work.path())?;
-    for v in &variants {
-        p.say(&format!("variant {}: {}", v.name, v.about));
-    }
-    let bench = Bench {
-        opts,
-        p: &p,
-        variants: &variants,
-        work: work.path(),
-    };
+impl Benchmark for Embed {
+    const NAME: &'static str = "embed";
+    type Results = Results;
 
-    let mut corpus = Corpus::generate(opts.files, opts.seed);
-    // 1. In process: the layouts the defaults were chosen by.
-    let (doc_layouts, query_layouts) = layouts(opts, &runtime, &corpus, &p)?;
-    // 2. Cold builds, interleaved.
-    let repo = write_corpus(&corpus);
-    repo.commit("embed benchmark corpus");
-    let builds = bench.cold_builds(repo.path())?;
-    // 3. Incremental == cold after a 5% commit, for this build's models.
-    let incremental = bench.incremental_equals_cold(&repo, &mut corpus, &builds)?;
-    // 4. Servers on each variant's cold bundle.
-    let serve = bench.serve_all(&builds, &corpus)?;
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        if self.files == 0 || self.runs == 0 || self.rounds == 0 || self.requests == 0 {
+            bail!("--files, --runs, --rounds and --requests must be at least 1");
+        }
+        if self.baseline_shelf.is_some() != self.baseline_runtime.is_some() {
+            bail!("--baseline-shelf and --baseline-runtime go together");
+        }
+        let runtime = runtime()?;
+        let variants = self.variants(&runtime, b.work())?;
+        for v in &variants {
+            b.say(format!("variant {}: {}", v.name, v.about));
+        }
+        let stage = Stage {
+            opts: self,
+            b,
+            variants: &variants,
+        };
+        let mut corpus = Corpus::generate(self.files, self.seed);
+        // 1. In process: the layouts the defaults were chosen by.
+        let (doc_layouts, query_layouts) = self.layouts(&runtime, &corpus, b)?;
+        // 2. Cold builds, interleaved.
+        let repo = corpus.write_repo();
+        repo.commit("embed benchmark corpus");
+        let builds = stage.cold_builds(repo.path())?;
+        // 3. Incremental == cold after a 5% commit, for this build's models.
+        let incremental = stage.incremental_equals_cold(&repo, &mut corpus, &builds)?;
+        // 4. Servers on each variant's cold bundle.
+        let serve = stage.serve_all(&builds, &corpus)?;
 
-    let measured = Measured {
-        doc_layouts,
-        query_layouts,
-        builds,
-        incremental,
-        serve,
-    };
-    let rows = rows(&variants, &measured);
-    print!("{}", table::render(&rows));
-    let results = Results {
-        command: opts.command.clone(),
-        machine,
-        files: opts.files,
-        seed: opts.seed,
-        variants: variants.iter().map(Variant::out).collect(),
-        measured,
-        loadavg_at_end: crate::machine::loadavg(),
-        rows,
-    };
-    if let Some(dir) = opts.json_out.parent() {
-        std::fs::create_dir_all(dir)?;
+        let measured = Measured {
+            doc_layouts,
+            query_layouts,
+            builds,
+            incremental,
+            serve,
+        };
+        let rows = rows(&variants, &measured);
+        print!("{}", table::render(&rows));
+        Ok(Results {
+            command: b.command.clone(),
+            machine: b.machine.clone(),
+            files: self.files,
+            seed: self.seed,
+            variants: variants.iter().map(Variant::out).collect(),
+            measured,
+            loadavg_at_end: machine::loadavg(),
+            rows,
+        })
     }
-    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
-    p.say(&format!("results written to {}", opts.json_out.display()));
-    Ok(())
 }
 
 impl Variant {
     fn out(&self) -> VariantOut {
         VariantOut {
-            name: self.name,
+            name: self.name.to_string(),
             about: self.about.clone(),
             shelf_binary: self.shelf.source.display().to_string(),
             args: self.args.clone(),
@@ -317,16 +327,15 @@ impl Variant {
     }
 }
 
-/// What the build and serve stages share: the options, the progress log,
-/// the variants and the scratch directory.
-struct Bench<'a> {
-    opts: &'a Options,
-    p: &'a Progress,
+/// What the build and serve stages share: the options, the harness and
+/// the variants.
+struct Stage<'a> {
+    opts: &'a Embed,
+    b: &'a Bench,
     variants: &'a [Variant],
-    work: &'a Path,
 }
 
-impl Bench<'_> {
+impl Stage<'_> {
     /// `shelf build` of `repo` by variant `v` into `<work>/<variant>-<name>`.
     fn build(
         &self,
@@ -338,7 +347,7 @@ impl Bench<'_> {
         v.shelf.build_with(
             repo,
             "HEAD",
-            &self.work.join(format!("{}-{name}", v.name)),
+            &self.b.work().join(format!("{}-{name}", v.name)),
             previous,
             REPOSITORY_NAME,
             &v.args,
@@ -352,14 +361,14 @@ impl Bench<'_> {
         let mut runs: Vec<Vec<BuildRun>> = self.variants.iter().map(|_| Vec::new()).collect();
         for run in 0..runs_wanted {
             for (v, out) in self.variants.iter().zip(&mut runs) {
-                self.p.say(&format!(
+                self.b.say(format!(
                     "cold build {}/{} of {}",
                     run + 1,
                     runs_wanted,
                     v.name
                 ));
                 let r = self.build(v, repo, &format!("cold-{run}"), None)?;
-                self.p.say(&format!(
+                self.b.say(format!(
                     "  {:.1} s wall, {} chunks embedded, embed stage {:.1} s, peak RSS {} MiB (load {})",
                     r.wall.as_secs_f64(),
                     r.report.chunks.embedded,
@@ -389,21 +398,21 @@ impl Bench<'_> {
     ) -> Result<Vec<IncrementalOut>> {
         let mut rng = Rng::new(self.opts.seed ^ 0x17);
         let count = ((corpus.files.len() as f64) * TOUCHED_SHARE).ceil() as usize;
-        let touched = touch_files(repo, corpus, count, &mut rng);
+        let touched = corpus.touch(repo, count, &mut rng);
         repo.commit("touch 5% of files");
         let mut incremental = Vec::new();
         for (v, b) in self.variants.iter().zip(builds) {
             if v.name == "fp32-before" {
                 continue;
             }
-            self.p.say(&format!(
+            self.b.say(format!(
                 "incremental and cold builds of the 5% commit, {}",
                 v.name
             ));
             let inc = self.build(v, repo.path(), "inc5", Some(&b.bundle))?;
             let cold = self.build(v, repo.path(), "cold5", None)?;
             incremental.push(IncrementalOut {
-                variant: v.name,
+                variant: v.name.to_string(),
                 files_changed: touched,
                 embedded: inc.report.chunks.embedded,
                 reused: inc.report.chunks.reused,
@@ -417,13 +426,14 @@ impl Bench<'_> {
     }
 }
 
-fn variants(opts: &Options, runtime: &Runtime, work: &Path) -> Result<Vec<Variant>> {
-    let mut out = Vec::new();
-    if let (Some(shelf), Some(rt)) = (&opts.baseline_shelf, &opts.baseline_runtime) {
-        let rt = rt
-            .canonicalize()
-            .with_context(|| format!("--baseline-runtime {}", rt.display()))?;
-        out.push(Variant {
+impl Embed {
+    fn variants(&self, runtime: &Runtime, work: &Path) -> Result<Vec<Variant>> {
+        let mut out = Vec::new();
+        if let (Some(shelf), Some(rt)) = (&self.baseline_shelf, &self.baseline_runtime) {
+            let rt = rt
+                .canonicalize()
+                .with_context(|| format!("--baseline-runtime {}", rt.display()))?;
+            out.push(Variant {
             name: "fp32-before",
             about: format!(
                 "{} on {}: the server and builder before int8 (one fp32 session on every core, batched)",
@@ -433,72 +443,74 @@ fn variants(opts: &Options, runtime: &Runtime, work: &Path) -> Result<Vec<Varian
             shelf: ShelfBinary::prepare_from(shelf, work, "shelf-before")?,
             args: vec!["--runtime".into(), rt.display().to_string()],
         });
-    }
-    let fp32_dir = runtime.fp32_model_dir();
-    let fp32_dir = fp32_dir.canonicalize().unwrap_or(fp32_dir);
-    out.push(Variant {
-        name: "fp32",
-        about: format!(
-            "this build, --model {}: fp32, one single-threaded session per core",
-            fp32_dir.display()
-        ),
-        shelf: ShelfBinary::prepare(work)?,
-        args: vec!["--model".into(), fp32_dir.display().to_string()],
-    });
-    out.push(Variant {
-        name: "int8",
-        about: "this build, the default model: int8, one single-threaded session per core".into(),
-        shelf: {
-            // Its own copy, so the variants share no file.
-            let dir = work.join("int8");
-            std::fs::create_dir_all(&dir)?;
-            ShelfBinary::prepare(&dir)?
-        },
-        args: Vec::new(),
-    });
-    Ok(out)
-}
-
-/// The in-process measurements: chunks/s per (sessions x threads), and a
-/// query's cost alone or in a padded batch, at one or two threads.
-fn layouts(
-    opts: &Options,
-    runtime: &Runtime,
-    corpus: &Corpus,
-    p: &Progress,
-) -> Result<(Vec<DocLayoutOut>, Vec<QueryLayoutOut>)> {
-    let models = [("fp32", Some(runtime.fp32_model_dir())), ("int8", None)];
-    let texts = layout_texts(runtime, corpus, opts.layout_chunks)?;
-    let queries = queries_from(corpus, opts.seed ^ 0x9e, opts.layout_queries);
-    let mut docs = Vec::new();
-    let mut qs = Vec::new();
-    for (name, dir) in &models {
-        let model = LayoutModel { runtime, name, dir };
-        for (sessions, threads) in [(1, 2), (2, 1)] {
-            let d = model.documents(sessions, threads, &texts)?;
-            p.say(&format!(
-                "layout {name} {sessions} session(s) x {threads} thread(s): {:.1} chunks/s",
-                d.chunks_per_s
-            ));
-            docs.push(d);
         }
-        for (threads, batch) in [(1, 1), (1, 8), (2, 1), (2, 8)] {
-            let q = model.queries(threads, batch, &queries)?;
-            p.say(&format!(
+        let fp32_dir = runtime.fp32_model_dir();
+        let fp32_dir = fp32_dir.canonicalize().unwrap_or(fp32_dir);
+        out.push(Variant {
+            name: "fp32",
+            about: format!(
+                "this build, --model {}: fp32, one single-threaded session per core",
+                fp32_dir.display()
+            ),
+            shelf: ShelfBinary::prepare(work)?,
+            args: vec!["--model".into(), fp32_dir.display().to_string()],
+        });
+        out.push(Variant {
+            name: "int8",
+            about: "this build, the default model: int8, one single-threaded session per core"
+                .into(),
+            shelf: {
+                // Its own copy, so the variants share no file.
+                let dir = work.join("int8");
+                std::fs::create_dir_all(&dir)?;
+                ShelfBinary::prepare(&dir)?
+            },
+            args: Vec::new(),
+        });
+        Ok(out)
+    }
+
+    /// The in-process measurements: chunks/s per (sessions x threads), and a
+    /// query's cost alone or in a padded batch, at one or two threads.
+    fn layouts(
+        &self,
+        runtime: &Runtime,
+        corpus: &Corpus,
+        b: &Bench,
+    ) -> Result<(Vec<DocLayoutOut>, Vec<QueryLayoutOut>)> {
+        let models = [("fp32", Some(runtime.fp32_model_dir())), ("int8", None)];
+        let texts = layout_texts(runtime, corpus, self.layout_chunks)?;
+        let queries = queries_from(corpus, self.seed ^ 0x9e, self.layout_queries);
+        let mut docs = Vec::new();
+        let mut qs = Vec::new();
+        for (name, dir) in &models {
+            let model = LayoutModel { runtime, name, dir };
+            for (sessions, threads) in [(1, 2), (2, 1)] {
+                let d = model.documents(sessions, threads, &texts)?;
+                b.say(format!(
+                    "layout {name} {sessions} session(s) x {threads} thread(s): {:.1} chunks/s",
+                    d.chunks_per_s
+                ));
+                docs.push(d);
+            }
+            for (threads, batch) in [(1, 1), (1, 8), (2, 1), (2, 8)] {
+                let q = model.queries(threads, batch, &queries)?;
+                b.say(format!(
                 "queries {name}, {threads} thread(s), batch {batch}: {:.2} ms wall, {:.2} ms CPU per query",
                 q.wall_ms_per_query, q.cpu_ms_per_query
             ));
-            qs.push(q);
+                qs.push(q);
+            }
         }
+        Ok((docs, qs))
     }
-    Ok((docs, qs))
 }
 
 /// `count` of the corpus's unique chunk texts, evenly spaced over the
 /// length-sorted chunks: every length is there.
 fn layout_texts(runtime: &Runtime, corpus: &Corpus, count: usize) -> Result<Vec<String>> {
     let tokenizer = Embedder::load(runtime, &EmbedderOptions::default())?;
-    let (unique, _) = crate::direct::unique_chunks(&corpus.files, &tokenizer);
+    let (unique, _) = corpus.unique_chunks(&tokenizer);
     drop(tokenizer);
     let step = (unique.len() / count.max(1)).max(1);
     Ok(unique
@@ -541,7 +553,7 @@ impl LayoutModel<'_> {
             chunks: texts.len(),
             seconds,
             chunks_per_s: texts.len() as f64 / seconds,
-            loadavg_after: crate::machine::loadavg(),
+            loadavg_after: machine::loadavg(),
         })
     }
 
@@ -577,12 +589,12 @@ impl LayoutModel<'_> {
     }
 }
 
-fn build_out(name: &'static str, runs: &[BuildRun]) -> BuildOut {
+fn build_out(name: &str, runs: &[BuildRun]) -> BuildOut {
     let embedded = runs.first().map_or(0, |r| r.report.chunks.embedded);
     let wall = median_by(runs, BuildRun::wall_ms);
     let embed = median_by(runs, |r| r.stage_ms("embed"));
     BuildOut {
-        variant: name,
+        variant: name.to_string(),
         runs: runs
             .iter()
             .map(|r| BuildRunOut {
@@ -620,79 +632,49 @@ const WARMUP: usize = 40;
 /// within one server no query text repeats and no answer can come from
 /// its cache; then the warm-up; then the repeated level's small set.
 struct ServeQueries {
-    pool: Vec<String>,
-    requests: usize,
-    slots: usize,
+    slots: Vec<Arc<Vec<String>>>,
+    warmup: Arc<Vec<String>>,
+    repeated: Arc<Vec<String>>,
 }
 
 impl ServeQueries {
-    fn new(corpus: &Corpus, opts: &Options) -> Result<Self> {
+    fn new(corpus: &Corpus, opts: &Embed) -> Result<Self> {
         let slots = opts.rounds * CONCURRENCY.len();
         let needed = slots * opts.requests + WARMUP + REPEATED_SET;
-        let pool = queries_from(corpus, opts.seed ^ 0x5e_4e_17, needed);
-        if pool.len() < needed {
-            bail!(
-                "the corpus gives {} distinct queries, {needed} are needed: lower --requests or --rounds, or raise --files",
-                pool.len()
-            );
-        }
+        let mut pool = QueryPool::new(corpus, opts.seed ^ 0x5e_4e_17, needed, needed)?;
         Ok(Self {
-            pool,
-            requests: opts.requests,
-            slots,
+            slots: (0..slots).map(|_| pool.take(opts.requests)).collect(),
+            warmup: pool.take(WARMUP),
+            repeated: pool.take(REPEATED_SET),
         })
-    }
-
-    /// The queries of slot `i` (round x levels + level).
-    fn slot(&self, i: usize) -> Arc<Vec<String>> {
-        Arc::new(self.pool[i * self.requests..(i + 1) * self.requests].to_vec())
-    }
-
-    fn warmup(&self) -> Arc<Vec<String>> {
-        let at = self.slots * self.requests;
-        Arc::new(self.pool[at..at + WARMUP].to_vec())
-    }
-
-    fn repeated(&self) -> Arc<Vec<String>> {
-        Arc::new(self.pool[self.pool.len() - REPEATED_SET..].to_vec())
     }
 }
 
 /// Per variant, then per level of [`CONCURRENCY`], the runs of each round.
 type LevelRuns = Vec<Vec<Vec<LevelRun>>>;
 
-impl Bench<'_> {
+impl Stage<'_> {
     /// Servers on each variant's cold bundle: start to ready, then every
     /// server up and the levels run on each in turn, round after round,
     /// then repeated queries.
     fn serve_all(&self, builds: &[BuildOut], corpus: &Corpus) -> Result<Vec<ServeOut>> {
         let starts = self.start_to_ready(builds)?;
-        let servers = self.start_servers(builds);
+        let servers = self.start_servers(builds)?;
         let queries = ServeQueries::new(corpus, self.opts)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let never = Arc::new(AtomicBool::new(false));
+        let rt = load::runtime()?;
         for s in &servers {
-            rt.block_on(load::run(
-                s.addr,
-                2,
-                queries.warmup(),
-                "",
-                load::Limits {
-                    requests: WARMUP,
-                    max_time: Duration::from_secs(60),
-                },
-                Arc::clone(&never),
-            ));
+            let warmup = load::Limits {
+                requests: WARMUP,
+                max_time: Duration::from_secs(60),
+            };
+            load::run_fresh(&rt, s.addr, 2, Call::searches(&queries.warmup, ""), warmup);
         }
         let levels = self.distinct_levels(&rt, &servers, &queries);
         let mut out = Vec::new();
         for (vi, (v, s)) in self.variants.iter().zip(&servers).enumerate() {
             // Repeated queries last, so their cache never served a level above.
             let repeated = self.repeated_level(&rt, s, &queries);
-            self.p.say(&format!(
+            self.b.say(format!(
                 "{}: repeated queries ({REPEATED_SET} distinct, 8 clients): {:.0} q/s, p50 {:.1} ms, cache hits {:?}",
                 v.name, repeated.throughput_qps, repeated.p50_ms, repeated.cache_hits
             ));
@@ -705,15 +687,9 @@ impl Bench<'_> {
 
     /// `shelf serve` arguments for variant `v` on its cold bundle.
     fn serve_args(&self, v: &Variant, b: &BuildOut) -> Vec<String> {
-        let mut args = vec![
-            "--bundle".to_string(),
-            b.bundle.display().to_string(),
-            "--cache".to_string(),
-            self.work
-                .join(format!("{}-cache", v.name))
-                .display()
-                .to_string(),
-        ];
+        let cache = self.b.work().join(format!("{}-cache", v.name));
+        let (bundle, cache) = (b.bundle.display().to_string(), cache.display().to_string());
+        let mut args = strings(&["--bundle", &bundle, "--cache", &cache]);
         args.extend(v.args.iter().cloned());
         args
     }
@@ -732,7 +708,7 @@ impl Bench<'_> {
             }
         }
         for (v, s) in variants.iter().zip(&starts) {
-            self.p.say(&format!(
+            self.b.say(format!(
                 "{}: start to ready {:.0} ms (model {:.0} ms)",
                 v.name,
                 median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
@@ -743,21 +719,11 @@ impl Bench<'_> {
     }
 
     /// One server per variant, each ready.
-    fn start_servers(&self, builds: &[BuildOut]) -> Vec<ServerProcess> {
-        self.variants
-            .iter()
-            .zip(builds)
-            .map(|(v, b)| {
-                let args = self.serve_args(v, b);
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let s = ServerProcess::start(
-                    v.shelf.path(),
-                    &args,
-                    &[("SHELF_LOG", "warn,shelf_server=info")],
-                );
-                s.wait_ready(Duration::from_secs(120));
-                s
-            })
+    fn start_servers(&self, builds: &[BuildOut]) -> Result<Vec<ServerProcess>> {
+        let env = [("SHELF_LOG", "warn,shelf_server=info")];
+        let servers = self.variants.iter().zip(builds);
+        servers
+            .map(|(v, b)| Ok(start_ready(&v.shelf, &self.serve_args(v, b), &env, |_| true)?.server))
             .collect()
     }
 
@@ -782,12 +748,12 @@ impl Bench<'_> {
             .collect();
         for round in 0..self.opts.rounds {
             for (li, &clients) in CONCURRENCY.iter().enumerate() {
-                let slot = queries.slot(round * CONCURRENCY.len() + li);
+                let slot = &queries.slots[round * CONCURRENCY.len() + li];
                 for (vi, (v, s)) in self.variants.iter().zip(servers).enumerate() {
-                    let timed =
-                        load::run_timed(rt, s, clients, Arc::clone(&slot), "", self.limits());
+                    let calls = Call::searches(slot, "");
+                    let timed = load::run_timed(rt, s, clients, calls, self.limits());
                     let run = level_run(round, clients, &timed);
-                    self.p.say(&format!(
+                    self.b.say(format!(
                         "round {} {clients:>2} clients {:<11}: {:.0} q/s, p50 {:.1} ms, p99 {:.1} ms, server CPU {:.2} ms/query, {} failed",
                         round + 1,
                         v.name,
@@ -812,16 +778,15 @@ impl Bench<'_> {
         server: &ServerProcess,
         queries: &ServeQueries,
     ) -> RepeatedOut {
-        let timed = load::run_timed(rt, server, 8, queries.repeated(), "", self.limits());
-        let samples = &timed.samples;
-        let ok: Vec<&Sample> = samples.iter().filter(|x| x.status == 200).collect();
-        let lat: Vec<f64> = ok.iter().map(|x| x.latency.as_secs_f64() * 1e3).collect();
+        let calls = Call::searches(&queries.repeated, "");
+        let timed = load::run_timed(rt, server, 8, calls, self.limits());
+        let lat = timed.of_answered(Sample::ms);
         let (cache_hits, cache_misses) = cache_counters(server);
         RepeatedOut {
             clients: 8,
             distinct_queries: REPEATED_SET,
-            requests: samples.len(),
-            throughput_qps: ok.len() as f64 / timed.seconds,
+            requests: timed.samples.len(),
+            throughput_qps: timed.throughput_qps(),
             p50_ms: percentile(&lat, 50.0),
             cache_hits,
             cache_misses,
@@ -852,7 +817,7 @@ fn cache_counters(server: &ServerProcess) -> (Option<u64>, Option<u64>) {
 /// One variant's serve results: its starts, the medians of its levels'
 /// rounds, the repeated level and its RSS (now, peak) in KiB.
 fn serve_out(
-    variant: &'static str,
+    variant: &str,
     starts: &[(f64, f64)],
     levels: &[Vec<LevelRun>],
     repeated: RepeatedOut,
@@ -872,7 +837,7 @@ fn serve_out(
         })
         .collect();
     ServeOut {
-        variant,
+        variant: variant.to_string(),
         start_ready_ms: starts.iter().map(|x| x.0).collect(),
         model_load_ms: starts.iter().map(|x| x.1).collect(),
         median_start_ready_ms: median(&starts.iter().map(|x| x.0).collect::<Vec<_>>()),
@@ -884,268 +849,176 @@ fn serve_out(
     }
 }
 
-fn level_run(round: usize, clients: usize, timed: &load::Timed) -> LevelRun {
-    let samples = &timed.samples;
-    let (server_cpu, self_cpu) = (timed.server_cpu_s, timed.generator_cpu_s);
-    let ok: Vec<&Sample> = samples.iter().filter(|s| s.status == 200).collect();
-    let lat: Vec<f64> = ok.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
-    let embed: Vec<f64> = ok.iter().map(|s| s.embed_ms).collect();
+fn level_run(round: usize, clients: usize, timed: &Timed) -> LevelRun {
+    let lat = timed.of_answered(Sample::ms);
+    let embed = timed.of_answered(|s| s.embed_ms);
     LevelRun {
         round,
         clients,
-        requests: samples.len(),
-        failed: samples.len() - ok.len(),
+        requests: timed.samples.len(),
+        failed: timed.samples.len() - lat.len(),
         seconds: timed.seconds,
-        throughput_qps: ok.len() as f64 / timed.seconds,
+        throughput_qps: timed.throughput_qps(),
         p50_ms: percentile(&lat, 50.0),
         p99_ms: percentile(&lat, 99.0),
         server_embed_p50_ms: percentile(&embed, 50.0),
-        server_cpu_ms_per_query: server_cpu * 1e3 / ok.len().max(1) as f64,
-        generator_cpu_share: self_cpu / (self_cpu + server_cpu),
+        server_cpu_ms_per_query: timed.server_cpu_s * 1e3 / lat.len().max(1) as f64,
+        generator_cpu_share: timed.generator_cpu_share(),
     }
 }
 
 /// The table: layouts, builds, servers, then each target as a ratio of
 /// int8 to the baseline (`fp32-before` when measured, else `fp32`).
 fn rows(variants: &[Variant], m: &Measured) -> Vec<Row> {
-    let mut rows = layout_rows(&m.doc_layouts, &m.query_layouts);
-    rows.extend(build_rows(&m.builds));
-    rows.extend(m.incremental.iter().map(incremental_row));
-    for s in &m.serve {
-        rows.extend(serve_rows(s));
+    let mut t = Table::default();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    for d in &m.doc_layouts {
+        let (model, s, th) = (&d.model, d.sessions, d.threads_per_session);
+        let what = format!("in process, {model} chunks: {s} session(s) x {th} thread(s)");
+        t.info(what, format!("{:.1} chunks/s", d.chunks_per_s));
+    }
+    for q in &m.query_layouts {
+        let how = match q.batch {
+            1 => "alone".to_string(),
+            n => format!("padded batches of {n}"),
+        };
+        let what = format!(
+            "in process, {} query: {} thread(s), {how}",
+            q.model, q.threads
+        );
+        let (cpu, wall) = (q.cpu_ms_per_query, q.wall_ms_per_query);
+        t.info(what, format!("{cpu:.2} ms CPU, {wall:.2} ms wall"));
+    }
+    for b in &m.builds {
+        let v = &b.variant;
+        let (wall, speed, n) = (b.median_wall_ms / 1000.0, b.chunks_per_s, b.chunks_embedded);
+        let stage = b.embed_stage_chunks_per_s;
+        let value = format!("{wall:.1} s / {speed:.1} ({n} chunks; embed stage {stage:.1}/s)");
+        t.info(format!("cold build, {v}: wall / chunks/s"), value);
+        let same = b.digests_identical;
+        t.check(
+            format!("cold build, {v}: same digest every run"),
+            yes(same),
+            "yes",
+            same,
+        );
+        t.info(
+            format!("cold build, {v}: peak RSS"),
+            format!("{:.0} MiB", b.median_peak_rss_mib),
+        );
     }
     let find_b = |n: &str| m.builds.iter().find(|b| b.variant == n);
     let find_s = |n: &str| m.serve.iter().find(|s| s.variant == n);
-    let baselines: Vec<&str> = variants
-        .iter()
-        .map(|v| v.name)
-        .filter(|n| *n != "int8")
-        .collect();
+    if let (Some(before), Some(now)) = (find_b("fp32-before"), find_b("fp32")) {
+        let what = "fp32 bundle: today's layout gives the same bytes as before";
+        t.info(what, yes(before.digest == now.digest));
+    }
+    for i in &m.incremental {
+        let what = format!(
+            "{}: incremental after {} files changed == cold",
+            i.variant, i.files_changed
+        );
+        let value = format!(
+            "{} ({} embedded, {} reused)",
+            yes(i.equal),
+            i.embedded,
+            i.reused
+        );
+        t.check(what, value, "yes", i.equal);
+    }
+    for s in &m.serve {
+        let v = &s.variant;
+        let (ready, model) = (s.median_start_ready_ms, s.median_model_load_ms);
+        t.info(
+            format!("serve, {v}: start to ready (model load)"),
+            format!("{ready:.0} ms ({model:.0} ms)"),
+        );
+        for l in &s.levels {
+            let (qps, p50, p99, cpu) = (
+                l.throughput_qps,
+                l.p50_ms,
+                l.p99_ms,
+                l.server_cpu_ms_per_query,
+            );
+            let value =
+                format!("{qps:.0} q/s, p50 {p50:.1} ms, p99 {p99:.1} ms, {cpu:.2} ms CPU/query");
+            t.info(
+                format!("serve, {v}: {} clients, distinct queries", l.clients),
+                value,
+            );
+        }
+        let r = &s.repeated;
+        let cache = match (r.cache_hits, r.cache_misses) {
+            (Some(h), Some(m)) => format!(", cache hits {h} / misses {m}"),
+            _ => String::new(),
+        };
+        let what = format!(
+            "serve, {v}: 8 clients, {} repeated queries",
+            r.distinct_queries
+        );
+        t.info(
+            what,
+            format!("{:.0} q/s, p50 {:.1} ms{cache}", r.throughput_qps, r.p50_ms),
+        );
+        let (rss, peak) = (s.rss_mib, s.peak_rss_mib);
+        t.info(
+            format!("serve, {v}: RSS now / peak"),
+            format!("{rss:.0} MiB / {peak:.0} MiB"),
+        );
+    }
     // The targets are checked against the first baseline (the server and
     // builder as they were, when measured); the other is information.
-    for (k, base) in baselines.iter().enumerate() {
-        let ratio = Ratio {
-            base,
-            checked: k == 0,
+    let baselines = variants.iter().map(|v| v.name).filter(|n| *n != "int8");
+    for (k, name) in baselines.enumerate() {
+        let mut ratio = |metric: String, r: f64, target: Option<(&str, bool)>| match target {
+            Some((target, pass)) if k == 0 => t.check(metric, format!("{r:.2}x"), target, pass),
+            _ => t.info(metric, format!("{r:.2}x")),
         };
-        if let (Some(a), Some(b)) = (find_b("int8"), find_b(base)) {
-            rows.extend(ratio.build_rows(a, b));
+        if let (Some(a), Some(b)) = (find_b("int8"), find_b(name)) {
+            let speed = a.chunks_per_s / b.chunks_per_s;
+            let target = format!(">= {MIN_BUILD_RATIO}x");
+            ratio(
+                format!("int8 / {name}: cold build chunks/s"),
+                speed,
+                Some((&target, speed >= MIN_BUILD_RATIO)),
+            );
+            let rss = a.median_peak_rss_mib / b.median_peak_rss_mib;
+            ratio(
+                format!("int8 / {name}: build peak RSS"),
+                rss,
+                Some(("<= 1x", rss <= 1.0)),
+            );
         }
-        if let (Some(a), Some(b)) = (find_s("int8"), find_s(base)) {
-            rows.extend(ratio.serve_rows(a, b));
+        if let (Some(a), Some(b)) = (find_s("int8"), find_s(name)) {
+            let target = format!(">= {MIN_SERVE_RATIO_AT_8}x");
+            for (la, lb) in a.levels.iter().zip(&b.levels) {
+                let r = la.throughput_qps / lb.throughput_qps;
+                let checked =
+                    (la.clients == 8).then_some((target.as_str(), r >= MIN_SERVE_RATIO_AT_8));
+                ratio(
+                    format!("int8 / {name}: throughput at {} clients", la.clients),
+                    r,
+                    checked,
+                );
+            }
+            let rss = a.rss_mib / b.rss_mib;
+            ratio(
+                format!("int8 / {name}: server RSS"),
+                rss,
+                Some(("<= 1x", rss <= 1.0)),
+            );
+            let start = a.median_start_ready_ms / b.median_start_ready_ms;
+            ratio(format!("int8 / {name}: start to ready"), start, None);
         }
     }
     if let Some(l) = find_s("int8").and_then(|s| s.levels.iter().find(|l| l.clients == 8)) {
-        rows.push(Row::check(
+        let (p50, target) = (l.p50_ms, format!("<= {MAX_P50_AT_8_MS:.0} ms"));
+        t.check(
             "int8: p50 at 8 clients",
-            format!("{:.1} ms", l.p50_ms),
-            format!("<= {MAX_P50_AT_8_MS:.0} ms"),
-            l.p50_ms <= MAX_P50_AT_8_MS,
-        ));
+            format!("{p50:.1} ms"),
+            target,
+            p50 <= MAX_P50_AT_8_MS,
+        );
     }
-    rows
-}
-
-fn layout_rows(docs: &[DocLayoutOut], queries: &[QueryLayoutOut]) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for d in docs {
-        rows.push(Row::info(
-            format!(
-                "in process, {} chunks: {} session(s) x {} thread(s)",
-                d.model, d.sessions, d.threads_per_session
-            ),
-            format!("{:.1} chunks/s", d.chunks_per_s),
-        ));
-    }
-    for q in queries {
-        rows.push(Row::info(
-            format!(
-                "in process, {} query: {} thread(s), {}",
-                q.model,
-                q.threads,
-                if q.batch == 1 {
-                    "alone".to_string()
-                } else {
-                    format!("padded batches of {}", q.batch)
-                }
-            ),
-            format!(
-                "{:.2} ms CPU, {:.2} ms wall",
-                q.cpu_ms_per_query, q.wall_ms_per_query
-            ),
-        ));
-    }
-    rows
-}
-
-/// Each variant's cold builds, then whether fp32 in today's layout gives
-/// the bytes it gave before.
-fn build_rows(builds: &[BuildOut]) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for b in builds {
-        rows.push(Row::info(
-            format!("cold build, {}: wall / chunks/s", b.variant),
-            format!(
-                "{:.1} s / {:.1} ({} chunks; embed stage {:.1}/s)",
-                b.median_wall_ms / 1000.0,
-                b.chunks_per_s,
-                b.chunks_embedded,
-                b.embed_stage_chunks_per_s
-            ),
-        ));
-        rows.push(Row::check(
-            format!("cold build, {}: same digest every run", b.variant),
-            if b.digests_identical { "yes" } else { "no" },
-            "yes",
-            b.digests_identical,
-        ));
-        rows.push(Row::info(
-            format!("cold build, {}: peak RSS", b.variant),
-            format!("{:.0} MiB", b.median_peak_rss_mib),
-        ));
-    }
-    if let (Some(before), Some(now)) = (
-        builds.iter().find(|b| b.variant == "fp32-before"),
-        builds.iter().find(|b| b.variant == "fp32"),
-    ) {
-        rows.push(Row::info(
-            "fp32 bundle: today's layout gives the same bytes as before",
-            if before.digest == now.digest {
-                "yes"
-            } else {
-                "no"
-            },
-        ));
-    }
-    rows
-}
-
-fn incremental_row(i: &IncrementalOut) -> Row {
-    Row::check(
-        format!(
-            "{}: incremental after {} files changed == cold",
-            i.variant, i.files_changed
-        ),
-        format!(
-            "{} ({} embedded, {} reused)",
-            if i.equal { "yes" } else { "no" },
-            i.embedded,
-            i.reused
-        ),
-        "yes",
-        i.equal,
-    )
-}
-
-fn serve_rows(s: &ServeOut) -> Vec<Row> {
-    let mut rows = vec![Row::info(
-        format!("serve, {}: start to ready (model load)", s.variant),
-        format!(
-            "{:.0} ms ({:.0} ms)",
-            s.median_start_ready_ms, s.median_model_load_ms
-        ),
-    )];
-    for l in &s.levels {
-        rows.push(Row::info(
-            format!(
-                "serve, {}: {} clients, distinct queries",
-                s.variant, l.clients
-            ),
-            format!(
-                "{:.0} q/s, p50 {:.1} ms, p99 {:.1} ms, {:.2} ms CPU/query",
-                l.throughput_qps, l.p50_ms, l.p99_ms, l.server_cpu_ms_per_query
-            ),
-        ));
-    }
-    rows.push(Row::info(
-        format!(
-            "serve, {}: 8 clients, {} repeated queries",
-            s.variant, s.repeated.distinct_queries
-        ),
-        format!(
-            "{:.0} q/s, p50 {:.1} ms{}",
-            s.repeated.throughput_qps,
-            s.repeated.p50_ms,
-            match (s.repeated.cache_hits, s.repeated.cache_misses) {
-                (Some(h), Some(m)) => format!(", cache hits {h} / misses {m}"),
-                _ => String::new(),
-            }
-        ),
-    ));
-    rows.push(Row::info(
-        format!("serve, {}: RSS now / peak", s.variant),
-        format!("{:.0} MiB / {:.0} MiB", s.rss_mib, s.peak_rss_mib),
-    ));
-    rows
-}
-
-/// int8 against one baseline; its targets are checked only when
-/// `checked` (the first baseline), else the rows are information.
-struct Ratio<'a> {
-    base: &'a str,
-    checked: bool,
-}
-
-impl Ratio<'_> {
-    fn row(&self, metric: String, value: String, target: String, pass: bool) -> Row {
-        if self.checked {
-            Row::check(metric, value, target, pass)
-        } else {
-            Row::info(metric, value)
-        }
-    }
-
-    fn build_rows(&self, int8: &BuildOut, base: &BuildOut) -> Vec<Row> {
-        let name = self.base;
-        let speed = int8.chunks_per_s / base.chunks_per_s;
-        let rss = int8.median_peak_rss_mib / base.median_peak_rss_mib;
-        vec![
-            self.row(
-                format!("int8 / {name}: cold build chunks/s"),
-                format!("{speed:.2}x"),
-                format!(">= {MIN_BUILD_RATIO}x"),
-                speed >= MIN_BUILD_RATIO,
-            ),
-            self.row(
-                format!("int8 / {name}: build peak RSS"),
-                format!("{rss:.2}x"),
-                "<= 1x".into(),
-                rss <= 1.0,
-            ),
-        ]
-    }
-
-    fn serve_rows(&self, int8: &ServeOut, base: &ServeOut) -> Vec<Row> {
-        let name = self.base;
-        let mut rows = Vec::new();
-        for (la, lb) in int8.levels.iter().zip(&base.levels) {
-            let r = la.throughput_qps / lb.throughput_qps;
-            let metric = format!("int8 / {name}: throughput at {} clients", la.clients);
-            if la.clients == 8 {
-                rows.push(self.row(
-                    metric,
-                    format!("{r:.2}x"),
-                    format!(">= {MIN_SERVE_RATIO_AT_8}x"),
-                    r >= MIN_SERVE_RATIO_AT_8,
-                ));
-            } else {
-                rows.push(Row::info(metric, format!("{r:.2}x")));
-            }
-        }
-        let r = int8.rss_mib / base.rss_mib;
-        rows.push(self.row(
-            format!("int8 / {name}: server RSS"),
-            format!("{r:.2}x"),
-            "<= 1x".into(),
-            r <= 1.0,
-        ));
-        rows.push(Row::info(
-            format!("int8 / {name}: start to ready"),
-            format!(
-                "{:.2}x",
-                int8.median_start_ready_ms / base.median_start_ready_ms
-            ),
-        ));
-        rows
-    }
+    t.rows
 }

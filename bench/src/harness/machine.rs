@@ -3,12 +3,13 @@
 
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::shelf_cli::workspace_root;
+use super::workspace_root;
 
 /// The machine and checkout a result came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Machine {
     /// Cores available to this process.
     pub nproc: usize,

@@ -4,23 +4,71 @@
 //! against exact f32 search, index size, build time (single-threaded, as
 //! the builder does) and search latency.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
 use shelf_formats::bundle::{Limits, unpack_file};
 use shelf_formats::chunks::ChunkStore;
 use shelf_formats::manifest::members;
 use usearch::{Index, ScalarKind};
 
+use crate::harness::{Bench, Benchmark};
+
 const K: usize = 10;
 
-/// Runs the comparison on `bundle` with `queries` queries and writes JSON.
-pub fn run(bundle: &Path, queries: usize, json_out: &Path) -> Result<()> {
-    let t = tempfile::tempdir()?;
-    let unpacked = unpack_file(bundle, None, &t.path().join("b"), &Limits::default())
+/// Index scalar kind and ef_add: recall@10 against exact search, size,
+/// build and search time, over a real bundle's vectors.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Quantization {
+    /// A bundle built by `shelf build` (a real repository, not generated text).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Queries (the first line of evenly spaced chunks, embedded).
+    #[arg(long, default_value_t = 300)]
+    queries: usize,
+}
+
+/// What `shelf-bench quantization` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
+    bench: String,
+    bundle: String,
+    vectors: usize,
+    queries: usize,
+    k: usize,
+    rows: Vec<KindOut>,
+}
+
+/// One scalar kind and `ef_add`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindOut {
+    kind: String,
+    ef_add: usize,
+    recall_at_10: f64,
+    index_bytes: u64,
+    build_ms: f64,
+    search_p50_us: f64,
+}
+
+impl Benchmark for Quantization {
+    const NAME: &'static str = "quantization";
+    type Results = Results;
+
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        let (bundle, queries) = (&self.bundle, self.queries);
+        measure(b, bundle, queries)
+    }
+}
+
+/// Runs the comparison on `bundle` with `queries` queries.
+fn measure(b: &Bench, bundle: &std::path::Path, queries: usize) -> Result<Results> {
+    let t = b.work();
+    let unpacked = unpack_file(bundle, None, &t.join("b"), &Limits::default())
         .with_context(|| format!("verifying {}", bundle.display()))?;
     let chunk_bytes = std::fs::read(unpacked.dir.join(members::CHUNKS))?;
     let store = ChunkStore::parse(&chunk_bytes)?;
@@ -57,10 +105,7 @@ pub fn run(bundle: &Path, queries: usize, json_out: &Path) -> Result<()> {
         })
         .collect();
     let query_vecs = embedder.embed_queries(&texts)?;
-    eprintln!(
-        "quantization: {n} vectors, {} queries, k={K}",
-        query_vecs.len()
-    );
+    b.say(format!("{n} vectors, {} queries, k={K}", query_vecs.len()));
 
     // Ground truth: exact cosine (vectors are normalised: dot product).
     let truth: Vec<Vec<u64>> = query_vecs
@@ -98,7 +143,7 @@ pub fn run(bundle: &Path, queries: usize, json_out: &Path) -> Result<()> {
             idx.add(key as u64, v).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
-        let path = t.path().join(format!("{name}-{ef_add}.usearch"));
+        let path = t.join(format!("{name}-{ef_add}.usearch"));
         idx.save(path.to_str().context("UTF-8 path")?)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let size = std::fs::metadata(&path)?.len();
@@ -117,23 +162,21 @@ pub fn run(bundle: &Path, queries: usize, json_out: &Path) -> Result<()> {
             "{name:<6} {ef_add:>7} {recall:>10.4} {size:>12} {:>14.0} {build_ms:>10.0} {p50:>10.1}us",
             size as f64 / n as f64,
         );
-        rows.push(json!({
-            "kind": name, "ef_add": ef_add, "recall_at_10": recall, "index_bytes": size,
-            "build_ms": build_ms, "search_p50_us": p50,
-        }));
+        rows.push(KindOut {
+            kind: name.into(),
+            ef_add,
+            recall_at_10: recall,
+            index_bytes: size,
+            build_ms,
+            search_p50_us: p50,
+        });
     }
-    let out = json!({
-        "bench": "quantization",
-        "bundle": bundle.display().to_string(),
-        "vectors": n,
-        "queries": query_vecs.len(),
-        "k": K,
-        "rows": rows,
-    });
-    if let Some(parent) = json_out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(json_out, serde_json::to_vec_pretty(&out)?)?;
-    eprintln!("quantization: wrote {}", json_out.display());
-    Ok(())
+    Ok(Results {
+        bench: "quantization".into(),
+        bundle: bundle.display().to_string(),
+        vectors: n,
+        queries: query_vecs.len(),
+        k: K,
+        rows,
+    })
 }

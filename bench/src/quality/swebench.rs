@@ -6,16 +6,16 @@
 //! and the bundles are kept under `--bundle-cache` so later runs only
 //! evaluate. Then every row is asked of its commit's bundle in each search
 //! mode, and of a whole-file BM25 baseline computed here, and scored at the
-//! file level (`shelf eval`'s metrics).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::str::FromStr;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_builder::chunker::Chunker;
+use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_formats::chunks::ChunkStore;
 use shelf_formats::lexical::{LexicalIndex, LexicalIndexWriter};
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
@@ -23,184 +23,37 @@ use shelf_search::group::{CHUNKS_PER_FILE, group_by_file};
 use shelf_search::rank::{self, Candidates, FILE_CANDIDATES, Fusion, Ranked};
 use shelf_search::{Engine, Filter, MappedBundle, Mode, Tuning};
 
-use crate::machine::Machine;
-use crate::progress::Progress;
-use crate::shelf_cli::{ShelfBinary, workspace_root};
+use crate::fixtures::devset::{self, Built, EvalRow, Sources};
+use crate::fixtures::ranking::{Memo, variants};
+use crate::harness::{Bench, Benchmark, Machine, runtime};
 
-/// Options of one run.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The evaluation set.
-    pub queries: PathBuf,
-    /// Where the repositories are: `<dir>/<owner>+<name>/repo` (bare git).
-    pub mirror: PathBuf,
-    /// Where built bundles are kept between runs.
-    pub bundle_cache: PathBuf,
-    /// Only these repositories (`owner/name`); empty: all.
-    pub only: Vec<String>,
-    /// The chunker the bundles are built with (`lines-v1` bundles are kept
-    /// under `swebench/`, others under `swebench-<chunker>/`).
-    pub chunker: shelf_builder::chunker::Chunker,
-    /// Stop after building (no evaluation).
-    pub build_only: bool,
+/// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl):
+/// builds each repository at each base commit (incrementally, kept under
+/// --bundle-cache), then scores lexical, semantic and hybrid search and a
+/// whole-file BM25 baseline, per repository and overall, with and without
+/// the rows whose query names a gold path.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Swebench {
+    /// The issues, the repositories and their bundles.
+    #[command(flatten)]
+    sources: Sources,
+    /// Only this repository (owner/name); repeatable.
+    #[arg(long)]
+    only: Vec<String>,
+    /// Build the bundles and stop.
+    #[arg(long)]
+    build_only: bool,
     /// Also score the ranking grid of `history --sweep`.
-    pub sweep: bool,
-    /// A model directory (`--model` of shelf) instead of the provisioned
-    /// default, for building and for asking (e.g. `.runtime/model-fp32`).
-    pub model: Option<PathBuf>,
-    /// JSON results path.
-    pub json_out: PathBuf,
-    /// The command line.
-    pub command: Vec<String>,
-}
-
-/// One row of the evaluation set (the fields shelf uses).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct Row {
-    /// SWE-bench id.
-    pub instance_id: String,
-    /// `owner/name`.
-    pub repo: String,
-    /// The commit to index.
-    pub base_commit: String,
-    /// The issue text.
-    pub query: String,
-    /// Files the fix changed that exist at the base commit.
-    pub gold_files: Vec<String>,
-}
-
-/// Reads the evaluation set.
-pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
-        })
-        .collect()
-}
-
-/// The bundle built for each (repo, commit).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Built {
-    /// `repo -> commit -> bundle path`.
-    pub bundles: BTreeMap<String, BTreeMap<String, PathBuf>>,
-}
-
-fn mirror_of(mirror: &Path, repo: &str) -> PathBuf {
-    mirror.join(repo.replace('/', "+")).join("repo")
-}
-
-fn commit_time(git_dir: &Path, commit: &str) -> Result<i64> {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(git_dir)
-        .args(["log", "-1", "--format=%ct", commit])
-        .output()
-        .context("running git")?;
-    if !out.status.success() {
-        bail!(
-            "commit {commit} is not in {}: fetch the repository first ({})",
-            git_dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("parsing a commit time")
-}
-
-/// Builds (or finds) a bundle of every base commit, oldest first per
-/// repository, each incremental from the one before.
-pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress) -> Result<Built> {
-    let mut built = Built::default();
-    let mut by_repo: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for r in rows {
-        let commits = by_repo.entry(r.repo.as_str()).or_default();
-        if !commits.contains(&r.base_commit.as_str()) {
-            commits.push(&r.base_commit);
-        }
-    }
-    for (repo, commits) in by_repo {
-        if !opts.only.is_empty() && !opts.only.iter().any(|o| o == repo) {
-            continue;
-        }
-        let git_dir = mirror_of(&opts.mirror, repo);
-        let mut dated = Vec::new();
-        for c in commits {
-            dated.push((commit_time(&git_dir, c)?, c));
-        }
-        dated.sort();
-        let mut previous: Option<PathBuf> = None;
-        for (i, (_, commit)) in dated.iter().enumerate() {
-            let set = match opts.chunker {
-                shelf_builder::chunker::Chunker::LinesV1 => "swebench".to_string(),
-                other => format!("swebench-{}", other.name()),
-            };
-            let out = opts
-                .bundle_cache
-                .join(set)
-                .join(repo.replace('/', "+"))
-                .join(commit);
-            let record = out.join("bundle.json");
-            let cached: Option<PathBuf> = std::fs::read(&record)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<PathBuf>(&b).ok())
-                .filter(|p| p.is_file());
-            let bundle = match cached {
-                Some(b) => b,
-                None => {
-                    p.say(&format!(
-                        "{repo} {}/{}: building {commit}{}",
-                        i + 1,
-                        dated.len(),
-                        if previous.is_some() {
-                            " (incremental)"
-                        } else {
-                            ""
-                        }
-                    ));
-                    std::fs::create_dir_all(&out)?;
-                    let config = out.join("shelf-bench.toml");
-                    std::fs::write(
-                        &config,
-                        format!("[build]\nchunker = \"{}\"\n", opts.chunker.name()),
-                    )?;
-                    let mut extra = vec!["--config".to_string(), config.display().to_string()];
-                    if let Some(m) = &opts.model {
-                        extra.extend(["--model".into(), m.display().to_string()]);
-                    }
-                    let run = shelf.build_with(
-                        &git_dir,
-                        commit,
-                        &out,
-                        previous.as_deref(),
-                        repo,
-                        &extra,
-                    )?;
-                    p.say(&format!(
-                        "  {} chunks, {} embedded, {} reused, {:.0} s",
-                        run.report.chunks.total,
-                        run.report.chunks.embedded,
-                        run.report.chunks.reused,
-                        run.wall.as_secs_f64()
-                    ));
-                    std::fs::write(&record, serde_json::to_vec(&run.report.bundle_path)?)?;
-                    run.report.bundle_path
-                }
-            };
-            built
-                .bundles
-                .entry(repo.to_string())
-                .or_default()
-                .insert(commit.to_string(), bundle.clone());
-            previous = Some(bundle);
-        }
-    }
-    Ok(built)
+    #[arg(long)]
+    sweep: bool,
+    /// A model directory instead of the provisioned default, for building
+    /// and asking (e.g. .runtime/model-fp32).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// The chunker to build with (lines-v1 or syntax-v1; other chunkers'
+    /// bundles are kept under swebench-<chunker>/).
+    #[arg(long, default_value = "lines-v1", value_parser = Chunker::from_str)]
+    chunker: Chunker,
 }
 
 /// The rankers compared, in table order.
@@ -255,14 +108,17 @@ impl FileIndex {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SystemOut {
     report: Report,
     mean_query_ms: f64,
 }
 
-#[derive(Debug, Serialize)]
-struct Results {
+/// What `shelf-bench swebench` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
     command: Vec<String>,
     machine: Machine,
     queries: PathBuf,
@@ -270,7 +126,9 @@ struct Results {
     systems: BTreeMap<String, SystemOut>,
     /// The ranking before query understanding and code-aware ranking
     /// (`plain`), today's defaults (`default`), and each part off and
-    /// alone (`history_bench::variants`), all hybrid and grouped by file.
+    /// alone (`ranking::variants`), all hybrid and grouped by file.
+    /// Absent from results written before the variants were measured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     variants: BTreeMap<String, SweepOut>,
     /// Hybrid variants (fusion constant, lexical weight, file aggregation,
     /// query windows), scored on the same candidates: the measurement
@@ -278,7 +136,8 @@ struct Results {
     sweep: BTreeMap<String, SweepOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SweepOut {
     overall: Summary,
     without_leaks: Summary,
@@ -358,7 +217,7 @@ type Evaluated = (
 
 /// What every row is asked with: the engine as clients get it, the same
 /// engine with one query window, and the bundle of the row's commit.
-struct Harness {
+struct Asker {
     engine: Engine,
     one_window: Engine,
     /// The ranking variants, over one memoised model.
@@ -376,9 +235,9 @@ struct Scores {
     variants: BTreeMap<String, Vec<QueryScore>>,
 }
 
-impl Harness {
+impl Asker {
     fn new(work: &Path, model: Option<&Path>, sweep: bool) -> Result<Self> {
-        let runtime = Runtime::locate(Some(&workspace_root().join(".runtime")))?;
+        let runtime = runtime()?;
         let options = EmbedderOptions {
             model: model.map(Path::to_path_buf),
             ..EmbedderOptions::default()
@@ -389,11 +248,11 @@ impl Harness {
             max_windows: 1,
             ..Tuning::default()
         });
-        let memo = std::sync::Arc::new(crate::memo::Memo::new(Embedder::load(
+        let memo = std::sync::Arc::new(Memo::new(Embedder::load(
             &runtime,
             &EmbedderOptions::default(),
         )?));
-        let variants = crate::history_bench::variants(sweep)
+        let variants = variants(sweep)
             .into_iter()
             .map(|(n, t)| (n, Engine::new(memo.clone()).with_tuning(t)))
             .collect();
@@ -418,7 +277,7 @@ impl Harness {
     }
 
     /// Asks every system, and every sweep variant, one row.
-    fn row(&mut self, row: &Row, path: &Path, scores: &mut Scores) -> Result<()> {
+    fn row(&mut self, row: &EvalRow, path: &Path, scores: &mut Scores) -> Result<()> {
         let (engine, one_window) = (self.engine.clone(), self.one_window.clone());
         let variants = self.variants.clone();
         let (_, bundle, files) = self.bundle(path)?;
@@ -483,14 +342,14 @@ impl Harness {
 }
 
 fn evaluate_all(
-    rows: &[Row],
+    rows: &[EvalRow],
     built: &Built,
     work: &Path,
     model: Option<&Path>,
     sweep: bool,
-    p: &Progress,
+    b: &Bench,
 ) -> Result<Evaluated> {
-    let mut harness = Harness::new(work, model, sweep)?;
+    let mut asker = Asker::new(work, model, sweep)?;
     let mut scores = Scores::default();
     for (i, row) in rows.iter().enumerate() {
         let Some(path) = built
@@ -500,8 +359,8 @@ fn evaluate_all(
         else {
             continue;
         };
-        harness.row(row, path, &mut scores)?;
-        p.say(&format!(
+        asker.row(row, path, &mut scores)?;
+        b.say(format!(
             "{}/{} {}: hybrid first gold rank {:?}",
             i + 1,
             rows.len(),
@@ -641,52 +500,48 @@ fn print_table(systems: &BTreeMap<String, SystemOut>) {
     }
 }
 
-/// Runs the harness.
-pub fn run(opts: &Options) -> Result<()> {
-    let p = Progress::start();
-    let work = tempfile::Builder::new()
-        .prefix("shelf-bench-swebench-")
-        .tempdir()?;
-    let shelf = ShelfBinary::prepare(work.path())?;
-    let rows = read_rows(&opts.queries)?;
-    p.say(&format!(
-        "{} rows from {}",
-        rows.len(),
-        opts.queries.display()
-    ));
-    let built = build_all(&shelf, opts, &rows, &p)?;
-    if opts.build_only {
-        p.say("built every bundle; --build-only: not evaluating");
-        return Ok(());
+impl Benchmark for Swebench {
+    const NAME: &'static str = "swebench";
+    /// None with --build-only: nothing is written.
+    type Results = Option<Results>;
+
+    fn measure(&self, b: &Bench) -> Result<Option<Results>> {
+        let shelf = b.shelf()?;
+        let rows = devset::read_rows(&self.sources.queries)?;
+        b.say(format!(
+            "{} rows from {}",
+            rows.len(),
+            self.sources.queries.display()
+        ));
+        let build = devset::Build {
+            sources: &self.sources,
+            only: &self.only,
+            chunker: self.chunker,
+            model: self.model.as_deref(),
+        };
+        let built = build.all(b, shelf, &rows)?;
+        if self.build_only {
+            b.say("built every bundle; --build-only: not evaluating");
+            return Ok(None);
+        }
+        let rows: Vec<EvalRow> = rows
+            .into_iter()
+            .filter(|r| self.only.is_empty() || self.only.contains(&r.repo))
+            .collect();
+        let model = self.model.as_deref();
+        let (systems, sweep, variants) =
+            evaluate_all(&rows, &built, b.work(), model, self.sweep, b)?;
+        print_table(&systems);
+        print_sweep(&sweep);
+        print_variants(&variants);
+        Ok(Some(Results {
+            command: b.command.clone(),
+            machine: b.machine.clone(),
+            queries: self.sources.queries.clone(),
+            bundles: built,
+            systems,
+            variants,
+            sweep,
+        }))
     }
-    let rows: Vec<Row> = rows
-        .into_iter()
-        .filter(|r| opts.only.is_empty() || opts.only.contains(&r.repo))
-        .collect();
-    let (systems, sweep, variants) = evaluate_all(
-        &rows,
-        &built,
-        work.path(),
-        opts.model.as_deref(),
-        opts.sweep,
-        &p,
-    )?;
-    print_table(&systems);
-    print_sweep(&sweep);
-    print_variants(&variants);
-    let results = Results {
-        command: opts.command.clone(),
-        machine: Machine::current(),
-        queries: opts.queries.clone(),
-        bundles: built,
-        systems,
-        variants,
-        sweep,
-    };
-    if let Some(dir) = opts.json_out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&opts.json_out, serde_json::to_vec_pretty(&results)?)?;
-    p.say(&format!("results written to {}", opts.json_out.display()));
-    Ok(())
 }
