@@ -67,6 +67,9 @@ pub struct FileCounts {
     pub decoded_lossy: u64,
     /// Bytes of indexed text.
     pub text_bytes: u64,
+    /// Indexed files whose text was the previous bundle's: their chunks
+    /// were taken from it, not cut again.
+    pub unchanged: u64,
 }
 
 /// Chunk counts of a build.

@@ -15,11 +15,13 @@ pub mod cache;
 pub mod config;
 pub mod follow;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod query_embedder;
 pub mod reload;
 pub mod repos;
 pub mod root;
+pub mod scrub;
 pub mod serve;
 pub mod state;
 
