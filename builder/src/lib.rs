@@ -25,7 +25,7 @@ pub mod source;
 pub mod syntax;
 pub mod vectors;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -35,11 +35,11 @@ use shelf_embed::{EmbedError, Embedder};
 use shelf_formats::bundle::{BundleError, write_bundle};
 use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
 use shelf_formats::files::{CompressedText, FileTextsWriter};
-use shelf_formats::lexical::LexicalIndexWriter;
+use shelf_formats::lexical::{CountedDoc, LexicalIndex, LexicalIndexWriter};
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
 pub use cache::{CacheReport, Shard, ShardReport, VectorCache, embed_shard};
-pub use report::{BuildReport, Observer, Stage};
+pub use report::{BuildReport, Observer, Stage, Stopwatch, Timings};
 pub use settings::Settings;
 
 use chunker::{ChunkParams, TokenSpans};
@@ -167,6 +167,8 @@ struct FileChunks {
     /// Taken from the previous bundle: their vectors are there too, and
     /// they carry no text to embed.
     reused: bool,
+    /// Where they were in the previous bundle: the key of the first.
+    previous_key: Option<usize>,
     /// The previous bundle's compressed copy of the text, when it was
     /// compressed exactly as this build would.
     compressed: Option<CompressedText>,
@@ -307,6 +309,8 @@ struct Staged {
     dir: tempfile::TempDir,
     files_indexed: u64,
     files_unchanged: u64,
+    /// How long each member took to write (wall, CPU).
+    parts: Vec<(&'static str, (std::time::Duration, std::time::Duration))>,
     chunks: u64,
 }
 
@@ -328,52 +332,51 @@ pub fn build_with(
     cache: Option<&dyn VectorCache>,
     observer: &dyn Observer,
 ) -> Result<BuildReport, BuildError> {
-    let started = Instant::now();
-    let mut timings = BTreeMap::new();
-    let mut timed = |name: &'static str, t: Instant| {
-        timings.insert(name, t.elapsed());
-    };
+    let started = Stopwatch::start();
+    let mut timings = Timings::default();
 
-    let t = Instant::now();
+    let t = Stopwatch::start();
     let read = read_files(req, embedder, observer)?;
-    timed("read", t);
-    let t = Instant::now();
+    timings.record("read", t);
+    let t = Stopwatch::start();
     let previous = match &req.previous {
         Some(p) => previous::Previous::open(p, embedder.identity())?,
         None => None,
     };
     if req.previous.is_some() {
-        timed("previous", t);
+        timings.record("previous", t);
     }
-    let t = Instant::now();
+    let t = Stopwatch::start();
     let chunked = chunk_files(&read, embedder, previous.as_ref(), observer);
-    timed("chunk", t);
-    let t = Instant::now();
+    timings.record("chunk", t);
+    let t = Stopwatch::start();
     let vectors = vectors_for(&chunked, embedder, previous.as_ref(), cache, observer)?;
-    drop(previous);
-    timings.insert("embed", t.elapsed().saturating_sub(vectors.cache_time));
+    let (wall, cpu) = t.lap();
+    timings.record_lap("embed", (wall.saturating_sub(vectors.cache_time), cpu));
     if cache.is_some() {
-        timings.insert("cache", vectors.cache_time);
+        timings.record_wall("cache", vectors.cache_time);
     }
-    let mut timed = |name: &'static str, t: Instant| {
-        timings.insert(name, t.elapsed());
-    };
-    let t = Instant::now();
+    let t = Stopwatch::start();
     let staged = write_members(
         &req.out_dir,
-        &read.files,
+        &read,
         &chunked,
         &vectors,
+        previous.as_ref(),
         embedder,
         observer,
     )?;
-    timed("index", t);
-    let t = Instant::now();
+    drop(previous);
+    timings.record("index", t);
+    for (part, took) in &staged.parts {
+        timings.record_lap(part, *took);
+    }
+    let t = Stopwatch::start();
     observer.stage(Stage::Pack, 1);
     let written = pack(&req.out_dir, &read, embedder, &staged)?;
     observer.advance(1);
-    timed("pack", t);
-    timed("total", started);
+    timings.record("pack", t);
+    timings.record("total", started);
 
     let ReadOut {
         snapshot,
@@ -539,12 +542,14 @@ fn chunk_files(
                     path: f.path.clone(),
                     chunks: p.chunks,
                     reused: true,
+                    previous_key: Some(p.first_key),
                     compressed: p.text.filter(|_| texts_alike),
                 },
                 None => FileChunks {
                     path: f.path.clone(),
                     chunks: chunker::chunk_file(&f.path, &f.text, params, &spans, model),
                     reused: false,
+                    previous_key: None,
                     compressed: None,
                 },
             };
@@ -658,12 +663,14 @@ fn vectors_for(
 /// staging directory beside the output.
 fn write_members(
     out_dir: &Path,
-    files: &[FileText],
+    read: &ReadOut,
     chunked: &[FileChunks],
     vectors: &Vectors,
+    previous: Option<&previous::Previous>,
     embedder: &Embedder,
     observer: &dyn Observer,
 ) -> Result<Staged, BuildError> {
+    let files = &read.files;
     let total_chunks: usize = chunked.iter().map(|f| f.chunks.len()).sum();
     observer.stage(Stage::Index, total_chunks as u64);
     let staging = tempfile::Builder::new()
@@ -717,42 +724,71 @@ fn write_members(
         write(&mut f).map_err(io(&path))?;
         std::io::Write::flush(&mut f).map_err(io(&path))
     };
+    // Each member's share of the stage, for the report.
+    let mut parts = Vec::new();
+    let t = Stopwatch::start();
     write(members::CHUNKS, &|w| store.write_to(w))?;
-    write(members::LEXICAL, &|w| lexical_index(chunked).write_to(w))?;
+    parts.push(("index.chunks", t.lap()));
+    let t = Stopwatch::start();
+    let reuse = previous.and_then(|p| p.lexical(&read.settings.to_manifest()));
+    write(members::LEXICAL, &|w| {
+        lexical_index(chunked, reuse.as_ref()).write_to(w)
+    })?;
+    parts.push(("index.lexical", t.lap()));
+    let t = Stopwatch::start();
     write(members::FILES, &|w| file_texts(files, chunked)?.write_to(w))?;
+    parts.push(("index.files", t.lap()));
+    let t = Stopwatch::start();
     vectors::write(
         &ordered,
         embedder.identity().dimensions as usize,
         &staging.path().join(members::FLAT_VECTORS),
     )?;
+    parts.push(("index.vectors", t.lap()));
     observer.advance(total_chunks as u64);
     Ok(Staged {
         dir: staging,
         files_indexed,
         files_unchanged,
+        parts,
         chunks: total_chunks as u64,
     })
 }
 
-/// The lexical index of every chunk, in chunk order: each chunk analysed
-/// on its own core, then added in order (so the bytes do not depend on how
-/// the work was split).
-fn lexical_index(chunked: &[FileChunks]) -> LexicalIndexWriter {
-    let docs: Vec<(&str, &str)> = chunked
+/// The lexical index of every chunk, in chunk order: an unchanged chunk's
+/// terms carried over from the previous bundle's index (`reuse`), every
+/// other chunk analysed on its own core; then all added in order, so the
+/// bytes do not depend on how the work was split or what was reused.
+fn lexical_index(
+    chunked: &[FileChunks],
+    reuse: Option<&(LexicalIndex<'_>, &[Vec<(u32, u32)>])>,
+) -> LexicalIndexWriter {
+    // Each chunk: its key in the previous bundle, when its terms can be
+    // carried over, else what to analyze.
+    let docs: Vec<(Option<usize>, &str, &str)> = chunked
         .iter()
-        .flat_map(|f| f.chunks.iter().map(|c| (f.path.as_str(), c.text.as_str())))
-        .collect();
-    let analysed: Vec<Vec<String>> = docs
-        .par_iter()
-        .map(|(path, text)| {
-            let mut terms = Vec::new();
-            shelf_formats::lexical::analyze_chunk(path, text, |t| terms.push(t.to_string()));
-            terms
+        .flat_map(|f| {
+            f.chunks.iter().enumerate().map(move |(j, c)| {
+                let key = f.previous_key.filter(|_| reuse.is_some()).map(|k| k + j);
+                (key, f.path.as_str(), c.text.as_str())
+            })
         })
         .collect();
+    let counted: Vec<Option<CountedDoc>> = docs
+        .par_iter()
+        .map(|(key, path, text)| key.is_none().then(|| CountedDoc::chunk(path, text)))
+        .collect();
     let mut lexical = LexicalIndexWriter::new();
-    for terms in &analysed {
-        lexical.push_doc(terms.iter().map(String::as_str));
+    let mut remap = Vec::new();
+    for ((key, path, text), doc) in docs.iter().zip(counted) {
+        match (doc, key, reuse) {
+            (Some(doc), _, _) => lexical.push_counted(doc),
+            (None, Some(key), Some((index, documents))) => match documents.get(*key) {
+                Some(terms) => lexical.push_from(index, terms, index.doc_len(*key), &mut remap),
+                None => lexical.push_chunk(path, text),
+            },
+            (None, _, _) => lexical.push_chunk(path, text),
+        }
     }
     lexical
 }

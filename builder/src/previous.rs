@@ -21,6 +21,7 @@ use shelf_formats::ModelIdentity;
 use shelf_formats::bundle::{Limits, unpack_file};
 use shelf_formats::chunks::ChunkStore;
 use shelf_formats::files::{CompressedText, FileTexts};
+use shelf_formats::lexical::LexicalIndex;
 use shelf_formats::manifest::{BuildSettings, Manifest, VectorLayout, members};
 use shelf_formats::vectors::FlatVectors;
 
@@ -40,6 +41,9 @@ pub struct Previous {
     manifest: Manifest,
     chunks: Mmap,
     files: Option<Mmap>,
+    lexical: Option<Mmap>,
+    /// The lexical index's documents, turned around once when first asked.
+    documents: std::sync::OnceLock<Vec<Vec<(u32, u32)>>>,
     stored: Stored,
     by_id: HashMap<[u8; 32], u64>,
     /// Each path's chunks: a range of the chunk store (sorted by path).
@@ -99,6 +103,14 @@ impl Previous {
             }
             None => None,
         };
+        let lexical = match manifest.member(members::LEXICAL) {
+            Some(_) => {
+                let m = map(members::LEXICAL)?;
+                LexicalIndex::parse(&m).map_err(|e| fail(e.to_string()))?;
+                Some(m)
+            }
+            None => None,
+        };
         let dimensions = model.dimensions as usize;
         let stored = match manifest.vector_layout() {
             VectorLayout::Flat => {
@@ -123,6 +135,8 @@ impl Previous {
             manifest,
             chunks,
             files,
+            lexical,
+            documents: std::sync::OnceLock::new(),
             stored,
             by_id,
             by_path,
@@ -169,6 +183,23 @@ impl Previous {
             && self.manifest.settings.compression == settings.compression
     }
 
+    /// The previous bundle's lexical index and its documents' terms, when
+    /// it was analyzed as `settings` would analyze (so an unchanged
+    /// chunk's terms can be carried over instead of analyzed again).
+    pub fn lexical(
+        &self,
+        settings: &BuildSettings,
+    ) -> Option<(LexicalIndex<'_>, &[Vec<(u32, u32)>])> {
+        if self.manifest.settings.lexical.is_none()
+            || self.manifest.settings.lexical != settings.lexical
+        {
+            return None;
+        }
+        let index = LexicalIndex::open(self.lexical.as_deref()?).ok()?;
+        let documents = self.documents.get_or_init(|| index.documents());
+        Some((index, documents))
+    }
+
     /// The previous bundle's copy of the file at `path`, if its text had
     /// sha256 `sha256`: its compressed text and its chunks (content ids
     /// checked against `model`'s, so a chunk is never reused under another
@@ -182,6 +213,7 @@ impl Previous {
         }
         let store = ChunkStore::open(&self.chunks).ok()?;
         let range = self.by_path.get(path)?.clone();
+        let first_key = range.start;
         let mut chunks = Vec::with_capacity(range.len());
         for k in range {
             let c = store.get(k)?;
@@ -196,6 +228,7 @@ impl Previous {
         }
         Some(PreviousFile {
             chunks,
+            first_key,
             text: texts.compressed(i),
         })
     }
@@ -216,6 +249,9 @@ pub struct PreviousFile {
     /// Its chunks, exactly as cut before (no embedding text: their vectors
     /// are reused too).
     pub chunks: Vec<Chunk>,
+    /// The key of its first chunk in the previous bundle (the others
+    /// follow).
+    pub first_key: usize,
     /// Its compressed text.
     pub text: Option<CompressedText>,
 }

@@ -31,9 +31,18 @@ pub enum Admit<'a> {
 /// vectors are unit length, so the dot product), each scored by its best
 /// query; best first, ties by key. Queries of the wrong length score
 /// nothing.
-pub fn top_k(vectors: &FlatVectors<'_>, queries: &[&[f32]], k: usize, admit: Admit<'_>) -> Vec<Hit> {
+pub fn top_k(
+    vectors: &FlatVectors<'_>,
+    queries: &[&[f32]],
+    k: usize,
+    admit: Admit<'_>,
+) -> Vec<Hit> {
     let dims = vectors.dimensions();
-    let queries: Vec<&[f32]> = queries.iter().copied().filter(|q| q.len() == dims).collect();
+    let queries: Vec<&[f32]> = queries
+        .iter()
+        .copied()
+        .filter(|q| q.len() == dims)
+        .collect();
     if k == 0 || queries.is_empty() {
         return Vec::new();
     }
@@ -119,10 +128,7 @@ mod x86 {
                 acc[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(q.add(i)), acc[0]);
                 i += 8;
             }
-            let sum = _mm256_add_ps(
-                _mm256_add_ps(acc[0], acc[1]),
-                _mm256_add_ps(acc[2], acc[3]),
-            );
+            let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
             let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
             let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
             let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
@@ -182,7 +188,11 @@ impl Best {
 
     fn offer(&mut self, key: u64, score: f32) {
         // A vector changed into NaNs must not rank first.
-        let score = if score.is_nan() { f32::NEG_INFINITY } else { score };
+        let score = if score.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            score
+        };
         let candidate = Scored { score, key };
         if self.heap.len() < self.k {
             self.heap.push(candidate);

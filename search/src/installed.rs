@@ -183,7 +183,10 @@ pub fn verify_members(dir: &Path, manifest: &Manifest, digest: Digest) -> Result
     }
     let layout = manifest.vector_layout();
     if !present(layout.member()) {
-        return Err(index_err(format!("the manifest lists no {}", layout.member())));
+        return Err(index_err(format!(
+            "the manifest lists no {}",
+            layout.member()
+        )));
     }
     let dimensions = manifest.model.dimensions as usize;
     let (vectors, dims) = match layout {
@@ -275,9 +278,7 @@ pub fn check(dir: &Path, manifest: &Manifest, digest: Digest) -> Result<(), Open
     }
     for name in names(manifest) {
         let Some(verified) = record.files.iter().find(|f| f.name == name) else {
-            return Err(damaged(format!(
-                "{name} is not in its verification record"
-            )));
+            return Err(damaged(format!("{name} is not in its verification record")));
         };
         let now = match FileIdentity::of(dir, name) {
             Ok(now) => now,

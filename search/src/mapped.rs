@@ -16,8 +16,8 @@ use shelf_formats::manifest::{VectorLayout, members};
 use shelf_formats::vectors::FlatVectors;
 use shelf_formats::{Digest, Manifest, ModelIdentity};
 
-pub use crate::flat::Admit;
 use crate::flat;
+pub use crate::flat::Admit;
 use crate::installed;
 pub use crate::installed::{INCOMING_PREFIX, install_file};
 

@@ -21,7 +21,6 @@ use shelf_store::{Store, StoreError};
 use shelf_search::OpenError;
 use shelf_search::mapped::INCOMING_PREFIX;
 
-
 use crate::state::Cause;
 
 /// Schema of `state.json`.
@@ -180,7 +179,7 @@ impl BundleCache {
             keep: keep.max(1),
             book: Mutex::new(Book {
                 state,
-                leases: HashMap::new(),
+                ..Book::default()
             }),
         }))
     }

@@ -166,7 +166,10 @@ async fn reinstall(loader: &Loader, repo: &Repo, path: &std::path::Path, digest:
     let installed =
         tokio::task::spawn_blocking(move || cache.install_file(&file, Some(&digest))).await;
     let opened = match installed {
-        Ok(Ok(_)) => loader.open_snapshot(digest, None).await.map_err(|e| e.to_string()),
+        Ok(Ok(_)) => loader
+            .open_snapshot(digest, None)
+            .await
+            .map_err(|e| e.to_string()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -174,10 +177,14 @@ async fn reinstall(loader: &Loader, repo: &Repo, path: &std::path::Path, digest:
         Ok(snapshot) => {
             repo.state
                 .swap(snapshot, started.elapsed().as_millis() as u64);
-            loader.cache.record_live(&format!("file:{}", path.display()), digest);
+            loader
+                .cache
+                .record_live(&format!("file:{}", path.display()), digest);
             tracing::info!(%digest, path = %path.display(), "installed the bundle file again after its cached copy changed");
         }
-        Err(e) => tracing::error!(%digest, path = %path.display(), error = %e, "cannot install the bundle file again: still serving the changed copy's maps; restart the server"),
+        Err(e) => {
+            tracing::error!(%digest, path = %path.display(), error = %e, "cannot install the bundle file again: still serving the changed copy's maps; restart the server")
+        }
     }
 }
 

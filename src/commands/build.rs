@@ -115,7 +115,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         let dir = tempfile::Builder::new()
             .prefix("shelf-previous-")
             .tempdir()?;
-        request.previous = rt.block_on(previous_from_store(store, &request, &embedder, dir.path()))?;
+        request.previous =
+            rt.block_on(previous_from_store(store, &request, &embedder, dir.path()))?;
         _previous_dir = Some(dir);
     }
     let cache = match (&rt, &store) {
@@ -230,8 +231,11 @@ async fn previous_from_store(
 ) -> anyhow::Result<Option<std::path::PathBuf>> {
     let plan = shelf_builder::plan(request, embedder.identity())?;
     let sid = shelf_formats::commit_record::settings_id(&plan.settings, embedder.identity());
-    let ancestors =
-        shelf_builder::source::first_parent_ancestors(&request.repo, &plan.commit, PREVIOUS_ANCESTORS)?;
+    let ancestors = shelf_builder::source::first_parent_ancestors(
+        &request.repo,
+        &plan.commit,
+        PREVIOUS_ANCESTORS,
+    )?;
     for commit in ancestors {
         let key = shelf_formats::keys::commit_record_key(&commit, &sid);
         let record = match shelf_store::read_commit_record(store, &key).await {
