@@ -149,6 +149,7 @@ impl Settings {
                 rules: crate::secrets::RULES.to_string(),
                 allow: self.allow_secrets_in.clone(),
             }),
+            compression: Some(shelf_formats::bundle::compression_id()),
         }
     }
 }

@@ -13,19 +13,50 @@ use crate::model::ModelIdentity;
 /// misread the bytes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// The minor version this code writes. Minors only add optional manifest
-/// fields or new members, so a reader accepts any minor of its major.
-/// 1.1 added the lexical index (`lexical.bin`, `settings.lexical`); 1.2
-/// the file texts (`files.bin`).
-pub const FORMAT_MINOR: u32 = 2;
+/// The minor version this code writes. Minors add optional manifest
+/// fields or members, or a vector layout named by `settings.index` (which a
+/// reader checks), so a reader accepts any minor of its major and refuses
+/// a kind it does not know by name. 1.1 added the lexical index
+/// (`lexical.bin`, `settings.lexical`); 1.2 the file texts (`files.bin`);
+/// 1.3 the flat half-precision vectors (`vectors.bin`) in place of the
+/// HNSW graph.
+pub const FORMAT_MINOR: u32 = 3;
 
-/// The vector index kind of every bundle of this format
-/// (`settings.index`): a usearch HNSW graph, cosine metric, 16 neighbours
-/// per node, built with an insertion breadth of 128.
-pub const VECTOR_INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
+/// The vector index kind this code writes (`settings.index`): every vector
+/// in `vectors.bin`, searched exactly by cosine.
+pub const VECTOR_INDEX_KIND: &str = "flat/cos";
 
-/// How vectors are stored in that index (`settings.vector_quantization`).
-pub const VECTOR_QUANTIZATION: &str = "f32";
+/// How those vectors are stored (`settings.vector_quantization`): IEEE
+/// 754 half precision.
+pub const VECTOR_QUANTIZATION: &str = "f16";
+
+/// The vector index kind of bundles 1.0 to 1.2, still read: a usearch
+/// HNSW graph in `vectors.usearch`, cosine metric, 16 neighbours per node,
+/// built with an insertion breadth of 128.
+pub const HNSW_INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
+
+/// How the HNSW graph's vectors are stored: `f32`.
+pub const HNSW_QUANTIZATION: &str = "f32";
+
+/// Where a bundle's vectors are and how they are searched, from the kinds
+/// its manifest names (checked by [`Manifest::check_kinds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorLayout {
+    /// `vectors.bin`, half precision, exact search (1.3 and later).
+    Flat,
+    /// `vectors.usearch`, an f32 HNSW graph (1.0 to 1.2).
+    Hnsw,
+}
+
+impl VectorLayout {
+    /// The member holding the vectors.
+    pub fn member(self) -> &'static str {
+        match self {
+            VectorLayout::Flat => members::FLAT_VECTORS,
+            VectorLayout::Hnsw => members::VECTORS,
+        }
+    }
+}
 
 /// The kinds a manifest names, each checked on read against what this code
 /// understands: a bundle built with an index or analyzer this shelf does
@@ -130,6 +161,12 @@ pub struct BuildSettings {
     /// indexed text (absent: no scan; bundles made before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_scan: Option<SecretScan>,
+    /// The compressor of the archive and of each file text,
+    /// `zstd-<version>/<level>` (format 1.3 and later; absent before).
+    /// The same bytes compress to the same bytes when it is the same, so
+    /// a build reuses an earlier bundle's compressed texts only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
 }
 
 /// How a build scanned file text for credentials (`settings.secret_scan`).
@@ -173,8 +210,11 @@ pub struct Member {
 pub mod members {
     /// The manifest; always the first tar entry.
     pub const MANIFEST: &str = "manifest.json";
-    /// The usearch HNSW index over chunk vectors, openable by `Index::view`.
+    /// The usearch HNSW index over chunk vectors, openable by `Index::view`
+    /// (format 1.0 to 1.2).
     pub const VECTORS: &str = "vectors.usearch";
+    /// The flat half-precision vectors; format 1.3 and later.
+    pub const FLAT_VECTORS: &str = "vectors.bin";
     /// The chunk store: texts, paths, line ranges and content ids.
     pub const CHUNKS: &str = "chunks.bin";
     /// The lexical (BM25) index over the chunks; format 1.1 and later.
@@ -198,11 +238,20 @@ impl Manifest {
                 })
             }
         };
-        check("settings.index", &self.settings.index, &[VECTOR_INDEX_KIND])?;
+        check(
+            "settings.index",
+            &self.settings.index,
+            &[VECTOR_INDEX_KIND, HNSW_INDEX_KIND],
+        )?;
+        // Each index kind stores its vectors one way.
+        let quantization = match self.vector_layout() {
+            VectorLayout::Flat => VECTOR_QUANTIZATION,
+            VectorLayout::Hnsw => HNSW_QUANTIZATION,
+        };
         check(
             "settings.vector_quantization",
             &self.settings.vector_quantization,
-            &[VECTOR_QUANTIZATION],
+            &[quantization],
         )?;
         if let Some(kind) = &self.settings.lexical {
             crate::lexical::Analyzer::from_kind(kind).ok_or_else(|| UnknownKind {
@@ -258,6 +307,16 @@ impl Manifest {
         Ok(())
     }
 
+    /// Where the vectors are, by `settings.index` (meaningful once
+    /// [`Manifest::check_kinds`] accepted it).
+    pub fn vector_layout(&self) -> VectorLayout {
+        if self.settings.index == HNSW_INDEX_KIND {
+            VectorLayout::Hnsw
+        } else {
+            VectorLayout::Flat
+        }
+    }
+
     /// The listed member called `name`, if any.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
@@ -311,6 +370,7 @@ mod tests {
                 lexical: None,
                 exclude_generated: None,
                 secret_scan: None,
+                compression: None,
             },
             counts: Counts {
                 files_indexed: files,

@@ -82,6 +82,34 @@ impl LoadError {
     }
 }
 
+/// Makes `dir` (mode 0700 when new) and checks that no other user can
+/// write it: the server maps its files and trusts them by what it
+/// recorded when it verified them (docs/serve.md, "The cache directory").
+fn private_dir(dir: &Path) -> Result<(), std::io::Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "it belongs to user {} and this server runs as user {me}: the server maps the files in it, so only its own user may write it (chown it, or choose another directory)",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "other users may write to it (mode {:o}): the server maps the files in it, so only its own user may write it (chmod go-w {}, or choose another directory)",
+            meta.mode() & 0o777,
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 fn bundle_cause(e: &BundleError) -> Cause {
     match e {
         BundleError::Io { .. } => Cause::Disk,
@@ -108,6 +136,9 @@ struct Book {
     state: StateFile,
     /// Open snapshots per bundle: their files must stay.
     leases: HashMap<Digest, usize>,
+    /// Bundles whose cached copy was found changed while they were served:
+    /// fetched again even though they are live (cleared when one goes live).
+    damaged: std::collections::HashSet<Digest>,
 }
 
 /// A directory of unpacked, verified bundles.
@@ -135,7 +166,7 @@ impl BundleCache {
     /// Opens (creating) the cache at `dir`, keeping the `keep` most recently
     /// live bundles. Leftovers of interrupted downloads are removed.
     pub fn open(dir: &Path, keep: usize) -> Result<Arc<Self>, std::io::Error> {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
         remove_leftovers(dir)?;
         let path = dir.join(STATE_FILE);
         let state = match std::fs::read(&path) {
@@ -173,7 +204,7 @@ impl BundleCache {
             keep: keep.max(1),
             book: Mutex::new(Book {
                 state,
-                leases: HashMap::new(),
+                ..Book::default()
             }),
         }))
     }
@@ -286,6 +317,20 @@ impl BundleCache {
         }
     }
 
+    /// Records that the cached copy of `digest` changed on disk and
+    /// removes it, so that it is fetched again even where it is live (open
+    /// snapshots keep mapping the files they opened).
+    pub fn mark_damaged(&self, digest: Digest) {
+        self.book().damaged.insert(digest);
+        self.discard(&digest);
+    }
+
+    /// Whether `digest`'s cached copy was found changed and not replaced
+    /// since.
+    pub fn is_damaged(&self, digest: &Digest) -> bool {
+        self.book().damaged.contains(digest)
+    }
+
     /// Keeps `digest`'s files until the lease is dropped.
     pub fn lease(self: &Arc<Self>, digest: Digest) -> Lease {
         *self.book().leases.entry(digest).or_default() += 1;
@@ -311,6 +356,7 @@ impl BundleCache {
     /// reads any more.
     pub fn record_live(&self, target: &str, digest: Digest) {
         let mut book = self.book();
+        book.damaged.remove(&digest);
         book.state.schema = STATE_SCHEMA.into();
         book.state.recent.retain(|d| *d != digest);
         book.state.recent.insert(0, digest);

@@ -100,8 +100,10 @@ pub struct Loader {
     pub embedder: QueryEmbedder,
     /// A real query vector, to warm new bundles with.
     pub probe: Arc<Vec<f32>>,
-    /// HNSW search breadth for new bundles.
+    /// HNSW search breadth for new bundles (1.0 to 1.2).
     pub expansion_search: usize,
+    /// Read leases on the files of open bundles.
+    pub leases: Arc<crate::lease::FileLeases>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -115,8 +117,9 @@ pub const PROBE_QUERY: &str = "where is this implemented";
 
 impl Loader {
     /// Opens a cached bundle directory as a snapshot: model and kinds
-    /// checked, every member read into memory against its hash, a probe
-    /// query run. Off the async runtime; the caller swaps.
+    /// checked, the files checked against their verification record and
+    /// mapped, a read lease taken on each, a probe query run. Off the
+    /// async runtime; the caller swaps.
     pub async fn open_snapshot(
         &self,
         digest: Digest,
@@ -141,6 +144,7 @@ impl Loader {
             source: std::io::Error::other(e.to_string()),
         })??;
         Ok(Snapshot {
+            _leases: Some(self.leases.take(&bundle)),
             bundle,
             tag,
             live_since: SystemTime::now(),
@@ -393,7 +397,7 @@ impl Follower {
             tag: tag.clone(),
             digest,
         }));
-        if live == Some(digest) {
+        if live == Some(digest) && !self.loader.cache.is_damaged(&digest) {
             self.attempt = None;
             self.count_check("unchanged");
             return self.finish(report);

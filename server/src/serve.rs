@@ -169,6 +169,16 @@ pub async fn run(
         embedder: embedder.clone(),
         probe: Arc::new(probe),
         expansion_search: config.expansion_search,
+        leases: crate::lease::FileLeases::start()?,
+    };
+    let _scrubber = if config.scrub_interval.is_zero() {
+        None
+    } else {
+        Some(crate::scrub::start(
+            loader.clone(),
+            Arc::clone(&repos),
+            config.scrub_interval,
+        )?)
     };
     let _ = engine_cell.set(Engine::new(Arc::new(embedder)));
     repos.set_model_loaded();

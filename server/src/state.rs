@@ -22,7 +22,10 @@ use crate::supervise::TaskHealth;
 /// A bundle that is (or was) live, with what served it.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The verified bundle, held in memory.
+    /// Read leases on the bundle's mapped files; declared before the
+    /// bundle so they are given up before its files close.
+    pub(crate) _leases: Option<crate::lease::LeaseSet>,
+    /// The verified bundle, mapped from the cache.
     pub bundle: MappedBundle,
     /// The tag that pointed at it when it was loaded (`None`: a local file).
     pub tag: Option<String>,

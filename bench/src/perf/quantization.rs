@@ -133,9 +133,16 @@ fn measure(b: &Bench, bundle: &std::path::Path, queries: usize) -> Result<Result
         ("f16", ScalarKind::F16, 128),
         ("i8", ScalarKind::I8, 128),
     ] {
-        let mut opts = shelf_builder::index::options(dims);
-        opts.quantization = kind;
-        opts.expansion_add = ef_add;
+        // The HNSW options bundles 1.0 to 1.2 were built with.
+        let opts = usearch::IndexOptions {
+            dimensions: dims,
+            metric: usearch::MetricKind::Cos,
+            quantization: kind,
+            connectivity: 16,
+            expansion_add: ef_add,
+            expansion_search: 64,
+            multi: false,
+        };
         let started = Instant::now();
         let idx = Index::new(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;
         idx.reserve(n).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -843,7 +843,7 @@ fn open_in_process(served: &[Built], work: &Path) -> Result<OpenOut> {
         .collect::<Result<Vec<_>>>()?;
     let after = anon();
     let n = open.len() as f64;
-    let held: usize = open.iter().map(|b| b.resident_bytes()).sum();
+    let held: usize = open.iter().map(|b| b.mapped_bytes()).sum();
     drop(open);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(OpenOut {

@@ -11,7 +11,8 @@ pub use reader::{
     Limits, UNPACKING_PREFIX, UnpackedBundle, VerifiedBundle, unpack, unpack_file, verify_file,
 };
 pub use writer::{
-    WrittenBundle, ZSTD_LEVEL, bundle_file_name, digest_from_file_name, write_bundle,
+    TEXT_LEVEL, WrittenBundle, ZSTD_LEVEL, bundle_file_name, compression_id, digest_from_file_name,
+    write_bundle,
 };
 
 use crate::digest::Digest;

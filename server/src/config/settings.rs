@@ -158,9 +158,16 @@ declare! {
         retry_max: Duration = MINUTE, range(ms(50), HOUR), { flag: "retry-max", stdio: true };
         /// Bundles kept in the cache for instant rollback.
         keep_bundles: usize = 3, range(1, 1000), { flag: "keep-bundles", stdio: true };
+        /// How often every cached bundle is hashed again in the
+        /// background, at the lowest priority; 0s for never
+        /// (docs/serve.md, "The cache directory").
+        scrub_interval: Duration = HOUR, range(secs(0), secs(7 * 24 * 3600)), {
+            flag: "scrub-interval", stdio: true,
+        };
         /// Results when a query does not say (at most max_k).
         default_k: usize = 10, range(1, 1000), { flag: "default-k", stdio: true };
-        /// HNSW search breadth (recall against time).
+        /// HNSW search breadth (recall against time) of bundles 1.0 to 1.2;
+        /// 1.3 bundles are searched exactly.
         expansion_search: usize = DEFAULT_EXPANSION_SEARCH, range(1, 4096), {
             flag: "expansion-search", stdio: true,
         };
