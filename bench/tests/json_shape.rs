@@ -60,13 +60,15 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 17] = [
+const COMMITTED: [(&str, Check); 19] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
     ("cache.json", round_trip::<perf::cache::Results>),
     ("repos.json", round_trip::<perf::repos::Results>),
     ("mcp.json", round_trip::<perf::mcp::Results>),
+    ("commit.json", round_trip::<perf::commit::Results>),
+    ("agreement.json", round_trip::<perf::agreement::Results>),
     (
         "quantization.json",
         round_trip::<perf::quantization::Results>,
