@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 19] = [
+const COMMITTED: [(&str, Check); 20] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -68,6 +68,7 @@ const COMMITTED: [(&str, Check); 19] = [
     ("repos.json", round_trip::<perf::repos::Results>),
     ("mcp.json", round_trip::<perf::mcp::Results>),
     ("commit.json", round_trip::<perf::commit::Results>),
+    ("commit-100k.json", round_trip::<perf::commit::Results>),
     ("agreement.json", round_trip::<perf::agreement::Results>),
     (
         "quantization.json",

@@ -200,11 +200,11 @@ impl Commit {
         b.say(format!("{chunks} chunks cached"));
         let pool = QueryPool::new(&corpus, self.seed, 4 * self.requests, 2 * self.requests)?;
         let mut out = Vec::new();
+        let first = repo.git(&["rev-parse", "HEAD"]);
         for (label, shelf) in binaries {
             // Each binary edits the same files in the same order from the
-            // same first commit, on its own copy of the repository.
+            // same first commit, on a branch of its own.
             let mut corpus = corpus.clone();
-            let first = repo.git(&["rev-parse", "HEAD"]);
             repo.git(&["checkout", "-q", "-B", label, first.trim()]);
             out.push(self.binary(
                 b,
@@ -416,7 +416,7 @@ fn serve(
         .map(|_| start_once(shelf, &args))
         .collect::<Result<Vec<_>>>()?;
     let start = StartOut::of(&warm);
-    let server = start_ready(shelf, &args, &[("SHELF_LOG", "warn")], |_| true)?.server;
+    let server = start_ready(shelf, &args, &[], |_| true)?.server;
     let rss = process_rss_split_kib(server.pid()).unwrap_or((0, 0));
     let rt = load::runtime()?;
     let queries = pool.all();
