@@ -6,7 +6,7 @@
 //! transition under query load, counting failed requests and answers from
 //! a bundle other than the tag's target.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -302,7 +302,8 @@ fn a_full_cache_disk_is_reported_as_such_and_retried_until_space_is_freed() {
     let cache = r.dir.join("tmpfs-cache");
     std::fs::create_dir_all(&cache).unwrap();
     let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        // 0700: the server refuses a cache directory others may write.
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
         .arg(&cache)
         .output();
     let mounted = mount.as_ref().is_ok_and(|o| o.status.success());
@@ -373,15 +374,18 @@ fn a_full_cache_disk_is_reported_as_such_and_retried_until_space_is_freed() {
     );
 }
 
-/// The live bundle is served from verified copies in memory: truncating or
-/// rewriting its cached files changes no answer and cannot kill the
-/// server (it did, with SIGBUS, when the files were mapped); a server
-/// started later on that cache notices and fetches the bundle again.
+/// The live bundle's cache files are mapped read-only and leased: another
+/// process that opens one for writing (here root, which permissions do not
+/// stop) is held back by the kernel while the server exits at once, naming
+/// the file, before any answer can come from the changed bytes; the writer
+/// then goes ahead. A server started again on that cache finds the files
+/// changed since they were verified, fetches the bundle again, and answers
+/// as before (docs/serve.md, "The cache directory").
 #[test]
-fn cached_files_changed_under_a_live_bundle_change_nothing_it_serves() {
+fn a_cache_file_written_under_a_live_bundle_stops_the_server_and_a_restart_heals_it() {
     let r = releases();
     let cache = r.dir.join("cache");
-    let server = follow(&r, &cache, &[]);
+    let mut server = follow(&r, &cache, &[]);
     wait_readyz(&server, "ok", &r.v1.digest);
     let ask = |addr: SocketAddr| {
         let a = http::get(addr, &format!("/v1/search?q={}&k=3", encode(QUERY)));
@@ -390,27 +394,46 @@ fn cached_files_changed_under_a_live_bundle_change_nothing_it_serves() {
     };
     let before = ask(server.addr);
     let dir = cache.join(r.v1.digest.trim_start_matches("sha256:"));
-    for name in ["chunks.bin", "vectors.usearch"] {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.join(name))
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-    }
-    std::fs::write(dir.join("lexical.bin"), b"garbage written in place").unwrap();
-    for _ in 0..20 {
-        assert_eq!(ask(server.addr), before);
-    }
-    assert_eq!(http::get(server.addr, "/readyz").json()["status"], "ok");
-    drop(server);
+    let writer = {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            // Blocks in open() until the server has let its lease go.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("vectors.bin"))
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"changed behind the server's back").unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("chunks.bin"))
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        })
+    };
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("the server exits when a leased file is opened for writing");
+    assert_eq!(status.code(), Some(75), "{}", server.logs());
+    let logs = server.logs();
+    assert!(
+        logs.contains("vectors.bin") && logs.contains("exiting now"),
+        "{logs}"
+    );
+    writer.join().unwrap();
+    assert_eq!(std::fs::metadata(dir.join("chunks.bin")).unwrap().len(), 0);
     // A new process on the same cache refuses the changed copy and fetches
     // the bundle from the store again.
     let server = follow(&r, &cache, &[]);
     wait_readyz(&server, "ok", &r.v1.digest);
-    assert_eq!(ask(server.addr), before);
+    for _ in 0..5 {
+        assert_eq!(ask(server.addr), before);
+    }
     let logs = server.logs_when(Duration::from_secs(5), |l| l.contains("damaged"));
-    assert!(logs.contains("damaged"), "{logs}");
+    assert!(
+        logs.contains("damaged") && logs.contains("was verified"),
+        "{logs}"
+    );
 }
 
 /// A TCP connection from `source` (another loopback address) to `addr`.
@@ -888,4 +911,128 @@ fn work_files_of_a_server_killed_mid_unpack_are_removed_at_the_next_start() {
     );
     let answer = http::get(server.addr, &format!("/v1/search?q={}", encode(QUERY)));
     assert_eq!(answer.json()["bundle"]["digest"], built.digest);
+}
+
+/// Where the cache's filesystem gives no leases, bytes of a live bundle
+/// changed on disk are found by the background re-hash: the repository is
+/// reported, the bundle fetched again and the fresh copy served.
+#[test]
+fn the_background_rehash_finds_a_live_bundle_changed_on_disk_and_serves_a_fresh_copy() {
+    let r = releases();
+    let cache = r.dir.join("cache");
+    let faults = tempfile::tempdir().unwrap();
+    std::fs::write(faults.path().join("no-leases"), b"").unwrap();
+    let fault_dir = faults.path().display().to_string();
+    let server = r.store.follow(
+        shelf(),
+        "production",
+        &cache,
+        &[
+            "--poll-interval",
+            "1h",
+            "--retry-max",
+            "1s",
+            "--scrub-interval",
+            "1s",
+        ],
+        &[("SHELF_TEST_FAULTS", fault_dir.as_str())],
+    );
+    wait_readyz(&server, "ok", &r.v1.digest);
+    let vectors = cache
+        .join(r.v1.digest.trim_start_matches("sha256:"))
+        .join("vectors.bin");
+    let original = std::fs::read(&vectors).unwrap();
+    // One byte flipped in place, no truncation: what a failing disk or a
+    // stray write does.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&vectors)
+        .unwrap();
+    f.seek(std::io::SeekFrom::End(-1)).unwrap();
+    f.write_all(&[original[original.len() - 1] ^ 0x55]).unwrap();
+    drop(f);
+    // Found, then the same digest fetched again and swapped in.
+    let logs = server.logs_when(Duration::from_secs(60), |l| {
+        l.split("background re-hash found")
+            .nth(1)
+            .is_some_and(|after| after.contains("swapped"))
+    });
+    assert!(logs.contains("leases switched off"), "{logs}");
+    let ready = wait_readyz(&server, "ok", &r.v1.digest);
+    assert_eq!(ready["target"], r.v1.digest.as_str());
+    // The file served now is a fresh, verified copy.
+    server.wait_for("/readyz", READY, |_| {
+        std::fs::read(&vectors).ok().as_ref() == Some(&original)
+    });
+    let a = http::get(server.addr, &format!("/v1/search?q={}&k=3", encode(QUERY)));
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["bundle"]["digest"], r.v1.digest.as_str());
+}
+
+/// The server maps what is in its cache, so only its own user may write
+/// the directory: one others may write, or another user's, is refused at
+/// start with what to do.
+#[test]
+fn a_cache_directory_others_may_write_or_another_user_owns_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = releases();
+    let run = |cache: &Path| {
+        let mut child = std::process::Command::new(shelf())
+            .args(["serve", "--bundle"])
+            .arg(&r.v1.path)
+            .arg("--cache")
+            .arg(cache)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "shelf serve did not refuse the cache directory {}",
+                    cache.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status, err)
+    };
+    let open = r.dir.join("open-cache");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (status, err) = run(&open);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("other users may write to it") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&open).unwrap().next().is_none(),
+        "something was written to a refused directory"
+    );
+
+    let theirs = r.dir.join("their-cache");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let (status, err) = run(&theirs);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("belongs to user 65534") && err.contains("chown"),
+        "{err}"
+    );
+
+    // Its own directory, made private if it was not.
+    let mine = r.dir.join("my-cache");
+    let server = ServerProcess::serve_bundle(shelf(), &r.v1.path, &mine, &[], &[]);
+    server.wait_for("/readyz", READY, |r| r.status == 200);
+    let mode = std::fs::metadata(&mine).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
 }

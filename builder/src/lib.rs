@@ -35,7 +35,7 @@ use shelf_embed::{EmbedError, Embedder};
 use shelf_formats::bundle::{BundleError, write_bundle};
 use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
 use shelf_formats::files::{CompressedText, FileTextsWriter};
-use shelf_formats::lexical::{CountedDoc, LexicalIndex, LexicalIndexWriter};
+use shelf_formats::lexical::{CountedDoc, LexicalIndexWriter};
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
 pub use cache::{CacheReport, Shard, ShardReport, VectorCache, embed_shard};
@@ -761,7 +761,7 @@ fn write_members(
 /// bytes do not depend on how the work was split or what was reused.
 fn lexical_index(
     chunked: &[FileChunks],
-    reuse: Option<&(LexicalIndex<'_>, &[Vec<(u32, u32)>])>,
+    reuse: Option<&previous::PreviousLexical<'_>>,
 ) -> LexicalIndexWriter {
     // Each chunk: its key in the previous bundle, when its terms can be
     // carried over, else what to analyze.

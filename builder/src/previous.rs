@@ -37,6 +37,10 @@ enum Stored {
 }
 
 /// A previous bundle opened for reuse.
+/// A previous bundle's lexical index and each of its documents' terms
+/// (term id, count), by chunk key.
+pub type PreviousLexical<'a> = (LexicalIndex<'a>, &'a [Vec<(u32, u32)>]);
+
 pub struct Previous {
     manifest: Manifest,
     chunks: Mmap,
@@ -186,10 +190,7 @@ impl Previous {
     /// The previous bundle's lexical index and its documents' terms, when
     /// it was analyzed as `settings` would analyze (so an unchanged
     /// chunk's terms can be carried over instead of analyzed again).
-    pub fn lexical(
-        &self,
-        settings: &BuildSettings,
-    ) -> Option<(LexicalIndex<'_>, &[Vec<(u32, u32)>])> {
+    pub fn lexical(&self, settings: &BuildSettings) -> Option<PreviousLexical<'_>> {
         if self.manifest.settings.lexical.is_none()
             || self.manifest.settings.lexical != settings.lexical
         {

@@ -283,7 +283,7 @@ mod tests {
         let vs: Vec<Vec<f32>> = (0..100).map(|i| unit(i, 16)).collect();
         let bytes = store(&vs);
         let flat = FlatVectors::open(&bytes).unwrap();
-        let even = |k: u64| k % 2 == 0;
+        let even = |k: u64| k.is_multiple_of(2);
         let hits = top_k(&flat, &[&vs[3], &vs[8]], 100, Admit::Where(&even));
         assert_eq!(hits.len(), 50);
         assert!(hits.iter().all(|h| h.key % 2 == 0));

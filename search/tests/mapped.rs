@@ -276,3 +276,62 @@ fn fuzz_bundle() -> &'static MappedBundle {
 fn query_vector(seed: usize) -> Vec<f32> {
     query(seed)
 }
+
+/// Bundles of format 1.0 to 1.2 carry an HNSW graph instead of flat
+/// vectors: they still open and answer, and the graph's top hit for a
+/// stored vector is that vector itself, as exact search's is.
+#[test]
+fn a_bundle_with_an_hnsw_index_of_format_1_2_still_opens_and_answers() {
+    let t = tempfile::tempdir().unwrap();
+    let written = shelf_testkit::synthetic_hnsw_bundle(&t.path().join("out"), 300, &model(), 7);
+    let bundle = MappedBundle::open_file(&written.path, &t.path().join("cache"), &model()).unwrap();
+    assert!(!bundle.is_exact(), "an HNSW bundle opened as flat vectors");
+    assert_eq!(bundle.len(), 300);
+    for key in [0u64, 17, 299] {
+        let v = bundle.vector(key).expect("a stored vector");
+        let hits = bundle.search(&v, 5).unwrap();
+        assert_eq!(hits.first().map(|h| h.key), Some(key), "{hits:?}");
+        let exact = bundle.exact_search(&v, 5).unwrap();
+        assert_eq!(exact.first().map(|h| h.key), Some(key), "{exact:?}");
+    }
+    let flat = shelf_testkit::synthetic_bundle(&t.path().join("flat"), 300, &model(), 7);
+    let flat = MappedBundle::open_file(&flat.path, &t.path().join("cache2"), &model()).unwrap();
+    assert!(flat.is_exact());
+}
+
+/// A member rewritten in place with bytes of the same length moves its
+/// change time: the next open finds it differs from what was verified and
+/// refuses it instead of mapping it.
+#[test]
+fn a_member_rewritten_in_place_with_the_same_length_is_refused_at_open() {
+    let (t, bundle) = open(100);
+    let dir = bundle.dir.clone();
+    let digest = bundle.digest;
+    drop(bundle);
+    MappedBundle::open_dir(&dir, digest, &model()).expect("an untouched install opens");
+    let vectors = dir.join(shelf_formats::manifest::members::FLAT_VECTORS);
+    let mut bytes = std::fs::read(&vectors).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&vectors, &bytes).unwrap();
+    let err = MappedBundle::open_dir(&dir, digest, &model()).unwrap_err();
+    assert!(matches!(err, OpenError::DamagedCache { .. }), "{err:?}");
+    assert!(err.to_string().contains("vectors.bin"), "{err}");
+    drop(t);
+}
+
+/// Installed files are read-only: the install leaves no member writable.
+#[test]
+fn installed_members_are_read_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (t, bundle) = open(50);
+    for (name, _) in bundle.member_files() {
+        let mode = std::fs::metadata(bundle.dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0, "{name} is writable: mode {mode:o}");
+    }
+    drop(t);
+}

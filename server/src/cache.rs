@@ -96,13 +96,13 @@ fn private_dir(dir: &Path) -> Result<(), std::io::Error> {
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
         return Err(std::io::Error::other(format!(
-            "it belongs to user {} and this server runs as user {me}: the server maps the files in it, so only its own user may write it (chown it, or choose another directory)",
+            "it belongs to user {} and this server runs as user {me}: the server maps the files in it, so only its own user may write it (chown it)",
             meta.uid()
         )));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(std::io::Error::other(format!(
-            "other users may write to it (mode {:o}): the server maps the files in it, so only its own user may write it (chmod go-w {}, or choose another directory)",
+            "other users may write to it (mode {:o}): the server maps the files in it, so only its own user may write it (chmod go-w {})",
             meta.mode() & 0o777,
             dir.display()
         )));

@@ -6,6 +6,8 @@
 //! A test sets `SHELF_TEST_FAULTS` to a directory and creates a file named
 //! after an injection point in it (`follower-check-<repo>`,
 //! `root-watcher`); while that file exists, the code at that point panics.
+//! A condition rather than a panic (`no-leases`: the cache's filesystem
+//! gives no leases) is asked with [`active`].
 
 /// The variable naming the directory of fault triggers.
 pub const FAULTS_ENV: &str = "SHELF_TEST_FAULTS";
@@ -29,3 +31,16 @@ pub fn inject(point: &str) {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub fn inject(_point: &str) {}
+
+/// Whether a test asked for the condition `point` (debug builds only).
+#[cfg(debug_assertions)]
+pub fn active(point: &str) -> bool {
+    std::env::var_os(FAULTS_ENV).is_some_and(|dir| std::path::Path::new(&dir).join(point).exists())
+}
+
+/// Release builds: no condition is ever injected.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn active(_point: &str) -> bool {
+    false
+}

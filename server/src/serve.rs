@@ -30,20 +30,20 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The address cannot be bound.
-    #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
+    #[error("cannot listen on {addr}: {error}; choose another address with --listen")]
     Listen {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a source: said once).
+        error: std::io::Error,
     },
     /// The cache directory cannot be used.
-    #[error("cannot use the cache directory {}: {source}; choose another with --cache", path.display())]
+    #[error("cannot use the cache directory {}: {error}; choose another with --cache", path.display())]
     Cache {
         /// The directory.
         path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a source: said once).
+        error: std::io::Error,
     },
     /// The model cannot be loaded.
     #[error(transparent)]
@@ -87,19 +87,19 @@ pub async fn run(
     config.validate()?;
     let listener =
         match &front {
-            Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|source| {
+            Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|error| {
                 ServeError::Listen {
                     addr: config.listen,
-                    source,
+                    error,
                 }
             })?),
             Front::Stdio => None,
         };
     let repos = Arc::new(Repos::new(Metrics::new()?));
-    let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|source| {
+    let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|error| {
         ServeError::Cache {
             path: config.cache_dir.clone(),
-            source,
+            error,
         }
     })?;
     let engine_cell = Arc::new(OnceLock::new());

@@ -166,6 +166,18 @@ impl ServerProcess {
         None
     }
 
+    /// Waits for the process to exit by itself (none after `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -2,8 +2,10 @@
 //! servers under load) or in process (the model, the index), each against
 //! the targets in its table.
 
+pub mod agreement;
 pub mod build;
 pub mod cache;
+pub mod commit;
 pub mod embed;
 pub mod mcp;
 pub mod quantization;

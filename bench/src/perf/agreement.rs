@@ -1,0 +1,227 @@
+//! `shelf-bench agreement`: do the semantic candidates of a bundle agree
+//! with exact cosine search? For each real bundle of format 1.0 to 1.2
+//! (f32 vectors in a usearch HNSW index, as today's builds write), the
+//! top k of three searches over the same vectors and queries:
+//!
+//! - **exact f32**: every vector compared in f32 (the truth);
+//! - **today**: the bundle's own HNSW index, searched as the server
+//!   searches it (`expansion_search` at its default);
+//! - **flat f16**: the vectors written as format 1.3's `vectors.bin` (f16)
+//!   and searched exactly by the engine's own scan (`shelf_search::flat`).
+//!
+//! Agreement is the share of the truth's top k that a search returns.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use shelf_embed::{Embedder, EmbedderOptions};
+use shelf_formats::bundle::{Limits, unpack_file};
+use shelf_formats::chunks::ChunkStore;
+use shelf_formats::manifest::members;
+use shelf_formats::vectors::FlatVectors;
+use shelf_search::flat::{Admit, top_k};
+use shelf_search::mapped::DEFAULT_EXPANSION_SEARCH;
+use usearch::Index;
+
+use crate::harness::stats::median;
+use crate::harness::table::Table;
+use crate::harness::{Bench, Benchmark, Row, runtime, table};
+
+/// Flat f16 must find at least this share of exact f32's top k.
+const MIN_AGREEMENT: f64 = 0.99;
+
+/// Semantic candidates against exact cosine search at k (default 50), on
+/// real bundles of format 1.2: today's HNSW index and format 1.3's flat
+/// f16 vectors, with each search's time per query.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Agreement {
+    /// Bundles built by `shelf build` of format 1.0 to 1.2 (real
+    /// repositories; at least three for the target).
+    #[arg(long, required = true)]
+    bundle: Vec<PathBuf>,
+    /// Queries per bundle (the first line of evenly spaced chunks, embedded).
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// Candidates compared.
+    #[arg(long, default_value_t = 50)]
+    k: usize,
+}
+
+/// What `shelf-bench agreement` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
+    bench: String,
+    machine: crate::harness::Machine,
+    k: usize,
+    bundles: Vec<BundleOut>,
+    table: Vec<Row>,
+}
+
+/// One bundle's figures.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleOut {
+    bundle: String,
+    repository: String,
+    vectors: usize,
+    queries: usize,
+    hnsw_agreement: f64,
+    flat_f16_agreement: f64,
+    exact_f32_p50_us: f64,
+    hnsw_p50_us: f64,
+    flat_f16_p50_us: f64,
+    hnsw_bytes: u64,
+    flat_f16_bytes: u64,
+}
+
+impl Benchmark for Agreement {
+    const NAME: &'static str = "agreement";
+    type Results = Results;
+
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        let runtime = runtime()?;
+        let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
+        let mut bundles = Vec::new();
+        let mut t = Table::default();
+        for (i, path) in self.bundle.iter().enumerate() {
+            let out = self.one(b, &embedder, path, &b.work().join(format!("b{i}")))?;
+            b.say(format!(
+                "{}: hnsw {:.4}, flat f16 {:.4}",
+                out.repository, out.hnsw_agreement, out.flat_f16_agreement
+            ));
+            t.check(
+                format!(
+                    "{} ({} vectors): agreement at k={}, flat f16 (today's HNSW)",
+                    out.repository, out.vectors, self.k
+                ),
+                format!("{:.4} ({:.4})", out.flat_f16_agreement, out.hnsw_agreement),
+                format!(">= {MIN_AGREEMENT}"),
+                out.flat_f16_agreement >= MIN_AGREEMENT,
+            );
+            t.info(
+                format!(
+                    "{}: search per query p50, flat f16 / HNSW / exact f32",
+                    out.repository
+                ),
+                format!(
+                    "{:.0} / {:.0} / {:.0} us",
+                    out.flat_f16_p50_us, out.hnsw_p50_us, out.exact_f32_p50_us
+                ),
+            );
+            t.info(
+                format!("{}: vector bytes, flat f16 / HNSW f32", out.repository),
+                format!(
+                    "{} / {} ({:.2})",
+                    out.flat_f16_bytes,
+                    out.hnsw_bytes,
+                    out.flat_f16_bytes as f64 / out.hnsw_bytes as f64
+                ),
+            );
+            bundles.push(out);
+        }
+        println!("{}", table::render(&t.rows));
+        Ok(Results {
+            bench: Self::NAME.into(),
+            machine: b.machine.clone(),
+            k: self.k,
+            bundles,
+            table: t.rows,
+        })
+    }
+}
+
+impl Agreement {
+    fn one(&self, b: &Bench, embedder: &Embedder, path: &Path, work: &Path) -> Result<BundleOut> {
+        let unpacked = unpack_file(path, None, work, &Limits::default())
+            .with_context(|| format!("verifying {}", path.display()))?;
+        let chunk_bytes = std::fs::read(unpacked.dir.join(members::CHUNKS))?;
+        let store = ChunkStore::parse(&chunk_bytes)?;
+        let hnsw_path = unpacked.dir.join(members::VECTORS);
+        let index =
+            Index::restore_view(hnsw_path.to_str().context("UTF-8 path")?).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a bundle of format 1.0 to 1.2 (no usearch index): {e}",
+                    path.display()
+                )
+            })?;
+        index.change_expansion_search(DEFAULT_EXPANSION_SEARCH);
+        let dims = index.dimensions();
+        let n = store.len();
+        anyhow::ensure!(n > self.k, "{}: only {n} chunks", path.display());
+        let mut vectors = Vec::with_capacity(n);
+        for key in 0..n as u64 {
+            let mut v = vec![0f32; dims];
+            index
+                .get(key, &mut v)
+                .map_err(|e| anyhow::anyhow!("reading vector {key}: {e}"))?;
+            vectors.push(v);
+        }
+        let rows: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+        let mut flat_bytes = Vec::new();
+        shelf_formats::vectors::write_to(&rows, dims, &mut flat_bytes)?;
+        let flat = FlatVectors::open(&flat_bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        // Queries: the first non-blank line of evenly spaced chunks, short
+        // text as a user's query would be, not the chunk itself.
+        let q = self.queries.min(n);
+        let texts: Vec<String> = (0..q)
+            .filter_map(|i| store.get(i * n / q))
+            .map(|c| {
+                let line = c
+                    .text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("");
+                line.chars().take(200).collect()
+            })
+            .collect();
+        let queries = embedder.embed_queries(&texts)?;
+        b.say(format!(
+            "{}: {n} vectors, {} queries",
+            path.display(),
+            queries.len()
+        ));
+        let k = self.k;
+        let (mut exact_us, mut hnsw_us, mut flat_us) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut hnsw_hits, mut flat_hits) = (0usize, 0usize);
+        for qv in &queries {
+            let started = Instant::now();
+            let mut scored: Vec<(f32, u64)> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.iter().zip(qv).map(|(a, b)| a * b).sum::<f32>(), i as u64))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let truth: Vec<u64> = scored.iter().take(k).map(|s| s.1).collect();
+            exact_us.push(started.elapsed().as_secs_f64() * 1e6);
+
+            let started = Instant::now();
+            let found = index.search(qv, k).map_err(|e| anyhow::anyhow!("{e}"))?;
+            hnsw_us.push(started.elapsed().as_secs_f64() * 1e6);
+            hnsw_hits += found.keys.iter().filter(|key| truth.contains(key)).count();
+
+            let started = Instant::now();
+            let found = top_k(&flat, &[qv.as_slice()], k, Admit::All);
+            flat_us.push(started.elapsed().as_secs_f64() * 1e6);
+            flat_hits += found.iter().filter(|h| truth.contains(&h.key)).count();
+        }
+        let total = (k * queries.len()) as f64;
+        Ok(BundleOut {
+            bundle: path.display().to_string(),
+            repository: unpacked.bundle.manifest.source.repository.clone(),
+            vectors: n,
+            queries: queries.len(),
+            hnsw_agreement: hnsw_hits as f64 / total,
+            flat_f16_agreement: flat_hits as f64 / total,
+            exact_f32_p50_us: median(&exact_us),
+            hnsw_p50_us: median(&hnsw_us),
+            flat_f16_p50_us: median(&flat_us),
+            hnsw_bytes: std::fs::metadata(&hnsw_path)?.len(),
+            flat_f16_bytes: flat_bytes.len() as u64,
+        })
+    }
+}

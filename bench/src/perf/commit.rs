@@ -1,0 +1,659 @@
+//! `shelf-bench commit`: what a one-file commit costs on a large
+//! repository, and what serving its bundle costs, with this build of
+//! `shelf` and (optionally) another one beside it (`--baseline`, today's
+//! binary) on the same repository, store and queries, one after another.
+//!
+//! Embedding a generated repository of 10,000 or 100,000 files once would
+//! take hours here, so the store's embedding cache is filled first with
+//! **stand-in vectors** (unit vectors of the model's dimension drawn from
+//! each chunk's content id), under the real model's identity: every build
+//! then takes them from the cache, and the commits' few new chunks are
+//! embedded by the real model. What is timed is everything after
+//! embedding, which is what the vector layer changes. Search answers on
+//! stand-in vectors are meaningless as rankings but cost what real ones do.
+//!
+//! For each binary and repository size:
+//!
+//! 1. the cold assemble: `shelf build --store` of the first commit with
+//!    every vector in the cache (wall time, peak RSS, bundle bytes);
+//! 2. `--runs` one-file commits, each built twice: with `--previous` (the
+//!    parent's bundle) and with `--store` alone (a warm cache; this build
+//!    also finds the parent's bundle in the store by its commit record);
+//!    the two must give one digest; a build's stages are reported;
+//! 3. the last commit built cold (a store holding only the cache): its
+//!    digest must be the incremental builds';
+//! 4. the last bundle served from a local store: start to ready on a warm
+//!    cache, RssAnon and RssFile after ready, and latency at 1 and 8
+//!    clients on distinct queries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use shelf_builder::{BuildError, BuildRequest, VectorCache};
+use shelf_embed::{Embedder, EmbedderOptions};
+
+use crate::fixtures::corpus::Corpus;
+use crate::fixtures::load::{self, Call, LevelOut};
+use crate::fixtures::process::process_rss_split_kib;
+use crate::fixtures::queries::QueryPool;
+use crate::fixtures::rng::Rng;
+use crate::fixtures::server::{StartOut, start_once, start_ready, strings};
+use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
+use crate::harness::stats::median;
+use crate::harness::table::Table;
+use crate::harness::{Bench, Benchmark, Row, runtime, table};
+
+/// A one-file commit at 10,000 files must build in under this (wall).
+const MAX_COMMIT_MS_10K: f64 = 5_000.0;
+/// ... and at 100,000 files in under this.
+const MAX_COMMIT_MS_100K: f64 = 30_000.0;
+/// This build's bundle against the baseline's, at most.
+const MAX_BUNDLE_RATIO: f64 = 0.60;
+/// Query latency against the baseline's, at most.
+const MAX_LATENCY_RATIO: f64 = 1.5;
+const CLIENTS: [usize; 2] = [1, 8];
+
+/// A one-file commit on generated repositories of 10,000 (and 100,000)
+/// files: cold assemble, incremental builds with the previous bundle and
+/// with a warm store, stage by stage, bundle size, and the bundle served
+/// (start, memory, latency at 1 and 8 clients), beside a baseline binary.
+/// Needs `cargo build --bin shelf` and `scripts/setup` first.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Commit {
+    /// Repository sizes in files (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    files: Vec<usize>,
+    /// Seed of the generated repositories.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// One-file commits per binary and size (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Another `shelf` binary (today's) measured beside this one.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Sizes above this are not measured with the baseline.
+    #[arg(long, default_value_t = 10_000)]
+    baseline_max_files: usize,
+    /// Requests per client level.
+    #[arg(long, default_value_t = 300)]
+    requests: usize,
+}
+
+/// What `shelf-bench commit` writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
+    bench: String,
+    machine: crate::harness::Machine,
+    vectors: String,
+    sizes: Vec<SizeOut>,
+    table: Vec<Row>,
+}
+
+/// One repository size.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeOut {
+    files: usize,
+    chunks: u64,
+    binaries: Vec<BinaryOut>,
+}
+
+/// One binary on one repository.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BinaryOut {
+    label: String,
+    binary: String,
+    assemble_ms: f64,
+    assemble_peak_rss_kib: u64,
+    bundle_bytes: u64,
+    /// Median wall of the one-file commits built with `--previous`.
+    commit_previous_ms: f64,
+    /// Median wall of the one-file commits built with `--store` alone.
+    commit_store_ms: f64,
+    /// Median of each stage (wall, ms) of the `--previous` builds.
+    stages_ms: BTreeMap<String, f64>,
+    /// Median of each stage (CPU, ms), when the report has them.
+    stages_cpu_ms: BTreeMap<String, f64>,
+    /// Every commit build's report.
+    runs: Vec<CommitRun>,
+    /// The cold build's digest equals every incremental build's.
+    incremental_equals_cold: bool,
+    start_warm: StartOut,
+    rss_anon_kib: u64,
+    rss_file_kib: u64,
+    levels: Vec<LevelOut>,
+}
+
+/// One one-file commit, built both ways.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitRun {
+    previous_ms: f64,
+    store_ms: f64,
+    digest: String,
+    previous_report: serde_json::Value,
+    store_report: serde_json::Value,
+}
+
+impl Benchmark for Commit {
+    const NAME: &'static str = "commit";
+    type Results = Results;
+
+    fn measure(&self, b: &Bench) -> Result<Results> {
+        let shelf = b.shelf()?;
+        let baseline = self
+            .baseline
+            .as_ref()
+            .map(|p| ShelfBinary::prepare_from(p, b.work(), "shelf-baseline"))
+            .transpose()?;
+        let runtime = runtime()?;
+        let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
+        let mut sizes = Vec::new();
+        let mut t = Table::default();
+        for &files in &self.files {
+            let mut binaries = vec![("this", shelf)];
+            if let Some(base) = &baseline
+                && files <= self.baseline_max_files
+            {
+                binaries.push(("baseline", base));
+            }
+            let size = self.size(b, &embedder, files, &binaries)?;
+            rows(&mut t, &size);
+            sizes.push(size);
+        }
+        println!("{}", table::render(&t.rows));
+        Ok(Results {
+            bench: Self::NAME.into(),
+            machine: b.machine.clone(),
+            vectors: "stand-in unit vectors from each content id, under the real model's identity; the commits' new chunks embedded by the real model".into(),
+            sizes,
+            table: t.rows,
+        })
+    }
+}
+
+impl Commit {
+    /// Every binary on a generated repository of `files` files.
+    fn size(
+        &self,
+        b: &Bench,
+        embedder: &Embedder,
+        files: usize,
+        binaries: &[(&str, &ShelfBinary)],
+    ) -> Result<SizeOut> {
+        let dir = b.work().join(format!("n{files}"));
+        std::fs::create_dir_all(&dir)?;
+        b.say(format!("generating {files} files"));
+        let corpus = Corpus::generate(files, self.seed);
+        let repo = corpus.write_repo();
+        repo.commit("corpus");
+        let cache_store = dir.join("cache-store");
+        b.say("filling the store's embedding cache with stand-in vectors");
+        let chunks = fill_cache(repo.path(), &dir, &cache_store, embedder)?;
+        b.say(format!("{chunks} chunks cached"));
+        let pool = QueryPool::new(&corpus, self.seed, 4 * self.requests, 2 * self.requests)?;
+        let mut out = Vec::new();
+        for (label, shelf) in binaries {
+            // Each binary edits the same files in the same order from the
+            // same first commit, on its own copy of the repository.
+            let mut corpus = corpus.clone();
+            let first = repo.git(&["rev-parse", "HEAD"]);
+            repo.git(&["checkout", "-q", "-B", label, first.trim()]);
+            out.push(self.binary(
+                b,
+                &dir.join(label),
+                label,
+                shelf,
+                &mut corpus,
+                &repo,
+                &cache_store,
+                &pool,
+            )?);
+        }
+        Ok(SizeOut {
+            files,
+            chunks,
+            binaries: out,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn binary(
+        &self,
+        b: &Bench,
+        dir: &Path,
+        label: &str,
+        shelf: &ShelfBinary,
+        corpus: &mut Corpus,
+        repo: &shelf_testkit::GitRepo,
+        cache_store: &Path,
+        pool: &QueryPool,
+    ) -> Result<BinaryOut> {
+        std::fs::create_dir_all(dir)?;
+        let store = dir.join("store");
+        copy_dir(cache_store, &store)?;
+        let store_arg = store.display().to_string();
+        let with_store = strings(&["--store", &store_arg]);
+        b.say(format!("{label}: cold assemble from the cache"));
+        let assemble = shelf.build_with(
+            repo.path(),
+            "HEAD",
+            &dir.join("a"),
+            None,
+            REPOSITORY_NAME,
+            &with_store,
+        )?;
+        if assemble.report.chunks.embedded != 0 {
+            bail!(
+                "{label}: the assemble build embedded {} chunks: the cache was not used",
+                assemble.report.chunks.embedded
+            );
+        }
+        shelf.push(&assemble.report.bundle_path, &store)?;
+        let mut previous = assemble.report.bundle_path.clone();
+        let mut rng = Rng::new(self.seed ^ 0x5eed);
+        let mut runs = Vec::new();
+        let mut per_stage: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut per_stage_cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for r in 0..self.runs {
+            let i = rng.below(corpus.files.len());
+            corpus.edit(repo, i, &mut rng, r % 2 == 0);
+            repo.commit(&format!("edit {}", corpus.files[i].path));
+            let with_previous = shelf.build_with(
+                repo.path(),
+                "HEAD",
+                &dir.join(format!("p{r}")),
+                Some(&previous),
+                REPOSITORY_NAME,
+                &[],
+            )?;
+            let with_store_only = shelf.build_with(
+                repo.path(),
+                "HEAD",
+                &dir.join(format!("s{r}")),
+                None,
+                REPOSITORY_NAME,
+                &with_store,
+            )?;
+            let digest = with_previous.report.digest.clone();
+            if with_store_only.report.digest != digest {
+                bail!(
+                    "{label}: commit {r}: --previous gave {digest}, --store gave {}",
+                    with_store_only.report.digest
+                );
+            }
+            b.say(format!(
+                "{label}: commit {r}: --previous {:.0} ms, --store {:.0} ms",
+                with_previous.wall_ms(),
+                with_store_only.wall_ms()
+            ));
+            for (stage, ms) in &with_previous.report.timings_ms {
+                per_stage.entry(stage.clone()).or_default().push(*ms as f64);
+            }
+            if let Some(cpu) = with_previous.raw["cpu_ms"].as_object() {
+                for (stage, ms) in cpu {
+                    per_stage_cpu
+                        .entry(stage.clone())
+                        .or_default()
+                        .push(ms.as_f64().unwrap_or(0.0));
+                }
+            }
+            shelf.push(&with_store_only.report.bundle_path, &store)?;
+            previous = with_previous.report.bundle_path.clone();
+            runs.push(CommitRun {
+                previous_ms: with_previous.wall_ms(),
+                store_ms: with_store_only.wall_ms(),
+                digest,
+                previous_report: with_previous.raw.clone(),
+                store_report: with_store_only.raw.clone(),
+            });
+        }
+        let cold = cold_build(shelf, repo, dir, cache_store)?;
+        let incremental_equals_cold = runs.last().is_none_or(|r| r.digest == cold.report.digest);
+        if !incremental_equals_cold {
+            bail!(
+                "{label}: the cold build of the last commit gave {}, the incremental builds another digest",
+                cold.report.digest
+            );
+        }
+        let last = runs
+            .last()
+            .map_or(assemble.report.digest.clone(), |r| r.digest.clone());
+        shelf.tag(&last, &store)?;
+        let (start_warm, rss, levels) = serve(
+            b,
+            shelf,
+            &store,
+            &dir.join("serve-cache"),
+            pool,
+            self.requests,
+        )?;
+        Ok(BinaryOut {
+            label: label.into(),
+            binary: shelf.source.display().to_string(),
+            assemble_ms: assemble.wall_ms(),
+            assemble_peak_rss_kib: assemble.peak_rss_kib,
+            bundle_bytes: assemble.report.bundle_bytes,
+            commit_previous_ms: median(&runs.iter().map(|r| r.previous_ms).collect::<Vec<_>>()),
+            commit_store_ms: median(&runs.iter().map(|r| r.store_ms).collect::<Vec<_>>()),
+            stages_ms: per_stage
+                .iter()
+                .map(|(k, v)| (k.clone(), median(v)))
+                .collect(),
+            stages_cpu_ms: per_stage_cpu
+                .iter()
+                .map(|(k, v)| (k.clone(), median(v)))
+                .collect(),
+            runs,
+            incremental_equals_cold,
+            start_warm,
+            rss_anon_kib: rss.0,
+            rss_file_kib: rss.1,
+            levels,
+        })
+    }
+}
+
+/// The last commit built with a store that holds the cache and nothing
+/// else: no previous bundle to find, every vector from the cache or the
+/// model.
+fn cold_build(
+    shelf: &ShelfBinary,
+    repo: &shelf_testkit::GitRepo,
+    dir: &Path,
+    cache_store: &Path,
+) -> Result<BuildRun> {
+    let store = dir.join("cold-store");
+    copy_dir(cache_store, &store)?;
+    let args = strings(&["--store", &store.display().to_string()]);
+    let run = shelf.build_with(
+        repo.path(),
+        "HEAD",
+        &dir.join("cold"),
+        None,
+        REPOSITORY_NAME,
+        &args,
+    )?;
+    if run.report.chunks.reused != 0 {
+        bail!(
+            "the cold build reused {} chunks from a previous bundle",
+            run.report.chunks.reused
+        );
+    }
+    Ok(run)
+}
+
+/// Serves the tagged bundle of `store`: warm starts, memory after ready,
+/// latency at each client level on distinct queries.
+fn serve(
+    b: &Bench,
+    shelf: &ShelfBinary,
+    store: &Path,
+    cache: &Path,
+    pool: &QueryPool,
+    requests: usize,
+) -> Result<(StartOut, (u64, u64), Vec<LevelOut>)> {
+    let args = strings(&[
+        "--store",
+        &store.display().to_string(),
+        "--follow",
+        "production",
+        "--cache",
+        &cache.display().to_string(),
+        "--poll-interval",
+        "1h",
+    ]);
+    // The first start downloads and installs; the others find it cached.
+    start_once(shelf, &args)?;
+    let warm = (0..3)
+        .map(|_| start_once(shelf, &args))
+        .collect::<Result<Vec<_>>>()?;
+    let start = StartOut::of(&warm);
+    let server = start_ready(shelf, &args, &[("SHELF_LOG", "warn")], |_| true)?.server;
+    let rss = process_rss_split_kib(server.pid()).unwrap_or((0, 0));
+    let rt = load::runtime()?;
+    let queries = pool.all();
+    let mut levels = Vec::new();
+    for (n, clients) in CLIENTS.into_iter().enumerate() {
+        // Distinct queries per level, the same ones for every binary: a
+        // repeated query would be answered from the query-vector cache.
+        let slice = queries[n * requests..(n + 1) * requests].to_vec();
+        let timed = load::run_timed(
+            &rt,
+            &server,
+            clients,
+            Call::searches(&slice, ""),
+            load::Limits {
+                requests,
+                max_time: Duration::from_secs(120),
+            },
+        );
+        let level = LevelOut::of(clients, &timed);
+        b.say(format!(
+            "{clients} clients: p50 {:.1} ms, p99 {:.1} ms",
+            level.p50_ms, level.p99_ms
+        ));
+        levels.push(level);
+    }
+    let _ = server.terminate(Duration::from_secs(20));
+    Ok((start, rss, levels))
+}
+
+/// The summary rows of one size: targets where the issue set them.
+fn rows(t: &mut Table, size: &SizeOut) {
+    let n = size.files;
+    let this = &size.binaries[0];
+    let base = size.binaries.get(1);
+    let limit = if n <= 10_000 {
+        MAX_COMMIT_MS_10K
+    } else {
+        MAX_COMMIT_MS_100K
+    };
+    let commit = this.commit_previous_ms.max(this.commit_store_ms);
+    t.info(format!("{n} files: chunks"), size.chunks.to_string());
+    t.check(
+        format!("{n} files: one-file commit, --previous / --store (median wall)"),
+        format!(
+            "{:.0} / {:.0} ms",
+            this.commit_previous_ms, this.commit_store_ms
+        ),
+        format!("< {limit:.0} ms"),
+        commit < limit,
+    );
+    let stages: Vec<String> = this
+        .stages_cpu_ms
+        .iter()
+        .filter(|(k, _)| !k.starts_with("index.") && k.as_str() != "total")
+        .map(|(k, v)| format!("{k} {v:.0}"))
+        .collect();
+    t.info(
+        format!("{n} files: stages, CPU ms (--previous)"),
+        stages.join(", "),
+    );
+    t.info(
+        format!("{n} files: cold assemble, peak RSS"),
+        format!(
+            "{:.0} ms, {} MiB",
+            this.assemble_ms,
+            this.assemble_peak_rss_kib / 1024
+        ),
+    );
+    t.check(
+        format!("{n} files: incremental == cold"),
+        this.incremental_equals_cold.to_string(),
+        "true",
+        this.incremental_equals_cold,
+    );
+    t.info(
+        format!("{n} files: start to ready, warm cache (model)"),
+        format!(
+            "{:.0} ms ({:.0} ms)",
+            this.start_warm.median_ms, this.start_warm.median_model_load_ms
+        ),
+    );
+    t.info(
+        format!("{n} files: RssAnon / RssFile after ready"),
+        format!(
+            "{} / {} MiB",
+            this.rss_anon_kib / 1024,
+            this.rss_file_kib / 1024
+        ),
+    );
+    let Some(base) = base else {
+        t.info(
+            format!("{n} files: bundle"),
+            format!("{} bytes", this.bundle_bytes),
+        );
+        for l in &this.levels {
+            t.info(
+                format!("{n} files: {} clients p50 / p99", l.clients),
+                format!("{:.1} / {:.1} ms", l.p50_ms, l.p99_ms),
+            );
+        }
+        return;
+    };
+    t.info(
+        format!("{n} files: baseline one-file commit, --previous / --store"),
+        format!(
+            "{:.0} / {:.0} ms",
+            base.commit_previous_ms, base.commit_store_ms
+        ),
+    );
+    let ratio = this.bundle_bytes as f64 / base.bundle_bytes as f64;
+    t.check(
+        format!("{n} files: bundle bytes, this / baseline"),
+        format!("{} / {} ({ratio:.2})", this.bundle_bytes, base.bundle_bytes),
+        format!("<= {MAX_BUNDLE_RATIO:.2}"),
+        ratio <= MAX_BUNDLE_RATIO,
+    );
+    t.info(
+        format!("{n} files: baseline RssAnon / RssFile after ready"),
+        format!(
+            "{} / {} MiB",
+            base.rss_anon_kib / 1024,
+            base.rss_file_kib / 1024
+        ),
+    );
+    t.info(
+        format!("{n} files: baseline start to ready (model)"),
+        format!(
+            "{:.0} ms ({:.0} ms)",
+            base.start_warm.median_ms, base.start_warm.median_model_load_ms
+        ),
+    );
+    for (l, bl) in this.levels.iter().zip(&base.levels) {
+        let (r50, r99) = (l.p50_ms / bl.p50_ms, l.p99_ms / bl.p99_ms);
+        t.check(
+            format!(
+                "{n} files: {} clients p50 / p99, this (baseline)",
+                l.clients
+            ),
+            format!(
+                "{:.1} ({:.1}) / {:.1} ({:.1}) ms",
+                l.p50_ms, bl.p50_ms, l.p99_ms, bl.p99_ms
+            ),
+            format!("<= {MAX_LATENCY_RATIO}x"),
+            r50 <= MAX_LATENCY_RATIO && r99 <= MAX_LATENCY_RATIO,
+        );
+    }
+}
+
+/// The embedding cache of a new local store at `store`, filled with a
+/// stand-in vector for every chunk of `repo`'s HEAD. Returns the chunks.
+fn fill_cache(repo: &Path, dir: &Path, store: &Path, embedder: &Embedder) -> Result<u64> {
+    let standin = StandIn {
+        dimensions: embedder.identity().dimensions as usize,
+        made: Mutex::default(),
+    };
+    let request = BuildRequest {
+        repo: repo.to_path_buf(),
+        rev: "HEAD".into(),
+        out_dir: dir.join("standin"),
+        previous: None,
+        config: None,
+        name: Some(REPOSITORY_NAME.into()),
+    };
+    let report = shelf_builder::build_with(&request, embedder, Some(&standin), &())
+        .context("building with stand-in vectors")?;
+    let made = standin
+        .made
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let pairs: Vec<([u8; 32], &[f32])> = made.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+    let rt = load::runtime()?;
+    rt.block_on(async {
+        let store =
+            shelf_store::Store::create(&shelf_store::StoreLocation::Local(store.to_path_buf()))
+                .await?;
+        for part in pairs.chunks(50_000) {
+            shelf_store::cache::save(&store, embedder.identity(), part).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    std::fs::remove_dir_all(dir.join("standin")).ok();
+    Ok(report.chunks.total)
+}
+
+/// A cache that holds every vector: a unit vector drawn from the id.
+struct StandIn {
+    dimensions: usize,
+    made: Mutex<HashMap<[u8; 32], Vec<f32>>>,
+}
+
+impl VectorCache for StandIn {
+    fn holds(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, BuildError> {
+        Ok(vec![true; ids.len()])
+    }
+
+    fn fetch(&self, ids: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<f32>>, BuildError> {
+        let vectors: HashMap<[u8; 32], Vec<f32>> = ids
+            .iter()
+            .map(|id| {
+                let mut seed = [0u8; 8];
+                seed.copy_from_slice(&id[..8]);
+                let mut rng = Rng::new(u64::from_le_bytes(seed));
+                let mut v: Vec<f32> = (0..self.dimensions)
+                    .map(|_| rng.unit() as f32 - 0.5)
+                    .collect();
+                let norm = v
+                    .iter()
+                    .map(|x| x * x)
+                    .sum::<f32>()
+                    .sqrt()
+                    .max(f32::MIN_POSITIVE);
+                v.iter_mut().for_each(|x| *x /= norm);
+                (*id, v)
+            })
+            .collect();
+        self.made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(vectors.iter().map(|(k, v)| (*k, v.clone())));
+        Ok(vectors)
+    }
+
+    fn save(&self, _: &[([u8; 32], &[f32])]) -> Result<(), BuildError> {
+        Ok(())
+    }
+}
+
+/// `cp -a from to` (a store: packs and records).
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("running cp")?;
+    if !status.success() {
+        bail!("cp -a {} {} failed", from.display(), to.display());
+    }
+    Ok(())
+}
