@@ -802,3 +802,144 @@ fn an_anonymous_server_refuses_a_rebinding_page() {
     assert_eq!(post(&[("Origin", "http://localhost:5173")]).status, 200);
     assert_eq!(post(&[]).status, 200);
 }
+
+/// `changes` between two versions of one repository in a store, named by
+/// tag: the files added, removed and changed, one file's diff, the same
+/// over REST and MCP, and an unknown version refused naming it.
+#[test]
+fn changes_compares_two_tagged_versions_over_rest_and_mcp() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store").display().to_string();
+    let repo = sample_repo();
+    let v1 = cli::build(shelf(), &repo, &t.path().join("b1"));
+    let old_tags = std::fs::read_to_string(repo.path().join(TAGS_RS)).unwrap();
+    let new_tags = old_tags.replace("compare-and-swap", "compare-and-swap, retrying");
+    repo.write(TAGS_RS, &new_tags);
+    repo.write(
+        "src/cache.rs",
+        "/// Evicts the oldest entry.\npub fn evict() {}\n",
+    );
+    repo.git(&["rm", "-q", "docs/rollback.md"]);
+    repo.commit("v2");
+    let v2 = cli::build(shelf(), &repo, &t.path().join("b2"));
+    let ok = |args: &[&str]| {
+        let (code, _, err) = cli::run(shelf(), args, &[]);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    };
+    for (built, tag) in [(&v1, "v1"), (&v2, "v2")] {
+        ok(&["push", &built.path.display().to_string(), "--store", &store]);
+        ok(&["tag", tag, &built.digest, "--store", &store]);
+    }
+    ok(&["tag", "production", "v2", "--store", &store]);
+    let cache = t.path().join("cache").display().to_string();
+    let server = ServerProcess::start(
+        shelf(),
+        &[
+            "--store",
+            &store,
+            "--follow",
+            "production",
+            "--cache",
+            &cache,
+        ],
+        &[],
+    );
+    server.wait_ready(READY);
+
+    let listed = http::get(server.addr, "/v1/changes?from=v1");
+    assert_eq!(
+        listed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&listed.body)
+    );
+    let a = listed.json();
+    assert_eq!(a["from"]["digest"], v1.digest.as_str(), "{a}");
+    assert_eq!(a["to"]["digest"], v2.digest.as_str(), "{a}");
+    assert_eq!(a["from"]["tag"], "v1", "{a}");
+    assert_eq!(
+        (
+            a["added"].as_u64(),
+            a["removed"].as_u64(),
+            a["changed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{a}"
+    );
+    let files: Vec<(String, String)> = a["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().into(),
+                f["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("docs/rollback.md", "removed"),
+        ("src/cache.rs", "added"),
+        (TAGS_RS, "changed"),
+    ]
+    .iter()
+    .map(|(p, s)| (p.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(files, want, "{a}");
+
+    let diff = http::get(
+        server.addr,
+        &format!("/v1/changes?from=v1&to=v2&path={}", encode(TAGS_RS)),
+    )
+    .json();
+    let d = &diff["diff"];
+    assert_eq!(d["status"], "changed", "{diff}");
+    assert_eq!(
+        (d["added_lines"].as_u64(), d["removed_lines"].as_u64()),
+        (Some(1), Some(1)),
+        "{diff}"
+    );
+    let text = d["diff"].as_str().unwrap();
+    assert!(
+        text.starts_with("--- a/src/tags.rs\n+++ b/src/tags.rs\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n-/// Moves a tag to a new bundle digest with compare-and-swap.\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\n+/// Moves a tag to a new bundle digest with compare-and-swap, retrying.\n"
+        ),
+        "{text}"
+    );
+
+    let unknown = http::get(server.addr, "/v1/changes?from=v9");
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.json()["error"]["code"], "unknown_version");
+    assert!(
+        unknown.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("v9")
+    );
+
+    let url = format!("http://{}/mcp", server.addr);
+    let report = sdk(
+        json!({"http": {"url": url}, "mode": "2026-07-28"}),
+        &[call(
+            "changes",
+            json!({"from": "v1", "to": "v2", "path": TAGS_RS}),
+        )],
+    );
+    let answer = &report["calls"][0];
+    assert_eq!(answer["isError"], false, "{report}");
+    assert_eq!(answer["structured"]["diff"], diff["diff"], "{report}");
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .contains("compare-and-swap, retrying")
+    );
+}
