@@ -482,3 +482,142 @@ fn render_repos(list: &RepoList) -> String {
     truncated(&mut text, &list.truncated);
     text
 }
+
+/// The generated block of docs/clients.md (`tools`): each tool's call, its
+/// parameters from its table (`?`: optional), and what it is for.
+pub fn clients_md_block(key: &str) -> Option<String> {
+    if key != "tools" {
+        return None;
+    }
+    let mut out = String::from("| tool | what for |\n|---|---|\n");
+    for t in TOOLS {
+        let args: Vec<String> = t
+            .params
+            .iter()
+            .map(|p| {
+                if p.required {
+                    p.name.to_string()
+                } else {
+                    format!("{}?", p.name)
+                }
+            })
+            .collect();
+        let what = t
+            .description
+            .split_once(". ")
+            .map_or(t.description, |(first, _)| first);
+        out.push_str(&format!(
+            "| `{}({})` | {} |\n",
+            t.name,
+            args.join(", "),
+            what.trim_end_matches('.')
+        ));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::params::{OPERATIONS, fill_generated};
+
+    fn clients_md() -> (std::path::PathBuf, String) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/clients.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        (path, text)
+    }
+
+    /// docs/clients.md's tool list is written from the tools' tables
+    /// (`SHELF_UPDATE_DOCS=1 cargo test --workspace docs_clients_md`
+    /// rewrites it).
+    #[test]
+    fn docs_clients_md_tool_list_comes_from_the_tables() {
+        let (path, text) = clients_md();
+        assert!(text.contains("<!-- generated: tools -->"));
+        let filled = fill_generated(&text, clients_md_block).unwrap();
+        if filled != text {
+            if std::env::var_os("SHELF_UPDATE_DOCS").is_some() {
+                std::fs::write(&path, filled).unwrap();
+            } else {
+                panic!(
+                    "docs/clients.md's tool list differs from server/src/mcp/tools.rs; SHELF_UPDATE_DOCS=1 cargo test --workspace docs_clients_md rewrites it"
+                );
+            }
+        }
+    }
+
+    /// Every example call in docs/clients.md ("What an assistant sends")
+    /// names a tool and arguments its MCP tool accepts, and so does the
+    /// tool's REST twin; every tool has one.
+    #[test]
+    fn every_example_in_clients_md_is_accepted_by_mcp_and_rest() {
+        let (_, text) = clients_md();
+        let section = text
+            .split("### What an assistant sends")
+            .nth(1)
+            .expect("docs/clients.md has a section 'What an assistant sends'");
+        let limits = RequestLimits::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for row in section.lines().take_while(|l| !l.starts_with("## ")) {
+            let Some(rest) = row.strip_prefix("| `") else {
+                continue;
+            };
+            let (name, rest) = rest.split_once('`').unwrap();
+            let json = rest
+                .split_once("| `")
+                .unwrap()
+                .1
+                .rsplit_once("` |")
+                .unwrap()
+                .0;
+            let tool = find(name).unwrap_or_else(|| panic!("clients.md: no tool '{name}'"));
+            let args: Map<String, Value> = serde_json::from_str(json)
+                .unwrap_or_else(|e| panic!("clients.md, {name}: {e}: {json}"));
+            let query: Vec<String> = args
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Array(a) => a
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        other => other.to_string(),
+                    };
+                    format!(
+                        "{k}={}",
+                        percent_encoding::utf8_percent_encode(
+                            &v,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    )
+                })
+                .collect();
+            let mcp = params::check(args, tool.params, &limits);
+            assert!(mcp.is_ok(), "clients.md, {name} {json}: {:?}", mcp.err());
+            let (_, _, table) = OPERATIONS.iter().find(|(_, t, _)| *t == name).unwrap();
+            let rest = params::from_query(Some(&query.join("&")), table, &limits);
+            assert!(
+                rest.is_ok(),
+                "clients.md, {name} {json} over REST: {:?}",
+                rest.err()
+            );
+            seen.insert(name.to_string());
+        }
+        let all: std::collections::BTreeSet<String> =
+            TOOLS.iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(seen, all, "every tool has an example in clients.md");
+    }
+
+    /// Each tool's parameters are its operation's, so REST and MCP cannot
+    /// disagree on what they accept.
+    #[test]
+    fn every_tool_takes_its_operations_table() {
+        assert_eq!(TOOLS.len(), OPERATIONS.len());
+        for (_, name, table) in OPERATIONS {
+            let tool = find(name).unwrap();
+            assert_eq!(format!("{:?}", tool.params), format!("{table:?}"), "{name}");
+        }
+    }
+}

@@ -406,6 +406,57 @@ pub const RELATED: &[Param] = &[
     max_tokens("8000"),
 ];
 
+/// Every operation: its REST path, its MCP tool and its parameters.
+pub const OPERATIONS: &[(&str, &str, &[Param])] = &[
+    ("/v1/search", "search_code", SEARCH),
+    ("/v1/file", "read_file", FILE),
+    ("/v1/grep", "grep", GREP),
+    ("/v1/definitions", "find_definitions", DEFINITIONS),
+    ("/v1/references", "find_references", REFERENCES),
+    ("/v1/files", "list_files", LIST_FILES),
+    ("/v1/outline", "outline", OUTLINE),
+    ("/v1/related", "find_related", RELATED),
+    ("/v1/changes", "changes", CHANGES),
+    ("/v1/repos", "list_repositories", REPOSITORIES),
+];
+
+/// `doc` with each generated block (between `<!-- generated: KEY -->` and
+/// `<!-- /generated -->`) replaced by `fill(KEY)`; an error names a key
+/// `fill` does not know or a block left open.
+pub fn fill_generated(doc: &str, fill: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    const OPEN: &str = "<!-- generated: ";
+    const CLOSE: &str = "<!-- /generated -->";
+    let mut out = String::new();
+    let mut rest = doc;
+    while let Some(at) = rest.find(OPEN) {
+        let after = &rest[at + OPEN.len()..];
+        let end_key = after
+            .find(" -->")
+            .ok_or("a generated block's marker is not closed")?;
+        let key = &after[..end_key];
+        let body_start = at + OPEN.len() + end_key + " -->".len();
+        let close = rest[body_start..]
+            .find(CLOSE)
+            .ok_or_else(|| format!("generated block '{key}' has no {CLOSE}"))?;
+        let filled = fill(key).ok_or_else(|| format!("no generated block is called '{key}'"))?;
+        out.push_str(&rest[..body_start]);
+        out.push('\n');
+        out.push_str(&filled);
+        out.push_str(CLOSE);
+        rest = &rest[body_start + close + CLOSE.len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The generated blocks of docs/api.md: `params /v1/…`, each operation's
+/// parameter table.
+pub fn api_md_block(key: &str) -> Option<String> {
+    let path = key.strip_prefix("params ")?;
+    let (_, _, table) = OPERATIONS.iter().find(|(p, _, _)| *p == path)?;
+    Some(doc_table(table, &RequestLimits::default()))
+}
+
 /// Checked arguments of one operation: names known, types right, numbers
 /// in range, required ones present (see [`check`]).
 #[derive(Debug, Clone, Default)]
@@ -791,5 +842,98 @@ mod tests {
             }
             check(args, table, &limits()).unwrap();
         }
+    }
+
+    fn doc(name: &str) -> (std::path::PathBuf, String) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        (path, text)
+    }
+
+    /// docs/api.md's parameter tables are written from the tables
+    /// (`SHELF_UPDATE_DOCS=1 cargo test --workspace docs_api_md` rewrites
+    /// them), and every operation has one.
+    #[test]
+    fn docs_api_md_parameter_tables_come_from_the_tables() {
+        let (path, text) = doc("api.md");
+        for (op, _, _) in OPERATIONS {
+            assert!(
+                text.contains(&format!("<!-- generated: params {op} -->")),
+                "docs/api.md has no parameter table for {op}"
+            );
+        }
+        let filled = fill_generated(&text, api_md_block).unwrap();
+        if filled != text {
+            if std::env::var_os("SHELF_UPDATE_DOCS").is_some() {
+                std::fs::write(&path, filled).unwrap();
+            } else {
+                panic!(
+                    "docs/api.md's parameter tables differ from server/src/ops/params.rs; SHELF_UPDATE_DOCS=1 cargo test --workspace docs_api_md rewrites them"
+                );
+            }
+        }
+    }
+
+    /// A JSON value as a query string writes it.
+    fn query_value(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        }
+    }
+
+    /// Every parameter docs/api.md documents for an endpoint is accepted
+    /// by its REST route (query string) and by its MCP tool (JSON
+    /// arguments), with the table's example value.
+    #[test]
+    fn every_parameter_documented_in_api_md_is_accepted_by_rest_and_mcp() {
+        let (_, text) = doc("api.md");
+        let mut checked = 0;
+        for (op, _, table) in OPERATIONS {
+            let marker = format!("<!-- generated: params {op} -->");
+            let block = text.split(&marker).nth(1).unwrap();
+            let block = block.split("<!-- /generated -->").next().unwrap();
+            for row in block.lines().filter(|l| l.starts_with("| `")) {
+                let name = row.split('`').nth(1).unwrap();
+                let p = table.iter().find(|p| p.name == name).unwrap_or_else(|| {
+                    panic!("{op}: docs/api.md documents '{name}', which the table does not have")
+                });
+                let mut json_args = Map::new();
+                let mut query = Vec::new();
+                for q in table.iter().filter(|q| q.required || q.name == name) {
+                    let v: Value = serde_json::from_str(q.example).unwrap();
+                    query.push(format!(
+                        "{}={}",
+                        q.name,
+                        percent_encoding::utf8_percent_encode(
+                            &query_value(&v),
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    ));
+                    json_args.insert(q.name.to_string(), v);
+                }
+                let rest = from_query(Some(&query.join("&")), table, &limits());
+                assert!(rest.is_ok(), "{op} refuses {name}: {:?}", rest.err());
+                let mcp = check(json_args, table, &limits());
+                assert!(
+                    mcp.is_ok(),
+                    "the tool of {op} refuses {}: {:?}",
+                    p.name,
+                    mcp.err()
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 40,
+            "only {checked} parameters found in docs/api.md"
+        );
     }
 }
