@@ -620,4 +620,43 @@ mod tests {
             assert_eq!(format!("{:?}", tool.params), format!("{table:?}"), "{name}");
         }
     }
+
+    /// Snapshots of every tool's input and output schema, one file per
+    /// tool under server/toolsnaps/ (a change to what a client sees shows
+    /// in review; `SHELF_UPDATE_DOCS=1 cargo test --workspace toolsnaps`
+    /// rewrites them), and no file for a tool that is gone.
+    #[test]
+    fn toolsnaps_match_every_tools_schemas() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("toolsnaps");
+        let update = std::env::var_os("SHELF_UPDATE_DOCS").is_some();
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let limits = RequestLimits::default();
+        let mut stale = Vec::new();
+        for t in TOOLS {
+            let snap = describe(t, &limits);
+            let text = serde_json::to_string_pretty(&snap).unwrap() + "\n";
+            let path = dir.join(format!("{}.json", t.name));
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                if update {
+                    std::fs::write(&path, &text).unwrap();
+                } else {
+                    stale.push(t.name);
+                }
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "the schemas of {stale:?} differ from server/toolsnaps/; review, then SHELF_UPDATE_DOCS=1 cargo test --workspace toolsnaps"
+        );
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let tool = name.strip_suffix(".json").unwrap_or(&name);
+            assert!(
+                find(tool).is_some(),
+                "server/toolsnaps/{name} is of no tool"
+            );
+        }
+    }
 }
