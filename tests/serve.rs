@@ -1452,9 +1452,14 @@ fn the_openapi_document_matches_the_server() {
             "/readyz",
             "/v1/admin/reload",
             "/v1/bundle",
+            "/v1/changes",
             "/v1/definitions",
             "/v1/file",
+            "/v1/files",
             "/v1/grep",
+            "/v1/outline",
+            "/v1/references",
+            "/v1/related",
             "/v1/repos",
             "/v1/search"
         ]

@@ -457,6 +457,46 @@ pub fn api_md_block(key: &str) -> Option<String> {
     Some(doc_table(table, &RequestLimits::default()))
 }
 
+/// The OpenAPI parameters (`in: query`) of `params` (docs/openapi.json).
+pub fn openapi_parameters(params: &[Param], limits: &RequestLimits) -> Value {
+    let schema = self::schema(params, limits);
+    Value::Array(
+        params
+            .iter()
+            .map(|p| {
+                let mut s = schema["properties"][p.name].clone();
+                let description = s
+                    .as_object_mut()
+                    .and_then(|m| m.remove("description"))
+                    .unwrap_or_default();
+                let description = match p.alias {
+                    Some(a) => json!(format!(
+                        "{} Also `{a}` in a query string.",
+                        description.as_str().unwrap_or_default()
+                    )),
+                    None => description,
+                };
+                let mut out = json!({
+                    "name": p.name,
+                    "in": "query",
+                    "schema": s,
+                    "description": description,
+                });
+                if p.required {
+                    out["required"] = json!(true);
+                }
+                if matches!(p.kind, Kind::Names) {
+                    // Repeated or comma-separated in a query string.
+                    out["schema"] = json!({"type": "array", "items": {"type": "string"}});
+                    out["style"] = json!("form");
+                    out["explode"] = json!(true);
+                }
+                out
+            })
+            .collect(),
+    )
+}
+
 /// Checked arguments of one operation: names known, types right, numbers
 /// in range, required ones present (see [`check`]).
 #[derive(Debug, Clone, Default)]
@@ -935,5 +975,92 @@ mod tests {
             checked >= 40,
             "only {checked} parameters found in docs/api.md"
         );
+    }
+
+    /// docs/openapi.json: every operation's `GET` parameters are its
+    /// table's, and the answers of the 1.5 endpoints are the answer types'
+    /// schemas (`SHELF_UPDATE_DOCS=1 cargo test --workspace docs_openapi`
+    /// rewrites them).
+    #[test]
+    fn docs_openapi_parameters_and_new_answers_come_from_the_types() {
+        use schemars::JsonSchema;
+        use shelf_search::changes::ChangesAnswer;
+        use shelf_search::listing::{ListAnswer, OutlineAnswer};
+        use shelf_search::references::ReferencesAnswer;
+        use shelf_search::related::RelatedAnswer;
+
+        let (path, text) = doc("openapi.json");
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+            .with(|s| {
+                s.definitions_path = "/components/schemas".into();
+                s.meta_schema = None;
+            })
+            .for_serialize()
+            .into_generator();
+        fn answer<T: JsonSchema>(g: &mut schemars::SchemaGenerator) -> Value {
+            serde_json::to_value(g.subschema_for::<T>()).unwrap()
+        }
+        let new: Vec<(&str, &str, Value)> = vec![
+            (
+                "/v1/references",
+                "Where a symbol is used (since 1.5)",
+                answer::<ReferencesAnswer>(&mut generator),
+            ),
+            (
+                "/v1/files",
+                "Files under a directory or matching a glob (since 1.5)",
+                answer::<ListAnswer>(&mut generator),
+            ),
+            (
+                "/v1/outline",
+                "A file's definitions (since 1.5)",
+                answer::<OutlineAnswer>(&mut generator),
+            ),
+            (
+                "/v1/related",
+                "The chunks most like a file's lines (since 1.5)",
+                answer::<RelatedAnswer>(&mut generator),
+            ),
+            (
+                "/v1/changes",
+                "What changed between two indexed versions (since 1.5)",
+                answer::<ChangesAnswer>(&mut generator),
+            ),
+        ];
+        let mut want = doc.clone();
+        want["info"]["version"] = json!("1.5.0");
+        for (op, summary, schema) in new {
+            want["paths"][op] = json!({"get": {
+                "operationId": op.trim_start_matches("/v1/"),
+                "summary": summary,
+                "responses": {
+                    "200": {"description": "The answer", "content": {"application/json": {"schema": schema}}},
+                    "400": {"$ref": "#/components/responses/Error"},
+                    "401": {"$ref": "#/components/responses/Error"},
+                    "404": {"$ref": "#/components/responses/Error"},
+                    "503": {"$ref": "#/components/responses/Error"},
+                },
+            }});
+        }
+        for (name, schema) in generator.definitions() {
+            // The hand-written components of 1.4 (BundleRef, Truncation,
+            // …) describe the same types; only what is missing is added.
+            if want["components"]["schemas"].get(name).is_none() {
+                want["components"]["schemas"][name] = schema.clone();
+            }
+        }
+        for (op, _, table) in OPERATIONS {
+            want["paths"][op]["get"]["parameters"] = openapi_parameters(table, &limits());
+        }
+        if want != doc {
+            if std::env::var_os("SHELF_UPDATE_DOCS").is_some() {
+                std::fs::write(&path, serde_json::to_string_pretty(&want).unwrap() + "\n").unwrap();
+            } else {
+                panic!(
+                    "docs/openapi.json differs from the parameter tables and answer types; SHELF_UPDATE_DOCS=1 cargo test --workspace docs_openapi rewrites it"
+                );
+            }
+        }
     }
 }
