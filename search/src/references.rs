@@ -96,6 +96,10 @@ fn kind_rank(path: &str) -> u8 {
     }
 }
 
+/// One file's uses: (kind rank, how many, repo, path, each line and its
+/// text).
+type FileUses = (u8, usize, String, String, Vec<(u32, String)>);
+
 /// Every use of `request.name` in the files of `targets`, definitions
 /// apart, ranked (module doc).
 pub fn references(
@@ -116,8 +120,7 @@ pub fn references(
         )));
     }
     let filter = Filter::new(request.path.as_deref(), &[]).map_err(FileError::BadPattern)?;
-    // Per file: (kind rank, uses, repo, path, its uses).
-    let mut files: Vec<(u8, usize, String, String, Vec<(u32, String)>)> = Vec::new();
+    let mut files: Vec<FileUses> = Vec::new();
     let mut definitions = Vec::new();
     let mut files_scanned = 0;
     let mut not_scanned = Vec::new();

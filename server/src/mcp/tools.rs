@@ -84,7 +84,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "find_references",
         title: "Find references",
-        description: "Where a symbol is used (calls, mentions), its definitions listed apart, ranked: source before tests and docs, files with fewer uses first. Default limit 50, max_tokens 4000.",
+        description: "Where a symbol is used (calls, mentions), its definitions listed apart, ranked: source before tests and docs, then files that use it most. Default limit 50, max_tokens 4000.",
         params: params::REFERENCES,
         output: schema_of::<ReferencesAnswer>,
     },

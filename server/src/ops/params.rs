@@ -990,7 +990,7 @@ mod tests {
         use shelf_search::related::RelatedAnswer;
 
         let (path, text) = doc("openapi.json");
-        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
         let mut generator = schemars::generate::SchemaSettings::draft2020_12()
             .with(|s| {
                 s.definitions_path = "/components/schemas".into();
