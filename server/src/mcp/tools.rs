@@ -201,6 +201,7 @@ pub async fn call(
             rendered(render_changes(&a), &a)
         }
         _ => {
+            args.or_insert("max_tokens", json!(params::LIST_MAX_TOKENS));
             let a = ops::repos::repositories(api, scope, &args);
             rendered(render_repos(&a), &a)
         }

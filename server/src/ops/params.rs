@@ -279,7 +279,7 @@ pub const DEFINITIONS: &[Param] = &[
 ];
 
 /// `list_repositories`, `GET /v1/repos`.
-pub const REPOSITORIES: &[Param] = &[max_tokens("4000")];
+pub const REPOSITORIES: &[Param] = &[max_tokens("none (REST), 4000 (MCP)")];
 
 /// `list_files`, `GET /v1/files`.
 pub const LIST_FILES: &[Param] = &[
@@ -609,11 +609,18 @@ pub fn check(
             }
         };
         if !ok {
-            return Err(ApiError::bad_request(format!(
-                "{name} must be {}, not {}",
-                expected(p.kind, limits),
-                short(&value)
-            )));
+            return Err(ApiError::bad_request(match (p.kind, value.as_str()) {
+                (Kind::Choice(choices), Some(v)) => format!(
+                    "unknown {name} '{}': {name} must be one of {}",
+                    v.chars().take(48).collect::<String>(),
+                    choices.join(", ")
+                ),
+                _ => format!(
+                    "{name} must be {}, not {}",
+                    expected(p.kind, limits),
+                    short(&value)
+                ),
+            }));
         }
         checked.insert(name, value);
     }

@@ -172,7 +172,8 @@ pub fn repo_info(r: &Repo) -> RepoInfo {
 }
 
 /// Every repository `scope` may see, with its status and live bundle
-/// (`list_repositories`, `GET /v1/repos`), within `max_tokens` (default
+/// (`list_repositories`, `GET /v1/repos`), within `max_tokens` when given
+/// (REST lists every one unless asked; the MCP tool defaults to
 /// [`params::LIST_MAX_TOKENS`]).
 pub fn repositories(api: &Api, scope: &Scope, args: &Args) -> RepoList {
     let all: Vec<RepoInfo> = api
@@ -181,7 +182,13 @@ pub fn repositories(api: &Api, scope: &Scope, args: &Args) -> RepoList {
         .iter()
         .map(|r| repo_info(r))
         .collect();
-    let mut budget = Budget::new(args.max_tokens(params::LIST_MAX_TOKENS));
+    let Some(max_tokens) = args.int("max_tokens") else {
+        return RepoList {
+            repos: all,
+            truncated: None,
+        };
+    };
+    let mut budget = Budget::new(max_tokens as usize);
     let total = all.len();
     // What a reader sees of one: its name, status and live bundle (about
     // 400 bytes of JSON).
