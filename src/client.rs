@@ -73,9 +73,23 @@ impl JsonClient {
         token: Option<&str>,
         body: Vec<u8>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.post_json_with(url, token, body, &[]).await
+    }
+
+    /// POSTs one JSON body with `headers` besides the usual ones.
+    pub async fn post_json_with(
+        &self,
+        url: &Uri,
+        token: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut request = Request::post(url.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }

@@ -124,6 +124,11 @@ fn good_calls() -> Vec<Value> {
             "search_code",
             json!({"query": "tag", "k": 10, "max_tokens": 64}),
         ),
+        call("list_files", json!({"path": "src"})),
+        call("list_files", json!({"path": "**/*.py"})),
+        call("outline", json!({"path": TAGS_RS})),
+        call("find_references", json!({"name": "read_tag"})),
+        call("find_related", json!({"path": TAGS_RS, "k": 3})),
     ]
 }
 
@@ -139,9 +144,14 @@ fn check_good(f: &Fixture, report: &Value, answers: &[Value]) {
     assert_eq!(
         names,
         [
+            "changes",
             "find_definitions",
+            "find_references",
+            "find_related",
             "grep",
+            "list_files",
             "list_repositories",
+            "outline",
             "read_file",
             "search_code"
         ]
@@ -216,6 +226,97 @@ fn check_good(f: &Fixture, report: &Value, answers: &[Value]) {
         "{}",
         answers[7]["text"]
     );
+
+    // list_files: a directory one level down, and a glob, with sizes.
+    let listed = &answers[8]["structured"];
+    let paths: Vec<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["src/http.rs", "src/tags.rs"], "{listed}");
+    assert_eq!(listed["entries"][1]["size"], tags_rs.len(), "{listed}");
+    assert_eq!(listed["entries"][1]["language"], "rust", "{listed}");
+    let py = &answers[9]["structured"];
+    assert_eq!(py["glob"], true, "{py}");
+    assert_eq!(py["entries"][0]["path"], "tools/resize.py", "{py}");
+    assert_eq!(py["total_files"], 1, "{py}");
+
+    // outline: the file's definitions, kind, name and lines.
+    let outline = &answers[10]["structured"];
+    assert_eq!(outline["symbols"][0]["name"], "move_tag", "{outline}");
+    assert_eq!(outline["symbols"][0]["kind"], "function", "{outline}");
+    assert_eq!(outline["symbols"][0]["line"], 2, "{outline}");
+    assert_eq!(outline["bundle"]["commit"], commit.as_str());
+
+    // find_references: the use, not a definition.
+    let refs = &answers[11]["structured"];
+    assert_eq!(refs["references"][0]["path"], TAGS_RS, "{refs}");
+    assert_eq!(refs["references"][0]["line"], 3, "{refs}");
+    assert_eq!(refs["total_references"], 1, "{refs}");
+
+    // find_related: chunks of other files, most alike first.
+    let related = &answers[12]["structured"];
+    let results = related["results"].as_array().unwrap();
+    assert!(!results.is_empty(), "{related}");
+    assert!(
+        results.iter().all(|r| r["path"] != TAGS_RS),
+        "the file itself is not related to itself: {related}"
+    );
+}
+
+/// An answer without what changes from one call to the next (timings,
+/// ages), to compare two clients' answers.
+fn stable(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "took_ms"
+                            | "timings_ms"
+                            | "commit_age_seconds"
+                            | "age_seconds"
+                            | "live_since"
+                    )
+                })
+                .map(|(k, v)| (k.clone(), stable(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(stable).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Two clients' reports answer every call the same.
+fn same_answers(a: &Value, b: &Value) {
+    let (a, b) = (
+        a["calls"].as_array().unwrap(),
+        b["calls"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["isError"], y["isError"], "{x} / {y}");
+        assert_eq!(stable(&x["structured"]), stable(&y["structured"]));
+        if x["isError"] == true {
+            assert_eq!(x["text"], y["text"]);
+        }
+    }
+}
+
+/// What a client pinned to 2026-07-28 saw of the protocol itself.
+fn check_modern(report: &Value) {
+    assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
+    assert_eq!(report["server_name"], "shelf", "{report}");
+    let probe = &report["unsupported_probe"];
+    assert_eq!(probe["code"], -32022, "{report}");
+    let supported = probe["data"]["supported"].as_array().unwrap();
+    assert!(
+        supported.contains(&json!("2026-07-28")) && supported.contains(&json!("2025-11-25")),
+        "{probe}"
+    );
 }
 
 /// Bad arguments and what each tool error must name.
@@ -279,6 +380,19 @@ fn bad_calls() -> Vec<(Value, &'static str)> {
             call("find_definitions", json!({"name": ["move_tag"]})),
             "name must be",
         ),
+        (call("changes", json!({"from": "v1"})), "bundle file"),
+        (
+            call("outline", json!({"path": "src/absent.rs"})),
+            "src/absent.rs",
+        ),
+        (
+            call("list_files", json!({"path": "src", "depth": 0})),
+            "depth must be",
+        ),
+        (
+            call("find_related", json!({"path": TAGS_RS, "k": 100000})),
+            "k must be",
+        ),
     ]
 }
 
@@ -303,25 +417,31 @@ fn stdio_answers_every_tool_and_bad_arguments_are_tool_errors() {
     let cache = tempfile::tempdir().unwrap();
     let bundle = f.built.path.display().to_string();
     let cache_arg = cache.path().display().to_string();
-    let report = sdk(
-        stdio(
+    let mut reports = Vec::new();
+    for mode in ["legacy", "2026-07-28"] {
+        let mut transport = stdio(
             &["mcp", "--bundle", &bundle, "--cache", &cache_arg],
             json!({"SHELF_LOG": "warn"}),
-        ),
-        &all_calls(),
-    );
-    let answers = report["calls"].as_array().unwrap();
-    assert_eq!(answers.len(), all_calls().len(), "{report}");
-    let good = good_calls().len();
-    check_good(f, &report, &answers[..good]);
-    check_bad(&answers[good..]);
-    assert!(
-        report["instructions"]
-            .as_str()
-            .unwrap()
-            .contains("search_code"),
-        "{report}"
-    );
+        );
+        transport["mode"] = json!(mode);
+        let report = sdk(transport, &all_calls());
+        let answers = report["calls"].as_array().unwrap();
+        assert_eq!(answers.len(), all_calls().len(), "{report}");
+        let good = good_calls().len();
+        check_good(f, &report, &answers[..good]);
+        check_bad(&answers[good..]);
+        assert!(
+            report["instructions"]
+                .as_str()
+                .unwrap()
+                .contains("search_code"),
+            "{report}"
+        );
+        reports.push(report);
+    }
+    assert_eq!(reports[0]["protocol_version"], "2025-11-25");
+    check_modern(&reports[1]);
+    same_answers(&reports[0], &reports[1]);
 }
 
 fn serve_with_token(cache: &Path) -> (ServerProcess, tempfile::TempDir) {
@@ -347,11 +467,26 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
     let (server, _t) = serve_with_token(cache.path());
     let url = format!("http://{}/mcp", server.addr);
 
-    let report = sdk(json!({"http": {"url": url, "token": TOKEN}}), &all_calls());
+    let mut reports = Vec::new();
+    for mode in ["legacy", "2026-07-28", "auto"] {
+        let report = sdk(
+            json!({"http": {"url": url, "token": TOKEN}, "mode": mode}),
+            &all_calls(),
+        );
+        let answers = report["calls"].as_array().unwrap();
+        let good = good_calls().len();
+        check_good(f, &report, &answers[..good]);
+        check_bad(&answers[good..]);
+        reports.push(report);
+    }
+    assert_eq!(reports[0]["protocol_version"], "2025-11-25");
+    check_modern(&reports[1]);
+    // Auto: discovers the newest revision and keeps it.
+    assert_eq!(reports[2]["protocol_version"], "2026-07-28");
+    same_answers(&reports[0], &reports[1]);
+    same_answers(&reports[0], &reports[2]);
+    let report = &reports[0];
     let answers = report["calls"].as_array().unwrap();
-    let good = good_calls().len();
-    check_good(f, &report, &answers[..good]);
-    check_bad(&answers[good..]);
 
     // A missing or wrong token is 401, before any message is read.
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -410,6 +545,107 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
         rpc(ping, &[("Origin", "http://evil.example.com")]).status,
         403
     );
+
+    // 2026-07-28 on the wire: the envelope in _meta, the routing headers
+    // checked against the body, the revision's statuses and result fields.
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let modern = |method: &str, params: Value, headers: &[(&str, &str)]| {
+        let mut params = params;
+        params["_meta"] = meta.clone();
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+        rpc(&body.to_string(), headers)
+    };
+    let list = modern(
+        "tools/list",
+        json!({}),
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/list"),
+        ],
+    );
+    assert_eq!(list.status, 200);
+    let result = &list.json()["result"];
+    assert_eq!(result["resultType"], "complete", "{result}");
+    assert_eq!(result["cacheScope"], "public", "{result}");
+    assert!(result["ttlMs"].as_u64().is_some(), "{result}");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "shelf"
+    );
+    assert_eq!(result["tools"].as_array().unwrap().len(), 10);
+    let mismatch = modern(
+        "tools/call",
+        json!({"name": "grep", "arguments": {"pattern": "tag"}}),
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "search_code"),
+        ],
+    );
+    assert_eq!(mismatch.status, 400);
+    assert_eq!(
+        mismatch.json()["error"]["code"],
+        -32020,
+        "{:?}",
+        mismatch.json()
+    );
+    assert!(
+        mismatch.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mcp-Name")
+    );
+    let unknown = modern(
+        "tools/list",
+        json!({}),
+        &[
+            ("MCP-Protocol-Version", "2099-01-01"),
+            ("Mcp-Method", "tools/list"),
+        ],
+    );
+    assert_eq!(unknown.status, 400);
+    let e = &unknown.json()["error"];
+    assert_eq!(e["code"], -32022, "{e}");
+    assert_eq!(e["data"]["requested"], "2099-01-01", "{e}");
+    assert!(
+        e["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
+    let gone = modern(
+        "ping",
+        json!({}),
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "ping"),
+        ],
+    );
+    assert_eq!(gone.status, 404, "ping is not part of 2026-07-28");
+    assert_eq!(gone.json()["error"]["code"], -32601);
+    let no_meta = rpc(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#,
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/list"),
+        ],
+    );
+    assert_eq!(no_meta.status, 400);
+    assert_eq!(no_meta.json()["error"]["code"], -32602);
+    let batch = rpc(
+        &format!(
+            "[{}]",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}})
+        ),
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/list"),
+        ],
+    );
+    assert_eq!(batch.status, 400, "one request per POST at 2026-07-28");
 
     let refused = sdk(
         json!({"http": {"url": url, "token": "wrong-token-0123456789"}}),
@@ -565,4 +801,145 @@ fn an_anonymous_server_refuses_a_rebinding_page() {
     assert!(!String::from_utf8_lossy(&r.body).contains(&f.built.digest));
     assert_eq!(post(&[("Origin", "http://localhost:5173")]).status, 200);
     assert_eq!(post(&[]).status, 200);
+}
+
+/// `changes` between two versions of one repository in a store, named by
+/// tag: the files added, removed and changed, one file's diff, the same
+/// over REST and MCP, and an unknown version refused naming it.
+#[test]
+fn changes_compares_two_tagged_versions_over_rest_and_mcp() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store").display().to_string();
+    let repo = sample_repo();
+    let v1 = cli::build(shelf(), &repo, &t.path().join("b1"));
+    let old_tags = std::fs::read_to_string(repo.path().join(TAGS_RS)).unwrap();
+    let new_tags = old_tags.replace("compare-and-swap", "compare-and-swap, retrying");
+    repo.write(TAGS_RS, &new_tags);
+    repo.write(
+        "src/cache.rs",
+        "/// Evicts the oldest entry.\npub fn evict() {}\n",
+    );
+    repo.git(&["rm", "-q", "docs/rollback.md"]);
+    repo.commit("v2");
+    let v2 = cli::build(shelf(), &repo, &t.path().join("b2"));
+    let ok = |args: &[&str]| {
+        let (code, _, err) = cli::run(shelf(), args, &[]);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    };
+    for (built, tag) in [(&v1, "v1"), (&v2, "v2")] {
+        ok(&["push", &built.path.display().to_string(), "--store", &store]);
+        ok(&["tag", tag, &built.digest, "--store", &store]);
+    }
+    ok(&["tag", "production", "v2", "--store", &store]);
+    let cache = t.path().join("cache").display().to_string();
+    let server = ServerProcess::start(
+        shelf(),
+        &[
+            "--store",
+            &store,
+            "--follow",
+            "production",
+            "--cache",
+            &cache,
+        ],
+        &[],
+    );
+    server.wait_ready(READY);
+
+    let listed = http::get(server.addr, "/v1/changes?from=v1");
+    assert_eq!(
+        listed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&listed.body)
+    );
+    let a = listed.json();
+    assert_eq!(a["from"]["digest"], v1.digest.as_str(), "{a}");
+    assert_eq!(a["to"]["digest"], v2.digest.as_str(), "{a}");
+    assert_eq!(a["from"]["tag"], "v1", "{a}");
+    assert_eq!(
+        (
+            a["added"].as_u64(),
+            a["removed"].as_u64(),
+            a["changed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{a}"
+    );
+    let files: Vec<(String, String)> = a["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().into(),
+                f["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("docs/rollback.md", "removed"),
+        ("src/cache.rs", "added"),
+        (TAGS_RS, "changed"),
+    ]
+    .iter()
+    .map(|(p, s)| (p.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(files, want, "{a}");
+
+    let diff = http::get(
+        server.addr,
+        &format!("/v1/changes?from=v1&to=v2&path={}", encode(TAGS_RS)),
+    )
+    .json();
+    let d = &diff["diff"];
+    assert_eq!(d["status"], "changed", "{diff}");
+    assert_eq!(
+        (d["added_lines"].as_u64(), d["removed_lines"].as_u64()),
+        (Some(1), Some(1)),
+        "{diff}"
+    );
+    let text = d["diff"].as_str().unwrap();
+    assert!(
+        text.starts_with("--- a/src/tags.rs\n+++ b/src/tags.rs\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n-/// Moves a tag to a new bundle digest with compare-and-swap.\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\n+/// Moves a tag to a new bundle digest with compare-and-swap, retrying.\n"
+        ),
+        "{text}"
+    );
+
+    let unknown = http::get(server.addr, "/v1/changes?from=v9");
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.json()["error"]["code"], "unknown_version");
+    assert!(
+        unknown.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("v9")
+    );
+
+    let url = format!("http://{}/mcp", server.addr);
+    let report = sdk(
+        json!({"http": {"url": url}, "mode": "2026-07-28"}),
+        &[call(
+            "changes",
+            json!({"from": "v1", "to": "v2", "path": TAGS_RS}),
+        )],
+    );
+    let answer = &report["calls"][0];
+    assert_eq!(answer["isError"], false, "{report}");
+    assert_eq!(answer["structured"]["diff"], diff["diff"], "{report}");
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .contains("compare-and-swap, retrying")
+    );
 }

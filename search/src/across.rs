@@ -154,7 +154,9 @@ fn collection(
         if let (Some((ix, _)), Mode::Hybrid | Mode::Lexical) = (&lexes[i], mode) {
             let accept = |doc: u32| selection.admits(&chunks, u64::from(doc));
             let terms = &queries[i].terms;
-            for (doc, s) in lexical::search_terms_in(ix, terms, want, accept, Some(&stats)) {
+            for (doc, s) in
+                lexical::search(ix, lexical::Query::Terms(terms), want, accept, Some(&stats))
+            {
                 lex.push(((i, u64::from(doc)), s));
             }
         }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use shelf_formats::Digest;
 use shelf_formats::chunks::Chunk;
@@ -30,7 +31,7 @@ use shelf_formats::lexical::Analyzer;
 pub const DEFAULT_REPO_FUSION: RepoFusion = RepoFusion::Collection;
 
 /// What an answer lists: chunks, or files with their best chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Group {
     /// Ranked chunks.
@@ -157,11 +158,12 @@ impl Request {
 }
 
 /// A bundle that answered.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct BundleRef {
     /// The repository it is served as.
     pub repo: String,
     /// Its digest.
+    #[schemars(with = "String")]
     pub digest: Digest,
     /// The tag that pointed at it when it was loaded (`None`: a file).
     pub tag: Option<String>,
@@ -177,7 +179,7 @@ pub struct BundleRef {
 }
 
 /// Where the time went, in milliseconds (rounded to microseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
 pub struct Timings {
     /// Embedding the query (queueing for the model included); 0 in
     /// lexical mode.
@@ -187,7 +189,7 @@ pub struct Timings {
 }
 
 /// One result chunk.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ResultChunk {
     /// 1-based rank.
     pub rank: usize,
@@ -216,7 +218,7 @@ pub struct ResultChunk {
 }
 
 /// One file of a grouped answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ResultFile {
     /// 1-based rank.
     pub rank: usize,
@@ -236,7 +238,7 @@ pub struct ResultFile {
 
 /// The answer to one request: what `/v1/search` returns and
 /// `shelf search --json` prints (docs/api.md).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Answer {
     /// The query text.
     pub query: String,
@@ -253,6 +255,7 @@ pub struct Answer {
     pub group: Group,
     /// The kind of file preferred: the request's `kind`, or with `auto`
     /// the kind the query asks for; `null` with `kind=any`.
+    #[schemars(with = "Option<String>")]
     pub kind: Option<FileKind>,
     /// The bundle that answered, when one did (a query over several
     /// repositories has `null` here and lists them in `repos`).
@@ -627,7 +630,7 @@ impl Engine {
 }
 
 /// What answered, with how fresh it is.
-pub(crate) fn bundle_ref(t: &Target<'_>) -> BundleRef {
+pub fn bundle_ref(t: &Target<'_>) -> BundleRef {
     let source = &t.bundle.manifest.source;
     let committed =
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(source.commit_time.max(0) as u64);

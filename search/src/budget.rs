@@ -33,7 +33,7 @@ pub fn check_max_tokens(max_tokens: usize) -> Result<usize, String> {
 }
 
 /// What an answer left out to stay within `max_tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Truncation {
     /// The bound that was applied.
     pub max_tokens: usize,
@@ -110,15 +110,27 @@ impl Budget {
 const CHUNK_OVERHEAD: usize = 64;
 
 /// Charges `chunk` to `budget`: whole if it fits, else the lines of its
-/// text that fit (the chunk's `end_line` then says where it stops). `None`
-/// when not even its first line fits.
-fn fit_chunk(budget: &mut Budget, chunk: &mut ResultChunk) -> Option<bool> {
-    if !budget.take(CHUNK_OVERHEAD + chunk.path.len()) {
+/// text that fit (the chunk's `end_line` then says where it stops). With
+/// `first`, a chunk whose first line does not fit is cut inside that line
+/// (at a character boundary) rather than left out, so an answer never
+/// shows nothing while it has results. `None` when it is left out.
+fn fit_chunk(budget: &mut Budget, chunk: &mut ResultChunk, first: bool) -> Option<bool> {
+    if !budget.take(CHUNK_OVERHEAD + chunk.path.len()) && !first {
         return None;
     }
     let (shown, lines) = budget.take_lines(&chunk.text);
     if lines == 0 && !chunk.text.is_empty() {
-        return None;
+        if !first {
+            return None;
+        }
+        let mut end = budget.left.min(chunk.text.len());
+        while !chunk.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        budget.left -= end;
+        chunk.text.truncate(end);
+        chunk.end_line = chunk.start_line;
+        return Some(true);
     }
     let cut = shown.len() < chunk.text.len();
     if cut {
@@ -128,59 +140,101 @@ fn fit_chunk(budget: &mut Budget, chunk: &mut ResultChunk) -> Option<bool> {
     Some(cut)
 }
 
+/// Counts of what a fitting kept and left out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fitted {
+    shown: usize,
+    omitted: usize,
+    cut: bool,
+}
+
+impl Fitted {
+    /// Fits `chunks` in rank order: whole while they fit, the first that
+    /// does not cut to what does, the rest left out.
+    fn chunks(&mut self, budget: &mut Budget, chunks: &mut Vec<ResultChunk>) {
+        let mut keep = 0;
+        for c in chunks.iter_mut() {
+            if self.omitted > 0 || self.cut {
+                break;
+            }
+            match fit_chunk(budget, c, self.shown + keep == 0) {
+                Some(was_cut) => {
+                    keep += 1;
+                    self.cut |= was_cut;
+                }
+                None => break,
+            }
+        }
+        self.omitted += chunks.len() - keep;
+        chunks.truncate(keep);
+        self.shown += keep;
+    }
+
+    fn truncation(self, max_tokens: usize, hint: &str) -> Option<Truncation> {
+        let Fitted {
+            shown,
+            omitted,
+            cut,
+        } = self;
+        (omitted > 0 || cut).then(|| Truncation {
+            max_tokens,
+            omitted,
+            cut,
+            next_start_line: None,
+            detail: format!(
+                "{shown} {} shown{}{}; {hint}",
+                if shown == 1 { "chunk" } else { "chunks" },
+                if cut { ", the last cut short" } else { "" },
+                if omitted > 0 {
+                    format!(", {omitted} left out")
+                } else {
+                    String::new()
+                }
+            ),
+        })
+    }
+}
+
+/// Cuts ranked `chunks` to `max_tokens` estimated tokens, after
+/// `header_bytes` of the answer's own (its query, its bundles): results in
+/// rank order while they fit, the first that does not cut to the lines
+/// that do (never nothing: the first result is cut inside its first line
+/// if need be), the rest left out; what was left out, in words with
+/// `hint`.
+pub fn fit_chunks(
+    chunks: &mut Vec<ResultChunk>,
+    max_tokens: usize,
+    header_bytes: usize,
+    hint: &str,
+) -> Option<Truncation> {
+    let mut budget = Budget::new(max_tokens);
+    budget.take(header_bytes.min(budget.left));
+    let mut fitted = Fitted::default();
+    fitted.chunks(&mut budget, chunks);
+    fitted.truncation(max_tokens, hint)
+}
+
 impl Answer {
-    /// Cuts the answer to `max_tokens` estimated tokens: results in rank
-    /// order while they fit, the first that does not cut to the lines that
-    /// do, the rest left out, and all of it said in `truncated`.
+    /// Cuts the answer to `max_tokens` estimated tokens ([`fit_chunks`];
+    /// with `group=file`, each file's chunks in file rank order), all of
+    /// it said in `truncated`.
     pub fn fit(&mut self, max_tokens: usize) {
         let mut budget = Budget::new(max_tokens);
-        budget.take(self.query.len() + 128);
-        let (mut shown, mut omitted, mut cut) = (0usize, 0usize, false);
-        let mut fit_all = |chunks: &mut Vec<ResultChunk>, budget: &mut Budget| {
-            let mut keep = 0;
-            for c in chunks.iter_mut() {
-                if omitted > 0 || cut {
-                    break;
-                }
-                match fit_chunk(budget, c) {
-                    Some(was_cut) => {
-                        keep += 1;
-                        cut |= was_cut;
-                    }
-                    None => break,
-                }
-            }
-            omitted += chunks.len() - keep;
-            chunks.truncate(keep);
-            shown += keep;
-        };
+        budget.take((self.query.len() + 128).min(budget.left));
+        let mut fitted = Fitted::default();
         if let Some(results) = self.results.as_mut() {
-            fit_all(results, &mut budget);
+            fitted.chunks(&mut budget, results);
         }
         if let Some(files) = self.files.as_mut() {
             for f in files.iter_mut() {
-                fit_all(&mut f.chunks, &mut budget);
+                fitted.chunks(&mut budget, &mut f.chunks);
             }
             files.retain(|f| !f.chunks.is_empty());
         }
-        if omitted > 0 || cut {
-            self.truncated = Some(Truncation {
-                max_tokens,
-                omitted,
-                cut,
-                next_start_line: None,
-                detail: format!(
-                    "{shown} {} shown{}{}; raise max_tokens, lower k, or read a file with read_file",
-                    if shown == 1 { "chunk" } else { "chunks" },
-                    if cut { ", the last cut short" } else { "" },
-                    if omitted > 0 {
-                        format!(", {omitted} left out")
-                    } else {
-                        String::new()
-                    }
-                ),
-            });
-        }
+        self.truncated = fitted.truncation(
+            max_tokens,
+            "raise max_tokens, lower k, or read a file with read_file",
+        );
     }
 }
 
@@ -201,5 +255,41 @@ mod tests {
         assert_eq!(estimate_tokens("12345"), 2);
         assert!(check_max_tokens(10).unwrap_err().contains("between 64"));
         assert_eq!(check_max_tokens(1000), Ok(1000));
+    }
+
+    fn chunk(n: usize, text: &str) -> ResultChunk {
+        ResultChunk {
+            rank: n,
+            repo: "r".into(),
+            score: 1.0,
+            semantic_score: None,
+            lexical_score: None,
+            path: "src/a.rs".into(),
+            start_line: 10,
+            end_line: 10 + text.lines().count() as u32 - 1,
+            language: None,
+            chunk_id: String::new(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_budget_too_small_for_one_line_cuts_the_first_result_and_says_so() {
+        let long_line = format!("{}\nsecond line\n", "x".repeat(1000));
+        let mut chunks = vec![chunk(1, &long_line), chunk(2, "fn b() {}\n")];
+        let t = fit_chunks(&mut chunks, 64, 100, "hint").unwrap();
+        assert_eq!(chunks.len(), 1, "the first result is shown, cut");
+        assert!(t.cut && t.omitted == 1, "{t:?}");
+        assert!(!chunks[0].text.is_empty() && chunks[0].text.len() < 1000);
+        assert_eq!(chunks[0].end_line, 10);
+        assert!(
+            t.detail
+                .contains("1 chunk shown, the last cut short, 1 left out"),
+            "{}",
+            t.detail
+        );
+        let mut roomy = vec![chunk(1, "a\n"), chunk(2, "b\n")];
+        assert!(fit_chunks(&mut roomy, 1000, 0, "hint").is_none());
+        assert_eq!(roomy.len(), 2);
     }
 }

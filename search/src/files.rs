@@ -76,7 +76,7 @@ pub enum FileError {
 }
 
 /// One file's lines, as `read_file` and `GET /v1/file` answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FileAnswer {
     /// The repository.
     pub repo: String,
@@ -149,7 +149,7 @@ pub fn check_path(path: &str) -> Result<&str, FileError> {
     Ok(path)
 }
 
-fn texts<'a>(t: &Target<'a>) -> Result<FileTexts<'a>, FileError> {
+pub(crate) fn texts<'a>(t: &Target<'a>) -> Result<FileTexts<'a>, FileError> {
     match t.bundle.files() {
         Some(Ok(texts)) => Ok(texts),
         Some(Err(e)) => Err(FileError::Damaged(e.to_string())),
@@ -251,7 +251,7 @@ pub fn read_file(targets: &[Target<'_>], request: &FileRequest) -> Result<FileAn
     })
 }
 
-fn not_found(targets: &[Target<'_>], path: &str) -> FileError {
+pub(crate) fn not_found(targets: &[Target<'_>], path: &str) -> FileError {
     let mut similar = Vec::new();
     for t in targets {
         if let Ok(texts) = texts(t) {
@@ -322,7 +322,7 @@ pub struct GrepRequest {
 }
 
 /// One matching line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct GrepMatch {
     /// The repository.
     pub repo: String,
@@ -335,7 +335,7 @@ pub struct GrepMatch {
 }
 
 /// What a grep found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct GrepAnswer {
     /// The pattern, as given.
     pub pattern: String,
@@ -509,7 +509,7 @@ pub fn grep(
 }
 
 /// One definition of a symbol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Definition {
     /// The repository.
     pub repo: String,
@@ -522,7 +522,7 @@ pub struct Definition {
 }
 
 /// Where a symbol is defined.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DefinitionsAnswer {
     /// The symbol, as given.
     pub name: String,
@@ -661,7 +661,7 @@ pub fn definitions(
 }
 
 /// `line` cut to at most [`MAX_LINE_BYTES`] at a character boundary.
-fn cut_line(line: &str) -> String {
+pub(crate) fn cut_line(line: &str) -> String {
     if line.len() <= MAX_LINE_BYTES {
         return line.to_string();
     }

@@ -58,60 +58,39 @@ impl Collection {
     }
 }
 
+/// What a lexical search looks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Query<'a> {
+    /// Text, analyzed as the index's chunks were; each term weighs 1.
+    Text(Analyzer, &'a str),
+    /// Terms analyzed and weighed already, each `(term, count in the
+    /// query, weight)`: a term's BM25 contribution is multiplied by its
+    /// weight (the query's code terms weigh more, `query.rs`).
+    Terms(&'a [(String, u32, f32)]),
+}
+
 /// The `n` best documents for `query` among those `accept` passes, best
-/// first, with their BM25 scores (ties by document order).
+/// first, with their BM25 scores (ties by document order); each term's
+/// rarity from `collection` when given (several bundles searched as one),
+/// else from this index alone. The one lexical entry point.
 pub fn search(
     index: &LexicalIndex<'_>,
-    analyzer: Analyzer,
-    query: &str,
-    n: usize,
-    accept: impl Fn(u32) -> bool,
-) -> Vec<(u32, f32)> {
-    search_terms_in(index, &weighed(analyzer, query), n, accept, None)
-}
-
-/// A query's terms, each weighing 1.
-fn weighed(analyzer: Analyzer, query: &str) -> Vec<(String, u32, f32)> {
-    query_terms(analyzer, query)
-        .into_iter()
-        .map(|(t, n)| (t, n, 1.0))
-        .collect()
-}
-
-/// [`search`] with each term's rarity taken from `collection` (when given)
-/// instead of this index alone.
-pub fn search_in(
-    index: &LexicalIndex<'_>,
-    analyzer: Analyzer,
-    query: &str,
+    query: Query<'_>,
     n: usize,
     accept: impl Fn(u32) -> bool,
     collection: Option<&Collection>,
 ) -> Vec<(u32, f32)> {
-    search_terms_in(index, &weighed(analyzer, query), n, accept, collection)
-}
-
-/// [`search`] over analyzed terms, each `(term, count in the query,
-/// weight)`: a term's BM25 contribution is multiplied by its weight (the
-/// query's code terms weigh more, `query.rs`).
-pub fn search_terms(
-    index: &LexicalIndex<'_>,
-    terms: &[(String, u32, f32)],
-    n: usize,
-    accept: impl Fn(u32) -> bool,
-) -> Vec<(u32, f32)> {
-    search_terms_in(index, terms, n, accept, None)
-}
-
-/// [`search_terms`] with each term's rarity taken from `collection` (when
-/// given) instead of this index alone.
-pub fn search_terms_in(
-    index: &LexicalIndex<'_>,
-    terms: &[(String, u32, f32)],
-    n: usize,
-    accept: impl Fn(u32) -> bool,
-    collection: Option<&Collection>,
-) -> Vec<(u32, f32)> {
+    let weighed;
+    let terms = match query {
+        Query::Text(analyzer, text) => {
+            weighed = query_terms(analyzer, text)
+                .into_iter()
+                .map(|(t, n)| (t, n, 1.0))
+                .collect::<Vec<_>>();
+            &weighed[..]
+        }
+        Query::Terms(terms) => terms,
+    };
     let docs = index.doc_count();
     if docs == 0 || n == 0 {
         return Vec::new();
@@ -185,10 +164,10 @@ mod tests {
         let ix = LexicalIndex::parse(&bytes).unwrap();
         let hits = search(
             &ix,
-            Analyzer::CodeV1,
-            "exponential backoff in the retry policy",
+            Query::Text(Analyzer::CodeV1, "exponential backoff in the retry policy"),
             10,
             |_| true,
+            None,
         );
         assert_eq!(hits[0].0, 2, "{hits:?}");
         assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
@@ -196,11 +175,36 @@ mod tests {
             !hits.iter().any(|(d, _)| *d == 1),
             "the cache chunk shares no term"
         );
-        let only_code = search(&ix, Analyzer::CodeV1, "retry policy", 10, |d| d != 2);
+        let only_code = search(
+            &ix,
+            Query::Text(Analyzer::CodeV1, "retry policy"),
+            10,
+            |d| d != 2,
+            None,
+        );
         assert!(only_code.iter().all(|(d, _)| *d != 2));
-        assert_eq!(search(&ix, Analyzer::CodeV1, "retry", 1, |_| true).len(), 1);
-        assert!(search(&ix, Analyzer::CodeV1, "the of and", 10, |_| true).is_empty());
-        assert!(search(&ix, Analyzer::CodeV1, "", 10, |_| true).is_empty());
+        assert_eq!(
+            search(
+                &ix,
+                Query::Text(Analyzer::CodeV1, "retry"),
+                1,
+                |_| true,
+                None
+            )
+            .len(),
+            1
+        );
+        assert!(
+            search(
+                &ix,
+                Query::Text(Analyzer::CodeV1, "the of and"),
+                10,
+                |_| true,
+                None
+            )
+            .is_empty()
+        );
+        assert!(search(&ix, Query::Text(Analyzer::CodeV1, ""), 10, |_| true, None).is_empty());
     }
 
     #[test]
@@ -208,9 +212,21 @@ mod tests {
         let bytes = index();
         let ix = LexicalIndex::parse(&bytes).unwrap();
         // The whole identifier is rarer than its parts: it ranks its chunks first.
-        let hits = search(&ix, Analyzer::CodeV1, "LruCache", 10, |_| true);
+        let hits = search(
+            &ix,
+            Query::Text(Analyzer::CodeV1, "LruCache"),
+            10,
+            |_| true,
+            None,
+        );
         assert_eq!(hits[0].0, 1);
-        let hits = search(&ix, Analyzer::CodeV1, "retry_policy()", 10, |_| true);
+        let hits = search(
+            &ix,
+            Query::Text(Analyzer::CodeV1, "retry_policy()"),
+            10,
+            |_| true,
+            None,
+        );
         assert!(hits[0].0 == 0 || hits[0].0 == 3, "{hits:?}");
     }
 }

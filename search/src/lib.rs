@@ -14,7 +14,10 @@
 //! (code-aware ranking), `group` (files from chunks), `answer` (the
 //! pipeline), `across` (several bundles as one collection), `files`
 //! (reading and grepping the files at the bundle's commit), `definition`
-//! (definition lines, for `find_definitions`), `budget` (the `max_tokens`
+//! (definition lines, for `find_definitions`), `listing` (files under a
+//! path or glob, a file's outline), `references` (where a symbol is
+//! used), `related` (chunks like a file's lines), `changes` (two versions
+//! of a repository compared), `budget` (the `max_tokens`
 //! bound on answers), `eval` (file-level metrics and the quality gate).
 //!
 //! Depends on `formats` (byte layouts, kinds) and `embed` (the in-process
@@ -23,6 +26,7 @@
 pub mod across;
 pub mod answer;
 pub mod budget;
+pub mod changes;
 pub mod code;
 pub mod definition;
 pub mod encode;
@@ -35,9 +39,12 @@ pub mod group;
 pub mod installed;
 pub mod language;
 pub mod lexical;
+pub mod listing;
 pub mod mapped;
 pub mod query;
 pub mod rank;
+pub mod references;
+pub mod related;
 pub mod semantic;
 
 pub use answer::{

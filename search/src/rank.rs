@@ -12,7 +12,7 @@ use crate::mapped::{Hit, MappedBundle};
 use crate::{lexical, semantic};
 
 /// How a query is matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Both, fused by reciprocal rank.
@@ -171,8 +171,16 @@ pub fn candidates_for(
         (Some((ix, analyzer)), Mode::Hybrid | Mode::Lexical) => {
             let admits = |doc| selection.admits(&chunks, u64::from(doc));
             match query {
-                Lexical::Text(text) => lexical::search(ix, *analyzer, text, want, admits),
-                Lexical::Terms(terms) => lexical::search_terms(ix, terms, want, admits),
+                Lexical::Text(text) => lexical::search(
+                    ix,
+                    lexical::Query::Text(*analyzer, text),
+                    want,
+                    admits,
+                    None,
+                ),
+                Lexical::Terms(terms) => {
+                    lexical::search(ix, lexical::Query::Terms(terms), want, admits, None)
+                }
             }
         }
         _ => Vec::new(),

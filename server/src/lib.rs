@@ -9,17 +9,25 @@
 //! load beside, swap), `state` (one repository's live pointer and status),
 //! `repos` (every served repository), `root` (repositories found under a
 //! store root), `supervise` (those long-lived tasks watched, reported and
-//! restarted), `query_embedder` (the query model's workers), `http` (the
-//! API and its limits), `metrics`, `config`, `serve` (start to shutdown),
-//! `fault` (faults tests inject into debug builds).
+//! restarted), `query_embedder` (the query model's workers), `ops` (every
+//! operation a caller can ask, and its one parameter table), `error` and
+//! `guard` (refusals, tokens, rate and admission), `http` (the REST API and
+//! its limits), `mcp` (the Model Context Protocol over HTTP and stdio),
+//! `metrics`, `config`, `serve` (start to shutdown), `fault` (faults tests
+//! inject into debug builds). Transports depend on `ops`, never the other
+//! way round.
 
 pub mod cache;
 pub mod config;
+pub mod error;
 pub mod fault;
 pub mod follow;
+pub mod guard;
 pub mod http;
 pub mod lease;
+pub mod mcp;
 pub mod metrics;
+pub mod ops;
 pub mod query_embedder;
 pub mod reload;
 pub mod repos;

@@ -214,7 +214,8 @@ pub enum StoreSource {
 }
 
 impl StoreSource {
-    async fn open(&self) -> Result<Store, shelf_store::StoreError> {
+    /// Opens the store.
+    pub async fn open(&self) -> Result<Store, shelf_store::StoreError> {
         match self {
             StoreSource::Location(l) => Store::open(l).await,
             StoreSource::Child { root, name } => Store::open(root).await?.child(name),

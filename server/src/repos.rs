@@ -13,9 +13,11 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::http::Scope;
+use crate::cache::LoadError;
+use crate::guard::Scope;
 use crate::metrics::{Metrics, RepoMetrics};
-use crate::reload::Reloader;
+use crate::reload::{Loader, Reloader, StoreSource};
+use crate::state::Snapshot;
 use crate::state::{Readiness, RepoState};
 use crate::supervise::TaskHealth;
 
@@ -37,6 +39,39 @@ pub enum Origin {
     },
 }
 
+/// How a repository's other versions (for `changes`) are fetched and
+/// opened: from its own store, into the cache, verified, like the
+/// follower's.
+#[derive(Debug, Clone)]
+pub struct Versions {
+    /// How its store is opened.
+    pub source: StoreSource,
+    /// The store already open, if shared.
+    pub store: Option<Arc<shelf_store::Store>>,
+    /// The cache and the model bundles are opened with.
+    pub loader: Loader,
+}
+
+impl Versions {
+    /// The repository's store.
+    pub async fn store(&self) -> Result<Arc<shelf_store::Store>, shelf_store::StoreError> {
+        match &self.store {
+            Some(store) => Ok(Arc::clone(store)),
+            None => Ok(Arc::new(self.source.open().await?)),
+        }
+    }
+
+    /// Bundle `digest` fetched into the cache (verified) and opened.
+    pub async fn load(
+        &self,
+        store: &shelf_store::Store,
+        digest: shelf_formats::Digest,
+        named: &str,
+    ) -> Result<Snapshot, LoadError> {
+        self.loader.load(store, digest, named).await
+    }
+}
+
 /// One served repository.
 #[derive(Debug)]
 pub struct Repo {
@@ -48,6 +83,8 @@ pub struct Repo {
     pub reloader: Option<Arc<Reloader>>,
     /// Whether a store root listed it (and may drop it again).
     pub from_root: bool,
+    /// How its other versions are fetched (none: a bundle file).
+    pub versions: Option<Versions>,
     follower: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -66,8 +103,15 @@ impl Repo {
             origin,
             reloader,
             from_root,
+            versions: None,
             follower: Mutex::new(follower),
         }
+    }
+
+    /// The same repository, its other versions fetched through `versions`.
+    pub fn with_versions(mut self, versions: Versions) -> Self {
+        self.versions = Some(versions);
+        self
     }
 
     /// The repository's name.

@@ -17,7 +17,7 @@ use shelf_store::{Store, StoreLocation};
 
 use crate::follow::{Follow, Resolver};
 use crate::reload::{FollowSpec, Follower, Loader, Reloader, StoreSource, target_key};
-use crate::repos::{Origin, Repo, Repos};
+use crate::repos::{Origin, Repo, Repos, Versions};
 use crate::supervise::{Supervised, TaskHealth};
 
 /// Children examined per listing that serve nothing (not stores, not
@@ -74,6 +74,11 @@ impl Spawner {
             first_wait: self.poll,
             max_wait: self.retry_max,
         };
+        let versions = Versions {
+            source: source.clone(),
+            store: store.clone(),
+            loader: self.loader.clone(),
+        };
         let start = {
             let (loader, state, reloader) = (
                 self.loader.clone(),
@@ -100,16 +105,19 @@ impl Spawner {
             }
         };
         let task = tokio::spawn(supervised.run(start));
-        let repo = Arc::new(Repo::new(
-            state,
-            Origin::Store {
-                store: store_url.to_string(),
-                target: follow.to_string(),
-            },
-            Some(reloader),
-            from_root,
-            Some(task),
-        ));
+        let repo = Arc::new(
+            Repo::new(
+                state,
+                Origin::Store {
+                    store: store_url.to_string(),
+                    target: follow.to_string(),
+                },
+                Some(reloader),
+                from_root,
+                Some(task),
+            )
+            .with_versions(versions),
+        );
         self.repos.insert(Arc::clone(&repo));
         repo
     }

@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use crate::cache::{BundleCache, LoadError};
 use crate::config::{ServeConfig, Source};
 use crate::follow::Follow;
-use crate::http::Api;
 use crate::metrics::Metrics;
+use crate::ops::Api;
 use crate::query_embedder::{QueryEmbedder, QueryEmbedderOptions};
 use crate::reload::{Loader, PROBE_QUERY, StoreSource};
 use crate::repos::{Origin, Repo, Repos};
@@ -127,7 +127,7 @@ pub async fn run(
             on_listening(addr);
             http
         }
-        _ => tokio::spawn(crate::http::serve_stdio(
+        _ => tokio::spawn(crate::mcp::stdio::serve_stdio(
             api,
             tokio::io::stdin(),
             tokio::io::stdout(),

@@ -48,10 +48,10 @@ fn relay(server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
             if line.trim().is_empty() {
                 continue;
             }
-            let id = serde_json::from_str::<Value>(&line)
-                .ok()
-                .and_then(|m| m.get("id").cloned());
-            let reply = relay_one(&client, &url, token, line.into_bytes(), id).await;
+            let parsed = serde_json::from_str::<Value>(&line).ok();
+            let id = parsed.as_ref().and_then(|m| m.get("id").cloned());
+            let headers = parsed.as_ref().map(routing_headers).unwrap_or_default();
+            let reply = relay_one(&client, &url, token, line.into_bytes(), id, &headers).await;
             if let Some(reply) = reply {
                 let mut out = serde_json::to_vec(&reply)?;
                 out.push(b'\n');
@@ -63,6 +63,27 @@ fn relay(server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The HTTP routing headers of a 2026-07-28 message (its version, method
+/// and tool name, which that revision's HTTP transport repeats in headers);
+/// none for a legacy one.
+fn routing_headers(message: &Value) -> Vec<(&'static str, String)> {
+    let Some(version) =
+        message["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"].as_str()
+    else {
+        return Vec::new();
+    };
+    let mut headers = vec![("MCP-Protocol-Version", version.to_string())];
+    if let Some(method) = message["method"].as_str() {
+        headers.push(("Mcp-Method", method.to_string()));
+        if method == "tools/call"
+            && let Some(name) = message["params"]["name"].as_str()
+        {
+            headers.push(("Mcp-Name", name.to_string()));
+        }
+    }
+    headers
+}
+
 /// One message to the server: its answer, nothing for a notification, or
 /// an error naming what went wrong when the message had an id.
 async fn relay_one(
@@ -71,6 +92,7 @@ async fn relay_one(
     token: Option<&str>,
     body: Vec<u8>,
     id: Option<Value>,
+    headers: &[(&str, String)],
 ) -> Option<Value> {
     let error = |message: String| {
         tracing::warn!("{message}");
@@ -78,7 +100,7 @@ async fn relay_one(
             |id| json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": message}}),
         )
     };
-    let (status, bytes) = match client.post_json(url, token, body).await {
+    let (status, bytes) = match client.post_json_with(url, token, body, headers).await {
         Ok(answer) => answer,
         Err(e) => return error(format!("{e:#}")),
     };

@@ -4,7 +4,11 @@ call the ones asked for, and print what came back as one JSON document.
 
 Usage: python mcp_client.py SPEC.json
 SPEC: {"stdio": {"command", "args", "env", "cwd"}} or {"http": {"url", "token"}},
-      plus "calls": [{"tool": name, "args": {...}}].
+      plus "calls": [{"tool": name, "args": {...}}] and "mode": "legacy"
+      (the initialize handshake), "2026-07-28" (pinned: server/discover, the
+      version in every request's _meta) or "auto" (the default).
+With a pinned mode the client also probes server/discover at a version no
+server speaks and records the error (code and data).
 Tool failures are recorded, not raised, so the test can assert on them.
 """
 
@@ -13,7 +17,9 @@ import json
 import sys
 
 import httpx2
+import mcp_types
 from mcp import Client, StdioServerParameters
+from mcp.shared.exceptions import MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 
@@ -38,7 +44,19 @@ def transport(spec):
 async def main(spec):
     out = {"calls": []}
     try:
-        async with Client(transport(spec), read_timeout_seconds=90) as client:
+        mode = spec.get("mode", "auto")
+        async with Client(transport(spec), mode=mode, read_timeout_seconds=90) as client:
+            if mode not in ("legacy", "auto"):
+                # A pinned client skips discovery (it adopts a synthesized
+                # result); ask the server, as a client wanting its
+                # instructions does, and adopt what it says.
+                raw = await client.session.send_discover(mode)
+                client.session.adopt(mcp_types.DiscoverResult.model_validate(raw))
+                try:
+                    await client.session.send_discover("2099-01-01")
+                    out["unsupported_probe"] = "answered"
+                except MCPError as e:
+                    out["unsupported_probe"] = {"code": e.code, "data": e.error.data}
             out["protocol_version"] = client.protocol_version
             info = client.server_info
             out["server_name"] = info.name if info else None

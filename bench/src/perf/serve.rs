@@ -638,10 +638,10 @@ fn ranking(
             let t = Instant::now();
             std::hint::black_box(shelf_search::lexical::search(
                 &ix,
-                analyzer,
-                q,
+                shelf_search::lexical::Query::Text(analyzer, q),
                 shelf_search::rank::CANDIDATES,
                 |_| true,
+                None,
             ));
             lexical_us.push(t.elapsed().as_secs_f64() * 1e6);
         }

@@ -97,10 +97,10 @@ impl FileIndex {
         let ix = LexicalIndex::parse(&self.bytes)?;
         Ok(shelf_search::lexical::search(
             &ix,
-            shelf_formats::lexical::Analyzer::CURRENT,
-            query,
+            shelf_search::lexical::Query::Text(shelf_formats::lexical::Analyzer::CURRENT, query),
             eval::DEPTH,
             |_| true,
+            None,
         )
         .into_iter()
         .filter_map(|(d, _)| self.paths.get(d as usize).cloned())

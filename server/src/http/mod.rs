@@ -1,22 +1,19 @@
 //! The HTTP API (docs/api.md): hyper 1 over tokio, HTTP/1.1 with
 //! keep-alive, no framework. A request is a function of the live snapshot
-//! it loads once; limits are set here, at the edge.
+//! it loads once; limits are set here, at the edge. The REST routes
+//! (`routes`) call the operations (`crate::ops`); `POST /mcp` hands the
+//! body to the MCP HTTP transport (`crate::mcp::http`).
 
-mod args;
-mod error;
-mod guard;
-mod mcp;
-mod ops;
-mod params;
+pub use routes::read_json_body;
+
 mod routes;
-mod stdio;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -29,16 +26,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use error::{ApiError, Body, Code};
-pub use guard::{Scope, Tokens};
-pub use stdio::serve_stdio;
-
-use shelf_search::{Engine, RequestLimits};
-
-use crate::cache::BundleCache;
-use crate::config::{Limits, ServeConfig};
-use crate::repos::Repos;
-use guard::{Admission, RateLimit};
+pub use crate::error::{ApiError, Body, Code};
+pub use crate::guard::{Scope, Tokens};
+pub use crate::ops::Api;
 
 /// Largest request head (request line and headers) accepted; longer heads
 /// get 431 and the connection is closed.
@@ -47,21 +37,6 @@ pub const MAX_HEAD_BYTES: usize = 12 << 10;
 /// decides, not where a read happened to end.
 const READ_BUFFER_BYTES: usize = 16 << 10;
 
-/// Everything a request handler needs, shared by all connections.
-#[derive(Debug)]
-pub struct Api {
-    repos: Arc<Repos>,
-    engine: Arc<OnceLock<Engine>>,
-    cache: Arc<BundleCache>,
-    search_tokens: Tokens,
-    admin_tokens: Tokens,
-    admission: Admission,
-    rate_limit: Option<RateLimit>,
-    limits: Limits,
-    default_k: usize,
-    log_queries: bool,
-}
-
 /// The route a request is for: a fixed set, so metrics stay small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -69,6 +44,11 @@ enum Route {
     File,
     Grep,
     Definitions,
+    Files,
+    Outline,
+    References,
+    Related,
+    Changes,
     Mcp,
     Bundle,
     Repos,
@@ -86,6 +66,11 @@ impl Route {
             "/v1/file" => Route::File,
             "/v1/grep" => Route::Grep,
             "/v1/definitions" => Route::Definitions,
+            "/v1/files" => Route::Files,
+            "/v1/outline" => Route::Outline,
+            "/v1/references" => Route::References,
+            "/v1/related" => Route::Related,
+            "/v1/changes" => Route::Changes,
             "/mcp" => Route::Mcp,
             "/v1/bundle" => Route::Bundle,
             "/v1/repos" => Route::Repos,
@@ -103,6 +88,11 @@ impl Route {
             Route::File => "file",
             Route::Grep => "grep",
             Route::Definitions => "definitions",
+            Route::Files => "files",
+            Route::Outline => "outline",
+            Route::References => "references",
+            Route::Related => "related",
+            Route::Changes => "changes",
             Route::Mcp => "mcp",
             Route::Bundle => "bundle",
             Route::Repos => "repos",
@@ -148,54 +138,21 @@ struct Outcome {
     query: Option<String>,
 }
 
+/// Answers one request on `api`. Never fails and never panics outward:
+/// errors and panics become JSON error responses, and every request is
+/// counted, timed and logged once.
+pub async fn handle(api: Arc<Api>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    api.handle(req, client).await
+}
+
 impl Api {
-    /// Builds the API over shared state, with `config`'s tokens and
-    /// limits. `engine` is filled in once the model has loaded; until then
-    /// queries get 503.
-    pub fn new(
-        config: &ServeConfig,
-        repos: Arc<Repos>,
-        engine: Arc<OnceLock<Engine>>,
-        cache: Arc<BundleCache>,
-    ) -> Self {
-        let limits = config.limits.clone();
-        Self {
-            repos,
-            engine,
-            cache,
-            search_tokens: Tokens::search(&config.auth.search_tokens),
-            admin_tokens: Tokens::new(config.auth.admin_token.iter()),
-            admission: Admission::new(&limits),
-            rate_limit: RateLimit::new(&limits),
-            limits,
-            default_k: config.default_k,
-            log_queries: config.log_queries,
-        }
-    }
-
-    /// The bounds a search request is validated against.
-    fn request_limits(&self) -> RequestLimits {
-        RequestLimits {
-            max_k: self.limits.max_k,
-            max_query_bytes: self.limits.max_query_bytes,
-            default_k: self.default_k,
-        }
-    }
-
-    /// Answers one request. Never fails and never panics outward: errors
-    /// and panics become JSON error responses, and every request is
-    /// counted, timed and logged once.
-    pub async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let route = Route::of(req.uri().path());
         let method = req.method().clone();
         let m = &self.repos.metrics;
         m.in_flight.inc();
-        let work = AssertUnwindSafe(self.dispatch(route, req, client)).catch_unwind();
+        let work = AssertUnwindSafe(dispatch(&self, route, req, client)).catch_unwind();
         let answered = tokio::time::timeout(self.limits.request_timeout, work).await;
         m.in_flight.dec();
         let (response, outcome) = match answered {
@@ -249,35 +206,40 @@ impl Api {
         }
         response
     }
+}
 
-    async fn dispatch(
-        &self,
-        route: Route,
-        req: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Result<(Response<Body>, Outcome), ApiError> {
-        route.allows(req.method())?;
-        let plain = |r: Result<Response<Body>, ApiError>| r.map(|r| (r, Outcome::default()));
-        match route {
-            Route::Search => routes::search(self, req, client).await,
-            Route::File => routes::file(self, req, client).await,
-            Route::Grep => routes::grep(self, req, client).await,
-            Route::Definitions => routes::definitions(self, req, client).await,
-            Route::Mcp => mcp::post(self, req, client).await,
-            Route::Bundle => plain(routes::bundle(self, &req)),
-            Route::Repos => plain(routes::repos(self, &req)),
-            Route::Reload => plain(routes::reload(self, &req).await),
-            Route::Healthz => plain(routes::healthz()),
-            Route::Readyz => plain(routes::readyz(self, &req)),
-            Route::Metrics => plain(routes::metrics(self, &req)),
-            Route::NotFound => Err(ApiError::new(
-                Code::NotFound,
-                format!(
-                    "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/file, /v1/grep, /v1/definitions, /v1/repos, /v1/bundle, /mcp, /healthz, /readyz, /metrics)",
-                    req.uri().path().chars().take(128).collect::<String>()
-                ),
-            )),
-        }
+async fn dispatch(
+    api: &Api,
+    route: Route,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    route.allows(req.method())?;
+    let plain = |r: Result<Response<Body>, ApiError>| r.map(|r| (r, Outcome::default()));
+    match route {
+        Route::Search => routes::search(api, req, client).await,
+        Route::File => routes::file(api, req, client).await,
+        Route::Grep => routes::grep(api, req, client).await,
+        Route::Definitions => routes::definitions(api, req, client).await,
+        Route::Files => routes::files(api, req, client).await,
+        Route::Outline => routes::outline(api, req, client).await,
+        Route::References => routes::references(api, req, client).await,
+        Route::Related => routes::related(api, req, client).await,
+        Route::Changes => routes::changes(api, req, client).await,
+        Route::Mcp => plain(crate::mcp::http::post(api, req, client).await),
+        Route::Bundle => plain(routes::bundle(api, &req)),
+        Route::Repos => plain(routes::repos(api, &req)),
+        Route::Reload => plain(routes::reload(api, &req).await),
+        Route::Healthz => plain(routes::healthz()),
+        Route::Readyz => plain(routes::readyz(api, &req)),
+        Route::Metrics => plain(routes::metrics(api, &req)),
+        Route::NotFound => Err(ApiError::new(
+            Code::NotFound,
+            format!(
+                "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/file, /v1/grep, /v1/definitions, /v1/files, /v1/outline, /v1/references, /v1/related, /v1/changes, /v1/repos, /v1/bundle, /mcp, /healthz, /readyz, /metrics)",
+                req.uri().path().chars().take(128).collect::<String>()
+            ),
+        )),
     }
 }
 
@@ -375,7 +337,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
         let api = Arc::clone(&api);
         let service = service_fn(move |req| {
             let api = Arc::clone(&api);
-            async move { Ok::<_, Infallible>(api.handle(req, client).await) }
+            async move { Ok::<_, Infallible>(handle(api, req, client).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -14,13 +13,33 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use shelf_formats::Digest;
 
-use super::error::{ApiError, Body, Code, json};
-use super::guard::Scope;
-use super::ops::{not_ready, unknown_repo};
-use super::{Api, Outcome, args, ops, params};
+use super::{Api, Outcome};
+use crate::error::{ApiError, Body, Code, json};
+use crate::guard::Scope;
+use crate::ops::params::{self, Param};
+use crate::ops::repos::{FollowInfo, LiveInfo, follow_info, live_info, readiness_fields};
+use crate::ops::{self, Args, not_ready, unknown_repo};
 use crate::reload::CheckReport;
-use crate::repos::{Origin, Repo};
-use crate::state::{ErrorEvent, Followed, Problem, Readiness, Snapshot, SwapEvent};
+use crate::repos::Repo;
+use crate::state::{ErrorEvent, Followed, Problem, SwapEvent};
+
+/// The gate and the query string of a `GET` endpoint: the caller's scope
+/// and its arguments checked against the operation's `table`.
+fn get_args(
+    api: &Api,
+    req: &Request<Incoming>,
+    client: SocketAddr,
+    what: &str,
+    table: &[Param],
+) -> Result<(Scope, Args), ApiError> {
+    let scope = api.enter(req.headers(), client.ip(), what)?;
+    let args = params::from_query(req.uri().query(), table, &api.request_limits())?;
+    Ok((scope, args))
+}
+
+fn answered<T: Serialize>(answer: &T) -> Result<(Response<Body>, Outcome), ApiError> {
+    Ok((json(StatusCode::OK, answer)?, Outcome::default()))
+}
 
 /// `GET|POST /v1/search`.
 pub(super) async fn search(
@@ -28,15 +47,15 @@ pub(super) async fn search(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "search")?;
+    let scope = api.enter(req.headers(), client.ip(), "search")?;
     let limits = api.request_limits();
-    let asked = if req.method() == Method::GET {
-        params::from_query_string(req.uri().query(), &limits)?
+    let args = if req.method() == Method::GET {
+        params::from_query(req.uri().query(), params::SEARCH, &limits)?
     } else {
         let body = read_json_body(api, req).await?;
-        params::from_json(&body, &limits)?
+        params::from_body(&body, params::SEARCH, &limits)?
     };
-    let answer = ops::search(api, &scope, asked).await?;
+    let answer = ops::search(api, &scope, &args).await?;
     Ok((
         json(StatusCode::OK, &answer)?,
         Outcome {
@@ -52,10 +71,8 @@ pub(super) async fn file(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "reading files")?;
-    let a = args::from_query(req.uri().query(), args::FILE)?;
-    let answer = ops::read_file(api, &scope, &a).await?;
-    Ok((json(StatusCode::OK, &answer)?, Outcome::default()))
+    let (scope, a) = get_args(api, &req, client, "reading files", params::FILE)?;
+    answered(&ops::read_file(api, &scope, &a).await?)
 }
 
 /// `GET /v1/grep`: lines matching a pattern in the files.
@@ -64,8 +81,7 @@ pub(super) async fn grep(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "grep")?;
-    let a = args::from_query(req.uri().query(), args::GREP)?;
+    let (scope, a) = get_args(api, &req, client, "grep", params::GREP)?;
     let answer = ops::grep(api, &scope, &a).await?;
     Ok((
         json(StatusCode::OK, &answer)?,
@@ -82,8 +98,7 @@ pub(super) async fn definitions(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "definitions")?;
-    let a = args::from_query(req.uri().query(), args::DEFINITIONS)?;
+    let (scope, a) = get_args(api, &req, client, "definitions", params::DEFINITIONS)?;
     let answer = ops::definitions(api, &scope, &a).await?;
     Ok((
         json(StatusCode::OK, &answer)?,
@@ -94,8 +109,58 @@ pub(super) async fn definitions(
     ))
 }
 
+/// `GET /v1/files`: files under a directory or matching a glob.
+pub(super) async fn files(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let (scope, a) = get_args(api, &req, client, "listing files", params::LIST_FILES)?;
+    answered(&ops::list_files(api, &scope, &a).await?)
+}
+
+/// `GET /v1/outline`: one file's definitions.
+pub(super) async fn outline(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let (scope, a) = get_args(api, &req, client, "outline", params::OUTLINE)?;
+    answered(&ops::outline(api, &scope, &a).await?)
+}
+
+/// `GET /v1/references`: where a symbol is used.
+pub(super) async fn references(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let (scope, a) = get_args(api, &req, client, "references", params::REFERENCES)?;
+    answered(&ops::references(api, &scope, &a).await?)
+}
+
+/// `GET /v1/related`: the chunks most like a file's lines.
+pub(super) async fn related(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let (scope, a) = get_args(api, &req, client, "related chunks", params::RELATED)?;
+    answered(&ops::related(api, &scope, &a).await?)
+}
+
+/// `GET /v1/changes`: what changed between two indexed versions.
+pub(super) async fn changes(
+    api: &Api,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let (scope, a) = get_args(api, &req, client, "changes", params::CHANGES)?;
+    answered(&ops::changes(api, &scope, &a).await?)
+}
+
 /// Reads a JSON request body within the size and time limits.
-pub(super) async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
         let essence = ct
             .to_str()
@@ -189,78 +254,12 @@ fn one_repo(api: &Api, scope: &Scope, named: Option<&str>) -> Result<Arc<Repo>, 
 }
 
 #[derive(Serialize)]
-struct LiveInfo<'a> {
-    digest: Digest,
-    tag: Option<&'a str>,
-    repository: &'a str,
-    commit: &'a str,
-    #[serde(rename = "ref")]
-    git_ref: Option<&'a str>,
-    built_at: String,
-    live_since: String,
-    age_seconds: u64,
-    files: u64,
-    chunks: u64,
-    model: ModelInfo<'a>,
-    format: String,
-    search_modes: &'a [&'a str],
-    /// Whether the bundle has its files' texts (format 1.2+): read_file,
-    /// grep and definitions need them.
-    file_texts: bool,
-}
-
-#[derive(Serialize)]
-struct ModelInfo<'a> {
-    name: &'a str,
-    dimensions: u32,
-}
-
-fn live_info(s: &Snapshot) -> LiveInfo<'_> {
-    let b = &s.bundle;
-    let m = &b.manifest;
-    let built =
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(m.source.commit_time.max(0) as u64);
-    LiveInfo {
-        digest: b.digest,
-        tag: s.tag.as_deref(),
-        repository: &m.source.repository,
-        commit: &m.source.commit,
-        git_ref: m.source.git_ref.as_deref(),
-        built_at: humantime::format_rfc3339_seconds(built).to_string(),
-        live_since: humantime::format_rfc3339_millis(s.live_since).to_string(),
-        age_seconds: s.live_since.elapsed().map(|d| d.as_secs()).unwrap_or(0),
-        files: m.counts.files_indexed,
-        chunks: m.counts.chunks,
-        model: ModelInfo {
-            name: &m.model.name,
-            dimensions: m.model.dimensions,
-        },
-        format: format!("{}.{}", m.format_version, m.format_minor),
-        search_modes: b.modes(),
-        file_texts: b.files().is_some(),
-    }
-}
-
-#[derive(Serialize)]
-struct FollowOut<'a> {
-    store: &'a str,
-    target: &'a str,
-}
-
-fn follow_out(origin: &Origin) -> Option<FollowOut<'_>> {
-    match origin {
-        Origin::Store { store, target } => Some(FollowOut { store, target }),
-        Origin::File { .. } => None,
-    }
-}
-
-#[derive(Serialize)]
 struct BundleResponse<'a> {
     repo: &'a str,
     status: &'static str,
     reason: Option<String>,
-    follow: Option<FollowOut<'a>>,
-    live: Option<LiveInfo<'a>>,
+    follow: Option<FollowInfo>,
+    live: Option<LiveInfo>,
     target: Option<Followed>,
     loading: Option<Digest>,
     load_problem: Option<Problem>,
@@ -270,14 +269,6 @@ struct BundleResponse<'a> {
     last_error: Option<ErrorEvent>,
     last_check: Option<CheckReport>,
     cached: Vec<Digest>,
-}
-
-fn readiness_fields(r: Readiness) -> (&'static str, Option<String>) {
-    match r {
-        Readiness::Ok => ("ok", None),
-        Readiness::Degraded(why) => ("degraded", Some(why)),
-        Readiness::NotReady(why) => ("not_ready", Some(why)),
-    }
 }
 
 /// `GET /v1/bundle[?repo=NAME]`: one repository in detail.
@@ -309,7 +300,7 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
         repo: repo.name(),
         status,
         reason,
-        follow: follow_out(&repo.origin),
+        follow: follow_info(&repo.origin),
         live: snapshot.as_deref().map(live_info),
         target: status_now.target,
         loading: status_now.loading,
@@ -324,51 +315,20 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
     json(StatusCode::OK, &body)
 }
 
-#[derive(Serialize)]
-struct RepoOut<'a> {
-    name: &'a str,
-    status: &'static str,
-    reason: Option<String>,
-    follow: Option<FollowOut<'a>>,
-    live: Option<LiveInfo<'a>>,
-    target: Option<Followed>,
-}
-
 /// `GET /v1/repos`: every repository the caller may see.
 pub(super) fn repos(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let scope = api
         .search_tokens
         .check(req.headers(), "the repository list")?;
-    if let Some(q) = req.uri().query().filter(|q| !q.is_empty()) {
-        return Err(ApiError::bad_request(format!(
-            "/v1/repos takes no parameters, got '{}'",
-            q.chars().take(64).collect::<String>()
-        )));
-    }
-    json(StatusCode::OK, &repo_list(api, &scope))
-}
-
-/// Every repository `scope` may see, with its status and live bundle: the
-/// body of `/v1/repos` and of MCP's `list_repositories`.
-pub(super) fn repo_list(api: &Api, scope: &Scope) -> serde_json::Value {
-    let visible = api.repos.visible(scope);
-    let snapshots: Vec<Option<Arc<Snapshot>>> = visible.iter().map(|r| r.state.live()).collect();
-    let list: Vec<RepoOut<'_>> = visible
-        .iter()
-        .zip(&snapshots)
-        .map(|(r, snapshot)| {
-            let (status, reason) = readiness_fields(r.state.readiness());
-            RepoOut {
-                name: r.name(),
-                status,
-                reason,
-                follow: follow_out(&r.origin),
-                live: snapshot.as_deref().map(live_info),
-                target: r.state.status().target.clone(),
-            }
-        })
-        .collect();
-    serde_json::json!({ "repos": list })
+    let args = params::from_query(
+        req.uri().query(),
+        params::REPOSITORIES,
+        &api.request_limits(),
+    )?;
+    json(
+        StatusCode::OK,
+        &ops::repos::repositories(api, &scope, &args),
+    )
 }
 
 /// `POST /v1/admin/reload[?repo=NAME]`: check the followed tags now;

@@ -54,6 +54,8 @@ codes! {
     BadRange = BAD_REQUEST "bad_range",
     /// A grep pattern that is empty, too long or does not compile.
     BadPattern = BAD_REQUEST "bad_pattern",
+    /// `changes` names a version that is no tag or digest of the repository.
+    UnknownVersion = BAD_REQUEST "unknown_version",
     /// A missing or wrong token.
     Unauthorized = UNAUTHORIZED "unauthorized",
     /// The admin API without an admin token configured.
@@ -88,6 +90,8 @@ codes! {
     Overloaded = SERVICE_UNAVAILABLE "overloaded",
     /// The request took too long.
     Timeout = SERVICE_UNAVAILABLE "timeout",
+    /// `changes`: the other version could not be fetched or verified.
+    VersionUnavailable = SERVICE_UNAVAILABLE "version_unavailable",
     /// A bug.
     Internal = INTERNAL_SERVER_ERROR "internal",
 }

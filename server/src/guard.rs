@@ -15,8 +15,8 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::error::{ApiError, Code};
 use crate::config::Limits;
+use crate::error::{ApiError, Code};
 
 /// Which repositories a request may see.
 #[derive(Debug, Clone)]

@@ -18,9 +18,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::Api;
-use super::guard::Scope;
-use super::mcp;
+use super::protocol as mcp;
+use crate::guard::Scope;
+use crate::ops::Api;
 
 /// The longest message read; a longer line is answered with a parse
 /// error and skipped.
@@ -143,7 +143,7 @@ async fn read_message<R: AsyncRead + Unpin>(
 /// panicking outward, as an HTTP request is.
 async fn answer(api: &Api, message: Value) -> Option<Value> {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let work = AssertUnwindSafe(mcp::answer(api, &Scope::All, message, true)).catch_unwind();
+    let work = AssertUnwindSafe(mcp::answer(api, &Scope::All, message, true, None)).catch_unwind();
     // A tool call may first wait for the first live repository.
     let bound = mcp::READY_WAIT + api.limits.request_timeout;
     match tokio::time::timeout(bound, work).await {
