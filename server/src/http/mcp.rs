@@ -605,7 +605,7 @@ pub(super) async fn post(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "MCP")?;
+    let scope = api.enter(req.headers(), client, "MCP")?;
     if !origin_allowed(req.headers(), !api.search_tokens.is_empty()) {
         return Err(ApiError::new(
             Code::ForbiddenOrigin,

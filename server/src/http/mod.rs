@@ -4,6 +4,7 @@
 
 mod args;
 mod error;
+pub(crate) mod for_web;
 mod guard;
 mod mcp;
 mod ops;
@@ -60,6 +61,8 @@ pub struct Api {
     limits: Limits,
     default_k: usize,
     log_queries: bool,
+    /// Whether the web pages are served (`serve.web`).
+    web: bool,
 }
 
 /// The route a request is for: a fixed set, so metrics stay small.
@@ -76,6 +79,8 @@ enum Route {
     Healthz,
     Readyz,
     Metrics,
+    /// The web pages and their assets (crate::web).
+    Web,
     NotFound,
 }
 
@@ -93,6 +98,7 @@ impl Route {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            p if crate::web::serves(p) => Route::Web,
             _ => Route::NotFound,
         }
     }
@@ -110,6 +116,7 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::Web => "web",
             Route::NotFound => "not_found",
         }
     }
@@ -118,7 +125,8 @@ impl Route {
         let allow = match self {
             Route::Search => "GET, POST",
             Route::Reload | Route::Mcp => "POST",
-            Route::NotFound => return Ok(()),
+            // Each page says which methods it takes.
+            Route::NotFound | Route::Web => return Ok(()),
             _ => "GET, HEAD",
         };
         let ok = match self {
@@ -170,6 +178,7 @@ impl Api {
             limits,
             default_k: config.default_k,
             log_queries: config.log_queries,
+            web: config.web,
         }
     }
 
@@ -191,7 +200,10 @@ impl Api {
         client: SocketAddr,
     ) -> Response<Body> {
         let started = Instant::now();
-        let route = Route::of(req.uri().path());
+        let route = match Route::of(req.uri().path()) {
+            Route::Web if !self.web => Route::NotFound,
+            route => route,
+        };
         let method = req.method().clone();
         let m = &self.repos.metrics;
         m.in_flight.inc();
@@ -270,6 +282,7 @@ impl Api {
             Route::Healthz => plain(routes::healthz()),
             Route::Readyz => plain(routes::readyz(self, &req)),
             Route::Metrics => plain(routes::metrics(self, &req)),
+            Route::Web => plain(crate::web::handle(self, req, client).await),
             Route::NotFound => Err(ApiError::new(
                 Code::NotFound,
                 format!(

@@ -7,8 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::Request;
-use hyper::body::Incoming;
 use serde_json::{Map, Value};
 use shelf_search::files::{
     DEFAULT_GREP_LIMIT, DefinitionsAnswer, DefinitionsRequest, FileAnswer, FileError, FileRequest,
@@ -115,7 +113,7 @@ impl Api {
     /// token; the scope the token may see.
     pub(super) fn enter(
         &self,
-        req: &Request<Incoming>,
+        headers: &http::HeaderMap,
         client: SocketAddr,
         what: &str,
     ) -> Result<Scope, ApiError> {
@@ -125,7 +123,7 @@ impl Api {
                 .inspect_err(|_| self.rejected("rate_limited"))?;
         }
         self.search_tokens
-            .check(req.headers(), what)
+            .check(headers, what)
             .inspect_err(|_| self.rejected("unauthorized"))
     }
 

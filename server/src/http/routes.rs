@@ -28,7 +28,7 @@ pub(super) async fn search(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "search")?;
+    let scope = api.enter(req.headers(), client, "search")?;
     let limits = api.request_limits();
     let asked = if req.method() == Method::GET {
         params::from_query_string(req.uri().query(), &limits)?
@@ -52,7 +52,7 @@ pub(super) async fn file(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "reading files")?;
+    let scope = api.enter(req.headers(), client, "reading files")?;
     let a = args::from_query(req.uri().query(), args::FILE)?;
     let answer = ops::read_file(api, &scope, &a).await?;
     Ok((json(StatusCode::OK, &answer)?, Outcome::default()))
@@ -64,7 +64,7 @@ pub(super) async fn grep(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "grep")?;
+    let scope = api.enter(req.headers(), client, "grep")?;
     let a = args::from_query(req.uri().query(), args::GREP)?;
     let answer = ops::grep(api, &scope, &a).await?;
     Ok((
@@ -82,7 +82,7 @@ pub(super) async fn definitions(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<(Response<Body>, Outcome), ApiError> {
-    let scope = api.enter(&req, client, "definitions")?;
+    let scope = api.enter(req.headers(), client, "definitions")?;
     let a = args::from_query(req.uri().query(), args::DEFINITIONS)?;
     let answer = ops::definitions(api, &scope, &a).await?;
     Ok((
