@@ -28,8 +28,11 @@ use crate::http::for_web::{self, ApiError, Body, Code};
 pub const CSS_PATH: &str = "/assets/web.css";
 /// The script's path.
 pub const JS_PATH: &str = "/assets/web.js";
+/// The icon's path (browsers ask for one; `/favicon.ico` would be a 404).
+pub const ICON_PATH: &str = "/assets/icon.svg";
 const CSS: &str = include_str!("web.css");
 const JS: &str = include_str!("web.js");
+const ICON: &str = include_str!("icon.svg");
 
 /// Sent with every page: only this server's own script, style and forms;
 /// no inline script or style, no frames, no other origin.
@@ -44,7 +47,7 @@ const MAX_FORM_BYTES: usize = 4096;
 pub fn serves(path: &str) -> bool {
     matches!(
         path,
-        "/" | "/file" | "/repos" | "/signin" | "/signout" | CSS_PATH | JS_PATH
+        "/" | "/file" | "/repos" | "/signin" | "/signout" | CSS_PATH | JS_PATH | ICON_PATH
     )
 }
 
@@ -68,11 +71,11 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let read = method == Method::GET || method == Method::HEAD;
     match path.as_str() {
-        CSS_PATH | JS_PATH if read => {
-            let (body, kind) = if path == CSS_PATH {
-                (CSS, "text/css; charset=utf-8")
-            } else {
-                (JS, "text/javascript; charset=utf-8")
+        CSS_PATH | JS_PATH | ICON_PATH if read => {
+            let (body, kind) = match path.as_str() {
+                CSS_PATH => (CSS, "text/css; charset=utf-8"),
+                JS_PATH => (JS, "text/javascript; charset=utf-8"),
+                _ => (ICON, "image/svg+xml"),
             };
             let mut r = respond(StatusCode::OK, Bytes::from_static(body.as_bytes()), kind);
             r.headers_mut().insert(

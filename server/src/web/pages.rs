@@ -12,7 +12,7 @@ use shelf_search::budget::MAX_MAX_TOKENS;
 use shelf_search::files::{GrepRequest, MAX_GREP_LIMIT};
 
 use super::html::{self, esc, file_link, marked, term_marks};
-use super::{CSS_PATH, Ctx, JS_PATH, param};
+use super::{CSS_PATH, Ctx, ICON_PATH, JS_PATH, param};
 use crate::http::Api;
 use crate::http::for_web::{self, ApiError, Scope};
 
@@ -37,6 +37,7 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
 <meta name=\"color-scheme\" content=\"light dark\">\
 <title>{} · shelf</title>\
 <link rel=\"stylesheet\" href=\"{CSS_PATH}\">\
+<link rel=\"icon\" href=\"{ICON_PATH}\" type=\"image/svg+xml\">\
 <script src=\"{JS_PATH}\" defer></script></head>\
 <body><header><nav><a href=\"/\" class=\"brand\">shelf</a>\
 <a href=\"/\">Search</a><a href=\"/repos\">Repositories</a>{sign_out}</nav></header>\
