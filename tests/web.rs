@@ -25,12 +25,12 @@ const API_TOKEN: &str = "web-api-token-0123456789abcdef";
 
 /// A store root with two repositories: `api` (the sample repository plus
 /// the markup file, tagged twice so its tag has a history) and `secret`.
-pub struct Site {
+struct Site {
     _t: tempfile::TempDir,
     dir: PathBuf,
     root: StoreArgs,
     /// The first and second builds of `api`.
-    pub api: (Built, Built),
+    api: (Built, Built),
 }
 
 fn shelf() -> &'static Path {
@@ -39,7 +39,7 @@ fn shelf() -> &'static Path {
 
 impl Site {
     /// Builds, pushes and tags both repositories.
-    pub fn new() -> Self {
+    fn new() -> Self {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().to_path_buf();
         let root = StoreArgs {
@@ -83,7 +83,7 @@ impl Site {
 
     /// `shelf serve --store-root … --follow production` with a tokens file
     /// (when `tokens`) and `extra`, ready once both repositories are live.
-    pub fn serve(&self, tokens: bool, extra: &[&str]) -> ServerProcess {
+    fn serve(&self, tokens: bool, extra: &[&str]) -> ServerProcess {
         let file = self.dir.join("tokens");
         std::fs::write(&file, format!("{ALL_TOKEN}\n{API_TOKEN} api\n")).unwrap();
         let cache = self

@@ -426,7 +426,8 @@ async fn file_view(
     }
     let answer = for_web::read_file(api, scope, &args).await?;
     let b = &answer.bundle;
-    if !commit.is_empty() && !(commit.len() >= 7 && b.commit.starts_with(commit)) {
+    let same_commit = commit.is_empty() || (commit.len() >= 7 && b.commit.starts_with(commit));
+    if !same_commit {
         return Err(ApiError::new(
             crate::http::Code::NoSuchFile,
             format!(
