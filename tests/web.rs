@@ -501,16 +501,23 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a session; fails,
     /// saying what to install, when Chromium or its driver is missing.
     fn start() -> Self {
-        for tool in ["chromium", "chromedriver"] {
-            let found = std::process::Command::new("sh")
+        let which = |tool: &str| {
+            std::process::Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
                 .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(
-                found,
-                "{tool} is not installed: run scripts/setup-test-services (Debian's chromium and chromium-driver)"
-            );
-        }
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let missing = "run scripts/setup-test-services (Debian's chromium and chromium-driver)";
+        // Debian's chromium; GitHub's runners have Google Chrome instead.
+        let binary = which("chromium")
+            .or_else(|| which("google-chrome"))
+            .unwrap_or_else(|| panic!("no chromium or google-chrome on PATH: {missing}"));
+        assert!(
+            which("chromedriver").is_some(),
+            "no chromedriver on PATH: {missing}"
+        );
         let port = shelf_testkit::free_port();
         let driver = std::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -533,7 +540,7 @@ impl Browser {
         let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
+                "binary": binary,
                 // What Chromium needs headless as root (docs/web.md).
                 "args": ["--headless", "--no-sandbox", "--disable-gpu",
                     "--disable-background-networking", "--disable-component-update",
