@@ -200,18 +200,18 @@ fn group_lines<'a>(
 /// One result file: its name linking to the file view, and its lines,
 /// each linking to the file at that line. `lines` are already HTML.
 fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[(u32, String)]) {
+    // Escaped once: each line's link is this and its `#L<n>`.
+    let link = esc(&file_link(repo, path, 0));
     let _ = write!(
         out,
-        "<section class=\"result\"><h2><a href=\"{}\"><span class=\"repo\">{}</span> {}</a>{extra}</h2><div class=\"lines\">",
-        esc(&file_link(repo, path, 0)),
+        "<section class=\"result\"><h2><a href=\"{link}\"><span class=\"repo\">{}</span> {}</a>{extra}</h2><div class=\"lines\">",
         esc(repo),
         esc(path)
     );
     for (n, line) in lines {
         let _ = write!(
             out,
-            "<a class=\"line\" href=\"{}\"><span class=\"ln\">{n}</span><code>{line}</code></a>",
-            esc(&file_link(repo, path, *n))
+            "<a class=\"line\" href=\"{link}#L{n}\"><span class=\"ln\">{n}</span><code>{line}</code></a>"
         );
     }
     out.push_str("</div></section>");
@@ -264,18 +264,26 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
     for f in files {
         let mut lines = Vec::new();
         for chunk in &f.chunks {
-            let all: Vec<&str> = chunk.text.lines().collect();
-            let first_hit = all
-                .iter()
-                .position(|l| !term_marks(l, &words).is_empty())
-                .unwrap_or(0);
-            let from = first_hit.saturating_sub(2);
-            for (i, line) in all.iter().enumerate().skip(from).take(SNIPPET_LINES) {
+            // Each line's marks are found once, up to the window's end.
+            let mut found: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
+            let mut first_hit = None;
+            for line in chunk.text.lines() {
+                if first_hit.is_some_and(|h: usize| found.len() >= h + SNIPPET_LINES) {
+                    break;
+                }
+                let marks = term_marks(line, &words);
+                if first_hit.is_none() && !marks.is_empty() {
+                    first_hit = Some(found.len());
+                }
+                found.push((line, marks));
+            }
+            let from = first_hit.unwrap_or(0).saturating_sub(2);
+            for (i, (line, marks)) in found.iter().enumerate().skip(from).take(SNIPPET_LINES) {
                 let n = chunk.start_line + i as u32;
                 if lines.iter().any(|(m, _)| *m == n) {
                     continue;
                 }
-                lines.push((n, marked(line, &term_marks(line, &words))));
+                lines.push((n, marked(line, marks)));
             }
         }
         lines.sort_by_key(|(n, _)| *n);
