@@ -296,8 +296,13 @@ async fn sign_in(api: &Api, req: Request<Incoming>, client: SocketAddr) -> Respo
 }
 
 /// Where to go after signing in: a path on this server, else `/`.
+/// Browsers drop tabs and newlines from a URL and read `\` as `/`, so a
+/// path with either, or with a space or a control character, could become
+/// `//other.site`: refused.
 fn safe_next(next: &str) -> &str {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     if local && !next.starts_with("/signin") {
         next
     } else {
@@ -406,6 +411,9 @@ mod tests {
             "//evil.example/",
             "https://evil.example/",
             "/\\evil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /x",
             "",
             "/signin",
         ] {
