@@ -36,5 +36,6 @@ pub mod scrub;
 pub mod serve;
 pub mod state;
 pub mod supervise;
+pub mod web;
 
 pub use serve::{Front, ServeError, run};

@@ -398,6 +398,7 @@ impl Follower {
             tag: tag.clone(),
             digest,
         }));
+        self.state.set_history(&resolved.record.history);
         if live == Some(digest) && !self.loader.cache.is_damaged(&digest) {
             self.attempt = None;
             self.count_check("unchanged");

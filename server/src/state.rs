@@ -145,7 +145,13 @@ pub struct Status {
     pub store_problem: Option<Problem>,
     /// Why nothing is live yet.
     pub not_ready: Option<String>,
+    /// The followed tag's latest moves, oldest first, as last read (at
+    /// most [`HISTORY_KEPT`]; empty when one file is served).
+    pub history: Vec<shelf_formats::tag::TagMove>,
 }
+
+/// How many of a tag's moves the server keeps for the repositories page.
+pub const HISTORY_KEPT: usize = 20;
 
 /// Readiness as `/readyz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +307,13 @@ impl RepoState {
             }
             s.target = target;
         });
+    }
+
+    /// Records the followed tag's history as last read (its latest
+    /// [`HISTORY_KEPT`] moves).
+    pub fn set_history(&self, history: &[shelf_formats::tag::TagMove]) {
+        let kept = history[history.len().saturating_sub(HISTORY_KEPT)..].to_vec();
+        self.update(|s| s.history = kept);
     }
 
     /// Records that `digest` is being loaded (none: the load is over).

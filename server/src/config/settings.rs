@@ -144,6 +144,9 @@ declare! {
         /// Let query text reach the logs (off: queries never reach logs at
         /// any level).
         log_queries: bool = false, { flag: "log-queries" };
+        /// Serve the web pages (search, file view, repositories; docs/web.md)
+        /// on the same listener, with the same tokens and limits.
+        web: bool = true, { flag: "web" };
         /// Most repositories served from a store root (more are ignored,
         /// said in the log).
         max_repositories: usize = 1000, range(1, 10_000), {

@@ -56,6 +56,8 @@ enum Route {
     Healthz,
     Readyz,
     Metrics,
+    /// The web pages and their assets (crate::web).
+    Web,
     NotFound,
 }
 
@@ -78,6 +80,7 @@ impl Route {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            p if crate::web::serves(p) => Route::Web,
             _ => Route::NotFound,
         }
     }
@@ -100,6 +103,7 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::Web => "web",
             Route::NotFound => "not_found",
         }
     }
@@ -108,7 +112,8 @@ impl Route {
         let allow = match self {
             Route::Search => "GET, POST",
             Route::Reload | Route::Mcp => "POST",
-            Route::NotFound => return Ok(()),
+            // Each page says which methods it takes.
+            Route::NotFound | Route::Web => return Ok(()),
             _ => "GET, HEAD",
         };
         let ok = match self {
@@ -148,7 +153,10 @@ pub async fn handle(api: Arc<Api>, req: Request<Incoming>, client: SocketAddr) -
 impl Api {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
         let started = Instant::now();
-        let route = Route::of(req.uri().path());
+        let route = match Route::of(req.uri().path()) {
+            Route::Web if !self.web => Route::NotFound,
+            route => route,
+        };
         let method = req.method().clone();
         let m = &self.repos.metrics;
         m.in_flight.inc();
@@ -233,6 +241,7 @@ async fn dispatch(
         Route::Healthz => plain(routes::healthz()),
         Route::Readyz => plain(routes::readyz(api, &req)),
         Route::Metrics => plain(routes::metrics(api, &req)),
+        Route::Web => plain(crate::web::handle(api, req, client).await),
         Route::NotFound => Err(ApiError::new(
             Code::NotFound,
             format!(

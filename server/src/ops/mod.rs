@@ -62,6 +62,8 @@ pub struct Api {
     pub log_queries: bool,
     /// Other versions opened for `changes`, most recent last.
     versions: Mutex<Vec<Arc<Snapshot>>>,
+    /// Whether the web pages are served (`serve.web`).
+    pub web: bool,
 }
 
 /// Other versions kept open for `changes` (each holds a cache lease).
@@ -90,6 +92,7 @@ impl Api {
             default_k: config.default_k,
             log_queries: config.log_queries,
             versions: Mutex::new(Vec::new()),
+            web: config.web,
         }
     }
 

@@ -1,0 +1,191 @@
+//! Writing HTML safely: every piece of text that came from a repository,
+//! a bundle or a request goes through [`esc`] (text and attribute values
+//! alike) or, inside a URL, [`url`] first. Pages are built into a `String`
+//! with `write!`; there is no template engine to compile.
+
+use std::fmt::Write as _;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// `text` with `& < > " '` replaced by entities: safe in element content
+/// and in a quoted attribute value.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    push_esc(&mut out, text);
+    out
+}
+
+/// [`esc`] appended to `out`.
+pub fn push_esc(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// What stays as it is in a query-string value: letters, digits and
+/// `-._~/` (a path's slashes read better unencoded and mean nothing
+/// special in a query).
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// `value` percent-encoded for a query string (then [`esc`] it to put it
+/// in an attribute).
+pub fn url(value: &str) -> String {
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
+}
+
+/// A query string from name/value pairs, skipping empty values.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (name, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        let _ = write!(out, "{name}={}", url(value));
+    }
+    out
+}
+
+/// The link to a file's view at `line` (0: the top).
+pub fn file_link(repo: &str, path: &str, line: u32) -> String {
+    let mut link = format!("/file?{}", query(&[("repo", repo), ("path", path)]));
+    if line > 0 {
+        let _ = write!(link, "#L{line}");
+    }
+    link
+}
+
+/// Seconds as the largest whole unit: `3 days`, `5 minutes`.
+pub fn age(seconds: u64) -> String {
+    let (n, unit) = match seconds {
+        s if s < 60 => (s, "second"),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s if s < 86_400 * 365 => (s / 86_400, "day"),
+        s => (s / (86_400 * 365), "year"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Bytes in the largest binary unit that keeps a digit before the point.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `line` escaped, with the byte ranges in `marks` (sorted, not
+/// overlapping, on character boundaries) wrapped in `<mark>`.
+pub fn marked(line: &str, marks: &[(usize, usize)]) -> String {
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut at = 0;
+    for &(start, end) in marks {
+        if start < at || end > line.len() || start >= end {
+            continue;
+        }
+        let (Some(before), Some(inside)) = (line.get(at..start), line.get(start..end)) else {
+            continue;
+        };
+        push_esc(&mut out, before);
+        out.push_str("<mark>");
+        push_esc(&mut out, inside);
+        out.push_str("</mark>");
+        at = end;
+    }
+    push_esc(&mut out, line.get(at..).unwrap_or(""));
+    out
+}
+
+/// Where any of `terms` (lowercase) occurs in `line`, ignoring ASCII
+/// case: sorted, merged byte ranges.
+pub fn term_marks(line: &str, terms: &[String]) -> Vec<(usize, usize)> {
+    let lower = line.to_ascii_lowercase();
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    for term in terms.iter().filter(|t| !t.is_empty()) {
+        let mut from = 0;
+        while let Some(i) = lower.get(from..).and_then(|rest| rest.find(term.as_str())) {
+            found.push((from + i, from + i + term.len()));
+            from += i + term.len();
+        }
+    }
+    merge(found)
+}
+
+/// Sorted ranges with overlaps joined.
+pub fn merge(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn esc_leaves_no_markup_and_no_quote_to_break_out_of() {
+        let e = esc(r#"<script>alert('x')</script> "a" & b"#);
+        assert_eq!(
+            e,
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &quot;a&quot; &amp; b"
+        );
+    }
+
+    #[test]
+    fn urls_encode_everything_that_means_something_in_a_query_or_html() {
+        assert_eq!(url("a b&c=d/e.rs\"<"), "a%20b%26c%3Dd/e.rs%22%3C");
+        assert_eq!(
+            file_link("r", "src/<x>.rs", 7),
+            "/file?repo=r&path=src/%3Cx%3E.rs#L7"
+        );
+    }
+
+    #[test]
+    fn marks_wrap_terms_and_escape_around_them() {
+        let line = "let <Tag> = tag_of(x);";
+        let marks = term_marks(line, &["tag".into()]);
+        assert_eq!(marks, vec![(5, 8), (12, 15)]);
+        assert_eq!(
+            marked(line, &marks),
+            "let &lt;<mark>Tag</mark>&gt; = <mark>tag</mark>_of(x);"
+        );
+        // Out-of-range or overlapping marks are dropped, never a panic.
+        assert_eq!(marked("ab", &[(1, 9), (0, 1), (0, 1)]), "<mark>a</mark>b");
+        assert_eq!(merge(vec![(3, 5), (0, 4), (7, 8)]), vec![(0, 5), (7, 8)]);
+    }
+
+    #[test]
+    fn ages_and_sizes_read_as_people_say_them() {
+        assert_eq!(age(1), "1 second");
+        assert_eq!(age(7200), "2 hours");
+        assert_eq!(age(86_400 * 3), "3 days");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+}
