@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use shelf_search::budget::{Budget, Truncation};
 
-use super::{Api, Args, params};
+use super::{Api, Args};
 use crate::guard::Scope;
 use crate::repos::{Origin, Repo};
 use crate::state::{Followed, Readiness, Snapshot};
@@ -174,7 +174,7 @@ pub fn repo_info(r: &Repo) -> RepoInfo {
 /// Every repository `scope` may see, with its status and live bundle
 /// (`list_repositories`, `GET /v1/repos`), within `max_tokens` when given
 /// (REST lists every one unless asked; the MCP tool defaults to
-/// [`params::LIST_MAX_TOKENS`]).
+/// [`super::params::LIST_MAX_TOKENS`]).
 pub fn repositories(api: &Api, scope: &Scope, args: &Args) -> RepoList {
     let all: Vec<RepoInfo> = api
         .repos
