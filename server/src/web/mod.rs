@@ -11,6 +11,7 @@
 //! pages work without JavaScript; the script only adds keys and line-range
 //! selection.
 
+mod highlight;
 mod html;
 mod pages;
 
