@@ -269,7 +269,15 @@ fn every_page_renders_escaped_under_the_csp_and_answers_like_the_api() {
         &[],
     );
     assert_page(&r, &body, 200);
-    assert!(body.contains("<div class=\"l\" id=\"L1\"><a class=\"ln\" href=\"#L1\">1</a><code>// &lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;</code></div>"), "{body}");
+    // Highlighted (a Rust comment), and still only text.
+    assert!(
+        body.contains("<div class=\"l\" id=\"L1\"><a class=\"ln\" href=\"#L1\">1</a><code><span class=\"hl-comment\">// &lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;</span></code></div>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<span class=\"hl-keyword\">fn</span>"),
+        "{body}"
+    );
     assert!(body.contains("id=\"L5\""), "{body}");
     assert!(!body.contains("id=\"L6\""), "{body}");
     assert!(body.contains(&format!("title=\"{commit}\"")), "{body}");

@@ -12,6 +12,7 @@
 //! selection.
 
 mod api;
+mod highlight;
 mod html;
 mod pages;
 

@@ -481,12 +481,13 @@ async fn file_view(
         );
     }
     out.push_str("<div class=\"code\" id=\"code\">");
-    for (i, line) in answer.text.lines().enumerate() {
+    let lines: Vec<String> = super::highlight::lines(answer.language, &answer.text)
+        .unwrap_or_else(|| answer.text.lines().map(esc).collect());
+    for (i, line) in lines.iter().enumerate() {
         let n = answer.start_line as usize + i;
         let _ = write!(
             out,
-            "<div class=\"l\" id=\"L{n}\"><a class=\"ln\" href=\"#L{n}\">{n}</a><code>{}</code></div>",
-            esc(line)
+            "<div class=\"l\" id=\"L{n}\"><a class=\"ln\" href=\"#L{n}\">{n}</a><code>{line}</code></div>"
         );
     }
     out.push_str("</div>");
