@@ -117,6 +117,7 @@ pub fn run(opts: &swebench::Options) -> Result<()> {
                 .iter()
                 .map(|g| format!("{own_name}/{g}"))
                 .collect(),
+            commit: None,
         };
         let request = eval::file_request(&row.query, Mode::Hybrid);
         for (system, fusion) in SYSTEMS {

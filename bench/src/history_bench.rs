@@ -21,6 +21,7 @@ use serde::Serialize;
 use shelf_builder::chunker::Chunker;
 use shelf_builder::history::{self, HistoryQuery, MineOptions, ParentBuild};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+use shelf_search::candidates::SourceTuning;
 use shelf_search::code::CodeTuning;
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
 use shelf_search::query::QueryTuning;
@@ -64,14 +65,70 @@ pub struct Options {
     pub command: Vec<String>,
 }
 
-/// The variants compared, by name: the ranking as it was, the defaults,
-/// each default part off, each part alone.
+/// The defaults of tree d5804de, before the candidate sources: the
+/// baseline the sources are measured against (graph search).
+pub fn today() -> Tuning {
+    Tuning {
+        sources: SourceTuning::OFF,
+        chunk_decay: 1.0,
+        exact_vectors: false,
+        adaptive_fusion: 0.0,
+        code: CodeTuning {
+            reexport: 1.0,
+            compat: 1.0,
+            example: 1.0,
+            ..CodeTuning::default()
+        },
+        ..Tuning::default()
+    }
+}
+
+/// A source of [`SourceTuning`]: its name, and how to switch it on in a
+/// tuning (from the defaults) or off.
+type SourcePart = (&'static str, fn(&mut SourceTuning, &SourceTuning));
+
+const SOURCE_PARTS: [SourcePart; 3] = [
+    ("definitions", |t, from| {
+        t.definitions = from.definitions;
+        t.block_weight = from.block_weight;
+        t.prose_weight = from.prose_weight;
+        t.title_weight = from.title_weight;
+        t.max_defining_files = from.max_defining_files;
+        t.depth = from.depth;
+    }),
+    ("paths", |t, from| {
+        t.paths = from.paths;
+        t.stem_weight = from.stem_weight;
+        t.depth = from.depth;
+    }),
+    ("history", |t, from| {
+        t.history = from.history;
+        t.history_commits = from.history_commits;
+        t.depth = from.depth;
+    }),
+];
+
+/// The variants compared, by name: the ranking as it was (`plain`), the
+/// defaults of d5804de (`today`, and `today exact` with exact vector
+/// search), today's defaults (`default`, exact vector search: the coming
+/// vector layer), each default part off and alone, and each candidate
+/// source off and alone.
 pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
-    let plain = Tuning::plain();
-    let full = Tuning::default();
+    let exact = |t: Tuning| Tuning {
+        exact_vectors: true,
+        ..t
+    };
+    let plain = exact(Tuning::plain());
+    let full = exact(Tuning::default());
+    let base = exact(today());
     let code = CodeTuning::default();
     let off = CodeTuning::OFF;
-    let mut out: Vec<(String, Tuning)> = vec![("plain".into(), plain), ("default".into(), full)];
+    let mut out: Vec<(String, Tuning)> = vec![
+        ("plain".into(), plain),
+        ("today".into(), today()),
+        ("today exact".into(), base),
+        ("default".into(), full),
+    ];
     type Part = (&'static str, fn(&mut CodeTuning, &CodeTuning));
     let parts: [Part; 3] = [
         ("kind-prior", |t, from| {
@@ -91,15 +148,6 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
                 ..full
             },
         ));
-        let mut alone = off;
-        set(&mut alone, &code);
-        out.push((
-            format!("plain +{name}"),
-            Tuning {
-                code: alone,
-                ..plain
-            },
-        ));
     }
     out.push((
         "default -code-weights".into(),
@@ -108,22 +156,67 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
             ..full
         },
     ));
+    // The candidate sources, each off and each alone on today's ranking.
+    let sources = SourceTuning::default();
+    for (name, set) in SOURCE_PARTS {
+        let mut alone = SourceTuning::OFF;
+        set(&mut alone, &sources);
+        out.push((
+            format!("today exact +{name}"),
+            Tuning {
+                sources: alone,
+                ..base
+            },
+        ));
+        let mut without = full.sources;
+        set(&mut without, &SourceTuning::OFF);
+        without.depth = full.sources.depth;
+        out.push((
+            format!("default -{name}"),
+            Tuning {
+                sources: without,
+                ..full
+            },
+        ));
+    }
+    let with_sources = |f: fn(&mut SourceTuning)| {
+        let mut t = full;
+        f(&mut t.sources);
+        t
+    };
+    for p in [0.1f32, 0.3] {
+        let mut t = full;
+        t.sources.change_prior = p;
+        out.push((format!("default change-prior={p}"), t));
+    }
+    // The semble rules: per-file decay, a fusion weight that follows the
+    // query, penalties for entry files, shims and examples.
+    for d in [0.5f32, 0.8] {
+        out.push((
+            format!("default chunk-decay={d}"),
+            Tuning {
+                chunk_decay: d,
+                ..full
+            },
+        ));
+    }
+    for a in [0.3f32, 0.6] {
+        out.push((
+            format!("default adaptive-fusion={a}"),
+            Tuning {
+                adaptive_fusion: a,
+                ..full
+            },
+        ));
+    }
     out.push((
-        "plain +code-weights".into(),
+        "default penalties=0.7".into(),
         Tuning {
-            query: full.query,
-            ..plain
-        },
-    ));
-    out.push((
-        format!(
-            "default prose-for-vectors={}",
-            !full.query.prose_for_vectors
-        ),
-        Tuning {
-            query: QueryTuning {
-                prose_for_vectors: !full.query.prose_for_vectors,
-                ..full.query
+            code: CodeTuning {
+                reexport: 0.7,
+                compat: 0.7,
+                example: 0.7,
+                ..full.code
             },
             ..full
         },
@@ -139,48 +232,35 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
         ));
     }
     if sweep {
-        for w in [1.5f32, 3.0, 4.0] {
+        let grid: [(&str, fn(&mut SourceTuning)); 16] = [
+            ("definitions=0.5", |s| s.definitions = 0.5),
+            ("definitions=2", |s| s.definitions = 2.0),
+            ("block-weight=0", |s| s.block_weight = 0.0),
+            ("block-weight=1", |s| s.block_weight = 1.0),
+            ("prose-weight=0", |s| s.prose_weight = 0.0),
+            ("prose-weight=0.6", |s| s.prose_weight = 0.6),
+            ("title-weight=0", |s| s.title_weight = 0.0),
+            ("title-weight=2", |s| s.title_weight = 2.0),
+            ("max-defining-files=5", |s| s.max_defining_files = 5),
+            ("max-defining-files=50", |s| s.max_defining_files = 50),
+            ("stem-weight=0", |s| s.stem_weight = 0.0),
+            ("history=0.5", |s| s.history = 0.5),
+            ("history=2", |s| s.history = 2.0),
+            ("history-commits=5", |s| s.history_commits = 5),
+            ("history-commits=50", |s| s.history_commits = 50),
+            ("depth=5", |s| s.depth = 5),
+        ];
+        for (name, f) in grid {
+            out.push((format!("default {name}"), with_sources(f)));
+        }
+        out.push(("default depth=20".into(), with_sources(|s| s.depth = 20)));
+        for w in [1.5f32, 3.0] {
             out.push((
                 format!("default code-weight={w}"),
                 Tuning {
                     query: QueryTuning {
                         code_weight: w,
                         ..full.query
-                    },
-                    ..full
-                },
-            ));
-        }
-        // The prior's strength: the defaults (test 0.3, doc 0.4, other
-        // 0.5, changelog 0.2), the previous defaults, weaker and stronger.
-        for (test, doc, other, changelog) in [
-            (0.6f32, 0.7f32, 0.8f32, 0.4f32),
-            (0.4, 0.5, 0.6, 0.3),
-            (0.2, 0.3, 0.4, 0.2),
-            (0.1, 0.1, 0.2, 0.1),
-        ] {
-            let mut c = code;
-            for (k, f) in c.prior.iter_mut() {
-                match k {
-                    shelf_formats::FileKind::Test => *f = test,
-                    shelf_formats::FileKind::Doc => *f = doc,
-                    shelf_formats::FileKind::Other => *f = other,
-                    shelf_formats::FileKind::Changelog => *f = changelog,
-                    _ => {}
-                }
-            }
-            out.push((
-                format!("default prior test={test} doc={doc} other={other} changelog={changelog}"),
-                Tuning { code: c, ..full },
-            ));
-        }
-        for f in [0.1f32, 0.5, 1.0] {
-            out.push((
-                format!("default dir-name={f}"),
-                Tuning {
-                    code: CodeTuning {
-                        dir_name: f,
-                        ..code
                     },
                     ..full
                 },
@@ -219,9 +299,9 @@ struct Results {
     variants: BTreeMap<String, VariantOut>,
 }
 
-/// The comparison the targets are about: the ranking as it was on
-/// `lines-v1` bundles against today's defaults on the default chunker's
-/// (or the first chunker asked for, when those were not built).
+/// The comparison the targets are about: the defaults of d5804de
+/// on `lines-v1` bundles against today's defaults on the default
+/// chunker's (or the first chunker asked for, when those were not built).
 fn headline(opts: &Options) -> (String, String) {
     let has = |c: Chunker| opts.chunkers.contains(&c);
     let first = opts.chunkers.first().copied().unwrap_or_default();
@@ -236,7 +316,7 @@ fn headline(opts: &Options) -> (String, String) {
         first
     };
     (
-        format!("plain @{}", before.name()),
+        format!("today @{}", before.name()),
         format!("default @{}", after.name()),
     )
 }
@@ -318,6 +398,7 @@ pub fn run(opts: &Options) -> Result<()> {
                     group: Some(repo.clone()),
                     query: q.query.clone(),
                     gold: q.gold.clone(),
+                    commit: Some(q.commit.clone()),
                 };
                 // Which files are indexed does not depend on the chunker.
                 let Some(query) = eval::keep_indexed(&query, indexed) else {
@@ -407,12 +488,15 @@ pub fn run(opts: &Options) -> Result<()> {
         })
         .collect();
     print_tables(&opts.repos, &variants_out, &headline(opts));
-    // Each query's ranking is kept for `plain` and `default` of each
+    // Each query's ranking is kept for `today`, `today exact` and `default` of each
     // chunker only: the other variants' summaries say what they measured,
     // and their per-query lists would make the file hundreds of megabytes
     // with --sweep.
     for (name, v) in variants_out.iter_mut() {
-        if !(name.starts_with("plain @") || name.starts_with("default @")) {
+        if !(name.starts_with("today @")
+            || name.starts_with("today exact @")
+            || name.starts_with("default @"))
+        {
             v.report.queries.clear();
         }
     }

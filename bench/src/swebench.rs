@@ -282,6 +282,12 @@ struct Results {
 struct SweepOut {
     overall: Summary,
     without_leaks: Summary,
+    /// Median search time after embedding (ranking variants only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search_ms_p50: Option<f64>,
+    /// Every row's score (the headline variants only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queries: Option<Vec<QueryScore>>,
 }
 
 /// Files from ranked chunks, as `group=file` ranks them (`sum3`) or by
@@ -374,6 +380,8 @@ struct Scores {
     millis: BTreeMap<&'static str, f64>,
     sweep: BTreeMap<String, Vec<QueryScore>>,
     variants: BTreeMap<String, Vec<QueryScore>>,
+    /// Per variant, each row's search time after embedding (ms).
+    variant_ms: BTreeMap<String, Vec<f64>>,
 }
 
 impl Harness {
@@ -427,6 +435,7 @@ impl Harness {
             group: Some(row.repo.clone()),
             query: row.query.clone(),
             gold: row.gold_files.clone(),
+            commit: None,
         };
         for system in SYSTEMS {
             let t = Instant::now();
@@ -445,7 +454,24 @@ impl Harness {
                 .push(eval::score(&query, &ranked));
         }
         for (name, v) in &variants {
-            let ranked = eval::rank_files(v, bundle, &row.query, Mode::Hybrid)?;
+            let request = eval::file_request(&row.query, Mode::Hybrid);
+            let target = shelf_search::Target {
+                repo: "bench",
+                bundle,
+                tag: None,
+            };
+            let answer = v.answer(&[target], &request)?;
+            scores
+                .variant_ms
+                .entry(name.clone())
+                .or_default()
+                .push(answer.timings_ms.search);
+            let ranked: Vec<String> = answer
+                .files
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| f.path)
+                .collect();
             scores
                 .variants
                 .entry(name.clone())
@@ -511,7 +537,13 @@ fn evaluate_all(
                 .and_then(|s| s.first_gold_rank)
         ));
     }
-    let variants = summarise(scores.variants);
+    let mut variants = summarise(scores.variants.clone());
+    for (name, out) in variants.iter_mut() {
+        out.search_ms_p50 = scores.variant_ms.get(name).map(|m| crate::stats::median(m));
+        if matches!(name.as_str(), "today" | "today exact" | "default") {
+            out.queries = scores.variants.get(name).cloned();
+        }
+    }
     let sweep = summarise(scores.sweep);
     let systems = scores
         .by_system
@@ -537,6 +569,8 @@ fn summarise(scores: BTreeMap<String, Vec<QueryScore>>) -> BTreeMap<String, Swee
             let out = SweepOut {
                 overall: r.overall,
                 without_leaks: r.without_leaks,
+                search_ms_p50: None,
+                queries: None,
             };
             (name, out)
         })
@@ -580,18 +614,20 @@ fn print_variants(variants: &BTreeMap<String, SweepOut>) {
         "\nranking variants (hybrid, group=file; plain = before query understanding and code-aware ranking), best first by MRR + R@5:"
     );
     println!(
-        "{:<44} {:>5} {:>5} {:>5} {:>7}   {:>9} {:>9}",
-        "variant", "R@1", "R@5", "MRR", "nDCG@10", "R@5 (nl)", "MRR (nl)"
+        "{:<44} {:>5} {:>5} {:>5} {:>7}   {:>9} {:>9} {:>9}  {:>7}",
+        "variant", "R@1", "R@5", "MRR", "nDCG@10", "R@1 (nl)", "R@5 (nl)", "MRR (nl)", "p50 ms"
     );
     for (name, s) in rows {
         println!(
-            "{name:<44} {:>5.3} {:>5.3} {:>5.3} {:>7.3}   {:>9.3} {:>9.3}",
+            "{name:<44} {:>5.3} {:>5.3} {:>5.3} {:>7.3}   {:>9.3} {:>9.3} {:>9.3}  {:>7.3}",
             s.overall.recall_at_1,
             s.overall.recall_at_5,
             s.overall.mrr,
             s.overall.ndcg_at_10,
+            s.without_leaks.recall_at_1,
             s.without_leaks.recall_at_5,
-            s.without_leaks.mrr
+            s.without_leaks.mrr,
+            s.search_ms_p50.unwrap_or(f64::NAN)
         );
     }
 }

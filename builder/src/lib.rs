@@ -11,8 +11,10 @@
 
 pub mod cache;
 pub mod chunker;
+pub mod definitions;
 mod embedding;
 pub mod history;
+pub mod history_index;
 pub mod index;
 pub mod previous;
 pub mod report;
@@ -30,8 +32,10 @@ use rayon::prelude::*;
 use shelf_embed::{EmbedError, Embedder};
 use shelf_formats::bundle::{BundleError, write_bundle};
 use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
+use shelf_formats::definitions::DefinitionsWriter;
 use shelf_formats::files::{CompressedText, FileTextsWriter};
-use shelf_formats::lexical::LexicalIndexWriter;
+use shelf_formats::history::{HistoryCommit, HistoryWriter};
+use shelf_formats::lexical::{Analyzer, LexicalIndexWriter};
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
 pub use cache::{CacheReport, Shard, ShardReport, VectorCache, embed_shard};
@@ -289,6 +293,16 @@ struct Staged {
     dir: tempfile::TempDir,
     files_indexed: u64,
     chunks: u64,
+    /// The optional members written (format 1.4), by name.
+    extra: Vec<&'static str>,
+}
+
+/// What the bundle knows beyond chunks and vectors: the definitions index
+/// and the history index, each absent when off (or, for history, when the
+/// clone is shallow).
+struct Extras {
+    definitions: Option<DefinitionsWriter>,
+    history: Option<Vec<HistoryCommit>>,
 }
 
 /// Builds one bundle. See the crate docs for the pipeline: each stage is
@@ -322,6 +336,15 @@ pub fn build_with(
     let chunked = chunk_files(&read, embedder, observer);
     timed("chunk", t);
     let t = Instant::now();
+    let definitions = definitions_of(&read, &chunked);
+    timed("definitions", t);
+    let t = Instant::now();
+    let extras = Extras {
+        definitions,
+        history: history_of(req, &read)?,
+    };
+    timed("history", t);
+    let t = Instant::now();
     let vectors = vectors_for(req, &chunked, embedder, cache, observer)?;
     timings.insert("embed", t.elapsed().saturating_sub(vectors.cache_time));
     if cache.is_some() {
@@ -336,6 +359,7 @@ pub fn build_with(
         &read.files,
         &chunked,
         &vectors,
+        &extras,
         embedder,
         observer,
     )?;
@@ -501,6 +525,63 @@ fn chunk_files(
         .collect()
 }
 
+/// Definitions: every indexed file's (those with chunks, numbered as the
+/// chunk store numbers their paths), found on every core.
+fn definitions_of(
+    read: &ReadOut,
+    chunked: &[(String, Vec<chunker::Chunk>)],
+) -> Option<DefinitionsWriter> {
+    let extractor = read.settings.definitions;
+    extractor.kind()?;
+    let numbered: Vec<(&FileText, u32)> = read
+        .files
+        .iter()
+        .zip(chunked)
+        .filter(|(_, (_, chunks))| !chunks.is_empty())
+        .enumerate()
+        .map(|(n, (f, _))| (f, n as u32))
+        .collect();
+    let found: Vec<Vec<shelf_formats::definitions::Definition>> = numbered
+        .par_iter()
+        .map(|(f, n)| definitions::of_file(extractor, &f.path, *n, &f.text))
+        .collect();
+    let mut writer = DefinitionsWriter::new();
+    for d in found.into_iter().flatten() {
+        writer.push(d);
+    }
+    Some(writer)
+}
+
+/// History: the commit's recent ancestors, carried forward from the
+/// previous bundle when it allows (`history_index.rs`).
+fn history_of(
+    req: &BuildRequest,
+    read: &ReadOut,
+) -> Result<Option<Vec<HistoryCommit>>, BuildError> {
+    let limit = read.settings.history_commits;
+    if limit == 0 {
+        return Ok(None);
+    }
+    let previous = match &req.previous {
+        Some(p) => history_index::previous(p)?,
+        None => None,
+    };
+    let repo = git2::Repository::open(&req.repo).map_err(|e| BuildError::Repository {
+        path: req.repo.clone(),
+        detail: e.message().to_string(),
+    })?;
+    let collected = history_index::collect(&repo, &read.snapshot.commit, limit, previous.as_ref())?;
+    if let Some((commits, how)) = &collected {
+        tracing::debug!(
+            commits = commits.len(),
+            mined = how.mined,
+            carried = how.carried,
+            "history index"
+        );
+    }
+    Ok(collected.map(|(commits, _)| commits))
+}
+
 /// Vectors: reused by content id from the previous bundle, then taken from
 /// the cache, the rest embedded, each unique text once. The cache is then
 /// given every vector of this commit it lacked (embedded here or reused
@@ -607,6 +688,7 @@ fn write_members(
     files: &[FileText],
     chunked: &[(String, Vec<chunker::Chunk>)],
     vectors: &Vectors,
+    extras: &Extras,
     embedder: &Embedder,
     observer: &dyn Observer,
 ) -> Result<Staged, BuildError> {
@@ -660,6 +742,26 @@ fn write_members(
     write(members::CHUNKS, &|w| store.write_to(w))?;
     write(members::LEXICAL, &|w| lexical.write_to(w))?;
     write(members::FILES, &|w| file_texts(files, chunked)?.write_to(w))?;
+    let mut extra = Vec::new();
+    if let Some(defs) = &extras.definitions {
+        write(members::DEFINITIONS, &|w| defs.write_to(w))?;
+        extra.push(members::DEFINITIONS);
+    }
+    if let Some(commits) = &extras.history {
+        let mut history = HistoryWriter::new();
+        let mut messages = LexicalIndexWriter::new();
+        for c in commits {
+            let mut terms = Vec::new();
+            Analyzer::CURRENT.analyze(&c.message, |t| terms.push(t.to_string()));
+            messages.push_doc(terms.iter().map(String::as_str));
+            history
+                .push(c.clone())
+                .map_err(io(&staging.path().join(members::HISTORY)))?;
+        }
+        write(members::HISTORY, &|w| history.write_to(w))?;
+        write(members::HISTORY_LEXICAL, &|w| messages.write_to(w))?;
+        extra.extend([members::HISTORY, members::HISTORY_LEXICAL]);
+    }
     index::build(
         &ordered,
         embedder.identity().dimensions as usize,
@@ -670,6 +772,7 @@ fn write_members(
         dir: staging,
         files_indexed,
         chunks: total_chunks as u64,
+        extra,
     })
 }
 
@@ -711,7 +814,18 @@ fn pack(
             commit_time: snapshot.commit_time,
         },
         model: embedder.identity().clone(),
-        settings: read.settings.to_manifest(),
+        settings: {
+            // A setting whose member could not be made (history in a
+            // shallow clone) is not recorded as if it were there.
+            let mut settings = read.settings.to_manifest();
+            if !staged.extra.contains(&members::DEFINITIONS) {
+                settings.definitions = None;
+            }
+            if !staged.extra.contains(&members::HISTORY) {
+                settings.history = None;
+            }
+            settings
+        },
         counts: Counts {
             files_indexed: staged.files_indexed,
             chunks: staged.chunks,
@@ -721,16 +835,18 @@ fn pack(
         members: Vec::new(),
     };
     let member = |name: &str| (name.to_string(), staged.dir.path().join(name));
-    Ok(write_bundle(
-        out_dir,
-        manifest,
-        &[
-            member(members::CHUNKS),
-            member(members::FILES),
-            member(members::LEXICAL),
-            member(members::VECTORS),
-        ],
-    )?)
+    let mut all: Vec<(String, PathBuf)> = [
+        members::CHUNKS,
+        members::FILES,
+        members::LEXICAL,
+        members::VECTORS,
+    ]
+    .iter()
+    .chain(&staged.extra)
+    .map(|n| member(n))
+    .collect();
+    all.sort();
+    Ok(write_bundle(out_dir, manifest, &all)?)
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<&Path, BuildError> {

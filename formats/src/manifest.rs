@@ -16,8 +16,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The minor version this code writes. Minors only add optional manifest
 /// fields or new members, so a reader accepts any minor of its major.
 /// 1.1 added the lexical index (`lexical.bin`, `settings.lexical`); 1.2
-/// the file texts (`files.bin`).
-pub const FORMAT_MINOR: u32 = 2;
+/// the file texts (`files.bin`); 1.4 the definitions index
+/// (`definitions.bin`, `settings.definitions`) and the history index
+/// (`history.bin`, `history-lexical.bin`, `settings.history`).
+pub const FORMAT_MINOR: u32 = 4;
 
 /// The vector index kind of every bundle of this format
 /// (`settings.index`): a usearch HNSW graph, cosine metric, 16 neighbours
@@ -114,6 +116,15 @@ pub struct BuildSettings {
     /// indexed text (absent: no scan; bundles made before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_scan: Option<SecretScan>,
+    /// How the definitions index was made (`defs-v1/syntax`), when the
+    /// bundle has one (format 1.4 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<String>,
+    /// Which commits the history index holds (`commits-v1/4000`: the
+    /// 4,000 most recent eligible ancestors), when the bundle has one
+    /// (format 1.4 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
 }
 
 /// How a build scanned file text for credentials (`settings.secret_scan`).
@@ -165,6 +176,12 @@ pub mod members {
     pub const LEXICAL: &str = "lexical.bin";
     /// The text of every indexed file; format 1.2 and later.
     pub const FILES: &str = "files.bin";
+    /// Every definition in the indexed files; format 1.4 and later.
+    pub const DEFINITIONS: &str = "definitions.bin";
+    /// Recent commits with their messages and files; format 1.4 and later.
+    pub const HISTORY: &str = "history.bin";
+    /// The lexical index over the history's messages; format 1.4 and later.
+    pub const HISTORY_LEXICAL: &str = "history-lexical.bin";
 }
 
 impl Manifest {

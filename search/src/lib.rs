@@ -9,11 +9,12 @@
 //! Map: `mapped` (one opened bundle), `filter` (path and language filters
 //! resolved per bundle), `language`, `encode` (query windows and the
 //! encoder trait), `semantic` and `lexical` (the two rankers), `rank`
-//! (modes, candidates, fusion), `query` (query understanding), `code`
+//! (modes, candidates, fusion), `candidates` (files from definitions,
+//! paths and history), `query` (query understanding), `code`
 //! (code-aware ranking), `group` (files from chunks), `answer` (the
 //! pipeline), `across` (several bundles as one collection), `files`
-//! (reading and grepping the files at the bundle's commit), `definition`
-//! (definition lines, for `find_definitions`), `budget` (the `max_tokens`
+//! (reading and grepping the files at the bundle's commit, finding
+//! definitions), `budget` (the `max_tokens`
 //! bound on answers), `eval` (file-level metrics and the quality gate).
 //!
 //! Depends on `formats` (byte layouts, kinds) and `embed` (the in-process
@@ -22,8 +23,8 @@
 pub mod across;
 pub mod answer;
 pub mod budget;
+pub mod candidates;
 pub mod code;
-pub mod definition;
 pub mod encode;
 pub mod error;
 pub mod eval;

@@ -12,7 +12,9 @@ use memmap2::{Mmap, MmapMut};
 use sha2::{Digest as _, Sha256};
 use shelf_formats::bundle::{BundleError, Limits, digest_from_file_name, unpack_file};
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
+use shelf_formats::definitions::{Definitions, DefinitionsError};
 use shelf_formats::files::{FileTexts, FileTextsError};
+use shelf_formats::history::{History, HistoryError};
 use shelf_formats::lexical::{Analyzer, LexicalIndex, LexicalIndexError};
 use shelf_formats::manifest::Member;
 use shelf_formats::manifest::members;
@@ -102,6 +104,12 @@ pub enum OpenError {
     /// The file texts are malformed.
     #[error(transparent)]
     Files(#[from] FileTextsError),
+    /// The definitions index is malformed.
+    #[error(transparent)]
+    Definitions(#[from] DefinitionsError),
+    /// The history index is malformed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
     /// The bundle's vectors were made by another model than the server's.
     #[error(
         "bundle {digest} was built with another embedding model ({diff}); rebuild it with this server's model, or serve it with the model it was built with"
@@ -171,6 +179,13 @@ pub struct MappedBundle {
     lexical: Option<(Mmap, Analyzer)>,
     /// The text of every indexed file (format 1.2+).
     files: Option<Mmap>,
+    /// The definitions index (format 1.4+).
+    definitions: Option<Mmap>,
+    /// The history index and the lexical index of its messages (format
+    /// 1.4+).
+    history: Option<(Mmap, Mmap)>,
+    /// What the candidate sources know of the paths, made on first use.
+    paths: std::sync::OnceLock<crate::candidates::PathTable>,
     vectors: Mmap,
 }
 
@@ -261,6 +276,34 @@ impl MappedBundle {
             }
         };
 
+        let path_count = ChunkStore::open(&chunks)?.path_count();
+        let definitions = match manifest.member(members::DEFINITIONS) {
+            None => None,
+            Some(_) => {
+                let map = copy(members::DEFINITIONS)?;
+                Definitions::parse(&map, path_count)?;
+                Some(map)
+            }
+        };
+        let history = match manifest.member(members::HISTORY) {
+            None => None,
+            Some(_) => {
+                let map = copy(members::HISTORY)?;
+                let commits = History::parse(&map)?.len();
+                let lexical = copy(members::HISTORY_LEXICAL)?;
+                let docs = LexicalIndex::parse(&lexical)?.doc_count();
+                if docs != commits {
+                    return Err(OpenError::Index {
+                        digest,
+                        detail: format!(
+                            "history's lexical index has {docs} documents for {commits} commits"
+                        ),
+                    });
+                }
+                Some((map, lexical))
+            }
+        };
+
         let index_err = |detail: String| OpenError::Index { digest, detail };
         let vectors = copy(members::VECTORS)?;
         let meta =
@@ -299,6 +342,9 @@ impl MappedBundle {
             chunks,
             lexical,
             files,
+            definitions,
+            history,
+            paths: std::sync::OnceLock::new(),
             vectors,
         })
     }
@@ -331,6 +377,31 @@ impl MappedBundle {
         self.files
             .as_ref()
             .map(|m| FileTexts::open(m).map_err(OpenError::from))
+    }
+
+    /// The definitions index, if the bundle has one (format 1.4+). O(1).
+    pub fn definitions(&self) -> Option<Result<Definitions<'_>, OpenError>> {
+        self.definitions
+            .as_ref()
+            .map(|m| Definitions::open(m).map_err(OpenError::from))
+    }
+
+    /// The history index and the lexical index of its messages, if the
+    /// bundle has them (format 1.4+). O(1).
+    pub fn history(&self) -> Option<Result<(History<'_>, LexicalIndex<'_>), OpenError>> {
+        self.history.as_ref().map(|(h, l)| {
+            Ok((
+                History::open(h).map_err(OpenError::from)?,
+                LexicalIndex::open(l).map_err(OpenError::from)?,
+            ))
+        })
+    }
+
+    /// The bundle's paths as the candidate sources look them up (made on
+    /// first use, then shared by every query).
+    pub fn paths(&self) -> &crate::candidates::PathTable {
+        self.paths
+            .get_or_init(|| crate::candidates::PathTable::of(self))
     }
 
     /// The search modes this bundle supports.
@@ -443,7 +514,11 @@ impl MappedBundle {
 
     /// Bytes of the bundle held in memory (the verified private copies).
     pub fn resident_bytes(&self) -> usize {
-        self.chunks.len() + self.vectors.len() + self.lexical.as_ref().map_or(0, |(m, _)| m.len())
+        self.chunks.len()
+            + self.vectors.len()
+            + self.lexical.as_ref().map_or(0, |(m, _)| m.len())
+            + self.definitions.as_ref().map_or(0, |m| m.len())
+            + self.history.as_ref().map_or(0, |(h, l)| h.len() + l.len())
     }
 }
 

@@ -44,9 +44,25 @@ pub fn rank(
     selection: &Selection,
     n: usize,
 ) -> Result<Vec<Hit>, OpenError> {
+    rank_with(bundle, vectors, selection, n, false)
+}
+
+/// [`rank`], every window's unfiltered candidates found by exact search
+/// over all vectors when `exact`.
+pub fn rank_with(
+    bundle: &MappedBundle,
+    vectors: &[Vec<f32>],
+    selection: &Selection,
+    n: usize,
+    exact: bool,
+) -> Result<Vec<Hit>, OpenError> {
     let mut best: HashMap<u64, f32> = HashMap::new();
     for v in vectors {
-        for h in search_selected(bundle, v, n, selection)? {
+        let hits = match selection {
+            Selection::All if exact => bundle.exact_search(v, n)?,
+            _ => search_selected(bundle, v, n, selection)?,
+        };
+        for h in hits {
             let slot = best.entry(h.key).or_insert(f32::MIN);
             *slot = slot.max(h.score);
         }

@@ -307,6 +307,8 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             lexical: None,
             exclude_generated: None,
             secret_scan: None,
+            definitions: None,
+            history: None,
         },
         counts: Counts {
             files_indexed: 2,
