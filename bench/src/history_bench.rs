@@ -232,9 +232,13 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
         ));
     }
     if sweep {
-        let grid: [(&str, fn(&mut SourceTuning)); 16] = [
+        let grid: [(&str, fn(&mut SourceTuning)); 27] = [
             ("definitions=0.5", |s| s.definitions = 0.5),
             ("definitions=2", |s| s.definitions = 2.0),
+            ("definitions=3", |s| s.definitions = 3.0),
+            ("definition-scale=0", |s| s.definition_scale = 0.0),
+            ("definition-scale=3", |s| s.definition_scale = 3.0),
+            ("definition-scale=30", |s| s.definition_scale = 30.0),
             ("block-weight=0", |s| s.block_weight = 0.0),
             ("block-weight=1", |s| s.block_weight = 1.0),
             ("prose-weight=0", |s| s.prose_weight = 0.0),
@@ -243,17 +247,23 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
             ("title-weight=2", |s| s.title_weight = 2.0),
             ("max-defining-files=5", |s| s.max_defining_files = 5),
             ("max-defining-files=50", |s| s.max_defining_files = 50),
+            ("paths=0.5", |s| s.paths = 0.5),
+            ("paths=2", |s| s.paths = 2.0),
             ("stem-weight=0", |s| s.stem_weight = 0.0),
+            ("stem-weight=1", |s| s.stem_weight = 1.0),
             ("history=0.5", |s| s.history = 0.5),
             ("history=2", |s| s.history = 2.0),
+            ("history=3", |s| s.history = 3.0),
+            ("history=4", |s| s.history = 4.0),
             ("history-commits=5", |s| s.history_commits = 5),
+            ("history-commits=10", |s| s.history_commits = 10),
             ("history-commits=50", |s| s.history_commits = 50),
             ("depth=5", |s| s.depth = 5),
+            ("depth=20", |s| s.depth = 20),
         ];
         for (name, f) in grid {
             out.push((format!("default {name}"), with_sources(f)));
         }
-        out.push(("default depth=20".into(), with_sources(|s| s.depth = 20)));
         for w in [1.5f32, 3.0] {
             out.push((
                 format!("default code-weight={w}"),

@@ -508,9 +508,11 @@ impl Engine {
         candidates::add_sources(
             bundle,
             &query,
+            kind,
             &request.filter,
             request.exclude_commit.as_deref(),
             &mut chunks,
+            c.mode,
             &fusion,
             &self.tuning.sources,
         );
@@ -594,9 +596,11 @@ impl Engine {
             candidates::add_sources(
                 bundles[target],
                 &queries[target],
+                kind,
                 &request.filter,
                 request.exclude_commit.as_deref(),
                 &mut list,
+                mode,
                 &self.tuning.fusion,
                 &self.tuning.sources,
             );

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 
+use shelf_formats::FileKind;
 use shelf_formats::chunks::ChunkStore;
 use shelf_formats::definitions::Definitions;
 use shelf_formats::history::History;
@@ -32,7 +33,7 @@ use crate::filter::Filter;
 use crate::lexical;
 use crate::mapped::MappedBundle;
 use crate::query::{Mention, Query};
-use crate::rank::{Fusion, Ranked};
+use crate::rank::{Fusion, Mode, Ranked};
 
 /// The sources' weights and depths.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +50,10 @@ pub struct SourceTuning {
     /// Names defined in more files than this are left out (`__init__`,
     /// `get`): they point nowhere.
     pub max_defining_files: usize,
+    /// A file's definitions score `s` counts `s / (s + this)` of its list
+    /// weight: a rare name the title names plainly counts nearly fully, a
+    /// common one named once in a log counts little (0: rank alone).
+    pub definition_scale: f32,
     /// Weight of the path and module list (0: off).
     pub paths: f32,
     /// Weight of a file whose stem is a name the query uses as code, in
@@ -73,6 +78,7 @@ impl SourceTuning {
         prose_weight: 0.0,
         title_weight: 0.0,
         max_defining_files: 0,
+        definition_scale: 0.0,
         paths: 0.0,
         stem_weight: 0.0,
         history: 0.0,
@@ -98,6 +104,7 @@ impl Default for SourceTuning {
             prose_weight: 0.3,
             title_weight: 1.0,
             max_defining_files: 20,
+            definition_scale: 10.0,
             paths: 1.0,
             stem_weight: 0.5,
             history: 1.0,
@@ -129,6 +136,9 @@ pub struct PathTable {
     history_paths: Vec<Option<u32>>,
     /// Commits of the history that changed each chunk-store path.
     changes: HashMap<u32, u32>,
+    /// The position in the history (0: newest) of the newest commit that
+    /// changed each chunk-store path.
+    last_change: HashMap<u32, u32>,
     /// The most any path changed.
     max_changes: u32,
 }
@@ -179,6 +189,7 @@ impl PathTable {
                 for n in c.path_numbers() {
                     if let Some(Some(p)) = t.history_paths.get(n) {
                         *t.changes.entry(*p).or_default() += 1;
+                        t.last_change.entry(*p).or_insert(i as u32);
                     }
                 }
             }
@@ -191,6 +202,17 @@ impl PathTable {
     pub fn number(&self, path: &str) -> Option<u32> {
         self.by_path.get(path).copied()
     }
+}
+
+/// How a file's score in a list scales its share of the list's weight.
+#[derive(Debug, Clone, Copy)]
+enum Scale {
+    /// `s / (s + s0)`.
+    Saturating(f32),
+    /// The score itself (at most 1).
+    Score,
+    /// The score over the list's best.
+    OfBest,
 }
 
 /// A file a source ranks, with the chunk that shows why (if one does).
@@ -251,6 +273,7 @@ fn by_definitions(
     chunks: &ChunkStore<'_>,
     lexical: Option<&LexicalIndex<'_>>,
     query: &Query,
+    wanted: Option<FileKind>,
     t: &SourceTuning,
 ) -> Vec<Scored> {
     let paths = chunks.path_count().max(1) as f32;
@@ -281,8 +304,17 @@ fn by_definitions(
         if files.len() > t.max_defining_files {
             continue;
         }
-        let rarity = (1.0 + paths / files.len() as f32).ln();
-        let w = s * rarity * text_rarity(lexical, &lower) / files.len() as f32;
+        // Rarity counts every defining file; only wanted ones are scored.
+        let defining = files.len();
+        files.retain(|(p, _)| {
+            wanted.is_none_or(|k| {
+                chunks
+                    .path(*p as usize)
+                    .is_some_and(|x| FileKind::of(x) == k)
+            })
+        });
+        let rarity = (1.0 + paths / defining as f32).ln();
+        let w = s * rarity * text_rarity(lexical, &lower) / defining as f32;
         for (p, line) in files {
             let e = scored.entry(p).or_insert((0.0, None));
             e.0 += w;
@@ -304,7 +336,13 @@ fn by_paths(table: &PathTable, query: &Query, t: &SourceTuning) -> Vec<Scored> {
     for m in &query.paths {
         let name = m.rsplit('/').next().unwrap_or(m);
         let dir = m.rsplit('/').nth(1);
-        for &p in table.by_name.get(name).into_iter().flatten() {
+        let files = table.by_name.get(name).map_or(&[][..], Vec::as_slice);
+        // A bare name many files share (`__init__.py`, `setup.py` in a
+        // monorepo) names none of them.
+        if dir.is_none() && files.len() > 2 {
+            continue;
+        }
+        for &p in files {
             let Some(lower) = table.lower.get(p as usize) else {
                 continue;
             };
@@ -318,6 +356,9 @@ fn by_paths(table: &PathTable, query: &Query, t: &SourceTuning) -> Vec<Scored> {
         // The longest prefix that names a module: `a/b/c/f` is module
         // `a/b/c` when `f` is a function in it.
         let parts: Vec<&str> = module.split('/').collect();
+        if matches!(parts[0], "self" | "this" | "cls") {
+            continue;
+        }
         'prefixes: for n in (1..=parts.len()).rev() {
             let key = parts[..n].join("/");
             let tail = parts[n - 1];
@@ -353,12 +394,14 @@ fn by_paths(table: &PathTable, query: &Query, t: &SourceTuning) -> Vec<Scored> {
 
 /// The history list: files changed by the past commits most like the
 /// query, each commit's vote divided among its files.
+#[allow(clippy::too_many_arguments)]
 fn by_history(
     history: &History<'_>,
     messages: &LexicalIndex<'_>,
     table: &PathTable,
     query: &Query,
     exclude: Option<&[u8]>,
+    wanted: Option<FileKind>,
     t: &SourceTuning,
 ) -> Vec<Scored> {
     let similar = lexical::search_terms(messages, &query.terms, t.history_commits + 1, |_| true);
@@ -375,9 +418,19 @@ fn by_history(
             break;
         }
         used += 1;
+        // A commit's vote goes to the files of the kind wanted, divided
+        // among them (its tests and changelog take no share).
         let files: Vec<u32> = c
             .path_numbers()
             .filter_map(|n| table.history_paths.get(n).copied().flatten())
+            .filter(|p| {
+                wanted.is_none_or(|k| {
+                    table
+                        .lower
+                        .get(*p as usize)
+                        .is_some_and(|x| FileKind::of(x) == k)
+                })
+            })
             .collect();
         if files.is_empty() {
             continue;
@@ -390,17 +443,99 @@ fn by_history(
     ranked_files(scored, t.depth)
 }
 
-/// Adds the sources' lists to `ranked` (best first, as fusion left it)
-/// and sorts it again; a file the request's `filter` refuses is not
-/// brought in. `exclude` is a commit whose message must not vote
+/// Each source's list for `query`, as paths and scores best first: what
+/// [`add_sources`] adds, for diagnostics (which file a source brought in,
+/// and why it ranks where it does).
+pub fn explain(
+    bundle: &MappedBundle,
+    query: &Query,
+    wanted: Option<FileKind>,
+    t: &SourceTuning,
+) -> Vec<(&'static str, Vec<(String, f32)>)> {
+    let Ok(chunks) = bundle.chunks() else {
+        return Vec::new();
+    };
+    let table = bundle.paths();
+    let lexical = bundle.lexical().and_then(Result::ok).map(|(ix, _)| ix);
+    let named = |list: Vec<Scored>| {
+        list.into_iter()
+            .map(|s| {
+                let path = chunks.path(s.path as usize).unwrap_or("?").to_string();
+                (path, s.score)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut out = Vec::new();
+    if let Some(Ok(defs)) = bundle.definitions() {
+        out.push((
+            "definitions",
+            named(by_definitions(
+                &defs,
+                &chunks,
+                lexical.as_ref(),
+                query,
+                wanted,
+                t,
+            )),
+        ));
+    }
+    out.push(("paths", named(by_paths(table, query, t))));
+    if let Some(Ok((history, messages))) = bundle.history() {
+        out.push((
+            "history",
+            named(by_history(
+                &history, &messages, table, query, None, wanted, t,
+            )),
+        ));
+        let mut recent: Vec<(String, f32)> = table
+            .last_change
+            .iter()
+            .filter_map(|(p, i)| Some((chunks.path(*p as usize)?.to_string(), *i as f32)))
+            .collect();
+        recent.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        recent.truncate(200);
+        out.push(("recent", recent));
+        let mut frequent: Vec<(String, f32)> = table
+            .changes
+            .iter()
+            .filter_map(|(p, n)| Some((chunks.path(*p as usize)?.to_string(), *n as f32)))
+            .collect();
+        frequent.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        frequent.truncate(200);
+        out.push(("frequent", frequent));
+        // The similar commits themselves, as `score|file,file` entries.
+        let similar = lexical::search_terms(&messages, &query.terms, 50, |_| true);
+        let commits: Vec<(String, f32)> = similar
+            .into_iter()
+            .filter_map(|(doc, s)| {
+                let c = history.get(doc as usize)?;
+                let files: Vec<String> = c
+                    .path_numbers()
+                    .filter_map(|n| table.history_paths.get(n).copied().flatten())
+                    .filter_map(|p| chunks.path(p as usize).map(str::to_string))
+                    .collect();
+                Some((format!("{doc}|{}", files.join(",")), s))
+            })
+            .collect();
+        out.push(("commits", commits));
+    }
+    out
+}
+
+/// Adds the sources' lists to `ranked` (best first, as `mode` ranked it)
+/// and sorts it again; a file the request's `filter` refuses, or not of
+/// the kind the query wants (`wanted`), is not brought in. `exclude` is a commit whose message must not vote
 /// (the query's own, when a quality gate asks a commit's message of a
 /// bundle that contains it).
+#[allow(clippy::too_many_arguments)]
 pub fn add_sources(
     bundle: &MappedBundle,
     query: &Query,
+    wanted: Option<FileKind>,
     filter: &Filter,
     exclude: Option<&[u8]>,
     ranked: &mut Vec<Ranked>,
+    mode: Mode,
     fusion: &Fusion,
     t: &SourceTuning,
 ) {
@@ -410,26 +545,38 @@ pub fn add_sources(
     let Ok(chunks) = bundle.chunks() else { return };
     let table = bundle.paths();
     let lexical = bundle.lexical().and_then(Result::ok).map(|(ix, _)| ix);
-    let mut lists: Vec<(f32, Vec<Scored>)> = Vec::new();
+    // Each list with its weight and how a file's score scales its share.
+    let mut lists: Vec<(f32, Scale, Vec<Scored>)> = Vec::new();
     if t.definitions > 0.0
         && let Some(Ok(defs)) = bundle.definitions()
     {
         lists.push((
             t.definitions,
-            by_definitions(&defs, &chunks, lexical.as_ref(), query, t),
+            Scale::Saturating(t.definition_scale),
+            by_definitions(&defs, &chunks, lexical.as_ref(), query, wanted, t),
         ));
     }
     if t.paths > 0.0 {
-        lists.push((t.paths, by_paths(table, query, t)));
+        lists.push((t.paths, Scale::Score, by_paths(table, query, t)));
     }
     if t.history > 0.0
         && let Some(Ok((history, messages))) = bundle.history()
     {
         lists.push((
             t.history,
-            by_history(&history, &messages, table, query, exclude, t),
+            Scale::OfBest,
+            by_history(&history, &messages, table, query, exclude, wanted, t),
         ));
     }
+    // Fused scores are reciprocal ranks already; a single ranker's are
+    // cosines or BM25, so a source's rank 1 is made worth what that
+    // ranker's best chunk scores, as a list in the fusion would be.
+    let unit = match mode {
+        Mode::Hybrid => 1.0,
+        Mode::Semantic | Mode::Lexical => {
+            ranked.first().map_or(1.0, |r| r.score.max(0.0)) * (fusion.k + 1.0)
+        }
+    };
     // Each file's best-ranked chunk so far.
     let mut best: HashMap<u32, u64> = HashMap::new();
     let mut at: HashMap<u64, usize> = HashMap::new();
@@ -442,22 +589,27 @@ pub fn add_sources(
             best.entry(p as u32).or_insert(r.key);
         }
     }
-    for (weight, list) in lists.iter_mut() {
-        if !filter.is_empty() {
-            list.retain(|s| {
-                chunks
-                    .path(s.path as usize)
-                    .is_some_and(|p| filter.accepts(p))
-            });
-        }
+    for (weight, scale, list) in lists.iter_mut() {
+        list.retain(|s| {
+            chunks
+                .path(s.path as usize)
+                .is_some_and(|p| filter.accepts(p) && wanted.is_none_or(|k| FileKind::of(p) == k))
+        });
         let weight = *weight;
+        let best_score = list.first().map_or(1.0, |s| s.score.max(f32::MIN_POSITIVE));
         for (rank, s) in list.iter().enumerate() {
             let key = s.chunk.or_else(|| best.get(&s.path).copied()).or_else(|| {
                 let first = chunks.chunks_of(s.path as usize).start;
                 (first < chunks.len()).then_some(first as u64)
             });
             let Some(key) = key else { continue };
-            let add = weight / (fusion.k + rank as f32 + 1.0);
+            let share = match *scale {
+                Scale::Saturating(s0) if s0 > 0.0 => s.score / (s.score + s0),
+                Scale::Saturating(_) => 1.0,
+                Scale::Score => s.score.min(1.0),
+                Scale::OfBest => s.score / best_score,
+            };
+            let add = unit * weight * share / (fusion.k + rank as f32 + 1.0);
             match at.get(&key) {
                 Some(&i) => ranked[i].score += add,
                 None => {

@@ -1,0 +1,244 @@
+//! The candidate sources (`candidates.rs`) on real bundles of format 1.4:
+//! a file the rankers rank low comes in because the query names what it
+//! defines, names its module, or is like a past change to it; and what a
+//! request excludes (a filter, another kind, the query's own commit)
+//! stays out. Lexical mode: the bundles' vectors are placeholders.
+
+use std::sync::Arc;
+
+use shelf_formats::ModelIdentity;
+use shelf_formats::definitions::DefKind;
+use shelf_formats::history::HistoryCommit;
+use shelf_search::candidates::SourceTuning;
+use shelf_search::{
+    EncodeError, Encoded, Engine, MappedBundle, QueryEncoder, RawRequest, Request, RequestLimits,
+    Target, Tuning,
+};
+use shelf_testkit::{FilesBundle, bundle_of_files};
+
+/// An encoder for lexical requests only: nothing here is embedded.
+struct LexicalOnly(ModelIdentity);
+
+impl QueryEncoder for LexicalOnly {
+    fn identity(&self) -> &ModelIdentity {
+        &self.0
+    }
+    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        vec![(0, text.len())]
+    }
+    fn encode(&self, _: &[String]) -> Result<Encoded, EncodeError> {
+        panic!("a lexical request embedded its query")
+    }
+}
+
+/// Twelve files that call `retry_budget` over and over, one that defines
+/// it (and says little else), a module file, a test that also defines it,
+/// and a timer a past commit fixed.
+fn spec() -> FilesBundle<'static> {
+    const CALLERS: [&str; 12] = [
+        "src/a.py", "src/b.py", "src/c.py", "src/d.py", "src/e.py", "src/f.py", "src/g.py",
+        "src/h.py", "src/i.py", "src/j.py", "src/k.py", "src/l.py",
+    ];
+    let mut files: Vec<(&str, &str)> = CALLERS
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                "x = retry_budget()\ny = retry_budget() + retry_budget()\nreturns zero when retry_budget is spent\nfrom sympy.polys import factortools\nfactortools.mignotte(x), factortools.mignotte(y)\n",
+            )
+        })
+        .collect();
+    files.extend([
+        (
+            "src/budget.py",
+            "def retry_budget():\n    \"\"\"How many tries are left.\"\"\"\n    return LEFT\n",
+        ),
+        (
+            "src/polys/factortools.py",
+            "def mignotte(f):\n    return f\n\ndef knuth(f):\n    coefficients = list(f)\n    norms = [abs(c) for c in coefficients]\n    largest = max(norms)\n    total = sum(norms)\n    return largest * total\n\ndef cohen(f, g):\n    left = knuth(f)\n    right = knuth(g)\n    return min(left, right)\n",
+        ),
+        ("tests/test_budget.py", "def retry_budget():\n    return 0\n"),
+        ("src/timer.py", "class Timer:\n    def fire(self):\n        pass\n"),
+    ]);
+    FilesBundle {
+        files,
+        definitions: vec![
+            ("retry_budget", "", DefKind::Function, "src/budget.py", 1),
+            (
+                "retry_budget",
+                "",
+                DefKind::Function,
+                "tests/test_budget.py",
+                1,
+            ),
+            (
+                "mignotte",
+                "",
+                DefKind::Function,
+                "src/polys/factortools.py",
+                1,
+            ),
+            ("Timer", "", DefKind::Class, "src/timer.py", 1),
+        ],
+        history: vec![
+            HistoryCommit {
+                id: vec![7; 20],
+                time: 200,
+                message: "Stop the periodic flush from firing twice".into(),
+                files: vec!["src/timer.py".into()],
+            },
+            HistoryCommit {
+                id: vec![6; 20],
+                time: 100,
+                message: "Initial import".into(),
+                files: vec!["src/a.py".into()],
+            },
+        ],
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    bundle: MappedBundle,
+    encoder: Arc<LexicalOnly>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shelf_testkit::sample_manifest("00").model;
+    let written = bundle_of_files(&dir.path().join("out"), &spec(), &model);
+    let bundle = MappedBundle::open_file(&written.path, &dir.path().join("cache"), &model).unwrap();
+    Fixture {
+        _dir: dir,
+        bundle,
+        encoder: Arc::new(LexicalOnly(model)),
+    }
+}
+
+/// The files `sources` ranks for `query` (lexical, grouped by file).
+fn files(
+    f: &Fixture,
+    query: &str,
+    sources: SourceTuning,
+    edit: impl Fn(&mut Request),
+) -> Vec<String> {
+    let engine = Engine::new(f.encoder.clone()).with_tuning(Tuning {
+        sources,
+        ..Tuning::default()
+    });
+    let mut request = Request::new(
+        RawRequest {
+            query: query.into(),
+            k: Some(10),
+            mode: Some("lexical".into()),
+            group: Some("file".into()),
+            ..RawRequest::default()
+        },
+        &RequestLimits::default(),
+    )
+    .unwrap();
+    edit(&mut request);
+    let target = Target {
+        repo: "r",
+        bundle: &f.bundle,
+        tag: None,
+    };
+    engine
+        .answer(&[target], &request)
+        .unwrap()
+        .files
+        .unwrap()
+        .into_iter()
+        .map(|x| x.path)
+        .collect()
+}
+
+/// The sources by rank alone: the default scale of a definition's score
+/// is set for repositories of real size (thousands of files), where a
+/// name defined once and used in few places is rare; in these few files
+/// every name is common.
+fn by_rank() -> SourceTuning {
+    SourceTuning {
+        definition_scale: 0.0,
+        ..SourceTuning::default()
+    }
+}
+
+fn rank(files: &[String], path: &str) -> Option<usize> {
+    files.iter().position(|f| f == path).map(|i| i + 1)
+}
+
+#[test]
+fn the_file_that_defines_a_named_identifier_comes_first() {
+    let f = fixture();
+    let query = "`retry_budget` returns zero";
+    let before = files(&f, query, SourceTuning::OFF, |_| {});
+    let after = files(&f, query, by_rank(), |_| {});
+    // Twelve callers outrank the definition on words alone.
+    assert!(
+        rank(&before, "src/budget.py").is_none_or(|r| r > 5),
+        "{before:?}"
+    );
+    assert_eq!(rank(&after, "src/budget.py"), Some(1), "{after:?}");
+    // The test that also defines it is not what a report wants.
+    assert!(
+        rank(&after, "tests/test_budget.py").is_none_or(|r| r > 5),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn a_module_path_brings_its_file() {
+    let f = fixture();
+    let query = "sympy.polys.factortools.dmp_zz_bound is slow";
+    let before = files(&f, query, SourceTuning::OFF, |_| {});
+    let after = files(&f, query, by_rank(), |_| {});
+    assert!(
+        rank(&before, "src/polys/factortools.py").is_none_or(|r| r > 3),
+        "{before:?}"
+    );
+    assert!(
+        rank(&after, "src/polys/factortools.py").is_some_and(|r| r <= 3),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn a_past_change_like_the_query_votes_for_its_files_unless_it_is_the_querys_own() {
+    let f = fixture();
+    let query = "periodic flush fires twice";
+    let before = files(&f, query, SourceTuning::OFF, |_| {});
+    assert_eq!(
+        rank(&before, "src/timer.py"),
+        None,
+        "no shared word: {before:?}"
+    );
+    let after = files(&f, query, SourceTuning::default(), |_| {});
+    assert_eq!(rank(&after, "src/timer.py"), Some(1), "{after:?}");
+    // Asked as the commit itself (a quality gate on a bundle that holds
+    // it), its own message does not vote.
+    let own = files(&f, query, SourceTuning::default(), |r| {
+        r.exclude_commit = Some(vec![7; 20]);
+    });
+    assert_eq!(rank(&own, "src/timer.py"), None, "{own:?}");
+}
+
+#[test]
+fn filters_and_the_kind_asked_for_bound_what_sources_bring() {
+    let f = fixture();
+    let query = "`retry_budget` returns zero";
+    let filtered = files(&f, query, SourceTuning::default(), |r| {
+        r.filter = shelf_search::Filter::new(Some("src/[a-c].py"), &[]).unwrap();
+    });
+    assert!(
+        filtered
+            .iter()
+            .all(|p| ["src/a.py", "src/b.py", "src/c.py"].contains(&p.as_str())),
+        "{filtered:?}"
+    );
+    // Asked for tests, the test that defines the name is what comes in.
+    let tests = files(&f, query, by_rank(), |r| {
+        r.kind = shelf_search::KindPreference::Prefer(shelf_formats::FileKind::Test);
+    });
+    assert_eq!(rank(&tests, "tests/test_budget.py"), Some(1), "{tests:?}");
+}
