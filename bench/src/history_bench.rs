@@ -57,6 +57,8 @@ pub struct Options {
     /// The chunkers whose bundles are built and asked (each its own set of
     /// parent bundles).
     pub chunkers: Vec<Chunker>,
+    /// How the parents' definitions index is made.
+    pub definitions: shelf_builder::definitions::Extractor,
     /// Also score the parameter grid (slow to read, same cost to run).
     pub sweep: bool,
     /// JSON results path.
@@ -184,6 +186,11 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
         f(&mut t.sources);
         t
     };
+    for n in [500usize, 1000, 2000] {
+        let mut t = full;
+        t.sources.history_limit = n;
+        out.push((format!("default history-limit={n}"), t));
+    }
     for p in [0.1f32, 0.3] {
         let mut t = full;
         t.sources.change_prior = p;
@@ -377,7 +384,11 @@ pub fn run(opts: &Options) -> Result<()> {
             let config = work.path().join(format!("{}.toml", chunker.name()));
             std::fs::write(
                 &config,
-                format!("[build]\nchunker = \"{}\"\n", chunker.name()),
+                format!(
+                    "[build]\nchunker = \"{}\"\ndefinitions = \"{}\"\n",
+                    chunker.name(),
+                    opts.definitions.name()
+                ),
             )?;
             let how = ParentBuild {
                 repo: git_dir.clone(),

@@ -191,6 +191,10 @@ enum Command {
         /// The chunker to build with (lines-v1 or syntax-v1).
         #[arg(long, default_value = "lines-v1")]
         chunker: String,
+        /// How the bundles' definitions index is made (syntax, lines or
+        /// off; bundles of another than the default are kept apart).
+        #[arg(long, default_value = "syntax")]
+        definitions: String,
         /// Where to write the JSON results.
         #[arg(long, default_value = "bench-results/swebench.json")]
         json_out: PathBuf,
@@ -240,6 +244,9 @@ enum Command {
         /// the default chunker).
         #[arg(long = "chunker", default_values_t = vec!["lines-v1".to_string(), "syntax-v1".to_string()])]
         chunkers: Vec<String>,
+        /// How the parents' definitions index is made (syntax, lines or off).
+        #[arg(long, default_value = "syntax")]
+        definitions: String,
         /// Also score a grid of the parameters.
         #[arg(long)]
         sweep: bool,
@@ -425,6 +432,7 @@ fn main() -> anyhow::Result<()> {
             sweep,
             model,
             chunker,
+            definitions,
             json_out,
         } => swebench::run(&swebench::Options {
             queries,
@@ -435,6 +443,7 @@ fn main() -> anyhow::Result<()> {
             sweep,
             model,
             chunker: chunker.parse().map_err(anyhow::Error::msg)?,
+            definitions: definitions.parse().map_err(anyhow::Error::msg)?,
             json_out,
             command: std::env::args().collect(),
         }),
@@ -453,6 +462,7 @@ fn main() -> anyhow::Result<()> {
             sweep: false,
             model,
             chunker: shelf_builder::chunker::Chunker::default(),
+            definitions: Default::default(),
             json_out,
             command: std::env::args().collect(),
         }),
@@ -462,6 +472,7 @@ fn main() -> anyhow::Result<()> {
             mirror,
             bundle_cache,
             chunkers,
+            definitions,
             sweep,
             json_out,
         } => history_bench::run(&history_bench::Options {
@@ -477,6 +488,7 @@ fn main() -> anyhow::Result<()> {
                 .iter()
                 .map(|c| c.parse().map_err(anyhow::Error::msg))
                 .collect::<anyhow::Result<_>>()?,
+            definitions: definitions.parse().map_err(anyhow::Error::msg)?,
             sweep,
             json_out,
             command: std::env::args().collect(),

@@ -41,6 +41,9 @@ pub struct Options {
     /// The chunker the bundles are built with (`lines-v1` bundles are kept
     /// under `swebench/`, others under `swebench-<chunker>/`).
     pub chunker: shelf_builder::chunker::Chunker,
+    /// How the definitions index is made (bundles of another extractor
+    /// than the default are kept under `<set>-defs-<name>/`).
+    pub definitions: shelf_builder::definitions::Extractor,
     /// Stop after building (no evaluation).
     pub build_only: bool,
     /// Also score the ranking grid of `history --sweep`.
@@ -136,10 +139,13 @@ pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress
         dated.sort();
         let mut previous: Option<PathBuf> = None;
         for (i, (_, commit)) in dated.iter().enumerate() {
-            let set = match opts.chunker {
+            let mut set = match opts.chunker {
                 shelf_builder::chunker::Chunker::LinesV1 => "swebench".to_string(),
                 other => format!("swebench-{}", other.name()),
             };
+            if opts.definitions != shelf_builder::definitions::Extractor::default() {
+                set = format!("{set}-defs-{}", opts.definitions.name());
+            }
             let out = opts
                 .bundle_cache
                 .join(set)
@@ -167,7 +173,11 @@ pub fn build_all(shelf: &ShelfBinary, opts: &Options, rows: &[Row], p: &Progress
                     let config = out.join("shelf-bench.toml");
                     std::fs::write(
                         &config,
-                        format!("[build]\nchunker = \"{}\"\n", opts.chunker.name()),
+                        format!(
+                            "[build]\nchunker = \"{}\"\ndefinitions = \"{}\"\n",
+                            opts.chunker.name(),
+                            opts.definitions.name()
+                        ),
                     )?;
                     let mut extra = vec!["--config".to_string(), config.display().to_string()];
                     if let Some(m) = &opts.model {

@@ -6,9 +6,11 @@
 //!
 //! **Which commits** (`commits-v1/N`, the manifest's `settings.history`):
 //! among the indexed commit and all its ancestors, the commits that are not
-//! merges and whose diff against their first parent (or the empty tree,
-//! for a root commit) touches between 1 and [`MAX_FILES`] files and leaves
-//! at least one of them in place; of those, the N newest by committer
+//! merges, not by a bot (dependabot, renovate, … as `shelf eval
+//! --from-history` tells them), and whose diff against their first parent
+//! (or the empty tree, for a root commit) touches between 1 and
+//! [`MAX_FILES`] files and leaves at least one of them in place; of those,
+//! the N newest by committer
 //! time, ties by object id. Only ancestors: nothing from after the indexed
 //! commit can be in its bundle, so a question asked of a commit's parent
 //! never finds the commit that answered it. A commit keeps its message
@@ -42,13 +44,13 @@ use crate::BuildError;
 /// The name and version of the rules above.
 pub const RULES: &str = "commits-v1";
 /// Commits kept when the settings do not say.
-pub const DEFAULT_COMMITS: usize = 4000;
+pub const DEFAULT_COMMITS: usize = 2000;
 /// Most files a commit may touch and still be kept: a change spread over
 /// more (a reformat, a rename of a package) says nothing about where one
 /// report belongs.
 pub const MAX_FILES: usize = 50;
 /// Longest message kept, in bytes (cut at a character boundary).
-pub const MAX_MESSAGE_BYTES: usize = 2000;
+pub const MAX_MESSAGE_BYTES: usize = 1000;
 
 /// The manifest's `settings.history` for `n` commits (`None`: off).
 pub fn kind(n: usize) -> Option<String> {
@@ -200,6 +202,10 @@ pub fn collect(
 fn entry_of(repo: &Repository, oid: Oid) -> Result<Option<HistoryCommit>, BuildError> {
     let err = |e: git2::Error| git_err(repo, &e);
     let commit = repo.find_commit(oid).map_err(err)?;
+    let author = commit.author();
+    if crate::history::is_bot(author.name().unwrap_or(""), author.email().unwrap_or("")) {
+        return Ok(None);
+    }
     let tree = commit.tree().map_err(err)?;
     let parent_tree = match commit.parent_count() {
         0 => None,

@@ -13,10 +13,20 @@ use shelf_testkit::GitRepo;
 /// `git add -A && git commit` with the committer and author date `date`
 /// (seconds since the epoch); returns the commit id.
 fn commit_at(r: &GitRepo, message: &str, date: i64) -> String {
+    commit_as(r, message, date, "t")
+}
+
+/// [`commit_at`] by the author `name`.
+fn commit_as(r: &GitRepo, message: &str, date: i64, name: &str) -> String {
     r.git(&["add", "-A"]);
     let stamp = format!("@{date} +0000");
     let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@x.invalid"])
+        .args([
+            "-c",
+            &format!("user.name={name}"),
+            "-c",
+            "user.email=t@x.invalid",
+        ])
         .args(["-c", "commit.gpgsign=false"])
         .args(["commit", "-q", "--allow-empty", "-m", message])
         .current_dir(r.path())
@@ -72,6 +82,13 @@ fn only_ancestors_that_follow_the_rules_newest_first() {
     let huge = commit_at(&r, "Generate many files", 3_000);
     r.git(&["rm", "-q", "-r", "gen"]);
     let only_delete = commit_at(&r, "Remove the generated files", 4_000);
+    r.write("Cargo.lock", "bumped\n");
+    let bot = commit_as(
+        &r,
+        "Bump serde from 1.0.1 to 1.0.2",
+        4_500,
+        "dependabot[bot]",
+    );
     // A side branch merged back: its commit is an ancestor, the merge is not kept.
     r.git(&["checkout", "-q", "-b", "side"]);
     r.write("src/b.py", "def b(): pass\n");
@@ -91,7 +108,7 @@ fn only_ancestors_that_follow_the_rules_newest_first() {
         ids(&got),
         [main_fix.clone(), side.clone(), fix.clone(), root.clone()]
     );
-    for left_out in [&huge, &only_delete, &merge, &later] {
+    for left_out in [&huge, &only_delete, &bot, &merge, &later] {
         assert!(!ids(&got).contains(left_out), "{left_out}");
     }
     let f = &got[2];

@@ -63,6 +63,9 @@ pub struct SourceTuning {
     pub history: f32,
     /// Past commits that vote.
     pub history_commits: usize,
+    /// Only the newest this many commits of the history index are
+    /// searched (0: all): measures what a smaller index would give.
+    pub history_limit: usize,
     /// Strength of the change-frequency prior (0: off): a file changed in
     /// many of the history's commits is scaled up by up to `1 +` this.
     pub change_prior: f32,
@@ -83,6 +86,7 @@ impl SourceTuning {
         stem_weight: 0.0,
         history: 0.0,
         history_commits: 0,
+        history_limit: 0,
         change_prior: 0.0,
         depth: 0,
     };
@@ -109,6 +113,7 @@ impl Default for SourceTuning {
             stem_weight: 0.5,
             history: 1.0,
             history_commits: 20,
+            history_limit: 0,
             change_prior: 0.0,
             depth: 10,
         }
@@ -404,7 +409,13 @@ fn by_history(
     wanted: Option<FileKind>,
     t: &SourceTuning,
 ) -> Vec<Scored> {
-    let similar = lexical::search_terms(messages, &query.terms, t.history_commits + 1, |_| true);
+    let limit = if t.history_limit == 0 {
+        u32::MAX
+    } else {
+        t.history_limit as u32
+    };
+    let similar =
+        lexical::search_terms(messages, &query.terms, t.history_commits + 1, |d| d < limit);
     let mut scored: HashMap<u32, (f32, Option<u64>)> = HashMap::new();
     let mut used = 0;
     for (doc, s) in similar {

@@ -94,6 +94,7 @@ fn spec() -> FilesBundle<'static> {
                 files: vec!["src/a.py".into()],
             },
         ],
+        without_indexes: false,
     }
 }
 
@@ -241,4 +242,98 @@ fn filters_and_the_kind_asked_for_bound_what_sources_bring() {
         r.kind = shelf_search::KindPreference::Prefer(shelf_formats::FileKind::Test);
     });
     assert_eq!(rank(&tests, "tests/test_budget.py"), Some(1), "{tests:?}");
+}
+
+#[test]
+fn find_definitions_answers_from_the_index_and_scans_older_bundles_alike() {
+    use shelf_search::files::{DefinitionsRequest, definitions};
+    let dir = tempfile::tempdir().unwrap();
+    let model = shelf_testkit::sample_manifest("00").model;
+    let mut old_spec = spec();
+    old_spec.without_indexes = true;
+    let new = bundle_of_files(&dir.path().join("new"), &spec(), &model);
+    let old = bundle_of_files(&dir.path().join("old"), &old_spec, &model);
+    let open = |w: &shelf_formats::bundle::WrittenBundle| {
+        MappedBundle::open_file(&w.path, &dir.path().join("cache"), &model).unwrap()
+    };
+    let (new, old) = (open(&new), open(&old));
+    assert!(new.definitions().is_some() && old.definitions().is_none());
+    let ask = |b: &MappedBundle, name: &str| {
+        let target = Target {
+            repo: "r",
+            bundle: b,
+            tag: None,
+        };
+        let request = DefinitionsRequest {
+            name: name.into(),
+            limit: 10,
+            max_tokens: 4000,
+        };
+        definitions(&[target], &request).unwrap()
+    };
+    let from_index = ask(&new, "retry_budget");
+    let scanned = ask(&old, "retry_budget");
+    let places = |a: &shelf_search::files::DefinitionsAnswer| {
+        a.definitions
+            .iter()
+            .map(|d| (d.path.clone(), d.line, d.text.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(places(&from_index), places(&scanned));
+    assert_eq!(
+        places(&from_index),
+        [
+            ("src/budget.py".into(), 1, "def retry_budget():".into()),
+            (
+                "tests/test_budget.py".into(),
+                1,
+                "def retry_budget():".into()
+            ),
+        ]
+    );
+    // The index also says what each is and where; it reads only the files
+    // that hold one, where a scan reads every file.
+    assert_eq!(from_index.definitions[0].kind, Some("function"));
+    assert_eq!(from_index.definitions[0].scope.as_deref(), Some(""));
+    assert_eq!(from_index.files_scanned, 2);
+    assert_eq!(scanned.files_scanned, 16);
+    assert_eq!(scanned.definitions[0].kind, None);
+    // Another case comes after the same case; a name defined nowhere is
+    // an empty answer, not an error.
+    let timer = ask(&new, "timer");
+    assert_eq!(timer.definitions[0].path, "src/timer.py");
+    assert!(ask(&new, "nowhere_defined").definitions.is_empty());
+}
+
+#[test]
+fn an_evaluation_of_mined_queries_never_lets_a_commit_answer_itself() {
+    use shelf_search::eval::{EvalQuery, evaluate};
+    let f = fixture();
+    let engine = Engine::new(f.encoder.clone());
+    let query = |commit: Option<String>| EvalQuery {
+        id: "q".into(),
+        group: None,
+        query: "periodic flush fires twice".into(),
+        gold: vec!["src/timer.py".into()],
+        commit,
+    };
+    // The bundle holds the commit the query was mined from: its message
+    // must not vote for the files it changed.
+    let own = evaluate(
+        &engine,
+        &f.bundle,
+        &[query(Some("07".repeat(20)))],
+        shelf_search::Mode::Lexical,
+    )
+    .unwrap();
+    assert_eq!(own.overall.recall_at_10, 0.0, "{:?}", own.queries);
+    // A query from elsewhere (no commit) may use that past change.
+    let other = evaluate(
+        &engine,
+        &f.bundle,
+        &[query(None)],
+        shelf_search::Mode::Lexical,
+    )
+    .unwrap();
+    assert_eq!(other.overall.recall_at_1, 1.0, "{:?}", other.queries);
 }

@@ -432,6 +432,9 @@ pub struct FilesBundle<'a> {
     )>,
     /// History commits, newest first.
     pub history: Vec<shelf_formats::history::HistoryCommit>,
+    /// Leave the definitions and history indexes out (a bundle of format
+    /// 1.2, as shelf built before them).
+    pub without_indexes: bool,
 }
 
 /// Writes a real bundle of format 1.4 without a model or a repository:
@@ -493,13 +496,25 @@ pub fn bundle_of_files(
         std::fs::write(&path, bytes).expect("write member");
         (name.to_string(), path)
     };
+    let mut texts = shelf_formats::files::FileTextsWriter::new();
+    for (path, text) in &files {
+        texts.push(
+            path,
+            shelf_formats::files::CompressedText::new(text).expect("compress"),
+        );
+    }
     let mut members = vec![
         write("chunks.bin", &|b| store.write_to(b)),
         write("lexical.bin", &|b| lexical.write_to(b)),
-        write("definitions.bin", &|b| defs.write_to(b)),
-        write("history.bin", &|b| history.write_to(b)),
-        write("history-lexical.bin", &|b| messages.write_to(b)),
+        write("files.bin", &|b| texts.write_to(b)),
     ];
+    if !spec.without_indexes {
+        members.extend([
+            write("definitions.bin", &|b| defs.write_to(b)),
+            write("history.bin", &|b| history.write_to(b)),
+            write("history-lexical.bin", &|b| messages.write_to(b)),
+        ]);
+    }
     let dims = model.dimensions as usize;
     let index = usearch::Index::new(&usearch::IndexOptions {
         dimensions: dims,
@@ -527,8 +542,10 @@ pub fn bundle_of_files(
     manifest.counts.chunks = files.len() as u64;
     manifest.counts.files_indexed = files.len() as u64;
     manifest.settings.lexical = Some(shelf_formats::lexical::Analyzer::CURRENT.kind().into());
-    manifest.settings.definitions = Some("defs-v1/syntax".into());
-    manifest.settings.history = Some("commits-v1/4000".into());
+    if !spec.without_indexes {
+        manifest.settings.definitions = Some("defs-v1/syntax".into());
+        manifest.settings.history = Some("commits-v1/2000".into());
+    }
     shelf_formats::bundle::write_bundle(out_dir, manifest, &members).expect("write bundle")
 }
 
