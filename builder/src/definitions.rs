@@ -257,6 +257,18 @@ fn is_type_scope(kind: DefKind) -> bool {
     )
 }
 
+/// Node kinds that never hold a definition: the walk does not go into
+/// them (most of a file's nodes are inside literals and comments).
+fn holds_no_definition(kind: &str) -> bool {
+    kind.contains("string")
+        || kind.contains("comment")
+        || kind.ends_with("_literal")
+        || matches!(
+            kind,
+            "identifier" | "integer" | "float" | "number" | "type_identifier" | "field_identifier"
+        )
+}
+
 /// Node kinds whose children are still at the top level of a file (so a
 /// variable declared there is module-level).
 fn keeps_top(kind: &str) -> bool {
@@ -300,11 +312,24 @@ fn by_syntax(path: &str, text: &str) -> Option<Vec<Found>> {
     };
     let bytes = text.as_bytes();
     let mut out = Vec::new();
-    // (node, scope names, whether the scope is a type, top level, nesting).
-    type Frame<'t> = (Node<'t>, Vec<String>, bool, bool, usize);
-    let mut stack: Vec<Frame<'_>> = vec![(tree.root_node(), Vec::new(), false, true, 0)];
+    // Scopes are an arena of (parent, name) so a frame carries an index,
+    // not a copy of its enclosing names.
+    let mut scopes: Vec<(usize, String)> = vec![(0, String::new())];
+    let joined = |scopes: &[(usize, String)], mut at: usize| {
+        let mut names = Vec::new();
+        while at != 0 {
+            names.push(scopes[at].1.as_str());
+            at = scopes[at].0;
+        }
+        names.reverse();
+        names.join(".")
+    };
+    // (node, scope, whether the scope is a type, top level, nesting).
+    type Frame<'t> = (Node<'t>, usize, bool, bool, usize);
+    let mut stack: Vec<Frame<'_>> = vec![(tree.root_node(), 0, false, true, 0)];
+    let mut cursor = tree.walk();
     while let Some((node, scope, in_type, top, nesting)) = stack.pop() {
-        let mut inner_scope = scope.clone();
+        let mut inner_scope = scope;
         let mut inner_type = in_type;
         let mut inner_top = top && keeps_top(node.kind());
         if let Some((kind, name_node)) = definition_of(lang, node, in_type, top) {
@@ -312,7 +337,7 @@ fn by_syntax(path: &str, text: &str) -> Option<Vec<Found>> {
             // decorators and attributes, like the line recogniser's).
             let start = name_node.start_position().row;
             if let Ok(name) = name_node.utf8_text(bytes) {
-                let mut own_scope = scope.join(".");
+                let mut own_scope = joined(&scopes, scope);
                 if lang == "go"
                     && kind == DefKind::Method
                     && let Some(r) = go_receiver(node, text)
@@ -327,20 +352,22 @@ fn by_syntax(path: &str, text: &str) -> Option<Vec<Found>> {
                     end_line: node.end_position().row as u32 + 1,
                 });
                 if kind != DefKind::Variable {
-                    inner_scope.push(name.to_string());
+                    scopes.push((scope, name.to_string()));
+                    inner_scope = scopes.len() - 1;
                     inner_type = is_type_scope(kind);
                 }
             }
             inner_top = false;
         }
-        if nesting >= MAX_NESTING {
+        if nesting >= MAX_NESTING || holds_no_definition(node.kind()) {
             continue;
         }
-        let mut cursor = node.walk();
-        let kids: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
-        for kid in kids.into_iter().rev() {
-            stack.push((kid, inner_scope.clone(), inner_type, inner_top, nesting + 1));
+        let first = stack.len();
+        for kid in node.named_children(&mut cursor) {
+            stack.push((kid, inner_scope, inner_type, inner_top, nesting + 1));
         }
+        // Children in file order on top of the stack.
+        stack[first..].reverse();
     }
     // The walk is depth-first with children pushed in reverse: found in
     // file order already, but sort to say so.
