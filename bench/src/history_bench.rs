@@ -96,6 +96,7 @@ const SOURCE_PARTS: [SourcePart; 3] = [
         t.prose_weight = from.prose_weight;
         t.title_weight = from.title_weight;
         t.max_defining_files = from.max_defining_files;
+        t.definition_scale = from.definition_scale;
         t.depth = from.depth;
     }),
     ("paths", |t, from| {
@@ -106,6 +107,7 @@ const SOURCE_PARTS: [SourcePart; 3] = [
     ("history", |t, from| {
         t.history = from.history;
         t.history_commits = from.history_commits;
+        t.history_limit = from.history_limit;
         t.depth = from.depth;
     }),
 ];
@@ -186,7 +188,19 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
         f(&mut t.sources);
         t
     };
-    for n in [500usize, 1000, 2000] {
+    for w in [1.5f32, 2.0] {
+        out.push((
+            format!("default title-terms={w}"),
+            Tuning {
+                query: QueryTuning {
+                    title_weight: w,
+                    ..full.query
+                },
+                ..full
+            },
+        ));
+    }
+    for n in [500usize, 1000] {
         let mut t = full;
         t.sources.history_limit = n;
         out.push((format!("default history-limit={n}"), t));
@@ -270,6 +284,24 @@ pub fn variants(sweep: bool) -> Vec<(String, Tuning)> {
         ];
         for (name, f) in grid {
             out.push((format!("default {name}"), with_sources(f)));
+        }
+        // Combinations of what helped alone.
+        let combos: [(&str, f32, f32, f32, usize); 6] = [
+            // (name, chunk decay, adaptive fusion, definitions, history commits)
+            ("decay=0.5 adaptive=0.6", 0.5, 0.6, 1.0, 20),
+            ("decay=0.5 definitions=2", 0.5, 0.0, 2.0, 20),
+            ("decay=0.5 adaptive=0.3 definitions=2", 0.5, 0.3, 2.0, 20),
+            ("decay=0.5 adaptive=0.6 definitions=2 commits=10", 0.5, 0.6, 2.0, 10),
+            ("decay=0.7 adaptive=0.3 definitions=2", 0.7, 0.3, 2.0, 20),
+            ("decay=0.3 adaptive=0.3 definitions=2", 0.3, 0.3, 2.0, 20),
+        ];
+        for (name, decay, adaptive, definitions, commits) in combos {
+            let mut t = full;
+            t.chunk_decay = decay;
+            t.adaptive_fusion = adaptive;
+            t.sources.definitions = definitions;
+            t.sources.history_commits = commits;
+            out.push((format!("default {name}"), t));
         }
         for w in [1.5f32, 3.0] {
             out.push((

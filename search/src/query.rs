@@ -28,6 +28,9 @@ pub struct QueryTuning {
     /// Embed the query without its code blocks and stack traces (when
     /// prose is left), instead of the text as written.
     pub prose_for_vectors: bool,
+    /// Weight multiplier of a term that occurs in the first line (an
+    /// issue's title, a commit's subject): 1 is none.
+    pub title_weight: f32,
 }
 
 impl QueryTuning {
@@ -36,6 +39,7 @@ impl QueryTuning {
     pub const PLAIN: QueryTuning = QueryTuning {
         code_weight: 1.0,
         prose_for_vectors: false,
+        title_weight: 1.0,
     };
 }
 
@@ -44,6 +48,7 @@ impl Default for QueryTuning {
         Self {
             code_weight: 2.0,
             prose_for_vectors: false,
+            title_weight: 1.0,
         }
     }
 }
@@ -456,14 +461,25 @@ pub fn analyze(analyzer: Analyzer, text: &str, tuning: &QueryTuning) -> Query {
     analyzer.analyze(&code, |t| {
         code_terms.insert(t.to_string());
     });
+    let mut title_terms: HashSet<String> = HashSet::new();
+    if tuning.title_weight != 1.0
+        && let Some(title) = text.lines().find(|l| !l.trim().is_empty())
+    {
+        analyzer.analyze(title, |t| {
+            title_terms.insert(t.to_string());
+        });
+    }
     let terms = counts
         .into_iter()
         .map(|(t, n)| {
-            let w = if code_terms.contains(&t) {
+            let mut w = if code_terms.contains(&t) {
                 tuning.code_weight
             } else {
                 1.0
             };
+            if title_terms.contains(&t) {
+                w *= tuning.title_weight;
+            }
             (t, n, w)
         })
         .collect();
