@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use shelf_server::config::ServeSettings;
+use shelf_server::config::{ServeSettings, StdioSettings};
 use shelf_store::S3Options;
 
 /// shelf: GitOps-built retrieval bundles of a git repository, served from
@@ -421,10 +421,10 @@ pub struct McpArgs {
     /// else .runtime/ in this or a parent directory, or beside the binary).
     #[arg(long, value_name = "DIR")]
     pub runtime: Option<PathBuf>,
-    /// The same settings as `shelf serve` (--listen and the HTTP limits do
-    /// not apply; the default cache is ~/.cache/shelf/mcp).
+    /// The settings of `shelf serve` that apply over stdio (docs/serve.md;
+    /// the default cache is ~/.cache/shelf/mcp).
     #[command(flatten)]
-    pub settings: Box<ServeSettings>,
+    pub settings: Box<StdioSettings>,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,6 @@
 //! The `shelf` binary as users run it: exit codes, messages, and the
 //! build -> verify -> search path on a real repository with the real model.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -158,6 +157,52 @@ fn serve_usage_errors_exit_2_and_setting_errors_exit_1_naming_the_setting() {
     assert!(err.contains("/nonexistent/b.tar.zst"), "{err}");
 }
 
+/// Whether `help` lists `--flag` (not merely a longer flag it starts).
+fn lists_flag(help: &str, flag: &str) -> bool {
+    let flag = format!("--{flag}");
+    help.match_indices(&flag).any(|(at, _)| {
+        !help[at + flag.len()..].starts_with(|c: char| c == '-' || c.is_ascii_alphanumeric())
+    })
+}
+
+#[test]
+fn mcp_help_lists_only_the_settings_mcp_uses_and_serve_help_every_one() {
+    let (code, serve, _) = run(shelf().args(["serve", "--help"]));
+    assert_eq!(code, 0);
+    let (code, mcp, _) = run(shelf().args(["mcp", "--help"]));
+    assert_eq!(code, 0);
+    let declared = shelf_server::config::declared();
+    let flagged: Vec<_> = declared.iter().filter(|i| !i.flag.is_empty()).collect();
+    assert!(flagged.iter().any(|i| !i.stdio) && flagged.iter().any(|i| i.stdio));
+    for info in flagged {
+        assert!(
+            lists_flag(&serve, info.flag),
+            "serve --help lacks --{}",
+            info.flag
+        );
+        assert_eq!(
+            lists_flag(&mcp, info.flag),
+            info.stdio,
+            "mcp --help and --{}:\n{mcp}",
+            info.flag
+        );
+    }
+    for own in ["server", "token", "config", "runtime"] {
+        assert!(lists_flag(&mcp, own), "mcp --help lacks --{own}");
+    }
+    // A flag that does not apply is refused, not silently ignored.
+    let (code, _, err) = run(shelf().args(["mcp", "--bundle", "b", "--listen", "0.0.0.0:7700"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    // A value out of its range is a setting error naming it and the range.
+    let (code, _, err) = run(shelf().args(["serve", "--bundle", "b", "--poll-interval", "1y"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--poll-interval") && err.contains("50ms to 1h"),
+        "{err}"
+    );
+}
+
 #[test]
 fn build_verify_and_search_a_repository() {
     let repo = sample_repo();
@@ -285,8 +330,28 @@ fn build_errors_name_the_problem_and_exit_1() {
     assert!(err.contains("'v9.9.9'"), "{err}");
 }
 
+/// Regular files directly in `dir` (a bundle, or one being written; not
+/// the build's staging directory).
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A build killed (SIGKILL: no destructor runs) while it writes the bundle
+/// leaves nothing under a bundle's name: whatever `<hex>.tar.zst` is in
+/// `--out` is a whole bundle whose bytes hash to its name. The builds
+/// reuse a first build's vectors (`--previous`), so they reach the pack
+/// stage at once, and each is killed the moment the writer creates its
+/// first file there; a kill that came after the write finished proves
+/// nothing, so the test goes on until it has caught the writer mid-write.
 #[test]
-fn a_killed_build_leaves_no_bundle_at_the_output_path() {
+fn a_build_killed_while_it_writes_the_bundle_leaves_nothing_under_a_bundle_name() {
     let repo = GitRepo::new();
     for i in 0..150 {
         repo.write(
@@ -295,32 +360,55 @@ fn a_killed_build_leaves_no_bundle_at_the_output_path() {
         );
     }
     repo.commit("many files");
-    let out = tempfile::tempdir().unwrap();
-    let mut child = shelf()
-        .env("SHELF_LOG", "info")
-        .args(["build", "--repo"])
-        .arg(repo.path())
-        .arg("--out")
-        .arg(out.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut saw_embedding = false;
-    for line in BufReader::new(stderr).lines() {
-        if line.unwrap().starts_with("embed:") {
-            saw_embedding = true;
-            break;
+    let first = tempfile::tempdir().unwrap();
+    let previous =
+        shelf_testkit::cli::build(Path::new(env!("CARGO_BIN_EXE_shelf")), &repo, first.path());
+    let mut caught = 0;
+    for _ in 0..30 {
+        let out = tempfile::tempdir().unwrap();
+        let mut child = shelf()
+            .args(["build", "--repo"])
+            .arg(repo.path())
+            .arg("--out")
+            .arg(out.path())
+            .arg("--previous")
+            .arg(&previous.path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        loop {
+            if !files_in(out.path()).is_empty() {
+                let _ = child.kill();
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        child.wait().unwrap();
+        let files = files_in(out.path());
+        for name in files.iter().filter(|n| n.ends_with(".tar.zst")) {
+            let path = out.path().join(name);
+            let digest = shelf_formats::bundle::digest_from_file_name(&path).unwrap_or_else(|| {
+                panic!("'{name}' ends like a bundle but is not named by a digest")
+            });
+            assert_eq!(
+                shelf_formats::Digest::of(&std::fs::read(&path).unwrap()),
+                digest,
+                "'{name}' is a partial bundle under a bundle's name"
+            );
+        }
+        if files.iter().any(|n| !n.ends_with(".tar.zst")) {
+            caught += 1;
+            if caught == 3 {
+                break;
+            }
         }
     }
-    assert!(saw_embedding, "the build reached the embedding stage");
-    child.kill().unwrap(); // SIGKILL: no destructor, no cleanup runs.
-    child.wait().unwrap();
-    let bundles: Vec<_> = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tar.zst"))
-        .collect();
-    assert!(bundles.is_empty(), "partial bundle left: {bundles:?}");
+    assert!(
+        caught > 0,
+        "no build was ever killed while it wrote its bundle"
+    );
 }

@@ -521,7 +521,15 @@ fn a_bundle_from_before_file_texts_is_searched_and_says_it_has_none() {
             call("grep", json!({"pattern": "tag"})),
         ],
     );
+    // The session held for every call: each one answered, none a
+    // protocol failure.
+    assert!(report.get("connect_error").is_none(), "{report}");
     let answers = report["calls"].as_array().unwrap();
+    assert_eq!(answers.len(), 3, "{report}");
+    assert!(
+        answers.iter().all(|a| a.get("exception").is_none()),
+        "{report}"
+    );
     assert_eq!(answers[0]["isError"], false, "{report}");
     assert_eq!(answers[0]["structured"]["results"][0]["path"], TAGS_RS);
     for a in &answers[1..] {

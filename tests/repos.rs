@@ -247,7 +247,20 @@ fn a_store_root_serves_each_child_store(org: &Org) {
     assert!(by_name("web")["live"]["commit"].is_string(), "{repos:#}");
     assert!(by_name("web")["live"]["age_seconds"].is_u64(), "{repos:#}");
     // Refused names are said, never followed.
-    server.logs_when(READY, |l| l.contains("Bad Name"));
+    let logs = server.logs_when(READY, |l| l.contains("'Bad Name'"));
+    let said = logs
+        .lines()
+        .filter(|l| l.contains("ignoring a child of the store root") && l.contains("'Bad Name'"))
+        .count();
+    assert_eq!(said, 1, "said once: {logs}");
+    assert!(
+        repos["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "Bad Name"),
+        "{repos:#}"
+    );
 
     let ready = http::get(server.addr, "/readyz");
     assert_eq!(ready.status, 200);

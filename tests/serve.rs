@@ -637,6 +637,18 @@ fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
             404,
             "no such endpoint",
         ),
+        (
+            "a leading . segment",
+            http::get(addr, "/v1/file?path=./src/tags.rs"),
+            400,
+            "'.' or empty segment",
+        ),
+        (
+            "a . segment then an empty one (not an absolute path)",
+            http::get(addr, "/v1/file?path=.//src/tags.rs"),
+            400,
+            "'.' or empty segment",
+        ),
     ];
     for (what, r, status, needle) in cases {
         assert_eq!(
@@ -691,6 +703,22 @@ fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
     if let Some(a) = answer.and_then(|b| http::parse(&b)) {
         assert_eq!(a.status, 408);
     }
+    // A pattern across lines matches no line: no file is said to match.
+    for pattern in [
+        "%0A",
+        "tag%0Apub",
+        "%5Cn&regex=true",
+        "tag%5Cs%2Bpub&regex=true",
+    ] {
+        let r = http::get(addr, &format!("/v1/grep?pattern={pattern}"));
+        assert_eq!(r.status, 200, "{pattern}");
+        let a = r.json();
+        assert_eq!(
+            (a["total_matches"].as_u64(), a["files_matched"].as_u64()),
+            (Some(0), Some(0)),
+            "{pattern}: {a:#}"
+        );
+    }
     // And the server is fine after all of it.
     assert_eq!(
         search(addr, "move a tag")["results"]
@@ -702,11 +730,17 @@ fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
     assert!(!metrics.contains("status=\"500\""), "{metrics}");
 }
 
-/// A server for a property test, stopped when the test ends.
+/// A server for a property test, stopped when the test ends: one bundle
+/// file, with an admin token so the admin API is reached too.
 fn fuzz_target() -> (tempfile::TempDir, ServerProcess) {
     let t = tempfile::tempdir().unwrap();
     let v1 = build(&sample_repo(), &t.path().join("b"));
-    let server = serve_file(&v1.path, &t.path().join("cache"), &[], &[]);
+    let server = serve_file(
+        &v1.path,
+        &t.path().join("cache"),
+        &[],
+        &[("SHELF_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
     server.wait_ready(READY);
     (t, server)
 }
@@ -718,11 +752,22 @@ fn no_5xx(r: &http::Response, sent: &str) -> Result<(), TestCaseError> {
         r.status,
         String::from_utf8_lossy(&r.body)
     );
-    prop_assert!(
-        serde_json::from_slice::<serde_json::Value>(&r.body).is_ok(),
-        "{sent}: body is not JSON"
-    );
+    if r.status != 202 {
+        prop_assert!(
+            serde_json::from_slice::<serde_json::Value>(&r.body).is_ok(),
+            "{sent}: body is not JSON"
+        );
+    }
     Ok(())
+}
+
+/// After a fuzz run: nothing panicked and nothing answered 500, on any
+/// route (the access log and the metrics say).
+fn nothing_failed(server: &ServerProcess) {
+    let metrics = String::from_utf8(http::get(server.addr, "/metrics").body).unwrap();
+    assert!(!metrics.contains("status=\"500\""), "{metrics}");
+    let logs = server.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
 }
 
 fn fuzz_config() -> ProptestConfig {
@@ -733,30 +778,262 @@ fn fuzz_config() -> ProptestConfig {
     }
 }
 
+/// Parameter values: random bytes, and values that mean something to
+/// some endpoint (paths good and bad, patterns across lines, numbers at
+/// and past their bounds).
+fn fuzz_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..40),
+        prop::sample::select(vec![
+            "src/tags.rs",
+            "./src/tags.rs",
+            ".//src/tags.rs",
+            "src/./tags.rs",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "C:\\x",
+            "src\\tags.rs",
+            "tag",
+            "move_tag",
+            "\n",
+            "a\nb",
+            "\\n",
+            "(",
+            "[",
+            ".*",
+            "(a+)+$",
+            "x{99999}",
+            "0",
+            "1",
+            "-1",
+            "3",
+            "99999999999999999999",
+            "true",
+            "false",
+            "rust",
+            "cobol",
+            "hybrid",
+            "file",
+            "src/**",
+            "example-repo",
+            "",
+        ])
+        .prop_map(|v| v.as_bytes().to_vec()),
+    ]
+}
+
+/// Every endpoint with a query string, with the parameter names any of
+/// them knows (and some none does): method, path, names.
+fn fuzz_endpoint() -> impl Strategy<Value = (&'static str, &'static str, bool)> {
+    prop::sample::select(vec![
+        ("GET", "/v1/search", false),
+        ("GET", "/v1/file", false),
+        ("GET", "/v1/grep", false),
+        ("GET", "/v1/definitions", false),
+        ("GET", "/v1/repos", false),
+        ("GET", "/v1/bundle", false),
+        ("POST", "/v1/admin/reload", false),
+        ("POST", "/v1/admin/reload", true),
+    ])
+}
+
+/// Random query strings on every endpoint (the admin API with and without
+/// its token): never a 5xx, always a JSON body, and a grep's counts agree
+/// with each other.
 #[test]
 fn random_query_strings_never_get_a_5xx() {
     let (_t, server) = fuzz_target();
     let names = prop::sample::select(vec![
-        "q", "k", "path", "language", "mode", "group", "x", "", "q%00",
+        "q",
+        "k",
+        "path",
+        "language",
+        "mode",
+        "group",
+        "repo",
+        "kind",
+        "max_tokens",
+        "pattern",
+        "regex",
+        "ignore_case",
+        "limit",
+        "start_line",
+        "end_line",
+        "name",
+        "x",
+        "",
+        "q%00",
     ]);
-    let pairs = prop::collection::vec((names, prop::collection::vec(any::<u8>(), 0..40)), 0..5);
-    proptest::test_runner::TestRunner::new(fuzz_config())
-        .run(&pairs, |pairs| {
-            let qs: Vec<String> = pairs
-                .iter()
-                .map(|(n, v)| {
-                    format!(
-                        "{n}={}",
-                        v.iter().map(|b| format!("%{b:02X}")).collect::<String>()
-                    )
-                })
-                .collect();
-            let target = format!("/v1/search?{}", qs.join("&"));
-            let r = http::try_request(server.addr, "GET", &target, &[], b"");
-            prop_assert!(r.is_some(), "no answer to {target}");
-            no_5xx(&r.unwrap(), &target)
-        })
-        .unwrap();
+    let cases = (
+        fuzz_endpoint(),
+        prop::collection::vec((names, fuzz_value()), 0..5),
+    );
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 384,
+        ..fuzz_config()
+    })
+    .run(&cases, |((method, path, with_token), pairs)| {
+        let qs: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| {
+                format!(
+                    "{n}={}",
+                    v.iter().map(|b| format!("%{b:02X}")).collect::<String>()
+                )
+            })
+            .collect();
+        let target = format!("{path}?{}", qs.join("&"));
+        let headers: Vec<(&str, &str)> = if with_token {
+            vec![("Authorization", admin.as_str())]
+        } else {
+            vec![]
+        };
+        let r = http::try_request(server.addr, method, &target, &headers, b"");
+        prop_assert!(r.is_some(), "no answer to {method} {target}");
+        let r = r.unwrap();
+        no_5xx(&r, &target)?;
+        if path == "/v1/grep" && r.status == 200 {
+            let a = r.json();
+            let (total, files) = (
+                a["total_matches"].as_u64().unwrap(),
+                a["files_matched"].as_u64().unwrap(),
+            );
+            prop_assert!(
+                files <= total && (files == 0) == (total == 0),
+                "{target}: {total} matches in {files} files"
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
+    nothing_failed(&server);
+}
+
+/// Random JSON-RPC messages to `POST /mcp`: every method, every tool with
+/// random arguments, batches and junk. Never a 5xx, never a JSON-RPC
+/// internal error, never a tool answering `internal`.
+#[test]
+fn random_mcp_messages_never_get_a_5xx_or_an_internal_error() {
+    let (_t, server) = fuzz_target();
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        (-3i64..2000).prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(|f| serde_json::json!(f)),
+        fuzz_value()
+            .prop_map(|v| serde_json::Value::from(String::from_utf8_lossy(&v).into_owned())),
+    ];
+    let value = leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map("[a-z_]{0,8}", inner, 0..3)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let arg_names = prop::sample::select(vec![
+        "query",
+        "k",
+        "path",
+        "language",
+        "mode",
+        "group",
+        "repo",
+        "kind",
+        "max_tokens",
+        "pattern",
+        "regex",
+        "ignore_case",
+        "limit",
+        "start_line",
+        "end_line",
+        "name",
+        "x",
+    ]);
+    let arguments = prop::collection::btree_map(arg_names, value.clone(), 0..5).prop_map(|m| {
+        serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    });
+    let tool = prop::sample::select(vec![
+        "search_code",
+        "read_file",
+        "grep",
+        "find_definitions",
+        "list_repositories",
+        "no_such_tool",
+    ]);
+    let call = (
+        tool,
+        prop_oneof![3 => arguments, 1 => value.clone()],
+        any::<u16>(),
+    )
+        .prop_map(|(tool, arguments, id)| {
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                               "params": {"name": tool, "arguments": arguments}})
+        });
+    let other = (
+        prop::sample::select(vec![
+            "initialize",
+            "tools/list",
+            "ping",
+            "server/discover",
+            "notifications/initialized",
+            "resources/list",
+            "",
+        ]),
+        value,
+        prop::option::of(any::<i32>()),
+    )
+        .prop_map(|(method, params, id)| {
+            let mut m = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params});
+            if let Some(id) = id {
+                m["id"] = id.into();
+            }
+            m
+        });
+    let message = prop_oneof![4 => call, 2 => other];
+    let body = prop_oneof![
+        6 => message.clone().prop_map(|m| serde_json::to_vec(&m).unwrap()),
+        1 => prop::collection::vec(message, 0..4)
+            .prop_map(|b| serde_json::to_vec(&serde_json::Value::from(b)).unwrap()),
+        1 => prop::collection::vec(any::<u8>(), 0..200),
+    ];
+    proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 256,
+        ..fuzz_config()
+    })
+    .run(&body, |body| {
+        let sent = String::from_utf8_lossy(&body).into_owned();
+        let r = http::try_request(
+            server.addr,
+            "POST",
+            "/mcp",
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        prop_assert!(r.is_some(), "no answer to {sent}");
+        let r = r.unwrap();
+        no_5xx(&r, &sent)?;
+        let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let replies = match &answer {
+            serde_json::Value::Array(all) => all.clone(),
+            one => vec![one.clone()],
+        };
+        for reply in &replies {
+            prop_assert!(reply["error"]["code"] != -32603, "{sent} -> {reply}");
+            let content = reply["result"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for c in content {
+                let text = c["text"].as_str().unwrap_or("");
+                prop_assert!(!text.contains(" (internal): "), "{sent} -> {text}");
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    nothing_failed(&server);
 }
 
 #[test]
@@ -807,6 +1084,7 @@ fn random_bodies_never_get_a_5xx() {
             no_5xx(&r.unwrap(), &String::from_utf8_lossy(&body))
         })
         .unwrap();
+    nothing_failed(&server);
 }
 
 #[test]
@@ -1232,38 +1510,45 @@ fn the_openapi_document_matches_the_server() {
     for field in required("Error") {
         assert!(error.get(&field).is_some(), "error lacks {field}");
     }
-    // The documented error codes are the ones the server uses.
+    // The codes the server can send (one list, shelf_server::http::Code:
+    // no code is sent that is not in it) are the codes docs/api.md's error
+    // table lists, each with its status.
     let api_md =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md")).unwrap();
-    for code in [
-        "bad_request",
-        "unauthorized",
-        "admin_disabled",
-        "not_found",
-        "method_not_allowed",
-        "body_timeout",
-        "nothing_to_follow",
-        "body_too_large",
-        "query_too_long",
-        "unsupported_media_type",
-        "rate_limited",
-        "not_ready",
-        "overloaded",
-        "timeout",
-        "internal",
-        "unknown_repository",
-        "bad_path",
-        "ambiguous_path",
-        "bad_range",
-        "bad_pattern",
-        "forbidden",
-        "forbidden_origin",
-        "no_such_file",
-        "no_file_texts",
-    ] {
-        assert!(
-            api_md.contains(&format!("`{code}`")),
-            "docs/api.md does not list {code}"
-        );
+    assert_eq!(
+        documented_codes(&api_md),
+        shelf_server::http::Code::ALL
+            .iter()
+            .map(|c| (c.status().as_u16(), c.as_str().to_string()))
+            .collect::<std::collections::BTreeSet<_>>(),
+        "docs/api.md's error table against the server's codes"
+    );
+}
+
+/// The `(status, code)` pairs of docs/api.md's table under "## Errors":
+/// rows `| 400 | `code`, `other` | when |`.
+fn documented_codes(api_md: &str) -> std::collections::BTreeSet<(u16, String)> {
+    let section = api_md
+        .split("\n## Errors\n")
+        .nth(1)
+        .expect("docs/api.md has an Errors section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut codes = std::collections::BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let Ok(status) = cells[1].parse::<u16>() else {
+            continue; // the header and the rule
+        };
+        for code in cells[2].split(',') {
+            let code = code.trim().trim_matches('`');
+            assert!(
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "a code cell of docs/api.md: {row}"
+            );
+            codes.insert((status, code.to_string()));
+        }
     }
+    codes
 }

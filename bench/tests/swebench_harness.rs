@@ -1,7 +1,8 @@
-//! The retrieval harness end to end on a small repository it builds here:
-//! the same code that scores the SWE-bench set (fetched repositories, built
-//! per base commit, every system scored) must keep working in CI, where the
-//! real repositories cannot be fetched.
+//! The retrieval harnesses end to end on a small repository they build
+//! here: the same code that scores the SWE-bench set (fetched repositories,
+//! built per base commit, every system scored) and asks it across
+//! repositories must keep working in CI, where the real repositories cannot
+//! be fetched.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +10,7 @@ use std::process::Command;
 use shelf_testkit::sample_repo;
 
 #[test]
-fn the_harness_builds_per_commit_and_scores_every_system() {
+fn the_harnesses_build_per_commit_and_score_every_system() {
     let t = tempfile::tempdir().unwrap();
     let repo = sample_repo();
     let c1 = repo.git(&["rev-parse", "HEAD"]);
@@ -106,6 +107,33 @@ fn the_harness_builds_per_commit_and_scores_every_system() {
         .as_f64()
         .unwrap();
     assert!(mrr >= 0.8, "hybrid MRR {mrr}");
+    // `across` asks the same rows of the same kept bundles; with a single
+    // repository every fusion is the repository alone.
+    let across_out = t.path().join("across.json");
+    let across = Command::new(env!("CARGO_BIN_EXE_shelf-bench"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(["across", "--queries"])
+        .arg(&queries)
+        .arg("--mirror")
+        .arg(&mirror)
+        .arg("--bundle-cache")
+        .arg(t.path().join("bundles"))
+        .arg("--json-out")
+        .arg(&across_out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&across.stderr);
+    assert!(
+        across.status.success() && !stderr.contains("building"),
+        "{stderr}"
+    );
+    let across: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&across_out).unwrap()).unwrap();
+    let ceiling = &across["systems"]["own-repo-only"]["overall"];
+    assert_eq!(ceiling["n"], 3, "{across}");
+    for fusion in ["collection", "interleave", "scores"] {
+        assert_eq!(&across["systems"][fusion]["overall"], ceiling, "{fusion}");
+    }
     // A second run builds nothing: the bundles are kept.
     let again = Command::new(env!("CARGO_BIN_EXE_shelf-bench"))
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))

@@ -180,15 +180,15 @@ pub fn embed_shard(
     let read = read_files(req, embedder, observer)?;
     timed("read", t);
     let t = Instant::now();
-    let chunked = chunk_files(&read, embedder, observer);
+    let chunked = chunk_files(&read, embedder, None, observer);
     timed("chunk", t);
 
     let t = Instant::now();
     let mut unique = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut total = 0u64;
-    for (_, chunks) in &chunked {
-        for c in chunks {
+    for file in &chunked {
+        for c in &file.chunks {
             total += 1;
             if seen.insert(c.content_id) {
                 unique.push(c);
@@ -236,7 +236,7 @@ pub fn embed_shard(
         repository: read.snapshot.repository.clone(),
         commit: read.snapshot.commit.clone(),
         git_ref: read.snapshot.git_ref.clone(),
-        files_indexed: chunked.iter().filter(|(_, c)| !c.is_empty()).count() as u64,
+        files_indexed: chunked.iter().filter(|f| !f.chunks.is_empty()).count() as u64,
         chunks: ShardChunks {
             total,
             unique: unique.len() as u64,

@@ -32,12 +32,9 @@
 //! one that depends on how deep the clone was.
 
 use std::cmp::Reverse;
-use std::path::Path;
 
 use git2::{Delta, DiffOptions, Oid, Repository};
-use shelf_formats::bundle::{Limits, unpack_file};
-use shelf_formats::history::{History, HistoryCommit};
-use shelf_formats::manifest::members;
+use shelf_formats::history::HistoryCommit;
 
 use crate::BuildError;
 
@@ -66,37 +63,6 @@ pub struct PreviousHistory {
     pub kind: Option<String>,
     /// Its commits, newest first.
     pub commits: Vec<HistoryCommit>,
-}
-
-/// Reads the history index of the previous bundle at `bundle` (verified
-/// like any bundle before its bytes are used); `None` when it has none.
-pub fn previous(bundle: &Path) -> Result<Option<PreviousHistory>, BuildError> {
-    let fail = |detail: String| BuildError::Previous {
-        path: bundle.to_path_buf(),
-        detail,
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("shelf-previous-history-")
-        .tempdir()
-        .map_err(|e| fail(e.to_string()))?;
-    let unpacked = unpack_file(bundle, None, &dir.path().join("b"), &Limits::default())
-        .map_err(|e| fail(e.to_string()))?;
-    let manifest = &unpacked.bundle.manifest;
-    if manifest.member(members::HISTORY).is_none() {
-        return Ok(None);
-    }
-    let bytes =
-        std::fs::read(unpacked.dir.join(members::HISTORY)).map_err(|e| fail(e.to_string()))?;
-    let history = History::parse(&bytes).map_err(|e| fail(e.to_string()))?;
-    let commits = (0..history.len())
-        .map(|i| history.commit(i))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| fail("its history index has an unreadable commit".into()))?;
-    Ok(Some(PreviousHistory {
-        commit: manifest.source.commit.clone(),
-        kind: manifest.settings.history.clone(),
-        commits,
-    }))
 }
 
 /// How the index was made, for the build report.

@@ -1,13 +1,16 @@
 //! shelf's write side: one git commit in, one reproducible bundle out.
 //!
 //! The pipeline, in order: read the commit's tree (libgit2, object database
-//! only) -> select files by path, then by content -> chunk (rayon, all
-//! cores) -> reuse vectors of chunks already in a previous bundle or in an
-//! embedding cache, embed the rest (one single-threaded ONNX session per
-//! core, each text alone) and give the cache what it lacked ->
-//! build the HNSW index (one thread, fixed order, for reproducibility) ->
+//! only) -> select files by path, then by content -> open the previous
+//! bundle, if any -> chunk (rayon, all cores; a file whose text is the
+//! previous bundle's takes its chunks from there) -> reuse vectors of
+//! chunks already in a previous bundle or in an embedding cache, embed the
+//! rest (one single-threaded ONNX session per core, each text alone) and
+//! give the cache what it lacked -> write the members (chunk store,
+//! lexical index analysed on every core, file texts, the flat vectors) ->
 //! write the bundle (deterministic tar+zstd, fsync, rename). Embedding
-//! dominates; every other stage is kept small next to it.
+//! dominates a cold build; a small commit costs what its changed files
+//! cost plus a few linear passes over the rest.
 
 pub mod cache;
 pub mod chunker;
@@ -15,7 +18,6 @@ pub mod definitions;
 mod embedding;
 pub mod history;
 pub mod history_index;
-pub mod index;
 pub mod previous;
 pub mod report;
 pub mod secrets;
@@ -23,23 +25,25 @@ pub mod select;
 pub mod settings;
 pub mod source;
 pub mod syntax;
+pub mod vectors;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use sha2::Digest as _;
 use shelf_embed::{EmbedError, Embedder};
 use shelf_formats::bundle::{BundleError, write_bundle};
 use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
 use shelf_formats::definitions::DefinitionsWriter;
 use shelf_formats::files::{CompressedText, FileTextsWriter};
 use shelf_formats::history::{HistoryCommit, HistoryWriter};
-use shelf_formats::lexical::{Analyzer, LexicalIndexWriter};
+use shelf_formats::lexical::{Analyzer, CountedDoc, LexicalIndexWriter};
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
 pub use cache::{CacheReport, Shard, ShardReport, VectorCache, embed_shard};
-pub use report::{BuildReport, Observer, Stage};
+pub use report::{BuildReport, Observer, Stage, Stopwatch, Timings};
 pub use settings::Settings;
 
 use chunker::{ChunkParams, TokenSpans};
@@ -156,6 +160,22 @@ impl TokenSpans for ModelTokens<'_> {
 struct FileText {
     path: String,
     text: String,
+    /// sha256 of `text`: what the previous bundle's copy is matched by.
+    sha256: [u8; 32],
+}
+
+/// One file's chunks, cut now or reused from the previous bundle.
+struct FileChunks {
+    path: String,
+    chunks: Vec<chunker::Chunk>,
+    /// Taken from the previous bundle: their vectors are there too, and
+    /// they carry no text to embed.
+    reused: bool,
+    /// Where they were in the previous bundle: the key of the first.
+    previous_key: Option<usize>,
+    /// The previous bundle's compressed copy of the text, when it was
+    /// compressed exactly as this build would.
+    compressed: Option<CompressedText>,
 }
 
 /// What a build of a request would be, found without building: the commit
@@ -292,6 +312,9 @@ struct Vectors {
 struct Staged {
     dir: tempfile::TempDir,
     files_indexed: u64,
+    files_unchanged: u64,
+    /// How long each member took to write (wall, CPU).
+    parts: Vec<(&'static str, (std::time::Duration, std::time::Duration))>,
     chunks: u64,
     /// The optional members written (format 1.4), by name.
     extra: Vec<&'static str>,
@@ -323,53 +346,61 @@ pub fn build_with(
     cache: Option<&dyn VectorCache>,
     observer: &dyn Observer,
 ) -> Result<BuildReport, BuildError> {
-    let started = Instant::now();
-    let mut timings = BTreeMap::new();
-    let mut timed = |name: &'static str, t: Instant| {
-        timings.insert(name, t.elapsed());
-    };
+    let started = Stopwatch::start();
+    let mut timings = Timings::default();
 
-    let t = Instant::now();
+    let t = Stopwatch::start();
     let read = read_files(req, embedder, observer)?;
-    timed("read", t);
-    let t = Instant::now();
-    let chunked = chunk_files(&read, embedder, observer);
-    timed("chunk", t);
-    let t = Instant::now();
+    timings.record("read", t);
+    let t = Stopwatch::start();
+    let previous = match &req.previous {
+        Some(p) => previous::Previous::open(p, embedder.identity())?,
+        None => None,
+    };
+    if req.previous.is_some() {
+        timings.record("previous", t);
+    }
+    let t = Stopwatch::start();
+    let chunked = chunk_files(&read, embedder, previous.as_ref(), observer);
+    timings.record("chunk", t);
+    let t = Stopwatch::start();
     let definitions = definitions_of(&read, &chunked);
-    timed("definitions", t);
-    let t = Instant::now();
+    timings.record("definitions", t);
+    let t = Stopwatch::start();
     let extras = Extras {
         definitions,
-        history: history_of(req, &read)?,
+        history: history_of(req, &read, previous.as_ref())?,
     };
-    timed("history", t);
-    let t = Instant::now();
-    let vectors = vectors_for(req, &chunked, embedder, cache, observer)?;
-    timings.insert("embed", t.elapsed().saturating_sub(vectors.cache_time));
+    timings.record("history", t);
+    let t = Stopwatch::start();
+    let vectors = vectors_for(&chunked, embedder, previous.as_ref(), cache, observer)?;
+    let (wall, cpu) = t.lap();
+    timings.record_lap("embed", (wall.saturating_sub(vectors.cache_time), cpu));
     if cache.is_some() {
-        timings.insert("cache", vectors.cache_time);
+        timings.record_wall("cache", vectors.cache_time);
     }
-    let mut timed = |name: &'static str, t: Instant| {
-        timings.insert(name, t.elapsed());
-    };
-    let t = Instant::now();
-    let staged = write_members(
+    let t = Stopwatch::start();
+    let mut staged = write_members(
         &req.out_dir,
-        &read.files,
+        &read,
         &chunked,
         &vectors,
-        &extras,
+        previous.as_ref(),
         embedder,
         observer,
     )?;
-    timed("index", t);
-    let t = Instant::now();
+    write_extras(&mut staged, &extras)?;
+    drop(previous);
+    timings.record("index", t);
+    for (part, took) in &staged.parts {
+        timings.record_lap(part, *took);
+    }
+    let t = Stopwatch::start();
     observer.stage(Stage::Pack, 1);
     let written = pack(&req.out_dir, &read, embedder, &staged)?;
     observer.advance(1);
-    timed("pack", t);
-    timed("total", started);
+    timings.record("pack", t);
+    timings.record("total", started);
 
     let ReadOut {
         snapshot,
@@ -393,6 +424,7 @@ pub fn build_with(
                 .collect(),
             decoded_lossy,
             text_bytes,
+            unchanged: staged.files_unchanged,
         },
         report::ChunkCounts {
             total: staged.chunks,
@@ -464,7 +496,12 @@ fn read_files(
                 withheld.add(found);
                 decoded_lossy += u64::from(lossy);
                 text_bytes += text.len() as u64;
-                files.push(FileText { path: c.path, text });
+                let sha256 = sha2::Sha256::digest(text.as_bytes()).into();
+                files.push(FileText {
+                    path: c.path,
+                    text,
+                    sha256,
+                });
             }
         }
     }
@@ -496,12 +533,15 @@ fn read_files(
     })
 }
 
-/// Chunk on every core, in file order.
+/// Chunk on every core, in file order. A file whose path and text are the
+/// previous bundle's, chunked with the same settings by the same model,
+/// takes its chunks from there: chunking it again would give the same.
 fn chunk_files(
     read: &ReadOut,
     embedder: &Embedder,
+    previous: Option<&previous::Previous>,
     observer: &dyn Observer,
-) -> Vec<(String, Vec<chunker::Chunk>)> {
+) -> Vec<FileChunks> {
     observer.stage(Stage::Chunk, read.files.len() as u64);
     // A model's document prefix is embedded with every chunk: leave room.
     let params = ChunkParams {
@@ -515,29 +555,44 @@ fn chunk_files(
     };
     let spans = ModelTokens(embedder);
     let model = embedder.identity();
+    let manifest_settings = read.settings.to_manifest();
+    let chunks_alike = previous.filter(|p| p.chunks_alike(&manifest_settings));
+    let texts_alike = previous.is_some_and(|p| p.texts_alike(&manifest_settings));
     read.files
         .par_iter()
         .map(|f| {
-            let chunks = chunker::chunk_file(&f.path, &f.text, params, &spans, model);
+            let done = match chunks_alike.and_then(|p| p.file(&f.path, &f.sha256)) {
+                Some(p) => FileChunks {
+                    path: f.path.clone(),
+                    chunks: p.chunks,
+                    reused: true,
+                    previous_key: Some(p.first_key),
+                    compressed: p.text.filter(|_| texts_alike),
+                },
+                None => FileChunks {
+                    path: f.path.clone(),
+                    chunks: chunker::chunk_file(&f.path, &f.text, params, &spans, model),
+                    reused: false,
+                    previous_key: None,
+                    compressed: None,
+                },
+            };
             observer.advance(1);
-            (f.path.clone(), chunks)
+            done
         })
         .collect()
 }
 
 /// Definitions: every indexed file's (those with chunks, numbered as the
 /// chunk store numbers their paths), found on every core.
-fn definitions_of(
-    read: &ReadOut,
-    chunked: &[(String, Vec<chunker::Chunk>)],
-) -> Option<DefinitionsWriter> {
+fn definitions_of(read: &ReadOut, chunked: &[FileChunks]) -> Option<DefinitionsWriter> {
     let extractor = read.settings.definitions;
     extractor.kind()?;
     let numbered: Vec<(&FileText, u32)> = read
         .files
         .iter()
         .zip(chunked)
-        .filter(|(_, (_, chunks))| !chunks.is_empty())
+        .filter(|(_, c)| !c.chunks.is_empty())
         .enumerate()
         .map(|(n, (f, _))| (f, n as u32))
         .collect();
@@ -557,13 +612,14 @@ fn definitions_of(
 fn history_of(
     req: &BuildRequest,
     read: &ReadOut,
+    previous: Option<&previous::Previous>,
 ) -> Result<Option<Vec<HistoryCommit>>, BuildError> {
     let limit = read.settings.history_commits;
     if limit == 0 {
         return Ok(None);
     }
-    let previous = match &req.previous {
-        Some(p) => history_index::previous(p)?,
+    let previous = match previous {
+        Some(p) => p.history()?,
         None => None,
     };
     let repo = git2::Repository::open(&req.repo).map_err(|e| BuildError::Repository {
@@ -588,37 +644,38 @@ fn history_of(
 /// from the previous bundle), so whatever bundle a later build of any
 /// branch makes from these chunks finds them.
 fn vectors_for(
-    req: &BuildRequest,
-    chunked: &[(String, Vec<chunker::Chunk>)],
+    chunked: &[FileChunks],
     embedder: &Embedder,
+    previous: Option<&previous::Previous>,
     cache: Option<&dyn VectorCache>,
     observer: &dyn Observer,
 ) -> Result<Vectors, BuildError> {
     let model = embedder.identity();
-    let previous = match &req.previous {
-        Some(p) => previous::Previous::open(p, model)?,
-        None => None,
-    };
     let mut by_id: HashMap<[u8; 32], Vec<f32>> = HashMap::new();
     // Distinct chunks in order of first appearance.
     let mut unique: Vec<&chunker::Chunk> = Vec::new();
     let mut reused = 0u64;
-    for (_, chunks) in chunked {
-        for c in chunks {
+    for file in chunked {
+        for c in &file.chunks {
             if by_id.contains_key(&c.content_id) {
                 continue;
             }
             unique.push(c);
-            if let Some(v) = previous.as_ref().and_then(|p| p.vector(&c.content_id)) {
+            if let Some(v) = previous.and_then(|p| p.vector(&c.content_id)) {
                 by_id.insert(c.content_id, v);
                 reused += 1;
+            } else if file.reused {
+                // A reused chunk's vector is in the bundle it came from.
+                return Err(BuildError::Index(format!(
+                    "the previous bundle has no vector for a chunk of {} (a bug: please report it)",
+                    file.path
+                )));
             } else {
                 // Placeholder marks "queued" so duplicates are embedded once.
                 by_id.insert(c.content_id, Vec::new());
             }
         }
     }
-    drop(previous);
     let t = Instant::now();
     let ids: Vec<[u8; 32]> = unique.iter().map(|c| c.content_id).collect();
     let held = match cache {
@@ -685,14 +742,15 @@ fn vectors_for(
 /// staging directory beside the output.
 fn write_members(
     out_dir: &Path,
-    files: &[FileText],
-    chunked: &[(String, Vec<chunker::Chunk>)],
+    read: &ReadOut,
+    chunked: &[FileChunks],
     vectors: &Vectors,
-    extras: &Extras,
+    previous: Option<&previous::Previous>,
     embedder: &Embedder,
     observer: &dyn Observer,
 ) -> Result<Staged, BuildError> {
-    let total_chunks: usize = chunked.iter().map(|(_, c)| c.len()).sum();
+    let files = &read.files;
+    let total_chunks: usize = chunked.iter().map(|f| f.chunks.len()).sum();
     observer.stage(Stage::Index, total_chunks as u64);
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
@@ -702,11 +760,18 @@ fn write_members(
             source: e,
         })?;
     let mut store = ChunkStoreWriter::new();
-    let mut lexical = LexicalIndexWriter::new();
     let mut ordered = Vec::with_capacity(total_chunks);
     let mut files_indexed = 0u64;
-    for (path, chunks) in chunked {
+    let mut files_unchanged = 0u64;
+    for FileChunks {
+        path,
+        chunks,
+        reused,
+        ..
+    } in chunked
+    {
         files_indexed += u64::from(!chunks.is_empty());
+        files_unchanged += u64::from(*reused && !chunks.is_empty());
         for c in chunks {
             store.push(&ChunkRecord {
                 content_id: c.content_id,
@@ -715,7 +780,6 @@ fn write_members(
                 end_line: c.end_line,
                 text: &c.text,
             });
-            lexical.push_chunk(path, &c.text);
             // Content that appears twice in a commit shares one vector.
             let v = vectors
                 .by_id
@@ -739,9 +803,114 @@ fn write_members(
         write(&mut f).map_err(io(&path))?;
         std::io::Write::flush(&mut f).map_err(io(&path))
     };
+    // Each member's share of the stage, for the report.
+    let mut parts = Vec::new();
+    let t = Stopwatch::start();
     write(members::CHUNKS, &|w| store.write_to(w))?;
-    write(members::LEXICAL, &|w| lexical.write_to(w))?;
+    parts.push(("index.chunks", t.lap()));
+    let t = Stopwatch::start();
+    let reuse = previous.and_then(|p| p.lexical(&read.settings.to_manifest()));
+    write(members::LEXICAL, &|w| {
+        lexical_index(chunked, reuse.as_ref()).write_to(w)
+    })?;
+    parts.push(("index.lexical", t.lap()));
+    let t = Stopwatch::start();
     write(members::FILES, &|w| file_texts(files, chunked)?.write_to(w))?;
+    parts.push(("index.files", t.lap()));
+    let t = Stopwatch::start();
+    vectors::write(
+        &ordered,
+        embedder.identity().dimensions as usize,
+        &staging.path().join(members::FLAT_VECTORS),
+    )?;
+    parts.push(("index.vectors", t.lap()));
+    observer.advance(total_chunks as u64);
+    Ok(Staged {
+        dir: staging,
+        files_indexed,
+        files_unchanged,
+        parts,
+        chunks: total_chunks as u64,
+        extra: Vec::new(),
+    })
+}
+
+/// The lexical index of every chunk, in chunk order: an unchanged chunk's
+/// terms carried over from the previous bundle's index (`reuse`), every
+/// other chunk analysed on its own core; then all added in order, so the
+/// bytes do not depend on how the work was split or what was reused.
+fn lexical_index(
+    chunked: &[FileChunks],
+    reuse: Option<&previous::LexicalReuse<'_>>,
+) -> LexicalIndexWriter {
+    // Each chunk: its key in the previous bundle, when its terms can be
+    // carried over, else what to analyze.
+    let docs: Vec<(Option<usize>, &str, &str)> = chunked
+        .iter()
+        .flat_map(|f| {
+            f.chunks.iter().enumerate().map(move |(j, c)| {
+                let key = f.previous_key.filter(|_| reuse.is_some()).map(|k| k + j);
+                (key, f.path.as_str(), c.text.as_str())
+            })
+        })
+        .collect();
+    let counted: Vec<Option<CountedDoc>> = docs
+        .par_iter()
+        .map(|(key, path, text)| key.is_none().then(|| CountedDoc::chunk(path, text)))
+        .collect();
+    let mut lexical = LexicalIndexWriter::new();
+    let mut remap = Vec::new();
+    for ((key, path, text), doc) in docs.iter().zip(counted) {
+        match (doc, key, reuse) {
+            (Some(doc), _, _) => lexical.push_counted(doc),
+            (None, Some(key), Some((index, documents))) => match documents.get(*key) {
+                Some(terms) => lexical.push_from(index, terms, index.doc_len(*key), &mut remap),
+                None => lexical.push_chunk(path, text),
+            },
+            (None, _, _) => lexical.push_chunk(path, text),
+        }
+    }
+    lexical
+}
+
+/// The texts of the files that were indexed (those with chunks), as the
+/// chunks saw them (withheld lines empty), compressed on every core; a
+/// text the previous bundle compressed the same way is taken as it is.
+fn file_texts(files: &[FileText], chunked: &[FileChunks]) -> std::io::Result<FileTextsWriter> {
+    let compressed: Vec<(&str, CompressedText)> = files
+        .par_iter()
+        .zip(chunked.par_iter())
+        .filter(|(_, c)| !c.chunks.is_empty())
+        .map(|(f, c)| {
+            let text = match &c.compressed {
+                Some(done) => done.clone(),
+                None => CompressedText::new(&f.text)?,
+            };
+            Ok((f.path.as_str(), text))
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut writer = FileTextsWriter::new();
+    for (path, text) in compressed {
+        writer.push(path, text);
+    }
+    Ok(writer)
+}
+
+/// The optional members (format 1.4): the definitions index and the
+/// history index with its lexical index, written beside the others.
+fn write_extras(staged: &mut Staged, extras: &Extras) -> Result<(), BuildError> {
+    let dir = staged.dir.path().to_path_buf();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| BuildError::Io { path, source: e }
+    };
+    let write = |name: &str, write: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
+        let path = dir.join(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(&path))?);
+        write(&mut f).map_err(io(&path))?;
+        std::io::Write::flush(&mut f).map_err(io(&path))
+    };
+    let t = Stopwatch::start();
     let mut extra = Vec::new();
     if let Some(defs) = &extras.definitions {
         write(members::DEFINITIONS, &|w| defs.write_to(w))?;
@@ -756,43 +925,15 @@ fn write_members(
             messages.push_doc(terms.iter().map(String::as_str));
             history
                 .push(c.clone())
-                .map_err(io(&staging.path().join(members::HISTORY)))?;
+                .map_err(io(&dir.join(members::HISTORY)))?;
         }
         write(members::HISTORY, &|w| history.write_to(w))?;
         write(members::HISTORY_LEXICAL, &|w| messages.write_to(w))?;
         extra.extend([members::HISTORY, members::HISTORY_LEXICAL]);
     }
-    index::build(
-        &ordered,
-        embedder.identity().dimensions as usize,
-        &staging.path().join(members::VECTORS),
-    )?;
-    observer.advance(total_chunks as u64);
-    Ok(Staged {
-        dir: staging,
-        files_indexed,
-        chunks: total_chunks as u64,
-        extra,
-    })
-}
-
-/// The texts of the files that were indexed (those with chunks), as the
-/// chunks saw them (withheld lines empty), compressed on every core.
-fn file_texts(
-    files: &[FileText],
-    chunked: &[(String, Vec<chunker::Chunk>)],
-) -> std::io::Result<FileTextsWriter> {
-    let compressed: Vec<(&str, CompressedText)> = files
-        .par_iter()
-        .zip(chunked.par_iter())
-        .filter(|(_, (_, chunks))| !chunks.is_empty())
-        .map(|(f, _)| Ok((f.path.as_str(), CompressedText::new(&f.text)?)))
-        .collect::<std::io::Result<_>>()?;
-    let mut writer = FileTextsWriter::new();
-    for (path, text) in compressed {
-        writer.push(path, text);
-    }
-    Ok(writer)
+    staged.parts.push(("index.extras", t.lap()));
+    staged.extra = extra;
+    Ok(())
 }
 
 /// Pack: the manifest and the staged members, into `<out>/<hex>.tar.zst`.
@@ -839,7 +980,7 @@ fn pack(
         members::CHUNKS,
         members::FILES,
         members::LEXICAL,
-        members::VECTORS,
+        members::FLAT_VECTORS,
     ]
     .iter()
     .chain(&staged.extra)

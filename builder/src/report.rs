@@ -2,13 +2,82 @@
 //! is done (printed as a table, or as JSON with `--json`).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use shelf_formats::bundle::WrittenBundle;
 
 use crate::secrets::SecretsReport;
 use crate::source::Snapshot;
+
+/// Wall and CPU time of one stretch of a build. CPU time counts every
+/// thread of the process (rayon's, ONNX Runtime's), so on a busy machine,
+/// where wall time says little, it still says what a stage cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    /// Starts now.
+    pub fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    /// Wall and CPU time since the start.
+    pub fn lap(&self) -> (Duration, Duration) {
+        (self.wall.elapsed(), process_cpu().saturating_sub(self.cpu))
+    }
+}
+
+/// User and system CPU time of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes only into the struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Each stage's wall and CPU time, by name.
+#[derive(Debug, Default)]
+pub struct Timings {
+    wall: BTreeMap<&'static str, Duration>,
+    cpu: BTreeMap<&'static str, Duration>,
+}
+
+impl Timings {
+    /// Records `name` as the time since `watch` started.
+    pub fn record(&mut self, name: &'static str, watch: Stopwatch) {
+        self.record_lap(name, watch.lap());
+    }
+
+    /// Records `name` as `(wall, cpu)`.
+    pub fn record_lap(&mut self, name: &'static str, (wall, cpu): (Duration, Duration)) {
+        self.wall.insert(name, wall);
+        self.cpu.insert(name, cpu);
+    }
+
+    /// Records `name` with a wall time only (CPU not measured apart).
+    pub fn record_wall(&mut self, name: &'static str, wall: Duration) {
+        self.wall.insert(name, wall);
+    }
+}
+
+fn millis(m: &BTreeMap<&'static str, Duration>) -> BTreeMap<String, u64> {
+    m.iter()
+        .map(|(k, v)| (k.to_string(), v.as_millis() as u64))
+        .collect()
+}
 
 /// Build stages, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +136,9 @@ pub struct FileCounts {
     pub decoded_lossy: u64,
     /// Bytes of indexed text.
     pub text_bytes: u64,
+    /// Indexed files whose text was the previous bundle's: their chunks
+    /// were taken from it, not cut again.
+    pub unchanged: u64,
 }
 
 /// Chunk counts of a build.
@@ -111,6 +183,8 @@ pub struct BuildReport {
     pub cache: Option<crate::cache::CacheReport>,
     /// Milliseconds per stage, and `total`.
     pub timings_ms: BTreeMap<String, u64>,
+    /// CPU milliseconds per stage (every thread), and `total`.
+    pub cpu_ms: BTreeMap<String, u64>,
 }
 
 impl BuildReport {
@@ -119,7 +193,7 @@ impl BuildReport {
         snapshot: &Snapshot,
         files: FileCounts,
         chunks: ChunkCounts,
-        timings: &BTreeMap<&'static str, Duration>,
+        timings: &Timings,
     ) -> Self {
         Self {
             digest: written.digest.to_string(),
@@ -132,10 +206,8 @@ impl BuildReport {
             chunks,
             secrets: SecretsReport::default(),
             cache: None,
-            timings_ms: timings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_millis() as u64))
-                .collect(),
+            timings_ms: millis(&timings.wall),
+            cpu_ms: millis(&timings.cpu),
         }
     }
 }

@@ -175,6 +175,7 @@ impl Settings {
             }),
             definitions: self.definitions.kind().map(str::to_string),
             history: crate::history_index::kind(self.history_commits),
+            compression: Some(shelf_formats::bundle::compression_id()),
         }
     }
 }

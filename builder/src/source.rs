@@ -69,6 +69,35 @@ pub fn open(
     Ok((repo, snapshot))
 }
 
+/// Up to `max` first-parent ancestors of `rev`, nearest first (the
+/// commits whose bundles a build of `rev` would most likely share files
+/// with).
+pub fn first_parent_ancestors(
+    repo_path: &Path,
+    rev: &str,
+    max: usize,
+) -> Result<Vec<String>, BuildError> {
+    let repo = Repository::open(repo_path).map_err(|e| BuildError::Repository {
+        path: repo_path.to_path_buf(),
+        detail: e.message().to_string(),
+    })?;
+    let unknown = || BuildError::UnknownRevision {
+        rev: rev.to_string(),
+        path: repo_path.to_path_buf(),
+    };
+    let mut commit = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|_| unknown())?;
+    let mut out = Vec::new();
+    while out.len() < max {
+        let Ok(parent) = commit.parent(0) else { break };
+        out.push(parent.id().to_string());
+        commit = parent;
+    }
+    Ok(out)
+}
+
 fn snapshot(
     repo: &Repository,
     repo_path: &Path,

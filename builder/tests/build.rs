@@ -485,6 +485,6 @@ fn the_bundle_carries_its_definitions_and_the_history_before_it() {
     let names: Vec<&str> = m.members.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(
         names,
-        ["chunks.bin", "files.bin", "lexical.bin", "vectors.usearch"]
+        ["chunks.bin", "files.bin", "lexical.bin", "vectors.bin"]
     );
 }

@@ -32,9 +32,9 @@ pub const MAGIC: &[u8; 8] = b"SHELFFT1";
 const HEADER_LEN: usize = 64;
 const FILE_LEN: usize = 8;
 const BLOB_LEN: usize = 48;
-/// zstd level of each text: the bundle's own level, so the same text
-/// compresses to the same bytes everywhere.
-const LEVEL: i32 = 12;
+/// zstd level of each text: the same text compresses to the same bytes
+/// wherever the compressor is the same ([`crate::bundle::compression_id`]).
+const LEVEL: i32 = crate::bundle::TEXT_LEVEL;
 
 /// Why bytes are not a valid file-text store, or a text cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -346,6 +346,21 @@ impl<'a> FileTexts<'a> {
             }
         }
         None
+    }
+
+    /// File `i`'s text as stored: compressed, addressed and counted, ready
+    /// to be pushed into another store unchanged. Equal to what
+    /// [`CompressedText::new`] makes of the text wherever the compressor
+    /// is the same ([`crate::bundle::compression_id`]).
+    pub fn compressed(&self, i: usize) -> Option<CompressedText> {
+        let f = Fixed(self.files.get(i.checked_mul(FILE_LEN)?..)?);
+        let blob = self.blob(f.u32(0)? as usize)?;
+        Some(CompressedText {
+            sha256: *blob.sha256,
+            data: blob.data.to_vec(),
+            text_len: blob.text_len,
+            line_count: f.u32(4)?,
+        })
     }
 
     /// File `i`'s whole text, decompressed; never more than the length its

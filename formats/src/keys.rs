@@ -110,6 +110,43 @@ pub fn uses_from_key(key: &str) -> Option<(Digest, Digest)> {
     Some((model.parse().ok()?, bundle.parse().ok()?))
 }
 
+/// Largest tag record a reader accepts. A record keeps every move of its
+/// tag (about 300 bytes each), so this is tens of thousands of moves.
+pub const MAX_TAG_RECORD_BYTES: u64 = 16 << 20;
+/// Largest commit record, uses record or marker a reader accepts (a few
+/// hundred bytes each; a uses record lists one digest per pack).
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
+/// Largest object a reader accepts under a key this layout does not name.
+pub const MAX_OTHER_OBJECT_BYTES: u64 = 64 << 20;
+
+/// The most bytes the object at `key` may have: what a reader of the store
+/// reads at most before refusing it (a tag record linked to a device, an
+/// object grown beyond any valid one). A bundle is bounded by the bundle
+/// reader's archive limit, its manifest copy by the manifest limit, a pack
+/// by [`crate::embedding_cache::READ_LIMIT_BYTES`].
+pub fn max_object_bytes(key: &str) -> u64 {
+    let limits = crate::bundle::Limits::default();
+    if let Some(rest) = key.strip_prefix(BUNDLES_PREFIX) {
+        return if rest.ends_with(".tar.zst") {
+            limits.max_archive_bytes
+        } else if rest.ends_with(".manifest.json") {
+            limits.max_manifest_bytes
+        } else {
+            MAX_RECORD_BYTES
+        };
+    }
+    if key.starts_with(TAGS_PREFIX) {
+        return MAX_TAG_RECORD_BYTES;
+    }
+    if key.starts_with(COMMITS_PREFIX) || uses_from_key(key).is_some() {
+        return MAX_RECORD_BYTES;
+    }
+    if pack_from_key(key).is_some() {
+        return crate::embedding_cache::READ_LIMIT_BYTES;
+    }
+    MAX_OTHER_OBJECT_BYTES
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +195,34 @@ mod tests {
             None
         );
         assert_eq!(pack_from_key("bundles/sha256/x.tar.zst"), None);
+    }
+
+    #[test]
+    fn every_kind_of_object_has_its_own_bound() {
+        let (d, m) = (Digest::of(b"b"), Digest::of(b"m"));
+        let limits = crate::bundle::Limits::default();
+        assert_eq!(max_object_bytes(&bundle_key(&d)), limits.max_archive_bytes);
+        assert_eq!(
+            max_object_bytes(&bundle_manifest_key(&d)),
+            limits.max_manifest_bytes
+        );
+        assert_eq!(max_object_bytes(&bundle_tagged_key(&d)), MAX_RECORD_BYTES);
+        assert_eq!(
+            max_object_bytes(&tag_key("prod").unwrap()),
+            MAX_TAG_RECORD_BYTES
+        );
+        assert_eq!(
+            max_object_bytes(&commit_record_key("abc", &d)),
+            MAX_RECORD_BYTES
+        );
+        assert_eq!(
+            max_object_bytes(&cache_pack_key(&m, &d)),
+            crate::embedding_cache::READ_LIMIT_BYTES
+        );
+        assert_eq!(
+            max_object_bytes(&cache_uses_key(&m, &d, &d)),
+            MAX_RECORD_BYTES
+        );
+        assert_eq!(max_object_bytes("elsewhere/x"), MAX_OTHER_OBJECT_BYTES);
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! Document `i` is chunk `i` of `chunks.bin`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use crate::layout::{Fixed, header, write_header};
@@ -185,11 +185,50 @@ fn bad<T>(why: impl Into<String>) -> Result<T, LexicalIndexError> {
     Err(LexicalIndexError(why.into()))
 }
 
+/// One document's terms, counted: each distinct term once with its
+/// frequency, sorted by term, and the document's length in terms. Made on
+/// any thread (analysis is most of an index's cost), then added in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountedDoc {
+    terms: Vec<(String, u32)>,
+    length: u32,
+}
+
+impl CountedDoc {
+    /// Counts `terms` (repeats count).
+    pub fn new<'t>(terms: impl IntoIterator<Item = &'t str>) -> Self {
+        let mut all: Vec<&str> = terms.into_iter().collect();
+        let length = u32::try_from(all.len()).unwrap_or(u32::MAX);
+        all.sort_unstable();
+        let mut counted: Vec<(String, u32)> = Vec::new();
+        for t in all {
+            match counted.last_mut() {
+                Some((last, n)) if last == t => *n = n.saturating_add(1),
+                _ => counted.push((t.to_string(), 1)),
+            }
+        }
+        Self {
+            terms: counted,
+            length,
+        }
+    }
+
+    /// A chunk's terms, analyzed with [`analyze_chunk`], counted.
+    pub fn chunk(path: &str, text: &str) -> Self {
+        let mut terms = Vec::new();
+        analyze_chunk(path, text, |t| terms.push(t.to_string()));
+        Self::new(terms.iter().map(String::as_str))
+    }
+}
+
 /// Builds a lexical index, one document at a time, in chunk order.
 #[derive(Debug, Default)]
 pub struct LexicalIndexWriter {
     doc_lengths: Vec<u32>,
-    postings: BTreeMap<String, Vec<(u32, u32)>>,
+    /// Each distinct term's id: its place in `postings`.
+    ids: HashMap<String, u32>,
+    /// Postings by term id, each by increasing document.
+    postings: Vec<Vec<(u32, u32)>>,
     total: u64,
 }
 
@@ -201,20 +240,56 @@ impl LexicalIndexWriter {
 
     /// Adds document `self.len()` with the given terms (repeats count).
     pub fn push_doc<'t>(&mut self, terms: impl IntoIterator<Item = &'t str>) {
-        let doc = self.doc_lengths.len() as u32;
-        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
-        let mut length = 0u32;
-        for t in terms {
-            *counts.entry(t).or_default() += 1;
-            length = length.saturating_add(1);
-        }
-        for (term, tf) in counts {
-            match self.postings.get_mut(term) {
-                Some(list) => list.push((doc, tf)),
-                None => {
-                    self.postings.insert(term.to_string(), vec![(doc, tf)]);
-                }
+        self.push_counted(CountedDoc::new(terms));
+    }
+
+    /// Adds document `self.len()`, counted already.
+    pub fn push_counted(&mut self, doc: CountedDoc) {
+        let id = self.doc_lengths.len() as u32;
+        for (term, tf) in doc.terms {
+            let next = self.postings.len() as u32;
+            let t = *self.ids.entry(term).or_insert(next);
+            if t == next {
+                self.postings.push(Vec::new());
             }
+            self.postings[t as usize].push((id, tf));
+        }
+        self.doc_lengths.push(doc.length);
+        self.total += u64::from(doc.length);
+    }
+
+    /// Adds document `self.len()` as the document of `from` whose terms are
+    /// `terms` (one entry of [`LexicalIndex::documents`]) and whose length
+    /// is `length`: nothing is analyzed. `remap` is this writer's id of each
+    /// of `from`'s terms met so far (`u32::MAX`: not yet), kept by the
+    /// caller across the documents of one `from`.
+    pub fn push_from(
+        &mut self,
+        from: &LexicalIndex<'_>,
+        terms: &[(u32, u32)],
+        length: u32,
+        remap: &mut Vec<u32>,
+    ) {
+        let doc = self.doc_lengths.len() as u32;
+        if remap.len() < from.term_count() {
+            remap.resize(from.term_count(), u32::MAX);
+        }
+        for &(t, tf) in terms {
+            let Some(slot) = remap.get_mut(t as usize) else {
+                continue;
+            };
+            if *slot == u32::MAX {
+                let Some(term) = from.term(t as usize) else {
+                    continue;
+                };
+                let next = self.postings.len() as u32;
+                let id = *self.ids.entry(term.to_string()).or_insert(next);
+                if id == next {
+                    self.postings.push(Vec::new());
+                }
+                *slot = id;
+            }
+            self.postings[*slot as usize].push((doc, tf));
         }
         self.doc_lengths.push(length);
         self.total += u64::from(length);
@@ -222,9 +297,7 @@ impl LexicalIndexWriter {
 
     /// Adds a chunk, analyzed with [`analyze_chunk`].
     pub fn push_chunk(&mut self, path: &str, text: &str) {
-        let mut terms = Vec::new();
-        analyze_chunk(path, text, |t| terms.push(t.to_string()));
-        self.push_doc(terms.iter().map(String::as_str));
+        self.push_counted(CountedDoc::chunk(path, text));
     }
 
     /// Documents so far.
@@ -240,10 +313,16 @@ impl LexicalIndexWriter {
     /// Writes the index. Terms are sorted and documents in push order, so
     /// equal input gives equal bytes.
     pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
+        let mut sorted: Vec<(&str, &Vec<(u32, u32)>)> = self
+            .ids
+            .iter()
+            .map(|(t, &id)| (t.as_str(), &self.postings[id as usize]))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let doc_count = self.doc_lengths.len() as u64;
-        let term_count = self.postings.len() as u64;
-        let blob_len: u64 = self.postings.keys().map(|t| t.len() as u64).sum();
-        let entries: u64 = self.postings.values().map(|p| p.len() as u64).sum();
+        let term_count = sorted.len() as u64;
+        let blob_len: u64 = sorted.iter().map(|(t, _)| t.len() as u64).sum();
+        let entries: u64 = sorted.iter().map(|(_, p)| p.len() as u64).sum();
         let term_offsets_off = HEADER_LEN as u64 + doc_count * 4;
         let posting_starts_off = term_offsets_off + (term_count + 1) * 8 + blob_len;
         let postings_off = posting_starts_off + (term_count + 1) * 8;
@@ -258,28 +337,29 @@ impl LexicalIndexWriter {
                 postings_off,
             ],
         );
+        let mut out = io::BufWriter::new(&mut out);
         out.write_all(&header)?;
         for len in &self.doc_lengths {
             out.write_all(&len.to_le_bytes())?;
         }
         let mut offset = 0u64;
-        for term in self.postings.keys() {
+        for (term, _) in &sorted {
             out.write_all(&offset.to_le_bytes())?;
             offset += term.len() as u64;
         }
         out.write_all(&offset.to_le_bytes())?;
-        for term in self.postings.keys() {
+        for (term, _) in &sorted {
             out.write_all(term.as_bytes())?;
         }
         let mut start = 0u64;
-        for list in self.postings.values() {
+        for (_, list) in &sorted {
             out.write_all(&start.to_le_bytes())?;
             start += list.len() as u64;
         }
         out.write_all(&start.to_le_bytes())?;
         debug_assert_eq!(start, entries);
-        for list in self.postings.values() {
-            for (doc, tf) in list {
+        for (_, list) in &sorted {
+            for (doc, tf) in *list {
                 out.write_all(&doc.to_le_bytes())?;
                 out.write_all(&tf.to_le_bytes())?;
             }
@@ -482,6 +562,30 @@ impl<'a> LexicalIndex<'a> {
         })
     }
 
+    /// Term `t` (in sorted order), if it is one of this index's.
+    pub fn term(&self, t: usize) -> Option<&'a str> {
+        std::str::from_utf8(self.term_bytes(t)?).ok()
+    }
+
+    /// Every document's terms: `(term index, frequency)` pairs, by
+    /// increasing term, per document. The postings turned around, in one
+    /// pass over them, so that a builder can carry an unchanged chunk's
+    /// terms into a new index without analyzing its text again.
+    pub fn documents(&self) -> Vec<Vec<(u32, u32)>> {
+        let mut docs: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.doc_count];
+        for t in 0..self.term_count {
+            let Some(postings) = self.postings_at(t) else {
+                continue;
+            };
+            for (doc, tf) in postings.iter() {
+                if let Some(d) = docs.get_mut(doc as usize) {
+                    d.push((t as u32, tf));
+                }
+            }
+        }
+        docs
+    }
+
     /// The postings of `term` (as the analyzer emits it), if any document
     /// has it. A binary search over the sorted terms.
     pub fn lookup(&self, term: &str) -> Option<Postings<'a>> {
@@ -583,6 +687,33 @@ mod tests {
         assert_eq!(ix.doc_len(0), 10);
         assert_eq!(ix.doc_len(99), 0);
         assert!(ix.average_length() > 0.0);
+    }
+
+    /// What an incremental build does: some documents carried over from an
+    /// earlier index, some analyzed now, in a new order. The bytes must be
+    /// those of analyzing everything.
+    #[test]
+    fn documents_carried_over_give_the_bytes_of_analyzing_them_again() {
+        let old = sample();
+        let from = LexicalIndex::parse(&old).unwrap();
+        let docs = from.documents();
+        assert_eq!(docs.len(), 3);
+        let mut carried = LexicalIndexWriter::new();
+        let mut remap = Vec::new();
+        carried.push_from(&from, &docs[2], from.doc_len(2), &mut remap);
+        carried.push_chunk("src/new.rs", "fn backoff_again() { retry() }");
+        carried.push_from(&from, &docs[0], from.doc_len(0), &mut remap);
+        let mut fresh = LexicalIndexWriter::new();
+        fresh.push_chunk("src/cache.rs", "struct LruCache; // retry never");
+        fresh.push_chunk("src/new.rs", "fn backoff_again() { retry() }");
+        fresh.push_chunk(
+            "src/retry.rs",
+            "fn retry_policy() { backoff(); backoff(); }",
+        );
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        carried.write_to(&mut a).unwrap();
+        fresh.write_to(&mut b).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]

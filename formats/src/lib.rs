@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod tag;
+pub mod vectors;
 
 pub use digest::Digest;
 pub use kind::FileKind;

@@ -13,21 +13,52 @@ use crate::model::ModelIdentity;
 /// misread the bytes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// The minor version this code writes. Minors only add optional manifest
-/// fields or new members, so a reader accepts any minor of its major.
-/// 1.1 added the lexical index (`lexical.bin`, `settings.lexical`); 1.2
-/// the file texts (`files.bin`); 1.4 the definitions index
-/// (`definitions.bin`, `settings.definitions`) and the history index
-/// (`history.bin`, `history-lexical.bin`, `settings.history`).
+/// The minor version this code writes. Minors add optional manifest
+/// fields or members, or a vector layout named by `settings.index` (which a
+/// reader checks), so a reader accepts any minor of its major and refuses
+/// a kind it does not know by name. 1.1 added the lexical index
+/// (`lexical.bin`, `settings.lexical`); 1.2 the file texts (`files.bin`);
+/// 1.3 the flat half-precision vectors (`vectors.bin`) in place of the
+/// HNSW graph; 1.4 the definitions index (`definitions.bin`,
+/// `settings.definitions`) and the history index (`history.bin`,
+/// `history-lexical.bin`, `settings.history`).
 pub const FORMAT_MINOR: u32 = 4;
 
-/// The vector index kind of every bundle of this format
-/// (`settings.index`): a usearch HNSW graph, cosine metric, 16 neighbours
-/// per node, built with an insertion breadth of 128.
-pub const VECTOR_INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
+/// The vector index kind this code writes (`settings.index`): every vector
+/// in `vectors.bin`, searched exactly by cosine.
+pub const VECTOR_INDEX_KIND: &str = "flat/cos";
 
-/// How vectors are stored in that index (`settings.vector_quantization`).
-pub const VECTOR_QUANTIZATION: &str = "f32";
+/// How those vectors are stored (`settings.vector_quantization`): IEEE
+/// 754 half precision.
+pub const VECTOR_QUANTIZATION: &str = "f16";
+
+/// The vector index kind of bundles 1.0 to 1.2, still read: a usearch
+/// HNSW graph in `vectors.usearch`, cosine metric, 16 neighbours per node,
+/// built with an insertion breadth of 128.
+pub const HNSW_INDEX_KIND: &str = "usearch-hnsw/cos/m16/ef128";
+
+/// How the HNSW graph's vectors are stored: `f32`.
+pub const HNSW_QUANTIZATION: &str = "f32";
+
+/// Where a bundle's vectors are and how they are searched, from the kinds
+/// its manifest names (checked by [`Manifest::check_kinds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorLayout {
+    /// `vectors.bin`, half precision, exact search (1.3 and later).
+    Flat,
+    /// `vectors.usearch`, an f32 HNSW graph (1.0 to 1.2).
+    Hnsw,
+}
+
+impl VectorLayout {
+    /// The member holding the vectors.
+    pub fn member(self) -> &'static str {
+        match self {
+            VectorLayout::Flat => members::FLAT_VECTORS,
+            VectorLayout::Hnsw => members::VECTORS,
+        }
+    }
+}
 
 /// The kinds a manifest names, each checked on read against what this code
 /// understands: a bundle built with an index or analyzer this shelf does
@@ -44,6 +75,22 @@ pub struct UnknownKind {
     pub found: String,
     /// What this code reads.
     pub supported: Vec<&'static str>,
+}
+
+/// A manifest count that its members do not bear out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bundle refused: the manifest's {field} is {claimed} but {holder} holds {found}; the manifest does not describe its members (rebuild the bundle)"
+)]
+pub struct CountMismatch {
+    /// The manifest field.
+    pub field: &'static str,
+    /// What the manifest says.
+    pub claimed: u64,
+    /// What the member holds.
+    pub found: u64,
+    /// The member counted.
+    pub holder: &'static str,
 }
 
 /// Everything a reader needs to trust and interpret a bundle.
@@ -125,6 +172,12 @@ pub struct BuildSettings {
     /// (format 1.4 and later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,
+    /// The compressor of the archive and of each file text,
+    /// `zstd-<version>/<level>` (format 1.3 and later; absent before).
+    /// The same bytes compress to the same bytes when it is the same, so
+    /// a build reuses an earlier bundle's compressed texts only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
 }
 
 /// How a build scanned file text for credentials (`settings.secret_scan`).
@@ -168,8 +221,11 @@ pub struct Member {
 pub mod members {
     /// The manifest; always the first tar entry.
     pub const MANIFEST: &str = "manifest.json";
-    /// The usearch HNSW index over chunk vectors, openable by `Index::view`.
+    /// The usearch HNSW index over chunk vectors, openable by `Index::view`
+    /// (format 1.0 to 1.2).
     pub const VECTORS: &str = "vectors.usearch";
+    /// The flat half-precision vectors; format 1.3 and later.
+    pub const FLAT_VECTORS: &str = "vectors.bin";
     /// The chunk store: texts, paths, line ranges and content ids.
     pub const CHUNKS: &str = "chunks.bin";
     /// The lexical (BM25) index over the chunks; format 1.1 and later.
@@ -199,11 +255,20 @@ impl Manifest {
                 })
             }
         };
-        check("settings.index", &self.settings.index, &[VECTOR_INDEX_KIND])?;
+        check(
+            "settings.index",
+            &self.settings.index,
+            &[VECTOR_INDEX_KIND, HNSW_INDEX_KIND],
+        )?;
+        // Each index kind stores its vectors one way.
+        let quantization = match self.vector_layout() {
+            VectorLayout::Flat => VECTOR_QUANTIZATION,
+            VectorLayout::Hnsw => HNSW_QUANTIZATION,
+        };
         check(
             "settings.vector_quantization",
             &self.settings.vector_quantization,
-            &[VECTOR_QUANTIZATION],
+            &[quantization],
         )?;
         if let Some(kind) = &self.settings.lexical {
             crate::lexical::Analyzer::from_kind(kind).ok_or_else(|| UnknownKind {
@@ -218,6 +283,57 @@ impl Manifest {
         Ok(())
     }
 
+    /// Checks the manifest's counts against what its members hold: `chunks`
+    /// chunks under `paths` distinct paths (the chunk store), and `files`
+    /// file texts when the bundle has them. A manifest is what status pages
+    /// and tools report, so a count its members do not bear out is refused,
+    /// naming both numbers.
+    pub fn check_counts(
+        &self,
+        chunks: u64,
+        paths: u64,
+        files: Option<u64>,
+    ) -> Result<(), CountMismatch> {
+        let check = |field, claimed: u64, found: u64, holder| {
+            if claimed == found {
+                Ok(())
+            } else {
+                Err(CountMismatch {
+                    field,
+                    claimed,
+                    found,
+                    holder,
+                })
+            }
+        };
+        check("counts.chunks", self.counts.chunks, chunks, members::CHUNKS)?;
+        check(
+            "counts.files_indexed",
+            self.counts.files_indexed,
+            paths,
+            members::CHUNKS,
+        )?;
+        if let Some(files) = files {
+            check(
+                "counts.files_indexed",
+                self.counts.files_indexed,
+                files,
+                members::FILES,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Where the vectors are, by `settings.index` (meaningful once
+    /// [`Manifest::check_kinds`] accepted it).
+    pub fn vector_layout(&self) -> VectorLayout {
+        if self.settings.index == HNSW_INDEX_KIND {
+            VectorLayout::Hnsw
+        } else {
+            VectorLayout::Flat
+        }
+    }
+
     /// The listed member called `name`, if any.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
@@ -230,5 +346,79 @@ impl Manifest {
         let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
         out.push(b'\n');
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(chunks: u64, files: u64) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            format_minor: FORMAT_MINOR,
+            source: Source {
+                repository: "r".into(),
+                commit: "c".repeat(40),
+                tree: "t".repeat(40),
+                git_ref: None,
+                commit_time: 0,
+            },
+            model: ModelIdentity {
+                name: "m".into(),
+                dimensions: 2,
+                pooling: "mean".into(),
+                normalized: true,
+                max_tokens: 8,
+                onnx_sha256: [0; 32],
+                tokenizer_sha256: [0; 32],
+                query_prefix: String::new(),
+                document_prefix: String::new(),
+            },
+            settings: BuildSettings {
+                chunker: "lines-v1".into(),
+                max_chunk_tokens: 8,
+                overlap_lines: 0,
+                max_file_bytes: 1,
+                include: vec![],
+                exclude: vec![],
+                vector_quantization: VECTOR_QUANTIZATION.into(),
+                index: VECTOR_INDEX_KIND.into(),
+                lexical: None,
+                exclude_generated: None,
+                secret_scan: None,
+                definitions: None,
+                history: None,
+                compression: None,
+            },
+            counts: Counts {
+                files_indexed: files,
+                chunks,
+                ..Counts::default()
+            },
+            members: vec![],
+        }
+    }
+
+    #[test]
+    fn counts_the_members_do_not_bear_out_are_refused_naming_both() {
+        assert_eq!(manifest(40, 5).check_counts(40, 5, Some(5)), Ok(()));
+        assert_eq!(manifest(40, 5).check_counts(40, 5, None), Ok(()));
+        let e = manifest(1_000_000_000_000, 5)
+            .check_counts(40, 5, Some(5))
+            .unwrap_err();
+        assert_eq!(
+            (e.field, e.claimed, e.found),
+            ("counts.chunks", 1_000_000_000_000, 40)
+        );
+        assert!(
+            e.to_string().contains("1000000000000")
+                && e.to_string().contains("chunks.bin holds 40"),
+            "{e}"
+        );
+        let e = manifest(40, 9).check_counts(40, 5, None).unwrap_err();
+        assert_eq!(e.field, "counts.files_indexed");
+        let e = manifest(40, 5).check_counts(40, 5, Some(4)).unwrap_err();
+        assert_eq!(e.holder, members::FILES);
     }
 }

@@ -340,9 +340,6 @@ pub struct Tuning {
     /// Each further chunk of a file counts this much of the one before
     /// in the file's score (1: a plain sum of its best chunks).
     pub chunk_decay: f32,
-    /// Semantic candidates by exact search over every vector instead of
-    /// the graph (what the coming vector layer does).
-    pub exact_vectors: bool,
     /// How far the lexical list's weight follows what the query looks
     /// like: times `1 + this` for a query of code alone, `1 - this` for
     /// prose alone, in between by the share of code terms (0: fixed).
@@ -374,7 +371,6 @@ impl Default for Tuning {
             code: CodeTuning::default(),
             sources: SourceTuning::default(),
             chunk_decay: 1.0,
-            exact_vectors: false,
             adaptive_fusion: 0.0,
         }
     }
@@ -491,14 +487,13 @@ impl Engine {
         let n = self.depth(request);
         let analyzer = bundle.analyzer().unwrap_or(Analyzer::CURRENT);
         let query = query::analyze(analyzer, &request.query, &self.tuning.query);
-        let c = rank::candidates_with(
+        let c = rank::candidates_for(
             bundle,
             Lexical::Terms(&query.terms),
             vectors,
             request.mode,
             &request.filter,
             n,
-            self.tuning.exact_vectors,
         )?;
         let kind = request.kind.resolve(&query);
         // Re-scored over a deeper list than a chunk answer shows, so a

@@ -112,37 +112,41 @@ pub struct FileRequest {
     pub max_tokens: usize,
 }
 
-/// Checks that `path` is repository-relative and says why not.
+/// Checks that `path` is a repository-relative path as the bundle names
+/// files (`src/a.py`: no `.` or `..` segment, no empty one, nothing
+/// absolute) and says why not. Nothing is rewritten: `./a.py` is refused
+/// like any other `.` segment, so every accepted path is the one looked up.
 pub fn check_path(path: &str) -> Result<&str, FileError> {
     let bad = |why| FileError::BadPath {
         path: path.chars().take(128).collect(),
         why,
     };
-    let trimmed = path.strip_prefix("./").unwrap_or(path);
-    if trimmed.is_empty() {
+    if path.is_empty() {
         return Err(bad("it is empty"));
     }
     if path.len() > MAX_PATH_BYTES {
         return Err(bad("it is longer than 1024 bytes"));
     }
-    if trimmed.starts_with('/') || trimmed.contains(":\\") || trimmed.starts_with('\\') {
+    if path.starts_with('/') || path.contains(":\\") || path.starts_with('\\') {
         return Err(bad(
             "it is absolute; give it relative to the repository's root",
         ));
     }
-    if trimmed.contains('\\') {
+    if path.contains('\\') {
         return Err(bad("it has a backslash; separate directories with '/'"));
     }
-    if trimmed.contains('\0') {
+    if path.contains('\0') {
         return Err(bad("it has a NUL byte"));
     }
-    if trimmed
+    if path
         .split('/')
         .any(|s| s == ".." || s == "." || s.is_empty())
     {
-        return Err(bad("it has '..', '.' or empty segments"));
+        return Err(bad(
+            "it has a '..', '.' or empty segment; name the file as the repository does (src/a.py, not ./src/a.py)",
+        ));
     }
-    Ok(trimmed)
+    Ok(path)
 }
 
 fn texts<'a>(t: &Target<'a>) -> Result<FileTexts<'a>, FileError> {
@@ -444,13 +448,20 @@ pub fn grep(
             let text = reader
                 .text(i)
                 .map_err(|e| FileError::Damaged(e.to_string()))?;
+            // A quick test of the whole text first; a file counts as matched
+            // only by a matching line (a pattern can match across lines, as
+            // `\n` does, where no single line matches).
             if !re.is_match(&text) {
                 continue;
             }
-            answer.files_matched += 1;
+            let mut matched_here = false;
             for (n, line) in text.lines().enumerate() {
                 if !re.is_match(line) {
                     continue;
+                }
+                if !matched_here {
+                    matched_here = true;
+                    answer.files_matched += 1;
                 }
                 answer.total_matches += 1;
                 if answer.matches.len() >= request.limit {
@@ -766,15 +777,23 @@ mod tests {
             ("/etc/passwd", "absolute"),
             ("../secret", "'..'"),
             ("src/../../x", "'..'"),
-            ("src//a.rs", "empty segments"),
+            ("src//a.rs", "empty segment"),
             ("C:\\x", "absolute"),
             ("src\\a.rs", "backslash"),
             ("a\0b", "NUL"),
+            // `.` segments are refused like the docs say, a leading one too,
+            // and a path after one is not called absolute.
+            ("./a.py", "'.'"),
+            ("src/./a.py", "'.'"),
+            (".//a.py", "'.'"),
         ] {
             let e = check_path(p).unwrap_err().to_string();
             assert!(e.contains(why), "{p:?}: {e}");
+            assert!(
+                p.starts_with('/') || p.contains(":\\") || !e.contains("absolute"),
+                "{p:?}: {e}"
+            );
         }
-        assert_eq!(check_path("./src/a.rs"), Ok("src/a.rs"));
         assert_eq!(check_path("src/a.rs"), Ok("src/a.rs"));
         assert!(check_path(&"a/".repeat(600)).is_err());
     }

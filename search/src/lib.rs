@@ -6,7 +6,8 @@
 //! returns an [`Answer`], the one type the HTTP API, `shelf search`,
 //! `shelf eval` and the benchmarks all serialise.
 //!
-//! Map: `mapped` (one opened bundle), `filter` (path and language filters
+//! Map: `installed` (a bundle verified once into a directory), `mapped`
+//! (one opened bundle, mapped from there), `flat` (exact vector search), `filter` (path and language filters
 //! resolved per bundle), `language`, `encode` (query windows and the
 //! encoder trait), `semantic` and `lexical` (the two rankers), `rank`
 //! (modes, candidates, fusion), `candidates` (files from definitions,
@@ -30,7 +31,9 @@ pub mod error;
 pub mod eval;
 pub mod files;
 pub mod filter;
+pub mod flat;
 pub mod group;
+pub mod installed;
 pub mod language;
 pub mod lexical;
 pub mod mapped;

@@ -1,24 +1,27 @@
-//! A bundle ready to answer queries: verified and unpacked into a directory
-//! named by its digest, its chunk store and lexical index memory-mapped and
-//! its vector index viewed (memory-mapped) in place. Opening is an mmap,
-//! not a load.
+//! A bundle ready to answer queries: installed (verified once) in a
+//! directory named by its digest, every member memory-mapped read-only
+//! from there. Opening is a `stat` and an `mmap` per member, not a load:
+//! the bytes stay in the page cache, shared and evictable, so a server
+//! can serve more bundles than it has memory.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use std::io::Read;
-
-use memmap2::{Mmap, MmapMut};
-use sha2::{Digest as _, Sha256};
-use shelf_formats::bundle::{BundleError, Limits, digest_from_file_name, unpack_file};
+use memmap2::Mmap;
+use shelf_formats::bundle::BundleError;
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
 use shelf_formats::definitions::{Definitions, DefinitionsError};
 use shelf_formats::files::{FileTexts, FileTextsError};
 use shelf_formats::history::{History, HistoryError};
 use shelf_formats::lexical::{Analyzer, LexicalIndex, LexicalIndexError};
-use shelf_formats::manifest::Member;
-use shelf_formats::manifest::members;
+use shelf_formats::manifest::{VectorLayout, members};
+use shelf_formats::vectors::FlatVectors;
 use shelf_formats::{Digest, Manifest, ModelIdentity};
+
+use crate::flat;
+pub use crate::flat::Admit;
+use crate::installed;
+pub use crate::installed::{INCOMING_PREFIX, install_file};
 
 /// Most search contexts one open index keeps. usearch gives every
 /// concurrent search a context of its own and fails a search when none is
@@ -128,8 +131,8 @@ pub enum OpenError {
         /// What is wrong.
         detail: String,
     },
-    /// An unpacked member is not the size the manifest lists: the cache
-    /// was changed behind shelf's back.
+    /// An installed file is missing or is not the file verified at
+    /// install: the cache was changed behind shelf's back.
     #[error(
         "cached copy of bundle {digest} is damaged ({detail}); delete {} and it is fetched again",
         dir.display()
@@ -157,36 +160,59 @@ pub enum OpenError {
 pub struct Hit {
     /// The chunk's key (its index in the chunk store).
     pub key: u64,
-    /// Cosine similarity, higher is closer (1 - usearch's cosine distance).
+    /// Cosine similarity, higher is closer.
     pub score: f32,
 }
 
-/// A verified, memory-mapped bundle.
+/// One member file of an installed bundle, mapped read-only. The open
+/// file is kept: a server takes a read lease on it (docs/serve.md).
+struct MappedFile {
+    name: &'static str,
+    file: File,
+    map: Mmap,
+}
+
+/// Where a bundle's vectors are searched.
+enum Vectors {
+    /// `vectors.bin`: exact search over half-precision vectors (1.3+).
+    Flat(MappedFile),
+    /// `vectors.usearch`: an HNSW graph viewed in place (1.0 to 1.2).
+    Hnsw {
+        /// Views `map`: declared first so it is dropped first.
+        index: usearch::Index,
+        /// Its free search contexts.
+        contexts: Contexts,
+        map: MappedFile,
+    },
+}
+
+/// An installed, verified bundle, its members memory-mapped read-only from
+/// the directory it was installed in: opening costs a `stat` and an `mmap`
+/// per member, and the served bytes live in the page cache, shared with
+/// every process that maps them and given back under memory pressure.
 pub struct MappedBundle {
     /// The bundle's digest.
     pub digest: Digest,
     /// Its manifest.
     pub manifest: Manifest,
-    /// Where it was unpacked (its files are not used after opening).
+    /// Where it is installed.
     pub dir: PathBuf,
-    /// Views `vectors`: declared first so it is dropped first.
-    index: usearch::Index,
-    /// Its free search contexts.
-    contexts: Contexts,
-    chunks: Mmap,
+    vectors: Vectors,
+    chunks: MappedFile,
     /// The lexical index and the analyzer its manifest names, when the
     /// bundle has one (format 1.1+).
-    lexical: Option<(Mmap, Analyzer)>,
+    lexical: Option<(MappedFile, Analyzer)>,
     /// The text of every indexed file (format 1.2+).
-    files: Option<Mmap>,
+    files: Option<MappedFile>,
     /// The definitions index (format 1.4+).
-    definitions: Option<Mmap>,
+    definitions: Option<MappedFile>,
     /// The history index and the lexical index of its messages (format
     /// 1.4+).
-    history: Option<(Mmap, Mmap)>,
+    history: Option<(MappedFile, MappedFile)>,
     /// What the candidate sources know of the paths, made on first use.
     paths: std::sync::OnceLock<crate::candidates::PathTable>,
-    vectors: Mmap,
+    /// Chunks (and vectors), as the chunk store says.
+    count: usize,
 }
 
 impl std::fmt::Debug for MappedBundle {
@@ -197,30 +223,85 @@ impl std::fmt::Debug for MappedBundle {
     }
 }
 
+/// Maps member `name` of the bundle installed in `dir`, checking its size
+/// against the manifest (a file changed since [`installed::check`] looked
+/// is refused, not mapped short).
+fn map_member(
+    dir: &Path,
+    digest: Digest,
+    manifest: &Manifest,
+    name: &'static str,
+) -> Result<MappedFile, OpenError> {
+    let member = manifest.member(name).ok_or_else(|| OpenError::Index {
+        digest,
+        detail: format!("the manifest lists no {name}"),
+    })?;
+    let path = dir.join(name);
+    let damaged = |detail: String| OpenError::DamagedCache {
+        digest,
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(damaged(format!("{name} is missing")));
+        }
+        Err(source) => return Err(OpenError::Io { path, source }),
+    };
+    let size = file
+        .metadata()
+        .map_err(|source| OpenError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    if size != member.size || size == 0 {
+        return Err(damaged(format!(
+            "{name} is {size} bytes, the manifest says {}",
+            member.size
+        )));
+    }
+    // SAFETY: the file is a verified cache file, read-only (0444) in a
+    // directory only this server's user may write (docs/serve.md, "The
+    // cache directory"); every read through the map is bounds-checked
+    // against the size checked above. A file truncated under the map
+    // anyway is what the server's read lease on it guards against.
+    let map = unsafe { Mmap::map(&file) }.map_err(|source| OpenError::Io { path, source })?;
+    Ok(MappedFile { name, file, map })
+}
+
 impl MappedBundle {
-    /// Verifies the bundle file `bundle` and opens it for `model`, unpacked
+    /// Verifies the bundle file `bundle` and opens it for `model`, installed
     /// into `<dir>/<hex>/` (reused when a verified copy is already there).
     pub fn open_file(bundle: &Path, dir: &Path, model: &ModelIdentity) -> Result<Self, OpenError> {
         let (digest, unpacked) = install_file(dir, bundle, None)?;
         Self::open_dir(&unpacked, digest, model)
     }
 
-    /// Opens an unpacked, verified bundle directory for `model`: checks the
-    /// kinds the manifest names and the model identity, then reads every
-    /// member into memory of this process while hashing it against the
-    /// manifest, and checks the chunk store's structure and the index's
-    /// shape.
-    ///
-    /// Why private copies and not maps of the cache files: a file mapped
-    /// from the cache could be truncated or rewritten by anyone with write
-    /// access to the directory, and the next query would die of SIGBUS or
-    /// read bytes nobody verified. Copying costs one read of the bundle at
-    /// load time (no more resident memory than a warmed map) and makes the
-    /// served bytes exactly the verified ones for the bundle's whole life.
+    /// Opens the bundle installed in `dir` for `model`: checks the kinds
+    /// the manifest names and the model identity, checks that the files are
+    /// the ones verified at install ([`installed::check`]), then maps every
+    /// member read-only and reads its header. Nothing is hashed or copied:
+    /// the cost does not grow with the bundle.
     pub fn open_dir(dir: &Path, digest: Digest, model: &ModelIdentity) -> Result<Self, OpenError> {
-        let io = |path: PathBuf| move |source| OpenError::Io { path, source };
         let manifest_path = dir.join(members::MANIFEST);
-        let manifest_bytes = std::fs::read(&manifest_path).map_err(io(manifest_path.clone()))?;
+        let manifest_bytes = match std::fs::read(&manifest_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OpenError::DamagedCache {
+                    digest,
+                    dir: dir.to_path_buf(),
+                    detail: "manifest.json is missing".into(),
+                });
+            }
+            Err(source) => {
+                return Err(OpenError::Io {
+                    path: manifest_path,
+                    source,
+                });
+            }
+        };
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
             OpenError::Bundle(BundleError::ManifestInvalid {
                 detail: e.to_string(),
@@ -232,15 +313,10 @@ impl MappedBundle {
         if let Some(diff) = manifest.model.mismatch(model) {
             return Err(OpenError::WrongModel { digest, diff });
         }
-        let copy = |name: &str| -> Result<Mmap, OpenError> {
-            let member = manifest.member(name).ok_or_else(|| OpenError::Index {
-                digest,
-                detail: format!("the manifest lists no {name}"),
-            })?;
-            private_copy(dir, digest, member)
-        };
-        let chunks = copy(members::CHUNKS)?;
-        let count = ChunkStore::parse(&chunks)?.len();
+        installed::check(dir, &manifest, digest)?;
+        let index_err = |detail: String| OpenError::Index { digest, detail };
+        let chunks = map_member(dir, digest, &manifest, members::CHUNKS)?;
+        let count = ChunkStore::open(&chunks.map)?.len();
         let lexical = match manifest.member(members::LEXICAL) {
             None => None,
             Some(_) => {
@@ -250,102 +326,100 @@ impl MappedBundle {
                     .lexical
                     .as_deref()
                     .and_then(Analyzer::from_kind)
-                    .ok_or_else(|| OpenError::Index {
-                        digest,
-                        detail: "lexical.bin is present but settings.lexical names no analyzer"
-                            .into(),
+                    .ok_or_else(|| {
+                        index_err(
+                            "lexical.bin is present but settings.lexical names no analyzer".into(),
+                        )
                     })?;
-                let map = copy(members::LEXICAL)?;
-                let docs = LexicalIndex::parse(&map)?.doc_count();
-                if docs != count {
-                    return Err(OpenError::Index {
-                        digest,
-                        detail: format!("lexical index has {docs} documents for {count} chunks"),
-                    });
-                }
+                let map = map_member(dir, digest, &manifest, members::LEXICAL)?;
+                LexicalIndex::open(&map.map)?;
                 Some((map, analyzer))
             }
         };
-
         let files = match manifest.member(members::FILES) {
             None => None,
             Some(_) => {
-                let map = copy(members::FILES)?;
-                FileTexts::parse(&map)?;
+                let map = map_member(dir, digest, &manifest, members::FILES)?;
+                FileTexts::open(&map.map)?;
                 Some(map)
             }
         };
-
-        let path_count = ChunkStore::open(&chunks)?.path_count();
         let definitions = match manifest.member(members::DEFINITIONS) {
             None => None,
             Some(_) => {
-                let map = copy(members::DEFINITIONS)?;
-                Definitions::parse(&map, path_count)?;
+                let map = map_member(dir, digest, &manifest, members::DEFINITIONS)?;
+                Definitions::open(&map.map)?;
                 Some(map)
             }
         };
         let history = match manifest.member(members::HISTORY) {
             None => None,
             Some(_) => {
-                let map = copy(members::HISTORY)?;
-                let commits = History::parse(&map)?.len();
-                let lexical = copy(members::HISTORY_LEXICAL)?;
-                let docs = LexicalIndex::parse(&lexical)?.doc_count();
-                if docs != commits {
-                    return Err(OpenError::Index {
-                        digest,
-                        detail: format!(
-                            "history's lexical index has {docs} documents for {commits} commits"
-                        ),
-                    });
-                }
+                let map = map_member(dir, digest, &manifest, members::HISTORY)?;
+                History::open(&map.map)?;
+                let lexical = map_member(dir, digest, &manifest, members::HISTORY_LEXICAL)?;
+                LexicalIndex::open(&lexical.map)?;
                 Some((map, lexical))
             }
         };
-
-        let index_err = |detail: String| OpenError::Index { digest, detail };
-        let vectors = copy(members::VECTORS)?;
-        let meta =
-            usearch::Index::metadata_from_buffer(&vectors).map_err(|e| index_err(e.to_string()))?;
-        let index = usearch::Index::new(&meta.into()).map_err(|e| index_err(e.to_string()))?;
-        // SAFETY: `vectors` is owned by the returned value and declared after
-        // `index`, so it is dropped after the index that views it; the
-        // mapping is read-only and private to this process.
-        unsafe { index.view_from_buffer(&vectors) }.map_err(|e| index_err(e.to_string()))?;
-        if index.dimensions() != model.dimensions as usize {
-            return Err(index_err(format!(
-                "{} dimensions, the model has {}",
-                index.dimensions(),
-                model.dimensions
-            )));
-        }
-        if index.size() != count {
-            return Err(index_err(format!(
-                "{} vectors for {count} chunks",
-                index.size()
-            )));
-        }
-        // Reserving contexts copies node pointers only: the graph and
-        // vectors stay where they are.
-        let contexts = search_contexts();
-        index
-            .reserve_capacity_and_threads(index.size(), contexts)
-            .map_err(|e| index_err(format!("reserving search contexts: {e}")))?;
-        index.change_expansion_search(DEFAULT_EXPANSION_SEARCH);
+        let dims = model.dimensions as usize;
+        let vectors = match manifest.vector_layout() {
+            VectorLayout::Flat => {
+                let map = map_member(dir, digest, &manifest, members::FLAT_VECTORS)?;
+                let flat = FlatVectors::open(&map.map).map_err(|e| index_err(e.to_string()))?;
+                if flat.dimensions() != dims || flat.len() != count {
+                    return Err(index_err(format!(
+                        "{} vectors of {} dimensions for {count} chunks of a {dims}-dimension model",
+                        flat.len(),
+                        flat.dimensions()
+                    )));
+                }
+                Vectors::Flat(map)
+            }
+            VectorLayout::Hnsw => {
+                let map = map_member(dir, digest, &manifest, members::VECTORS)?;
+                let meta = usearch::Index::metadata_from_buffer(&map.map)
+                    .map_err(|e| index_err(e.to_string()))?;
+                let index =
+                    usearch::Index::new(&meta.into()).map_err(|e| index_err(e.to_string()))?;
+                // SAFETY: the map is moved into the same `Vectors::Hnsw` as
+                // the index, declared after it, so it outlives the view; it
+                // is read-only.
+                unsafe { index.view_from_buffer(&map.map) }
+                    .map_err(|e| index_err(e.to_string()))?;
+                if index.dimensions() != dims || index.size() != count {
+                    return Err(index_err(format!(
+                        "{} vectors of {} dimensions for {count} chunks of a {dims}-dimension model",
+                        index.size(),
+                        index.dimensions()
+                    )));
+                }
+                // Reserving contexts copies node pointers only: the graph
+                // and vectors stay where they are.
+                let contexts = search_contexts();
+                index
+                    .reserve_capacity_and_threads(index.size(), contexts)
+                    .map_err(|e| index_err(format!("reserving search contexts: {e}")))?;
+                index.change_expansion_search(DEFAULT_EXPANSION_SEARCH);
+                Vectors::Hnsw {
+                    index,
+                    contexts: Contexts::new(contexts),
+                    map,
+                }
+            }
+        };
         Ok(Self {
-            contexts: Contexts::new(contexts),
             digest,
             manifest,
             dir: dir.to_path_buf(),
-            index,
+            vectors,
             chunks,
             lexical,
             files,
             definitions,
             history,
             paths: std::sync::OnceLock::new(),
-            vectors,
+            count,
         })
     }
 
@@ -360,7 +434,7 @@ impl MappedBundle {
     /// if the bundle has one. O(1), like [`MappedBundle::chunks`].
     pub fn lexical(&self) -> Option<Result<(LexicalIndex<'_>, Analyzer), OpenError>> {
         self.lexical.as_ref().map(|(m, analyzer)| {
-            LexicalIndex::open(m)
+            LexicalIndex::open(&m.map)
                 .map(|ix| (ix, *analyzer))
                 .map_err(OpenError::from)
         })
@@ -376,14 +450,14 @@ impl MappedBundle {
     pub fn files(&self) -> Option<Result<FileTexts<'_>, OpenError>> {
         self.files
             .as_ref()
-            .map(|m| FileTexts::open(m).map_err(OpenError::from))
+            .map(|m| FileTexts::open(&m.map).map_err(OpenError::from))
     }
 
     /// The definitions index, if the bundle has one (format 1.4+). O(1).
     pub fn definitions(&self) -> Option<Result<Definitions<'_>, OpenError>> {
         self.definitions
             .as_ref()
-            .map(|m| Definitions::open(m).map_err(OpenError::from))
+            .map(|m| Definitions::open(&m.map).map_err(OpenError::from))
     }
 
     /// The history index and the lexical index of its messages, if the
@@ -391,8 +465,8 @@ impl MappedBundle {
     pub fn history(&self) -> Option<Result<(History<'_>, LexicalIndex<'_>), OpenError>> {
         self.history.as_ref().map(|(h, l)| {
             Ok((
-                History::open(h).map_err(OpenError::from)?,
-                LexicalIndex::open(l).map_err(OpenError::from)?,
+                History::open(&h.map).map_err(OpenError::from)?,
+                LexicalIndex::open(&l.map).map_err(OpenError::from)?,
             ))
         })
     }
@@ -414,10 +488,10 @@ impl MappedBundle {
     }
 
     /// The chunk store. O(1): the store was fully validated when the bundle
-    /// was opened, so only its header is re-read here (and cannot fail
-    /// where the full parse succeeded on the same immutable bytes).
+    /// was installed, so only its header is re-read here (and cannot fail
+    /// where the full parse succeeded on the same verified bytes).
     pub fn chunks(&self) -> Result<ChunkStore<'_>, OpenError> {
-        Ok(ChunkStore::open(&self.chunks)?)
+        Ok(ChunkStore::open(&self.chunks.map)?)
     }
 
     /// Chunk `key`.
@@ -427,17 +501,26 @@ impl MappedBundle {
 
     /// Number of chunks (and vectors).
     pub fn len(&self) -> usize {
-        self.index.size()
+        self.count
     }
 
     /// Whether the bundle has no chunks.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.count == 0
     }
 
-    /// Sets the HNSW search breadth (`ef`).
+    /// Whether the vectors are searched exactly (format 1.3+) rather than
+    /// by an HNSW graph walk.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.vectors, Vectors::Flat(_))
+    }
+
+    /// Sets the HNSW search breadth (`ef`) of a 1.0 to 1.2 bundle; exact
+    /// search has none.
     pub fn set_expansion_search(&self, ef: usize) {
-        self.index.change_expansion_search(ef.max(1));
+        if let Vectors::Hnsw { index, .. } = &self.vectors {
+            index.change_expansion_search(ef.max(1));
+        }
     }
 
     fn index_error(&self, e: impl std::fmt::Display) -> OpenError {
@@ -447,57 +530,95 @@ impl MappedBundle {
         }
     }
 
+    fn flat<'a>(&self, map: &'a MappedFile) -> Result<FlatVectors<'a>, OpenError> {
+        FlatVectors::open(&map.map).map_err(|e| self.index_error(e))
+    }
+
+    /// The `k` nearest chunks to any of `queries` (vectors of the bundle's
+    /// model), each scored by its nearest query, among the chunks `admit`
+    /// lets through; best first.
+    pub fn nearest(
+        &self,
+        queries: &[&[f32]],
+        k: usize,
+        admit: Admit<'_>,
+    ) -> Result<Vec<Hit>, OpenError> {
+        match &self.vectors {
+            Vectors::Flat(map) => Ok(flat::top_k(&self.flat(map)?, queries, k, admit)),
+            Vectors::Hnsw {
+                index, contexts, ..
+            } => {
+                let mut best: std::collections::HashMap<u64, f32> = Default::default();
+                for q in queries {
+                    let hits = match admit {
+                        Admit::All => {
+                            let _context = contexts.take();
+                            hits(&index.search(q, k).map_err(|e| self.index_error(e))?)
+                        }
+                        Admit::Keys(keys) => self.hnsw_among(index, q, keys, k)?,
+                        Admit::Where(keep) => {
+                            let _context = contexts.take();
+                            hits(
+                                &index
+                                    .filtered_search(q, k, keep)
+                                    .map_err(|e| self.index_error(e))?,
+                            )
+                        }
+                    };
+                    for h in hits {
+                        let slot = best.entry(h.key).or_insert(f32::MIN);
+                        *slot = slot.max(h.score);
+                    }
+                }
+                let mut out: Vec<Hit> = best
+                    .into_iter()
+                    .map(|(key, score)| Hit { key, score })
+                    .collect();
+                out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+                out.truncate(k);
+                Ok(out)
+            }
+        }
+    }
+
     /// The `k` nearest chunks to `query` (a vector of the bundle's model).
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, OpenError> {
-        let _context = self.contexts.take();
-        let matches = self
-            .index
-            .search(query, k)
-            .map_err(|e| self.index_error(e))?;
-        Ok(hits(&matches))
+        self.nearest(&[query], k, Admit::All)
     }
 
-    /// The true `k` nearest chunks by brute force (for measuring the
-    /// graph search's recall, not for serving).
+    /// The true `k` nearest chunks, every vector scored: what
+    /// [`MappedBundle::search`] answers on a 1.3 bundle, and the yardstick
+    /// of an HNSW graph's recall on an older one.
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, OpenError> {
-        let _context = self.contexts.take();
-        let matches = self
-            .index
-            .exact_search(query, k)
-            .map_err(|e| self.index_error(e))?;
-        Ok(hits(&matches))
+        match &self.vectors {
+            Vectors::Flat(_) => self.search(query, k),
+            Vectors::Hnsw {
+                index, contexts, ..
+            } => {
+                let _context = contexts.take();
+                Ok(hits(
+                    &index
+                        .exact_search(query, k)
+                        .map_err(|e| self.index_error(e))?,
+                ))
+            }
+        }
     }
 
-    /// The `k` nearest chunks among those `keep` accepts. The HNSW walk
-    /// skips rejected chunks, so a filter that accepts few of them is better
-    /// served by [`MappedBundle::exact_among`].
-    pub fn filtered_search(
+    /// Exact scores of the given chunks in an HNSW bundle, best `k` first:
+    /// for filters that leave few candidates, where a graph walk could miss
+    /// them.
+    fn hnsw_among(
         &self,
-        query: &[f32],
-        k: usize,
-        keep: impl Fn(u64) -> bool,
-    ) -> Result<Vec<Hit>, OpenError> {
-        let _context = self.contexts.take();
-        let matches = self
-            .index
-            .filtered_search(query, k, keep)
-            .map_err(|e| self.index_error(e))?;
-        Ok(hits(&matches))
-    }
-
-    /// Exact scores of the given chunks, best `k` first: for filters that
-    /// leave few candidates, where a graph walk could miss them.
-    pub fn exact_among(
-        &self,
+        index: &usearch::Index,
         query: &[f32],
         keys: &[u64],
         k: usize,
     ) -> Result<Vec<Hit>, OpenError> {
-        let mut vector = vec![0f32; self.index.dimensions()];
+        let mut vector = vec![0f32; index.dimensions()];
         let mut out = Vec::with_capacity(keys.len());
         for &key in keys {
-            let found = self
-                .index
+            let found = index
                 .get(key, &mut vector)
                 .map_err(|e| self.index_error(e))?;
             if found == 0 {
@@ -512,125 +633,41 @@ impl MappedBundle {
         Ok(out)
     }
 
-    /// Bytes of the bundle held in memory (the verified private copies).
-    pub fn resident_bytes(&self) -> usize {
-        self.chunks.len()
-            + self.vectors.len()
-            + self.lexical.as_ref().map_or(0, |(m, _)| m.len())
-            + self.definitions.as_ref().map_or(0, |m| m.len())
-            + self.history.as_ref().map_or(0, |(h, l)| h.len() + l.len())
-    }
-}
-
-/// Reads member `member` of the bundle unpacked in `dir` into anonymous
-/// memory of this process, checking its size and sha256 against the
-/// manifest as it goes; the copy is then made read-only. A mismatch means
-/// the cache was changed behind shelf's back: [`OpenError::DamagedCache`].
-fn private_copy(dir: &Path, digest: Digest, member: &Member) -> Result<Mmap, OpenError> {
-    let path = dir.join(&member.name);
-    let io = |source| OpenError::Io {
-        path: path.clone(),
-        source,
-    };
-    let damaged = |detail: String| OpenError::DamagedCache {
-        digest,
-        dir: dir.to_path_buf(),
-        detail,
-    };
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(damaged(format!("{} is missing", member.name)));
+    /// Chunk `key`'s stored vector, if there is one.
+    pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
+        match &self.vectors {
+            Vectors::Flat(map) => self.flat(map).ok()?.vector(usize::try_from(key).ok()?),
+            Vectors::Hnsw { index, .. } => {
+                let mut v = vec![0f32; index.dimensions()];
+                (index.get(key, &mut v).ok()? >= 1).then_some(v)
+            }
         }
-        Err(e) => return Err(io(e)),
-    };
-    let size = file.metadata().map_err(io)?.len();
-    if size != member.size {
-        return Err(damaged(format!(
-            "{} is {size} bytes, the manifest says {}",
-            member.name, member.size
-        )));
     }
-    let len = usize::try_from(size)
-        .map_err(|_| damaged(format!("{} does not fit in memory", member.name)))?;
-    if len == 0 {
-        // No valid member is empty (each starts with a header).
-        return Err(damaged(format!("{} is empty", member.name)));
-    }
-    // An anonymous map is page-aligned (usearch views it in place) and
-    // belongs to this process alone.
-    let mut copy = MmapMut::map_anon(len).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut filled = 0;
-    while filled < len {
-        let n = file.read(&mut copy[filled..len]).map_err(io)?;
-        if n == 0 {
-            return Err(damaged(format!(
-                "{} ended after {filled} of {len} bytes while it was read",
-                member.name
-            )));
-        }
-        hasher.update(&copy[filled..filled + n]);
-        filled += n;
-    }
-    let actual: [u8; 32] = hasher.finalize().into();
-    if actual != member.sha256 {
-        return Err(damaged(format!(
-            "{} does not match its sha256 in the manifest",
-            member.name
-        )));
-    }
-    copy.make_read_only().map_err(io)
-}
 
-/// Verifies a bundle file (against `expected`, else the digest in its
-/// `<hex>.tar.zst` name) and unpacks it into `<dir>/<hex>/` unless a
-/// verified copy already is there. A `<hex>` directory only ever appears by
-/// the verified unpack's atomic rename, so its name can be trusted.
-pub fn install_file(
-    dir: &Path,
-    bundle: &Path,
-    expected: Option<&Digest>,
-) -> Result<(Digest, PathBuf), OpenError> {
-    let expected = expected.copied().or_else(|| digest_from_file_name(bundle));
-    if let Some(d) = expected
-        && dir.join(d.hex()).join(members::MANIFEST).is_file()
-    {
-        return Ok((d, dir.join(d.hex())));
+    fn maps(&self) -> impl Iterator<Item = &MappedFile> + '_ {
+        let vectors = match &self.vectors {
+            Vectors::Flat(m) => m,
+            Vectors::Hnsw { map, .. } => map,
+        };
+        std::iter::once(&self.chunks)
+            .chain(self.lexical.as_ref().map(|(m, _)| m))
+            .chain(self.files.as_ref())
+            .chain(self.definitions.as_ref())
+            .chain(self.history.iter().flat_map(|(h, l)| [h, l]))
+            .chain(std::iter::once(vectors))
     }
-    std::fs::create_dir_all(dir).map_err(|source| OpenError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    // Unpacked under a temporary name first when the digest is not known
-    // up front; `unpack_file` itself stages and renames atomically.
-    let staging = dir.join(format!(
-        "{INCOMING_PREFIX}{}-{}",
-        std::process::id(),
-        expected.map(|d| d.hex()).unwrap_or_default()
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    let unpacked = unpack_file(bundle, expected.as_ref(), &staging, &Limits::default())
-        .inspect_err(|_| {
-            let _ = std::fs::remove_dir_all(&staging);
-        })?;
-    let digest = unpacked.bundle.digest;
-    let target = dir.join(digest.hex());
-    if target.exists() {
-        let _ = std::fs::remove_dir_all(&staging);
-    } else if let Err(e) = std::fs::rename(&staging, &target) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(OpenError::Io {
-            path: target,
-            source: e,
-        });
-    }
-    Ok((digest, target))
-}
 
-/// Prefix of an unpack in progress in a bundle directory; whatever carries
-/// it and belongs to no running process is a leftover of a crash.
-pub const INCOMING_PREFIX: &str = ".incoming-";
+    /// Bytes of the bundle mapped from its installed files.
+    pub fn mapped_bytes(&self) -> usize {
+        self.maps().map(|m| m.map.len()).sum()
+    }
+
+    /// Every member file the bundle maps, by name, open read-only: the
+    /// files a server leases while it serves them.
+    pub fn member_files(&self) -> impl Iterator<Item = (&'static str, &File)> + '_ {
+        self.maps().map(|m| (m.name, &m.file))
+    }
+}
 
 fn hits(matches: &usearch::ffi::Matches) -> Vec<Hit> {
     matches

@@ -153,20 +153,6 @@ pub fn candidates_for(
     filter: &Filter,
     n: usize,
 ) -> Result<Candidates, SearchError> {
-    candidates_with(bundle, query, vectors, mode, filter, n, false)
-}
-
-/// [`candidates_for`], the semantic candidates found by exact search over
-/// every vector when `exact` (and the graph otherwise).
-pub fn candidates_with(
-    bundle: &MappedBundle,
-    query: Lexical<'_>,
-    vectors: &[Vec<f32>],
-    mode: Mode,
-    filter: &Filter,
-    n: usize,
-    exact: bool,
-) -> Result<Candidates, SearchError> {
     let lexical_index = bundle.lexical().transpose()?;
     let mode = match (mode, &lexical_index) {
         (Mode::Lexical, None) => return Err(SearchError::NoLexicalIndex),
@@ -177,7 +163,7 @@ pub fn candidates_with(
     let chunks = bundle.chunks()?;
     let selection = Selection::resolve(&chunks, filter);
     let semantic = if mode.needs_vectors() {
-        semantic::rank_with(bundle, vectors, &selection, want, exact)?
+        semantic::rank(bundle, vectors, &selection, want)?
     } else {
         Vec::new()
     };

@@ -71,13 +71,29 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
     // search takes (4,096) and so really walks the graph.
     let (_t, bundle) = open(7000);
     let q = query(3);
-    // Few chunks pass: scored exactly, so they are the true best among them.
+    // Few chunks pass: scored exactly, so they are the true best among them:
+    // the brute-force ranking of every chunk, cut to those that pass.
     let narrow = Filter::new(Some("src/mod1/file1.py"), &[]).unwrap();
     let hits = semantic::search(&bundle, &q, 5, &narrow).unwrap();
     let found = paths(&bundle, &hits);
-    assert!(!found.is_empty());
     assert!(found.iter().all(|p| p == "src/mod1/file1.py"), "{found:?}");
-    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let chunks = bundle.chunks().unwrap();
+    let truth: Vec<Hit> = bundle
+        .exact_search(&q, bundle.len())
+        .unwrap()
+        .into_iter()
+        .filter(|h| narrow.accepts(chunks.get(h.key as usize).unwrap().path))
+        .take(5)
+        .collect();
+    assert_eq!(truth.len(), 5, "the file has at least 5 chunks");
+    assert_eq!(
+        hits.iter().map(|h| h.key).collect::<Vec<_>>(),
+        truth.iter().map(|h| h.key).collect::<Vec<_>>(),
+        "{hits:?} against the brute-force {truth:?}"
+    );
+    for (h, t) in hits.iter().zip(&truth) {
+        assert!((h.score - t.score).abs() < 1e-4, "{h:?} against {t:?}");
+    }
     // A broad filter walks the graph, skipping what it rejects.
     let broad = Filter::new(None, &["python".into(), "rust".into()]).unwrap();
     let hits = semantic::search(&bundle, &q, 20, &broad).unwrap();
@@ -90,7 +106,6 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
     );
     // Resolved once per query: the narrow filter as the few keys that pass,
     // the broad one per path; both admit exactly what the filter accepts.
-    let chunks = bundle.chunks().unwrap();
     let few = Selection::resolve(&chunks, &narrow);
     let many = Selection::resolve(&chunks, &broad);
     assert!(matches!(few, Selection::Few(_)), "{few:?}");
@@ -101,6 +116,38 @@ fn filters_narrow_results_and_a_narrow_filter_is_exact() {
         assert_eq!(many.admits(&chunks, key), broad.accepts(path), "{path}");
     }
     assert!(Selection::resolve(&chunks, &Filter::default()) == Selection::All);
+}
+
+/// What `/v1/bundle` and the tools report is the manifest: a manifest whose
+/// counts its members do not bear out (a bundle claiming 10^12 chunks) is
+/// refused at open, naming both numbers.
+#[test]
+fn a_manifest_whose_counts_the_members_do_not_bear_out_is_refused_at_open() {
+    let t = tempfile::tempdir().unwrap();
+    type Edit = fn(&mut shelf_formats::Manifest);
+    let cases: [(&str, Edit); 2] = [
+        (
+            "counts.chunks is 1000000000000 but chunks.bin holds 40",
+            |m| m.counts.chunks = 1_000_000_000_000,
+        ),
+        ("counts.files_indexed is 99 but chunks.bin holds 5", |m| {
+            m.counts.files_indexed = 99
+        }),
+    ];
+    for (i, (said, edit)) in cases.into_iter().enumerate() {
+        let out = t.path().join(format!("out{i}"));
+        let written = shelf_testkit::synthetic_bundle_with(&out, 40, &model(), 3, edit);
+        let err =
+            MappedBundle::open_file(&written.path, &t.path().join("cache"), &model()).unwrap_err();
+        assert!(
+            matches!(err, OpenError::Bundle(BundleError::CountMismatch(_))),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(said), "{err}");
+    }
+    // The same bundle with true counts opens.
+    let written = shelf_testkit::synthetic_bundle(&t.path().join("good"), 40, &model(), 3);
+    MappedBundle::open_file(&written.path, &t.path().join("cache"), &model()).unwrap();
 }
 
 #[test]

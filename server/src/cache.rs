@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use shelf_formats::Digest;
-use shelf_formats::bundle::BundleError;
+use shelf_formats::bundle::{BundleError, UNPACKING_PREFIX};
 use shelf_formats::keys::bundle_key;
 use shelf_formats::manifest::members;
 use shelf_store::{Store, StoreError};
@@ -26,9 +26,19 @@ use crate::state::Cause;
 /// Schema of `state.json`.
 const STATE_SCHEMA: &str = "shelf.serve-cache/v1";
 const STATE_FILE: &str = "state.json";
-/// Prefixes of work in progress; whatever carries one at start-up was left
-/// by a process that died and is removed.
+/// Prefix of a download in progress.
 const DOWNLOAD_PREFIX: &str = ".download-";
+/// Prefix of `state.json` being written.
+const STATE_TEMP_PREFIX: &str = ".state.json.";
+/// Prefixes of work in progress: whatever carries one at start-up and
+/// belongs to no running process was left by one that died (killed in a
+/// download, an unpack or a save) and is removed.
+const WORK_PREFIXES: [&str; 4] = [
+    DOWNLOAD_PREFIX,
+    INCOMING_PREFIX,
+    UNPACKING_PREFIX,
+    STATE_TEMP_PREFIX,
+];
 
 /// Why a bundle could not be made ready in the cache.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +66,12 @@ impl LoadError {
     pub fn cause(&self) -> Cause {
         match self {
             LoadError::Store(StoreError::Bundle(e)) => bundle_cause(e),
+            // The object under the bundle's key cannot be this bundle (over
+            // the archive limit, or a pipe or device): a bad object in the
+            // store, like bytes that do not verify, and replaceable alike.
+            LoadError::Store(StoreError::TooLarge { .. } | StoreError::NotAFile { .. }) => {
+                Cause::Verification
+            }
             LoadError::Store(_) => Cause::Store,
             LoadError::Disk { .. } => Cause::Disk,
             LoadError::Open(OpenError::WrongModel { .. }) => Cause::Incompatible,
@@ -64,6 +80,34 @@ impl LoadError {
             LoadError::Open(_) => Cause::Verification,
         }
     }
+}
+
+/// Makes `dir` (mode 0700 when new) and checks that no other user can
+/// write it: the server maps its files and trusts them by what it
+/// recorded when it verified them (docs/serve.md, "The cache directory").
+fn private_dir(dir: &Path) -> Result<(), std::io::Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "it belongs to user {} and this server runs as user {me}: the server maps the files in it, so only its own user may write it (chown it)",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "other users may write to it (mode {:o}): the server maps the files in it, so only its own user may write it (chmod go-w {})",
+            meta.mode() & 0o777,
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn bundle_cause(e: &BundleError) -> Cause {
@@ -92,6 +136,9 @@ struct Book {
     state: StateFile,
     /// Open snapshots per bundle: their files must stay.
     leases: HashMap<Digest, usize>,
+    /// Bundles whose cached copy was found changed while they were served:
+    /// fetched again even though they are live (cleared when one goes live).
+    damaged: std::collections::HashSet<Digest>,
 }
 
 /// A directory of unpacked, verified bundles.
@@ -119,36 +166,45 @@ impl BundleCache {
     /// Opens (creating) the cache at `dir`, keeping the `keep` most recently
     /// live bundles. Leftovers of interrupted downloads are removed.
     pub fn open(dir: &Path, keep: usize) -> Result<Arc<Self>, std::io::Error> {
-        std::fs::create_dir_all(dir)?;
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if (name.starts_with(DOWNLOAD_PREFIX) || name.starts_with(INCOMING_PREFIX))
-                && !owner_alive(&name)
-            {
-                tracing::debug!(path = %entry.path().display(), "removing an interrupted download");
-                let _ = std::fs::remove_dir_all(entry.path());
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        let state = match std::fs::read(dir.join(STATE_FILE)) {
+        private_dir(dir)?;
+        remove_leftovers(dir)?;
+        let path = dir.join(STATE_FILE);
+        let state = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
                 Ok(s) if s.schema == STATE_SCHEMA => s,
-                Ok(_) | Err(_) => {
+                Ok(s) => {
                     tracing::warn!(
-                        path = %dir.join(STATE_FILE).display(),
-                        "cache state file is unreadable; starting with an empty history"
+                        path = %path.display(),
+                        schema = %s.schema,
+                        "the cache state file has another schema; starting with an empty history (a store that is down cannot be bridged with the last bundle)"
+                    );
+                    StateFile::default()
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "the cache state file is not valid JSON; starting with an empty history (a store that is down cannot be bridged with the last bundle)"
                     );
                     StateFile::default()
                 }
             },
-            Err(_) => StateFile::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Err(e) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "cannot read the cache state file; starting with an empty history (a store that is down cannot be bridged with the last bundle): fix its permissions"
+                );
+                StateFile::default()
+            }
         };
         Ok(Arc::new(Self {
             dir: dir.to_path_buf(),
             keep: keep.max(1),
             book: Mutex::new(Book {
                 state,
-                leases: HashMap::new(),
+                ..Book::default()
             }),
         }))
     }
@@ -261,6 +317,20 @@ impl BundleCache {
         }
     }
 
+    /// Records that the cached copy of `digest` changed on disk and
+    /// removes it, so that it is fetched again even where it is live (open
+    /// snapshots keep mapping the files they opened).
+    pub fn mark_damaged(&self, digest: Digest) {
+        self.book().damaged.insert(digest);
+        self.discard(&digest);
+    }
+
+    /// Whether `digest`'s cached copy was found changed and not replaced
+    /// since.
+    pub fn is_damaged(&self, digest: &Digest) -> bool {
+        self.book().damaged.contains(digest)
+    }
+
     /// Keeps `digest`'s files until the lease is dropped.
     pub fn lease(self: &Arc<Self>, digest: Digest) -> Lease {
         *self.book().leases.entry(digest).or_default() += 1;
@@ -286,6 +356,7 @@ impl BundleCache {
     /// reads any more.
     pub fn record_live(&self, target: &str, digest: Digest) {
         let mut book = self.book();
+        book.damaged.remove(&digest);
         book.state.schema = STATE_SCHEMA.into();
         book.state.recent.retain(|d| *d != digest);
         book.state.recent.insert(0, digest);
@@ -333,7 +404,7 @@ impl BundleCache {
         bytes.push(b'\n');
         let tmp = self
             .dir
-            .join(format!(".{STATE_FILE}.{}", std::process::id()));
+            .join(format!("{STATE_TEMP_PREFIX}{}", std::process::id()));
         std::fs::write(&tmp, &bytes)?;
         std::fs::rename(&tmp, self.dir.join(STATE_FILE))
     }
@@ -351,8 +422,18 @@ impl BundleCache {
             .take(self.keep)
             .chain(book.state.live.values())
             .collect();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            // Removed behind the server's back: nothing left to prune.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(
+                    path = %self.dir.display(),
+                    error = %e,
+                    "cannot list the cache to remove bundles that are no longer kept; they stay until it can be listed"
+                );
+                return;
+            }
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -372,14 +453,42 @@ impl BundleCache {
     }
 }
 
+/// Removes what processes that died left in the cache directory: entries
+/// with a work-file prefix whose owner no longer runs. Each one is said in
+/// the log; one that cannot be removed is said and left.
+fn remove_leftovers(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !WORK_PREFIXES.iter().any(|p| name.starts_with(p)) || owner_alive(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed the work file of an interrupted download or unpack")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove the work file of an interrupted download or unpack")
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the process that named a work-in-progress entry (its pid is
-/// the name's first all-digit `-` field) still runs: another process may
-/// be unpacking into the same cache right now.
+/// the name's first all-digit `-`/`.` field) still runs: another process
+/// may be unpacking into the same cache right now. An entry without a pid
+/// belongs to nobody.
 fn owner_alive(name: &str) -> bool {
     name.split(['-', '.'])
-        .filter(|p| !p.is_empty() && p.len() <= 10 && p.bytes().all(|b| b.is_ascii_digit()))
-        .filter_map(|p| p.parse::<u32>().ok())
-        .any(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+        .find(|p| !p.is_empty() && p.len() <= 10 && p.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
 }
 
 #[cfg(test)]
@@ -536,22 +645,98 @@ mod tests {
         assert_eq!(again.last_live("production"), None);
     }
 
-    #[test]
-    fn interrupted_downloads_are_cleaned_up_at_open() {
-        let t = tempfile::tempdir().unwrap();
-        // Named by a pid that no longer runs (pid_max is below 2^22).
-        std::fs::write(t.path().join(".download-abc-4999999.tar.zst"), b"partial").unwrap();
-        std::fs::create_dir_all(t.path().join(".incoming-4999999-abc")).unwrap();
-        BundleCache::open(t.path(), 3).unwrap();
-        let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
-        assert!(left.is_empty(), "{left:?}");
+    /// What `f` logs at `warn` and above, as text.
+    fn warnings(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = sink.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
     }
 
     #[test]
-    fn an_unreadable_state_file_is_an_empty_history_not_an_error() {
+    fn an_unreadable_state_file_is_an_empty_history_and_said() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join(STATE_FILE), b"{ not json").unwrap();
-        let cache = BundleCache::open(t.path(), 3).unwrap();
-        assert_eq!(cache.last_live("production"), None);
+        let said = warnings(|| {
+            let cache = BundleCache::open(t.path(), 3).unwrap();
+            assert_eq!(cache.last_live("production"), None);
+        });
+        assert!(
+            said.contains("not valid JSON") && said.contains(STATE_FILE),
+            "{said}"
+        );
+        // One that cannot be read at all (here: a directory) is said too,
+        // with the OS's reason, not taken silently as no history.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join(STATE_FILE)).unwrap();
+        let said = warnings(|| {
+            let cache = BundleCache::open(t.path(), 3).unwrap();
+            assert_eq!(cache.last_live("production"), None);
+        });
+        assert!(
+            said.contains("cannot read the cache state file") && said.contains(STATE_FILE),
+            "{said}"
+        );
+        // A missing one is a first start: nothing to say.
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(
+            warnings(|| drop(BundleCache::open(t.path(), 3).unwrap())),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_listed_is_said_when_pruning() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("cache");
+        let cache = BundleCache::open(&dir, 1).unwrap();
+        // The directory replaced by a file: listing it fails (as root too).
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let said = warnings(|| cache.record_live("production", Digest::from_bytes([7; 32])));
+        assert!(said.contains("cannot list the cache"), "{said}");
+    }
+
+    #[test]
+    fn work_files_of_dead_processes_are_removed_at_open_and_live_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let dead = 4_999_999; // above pid_max: no such process
+        let mine = std::process::id();
+        // What a download, an unpack (the reader's staging directory and
+        // its destination) and a save leave when their process is killed.
+        std::fs::write(t.path().join(format!(".download-abc-{dead}.tar.zst")), b"x").unwrap();
+        std::fs::create_dir_all(t.path().join(format!(".incoming-{dead}-abc"))).unwrap();
+        std::fs::create_dir_all(t.path().join(format!("{UNPACKING_PREFIX}{dead}-Xa1b2c/m")))
+            .unwrap();
+        std::fs::create_dir_all(t.path().join(".unpacking-Xa1b2c")).unwrap();
+        std::fs::write(t.path().join(format!("{STATE_TEMP_PREFIX}{dead}")), b"{").unwrap();
+        // Another process that runs (this test's parent) is unpacking now.
+        let parent = std::os::unix::process::parent_id();
+        let live = format!("{UNPACKING_PREFIX}{parent}-Zz9y8x");
+        std::fs::create_dir_all(t.path().join(&live)).unwrap();
+        assert_ne!(parent, mine);
+        BundleCache::open(t.path(), 3).unwrap();
+        let left: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec![live]);
     }
 }

@@ -62,6 +62,10 @@ pub struct Metrics {
     /// `shelf_tag_checks_total{repo,result}`: unchanged, changed, waiting,
     /// error.
     pub tag_checks: IntCounterVec,
+    /// `shelf_task_failures_total{task,repo,reason}`: a long-lived task
+    /// (`follower`, `root_watcher`; `repo` empty for the latter) stopped,
+    /// by `reason` (`panic`, `ended`), and was started again.
+    pub task_failures: IntCounterVec,
 }
 
 /// The metrics of one repository: every series it owns carries its name as
@@ -183,6 +187,11 @@ impl RepoMetrics {
         for v in [&m.swaps, &m.store_errors] {
             let _ = v.remove_label_values(&[&self.repo]);
         }
+        for reason in ["panic", "ended"] {
+            let _ = m
+                .task_failures
+                .remove_label_values(&["follower", self.repo.as_str(), reason]);
+        }
     }
 }
 
@@ -302,6 +311,13 @@ impl Metrics {
                 ),
                 &["repo", "result"],
             )?,
+            task_failures: IntCounterVec::new(
+                Opts::new(
+                    "shelf_task_failures_total",
+                    "Long-lived tasks that stopped (a bug) and were started again, by task and reason.",
+                ),
+                &["task", "repo", "reason"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -326,6 +342,7 @@ impl Metrics {
         m.registry.register(Box::new(m.load_failures.clone()))?;
         m.registry.register(Box::new(m.store_errors.clone()))?;
         m.registry.register(Box::new(m.tag_checks.clone()))?;
+        m.registry.register(Box::new(m.task_failures.clone()))?;
         Ok(m)
     }
 

@@ -23,7 +23,8 @@ use tokio::sync::{Notify, watch};
 use crate::cache::{BundleCache, LoadError};
 use crate::follow::{FollowError, Resolver};
 use crate::query_embedder::QueryEmbedder;
-use crate::state::{Cause, Followed, Problem, RepoState, Snapshot, now_rfc3339};
+use crate::state::{Cause, Followed, Problem, RepoState, Snapshot, now_rfc3339, rfc3339_after};
+use crate::supervise::TaskHealth;
 
 /// What one check found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -99,8 +100,10 @@ pub struct Loader {
     pub embedder: QueryEmbedder,
     /// A real query vector, to warm new bundles with.
     pub probe: Arc<Vec<f32>>,
-    /// HNSW search breadth for new bundles.
+    /// HNSW search breadth for new bundles (1.0 to 1.2).
     pub expansion_search: usize,
+    /// Read leases on the files of open bundles.
+    pub leases: Arc<crate::lease::FileLeases>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -114,8 +117,9 @@ pub const PROBE_QUERY: &str = "where is this implemented";
 
 impl Loader {
     /// Opens a cached bundle directory as a snapshot: model and kinds
-    /// checked, every member read into memory against its hash, a probe
-    /// query run. Off the async runtime; the caller swaps.
+    /// checked, the files checked against their verification record and
+    /// mapped, a read lease taken on each, a probe query run. Off the
+    /// async runtime; the caller swaps.
     pub async fn open_snapshot(
         &self,
         digest: Digest,
@@ -140,6 +144,7 @@ impl Loader {
             source: std::io::Error::other(e.to_string()),
         })??;
         Ok(Snapshot {
+            _leases: Some(self.leases.take(&bundle)),
             bundle,
             tag,
             live_since: SystemTime::now(),
@@ -228,6 +233,9 @@ pub struct Follower {
     resolver: Resolver,
     poll: Duration,
     retry_max: Duration,
+    /// Its task's health: cleared after every check (a check done means
+    /// the task runs).
+    health: Arc<TaskHealth>,
     /// The target that failed last, and when to try it again.
     attempt: Option<Attempt>,
     /// Consecutive store failures and when they began.
@@ -257,6 +265,8 @@ pub struct FollowSpec {
     pub poll: Duration,
     /// Longest wait between retries of a failed bundle.
     pub retry_max: Duration,
+    /// The health of the task it runs in.
+    pub health: Arc<TaskHealth>,
 }
 
 impl Follower {
@@ -269,6 +279,7 @@ impl Follower {
             resolver,
             poll,
             retry_max,
+            health,
         } = spec;
         Self {
             loader,
@@ -279,6 +290,7 @@ impl Follower {
             resolver,
             poll,
             retry_max,
+            health,
             attempt: None,
             store_failures: (0, String::new()),
         }
@@ -352,6 +364,7 @@ impl Follower {
     /// Checks the target once; loads and swaps if it moved (or failed
     /// before and is due again; `now` retries at once).
     pub async fn check(&mut self, now: bool) -> CheckReport {
+        crate::fault::inject(&format!("follower-check-{}", self.state.name));
         let live = self.state.live_digest();
         let mut report = CheckReport {
             live,
@@ -384,7 +397,7 @@ impl Follower {
             tag: tag.clone(),
             digest,
         }));
-        if live == Some(digest) {
+        if live == Some(digest) && !self.loader.cache.is_damaged(&digest) {
             self.attempt = None;
             self.count_check("unchanged");
             return self.finish(report);
@@ -452,13 +465,16 @@ impl Follower {
             Some(a) if a.digest == digest => (a.failures + 1, a.since.clone()),
             _ => (1, now_rfc3339()),
         };
-        let wait =
-            (cause != Cause::Incompatible).then(|| backoff(self.poll, failures, self.retry_max));
+        // A wait past what the clock can hold is never (no setting allows
+        // one; nothing here may panic if one did).
+        let wait = (cause != Cause::Incompatible)
+            .then(|| backoff(self.poll, failures, self.retry_max))
+            .filter(|w| Instant::now().checked_add(*w).is_some());
         self.attempt = Some(Attempt {
             digest,
             failures,
             since: since.clone(),
-            retry_at: wait.map(|w| Instant::now() + w),
+            retry_at: wait.and_then(|w| Instant::now().checked_add(w)),
         });
         self.state.metrics.load_failed(cause.label());
         tracing::error!(
@@ -478,8 +494,7 @@ impl Follower {
             message: message.clone(),
             failures,
             since,
-            retry_at: wait
-                .map(|w| humantime::format_rfc3339_seconds(SystemTime::now() + w).to_string()),
+            retry_at: wait.map(rfc3339_after),
         });
         message
     }
@@ -506,9 +521,7 @@ impl Follower {
             message: message.clone(),
             failures,
             since,
-            retry_at: Some(
-                humantime::format_rfc3339_seconds(SystemTime::now() + self.poll).to_string(),
-            ),
+            retry_at: Some(rfc3339_after(self.poll)),
         });
         self.finish(CheckReport {
             error: Some(message),
@@ -545,6 +558,7 @@ impl Follower {
             };
             asked = upto;
             first = false;
+            self.health.clear();
             reloader.done.send_replace((upto, report));
             tokio::select! {
                 _ = tokio::time::sleep(self.poll) => {}

@@ -17,6 +17,7 @@ use crate::http::Scope;
 use crate::metrics::{Metrics, RepoMetrics};
 use crate::reload::Reloader;
 use crate::state::{Readiness, RepoState};
+use crate::supervise::TaskHealth;
 
 /// Where a repository's bundles come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,6 +109,9 @@ pub struct Repos {
     map: ArcSwap<BTreeMap<String, Arc<Repo>>>,
     edit: Mutex<()>,
     model_loaded: Arc<AtomicBool>,
+    /// The health of the store root's watcher (none watched: never a
+    /// problem), which every repository found under the root shares.
+    pub root_task: Arc<TaskHealth>,
     /// The server's metrics.
     pub metrics: Metrics,
 }
@@ -120,17 +124,20 @@ impl Repos {
             map: ArcSwap::from_pointee(BTreeMap::new()),
             edit: Mutex::new(()),
             model_loaded: Arc::new(AtomicBool::new(false)),
+            root_task: Arc::default(),
             metrics,
         }
     }
 
     /// A new repository's state (nothing live), sharing the server's model
-    /// flag and metrics.
-    pub fn new_state(&self, name: &str) -> Arc<RepoState> {
+    /// flag and metrics; `tasks` keep it current (its follower's health,
+    /// and the root watcher's for a repository found under the root).
+    pub fn new_state(&self, name: &str, tasks: Vec<Arc<TaskHealth>>) -> Arc<RepoState> {
         Arc::new(RepoState::new(
             name,
             RepoMetrics::new(self.metrics.clone(), name),
             Arc::clone(&self.model_loaded),
+            tasks,
         ))
     }
 
@@ -239,7 +246,12 @@ impl Repos {
             }
         };
         let (status, reason) = if repos.is_empty() {
-            ("not_ready", Some("no repository is served yet".to_string()))
+            let why = match self.root_task.problem() {
+                // Nothing found under the root may be because nothing looks.
+                Some(p) => format!("no repository is served yet; {}", p.message),
+                None => "no repository is served yet".to_string(),
+            };
+            ("not_ready", Some(why))
         } else if live == 0 {
             (
                 "not_ready",

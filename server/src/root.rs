@@ -18,6 +18,7 @@ use shelf_store::{Store, StoreLocation};
 use crate::follow::{Follow, Resolver};
 use crate::reload::{FollowSpec, Follower, Loader, Reloader, StoreSource, target_key};
 use crate::repos::{Origin, Repo, Repos};
+use crate::supervise::{Supervised, TaskHealth};
 
 /// Children examined per listing that serve nothing (not stores, not
 /// readable, named in the configuration or over `max_repositories`), so a
@@ -46,7 +47,8 @@ pub struct Spawner {
 
 impl Spawner {
     /// Serves repository `name` by following `follow` in the store `source`
-    /// opens (`store`: already open), and returns it.
+    /// opens (`store`: already open), and returns it. The follower runs
+    /// supervised: if it ever stops, it is reported and started again.
     pub fn follow(
         &self,
         name: &str,
@@ -56,21 +58,48 @@ impl Spawner {
         follow: &Follow,
         from_root: bool,
     ) -> Arc<Repo> {
-        let state = self.repos.new_state(name);
+        let health = Arc::new(TaskHealth::default());
+        let mut tasks = vec![Arc::clone(&health)];
+        if from_root {
+            tasks.push(Arc::clone(&self.repos.root_task));
+        }
+        let state = self.repos.new_state(name, tasks);
         let reloader = Arc::new(Reloader::default());
-        let follower = Follower::new(
-            self.loader.clone(),
-            Arc::clone(&state),
-            FollowSpec {
-                source,
-                store,
-                store_url: store_url.to_string(),
-                resolver: Resolver::new(follow.clone()),
-                poll: self.poll,
-                retry_max: self.retry_max,
-            },
-        );
-        let task = tokio::spawn(follower.run(Arc::clone(&reloader)));
+        let supervised = Supervised {
+            task: "follower",
+            repo: name.to_string(),
+            described: format!("the follower of repository '{name}'"),
+            health: Arc::clone(&health),
+            metrics: self.repos.metrics.clone(),
+            first_wait: self.poll,
+            max_wait: self.retry_max,
+        };
+        let start = {
+            let (loader, state, reloader) = (
+                self.loader.clone(),
+                Arc::clone(&state),
+                Arc::clone(&reloader),
+            );
+            let (store_url, follow) = (store_url.to_string(), follow.clone());
+            let (poll, retry_max) = (self.poll, self.retry_max);
+            move || {
+                let follower = Follower::new(
+                    loader.clone(),
+                    Arc::clone(&state),
+                    FollowSpec {
+                        source: source.clone(),
+                        store: store.clone(),
+                        store_url: store_url.clone(),
+                        resolver: Resolver::new(follow.clone()),
+                        poll,
+                        retry_max,
+                        health: Arc::clone(&health),
+                    },
+                );
+                follower.run(Arc::clone(&reloader))
+            }
+        };
+        let task = tokio::spawn(supervised.run(start));
         let repo = Arc::new(Repo::new(
             state,
             Origin::Store {
@@ -125,14 +154,43 @@ impl RootWatcher {
     /// Lists the root every poll interval, forever (aborted at shutdown).
     pub async fn run(mut self) {
         loop {
+            crate::fault::inject("root-watcher");
             if let Err(e) = self.scan().await {
                 // A root that cannot be listed changes nothing: every
                 // repository already served keeps following its own store.
                 tracing::warn!(root = %self.url, error = %e, "cannot list the store root");
                 self.root = None;
             }
+            // A round done: if this run follows a stop, it is over.
+            self.spawner.repos.root_task.clear();
             tokio::time::sleep(self.spawner.poll).await;
         }
+    }
+
+    /// Watches the root for as long as the returned future runs, started
+    /// again (and reported meanwhile) if it ever stops.
+    pub fn supervised(self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let supervised = Supervised {
+            task: "root_watcher",
+            repo: String::new(),
+            described: "the watcher of the store root".into(),
+            health: Arc::clone(&self.spawner.repos.root_task),
+            metrics: self.spawner.repos.metrics.clone(),
+            first_wait: self.spawner.poll,
+            max_wait: self.spawner.retry_max,
+        };
+        let (spawner, location, url, follow, max) =
+            (self.spawner, self.location, self.url, self.follow, self.max);
+        supervised.run(move || {
+            RootWatcher::new(
+                spawner.clone(),
+                location.clone(),
+                url.clone(),
+                follow.clone(),
+                max,
+            )
+            .run()
+        })
     }
 
     /// One listing: new stores are served, vanished ones dropped.

@@ -30,20 +30,20 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The address cannot be bound.
-    #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
+    #[error("cannot listen on {addr}: {error}; choose another address with --listen")]
     Listen {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a source: said once).
+        error: std::io::Error,
     },
     /// The cache directory cannot be used.
-    #[error("cannot use the cache directory {}: {source}; choose another with --cache", path.display())]
+    #[error("cannot use the cache directory {}: {error}; choose another with --cache", path.display())]
     Cache {
         /// The directory.
         path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a source: said once).
+        error: std::io::Error,
     },
     /// The model cannot be loaded.
     #[error(transparent)]
@@ -87,19 +87,19 @@ pub async fn run(
     config.validate()?;
     let listener =
         match &front {
-            Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|source| {
+            Front::Http(_) => Some(TcpListener::bind(config.listen).await.map_err(|error| {
                 ServeError::Listen {
                     addr: config.listen,
-                    source,
+                    error,
                 }
             })?),
             Front::Stdio => None,
         };
     let repos = Arc::new(Repos::new(Metrics::new()?));
-    let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|source| {
+    let cache = BundleCache::open(&config.cache_dir, config.keep_bundles).map_err(|error| {
         ServeError::Cache {
             path: config.cache_dir.clone(),
-            source,
+            error,
         }
     })?;
     let engine_cell = Arc::new(OnceLock::new());
@@ -138,7 +138,7 @@ pub async fn run(
     // The model: loaded once, off the async runtime.
     let started = std::time::Instant::now();
     let options = EmbedderOptions {
-        intra_threads: config.embed_threads,
+        intra_threads: Some(config.embed_threads),
         model: config.model.clone(),
         ..EmbedderOptions::default()
     };
@@ -169,6 +169,16 @@ pub async fn run(
         embedder: embedder.clone(),
         probe: Arc::new(probe),
         expansion_search: config.expansion_search,
+        leases: crate::lease::FileLeases::start()?,
+    };
+    let _scrubber = if config.scrub_interval.is_zero() {
+        None
+    } else {
+        Some(crate::scrub::start(
+            loader.clone(),
+            Arc::clone(&repos),
+            config.scrub_interval,
+        )?)
     };
     let _ = engine_cell.set(Engine::new(Arc::new(embedder)));
     repos.set_model_loaded();
@@ -208,7 +218,7 @@ pub async fn run(
                     follow_of("--follow", &root.follow)?,
                     config.max_repositories,
                 );
-                watchers.push(tokio::spawn(watcher.run()));
+                watchers.push(tokio::spawn(watcher.supervised()));
             }
         }
     }
@@ -275,7 +285,7 @@ async fn serve_file(
     let name = name
         .map(str::to_string)
         .unwrap_or_else(|| snapshot.bundle.default_repo_name());
-    let state = spawner.repos.new_state(&name);
+    let state = spawner.repos.new_state(&name, Vec::new());
     state.swap(snapshot, started.elapsed().as_millis() as u64);
     loader
         .cache

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
@@ -17,11 +17,15 @@ use shelf_search::MappedBundle;
 
 use crate::cache::Lease;
 use crate::metrics::RepoMetrics;
+use crate::supervise::TaskHealth;
 
 /// A bundle that is (or was) live, with what served it.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The verified bundle, held in memory.
+    /// Read leases on the bundle's mapped files; declared before the
+    /// bundle so they are given up before its files close.
+    pub(crate) _leases: Option<crate::lease::LeaseSet>,
+    /// The verified bundle, mapped from the cache.
     pub bundle: MappedBundle,
     /// The tag that pointed at it when it was loaded (`None`: a local file).
     pub tag: Option<String>,
@@ -64,6 +68,11 @@ pub enum Cause {
     /// or kind it does not read). Not fetched again: the same digest can
     /// never become servable; the tag must move or the server change.
     Incompatible,
+    /// The server's own background task for the repository (its follower,
+    /// or the store root's watcher) stopped: a bug. It is restarted with
+    /// backoff; until its new run has checked the tag once, nothing says
+    /// whether the live bundle is still the tag's.
+    Internal,
 }
 
 impl Cause {
@@ -74,6 +83,7 @@ impl Cause {
             Cause::Disk => "disk",
             Cause::Verification => "verification",
             Cause::Incompatible => "incompatible",
+            Cause::Internal => "internal",
         }
     }
 }
@@ -159,6 +169,9 @@ pub struct RepoState {
     /// Whether the server's query model is loaded (shared by every
     /// repository).
     model_loaded: Arc<AtomicBool>,
+    /// The health of the tasks that keep this repository current: its
+    /// follower, and the watcher of the store root it was found under.
+    tasks: Vec<Arc<TaskHealth>>,
     /// Its metrics.
     pub metrics: RepoMetrics,
 }
@@ -168,9 +181,31 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
+/// Latest time RFC 3339 can write (and `humantime` format): 9999-12-31.
+const LAST_WRITABLE_SECS: u64 = 253_402_300_799;
+
+/// `wait` from now, as RFC 3339 with seconds. Never panics: a wait past
+/// what a clock or the format can hold is said as the last second of year
+/// 9999 (no setting may ask for that; this is the guard for when one
+/// does).
+pub fn rfc3339_after(wait: Duration) -> String {
+    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(LAST_WRITABLE_SECS);
+    let at = SystemTime::now()
+        .checked_add(wait)
+        .filter(|t| *t <= last)
+        .unwrap_or(last);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 impl RepoState {
-    /// Nothing live yet.
-    pub fn new(name: &str, metrics: RepoMetrics, model_loaded: Arc<AtomicBool>) -> Self {
+    /// Nothing live yet; `tasks` are the health of the tasks that keep it
+    /// current (none: one bundle file, nothing followed).
+    pub fn new(
+        name: &str,
+        metrics: RepoMetrics,
+        model_loaded: Arc<AtomicBool>,
+        tasks: Vec<Arc<TaskHealth>>,
+    ) -> Self {
         metrics.health(false, false);
         Self {
             name: name.to_string(),
@@ -180,8 +215,15 @@ impl RepoState {
                 ..Status::default()
             }),
             model_loaded,
+            tasks,
             metrics,
         }
+    }
+
+    /// Why a task that keeps this repository current is not running as it
+    /// should (the first such), if one is not.
+    pub fn task_problem(&self) -> Option<Problem> {
+        self.tasks.iter().find_map(|t| t.problem())
     }
 
     /// The live snapshot, held for as long as the caller keeps it.
@@ -309,9 +351,15 @@ impl RepoState {
 
     /// Readiness now.
     pub fn readiness(&self) -> Readiness {
+        let internal = self.task_problem();
         let status = self.status();
         let live = self.live_digest();
-        readiness_of(&status, live, self.model_loaded.load(Ordering::Acquire))
+        readiness_of(
+            &status,
+            live,
+            self.model_loaded.load(Ordering::Acquire),
+            internal.as_ref(),
+        )
     }
 
     /// Brings the repository's readiness gauges up to date.
@@ -325,25 +373,48 @@ impl RepoState {
     }
 }
 
-/// Readiness from a status and the live digest: `ok` only when what is
-/// live is what the tag names and the store answers.
-fn readiness_of(status: &Status, live: Option<Digest>, model_loaded: bool) -> Readiness {
+/// Readiness from a status, the live digest and a task's problem: `ok`
+/// only when what is live is what the tag names, the store answers and the
+/// tasks that keep it so run.
+fn readiness_of(
+    status: &Status,
+    live: Option<Digest>,
+    model_loaded: bool,
+    internal: Option<&Problem>,
+) -> Readiness {
+    let found = readiness_without_tasks(status, live, model_loaded);
+    let Some(p) = internal.filter(|_| model_loaded) else {
+        return found;
+    };
+    // A stopped task comes first: nothing else is kept current meanwhile.
+    let text = problem_text(p);
+    match found {
+        Readiness::NotReady(why) => Readiness::NotReady(format!("{text}; and: {why}")),
+        Readiness::Degraded(why) => Readiness::Degraded(format!("{text}; and: {why}")),
+        Readiness::Ok => Readiness::Degraded(text),
+    }
+}
+
+/// A problem as readiness says it: what, how often since when, and when
+/// it is tried again.
+fn problem_text(p: &Problem) -> String {
+    let retry = match &p.retry_at {
+        Some(at) => format!("next attempt at {at}"),
+        None => "not retried until the tag moves".into(),
+    };
+    format!(
+        "{} ({} failure{} since {}; {retry})",
+        p.message,
+        p.failures,
+        if p.failures == 1 { "" } else { "s" },
+        p.since
+    )
+}
+
+fn readiness_without_tasks(status: &Status, live: Option<Digest>, model_loaded: bool) -> Readiness {
     if !model_loaded {
         return Readiness::NotReady("loading the embedding model".into());
     }
-    let problem_text = |p: &Problem| {
-        let retry = match &p.retry_at {
-            Some(at) => format!("next attempt at {at}"),
-            None => "not retried until the tag moves".into(),
-        };
-        format!(
-            "{} ({} failure{} since {}; {retry})",
-            p.message,
-            p.failures,
-            if p.failures == 1 { "" } else { "s" },
-            p.since
-        )
-    };
     let Some(live) = live else {
         let why = status
             .not_ready
@@ -412,6 +483,26 @@ mod tests {
     }
 
     #[test]
+    fn any_wait_is_written_without_a_panic() {
+        for wait in [
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(365 * 24 * 3600),
+            Duration::from_secs(9_000 * 365 * 24 * 3600),
+            Duration::from_secs(u64::MAX / 2),
+            Duration::MAX,
+        ] {
+            let at = rfc3339_after(wait);
+            assert!(at.ends_with('Z'), "{wait:?}: {at}");
+        }
+        assert_eq!(
+            rfc3339_after(Duration::MAX),
+            "9999-12-31T23:59:59Z",
+            "past the last writable second"
+        );
+    }
+
+    #[test]
     fn ok_only_when_the_live_bundle_is_the_targets() {
         let mut s = Status {
             target: Some(Followed {
@@ -420,21 +511,21 @@ mod tests {
             }),
             ..Status::default()
         };
-        assert_eq!(readiness_of(&s, Some(d(1)), true), Readiness::Ok);
+        assert_eq!(readiness_of(&s, Some(d(1)), true, None), Readiness::Ok);
         // The tag moved and nothing failed yet: degraded, saying so.
-        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true) else {
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true, None) else {
             panic!("live != target is never ok");
         };
         assert!(why.contains("tag 'prod' points at"), "{why}");
         s.loading = Some(d(1));
-        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true) else {
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true, None) else {
             panic!();
         };
         assert!(why.contains("loading it"), "{why}");
         // A failed load names its reason, count and next attempt.
         s.loading = None;
         s.load_problem = Some(problem(Some(d(1)), Cause::Verification));
-        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true) else {
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true, None) else {
             panic!();
         };
         assert!(
@@ -443,7 +534,7 @@ mod tests {
         );
         // Nothing live: not ready, with the reason.
         s.not_ready = None;
-        let Readiness::NotReady(why) = readiness_of(&s, None, true) else {
+        let Readiness::NotReady(why) = readiness_of(&s, None, true, None) else {
             panic!();
         };
         assert!(why.contains("it broke"), "{why}");
@@ -451,12 +542,40 @@ mod tests {
         s.load_problem = None;
         s.store_problem = Some(problem(None, Cause::Store));
         assert!(matches!(
-            readiness_of(&s, Some(d(1)), true),
+            readiness_of(&s, Some(d(1)), true, None),
             Readiness::Degraded(_)
         ));
         assert!(matches!(
-            readiness_of(&s, Some(d(1)), false),
+            readiness_of(&s, Some(d(1)), false, None),
             Readiness::NotReady(_)
         ));
+    }
+
+    #[test]
+    fn a_stopped_task_is_never_ok_and_says_so_first() {
+        let s = Status {
+            target: Some(Followed {
+                tag: "prod".into(),
+                digest: d(1),
+            }),
+            ..Status::default()
+        };
+        let mut internal = problem(None, Cause::Internal);
+        internal.message = "internal: the follower stopped".into();
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(1)), true, Some(&internal)) else {
+            panic!("a stopped follower is not ok");
+        };
+        assert!(why.starts_with("internal: the follower stopped"), "{why}");
+        let Readiness::Degraded(why) = readiness_of(&s, Some(d(2)), true, Some(&internal)) else {
+            panic!();
+        };
+        assert!(
+            why.starts_with("internal:") && why.contains("tag 'prod' points at"),
+            "{why}"
+        );
+        let Readiness::NotReady(why) = readiness_of(&s, None, true, Some(&internal)) else {
+            panic!();
+        };
+        assert!(why.starts_with("internal:"), "{why}");
     }
 }

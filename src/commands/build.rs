@@ -109,6 +109,16 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             _previous_dir = Some(dir);
         }
     }
+    if request.previous.is_none()
+        && let (Some(rt), Some(store)) = (&rt, &store)
+    {
+        let dir = tempfile::Builder::new()
+            .prefix("shelf-previous-")
+            .tempdir()?;
+        request.previous =
+            rt.block_on(previous_from_store(store, &request, &embedder, dir.path()))?;
+        _previous_dir = Some(dir);
+    }
     let cache = match (&rt, &store) {
         (Some(rt), Some(store)) if use_cache => {
             Some(StoreCache::new(rt, store, embedder.identity()))
@@ -206,6 +216,50 @@ fn print_cache_line(c: &shelf_builder::CacheReport) {
     );
 }
 
+/// Ancestors looked at for a previous bundle in the store.
+const PREVIOUS_ANCESTORS: usize = 32;
+
+/// The bundle of the nearest first-parent ancestor that the store has a
+/// commit record of with this build's settings and model, fetched and
+/// verified into `dir`: what a build with a store but no `--previous`
+/// builds incrementally from (the same bundle either way; only faster).
+async fn previous_from_store(
+    store: &Store,
+    request: &BuildRequest,
+    embedder: &Embedder,
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let plan = shelf_builder::plan(request, embedder.identity())?;
+    let sid = shelf_formats::commit_record::settings_id(&plan.settings, embedder.identity());
+    let ancestors = shelf_builder::source::first_parent_ancestors(
+        &request.repo,
+        &plan.commit,
+        PREVIOUS_ANCESTORS,
+    )?;
+    for commit in ancestors {
+        let key = shelf_formats::keys::commit_record_key(&commit, &sid);
+        let record = match shelf_store::read_commit_record(store, &key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
+            Err(e) if Store::is_missing(&e) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's commit records: building without a previous bundle");
+                return Ok(None);
+            }
+        };
+        match shelf_store::fetch_bundle(store, &record.digest, dir).await {
+            Ok(path) => {
+                tracing::info!(%commit, digest = %record.digest, "building incrementally from the bundle of an earlier commit in the store");
+                return Ok(Some(path));
+            }
+            Err(e) => {
+                tracing::warn!(%commit, error = %e, "the store's bundle of an earlier commit is unusable: trying an older one");
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The commit record for this build, if the store has one whose bundle is
 /// present and verifies: the JSON summary to print instead of building.
 async fn reuse(
@@ -262,9 +316,10 @@ fn print_summary(r: &BuildReport) {
             .unwrap_or_default()
     );
     outln!(
-        "  files     {} in tree, {} indexed, {} skipped",
+        "  files     {} in tree, {} indexed ({} unchanged: chunks reused), {} skipped",
         r.files.seen,
         r.files.indexed,
+        r.files.unchanged,
         r.files.skipped.values().sum::<u64>()
     );
     for (reason, n) in &r.files.skipped {
@@ -293,9 +348,10 @@ fn print_summary(r: &BuildReport) {
         print_cache_line(c);
     }
     outln!(
-        "  time      {} ms (read {}, chunk {}, embed {}, index {}, pack {})",
+        "  time      {} ms (read {}, previous {}, chunk {}, embed {}, index {}, pack {})",
         ms("total"),
         ms("read"),
+        ms("previous"),
         ms("chunk"),
         ms("embed"),
         ms("index"),

@@ -19,20 +19,15 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
     if let Some(server) = &args.server {
         return relay(server, args.token.as_deref());
     }
-    // A cache apart from `shelf serve`'s: two processes pruning one cache
-    // would remove each other's bundles.
+    // The settings over stdio, with a cache apart from `shelf serve`'s
+    // (Surface::default_cache_dir).
     super::serve::run_front(
         args.config.as_deref(),
-        *args.settings,
+        args.settings.0,
         args.runtime.as_deref(),
-        Some(default_cache_dir()),
+        shelf_server::config::Surface::Stdio,
         shelf_server::Front::Stdio,
     )
-}
-
-/// `$XDG_CACHE_HOME/shelf/mcp`, else `~/.cache/shelf/mcp`.
-fn default_cache_dir() -> std::path::PathBuf {
-    shelf_server::config::default_cache_dir().with_file_name("mcp")
 }
 
 /// Relays each line of stdin to `server`/mcp and writes its answer as one

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use shelf_embed::Runtime;
-use shelf_server::config::ServeSettings;
+use shelf_server::config::{ServeSettings, Surface};
 
 use crate::cli::ServeArgs;
 
@@ -17,32 +17,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.config.as_deref(),
         *args.settings,
         args.runtime.as_deref(),
-        None,
+        Surface::Http,
         shelf_server::Front::Http(Box::new(|_| {})),
     )
 }
 
-/// Reads `--config`, overlays `settings` and the environment (with
-/// `default_cache` when neither names a cache), and runs the server behind
-/// `front` until a stop signal: `shelf serve` and `shelf mcp` alike.
+/// Merges `--config`, the environment and `flags` (the settings `surface`
+/// uses), and runs the server behind `front` until a stop signal:
+/// `shelf serve` and `shelf mcp` alike.
 pub fn run_front(
     config: Option<&std::path::Path>,
-    settings: ServeSettings,
+    flags: ServeSettings,
     runtime: Option<&std::path::Path>,
-    default_cache: Option<std::path::PathBuf>,
+    surface: Surface,
     front: shelf_server::Front,
 ) -> anyhow::Result<ExitCode> {
-    let file = match config {
-        Some(path) => ServeSettings::from_file(path)?,
-        None => ServeSettings::default(),
-    };
-    let mut settings = settings;
-    if settings.cache.is_none() && file.cache.is_none() {
-        settings.cache = default_cache;
-    }
-    let config = file
-        .overlay(settings)
-        .resolve(&|name| std::env::var(name).ok())?;
+    let env = |name: &str| std::env::var(name).ok();
+    let config = ServeSettings::merge(config, &env, flags)?.resolve_for(surface, &env)?;
     let runtime = Runtime::locate(runtime)?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()

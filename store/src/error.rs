@@ -120,6 +120,35 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// An object is larger than any valid object under its key may be
+    /// (`shelf_formats::keys::max_object_bytes`): refused before it is read
+    /// whole.
+    #[error(
+        "{key} in {store} is larger than {limit} bytes, the most such an object may be; it is refused unread: replace or delete it"
+    )]
+    TooLarge {
+        /// The store.
+        store: String,
+        /// The key.
+        key: String,
+        /// The bound.
+        limit: u64,
+    },
+    /// What is under a key in a local store is not a regular file (a named
+    /// pipe, a device, a directory): refused without reading, since a read
+    /// could block for ever or never end.
+    #[error(
+        "{} in {store} is a {kind}, not a regular file; a store holds regular files only: remove or replace it",
+        path.display()
+    )]
+    NotAFile {
+        /// The store.
+        store: String,
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
     /// A precondition given by the user does not hold (e.g. `--expect`).
     #[error("{0}")]
     Refused(String),

@@ -123,7 +123,7 @@ impl Store {
     /// `limit`: the candidates of a store root's repositories.
     pub async fn children(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         match self {
-            Store::Local(s) => s.children(limit),
+            Store::Local(s) => local(s, move |s| s.children(limit)).await,
             Store::S3(s) => s.children(limit).await,
         }
     }
@@ -135,7 +135,7 @@ impl Store {
             shelf_formats::keys::BUNDLES_PREFIX,
         ] {
             let found = match self {
-                Store::Local(s) => s.any(prefix)?,
+                Store::Local(s) => local(s, move |s| s.any(prefix)).await?,
                 Store::S3(s) => s.any(prefix).await?,
             };
             if found {
@@ -156,7 +156,10 @@ impl Store {
     /// Reads an object, or `None` if there is none at `key`.
     pub async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         match self {
-            Store::Local(s) => s.get(key),
+            Store::Local(s) => {
+                let key = key.to_string();
+                local(s, move |s| s.get(&key)).await
+            }
             Store::S3(s) => s.get(key).await,
         }
     }
@@ -170,7 +173,10 @@ impl Store {
         known: Option<&ETag>,
     ) -> Result<Conditional, StoreError> {
         match self {
-            Store::Local(s) => s.get_if_changed(key, known),
+            Store::Local(s) => {
+                let (key, known) = (key.to_string(), known.cloned());
+                local(s, move |s| s.get_if_changed(&key, known.as_ref())).await
+            }
             Store::S3(s) => s.get_if_changed(key, known).await,
         }
     }
@@ -178,7 +184,10 @@ impl Store {
     /// Streams an object into a new file at `dest`; `false` if absent.
     pub async fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {
         match self {
-            Store::Local(s) => s.get_to_file(key, dest),
+            Store::Local(s) => {
+                let (key, dest) = (key.to_string(), dest.to_path_buf());
+                local(s, move |s| s.get_to_file(&key, &dest)).await
+            }
             Store::S3(s) => s.get_to_file(key, dest).await,
         }
     }
@@ -193,7 +202,10 @@ impl Store {
         len: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            Store::Local(s) => s.get_range(key, start, len),
+            Store::Local(s) => {
+                let key = key.to_string();
+                local(s, move |s| s.get_range(&key, start, len)).await
+            }
             Store::S3(s) => s.get_range(key, start, len).await,
         }
     }
@@ -201,7 +213,10 @@ impl Store {
     /// Size of the object at `key`, or `None` if absent.
     pub async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
         match self {
-            Store::Local(s) => s.head(key),
+            Store::Local(s) => {
+                let key = key.to_string();
+                local(s, move |s| s.head(&key)).await
+            }
             Store::S3(s) => s.head(key).await,
         }
     }
@@ -209,7 +224,10 @@ impl Store {
     /// Writes `bytes` at `key` only if nothing is there (create-only).
     pub async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError> {
         match self {
-            Store::Local(s) => s.put_new(key, &bytes),
+            Store::Local(s) => {
+                let key = key.to_string();
+                local(s, move |s| s.put_new(&key, &bytes)).await
+            }
             Store::S3(s) => s.put_new(key, bytes).await,
         }
     }
@@ -219,7 +237,10 @@ impl Store {
     /// at all.
     pub async fn put_new_file(&self, key: &str, path: &Path) -> Result<Created, StoreError> {
         match self {
-            Store::Local(s) => s.put_new_file(key, path),
+            Store::Local(s) => {
+                let (key, path) = (key.to_string(), path.to_path_buf());
+                local(s, move |s| s.put_new_file(&key, &path)).await
+            }
             Store::S3(s) => s.put_new_file(key, path).await,
         }
     }
@@ -234,7 +255,10 @@ impl Store {
         expected: Option<&ETag>,
     ) -> Result<ETag, StoreError> {
         match self {
-            Store::Local(s) => s.put_if(key, &bytes, expected),
+            Store::Local(s) => {
+                let (key, expected) = (key.to_string(), expected.cloned());
+                local(s, move |s| s.put_if(&key, &bytes, expected.as_ref())).await
+            }
             Store::S3(s) => s.put_if(key, bytes, expected).await,
         }
     }
@@ -243,7 +267,10 @@ impl Store {
     /// write time is what matters).
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         match self {
-            Store::Local(s) => s.put(key, &bytes),
+            Store::Local(s) => {
+                let key = key.to_string();
+                local(s, move |s| s.put(&key, &bytes)).await
+            }
             Store::S3(s) => s.put(key, bytes).await,
         }
     }
@@ -251,7 +278,10 @@ impl Store {
     /// Every object under `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         match self {
-            Store::Local(s) => s.list(prefix),
+            Store::Local(s) => {
+                let prefix = prefix.to_string();
+                local(s, move |s| s.list(&prefix)).await
+            }
             Store::S3(s) => s.list(prefix).await,
         }
     }
@@ -262,7 +292,7 @@ impl Store {
     /// the bucket's lifecycle rule, docs/store.md).
     pub async fn leftovers(&self, cutoff: i64) -> Result<Vec<std::path::PathBuf>, StoreError> {
         match self {
-            Store::Local(s) => s.leftovers(cutoff),
+            Store::Local(s) => local(s, move |s| s.leftovers(cutoff)).await,
             Store::S3(_) => Ok(Vec::new()),
         }
     }
@@ -270,7 +300,10 @@ impl Store {
     /// Removes one of [`Store::leftovers`].
     pub async fn remove_leftover(&self, path: &Path) -> Result<(), StoreError> {
         match self {
-            Store::Local(s) => s.remove_leftover(path),
+            Store::Local(s) => {
+                let path = path.to_path_buf();
+                local(s, move |s| s.remove_leftover(&path)).await
+            }
             Store::S3(_) => Ok(()),
         }
     }
@@ -278,10 +311,33 @@ impl Store {
     /// Deletes `key` (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
-            Store::Local(s) => s.delete(key),
+            Store::Local(s) => {
+                let key = key.to_string();
+                local(s, move |s| s.delete(&key)).await
+            }
             Store::S3(s) => s.delete(key).await,
         }
     }
+}
+
+/// Runs a local store operation on tokio's blocking pool. A local store's
+/// file I/O can take long (a slow or hung network filesystem under it) and
+/// must never hold one of the async runtime's threads, which answer every
+/// request of a server, `/healthz` included.
+async fn local<T: Send + 'static>(
+    store: &local::LocalStore,
+    op: impl FnOnce(&local::LocalStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    let described = store.describe();
+    tokio::task::spawn_blocking(move || op(&store))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                path: described.into(),
+                source: std::io::Error::other(format!("the store operation did not finish: {e}")),
+            })
+        })
 }
 
 /// Now as RFC 3339 UTC with seconds, the time format of tag records.

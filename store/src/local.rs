@@ -9,15 +9,18 @@
 //! - entity tag = sha256 of the object's bytes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
+use shelf_formats::keys::max_object_bytes;
 
 use crate::{Conditional, Created, ETag, Object, ObjectMeta, StoreError};
 
-/// A store in a local directory.
-#[derive(Debug)]
+/// A store in a local directory. Its methods block (file I/O): `Store`
+/// runs them on the blocking pool, never on the async runtime's threads.
+#[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
 }
@@ -98,17 +101,63 @@ impl LocalStore {
         ETag(hex::encode(Sha256::digest(bytes)))
     }
 
-    pub(crate) fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+    /// Opens the object at `key` for reading (`None`: there is none). The
+    /// open does not wait on a named pipe (`O_NONBLOCK`), and anything but
+    /// a regular file is refused with its path before a byte is read, as is
+    /// a file larger than an object under `key` may be. Returns the file,
+    /// its path and that bound.
+    fn open_object(&self, key: &str) -> Result<Option<(File, PathBuf, u64)>, StoreError> {
         self.existing()?;
         let path = self.path(key)?;
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(Object {
-                etag: Self::etag_of(&bytes),
-                bytes,
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(path, e)),
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(path, e)),
+        };
+        let meta = file.metadata().map_err(|e| StoreError::io(&path, e))?;
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            return Err(StoreError::NotAFile {
+                store: self.describe(),
+                path,
+                kind: file_kind(kind),
+            });
         }
+        let limit = max_object_bytes(key);
+        if meta.len() > limit {
+            return Err(self.too_large(key, limit));
+        }
+        Ok(Some((file, path, limit)))
+    }
+
+    fn too_large(&self, key: &str, limit: u64) -> StoreError {
+        StoreError::TooLarge {
+            store: self.describe(),
+            key: key.to_string(),
+            limit,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let Some((file, path, limit)) = self.open_object(key)? else {
+            return Ok(None);
+        };
+        // Bounded even if the file grows while it is read.
+        let mut bytes = Vec::new();
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io(&path, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(self.too_large(key, limit));
+        }
+        Ok(Some(Object {
+            etag: Self::etag_of(&bytes),
+            bytes,
+        }))
     }
 
     /// Tag records are a few KiB: reading and hashing one costs less than
@@ -126,15 +175,15 @@ impl LocalStore {
     }
 
     pub(crate) fn get_to_file(&self, key: &str, dest: &Path) -> Result<bool, StoreError> {
-        self.existing()?;
-        let path = self.path(key)?;
-        let mut src = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(StoreError::io(path, e)),
+        let Some((src, _, limit)) = self.open_object(key)? else {
+            return Ok(false);
         };
         let mut out = File::create_new(dest).map_err(|e| StoreError::io(dest, e))?;
-        io::copy(&mut src, &mut out).map_err(|e| StoreError::io(dest, e))?;
+        let copied = io::copy(&mut src.take(limit.saturating_add(1)), &mut out)
+            .map_err(|e| StoreError::io(dest, e))?;
+        if copied > limit {
+            return Err(self.too_large(key, limit));
+        }
         Ok(true)
     }
 
@@ -144,13 +193,9 @@ impl LocalStore {
         start: u64,
         len: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::{Read, Seek, SeekFrom};
-        self.existing()?;
-        let path = self.path(key)?;
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(path, e)),
+        use std::io::{Seek, SeekFrom};
+        let Some((mut file, path, _)) = self.open_object(key)? else {
+            return Ok(None);
         };
         let mut out = Vec::new();
         file.seek(SeekFrom::Start(start))
@@ -362,6 +407,23 @@ impl LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StoreError::io(path, e)),
         }
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "named pipe"
+    } else if kind.is_char_device() {
+        "character device"
+    } else if kind.is_block_device() {
+        "block device"
+    } else if kind.is_socket() {
+        "socket"
+    } else {
+        "special file"
     }
 }
 

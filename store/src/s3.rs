@@ -11,6 +11,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use shelf_formats::keys::max_object_bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{Conditional, Created, ETag, Object, ObjectMeta, S3Options, StoreError};
@@ -347,22 +348,53 @@ impl S3Store {
         self.read_body(key, resp).await.map(Some)
     }
 
+    fn too_large(&self, key: &str, limit: u64) -> StoreError {
+        StoreError::TooLarge {
+            store: self.describe(),
+            key: key.to_string(),
+            limit,
+        }
+    }
+
+    /// Refuses an answer whose announced length is over what an object
+    /// under `key` may be; returns that bound.
+    fn check_length(
+        &self,
+        key: &str,
+        resp: &aws_sdk_s3::operation::get_object::GetObjectOutput,
+    ) -> Result<u64, StoreError> {
+        let limit = max_object_bytes(key);
+        if resp
+            .content_length()
+            .is_some_and(|n| n > 0 && n as u64 > limit)
+        {
+            return Err(self.too_large(key, limit));
+        }
+        Ok(limit)
+    }
+
+    /// The body, read up to the bound of its key (whatever length was
+    /// announced: a body may run on past it).
     async fn read_body(
         &self,
         key: &str,
         resp: aws_sdk_s3::operation::get_object::GetObjectOutput,
     ) -> Result<Object, StoreError> {
+        let limit = self.check_length(key, &resp)?;
         let etag = ETag(resp.e_tag().unwrap_or_default().to_string());
-        let bytes = resp
-            .body
-            .collect()
+        let mut bytes = Vec::new();
+        resp.body
+            .into_async_read()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
             .await
             .map_err(|e| StoreError::Unreachable {
                 store: self.describe(),
                 detail: format!("reading {key}: {e}"),
-            })?
-            .into_bytes()
-            .to_vec();
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(self.too_large(key, limit));
+        }
         Ok(Object { bytes, etag })
     }
 
@@ -370,19 +402,24 @@ impl S3Store {
         let Some(resp) = self.get_object(key).await? else {
             return Ok(false);
         };
+        let limit = self.check_length(key, &resp)?;
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dest)
             .await
             .map_err(|e| StoreError::io(dest, e))?;
-        let mut body = resp.body.into_async_read();
-        tokio::io::copy(&mut body, &mut file)
-            .await
-            .map_err(|e| StoreError::Unreachable {
-                store: self.describe(),
-                detail: format!("downloading {key}: {e}"),
-            })?;
+        let mut body = resp.body.into_async_read().take(limit.saturating_add(1));
+        let copied =
+            tokio::io::copy(&mut body, &mut file)
+                .await
+                .map_err(|e| StoreError::Unreachable {
+                    store: self.describe(),
+                    detail: format!("downloading {key}: {e}"),
+                })?;
+        if copied > limit {
+            return Err(self.too_large(key, limit));
+        }
         file.flush().await.map_err(|e| StoreError::io(dest, e))?;
         Ok(true)
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use shelf_formats::ModelIdentity;
-use shelf_formats::manifest::{BuildSettings, Counts, Manifest, Source};
+use shelf_formats::manifest::{BuildSettings, Counts, Manifest, Source, VectorLayout};
 
 /// A git repository in a temporary directory, removed on drop.
 pub struct GitRepo {
@@ -302,13 +302,14 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             max_file_bytes: 1 << 20,
             include: vec![],
             exclude: vec!["*.lock".into()],
-            vector_quantization: "f32".into(),
-            index: "usearch-hnsw/cos/m16/ef128".into(),
+            vector_quantization: shelf_formats::manifest::VECTOR_QUANTIZATION.into(),
+            index: shelf_formats::manifest::VECTOR_INDEX_KIND.into(),
             lexical: None,
             exclude_generated: None,
             secret_scan: None,
             definitions: None,
             history: None,
+            compression: None,
         },
         counts: Counts {
             files_indexed: 2,
@@ -341,6 +342,32 @@ pub fn synthetic_bundle_with(
     chunks: usize,
     model: &ModelIdentity,
     seed: u64,
+    edit: impl FnOnce(&mut Manifest),
+) -> shelf_formats::bundle::WrittenBundle {
+    synthetic(out_dir, chunks, model, seed, VectorLayout::Flat, edit)
+}
+
+/// [`synthetic_bundle`] as shelf wrote bundles before format 1.3: the
+/// vectors in a usearch HNSW graph (`vectors.usearch`), format 1.0. For
+/// tests that older bundles keep serving.
+pub fn synthetic_hnsw_bundle(
+    out_dir: &Path,
+    chunks: usize,
+    model: &ModelIdentity,
+    seed: u64,
+) -> shelf_formats::bundle::WrittenBundle {
+    synthetic(out_dir, chunks, model, seed, VectorLayout::Hnsw, |m| {
+        m.settings.index = shelf_formats::manifest::HNSW_INDEX_KIND.into();
+        m.settings.vector_quantization = shelf_formats::manifest::HNSW_QUANTIZATION.into();
+    })
+}
+
+fn synthetic(
+    out_dir: &Path,
+    chunks: usize,
+    model: &ModelIdentity,
+    seed: u64,
+    layout: VectorLayout,
     edit: impl FnOnce(&mut Manifest),
 ) -> shelf_formats::bundle::WrittenBundle {
     use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
@@ -379,27 +406,42 @@ pub fn synthetic_bundle_with(
     let mut bytes = Vec::new();
     store.write_to(&mut bytes).expect("chunk store");
     std::fs::write(&chunks_path, bytes).expect("write chunks");
-    let index = usearch::Index::new(&usearch::IndexOptions {
-        dimensions: dims,
-        metric: usearch::MetricKind::Cos,
-        quantization: usearch::ScalarKind::F32,
-        connectivity: 16,
-        expansion_add: 128,
-        expansion_search: 64,
-        multi: false,
-    })
-    .expect("index");
-    index.reserve(chunks).expect("reserve");
-    for key in 0..chunks {
-        let mut v: Vec<f32> = (0..dims).map(|_| next()).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-        v.iter_mut().for_each(|x| *x /= norm);
-        index.add(key as u64, &v).expect("add");
+    let vectors: Vec<Vec<f32>> = (0..chunks)
+        .map(|_| {
+            let mut v: Vec<f32> = (0..dims).map(|_| next()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+            v.iter_mut().for_each(|x| *x /= norm);
+            v
+        })
+        .collect();
+    let vectors_path = src.path().join(layout.member());
+    match layout {
+        VectorLayout::Flat => {
+            let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+            let file = std::fs::File::create(&vectors_path).expect("create vectors");
+            shelf_formats::vectors::write_to(&refs, dims, std::io::BufWriter::new(file))
+                .expect("write vectors");
+        }
+        VectorLayout::Hnsw => {
+            let index = usearch::Index::new(&usearch::IndexOptions {
+                dimensions: dims,
+                metric: usearch::MetricKind::Cos,
+                quantization: usearch::ScalarKind::F32,
+                connectivity: 16,
+                expansion_add: 128,
+                expansion_search: 64,
+                multi: false,
+            })
+            .expect("index");
+            index.reserve(chunks).expect("reserve");
+            for (key, v) in vectors.iter().enumerate() {
+                index.add(key as u64, v).expect("add");
+            }
+            index
+                .save(vectors_path.to_str().expect("utf-8 temp path"))
+                .expect("save index");
+        }
     }
-    let vectors_path = src.path().join("vectors.usearch");
-    index
-        .save(vectors_path.to_str().expect("utf-8 temp path"))
-        .expect("save index");
     let mut manifest = sample_manifest(&format!("{seed:040x}"));
     manifest.model = model.clone();
     manifest.counts.chunks = chunks as u64;
@@ -410,7 +452,7 @@ pub fn synthetic_bundle_with(
         manifest,
         &[
             ("chunks.bin".into(), chunks_path),
-            ("vectors.usearch".into(), vectors_path),
+            (layout.member().into(), vectors_path),
         ],
     )
     .expect("write bundle")
@@ -433,13 +475,13 @@ pub struct FilesBundle<'a> {
     /// History commits, newest first.
     pub history: Vec<shelf_formats::history::HistoryCommit>,
     /// Leave the definitions and history indexes out (a bundle of format
-    /// 1.2, as shelf built before them).
+    /// 1.3, as shelf built before them).
     pub without_indexes: bool,
 }
 
 /// Writes a real bundle of format 1.4 without a model or a repository:
-/// one chunk per file with its lexical index, pseudo-random vectors of
-/// `model.dimensions` (so only lexical queries mean anything), and the
+/// one chunk per file with its lexical index, flat vectors of
+/// `model.dimensions` (one axis per file, so only lexical queries mean anything), and the
 /// definitions and history indexes given. For tests of what the read side
 /// does with those members.
 pub fn bundle_of_files(
@@ -516,27 +558,19 @@ pub fn bundle_of_files(
         ]);
     }
     let dims = model.dimensions as usize;
-    let index = usearch::Index::new(&usearch::IndexOptions {
-        dimensions: dims,
-        metric: usearch::MetricKind::Cos,
-        quantization: usearch::ScalarKind::F32,
-        connectivity: 16,
-        expansion_add: 128,
-        expansion_search: 64,
-        multi: false,
-    })
-    .expect("index");
-    index.reserve(files.len()).expect("reserve");
-    for key in 0..files.len() {
-        let mut v = vec![0f32; dims];
-        v[key % dims] = 1.0;
-        index.add(key as u64, &v).expect("add");
-    }
-    let vectors_path = src.path().join("vectors.usearch");
-    index
-        .save(vectors_path.to_str().expect("utf-8 temp path"))
-        .expect("save index");
-    members.push(("vectors.usearch".into(), vectors_path));
+    let vectors: Vec<Vec<f32>> = (0..files.len())
+        .map(|key| {
+            let mut v = vec![0f32; dims];
+            v[key % dims] = 1.0;
+            v
+        })
+        .collect();
+    let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+    let vectors_path = src.path().join(VectorLayout::Flat.member());
+    let file = std::fs::File::create(&vectors_path).expect("create vectors");
+    shelf_formats::vectors::write_to(&refs, dims, std::io::BufWriter::new(file))
+        .expect("write vectors");
+    members.push((VectorLayout::Flat.member().into(), vectors_path));
     let mut manifest = sample_manifest(&"ab".repeat(20));
     manifest.model = model.clone();
     manifest.counts.chunks = files.len() as u64;

@@ -103,14 +103,20 @@ impl ServerProcess {
     }
 
     /// Its log once `ok` holds for it (lines are read on another thread,
-    /// so a line written just now may not be here yet), or what it logged
-    /// by `timeout`.
+    /// so a line written just now may not be here yet). Panics with the log
+    /// if `ok` does not hold within `timeout`: waiting for a line is
+    /// asserting it.
     pub fn logs_when(&self, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let logs = self.logs();
-            if ok(&logs) || Instant::now() >= deadline {
+            if ok(&logs) {
                 return logs;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "the server's log did not show what was expected within {timeout:?}:\n{logs}"
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -150,6 +156,18 @@ impl ServerProcess {
     pub fn terminate(mut self, timeout: Duration) -> Option<ExitStatus> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits for the process to exit by itself (none after `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

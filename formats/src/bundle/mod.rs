@@ -7,9 +7,12 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use reader::{Limits, UnpackedBundle, VerifiedBundle, unpack, unpack_file, verify_file};
+pub use reader::{
+    Limits, UNPACKING_PREFIX, UnpackedBundle, VerifiedBundle, unpack, unpack_file, verify_file,
+};
 pub use writer::{
-    WrittenBundle, ZSTD_LEVEL, bundle_file_name, digest_from_file_name, write_bundle,
+    TEXT_LEVEL, WrittenBundle, ZSTD_LEVEL, bundle_file_name, compression_id, digest_from_file_name,
+    write_bundle,
 };
 
 use crate::digest::Digest;
@@ -70,6 +73,9 @@ pub enum BundleError {
     /// does not read.
     #[error(transparent)]
     UnknownKind(#[from] crate::manifest::UnknownKind),
+    /// A manifest count that the members do not bear out.
+    #[error(transparent)]
+    CountMismatch(#[from] crate::manifest::CountMismatch),
     /// An entry name that could escape the target directory or is not plain.
     #[error("bundle refused: unsafe entry name '{name}' ({reason})")]
     UnsafeEntry {

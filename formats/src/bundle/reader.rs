@@ -16,6 +16,11 @@ use crate::digest::Digest;
 use crate::manifest::{FORMAT_VERSION, Manifest, members};
 use crate::names::member_name_problem;
 
+/// Prefix of the staging directory of an unpack in progress (then this
+/// process's id and `-`), beside its destination: whatever carries it and
+/// belongs to no running process was left by one that died mid-unpack.
+pub const UNPACKING_PREFIX: &str = ".unpacking-";
+
 /// Size limits a reader enforces, against truncated archives and
 /// decompression bombs. The defaults suit bundles of repositories with up to
 /// a few million chunks; a server can lower them.
@@ -107,9 +112,10 @@ pub fn unpack(
         .unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| BundleError::io(parent, e))?;
     // In the same directory as `dest`, so the final rename is atomic; dropped
-    // (and removed) on any error.
+    // (and removed) on any error. Named with this process's id, so that
+    // what a killed process left can be told from an unpack in progress.
     let staging = tempfile::Builder::new()
-        .prefix(".unpacking-")
+        .prefix(&format!("{UNPACKING_PREFIX}{}-", std::process::id()))
         .tempdir_in(parent)
         .map_err(|e| BundleError::io(parent, e))?;
     let mut sink = DirSink {

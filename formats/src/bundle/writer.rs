@@ -12,10 +12,29 @@ use crate::digest::Digest;
 use crate::manifest::{FORMAT_MINOR, FORMAT_VERSION, Manifest, Member, members};
 use crate::names::member_name_problem;
 
-/// zstd level for bundles. Part of the format's determinism: changing it
-/// changes every digest. Level 12 costs well under a second on a typical
-/// bundle (vectors barely compress; text compresses ~4x).
-pub const ZSTD_LEVEL: i32 = 12;
+/// zstd level of the archive. Part of the format's determinism: changing
+/// it changes every digest. Level 3, not more: a small commit's build
+/// compresses the whole archive again, and on pylint's bundle level 12
+/// took 20 times as long for an output 11% smaller (docs/benchmarks.md);
+/// half the archive is vectors and already-compressed file texts, which no
+/// level shrinks.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// zstd level of each file text in `files.bin`: compressed once per
+/// distinct text and kept from bundle to bundle while the text is the
+/// same, so a high level costs a cold build only.
+pub const TEXT_LEVEL: i32 = 12;
+
+/// The compressor of the archive and of each file text
+/// (`settings.compression`, format 1.3): zstd's library version and the
+/// two levels. Two builds compress equal bytes to equal bytes when this is
+/// equal, which is what lets a build reuse another's compressed texts.
+pub fn compression_id() -> String {
+    format!(
+        "zstd-{}/{ZSTD_LEVEL}/{TEXT_LEVEL}",
+        zstd::zstd_safe::version_string()
+    )
+}
 
 /// File mode recorded for every tar entry.
 const ENTRY_MODE: u32 = 0o444;

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, header};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use crate::config::Limits;
 
 /// Which repositories a request may see.
@@ -124,8 +124,7 @@ impl Tokens {
             return Err(ApiError {
                 challenge: true,
                 ..ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
+                    Code::Unauthorized,
                     format!("{what} needs a token: send `Authorization: Bearer <token>`"),
                 )
             });
@@ -133,8 +132,7 @@ impl Tokens {
         self.accepts(presented).ok_or_else(|| ApiError {
             challenge: true,
             ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                Code::Unauthorized,
                 format!("the token is not valid for {what}"),
             )
         })
@@ -199,8 +197,7 @@ impl RateLimit {
             ApiError {
                 retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
                 ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    Code::RateLimited,
                     format!(
                         "too many requests from {client}; slow down (retry in {} ms)",
                         wait.as_millis().max(1)
@@ -249,7 +246,7 @@ impl Admission {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(ApiError::unavailable(
-                "overloaded",
+                Code::Overloaded,
                 "the server is at capacity and its queue is full; retry shortly",
                 1,
             ));
@@ -258,7 +255,7 @@ impl Admission {
         match tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(ApiError::unavailable(
-                "overloaded",
+                Code::Overloaded,
                 format!(
                     "no query slot freed up within {} ms; retry shortly",
                     self.queue_timeout.as_millis()
@@ -278,7 +275,7 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderValue, StatusCode};
 
     fn headers(auth: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use shelf_search::files::{FileAnswer, GrepAnswer};
 use shelf_search::{Answer, BundleRef};
 
-use super::error::{ApiError, Body, json_response};
+use super::error::{ApiError, Body, Code, json_response};
 use super::guard::Scope;
 use super::{Api, Outcome, args, ops, params, routes};
 
@@ -608,8 +608,7 @@ pub(super) async fn post(
     let scope = api.enter(&req, client, "MCP")?;
     if !origin_allowed(req.headers(), !api.search_tokens.is_empty()) {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_origin",
+            Code::ForbiddenOrigin,
             "requests from this Origin are refused: /mcp answers loopback origins, and its own origin when search tokens are required",
         ));
     }

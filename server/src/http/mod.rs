@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -29,7 +29,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use error::{ApiError, Body};
+pub use error::{ApiError, Body, Code};
 pub use guard::{Scope, Tokens};
 pub use stdio::serve_stdio;
 
@@ -132,8 +132,7 @@ impl Route {
             Err(ApiError {
                 allow: Some(allow),
                 ..ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
+                    Code::MethodNotAllowed,
                     format!("{method} is not allowed here; use {allow}"),
                 )
             })
@@ -217,7 +216,7 @@ impl Api {
             }
             Err(_) => (
                 ApiError::unavailable(
-                    "timeout",
+                    Code::Timeout,
                     format!(
                         "the request took longer than {} ms",
                         self.limits.request_timeout.as_millis()
@@ -272,8 +271,7 @@ impl Api {
             Route::Readyz => plain(routes::readyz(self, &req)),
             Route::Metrics => plain(routes::metrics(self, &req)),
             Route::NotFound => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                Code::NotFound,
                 format!(
                     "no such endpoint '{}'; see docs/api.md (/v1/search, /v1/file, /v1/grep, /v1/definitions, /v1/repos, /v1/bundle, /mcp, /healthz, /readyz, /metrics)",
                     req.uri().path().chars().take(128).collect::<String>()

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Request, StatusCode};
+use http::Request;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 use shelf_search::files::{
@@ -16,7 +16,7 @@ use shelf_search::files::{
 };
 use shelf_search::{Answer, EncodeError, SearchError, Target};
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::guard::Scope;
 use super::{Api, args, params};
 use crate::repos::Repo;
@@ -26,7 +26,7 @@ use crate::state::{Readiness, Snapshot};
 pub(super) type Picked = Vec<(Arc<Repo>, Arc<Snapshot>)>;
 
 pub(super) fn not_ready(why: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable("not_ready", format!("not ready to search: {why}"), 2)
+    ApiError::unavailable(Code::NotReady, format!("not ready to search: {why}"), 2)
 }
 
 /// The same answer for a repository that does not exist and one the
@@ -43,8 +43,7 @@ pub(super) fn unknown_repo(name: &str, visible: &[Arc<Repo>]) -> ApiError {
             .join(", ")
     };
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "unknown_repository",
+        Code::UnknownRepository,
         format!("unknown repository '{shown}'; this server serves: {known} (see /v1/repos)"),
     )
 }
@@ -176,7 +175,7 @@ pub(super) async fn search(
         SearchError::Encode(EncodeError::Busy) => {
             api.rejected("overloaded");
             ApiError::unavailable(
-                "overloaded",
+                Code::Overloaded,
                 "the embedding queue is full; retry shortly",
                 1,
             )
@@ -200,19 +199,15 @@ pub(super) async fn search(
 
 fn file_error(e: FileError) -> ApiError {
     let code = match &e {
-        FileError::BadPath { .. } => "bad_path",
-        FileError::NotFound(_) => "no_such_file",
-        FileError::Ambiguous { .. } => "ambiguous_path",
-        FileError::NoFileTexts { .. } => "no_file_texts",
-        FileError::BadRange(_) => "bad_range",
-        FileError::BadPattern(_) => "bad_pattern",
-        FileError::Damaged(_) => return ApiError::internal(e.to_string()),
+        FileError::BadPath { .. } => Code::BadPath,
+        FileError::NotFound(_) => Code::NoSuchFile,
+        FileError::Ambiguous { .. } => Code::AmbiguousPath,
+        FileError::NoFileTexts { .. } => Code::NoFileTexts,
+        FileError::BadRange(_) => Code::BadRange,
+        FileError::BadPattern(_) => Code::BadPattern,
+        FileError::Damaged(_) => Code::Internal,
     };
-    let status = match &e {
-        FileError::NotFound(_) | FileError::NoFileTexts { .. } => StatusCode::NOT_FOUND,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    ApiError::new(status, code, e.to_string())
+    ApiError::new(code, e.to_string())
 }
 
 /// Lines of one file at the bundle's commit (`read_file`, `GET /v1/file`).

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use shelf_search::{RawRequest, Request, RequestError, RequestLimits};
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 
 /// A search as asked: the query and the repositories named (none: every
 /// repository the caller may see).
@@ -204,9 +204,7 @@ pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Search, ApiError
 
 fn validate(raw: RawRequest, limits: &RequestLimits) -> Result<Request, ApiError> {
     Request::new(raw, limits).map_err(|e| match e {
-        RequestError::TooLong(m) => {
-            ApiError::new(http::StatusCode::PAYLOAD_TOO_LARGE, "query_too_long", m)
-        }
+        RequestError::TooLong(m) => ApiError::new(Code::QueryTooLong, m),
         RequestError::Invalid(m) => ApiError::bad_request(m),
     })
 }

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use shelf_formats::Digest;
 
-use super::error::{ApiError, Body, json};
+use super::error::{ApiError, Body, Code, json};
 use super::guard::Scope;
 use super::ops::{not_ready, unknown_repo};
 use super::{Api, Outcome, args, ops, params};
@@ -107,8 +107,7 @@ pub(super) async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<
             .to_ascii_lowercase();
         if essence != "application/json" {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                Code::UnsupportedMediaType,
                 "send the search as JSON with `Content-Type: application/json`",
             ));
         }
@@ -116,8 +115,7 @@ pub(super) async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<
     let max = api.limits.max_body_bytes;
     let too_large = || {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            Code::BodyTooLarge,
             format!("the request body is over the {max}-byte limit"),
         )
     };
@@ -137,8 +135,7 @@ pub(super) async fn read_json_body(api: &Api, req: Request<Incoming>) -> Result<
             "reading the request body failed: {e}"
         ))),
         Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
+            Code::BodyTimeout,
             format!(
                 "the request body did not arrive within {} ms",
                 api.limits.body_timeout.as_millis()
@@ -268,6 +265,7 @@ struct BundleResponse<'a> {
     loading: Option<Digest>,
     load_problem: Option<Problem>,
     store_problem: Option<Problem>,
+    task_problem: Option<Problem>,
     last_swap: Option<SwapEvent>,
     last_error: Option<ErrorEvent>,
     last_check: Option<CheckReport>,
@@ -317,6 +315,7 @@ pub(super) fn bundle(api: &Api, req: &Request<Incoming>) -> Result<Response<Body
         loading: status_now.loading,
         load_problem: status_now.load_problem,
         store_problem: status_now.store_problem,
+        task_problem: repo.state.task_problem(),
         last_swap: status_now.last_swap,
         last_error: status_now.last_error,
         last_check: repo.reloader.as_ref().map(|r| r.last()),
@@ -377,8 +376,7 @@ pub(super) fn repo_list(api: &Api, scope: &Scope) -> serde_json::Value {
 pub(super) async fn reload(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if api.admin_tokens.is_empty() {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
+            Code::AdminDisabled,
             "the admin API is off: start the server with an admin token (SHELF_ADMIN_TOKEN or serve.admin_token_file)",
         ));
     }
@@ -387,8 +385,7 @@ pub(super) async fn reload(api: &Api, req: &Request<Incoming>) -> Result<Respons
     let all = api.repos.visible(&Scope::All);
     let nothing = || {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing_to_follow",
+            Code::NothingToFollow,
             "this server serves bundle files (--bundle) and follows no tag",
         )
     };
@@ -474,8 +471,7 @@ pub(super) fn metrics(api: &Api, req: &Request<Incoming>) -> Result<Response<Bod
             );
         if !unscoped {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                Code::Forbidden,
                 "/metrics names every repository: it needs a search token without a repository scope, or an admin token",
             ));
         }

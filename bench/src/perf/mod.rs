@@ -1,0 +1,11 @@
+//! Speed and memory, measured with the real `shelf` binary (builds,
+//! servers under load) or in process (the model, the index), each against
+//! the targets in its table.
+
+pub mod build;
+pub mod cache;
+pub mod embed;
+pub mod mcp;
+pub mod quantization;
+pub mod repos;
+pub mod serve;
