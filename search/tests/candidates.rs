@@ -337,3 +337,78 @@ fn an_evaluation_of_mined_queries_never_lets_a_commit_answer_itself() {
     .unwrap();
     assert_eq!(other.overall.recall_at_1, 1.0, "{:?}", other.queries);
 }
+
+/// The bundle of [`spec`] written again with member `name` replaced by
+/// `bytes` (the manifest's hashes made to match: only what a hash cannot
+/// catch is wrong).
+fn with_member(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let model = shelf_testkit::sample_manifest("00").model;
+    let good = bundle_of_files(&dir.join("good"), &spec(), &model);
+    let unpacked = shelf_formats::bundle::unpack_file(
+        &good.path,
+        None,
+        &dir.join("unpacked"),
+        &shelf_formats::bundle::Limits::default(),
+    )
+    .unwrap();
+    std::fs::write(unpacked.dir.join(name), bytes).unwrap();
+    let mut manifest = unpacked.bundle.manifest.clone();
+    let members: Vec<(String, std::path::PathBuf)> = manifest
+        .members
+        .drain(..)
+        .map(|m| (m.name.clone(), unpacked.dir.join(&m.name)))
+        .collect();
+    shelf_formats::bundle::write_bundle(&dir.join("bad"), manifest, &members)
+        .unwrap()
+        .path
+}
+
+#[test]
+fn install_refuses_definitions_or_history_that_do_not_fit_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shelf_testkit::sample_manifest("00").model;
+    // A definition in file 99 of a bundle of 16 files.
+    let mut defs = shelf_formats::definitions::DefinitionsWriter::new();
+    defs.push(shelf_formats::definitions::Definition {
+        name: "retry_budget".to_string(),
+        scope: String::new(),
+        kind: DefKind::Function,
+        path_index: 99,
+        start_line: 1,
+        end_line: 2,
+    });
+    let mut bytes = Vec::new();
+    defs.write_to(&mut bytes).unwrap();
+    let bad = with_member(&dir.path().join("defs"), "definitions.bin", &bytes);
+    let err = MappedBundle::open_file(&bad, &dir.path().join("cache"), &model)
+        .expect_err("a definition outside the bundle's files is refused");
+    assert!(
+        matches!(err, shelf_search::OpenError::Definitions(_)),
+        "{err}"
+    );
+    // The history's lexical index with the chunks' documents, not the
+    // commits'.
+    let written = bundle_of_files(&dir.path().join("src"), &spec(), &model);
+    let unpacked = shelf_formats::bundle::unpack_file(
+        &written.path,
+        None,
+        &dir.path().join("src-unpacked"),
+        &shelf_formats::bundle::Limits::default(),
+    )
+    .unwrap();
+    let chunks_lexical = std::fs::read(unpacked.dir.join("lexical.bin")).unwrap();
+    let bad = with_member(
+        &dir.path().join("history"),
+        "history-lexical.bin",
+        &chunks_lexical,
+    );
+    let err = MappedBundle::open_file(&bad, &dir.path().join("cache"), &model)
+        .expect_err("a history whose lexical index has other documents is refused");
+    assert!(err.to_string().contains("history's lexical index"), "{err}");
+    // Nothing of either was installed.
+    let installed: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(installed.is_empty(), "{installed:?}");
+}
