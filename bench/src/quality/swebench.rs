@@ -282,6 +282,15 @@ impl Asker {
     /// The bundle at `path` (kept open while consecutive rows share it).
     fn bundle(&mut self, path: &Path) -> Result<&(PathBuf, MappedBundle, FileIndex)> {
         if self.open.as_ref().is_none_or(|(p, _, _)| p != path) {
+            // The installed copy of the bundle left behind is removed, so
+            // a run over many large bundles does not fill the disk (a
+            // later row of its commit installs it again).
+            if let Some((_, done, _)) = self.open.take() {
+                let installed = done.dir.clone();
+                drop(done);
+                std::fs::remove_dir_all(&installed)
+                    .with_context(|| format!("removing {}", installed.display()))?;
+            }
             let identity = self.engine.encoder().identity().clone();
             let bundle = MappedBundle::open_file(path, &self.cache, &identity)?;
             let files = FileIndex::of(&bundle)?;
