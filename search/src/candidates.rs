@@ -91,6 +91,23 @@ impl SourceTuning {
         depth: 0,
     };
 
+    /// Every source on, each list at weight 1.
+    pub const ALL: SourceTuning = SourceTuning {
+        definitions: 1.0,
+        block_weight: 0.5,
+        prose_weight: 0.3,
+        title_weight: 1.0,
+        max_defining_files: 20,
+        definition_scale: 10.0,
+        paths: 1.0,
+        stem_weight: 0.5,
+        history: 1.0,
+        history_commits: 20,
+        history_limit: 0,
+        change_prior: 0.0,
+        depth: 10,
+    };
+
     /// Whether every source is off.
     pub fn is_off(&self) -> bool {
         self.definitions == 0.0
@@ -100,22 +117,16 @@ impl SourceTuning {
     }
 }
 
+/// The defaults: the history votes alone. The definitions and the path
+/// sources helped the validation history a little and cost the dev
+/// split's and sympy's issues more (docs/benchmarks.md, "Candidate
+/// sources"), so they are off; [`SourceTuning::ALL`] has every source on.
 impl Default for SourceTuning {
     fn default() -> Self {
         Self {
-            definitions: 1.0,
-            block_weight: 0.5,
-            prose_weight: 0.3,
-            title_weight: 1.0,
-            max_defining_files: 20,
-            definition_scale: 10.0,
-            paths: 1.0,
-            stem_weight: 0.5,
-            history: 1.0,
-            history_commits: 20,
-            history_limit: 0,
-            change_prior: 0.0,
-            depth: 10,
+            definitions: 0.0,
+            paths: 0.0,
+            ..Self::ALL
         }
     }
 }

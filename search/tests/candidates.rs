@@ -161,7 +161,7 @@ fn files(
 fn by_rank() -> SourceTuning {
     SourceTuning {
         definition_scale: 0.0,
-        ..SourceTuning::default()
+        ..SourceTuning::ALL
     }
 }
 
@@ -214,11 +214,11 @@ fn a_past_change_like_the_query_votes_for_its_files_unless_it_is_the_querys_own(
         None,
         "no shared word: {before:?}"
     );
-    let after = files(&f, query, SourceTuning::default(), |_| {});
+    let after = files(&f, query, SourceTuning::ALL, |_| {});
     assert_eq!(rank(&after, "src/timer.py"), Some(1), "{after:?}");
     // Asked as the commit itself (a quality gate on a bundle that holds
     // it), its own message does not vote.
-    let own = files(&f, query, SourceTuning::default(), |r| {
+    let own = files(&f, query, SourceTuning::ALL, |r| {
         r.exclude_commit = Some(vec![7; 20]);
     });
     assert_eq!(rank(&own, "src/timer.py"), None, "{own:?}");
@@ -228,7 +228,7 @@ fn a_past_change_like_the_query_votes_for_its_files_unless_it_is_the_querys_own(
 fn filters_and_the_kind_asked_for_bound_what_sources_bring() {
     let f = fixture();
     let query = "`retry_budget` returns zero";
-    let filtered = files(&f, query, SourceTuning::default(), |r| {
+    let filtered = files(&f, query, SourceTuning::ALL, |r| {
         r.filter = shelf_search::Filter::new(Some("src/[a-c].py"), &[]).unwrap();
     });
     assert!(
