@@ -41,7 +41,7 @@ use crate::BuildError;
 /// The name and version of the rules above.
 pub const RULES: &str = "commits-v1";
 /// Commits kept when the settings do not say.
-pub const DEFAULT_COMMITS: usize = 2000;
+pub const DEFAULT_COMMITS: usize = 1000;
 /// Most files a commit may touch and still be kept: a change spread over
 /// more (a reformat, a rename of a package) says nothing about where one
 /// report belongs.

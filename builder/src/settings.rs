@@ -252,6 +252,6 @@ mod tests {
         assert_eq!((m.definitions, m.history), (None, None));
         let m = Settings::default().to_manifest();
         assert_eq!(m.definitions.as_deref(), Some("defs-v1/syntax"));
-        assert_eq!(m.history.as_deref(), Some("commits-v1/2000"));
+        assert_eq!(m.history.as_deref(), Some("commits-v1/1000"));
     }
 }

@@ -433,7 +433,7 @@ fn the_bundle_carries_its_definitions_and_the_history_before_it() {
     .unwrap();
     let m = &u.bundle.manifest;
     assert_eq!(m.settings.definitions.as_deref(), Some("defs-v1/syntax"));
-    assert_eq!(m.settings.history.as_deref(), Some("commits-v1/2000"));
+    assert_eq!(m.settings.history.as_deref(), Some("commits-v1/1000"));
     let chunks = std::fs::read(u.dir.join(members::CHUNKS)).unwrap();
     let store = ChunkStore::parse(&chunks).unwrap();
     let defs = std::fs::read(u.dir.join(members::DEFINITIONS)).unwrap();

@@ -167,8 +167,8 @@ pub struct BuildSettings {
     /// bundle has one (format 1.4 and later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definitions: Option<String>,
-    /// Which commits the history index holds (`commits-v1/2000`: the
-    /// 2,000 most recent eligible ancestors), when the bundle has one
+    /// Which commits the history index holds (`commits-v1/1000`: the
+    /// 1,000 most recent eligible ancestors), when the bundle has one
     /// (format 1.4 and later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,

@@ -578,7 +578,7 @@ pub fn bundle_of_files(
     manifest.settings.lexical = Some(shelf_formats::lexical::Analyzer::CURRENT.kind().into());
     if !spec.without_indexes {
         manifest.settings.definitions = Some("defs-v1/syntax".into());
-        manifest.settings.history = Some("commits-v1/2000".into());
+        manifest.settings.history = Some("commits-v1/1000".into());
     }
     shelf_formats::bundle::write_bundle(out_dir, manifest, &members).expect("write bundle")
 }
