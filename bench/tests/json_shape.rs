@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 20] = [
+const COMMITTED: [(&str, Check); 24] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -104,6 +104,22 @@ const COMMITTED: [(&str, Check); 20] = [
     (
         "history-validation-previous.json",
         round_trip::<quality::history::Results>,
+    ),
+    (
+        "history-validation-baseline.json",
+        round_trip::<quality::history::Results>,
+    ),
+    (
+        "history-validation-sources.json",
+        round_trip::<quality::history::Results>,
+    ),
+    (
+        "swebench-sources.json",
+        round_trip::<quality::swebench::Results>,
+    ),
+    (
+        "swebench-sympy-sources.json",
+        round_trip::<quality::swebench::Results>,
     ),
 ];
 

@@ -124,7 +124,9 @@ fn words(text: &str) -> usize {
         .count()
 }
 
-fn is_bot(name: &str, email: &str) -> bool {
+/// Whether a commit's author is a bot (dependency bumps, formatting
+/// runs): their messages say nothing about where a report belongs.
+pub(crate) fn is_bot(name: &str, email: &str) -> bool {
     let (name, email) = (name.to_ascii_lowercase(), email.to_ascii_lowercase());
     name.contains("[bot]")
         || email.contains("[bot]")

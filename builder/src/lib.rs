@@ -14,8 +14,10 @@
 
 pub mod cache;
 pub mod chunker;
+pub mod definitions;
 mod embedding;
 pub mod history;
+pub mod history_index;
 pub mod previous;
 pub mod report;
 pub mod secrets;
@@ -34,8 +36,10 @@ use sha2::Digest as _;
 use shelf_embed::{EmbedError, Embedder};
 use shelf_formats::bundle::{BundleError, write_bundle};
 use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
+use shelf_formats::definitions::DefinitionsWriter;
 use shelf_formats::files::{CompressedText, FileTextsWriter};
-use shelf_formats::lexical::{CountedDoc, LexicalIndexWriter};
+use shelf_formats::history::{HistoryCommit, HistoryWriter};
+use shelf_formats::lexical::{Analyzer, CountedDoc, LexicalIndexWriter};
 use shelf_formats::manifest::{Counts, Manifest, Source, members};
 
 pub use cache::{CacheReport, Shard, ShardReport, VectorCache, embed_shard};
@@ -312,6 +316,16 @@ struct Staged {
     /// How long each member took to write (wall, CPU).
     parts: Vec<(&'static str, (std::time::Duration, std::time::Duration))>,
     chunks: u64,
+    /// The optional members written (format 1.4), by name.
+    extra: Vec<&'static str>,
+}
+
+/// What the bundle knows beyond chunks and vectors: the definitions index
+/// and the history index, each absent when off (or, for history, when the
+/// clone is shallow).
+struct Extras {
+    definitions: Option<DefinitionsWriter>,
+    history: Option<Vec<HistoryCommit>>,
 }
 
 /// Builds one bundle. See the crate docs for the pipeline: each stage is
@@ -350,6 +364,15 @@ pub fn build_with(
     let chunked = chunk_files(&read, embedder, previous.as_ref(), observer);
     timings.record("chunk", t);
     let t = Stopwatch::start();
+    let definitions = definitions_of(&read, &chunked);
+    timings.record("definitions", t);
+    let t = Stopwatch::start();
+    let extras = Extras {
+        definitions,
+        history: history_of(req, &read, previous.as_ref())?,
+    };
+    timings.record("history", t);
+    let t = Stopwatch::start();
     let vectors = vectors_for(&chunked, embedder, previous.as_ref(), cache, observer)?;
     let (wall, cpu) = t.lap();
     timings.record_lap("embed", (wall.saturating_sub(vectors.cache_time), cpu));
@@ -357,7 +380,7 @@ pub fn build_with(
         timings.record_wall("cache", vectors.cache_time);
     }
     let t = Stopwatch::start();
-    let staged = write_members(
+    let mut staged = write_members(
         &req.out_dir,
         &read,
         &chunked,
@@ -366,6 +389,7 @@ pub fn build_with(
         embedder,
         observer,
     )?;
+    write_extras(&mut staged, &extras)?;
     drop(previous);
     timings.record("index", t);
     for (part, took) in &staged.parts {
@@ -557,6 +581,61 @@ fn chunk_files(
             done
         })
         .collect()
+}
+
+/// Definitions: every indexed file's (those with chunks, numbered as the
+/// chunk store numbers their paths), found on every core.
+fn definitions_of(read: &ReadOut, chunked: &[FileChunks]) -> Option<DefinitionsWriter> {
+    let extractor = read.settings.definitions;
+    extractor.kind()?;
+    let numbered: Vec<(&FileText, u32)> = read
+        .files
+        .iter()
+        .zip(chunked)
+        .filter(|(_, c)| !c.chunks.is_empty())
+        .enumerate()
+        .map(|(n, (f, _))| (f, n as u32))
+        .collect();
+    let found: Vec<Vec<shelf_formats::definitions::Definition>> = numbered
+        .par_iter()
+        .map(|(f, n)| definitions::of_file(extractor, &f.path, *n, &f.text))
+        .collect();
+    let mut writer = DefinitionsWriter::new();
+    for d in found.into_iter().flatten() {
+        writer.push(d);
+    }
+    Some(writer)
+}
+
+/// History: the commit's recent ancestors, carried forward from the
+/// previous bundle when it allows (`history_index.rs`).
+fn history_of(
+    req: &BuildRequest,
+    read: &ReadOut,
+    previous: Option<&previous::Previous>,
+) -> Result<Option<Vec<HistoryCommit>>, BuildError> {
+    let limit = read.settings.history_commits;
+    if limit == 0 {
+        return Ok(None);
+    }
+    let previous = match previous {
+        Some(p) => p.history()?,
+        None => None,
+    };
+    let repo = git2::Repository::open(&req.repo).map_err(|e| BuildError::Repository {
+        path: req.repo.clone(),
+        detail: e.message().to_string(),
+    })?;
+    let collected = history_index::collect(&repo, &read.snapshot.commit, limit, previous.as_ref())?;
+    if let Some((commits, how)) = &collected {
+        tracing::debug!(
+            commits = commits.len(),
+            mined = how.mined,
+            carried = how.carried,
+            "history index"
+        );
+    }
+    Ok(collected.map(|(commits, _)| commits))
 }
 
 /// Vectors: reused by content id from the previous bundle, then taken from
@@ -752,6 +831,7 @@ fn write_members(
         files_unchanged,
         parts,
         chunks: total_chunks as u64,
+        extra: Vec::new(),
     })
 }
 
@@ -761,7 +841,7 @@ fn write_members(
 /// bytes do not depend on how the work was split or what was reused.
 fn lexical_index(
     chunked: &[FileChunks],
-    reuse: Option<&previous::PreviousLexical<'_>>,
+    reuse: Option<&previous::LexicalReuse<'_>>,
 ) -> LexicalIndexWriter {
     // Each chunk: its key in the previous bundle, when its terms can be
     // carried over, else what to analyze.
@@ -816,6 +896,46 @@ fn file_texts(files: &[FileText], chunked: &[FileChunks]) -> std::io::Result<Fil
     Ok(writer)
 }
 
+/// The optional members (format 1.4): the definitions index and the
+/// history index with its lexical index, written beside the others.
+fn write_extras(staged: &mut Staged, extras: &Extras) -> Result<(), BuildError> {
+    let dir = staged.dir.path().to_path_buf();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| BuildError::Io { path, source: e }
+    };
+    let write = |name: &str, write: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
+        let path = dir.join(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(&path))?);
+        write(&mut f).map_err(io(&path))?;
+        std::io::Write::flush(&mut f).map_err(io(&path))
+    };
+    let t = Stopwatch::start();
+    let mut extra = Vec::new();
+    if let Some(defs) = &extras.definitions {
+        write(members::DEFINITIONS, &|w| defs.write_to(w))?;
+        extra.push(members::DEFINITIONS);
+    }
+    if let Some(commits) = &extras.history {
+        let mut history = HistoryWriter::new();
+        let mut messages = LexicalIndexWriter::new();
+        for c in commits {
+            let mut terms = Vec::new();
+            Analyzer::CURRENT.analyze(&c.message, |t| terms.push(t.to_string()));
+            messages.push_doc(terms.iter().map(String::as_str));
+            history
+                .push(c.clone())
+                .map_err(io(&dir.join(members::HISTORY)))?;
+        }
+        write(members::HISTORY, &|w| history.write_to(w))?;
+        write(members::HISTORY_LEXICAL, &|w| messages.write_to(w))?;
+        extra.extend([members::HISTORY, members::HISTORY_LEXICAL]);
+    }
+    staged.parts.push(("index.extras", t.lap()));
+    staged.extra = extra;
+    Ok(())
+}
+
 /// Pack: the manifest and the staged members, into `<out>/<hex>.tar.zst`.
 fn pack(
     out_dir: &Path,
@@ -835,7 +955,18 @@ fn pack(
             commit_time: snapshot.commit_time,
         },
         model: embedder.identity().clone(),
-        settings: read.settings.to_manifest(),
+        settings: {
+            // A setting whose member could not be made (history in a
+            // shallow clone) is not recorded as if it were there.
+            let mut settings = read.settings.to_manifest();
+            if !staged.extra.contains(&members::DEFINITIONS) {
+                settings.definitions = None;
+            }
+            if !staged.extra.contains(&members::HISTORY) {
+                settings.history = None;
+            }
+            settings
+        },
         counts: Counts {
             files_indexed: staged.files_indexed,
             chunks: staged.chunks,
@@ -845,16 +976,18 @@ fn pack(
         members: Vec::new(),
     };
     let member = |name: &str| (name.to_string(), staged.dir.path().join(name));
-    Ok(write_bundle(
-        out_dir,
-        manifest,
-        &[
-            member(members::CHUNKS),
-            member(members::FILES),
-            member(members::LEXICAL),
-            member(members::FLAT_VECTORS),
-        ],
-    )?)
+    let mut all: Vec<(String, PathBuf)> = [
+        members::CHUNKS,
+        members::FILES,
+        members::LEXICAL,
+        members::FLAT_VECTORS,
+    ]
+    .iter()
+    .chain(&staged.extra)
+    .map(|n| member(n))
+    .collect();
+    all.sort();
+    Ok(write_bundle(out_dir, manifest, &all)?)
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<&Path, BuildError> {

@@ -21,12 +21,14 @@ use shelf_formats::ModelIdentity;
 use shelf_formats::bundle::{Limits, unpack_file};
 use shelf_formats::chunks::ChunkStore;
 use shelf_formats::files::{CompressedText, FileTexts};
+use shelf_formats::history::History;
 use shelf_formats::lexical::LexicalIndex;
 use shelf_formats::manifest::{BuildSettings, Manifest, VectorLayout, members};
 use shelf_formats::vectors::FlatVectors;
 
 use crate::BuildError;
 use crate::chunker::Chunk;
+use crate::history_index::PreviousHistory;
 use crate::vectors;
 
 /// What the previous bundle's vectors are stored in.
@@ -36,16 +38,22 @@ enum Stored {
     Hnsw(usearch::Index),
 }
 
+/// A previous bundle's lexical index and each document's `(term, count)`
+/// pairs.
+pub type LexicalReuse<'a> = (LexicalIndex<'a>, &'a [Vec<(u32, u32)>]);
+
 /// A previous bundle opened for reuse.
-/// A previous bundle's lexical index and each of its documents' terms
-/// (term id, count), by chunk key.
-pub type PreviousLexical<'a> = (LexicalIndex<'a>, &'a [Vec<(u32, u32)>]);
 
 pub struct Previous {
+    /// Where the previous bundle is, for errors.
+    path: std::path::PathBuf,
     manifest: Manifest,
     chunks: Mmap,
     files: Option<Mmap>,
     lexical: Option<Mmap>,
+    /// The history index (format 1.4+), carried forward by the history
+    /// stage.
+    history: Option<Mmap>,
     /// The lexical index's documents, turned around once when first asked.
     documents: std::sync::OnceLock<Vec<Vec<(u32, u32)>>>,
     stored: Stored,
@@ -115,6 +123,14 @@ impl Previous {
             }
             None => None,
         };
+        let history = match manifest.member(members::HISTORY) {
+            Some(_) => {
+                let m = map(members::HISTORY)?;
+                History::parse(&m).map_err(|e| fail(e.to_string()))?;
+                Some(m)
+            }
+            None => None,
+        };
         let dimensions = model.dimensions as usize;
         let stored = match manifest.vector_layout() {
             VectorLayout::Flat => {
@@ -140,12 +156,36 @@ impl Previous {
             chunks,
             files,
             lexical,
+            history,
+            path: bundle.to_path_buf(),
             documents: std::sync::OnceLock::new(),
             stored,
             by_id,
             by_path,
             dimensions,
             _dir: dir,
+        }))
+    }
+
+    /// The previous bundle's history index, to carry forward (`None`
+    /// when it has none).
+    pub fn history(&self) -> Result<Option<PreviousHistory>, BuildError> {
+        let Some(bytes) = &self.history else {
+            return Ok(None);
+        };
+        let unreadable = || BuildError::Previous {
+            path: self.path.clone(),
+            detail: "its history index has an unreadable commit".into(),
+        };
+        let history = History::open(bytes).map_err(|_| unreadable())?;
+        let commits = (0..history.len())
+            .map(|i| history.commit(i))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(unreadable)?;
+        Ok(Some(PreviousHistory {
+            commit: self.manifest.source.commit.clone(),
+            kind: self.manifest.settings.history.clone(),
+            commits,
         }))
     }
 
@@ -190,7 +230,7 @@ impl Previous {
     /// The previous bundle's lexical index and its documents' terms, when
     /// it was analyzed as `settings` would analyze (so an unchanged
     /// chunk's terms can be carried over instead of analyzed again).
-    pub fn lexical(&self, settings: &BuildSettings) -> Option<PreviousLexical<'_>> {
+    pub fn lexical(&self, settings: &BuildSettings) -> Option<LexicalReuse<'_>> {
         if self.manifest.settings.lexical.is_none()
             || self.manifest.settings.lexical != settings.lexical
         {

@@ -33,7 +33,14 @@ pub struct Settings {
     /// change of chunker re-embeds what it cuts differently rather than
     /// mixing old and new chunks.
     pub chunker: Chunker,
+    /// How the definitions index is made (`definitions.rs`), or none.
+    pub definitions: crate::definitions::Extractor,
+    /// Commits in the history index (`history_index.rs`); 0: none.
+    pub history_commits: usize,
 }
+
+/// Most commits a history index may hold.
+const MAX_HISTORY_COMMITS: usize = 100_000;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -46,6 +53,8 @@ impl Default for Settings {
             exclude_generated: true,
             allow_secrets_in: Vec::new(),
             chunker: Chunker::default(),
+            definitions: crate::definitions::Extractor::default(),
+            history_commits: crate::history_index::DEFAULT_COMMITS,
         }
     }
 }
@@ -72,6 +81,8 @@ struct BuildSection {
     exclude_generated: Option<bool>,
     allow_secrets_in: Option<Vec<String>>,
     chunker: Option<String>,
+    definitions: Option<String>,
+    history_commits: Option<usize>,
 }
 
 impl Settings {
@@ -99,7 +110,20 @@ impl Settings {
                     .map_err(|e| invalid(format!("build.chunker: {e}")))?,
                 None => d.chunker,
             },
+            definitions: match b.definitions {
+                Some(x) => x
+                    .parse()
+                    .map_err(|e| invalid(format!("build.definitions: {e}")))?,
+                None => d.definitions,
+            },
+            history_commits: b.history_commits.unwrap_or(d.history_commits),
         };
+        if s.history_commits > MAX_HISTORY_COMMITS {
+            return Err(invalid(format!(
+                "build.history_commits = {} is more than {MAX_HISTORY_COMMITS}",
+                s.history_commits
+            )));
+        }
         if s.max_chunk_tokens < 32 || s.max_chunk_tokens > model_max_tokens {
             return Err(invalid(format!(
                 "build.max_chunk_tokens = {} must be between 32 and the model's limit {model_max_tokens}",
@@ -149,6 +173,8 @@ impl Settings {
                 rules: crate::secrets::RULES.to_string(),
                 allow: self.allow_secrets_in.clone(),
             }),
+            definitions: self.definitions.kind().map(str::to_string),
+            history: crate::history_index::kind(self.history_commits),
             compression: Some(shelf_formats::bundle::compression_id()),
         }
     }
@@ -205,5 +231,27 @@ mod tests {
         let s = Settings::from_toml("[build]\nchunker = \"syntax-v1\"\n", "x", 256).unwrap();
         assert_eq!(s.chunker, Chunker::SyntaxV1);
         assert_eq!(s.to_manifest().chunker, "syntax-v1");
+        let e = Settings::from_toml("[build]\ndefinitions = \"ast\"\n", "x", 256)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("build.definitions") && e.contains("lines"),
+            "{e}"
+        );
+        let e = Settings::from_toml("[build]\nhistory_commits = 1000000\n", "x", 256)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("build.history_commits"), "{e}");
+        let s = Settings::from_toml(
+            "[build]\ndefinitions = \"off\"\nhistory_commits = 0\n",
+            "x",
+            256,
+        )
+        .unwrap();
+        let m = s.to_manifest();
+        assert_eq!((m.definitions, m.history), (None, None));
+        let m = Settings::default().to_manifest();
+        assert_eq!(m.definitions.as_deref(), Some("defs-v1/syntax"));
+        assert_eq!(m.history.as_deref(), Some("commits-v1/1000"));
     }
 }

@@ -23,7 +23,7 @@ const MAX_ERROR_SHARE: f64 = 0.2;
 const MAX_DEPTH: u8 = 2;
 
 /// The languages parsed, by extension.
-fn language_of(path: &str) -> Option<Language> {
+pub(crate) fn language_of(path: &str) -> Option<Language> {
     let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
     Some(match ext.as_str() {
         "py" | "pyi" => tree_sitter_python::LANGUAGE.into(),
@@ -86,18 +86,12 @@ fn is_leading(kind: &str) -> bool {
 /// The outline of `text` (the file at `path`), or `None`: another
 /// language, too large, or too broken to trust.
 pub fn outline(path: &str, text: &str) -> Option<Outline> {
-    if text.len() > MAX_PARSE_BYTES {
-        return None;
-    }
     let language = language_of(path)?;
     let mut parser = Parser::new();
     parser.set_language(&language).ok()?;
-    let tree = parser.parse(text, None)?;
+    let tree = parse_trusted(&mut parser, text)?;
     let root = tree.root_node();
     let lines = text.lines().count().max(1);
-    if root.has_error() && error_lines(root) as f64 > MAX_ERROR_SHARE * lines as f64 {
-        return None;
-    }
     let mut out = Outline {
         starts: vec![None; lines + 1],
         definitions: Vec::new(),
@@ -105,6 +99,22 @@ pub fn outline(path: &str, text: &str) -> Option<Outline> {
     items(root, 0, &mut out);
     out.starts.truncate(lines);
     Some(out)
+}
+
+/// The syntax tree of `text` by `parser` (its language already set), or
+/// `None` when the text is too large to parse or too broken to trust: the
+/// one rule the chunker and the definitions index share.
+pub(crate) fn parse_trusted(parser: &mut Parser, text: &str) -> Option<tree_sitter::Tree> {
+    if text.len() > MAX_PARSE_BYTES {
+        return None;
+    }
+    let tree = parser.parse(text, None)?;
+    let root = tree.root_node();
+    let lines = text.lines().count().max(1);
+    if root.has_error() && error_lines(root) as f64 > MAX_ERROR_SHARE * lines as f64 {
+        return None;
+    }
+    Some(tree)
 }
 
 /// Lines covered by error nodes (roughly: the outermost ones).

@@ -349,7 +349,7 @@ fn the_bundle_carries_a_lexical_index_of_every_chunk_and_skips_generated_text() 
     )
     .unwrap();
     let m = &u.bundle.manifest;
-    assert_eq!((m.format_version, m.format_minor), (1, 3));
+    assert_eq!((m.format_version, m.format_minor), (1, 4));
     assert_eq!(m.settings.lexical.as_deref(), Some("bm25/code-v1"));
     assert_eq!(m.settings.exclude_generated, Some(true));
     let lexical = std::fs::read(u.dir.join(members::LEXICAL)).unwrap();
@@ -411,4 +411,80 @@ fn the_bundle_carries_the_exact_text_of_every_indexed_file_once() {
     }
     // Two files with the same bytes share one stored text.
     assert_eq!(texts.blob_count(), texts.len() - 1);
+}
+
+#[test]
+fn the_bundle_carries_its_definitions_and_the_history_before_it() {
+    let r = sample_repo();
+    r.write(
+        "src/router.py",
+        "class Router:\n    def add_route(self, path):\n        return path\n",
+    );
+    let added = r.commit("Add a router with routes");
+    let out = tempfile::tempdir().unwrap();
+    let report = run(&request(r.path(), out.path())).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let u = unpack_file(
+        Path::new(&report.bundle_path),
+        Some(&report.digest.parse().unwrap()),
+        &t.path().join("b"),
+        &Limits::default(),
+    )
+    .unwrap();
+    let m = &u.bundle.manifest;
+    assert_eq!(m.settings.definitions.as_deref(), Some("defs-v1/syntax"));
+    assert_eq!(m.settings.history.as_deref(), Some("commits-v1/1000"));
+    let chunks = std::fs::read(u.dir.join(members::CHUNKS)).unwrap();
+    let store = ChunkStore::parse(&chunks).unwrap();
+    let defs = std::fs::read(u.dir.join(members::DEFINITIONS)).unwrap();
+    let defs = shelf_formats::definitions::Definitions::parse(&defs, store.path_count()).unwrap();
+    let found: Vec<_> = defs
+        .lookup("add_route")
+        .map(|i| defs.get(i).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        store.path(found[0].path_index as usize),
+        Some("src/router.py")
+    );
+    assert_eq!(
+        (found[0].scope, found[0].start_line, found[0].end_line),
+        ("Router", 2, 3)
+    );
+    let history = std::fs::read(u.dir.join(members::HISTORY)).unwrap();
+    let history = shelf_formats::history::History::parse(&history).unwrap();
+    // The test repository's commits share one time: ordered by id then.
+    let commits: Vec<_> = (0..history.len())
+        .map(|i| history.commit(i).unwrap())
+        .collect();
+    let own = commits
+        .iter()
+        .find(|c| c.id_hex() == added)
+        .expect("the commit itself");
+    assert_eq!(own.files, ["src/router.py"]);
+    assert_eq!(own.message, "Add a router with routes");
+    assert!(commits.windows(2).all(|w| w[0].id < w[1].id));
+    let lexical = std::fs::read(u.dir.join(members::HISTORY_LEXICAL)).unwrap();
+    let lexical = shelf_formats::lexical::LexicalIndex::parse(&lexical).unwrap();
+    assert_eq!(
+        lexical.doc_count(),
+        history.len(),
+        "one document per commit"
+    );
+    assert!(lexical.lookup("router").is_some());
+
+    // Both can be switched off; the manifest then names neither.
+    r.write(
+        "shelf.toml",
+        "[build]\ndefinitions = \"off\"\nhistory_commits = 0\n",
+    );
+    r.commit("no extras");
+    let report = run(&request(r.path(), &out.path().join("off"))).unwrap();
+    let (m, _) = contents(&report);
+    assert_eq!((m.settings.definitions, m.settings.history), (None, None));
+    let names: Vec<&str> = m.members.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["chunks.bin", "files.bin", "lexical.bin", "vectors.bin"]
+    );
 }

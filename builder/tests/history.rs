@@ -136,3 +136,67 @@ fn a_shallow_clone_says_its_history_is_cut_off() {
     let e = mine(&shallow, "nope", &MineOptions::default()).unwrap_err();
     assert!(e.to_string().contains("revision 'nope' not found"), "{e}");
 }
+
+#[test]
+fn a_query_commit_is_never_in_its_parents_history_index() {
+    use shelf_builder::history::{ParentBuild, build_parents};
+    use shelf_embed::{Embedder, EmbedderOptions, Runtime};
+    use shelf_formats::bundle::{Limits, unpack_file};
+    use shelf_formats::history::History;
+    use shelf_formats::manifest::members;
+
+    let r = GitRepo::new();
+    r.write("src/retry.rs", "pub fn retry() {}\n")
+        .write("src/pool.rs", "pub fn pool() {}\n");
+    r.commit("Initial import of the retry and pool code");
+    let mut commits = Vec::new();
+    for (i, (file, message)) in [
+        ("src/retry.rs", "Back off between retries of the request"),
+        ("src/pool.rs", "Grow the pool when every connection is busy"),
+        ("src/retry.rs", "Give up after the retry budget is spent"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        r.write(file, format!("pub fn f{i}() {{}}\n"));
+        commits.push(r.commit(message));
+    }
+    let mined = mine(r.path(), "HEAD", &MineOptions::default()).unwrap();
+    assert_eq!(mined.queries.len(), 3, "{mined:#?}");
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::locate(None).expect("runtime: run scripts/setup first");
+    let embedder = Embedder::load(&runtime, &EmbedderOptions::default()).unwrap();
+    let how = ParentBuild {
+        repo: r.path().to_path_buf(),
+        name: Some("test/repo".into()),
+        config: None,
+        cache: cache.path().to_path_buf(),
+    };
+    let bundles = build_parents(&mined.queries, &how, &embedder, &(), |_| {}).unwrap();
+    for q in &mined.queries {
+        let t = tempfile::tempdir().unwrap();
+        let u = unpack_file(
+            &bundles[&q.parent],
+            None,
+            &t.path().join("b"),
+            &Limits::default(),
+        )
+        .unwrap();
+        let bytes = std::fs::read(u.dir.join(members::HISTORY)).unwrap();
+        let history = History::parse(&bytes).unwrap();
+        let ids: Vec<String> = (0..history.len())
+            .map(|i| history.get(i).unwrap().id_hex())
+            .collect();
+        assert!(
+            !ids.contains(&q.commit),
+            "{} is in its parent's history: {ids:?}",
+            q.commit
+        );
+        assert!(ids.contains(&q.parent), "the parent itself is: {ids:?}");
+        // Nothing newer than the parent either.
+        let later = commits.iter().skip_while(|c| **c != q.commit);
+        for c in later {
+            assert!(!ids.contains(c), "{c} is after {}", q.parent);
+        }
+    }
+}

@@ -330,6 +330,28 @@ impl<'a> ChunkStore<'a> {
         std::str::from_utf8(self.path_bytes(p)?).ok()
     }
 
+    /// The chunks of path number `p`: chunks are stored sorted by path, so
+    /// a file's chunks are one range, found by binary search (empty when
+    /// the path has none, or the store is not sorted so).
+    pub fn chunks_of(&self, p: usize) -> std::ops::Range<usize> {
+        let partition = |strict: bool| {
+            let (mut lo, mut hi) = (0usize, self.count);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let below = self
+                    .path_index(mid)
+                    .is_some_and(|q| if strict { q < p } else { q <= p });
+                if below {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        partition(true)..partition(false)
+    }
+
     /// The content id of chunk `i` alone (cheap: no string checks).
     pub fn content_id(&self, i: usize) -> Option<&'a [u8; 32]> {
         if i >= self.count {
@@ -393,6 +415,9 @@ mod tests {
         assert_eq!(s.path_index(0), s.path_index(1));
         assert_eq!(s.path(s.path_index(2).unwrap()), Some("docs/ü.md"));
         assert_eq!((s.path_index(3), s.path(2)), (None, None));
+        assert_eq!(s.chunks_of(0), 0..2);
+        assert_eq!(s.chunks_of(1), 2..3);
+        assert!(s.chunks_of(2).is_empty());
     }
 
     #[test]

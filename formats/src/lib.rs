@@ -7,9 +7,12 @@
 pub mod bundle;
 pub mod chunks;
 pub mod commit_record;
+pub mod definitions;
+pub mod defline;
 pub mod digest;
 pub mod embedding_cache;
 pub mod files;
+pub mod history;
 pub mod keys;
 pub mod kind;
 pub mod layout;

@@ -19,8 +19,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// a kind it does not know by name. 1.1 added the lexical index
 /// (`lexical.bin`, `settings.lexical`); 1.2 the file texts (`files.bin`);
 /// 1.3 the flat half-precision vectors (`vectors.bin`) in place of the
-/// HNSW graph.
-pub const FORMAT_MINOR: u32 = 3;
+/// HNSW graph; 1.4 the definitions index (`definitions.bin`,
+/// `settings.definitions`) and the history index (`history.bin`,
+/// `history-lexical.bin`, `settings.history`).
+pub const FORMAT_MINOR: u32 = 4;
 
 /// The vector index kind this code writes (`settings.index`): every vector
 /// in `vectors.bin`, searched exactly by cosine.
@@ -161,6 +163,15 @@ pub struct BuildSettings {
     /// indexed text (absent: no scan; bundles made before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_scan: Option<SecretScan>,
+    /// How the definitions index was made (`defs-v1/syntax`), when the
+    /// bundle has one (format 1.4 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<String>,
+    /// Which commits the history index holds (`commits-v1/1000`: the
+    /// 1,000 most recent eligible ancestors), when the bundle has one
+    /// (format 1.4 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
     /// The compressor of the archive and of each file text,
     /// `zstd-<version>/<level>` (format 1.3 and later; absent before).
     /// The same bytes compress to the same bytes when it is the same, so
@@ -221,6 +232,12 @@ pub mod members {
     pub const LEXICAL: &str = "lexical.bin";
     /// The text of every indexed file; format 1.2 and later.
     pub const FILES: &str = "files.bin";
+    /// Every definition in the indexed files; format 1.4 and later.
+    pub const DEFINITIONS: &str = "definitions.bin";
+    /// Recent commits with their messages and files; format 1.4 and later.
+    pub const HISTORY: &str = "history.bin";
+    /// The lexical index over the history's messages; format 1.4 and later.
+    pub const HISTORY_LEXICAL: &str = "history-lexical.bin";
 }
 
 impl Manifest {
@@ -370,6 +387,8 @@ mod tests {
                 lexical: None,
                 exclude_generated: None,
                 secret_scan: None,
+                definitions: None,
+                history: None,
                 compression: None,
             },
             counts: Counts {

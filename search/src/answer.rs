@@ -13,11 +13,12 @@ use shelf_formats::Digest;
 use shelf_formats::chunks::Chunk;
 
 use crate::across::{self, Asked, InBundle, RepoFusion};
+use crate::candidates::{self, SourceTuning};
 use crate::code::{self, CodeTuning, KindPreference};
 use crate::encode::{Encoded, MAX_WINDOWS, QueryEncoder, windows};
 use crate::error::{RequestError, SearchError};
 use crate::filter::Filter;
-use crate::group::{CHUNKS_PER_FILE, group_by_file};
+use crate::group::{CHUNKS_PER_FILE, group_by_file_decayed};
 use crate::language::language_of;
 use crate::mapped::{MappedBundle, OpenError};
 use crate::query::{self, QueryTuning};
@@ -110,6 +111,10 @@ pub struct Request {
     pub group: Group,
     /// The kind of file to prefer.
     pub kind: KindPreference,
+    /// A commit (object id bytes) whose message the history source must
+    /// not count: the query's own, when a quality gate asks a commit's
+    /// message of a bundle that already holds it. Not a client parameter.
+    pub exclude_commit: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -153,6 +158,7 @@ impl Request {
             mode,
             group,
             kind,
+            exclude_commit: None,
         })
     }
 }
@@ -332,6 +338,15 @@ pub struct Tuning {
     pub query: QueryTuning,
     /// The code-aware factors.
     pub code: CodeTuning,
+    /// The candidate sources (definitions, paths, history).
+    pub sources: SourceTuning,
+    /// Each further chunk of a file counts this much of the one before
+    /// in the file's score (1: a plain sum of its best chunks).
+    pub chunk_decay: f32,
+    /// How far the lexical list's weight follows what the query looks
+    /// like: times `1 + this` for a query of code alone, `1 - this` for
+    /// prose alone, in between by the share of code terms (0: fixed).
+    pub adaptive_fusion: f32,
 }
 
 impl Tuning {
@@ -341,6 +356,8 @@ impl Tuning {
         Self {
             query: QueryTuning::PLAIN,
             code: CodeTuning::OFF,
+            sources: SourceTuning::OFF,
+            chunk_decay: 1.0,
             ..Self::default()
         }
     }
@@ -355,6 +372,9 @@ impl Default for Tuning {
             across: DEFAULT_REPO_FUSION,
             query: QueryTuning::default(),
             code: CodeTuning::default(),
+            sources: SourceTuning::default(),
+            chunk_decay: 1.0,
+            adaptive_fusion: 0.0,
         }
     }
 }
@@ -481,7 +501,19 @@ impl Engine {
         let kind = request.kind.resolve(&query);
         // Re-scored over a deeper list than a chunk answer shows, so a
         // chunk the factors lift can come from below the first k.
-        let mut chunks = rank::order(&c, &self.tuning.fusion, n.max(rank::CANDIDATES));
+        let fusion = self.fusion_for(&query);
+        let mut chunks = rank::order(&c, &fusion, n.max(rank::CANDIDATES));
+        candidates::add_sources(
+            bundle,
+            &query,
+            kind,
+            &request.filter,
+            request.exclude_commit.as_deref(),
+            &mut chunks,
+            c.mode,
+            &fusion,
+            &self.tuning.sources,
+        );
         code::rerank(
             &bundle.chunks()?,
             &query,
@@ -495,6 +527,18 @@ impl Engine {
             kind,
             chunks,
         })
+    }
+
+    /// The fusion for `query`: the tuning's, its lexical weight following
+    /// the query's share of code terms when `adaptive_fusion` is on.
+    fn fusion_for(&self, query: &query::Query) -> Fusion {
+        let mut fusion = self.tuning.fusion;
+        if self.tuning.adaptive_fusion != 0.0 && !query.terms.is_empty() {
+            let code = query.terms.iter().filter(|t| t.2 > 1.0).count() as f32;
+            let share = code / query.terms.len() as f32;
+            fusion.lexical_weight *= 1.0 + self.tuning.adaptive_fusion * (2.0 * share - 1.0);
+        }
+        fusion
     }
 
     /// Ranks the chunks of every target as one list: one bundle as
@@ -547,6 +591,17 @@ impl Engine {
         let mut all = Vec::new();
         for (target, mut list) in by_target.into_iter().enumerate() {
             let chunks = bundles[target].chunks()?;
+            candidates::add_sources(
+                bundles[target],
+                &queries[target],
+                kind,
+                &request.filter,
+                request.exclude_commit.as_deref(),
+                &mut list,
+                mode,
+                &self.tuning.fusion,
+                &self.tuning.sources,
+            );
             code::rerank(
                 &chunks,
                 &queries[target],
@@ -599,33 +654,33 @@ impl Engine {
             .map(|(r, c)| ((r.target, c.path), r.ranked.score))
             .collect();
         // Only the chunks a file keeps are copied out of the bundle.
-        Ok(group_by_file(&scored, self.tuning.chunks_per_file, k)
-            .into_iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let (target, path) = g.file;
-                ResultFile {
-                    rank: i + 1,
-                    repo: targets[target].repo.to_string(),
-                    path: path.to_string(),
-                    score: g.score,
-                    language: language_of(path),
-                    chunks: g
-                        .members
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &m)| {
-                            result_chunk(
-                                j + 1,
-                                targets[target].repo,
-                                &found[m].0.ranked,
-                                &found[m].1,
-                            )
-                        })
-                        .collect(),
-                }
-            })
-            .collect())
+        Ok(group_by_file_decayed(
+            &scored,
+            self.tuning.chunks_per_file,
+            self.tuning.chunk_decay,
+            k,
+        )
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let (target, path) = g.file;
+            ResultFile {
+                rank: i + 1,
+                repo: targets[target].repo.to_string(),
+                path: path.to_string(),
+                score: g.score,
+                language: language_of(path),
+                chunks: g
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &m)| {
+                        result_chunk(j + 1, targets[target].repo, &found[m].0.ranked, &found[m].1)
+                    })
+                    .collect(),
+            }
+        })
+        .collect())
     }
 }
 

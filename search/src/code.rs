@@ -86,6 +86,15 @@ pub struct CodeTuning {
     pub dir_name: f32,
     /// Boost of a file whose path the query mentions.
     pub path_mention: f32,
+    /// Score factor of a file that mostly re-exports others
+    /// (`__init__.py`, `index.ts`, `mod.rs`): 1 is no penalty.
+    pub reexport: f32,
+    /// Score factor of a compatibility shim (`compat.py`, `_compat/`,
+    /// `polyfill`): 1 is no penalty.
+    pub compat: f32,
+    /// Score factor of an example or demo (`examples/`, `demo/`,
+    /// `*_example.py`): 1 is no penalty.
+    pub example: f32,
 }
 
 impl CodeTuning {
@@ -101,6 +110,9 @@ impl CodeTuning {
         source_when_other: 1.0,
         dir_name: 0.0,
         path_mention: 0.0,
+        reexport: 1.0,
+        compat: 1.0,
+        example: 1.0,
     };
 
     /// Whether any factor is on.
@@ -141,6 +153,9 @@ impl Default for CodeTuning {
             source_when_other: 0.7,
             dir_name: 0.3,
             path_mention: 0.5,
+            reexport: 1.0,
+            compat: 1.0,
+            example: 1.0,
         }
     }
 }
@@ -194,7 +209,53 @@ fn path_factor(path: &str, query: &Query, wanted: Option<FileKind>, t: &CodeTuni
     if t.path_mention > 0.0 && query.paths.iter().any(|m| mentions(path, m)) {
         f *= 1.0 + t.path_mention;
     }
+    match role(path) {
+        Some(Role::Reexport) => f *= t.reexport,
+        Some(Role::Compat) => f *= t.compat,
+        Some(Role::Example) => f *= t.example,
+        None => {}
+    }
     f
+}
+
+/// What a file is for, when its path says it is not where code lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A package's entry file, mostly re-exports.
+    Reexport,
+    /// A compatibility shim.
+    Compat,
+    /// An example or demo.
+    Example,
+}
+
+fn role(path: &str) -> Option<Role> {
+    let lower = path.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    let stem = name.split('.').next().unwrap_or(name);
+    let dirs: Vec<&str> = lower.split('/').rev().skip(1).collect();
+    if matches!(stem, "__init__" | "index" | "mod") {
+        return Some(Role::Reexport);
+    }
+    let compat =
+        |s: &str| s.contains("compat") || s == "polyfill" || s == "polyfills" || s == "backports";
+    if compat(stem) || dirs.iter().any(|d| compat(d)) {
+        return Some(Role::Compat);
+    }
+    let example = |s: &str| {
+        matches!(
+            s,
+            "example" | "examples" | "demo" | "demos" | "sample" | "samples"
+        )
+    };
+    if dirs.iter().any(|d| example(d))
+        || stem.starts_with("example_")
+        || stem.ends_with("_example")
+        || stem.ends_with("_demo")
+    {
+        return Some(Role::Example);
+    }
+    None
 }
 
 /// Whether the mention `m` (lowercased) names `path`: the same file name
@@ -354,6 +415,18 @@ mod tests {
             e.contains("unknown kind 'tests'") && e.contains("auto, any"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn entry_files_shims_and_examples_are_told_apart() {
+        assert_eq!(role("sympy/printing/__init__.py"), Some(Role::Reexport));
+        assert_eq!(role("packages/zod/src/index.ts"), Some(Role::Reexport));
+        assert_eq!(role("src/_compat.py"), Some(Role::Compat));
+        assert_eq!(role("lib/compat/io.js"), Some(Role::Compat));
+        assert_eq!(role("examples/basic/main.go"), Some(Role::Example));
+        assert_eq!(role("src/retry_example.rs"), Some(Role::Example));
+        assert_eq!(role("sympy/printing/latex.py"), None);
+        assert_eq!(role("src/indexer.rs"), None);
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct EvalQuery {
     pub query: String,
     /// Repository-relative paths of the files that answer it.
     pub gold: Vec<String>,
+    /// The commit (hex) a query mined from history came from: a bundle
+    /// whose history index holds it does not let its own message vote
+    /// (`Request::exclude_commit`).
+    pub commit: Option<String>,
 }
 
 /// A query file line: `query` and `gold_files` (or `gold`); optional `id`
@@ -43,6 +47,8 @@ struct Line {
     id: Option<String>,
     #[serde(default, alias = "repo")]
     group: Option<String>,
+    #[serde(default)]
+    commit: Option<String>,
 }
 
 /// Why a query file cannot be used.
@@ -108,6 +114,7 @@ pub fn parse_queries(text: &str, name: &str) -> Result<Vec<EvalQuery>, EvalError
             group: line.group,
             query: line.query,
             gold: line.gold_files,
+            commit: line.commit,
         });
     }
     if out.is_empty() {
@@ -406,14 +413,22 @@ pub fn rank_files(
     query: &str,
     mode: Mode,
 ) -> Result<Vec<String>, SearchError> {
-    let request = file_request(query, mode);
+    ranked_paths(engine, bundle, &file_request(query, mode))
+}
+
+/// The files `engine` ranks for `request` in `bundle`.
+fn ranked_paths(
+    engine: &Engine,
+    bundle: &MappedBundle,
+    request: &Request,
+) -> Result<Vec<String>, SearchError> {
     let repo = bundle.default_repo_name();
     let target = Target {
         repo: &repo,
         bundle,
         tag: None,
     };
-    let answer = engine.answer(&[target], &request)?;
+    let answer = engine.answer(&[target], request)?;
     Ok(answer
         .files
         .unwrap_or_default()
@@ -432,6 +447,7 @@ pub fn file_request(query: &str, mode: Mode) -> Request {
         mode,
         group: Group::File,
         kind: Default::default(),
+        exclude_commit: None,
     }
 }
 
@@ -472,7 +488,9 @@ pub fn evaluate(
 ) -> Result<Report, SearchError> {
     let mut scores = Vec::with_capacity(queries.len());
     for q in queries {
-        scores.push(score(q, &rank_files(engine, bundle, &q.query, mode)?));
+        let mut request = file_request(&q.query, mode);
+        request.exclude_commit = q.commit.as_deref().and_then(|c| hex::decode(c).ok());
+        scores.push(score(q, &ranked_paths(engine, bundle, &request)?));
     }
     Ok(Report::new(scores))
 }
@@ -487,6 +505,7 @@ mod tests {
             group: Some("g".into()),
             query: query.into(),
             gold: gold.iter().map(|s| s.to_string()).collect(),
+            commit: None,
         }
     }
 
@@ -529,6 +548,7 @@ mod tests {
                 group: Some(if i < 2 { "g1" } else { "g2" }.into()),
                 query: "t".into(),
                 gold: vec![format!("f{i}")],
+                commit: None,
             })
             .collect();
         let base = Report::new(qs.iter().map(|q| score(q, &[q.gold[0].clone()])).collect());

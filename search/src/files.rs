@@ -519,6 +519,14 @@ pub struct Definition {
     pub line: u32,
     /// That line, trimmed (cut at [`MAX_LINE_BYTES`]).
     pub text: String,
+    /// What it defines (`function`, `class`, ...), when the bundle's
+    /// definitions index says (format 1.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// What encloses it (`Session` for a method of it; empty at the top
+    /// level), when the bundle's definitions index says (format 1.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Where a symbol is defined.
@@ -553,9 +561,11 @@ pub struct DefinitionsRequest {
     pub max_tokens: usize,
 }
 
-/// Every line of every file of `targets` that defines `request.name` (by
-/// [`crate::definition::defined_name`]), the same case first; a name in another case counts too,
-/// after them.
+/// Every definition of `request.name` in `targets`, the same case first;
+/// a name in another case counts too, after them. A bundle with a
+/// definitions index (format 1.4) answers from it (and reads only the
+/// files that hold a definition, for its line); an older one is scanned
+/// line by line with [`shelf_formats::defline::defined_name`].
 pub fn definitions(
     targets: &[Target<'_>],
     request: &DefinitionsRequest,
@@ -590,41 +600,16 @@ pub fn definitions(
             Err(e) => return Err(e),
         };
         scanned_any = Some(Ok(()));
-        let mut reader = texts
-            .reader()
-            .map_err(|e| FileError::Damaged(e.to_string()))?;
-        let wanted_lower = wanted.to_lowercase();
-        for i in 0..texts.len() {
-            let Some(entry) = texts.entry(i) else {
-                continue;
-            };
-            files_scanned += 1;
-            let text = reader
-                .text(i)
-                .map_err(|e| FileError::Damaged(e.to_string()))?;
-            // Most files do not mention the name at all: skip them whole.
-            if !text.to_lowercase().contains(&wanted_lower) {
-                continue;
+        let found = match t.bundle.definitions() {
+            Some(index) => {
+                let index = index.map_err(|e| FileError::Damaged(e.to_string()))?;
+                from_index(t, &texts, &index, wanted)?
             }
-            for (n, line) in text.lines().enumerate() {
-                let Some(defined) = crate::definition::defined_name(line) else {
-                    continue;
-                };
-                let list = if defined == wanted {
-                    &mut exact
-                } else if defined.eq_ignore_ascii_case(wanted) {
-                    &mut other_case
-                } else {
-                    continue;
-                };
-                list.push(Definition {
-                    repo: t.repo.to_string(),
-                    path: entry.path.to_string(),
-                    line: n as u32 + 1,
-                    text: cut_line(line.trim()),
-                });
-            }
-        }
+            None => by_scanning(t, &texts, wanted)?,
+        };
+        files_scanned += found.files_read;
+        exact.extend(found.exact);
+        other_case.extend(found.other_case);
     }
     if let Some(Err(e)) = scanned_any {
         return Err(e);
@@ -658,6 +643,115 @@ pub fn definitions(
         took_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         truncated,
     })
+}
+
+/// One bundle's definitions of a name: the same case, another case, and
+/// how many files were read to find them.
+struct Found {
+    exact: Vec<Definition>,
+    other_case: Vec<Definition>,
+    files_read: usize,
+}
+
+/// From the definitions index: a lookup, then each file that holds one
+/// read once for the lines.
+fn from_index(
+    t: &Target<'_>,
+    texts: &FileTexts<'_>,
+    index: &shelf_formats::definitions::Definitions<'_>,
+    wanted: &str,
+) -> Result<Found, FileError> {
+    let damaged = |e: &dyn std::fmt::Display| FileError::Damaged(e.to_string());
+    let chunks = t.bundle.chunks().map_err(|e| damaged(&e))?;
+    let mut defs: Vec<_> = index
+        .lookup(&wanted.to_ascii_lowercase())
+        .filter_map(|i| index.get(i))
+        .collect();
+    defs.sort_by_key(|d| (d.path_index, d.start_line));
+    let mut found = Found {
+        exact: Vec::new(),
+        other_case: Vec::new(),
+        files_read: 0,
+    };
+    let mut reader = texts.reader().map_err(|e| damaged(&e))?;
+    let mut open: Option<(u32, String)> = None;
+    for d in defs {
+        let Some(path) = chunks.path(d.path_index as usize) else {
+            continue;
+        };
+        if open.as_ref().is_none_or(|(p, _)| *p != d.path_index) {
+            let Some(i) = texts.find(path) else { continue };
+            open = Some((d.path_index, reader.text(i).map_err(|e| damaged(&e))?));
+            found.files_read += 1;
+        }
+        let text = open
+            .as_ref()
+            .and_then(|(_, text)| text.lines().nth(d.start_line as usize - 1))
+            .unwrap_or("");
+        let def = Definition {
+            repo: t.repo.to_string(),
+            path: path.to_string(),
+            line: d.start_line,
+            text: cut_line(text.trim()),
+            kind: Some(d.kind.name()),
+            scope: Some(d.scope.to_string()),
+        };
+        if d.name == wanted {
+            found.exact.push(def);
+        } else {
+            found.other_case.push(def);
+        }
+    }
+    Ok(found)
+}
+
+/// From the file texts alone (bundles before the definitions index):
+/// every line of every file that mentions the name, by the line
+/// recogniser.
+fn by_scanning(t: &Target<'_>, texts: &FileTexts<'_>, wanted: &str) -> Result<Found, FileError> {
+    let mut found = Found {
+        exact: Vec::new(),
+        other_case: Vec::new(),
+        files_read: 0,
+    };
+    let mut reader = texts
+        .reader()
+        .map_err(|e| FileError::Damaged(e.to_string()))?;
+    let wanted_lower = wanted.to_lowercase();
+    for i in 0..texts.len() {
+        let Some(entry) = texts.entry(i) else {
+            continue;
+        };
+        found.files_read += 1;
+        let text = reader
+            .text(i)
+            .map_err(|e| FileError::Damaged(e.to_string()))?;
+        // Most files do not mention the name at all: skip them whole.
+        if !text.to_lowercase().contains(&wanted_lower) {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            let Some(defined) = shelf_formats::defline::defined_name(line) else {
+                continue;
+            };
+            let list = if defined == wanted {
+                &mut found.exact
+            } else if defined.eq_ignore_ascii_case(wanted) {
+                &mut found.other_case
+            } else {
+                continue;
+            };
+            list.push(Definition {
+                repo: t.repo.to_string(),
+                path: entry.path.to_string(),
+                line: n as u32 + 1,
+                text: cut_line(line.trim()),
+                kind: None,
+                scope: None,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// `line` cut to at most [`MAX_LINE_BYTES`] at a character boundary.

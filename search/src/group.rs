@@ -28,6 +28,18 @@ pub fn group_by_file<F: Copy + Eq + Hash>(
     summed: usize,
     k: usize,
 ) -> Vec<FileGroup<F>> {
+    group_by_file_decayed(ranked, summed, 1.0, k)
+}
+
+/// [`group_by_file`] with each further chunk of a file counting `decay`
+/// times the one before (1: a plain sum): a file is lifted by several
+/// matching chunks, but less by each one more.
+pub fn group_by_file_decayed<F: Copy + Eq + Hash>(
+    ranked: &[(F, f32)],
+    summed: usize,
+    decay: f32,
+    k: usize,
+) -> Vec<FileGroup<F>> {
     let mut files: Vec<FileGroup<F>> = Vec::new();
     let mut slot: HashMap<F, usize> = HashMap::new();
     for (i, &(path, score)) in ranked.iter().enumerate() {
@@ -35,7 +47,7 @@ pub fn group_by_file<F: Copy + Eq + Hash>(
             Some(&f) => {
                 let f = &mut files[f];
                 if f.members.len() < summed {
-                    f.score += score;
+                    f.score += score * decay.powi(f.members.len() as i32);
                     f.members.push(i);
                 }
             }

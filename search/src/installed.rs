@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use shelf_formats::bundle::{Limits, digest_from_file_name, unpack_file};
 use shelf_formats::chunks::ChunkStore;
+use shelf_formats::definitions::Definitions;
 use shelf_formats::files::FileTexts;
+use shelf_formats::history::History;
 use shelf_formats::lexical::LexicalIndex;
 use shelf_formats::manifest::{VectorLayout, members};
 use shelf_formats::vectors::FlatVectors;
@@ -176,6 +178,30 @@ pub fn verify_members(dir: &Path, manifest: &Manifest, digest: Digest) -> Result
         true => Some(FileTexts::parse(&read(members::FILES)?)?.len() as u64),
         false => None,
     };
+    if present(members::DEFINITIONS) {
+        Definitions::parse(&read(members::DEFINITIONS)?, paths)?;
+    }
+    match (present(members::HISTORY), present(members::HISTORY_LEXICAL)) {
+        (false, false) => {}
+        (true, true) => {
+            let commits = History::parse(&read(members::HISTORY)?)?.len();
+            let docs = LexicalIndex::parse(&read(members::HISTORY_LEXICAL)?)?.doc_count();
+            if docs != commits {
+                return Err(index_err(format!(
+                    "history's lexical index has {docs} documents for {commits} commits"
+                )));
+            }
+        }
+        (history, _) => {
+            let (has, lacks) = match history {
+                true => (members::HISTORY, members::HISTORY_LEXICAL),
+                false => (members::HISTORY_LEXICAL, members::HISTORY),
+            };
+            return Err(index_err(format!(
+                "the manifest lists {has} but no {lacks}"
+            )));
+        }
+    }
     // What `/v1/bundle` and the tools report is the manifest: it must be
     // what the members hold.
     manifest

@@ -10,7 +10,8 @@
 //! (one opened bundle, mapped from there), `flat` (exact vector search), `filter` (path and language filters
 //! resolved per bundle), `language`, `encode` (query windows and the
 //! encoder trait), `semantic` and `lexical` (the two rankers), `rank`
-//! (modes, candidates, fusion), `query` (query understanding), `code`
+//! (modes, candidates, fusion), `candidates` (files from definitions,
+//! paths and history), `query` (query understanding), `code`
 //! (code-aware ranking), `group` (files from chunks), `answer` (the
 //! pipeline), `across` (several bundles as one collection), `files`
 //! (reading and grepping the files at the bundle's commit), `definition`
@@ -26,9 +27,9 @@
 pub mod across;
 pub mod answer;
 pub mod budget;
+pub mod candidates;
 pub mod changes;
 pub mod code;
-pub mod definition;
 pub mod encode;
 pub mod error;
 pub mod eval;

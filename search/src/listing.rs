@@ -333,7 +333,7 @@ fn closes(line: &str) -> bool {
 }
 
 /// The definitions of one file (by the engine's definition finder,
-/// [`crate::definition::defined_name`]), each with its kind, its lines and
+/// [`shelf_formats::defline::defined_name`]), each with its kind, its lines and
 /// its nesting.
 pub fn outline(
     targets: &[Target<'_>],
@@ -391,7 +391,7 @@ pub fn outline(
             open.pop();
         }
         last_code = number;
-        let Some(name) = crate::definition::defined_name(line) else {
+        let Some(name) = shelf_formats::defline::defined_name(line) else {
             continue;
         };
         let nested = !open.is_empty();

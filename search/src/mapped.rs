@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use shelf_formats::bundle::BundleError;
 use shelf_formats::chunks::{Chunk, ChunkStore, ChunkStoreError};
+use shelf_formats::definitions::{Definitions, DefinitionsError};
 use shelf_formats::files::{FileTexts, FileTextsError};
+use shelf_formats::history::{History, HistoryError};
 use shelf_formats::lexical::{Analyzer, LexicalIndex, LexicalIndexError};
 use shelf_formats::manifest::{VectorLayout, members};
 use shelf_formats::vectors::FlatVectors;
@@ -105,6 +107,12 @@ pub enum OpenError {
     /// The file texts are malformed.
     #[error(transparent)]
     Files(#[from] FileTextsError),
+    /// The definitions index is malformed.
+    #[error(transparent)]
+    Definitions(#[from] DefinitionsError),
+    /// The history index is malformed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
     /// The bundle's vectors were made by another model than the server's.
     #[error(
         "bundle {digest} was built with another embedding model ({diff}); rebuild it with this server's model, or serve it with the model it was built with"
@@ -196,6 +204,13 @@ pub struct MappedBundle {
     lexical: Option<(MappedFile, Analyzer)>,
     /// The text of every indexed file (format 1.2+).
     files: Option<MappedFile>,
+    /// The definitions index (format 1.4+).
+    definitions: Option<MappedFile>,
+    /// The history index and the lexical index of its messages (format
+    /// 1.4+).
+    history: Option<(MappedFile, MappedFile)>,
+    /// What the candidate sources know of the paths, made on first use.
+    paths: std::sync::OnceLock<crate::candidates::PathTable>,
     /// Chunks (and vectors), as the chunk store says.
     count: usize,
 }
@@ -329,6 +344,24 @@ impl MappedBundle {
                 Some(map)
             }
         };
+        let definitions = match manifest.member(members::DEFINITIONS) {
+            None => None,
+            Some(_) => {
+                let map = map_member(dir, digest, &manifest, members::DEFINITIONS)?;
+                Definitions::open(&map.map)?;
+                Some(map)
+            }
+        };
+        let history = match manifest.member(members::HISTORY) {
+            None => None,
+            Some(_) => {
+                let map = map_member(dir, digest, &manifest, members::HISTORY)?;
+                History::open(&map.map)?;
+                let lexical = map_member(dir, digest, &manifest, members::HISTORY_LEXICAL)?;
+                LexicalIndex::open(&lexical.map)?;
+                Some((map, lexical))
+            }
+        };
         let dims = model.dimensions as usize;
         let vectors = match manifest.vector_layout() {
             VectorLayout::Flat => {
@@ -383,6 +416,9 @@ impl MappedBundle {
             chunks,
             lexical,
             files,
+            definitions,
+            history,
+            paths: std::sync::OnceLock::new(),
             count,
         })
     }
@@ -415,6 +451,31 @@ impl MappedBundle {
         self.files
             .as_ref()
             .map(|m| FileTexts::open(&m.map).map_err(OpenError::from))
+    }
+
+    /// The definitions index, if the bundle has one (format 1.4+). O(1).
+    pub fn definitions(&self) -> Option<Result<Definitions<'_>, OpenError>> {
+        self.definitions
+            .as_ref()
+            .map(|m| Definitions::open(&m.map).map_err(OpenError::from))
+    }
+
+    /// The history index and the lexical index of its messages, if the
+    /// bundle has them (format 1.4+). O(1).
+    pub fn history(&self) -> Option<Result<(History<'_>, LexicalIndex<'_>), OpenError>> {
+        self.history.as_ref().map(|(h, l)| {
+            Ok((
+                History::open(&h.map).map_err(OpenError::from)?,
+                LexicalIndex::open(&l.map).map_err(OpenError::from)?,
+            ))
+        })
+    }
+
+    /// The bundle's paths as the candidate sources look them up (made on
+    /// first use, then shared by every query).
+    pub fn paths(&self) -> &crate::candidates::PathTable {
+        self.paths
+            .get_or_init(|| crate::candidates::PathTable::of(self))
     }
 
     /// The search modes this bundle supports.
@@ -591,6 +652,8 @@ impl MappedBundle {
         std::iter::once(&self.chunks)
             .chain(self.lexical.as_ref().map(|(m, _)| m))
             .chain(self.files.as_ref())
+            .chain(self.definitions.as_ref())
+            .chain(self.history.iter().flat_map(|(h, l)| [h, l]))
             .chain(std::iter::once(vectors))
     }
 

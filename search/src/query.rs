@@ -28,6 +28,9 @@ pub struct QueryTuning {
     /// Embed the query without its code blocks and stack traces (when
     /// prose is left), instead of the text as written.
     pub prose_for_vectors: bool,
+    /// Weight multiplier of a term that occurs in the first line (an
+    /// issue's title, a commit's subject): 1 is none.
+    pub title_weight: f32,
 }
 
 impl QueryTuning {
@@ -36,6 +39,7 @@ impl QueryTuning {
     pub const PLAIN: QueryTuning = QueryTuning {
         code_weight: 1.0,
         prose_for_vectors: false,
+        title_weight: 1.0,
     };
 }
 
@@ -44,6 +48,7 @@ impl Default for QueryTuning {
         Self {
             code_weight: 2.0,
             prose_for_vectors: false,
+            title_weight: 1.0,
         }
     }
 }
@@ -106,6 +111,159 @@ pub struct Query {
     pub paths: Vec<String>,
     /// The kind of file the query asks for.
     pub wants: FileKind,
+    /// Every identifier the query names, as written, and where: what the
+    /// definitions source looks up (`candidates.rs`).
+    pub identifiers: BTreeMap<String, Mention>,
+    /// Module paths the query names (`sympy.polys.factortools`,
+    /// `crate::a::b`, `from x.y import z`), as lowercased `/`-joined
+    /// parts (`sympy/polys/factortools`).
+    pub modules: Vec<String>,
+}
+
+/// Where a query names an identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mention {
+    /// Times as code in the text: a code span, a word that reads as code,
+    /// a stack frame's function.
+    pub code: u32,
+    /// Times inside a fenced code block.
+    pub block: u32,
+    /// Times as a capitalised word of prose that does not start a sentence
+    /// (`the Intersection of sets`).
+    pub prose: u32,
+    /// Whether the first line (an issue's title, a commit's subject) names
+    /// it.
+    pub title: bool,
+}
+
+/// Words of the languages themselves, never looked up as names.
+const KEYWORDS: &[&str] = &[
+    "and",
+    "as",
+    "assert",
+    "async",
+    "await",
+    "break",
+    "case",
+    "catch",
+    "class",
+    "const",
+    "continue",
+    "def",
+    "default",
+    "del",
+    "elif",
+    "else",
+    "enum",
+    "except",
+    "export",
+    "extends",
+    "false",
+    "final",
+    "finally",
+    "for",
+    "from",
+    "func",
+    "function",
+    "global",
+    "if",
+    "impl",
+    "import",
+    "in",
+    "interface",
+    "is",
+    "lambda",
+    "let",
+    "match",
+    "mod",
+    "mut",
+    "new",
+    "nil",
+    "none",
+    "nonlocal",
+    "not",
+    "null",
+    "or",
+    "package",
+    "pass",
+    "private",
+    "protected",
+    "pub",
+    "public",
+    "raise",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "switch",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "type",
+    "undefined",
+    "use",
+    "var",
+    "void",
+    "while",
+    "with",
+    "yield",
+    "cls",
+];
+
+/// The identifier runs of a word as written (three characters or more,
+/// not starting with a digit, not a keyword), each with `how` applied to
+/// its mention.
+fn mentions_in(
+    word: &str,
+    out: &mut BTreeMap<String, Mention>,
+    title: bool,
+    how: impl Fn(&mut Mention),
+) {
+    for id in word
+        .split(|c: char| !is_ident_char(c))
+        .map(|s| s.trim_matches('_'))
+        .filter(|s| s.len() >= 3 && s.len() <= MAX_NAME)
+        .filter(|s| s.chars().next().is_some_and(|c| !c.is_ascii_digit()))
+        .filter(|s| !KEYWORDS.contains(&s.to_ascii_lowercase().as_str()))
+    {
+        let m = out.entry(id.to_string()).or_default();
+        how(m);
+        m.title |= title;
+    }
+}
+
+/// The module path a dotted or `::` word names (`a.b.c`, `a::b`), as
+/// lowercased `/`-joined parts, when it has two parts or more that are
+/// all identifiers.
+fn module_of(word: &str) -> Option<String> {
+    let w = word.trim_matches(|c: char| !is_ident_char(c));
+    let w = w.split('(').next().unwrap_or(w);
+    let parts: Vec<&str> = if w.contains("::") {
+        w.split("::").collect()
+    } else {
+        w.split('.').collect()
+    };
+    let ok = parts.len() >= 2
+        && parts.iter().all(|p| {
+            p.len() >= 2
+                && p.chars().all(is_ident_char)
+                && p.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        });
+    ok.then(|| parts.join("/").to_lowercase())
+}
+
+/// Whether `word` is a capitalised prose word (`Intersection`): an upper
+/// case letter then lower case ones, four letters or more.
+fn capitalised(word: &str) -> bool {
+    let w = word.trim_matches(|c: char| !c.is_alphanumeric());
+    let mut chars = w.chars();
+    w.len() >= 4
+        && chars.next().is_some_and(char::is_uppercase)
+        && w.chars()
+            .skip(1)
+            .all(|c| c.is_lowercase() || c.is_ascii_digit())
 }
 
 /// Longest word kept as a name or symbol (longer is a hash or noise).
@@ -236,7 +394,13 @@ pub fn analyze(analyzer: Analyzer, text: &str, tuning: &QueryTuning) -> Query {
     let mut paths: Vec<String> = Vec::new();
     let mut fenced = false;
     let mut prose_words: Vec<String> = Vec::new();
+    let mut named: BTreeMap<String, Mention> = BTreeMap::new();
+    let mut modules: Vec<String> = Vec::new();
+    let mut seen_title = false;
     for line in text.lines() {
+        // The first line with words is the title (or a commit's subject).
+        let title = !seen_title && !line.trim().is_empty();
+        seen_title |= title;
         if line.trim_start().starts_with("```") {
             fenced = !fenced;
             continue;
@@ -244,6 +408,10 @@ pub fn analyze(analyzer: Analyzer, text: &str, tuning: &QueryTuning) -> Query {
         if fenced {
             code.push_str(line);
             code.push('\n');
+            for word in line.split_whitespace() {
+                mentions_in(word, &mut named, false, |m| m.block += 1);
+                modules.extend(module_of(word));
+            }
             continue;
         }
         if let Some((path, func)) = frame(line) {
@@ -254,10 +422,12 @@ pub fn analyze(analyzer: Analyzer, text: &str, tuning: &QueryTuning) -> Query {
             }
             if let Some(f) = func {
                 identifiers(&f, &mut symbols);
+                mentions_in(&f, &mut named, title, |m| m.code += 1);
             }
             continue;
         }
         // Inline code spans alternate with prose at each backtick.
+        let mut sentence_start = true;
         for (i, part) in line.split('`').enumerate() {
             let in_span = i % 2 == 1;
             for word in part.split_whitespace() {
@@ -268,29 +438,48 @@ pub fn analyze(analyzer: Analyzer, text: &str, tuning: &QueryTuning) -> Query {
                     code.push_str(word);
                     code.push(' ');
                     identifiers(word, &mut symbols);
+                    mentions_in(word, &mut named, title, |m| m.code += 1);
+                    modules.extend(module_of(word));
                 } else {
+                    if !sentence_start && capitalised(word) {
+                        mentions_in(word, &mut named, title, |m| m.prose += 1);
+                    }
                     let n = normalise_name(word);
                     if !n.is_empty() && n.len() <= MAX_NAME {
                         prose_words.push(n);
                     }
                 }
+                sentence_start = word.ends_with(['.', '!', '?', ':']);
             }
         }
     }
+    modules.sort();
+    modules.dedup();
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     analyzer.analyze(text, |t| *counts.entry(t.to_string()).or_insert(0) += 1);
     let mut code_terms: HashSet<String> = HashSet::new();
     analyzer.analyze(&code, |t| {
         code_terms.insert(t.to_string());
     });
+    let mut title_terms: HashSet<String> = HashSet::new();
+    if tuning.title_weight != 1.0
+        && let Some(title) = text.lines().find(|l| !l.trim().is_empty())
+    {
+        analyzer.analyze(title, |t| {
+            title_terms.insert(t.to_string());
+        });
+    }
     let terms = counts
         .into_iter()
         .map(|(t, n)| {
-            let w = if code_terms.contains(&t) {
+            let mut w = if code_terms.contains(&t) {
                 tuning.code_weight
             } else {
                 1.0
             };
+            if title_terms.contains(&t) {
+                w *= tuning.title_weight;
+            }
             (t, n, w)
         })
         .collect();
@@ -308,6 +497,8 @@ pub fn analyze(analyzer: Analyzer, text: &str, tuning: &QueryTuning) -> Query {
         names,
         paths,
         wants: wants(text),
+        identifiers: named,
+        modules,
     }
 }
 
@@ -440,6 +631,41 @@ mod tests {
         }
         assert_eq!(weight(&query, "sessions"), Some(2.0));
         assert_eq!(weight(&query, "too"), Some(1.0));
+    }
+
+    #[test]
+    fn identifiers_are_counted_where_they_are_named_and_modules_found() {
+        let text = "`Permutation` fails in sympy.combinatorics.permutations\nThe Intersection of two sets, and then Union.\n```python\n>>> from sympy.printing.mathml import mathml\n>>> Permutation([[0, 1]])\n>>> x = 1\n```\n  File \"sympy/core/numbers.py\", line 10, in __new__\n";
+        let query = q(text);
+        let m = |name: &str| query.identifiers.get(name).copied().unwrap_or_default();
+        assert_eq!(m("Permutation").code, 1);
+        assert_eq!(m("Permutation").block, 1);
+        assert!(m("Permutation").title);
+        assert_eq!(m("Intersection").prose, 1, "{:?}", query.identifiers);
+        assert!(!m("Intersection").title);
+        // `The` starts a sentence, `Union` ends one: only the first is left out.
+        assert_eq!(m("The"), Mention::default());
+        assert_eq!(m("Union").prose, 1);
+        assert_eq!(m("mathml").block, 2);
+        assert_eq!(m("new").code, 0, "a keyword is no name");
+        assert!(
+            query.identifiers.keys().all(|k| k.len() >= 3),
+            "{:?}",
+            query.identifiers
+        );
+        assert_eq!(
+            query.modules,
+            ["sympy/combinatorics/permutations", "sympy/printing/mathml"]
+        );
+        assert_eq!(
+            module_of("crate::router::tree"),
+            Some("crate/router/tree".into())
+        );
+        assert_eq!(module_of("e.g."), None);
+        assert_eq!(
+            module_of("HTTPAdapter.send()"),
+            Some("httpadapter/send".into())
+        );
     }
 
     #[test]

@@ -160,12 +160,14 @@ pub fn references(
                     continue;
                 }
                 let number = n as u32 + 1;
-                if crate::definition::defined_name(line) == Some(name) {
+                if shelf_formats::defline::defined_name(line) == Some(name) {
                     definitions.push(Definition {
                         repo: t.repo.to_string(),
                         path: entry.path.to_string(),
                         line: number,
                         text: cut_line(line.trim()),
+                        kind: None,
+                        scope: None,
                     });
                 } else {
                     uses.push((number, cut_line(line.trim())));

@@ -232,6 +232,7 @@ fn as_eval_query(q: &HistoryQuery) -> EvalQuery {
         group: None,
         query: q.query.clone(),
         gold: q.gold.clone(),
+        commit: Some(q.commit.clone()),
     }
 }
 

@@ -307,6 +307,8 @@ pub fn sample_manifest(commit: &str) -> Manifest {
             lexical: None,
             exclude_generated: None,
             secret_scan: None,
+            definitions: None,
+            history: None,
             compression: None,
         },
         counts: Counts {
@@ -454,6 +456,131 @@ fn synthetic(
         ],
     )
     .expect("write bundle")
+}
+
+/// What [`bundle_of_files`] writes: one chunk per file, and the
+/// definitions and history a build would have found.
+#[derive(Debug, Clone, Default)]
+pub struct FilesBundle<'a> {
+    /// `(path, text)`, one chunk each (sorted by path when written).
+    pub files: Vec<(&'a str, &'a str)>,
+    /// `(name, scope, kind, path, line)` definitions.
+    pub definitions: Vec<(
+        &'a str,
+        &'a str,
+        shelf_formats::definitions::DefKind,
+        &'a str,
+        u32,
+    )>,
+    /// History commits, newest first.
+    pub history: Vec<shelf_formats::history::HistoryCommit>,
+    /// Leave the definitions and history indexes out (a bundle of format
+    /// 1.3, as shelf built before them).
+    pub without_indexes: bool,
+}
+
+/// Writes a real bundle of format 1.4 without a model or a repository:
+/// one chunk per file with its lexical index, flat vectors of
+/// `model.dimensions` (one axis per file, so only lexical queries mean anything), and the
+/// definitions and history indexes given. For tests of what the read side
+/// does with those members.
+pub fn bundle_of_files(
+    out_dir: &Path,
+    spec: &FilesBundle<'_>,
+    model: &ModelIdentity,
+) -> shelf_formats::bundle::WrittenBundle {
+    use shelf_formats::chunks::{ChunkRecord, ChunkStoreWriter};
+    use shelf_formats::definitions::{Definition, DefinitionsWriter};
+    use shelf_formats::history::HistoryWriter;
+    use shelf_formats::lexical::LexicalIndexWriter;
+    let src = tempfile::tempdir().expect("temp dir");
+    let mut files = spec.files.clone();
+    files.sort();
+    let mut store = ChunkStoreWriter::new();
+    let mut lexical = LexicalIndexWriter::new();
+    for (path, text) in &files {
+        store.push(&ChunkRecord {
+            content_id: sha2_of(text.as_bytes()),
+            path,
+            start_line: 1,
+            end_line: text.lines().count().max(1) as u32,
+            text,
+        });
+        lexical.push_chunk(path, text);
+    }
+    let mut defs = DefinitionsWriter::new();
+    for (name, scope, kind, path, line) in &spec.definitions {
+        let path_index = files
+            .iter()
+            .position(|(p, _)| p == path)
+            .expect("a definition's file is one of the files") as u32;
+        defs.push(Definition {
+            name: name.to_string(),
+            scope: scope.to_string(),
+            kind: *kind,
+            path_index,
+            start_line: *line,
+            end_line: *line,
+        });
+    }
+    let mut history = HistoryWriter::new();
+    let mut messages = LexicalIndexWriter::new();
+    for c in &spec.history {
+        let mut terms = Vec::new();
+        shelf_formats::lexical::analyze(&c.message, |t| terms.push(t.to_string()));
+        messages.push_doc(terms.iter().map(String::as_str));
+        history.push(c.clone()).expect("history commit");
+    }
+    let write = |name: &str, f: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
+        let mut bytes = Vec::new();
+        f(&mut bytes).expect("member");
+        let path = src.path().join(name);
+        std::fs::write(&path, bytes).expect("write member");
+        (name.to_string(), path)
+    };
+    let mut texts = shelf_formats::files::FileTextsWriter::new();
+    for (path, text) in &files {
+        texts.push(
+            path,
+            shelf_formats::files::CompressedText::new(text).expect("compress"),
+        );
+    }
+    let mut members = vec![
+        write("chunks.bin", &|b| store.write_to(b)),
+        write("lexical.bin", &|b| lexical.write_to(b)),
+        write("files.bin", &|b| texts.write_to(b)),
+    ];
+    if !spec.without_indexes {
+        members.extend([
+            write("definitions.bin", &|b| defs.write_to(b)),
+            write("history.bin", &|b| history.write_to(b)),
+            write("history-lexical.bin", &|b| messages.write_to(b)),
+        ]);
+    }
+    let dims = model.dimensions as usize;
+    let vectors: Vec<Vec<f32>> = (0..files.len())
+        .map(|key| {
+            let mut v = vec![0f32; dims];
+            v[key % dims] = 1.0;
+            v
+        })
+        .collect();
+    let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+    let vectors_path = src.path().join(VectorLayout::Flat.member());
+    let file = std::fs::File::create(&vectors_path).expect("create vectors");
+    shelf_formats::vectors::write_to(&refs, dims, std::io::BufWriter::new(file))
+        .expect("write vectors");
+    members.push((VectorLayout::Flat.member().into(), vectors_path));
+    let mut manifest = sample_manifest(&"ab".repeat(20));
+    manifest.model = model.clone();
+    manifest.counts.chunks = files.len() as u64;
+    manifest.counts.files_indexed = files.len() as u64;
+    manifest.settings.lexical = Some(shelf_formats::lexical::Analyzer::CURRENT.kind().into());
+    if !spec.without_indexes {
+        manifest.settings.definitions = Some("defs-v1/syntax".into());
+        manifest.settings.history = Some("commits-v1/1000".into());
+    }
+    shelf_formats::bundle::write_bundle(out_dir, manifest, &members).expect("write bundle")
 }
 
 fn sha2_of(bytes: &[u8]) -> [u8; 32] {

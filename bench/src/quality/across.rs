@@ -80,6 +80,7 @@ fn measure(opts: &Across, b: &Bench) -> Result<Results> {
         sources: &opts.sources,
         only: &[],
         chunker: Chunker::default(),
+        definitions: Default::default(),
         model: opts.model.as_deref(),
     };
     let built = build.all(b, b.shelf()?, &rows)?;
@@ -142,6 +143,7 @@ fn measure(opts: &Across, b: &Bench) -> Result<Results> {
                 .iter()
                 .map(|g| format!("{own_name}/{g}"))
                 .collect(),
+            commit: None,
         };
         let request = eval::file_request(&row.query, Mode::Hybrid);
         for (system, fusion) in SYSTEMS {

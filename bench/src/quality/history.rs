@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shelf_builder::chunker::Chunker;
+use shelf_builder::definitions::Extractor;
 use shelf_builder::history::{self, MineOptions, ParentBuild};
 use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
@@ -56,6 +57,9 @@ pub struct History {
     /// default chunker).
     #[arg(long = "chunker", default_values = ["lines-v1", "syntax-v1"], value_parser = Chunker::from_str)]
     chunkers: Vec<Chunker>,
+    /// How the parents' definitions index is made (syntax, lines or off).
+    #[arg(long, default_value = "syntax", value_parser = Extractor::from_str)]
+    definitions: Extractor,
     /// Also score a grid of the parameters (slow to read, same cost to run).
     #[arg(long)]
     sweep: bool,
@@ -95,9 +99,9 @@ pub struct Results {
     variants: BTreeMap<String, VariantOut>,
 }
 
-/// The comparison the targets are about: the ranking as it was on
-/// `lines-v1` bundles against today's defaults on the default chunker's
-/// (or the first chunker asked for, when those were not built).
+/// The comparison the targets are about: the defaults of d5804de
+/// (`today`) on `lines-v1` bundles against the defaults on the default
+/// chunker's (or the first chunker asked for, when those were not built).
 fn headline(opts: &History) -> (String, String) {
     let has = |c: Chunker| opts.chunkers.contains(&c);
     let first = opts.chunkers.first().copied().unwrap_or_default();
@@ -112,7 +116,7 @@ fn headline(opts: &History) -> (String, String) {
         first
     };
     (
-        format!("plain @{}", before.name()),
+        format!("today @{}", before.name()),
         format!("default @{}", after.name()),
     )
 }
@@ -177,7 +181,11 @@ fn measure(opts: &History, b: &Bench) -> Result<Results> {
             let config = work.join(format!("{}.toml", chunker.name()));
             std::fs::write(
                 &config,
-                format!("[build]\nchunker = \"{}\"\n", chunker.name()),
+                format!(
+                    "[build]\nchunker = \"{}\"\ndefinitions = \"{}\"\n",
+                    chunker.name(),
+                    opts.definitions.name()
+                ),
             )?;
             let how = ParentBuild {
                 repo: git_dir.clone(),
@@ -208,6 +216,7 @@ fn measure(opts: &History, b: &Bench) -> Result<Results> {
                     group: Some(repo.clone()),
                     query: q.query.clone(),
                     gold: q.gold.clone(),
+                    commit: Some(q.commit.clone()),
                 };
                 // Which files are indexed does not depend on the chunker.
                 let Some(query) = eval::keep_indexed(&query, indexed) else {
@@ -301,12 +310,12 @@ fn measure(opts: &History, b: &Bench) -> Result<Results> {
         })
         .collect();
     print_tables(&opts.repos, &variants_out, &headline(opts));
-    // Each query's ranking is kept for `plain` and `default` of each
+    // Each query's ranking is kept for `today` and `default` of each
     // chunker only: the other variants' summaries say what they measured,
     // and their per-query lists would make the file hundreds of megabytes
     // with --sweep.
     for (name, v) in variants_out.iter_mut() {
-        if !(name.starts_with("plain @") || name.starts_with("default @")) {
+        if !(name.starts_with("today @") || name.starts_with("default @")) {
             v.report.queries.clear();
         }
     }

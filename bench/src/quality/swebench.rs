@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use shelf_builder::chunker::Chunker;
+use shelf_builder::definitions::Extractor;
 use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_formats::chunks::ChunkStore;
 use shelf_formats::lexical::{LexicalIndex, LexicalIndexWriter};
@@ -25,6 +26,7 @@ use shelf_search::{Engine, Filter, MappedBundle, Mode, Tuning};
 
 use crate::fixtures::devset::{self, Built, EvalRow, Sources};
 use crate::fixtures::ranking::{Memo, variants};
+use crate::harness::stats::median;
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
 /// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl):
@@ -54,6 +56,10 @@ pub struct Swebench {
     /// bundles are kept under swebench-<chunker>/).
     #[arg(long, default_value = "lines-v1", value_parser = Chunker::from_str)]
     chunker: Chunker,
+    /// How the bundles' definitions index is made (syntax, lines or off;
+    /// bundles of another than the default are kept apart).
+    #[arg(long, default_value = "syntax", value_parser = Extractor::from_str)]
+    definitions: Extractor,
 }
 
 /// The rankers compared, in table order.
@@ -141,6 +147,12 @@ pub struct Results {
 struct SweepOut {
     overall: Summary,
     without_leaks: Summary,
+    /// Median search time after embedding (ranking variants only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    search_ms_p50: Option<f64>,
+    /// Every row's score (the headline variants only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queries: Option<Vec<QueryScore>>,
 }
 
 /// Files from ranked chunks, as `group=file` ranks them (`sum3`) or by
@@ -233,6 +245,8 @@ struct Scores {
     millis: BTreeMap<&'static str, f64>,
     sweep: BTreeMap<String, Vec<QueryScore>>,
     variants: BTreeMap<String, Vec<QueryScore>>,
+    /// Per variant, each row's search time after embedding (ms).
+    variant_ms: BTreeMap<String, Vec<f64>>,
 }
 
 impl Asker {
@@ -268,6 +282,15 @@ impl Asker {
     /// The bundle at `path` (kept open while consecutive rows share it).
     fn bundle(&mut self, path: &Path) -> Result<&(PathBuf, MappedBundle, FileIndex)> {
         if self.open.as_ref().is_none_or(|(p, _, _)| p != path) {
+            // The installed copy of the bundle left behind is removed, so
+            // a run over many large bundles does not fill the disk (a
+            // later row of its commit installs it again).
+            if let Some((_, done, _)) = self.open.take() {
+                let installed = done.dir.clone();
+                drop(done);
+                std::fs::remove_dir_all(&installed)
+                    .with_context(|| format!("removing {}", installed.display()))?;
+            }
             let identity = self.engine.encoder().identity().clone();
             let bundle = MappedBundle::open_file(path, &self.cache, &identity)?;
             let files = FileIndex::of(&bundle)?;
@@ -286,6 +309,7 @@ impl Asker {
             group: Some(row.repo.clone()),
             query: row.query.clone(),
             gold: row.gold_files.clone(),
+            commit: None,
         };
         for system in SYSTEMS {
             let t = Instant::now();
@@ -304,7 +328,24 @@ impl Asker {
                 .push(eval::score(&query, &ranked));
         }
         for (name, v) in &variants {
-            let ranked = eval::rank_files(v, bundle, &row.query, Mode::Hybrid)?;
+            let request = eval::file_request(&row.query, Mode::Hybrid);
+            let target = shelf_search::Target {
+                repo: "bench",
+                bundle,
+                tag: None,
+            };
+            let answer = v.answer(&[target], &request)?;
+            scores
+                .variant_ms
+                .entry(name.clone())
+                .or_default()
+                .push(answer.timings_ms.search);
+            let ranked: Vec<String> = answer
+                .files
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| f.path)
+                .collect();
             scores
                 .variants
                 .entry(name.clone())
@@ -370,7 +411,13 @@ fn evaluate_all(
                 .and_then(|s| s.first_gold_rank)
         ));
     }
-    let variants = summarise(scores.variants);
+    let mut variants = summarise(scores.variants.clone());
+    for (name, out) in variants.iter_mut() {
+        out.search_ms_p50 = scores.variant_ms.get(name).map(|m| median(m));
+        if matches!(name.as_str(), "today" | "default") {
+            out.queries = scores.variants.get(name).cloned();
+        }
+    }
     let sweep = summarise(scores.sweep);
     let systems = scores
         .by_system
@@ -396,6 +443,8 @@ fn summarise(scores: BTreeMap<String, Vec<QueryScore>>) -> BTreeMap<String, Swee
             let out = SweepOut {
                 overall: r.overall,
                 without_leaks: r.without_leaks,
+                search_ms_p50: None,
+                queries: None,
             };
             (name, out)
         })
@@ -439,18 +488,20 @@ fn print_variants(variants: &BTreeMap<String, SweepOut>) {
         "\nranking variants (hybrid, group=file; plain = before query understanding and code-aware ranking), best first by MRR + R@5:"
     );
     println!(
-        "{:<44} {:>5} {:>5} {:>5} {:>7}   {:>9} {:>9}",
-        "variant", "R@1", "R@5", "MRR", "nDCG@10", "R@5 (nl)", "MRR (nl)"
+        "{:<44} {:>5} {:>5} {:>5} {:>7}   {:>9} {:>9} {:>9}  {:>7}",
+        "variant", "R@1", "R@5", "MRR", "nDCG@10", "R@1 (nl)", "R@5 (nl)", "MRR (nl)", "p50 ms"
     );
     for (name, s) in rows {
         println!(
-            "{name:<44} {:>5.3} {:>5.3} {:>5.3} {:>7.3}   {:>9.3} {:>9.3}",
+            "{name:<44} {:>5.3} {:>5.3} {:>5.3} {:>7.3}   {:>9.3} {:>9.3} {:>9.3}  {:>7.3}",
             s.overall.recall_at_1,
             s.overall.recall_at_5,
             s.overall.mrr,
             s.overall.ndcg_at_10,
+            s.without_leaks.recall_at_1,
             s.without_leaks.recall_at_5,
-            s.without_leaks.mrr
+            s.without_leaks.mrr,
+            s.search_ms_p50.unwrap_or(f64::NAN)
         );
     }
 }
@@ -517,6 +568,7 @@ impl Benchmark for Swebench {
             sources: &self.sources,
             only: &self.only,
             chunker: self.chunker,
+            definitions: self.definitions,
             model: self.model.as_deref(),
         };
         let built = build.all(b, shelf, &rows)?;

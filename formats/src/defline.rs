@@ -1,7 +1,12 @@
-//! The definition lines of source text: which name a line defines, if it
-//! starts a definition, in the common languages. What `find_definitions`
-//! lists (`files::definitions`); recognised line by line so that it needs
-//! no parser at query time and works on any file of any bundle.
+//! The definition lines of source text: which name a line defines, and
+//! what kind of thing it is, if the line starts a definition, in the
+//! common languages. Recognised line by line, with no parser: the builder
+//! uses it for the definitions index where no syntax tree is available
+//! (other languages, files a parser refuses, or `definitions = "lines"`),
+//! and the engine's `find_definitions` scans the file texts of bundles
+//! older than the definitions index with it.
+
+use crate::definitions::DefKind;
 
 /// Modifiers that may precede a definition keyword.
 const MODIFIERS: &[&str] = &[
@@ -80,6 +85,28 @@ fn ident_prefix(s: &str) -> &str {
 
 /// The name a line defines, if it starts a definition.
 pub fn defined_name(line: &str) -> Option<&str> {
+    defined(line).map(|(name, _)| name)
+}
+
+/// The kind a definition keyword introduces; an indented `def`, `fn` or
+/// `func` is taken for a method.
+fn kind_of(keyword: &str, indented: bool) -> DefKind {
+    match keyword.trim_end() {
+        "fn" | "def" | "func" | "function" | "function*" if indented => DefKind::Method,
+        "fn" | "def" | "func" | "function" | "function*" => DefKind::Function,
+        "class" | "struct" | "union" | "record" => DefKind::Class,
+        "trait" | "interface" => DefKind::Interface,
+        "enum" => DefKind::Enum,
+        "type" => DefKind::Type,
+        "impl" => DefKind::Impl,
+        "mod" => DefKind::Module,
+        "macro_rules!" => DefKind::Macro,
+        _ => DefKind::Variable,
+    }
+}
+
+/// The name a line defines and its kind, if the line starts a definition.
+pub fn defined(line: &str) -> Option<(&str, DefKind)> {
     let indent = line.len() - line.trim_start().len();
     let mut t = line.trim_start();
     while let Some(m) = MODIFIERS.iter().find(|m| t.starts_with(**m)) {
@@ -106,12 +133,12 @@ pub fn defined_name(line: &str) -> Option<&str> {
             }
         }
         let name = ident_prefix(rest);
-        return (!name.is_empty()).then_some(name);
+        return (!name.is_empty()).then_some((name, kind_of(k, indent > 0)));
     }
     for k in ["const ", "let ", "var "] {
         if indent <= 4 && t.starts_with(k) {
             let name = ident_prefix(t[k.len()..].trim_start());
-            return (!name.is_empty()).then_some(name);
+            return (!name.is_empty()).then_some((name, DefKind::Variable));
         }
     }
     // A method or function with a return type (`parse(input) {`,
@@ -129,7 +156,12 @@ pub fn defined_name(line: &str) -> Option<&str> {
         if name.is_empty() || NOT_NAMES.contains(&name) || NOT_NAMES.contains(&first) {
             return None;
         }
-        return Some(name);
+        let kind = if indent > 0 {
+            DefKind::Method
+        } else {
+            DefKind::Function
+        };
+        return Some((name, kind));
     }
     None
 }
@@ -182,6 +214,18 @@ mod tests {
             ("just prose here", None),
         ] {
             assert_eq!(defined_name(line), name, "{line}");
+        }
+        for (line, kind) in [
+            ("def send(self):", DefKind::Function),
+            ("    def send(self):", DefKind::Method),
+            ("class Session:", DefKind::Class),
+            ("pub trait Send {", DefKind::Interface),
+            ("impl Router {", DefKind::Impl),
+            ("export const optional = (inner) => {", DefKind::Variable),
+            ("  parse(input: unknown): T {", DefKind::Method),
+            ("macro_rules! vec {", DefKind::Macro),
+        ] {
+            assert_eq!(defined(line).map(|d| d.1), Some(kind), "{line}");
         }
     }
 }
