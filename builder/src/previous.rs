@@ -43,7 +43,6 @@ enum Stored {
 pub type LexicalReuse<'a> = (LexicalIndex<'a>, &'a [Vec<(u32, u32)>]);
 
 /// A previous bundle opened for reuse.
-
 pub struct Previous {
     /// Where the previous bundle is, for errors.
     path: std::path::PathBuf,
