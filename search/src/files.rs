@@ -175,10 +175,14 @@ fn similar_paths(texts: &FileTexts<'_>, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// Reads lines of one file from the first of `targets` that has it (a path
-/// in several, with no repository named, is [`FileError::Ambiguous`]).
-pub fn read_file(targets: &[Target<'_>], request: &FileRequest) -> Result<FileAnswer, FileError> {
-    let path = check_path(&request.path)?;
+/// The one target whose file texts hold `path`, those texts and the file's
+/// index in them: not found (or the one target's own error, such as a
+/// bundle without file texts) when none has it, [`FileError::Ambiguous`]
+/// when several do.
+pub(crate) fn locate<'t, 'a>(
+    targets: &'t [Target<'a>],
+    path: &str,
+) -> Result<(&'t Target<'a>, FileTexts<'a>, usize), FileError> {
     let mut found = Vec::new();
     let mut first_error = None;
     for t in targets {
@@ -193,21 +197,26 @@ pub fn read_file(targets: &[Target<'_>], request: &FileRequest) -> Result<FileAn
             }
         }
     }
-    let (target, texts, i) = match found.len() {
-        1 => found.remove(0),
+    match found.len() {
+        1 => Ok(found.remove(0)),
         0 => {
             if let (Some(e), [_]) = (first_error, targets) {
                 return Err(e);
             }
-            return Err(not_found(targets, path));
+            Err(not_found(targets, path))
         }
-        _ => {
-            return Err(FileError::Ambiguous {
-                path: path.to_string(),
-                repos: found.iter().map(|(t, _, _)| t.repo.to_string()).collect(),
-            });
-        }
-    };
+        _ => Err(FileError::Ambiguous {
+            path: path.to_string(),
+            repos: found.iter().map(|(t, _, _)| t.repo.to_string()).collect(),
+        }),
+    }
+}
+
+/// Reads lines of one file from the first of `targets` that has it (a path
+/// in several, with no repository named, is [`FileError::Ambiguous`]).
+pub fn read_file(targets: &[Target<'_>], request: &FileRequest) -> Result<FileAnswer, FileError> {
+    let path = check_path(&request.path)?;
+    let (target, texts, i) = locate(targets, path)?;
     let text = texts
         .text(i)
         .map_err(|e| FileError::Damaged(e.to_string()))?;

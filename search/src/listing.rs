@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::answer::{BundleRef, Target, bundle_ref};
 use crate::budget::{Budget, Truncation};
-use crate::files::{FileError, check_path, cut_line, not_found, texts};
+use crate::files::{FileError, check_path, cut_line, locate, texts};
 use crate::filter::Filter;
 use crate::language::language_of;
 
@@ -340,35 +340,7 @@ pub fn outline(
     request: &OutlineRequest,
 ) -> Result<OutlineAnswer, FileError> {
     let path = check_path(&request.path)?;
-    let mut found = Vec::new();
-    let mut first_error = None;
-    for t in targets {
-        match texts(t) {
-            Ok(texts) => {
-                if let Some(i) = texts.find(path) {
-                    found.push((t, texts, i));
-                }
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    let (target, texts, i) = match found.len() {
-        1 => found.remove(0),
-        0 => {
-            if let (Some(e), [_]) = (first_error, targets) {
-                return Err(e);
-            }
-            return Err(not_found(targets, path));
-        }
-        _ => {
-            return Err(FileError::Ambiguous {
-                path: path.to_string(),
-                repos: found.iter().map(|(t, _, _)| t.repo.to_string()).collect(),
-            });
-        }
-    };
+    let (target, texts, i) = locate(targets, path)?;
     let text = texts
         .text(i)
         .map_err(|e| FileError::Damaged(e.to_string()))?;

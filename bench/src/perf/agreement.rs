@@ -14,17 +14,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use shelf_embed::{Embedder, EmbedderOptions};
-use shelf_formats::bundle::{Limits, unpack_file};
-use shelf_formats::chunks::ChunkStore;
-use shelf_formats::manifest::members;
 use shelf_formats::vectors::FlatVectors;
 use shelf_search::flat::{Admit, top_k};
 use shelf_search::mapped::DEFAULT_EXPANSION_SEARCH;
-use usearch::Index;
 
+use crate::fixtures::vectors::{exact_top_k, open_graph_bundle};
 use crate::harness::stats::median;
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Row, runtime, table};
@@ -135,51 +132,17 @@ impl Benchmark for Agreement {
 
 impl Agreement {
     fn one(&self, b: &Bench, embedder: &Embedder, path: &Path, work: &Path) -> Result<BundleOut> {
-        let unpacked = unpack_file(path, None, work, &Limits::default())
-            .with_context(|| format!("verifying {}", path.display()))?;
-        let chunk_bytes = std::fs::read(unpacked.dir.join(members::CHUNKS))?;
-        let store = ChunkStore::parse(&chunk_bytes)?;
-        let hnsw_path = unpacked.dir.join(members::VECTORS);
-        let index =
-            Index::restore_view(hnsw_path.to_str().context("UTF-8 path")?).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: not a bundle of format 1.0 to 1.2 (no usearch index): {e}",
-                    path.display()
-                )
-            })?;
+        let graph = open_graph_bundle(path, work, self.queries)?;
+        let (index, vectors) = (&graph.index, &graph.vectors);
         index.change_expansion_search(DEFAULT_EXPANSION_SEARCH);
         let dims = index.dimensions();
-        let n = store.len();
+        let n = vectors.len();
         anyhow::ensure!(n > self.k, "{}: only {n} chunks", path.display());
-        let mut vectors = Vec::with_capacity(n);
-        for key in 0..n as u64 {
-            let mut v = vec![0f32; dims];
-            index
-                .get(key, &mut v)
-                .map_err(|e| anyhow::anyhow!("reading vector {key}: {e}"))?;
-            vectors.push(v);
-        }
         let rows: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
         let mut flat_bytes = Vec::new();
         shelf_formats::vectors::write_to(&rows, dims, &mut flat_bytes)?;
         let flat = FlatVectors::open(&flat_bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-
-        // Queries: the first non-blank line of evenly spaced chunks, short
-        // text as a user's query would be, not the chunk itself.
-        let q = self.queries.min(n);
-        let texts: Vec<String> = (0..q)
-            .filter_map(|i| store.get(i * n / q))
-            .map(|c| {
-                let line = c
-                    .text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
-                    .unwrap_or("");
-                line.chars().take(200).collect()
-            })
-            .collect();
-        let queries = embedder.embed_queries(&texts)?;
+        let queries = embedder.embed_queries(&graph.query_texts)?;
         b.say(format!(
             "{}: {n} vectors, {} queries",
             path.display(),
@@ -190,13 +153,7 @@ impl Agreement {
         let (mut hnsw_hits, mut flat_hits) = (0usize, 0usize);
         for qv in &queries {
             let started = Instant::now();
-            let mut scored: Vec<(f32, u64)> = vectors
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.iter().zip(qv).map(|(a, b)| a * b).sum::<f32>(), i as u64))
-                .collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let truth: Vec<u64> = scored.iter().take(k).map(|s| s.1).collect();
+            let truth = exact_top_k(vectors, qv, k);
             exact_us.push(started.elapsed().as_secs_f64() * 1e6);
 
             let started = Instant::now();
@@ -212,7 +169,7 @@ impl Agreement {
         let total = (k * queries.len()) as f64;
         Ok(BundleOut {
             bundle: path.display().to_string(),
-            repository: unpacked.bundle.manifest.source.repository.clone(),
+            repository: graph.repository.clone(),
             vectors: n,
             queries: queries.len(),
             hnsw_agreement: hnsw_hits as f64 / total,
@@ -220,7 +177,7 @@ impl Agreement {
             exact_f32_p50_us: median(&exact_us),
             hnsw_p50_us: median(&hnsw_us),
             flat_f16_p50_us: median(&flat_us),
-            hnsw_bytes: std::fs::metadata(&hnsw_path)?.len(),
+            hnsw_bytes: std::fs::metadata(&graph.graph_path)?.len(),
             flat_f16_bytes: flat_bytes.len() as u64,
         })
     }

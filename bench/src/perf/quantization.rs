@@ -10,11 +10,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use shelf_embed::{Embedder, EmbedderOptions, Runtime};
-use shelf_formats::bundle::{Limits, unpack_file};
-use shelf_formats::chunks::ChunkStore;
-use shelf_formats::manifest::members;
 use usearch::{Index, ScalarKind};
 
+use crate::fixtures::vectors::{exact_top_k, open_graph_bundle};
 use crate::harness::{Bench, Benchmark};
 
 const K: usize = 10;
@@ -68,57 +66,20 @@ impl Benchmark for Quantization {
 /// Runs the comparison on `bundle` with `queries` queries.
 fn measure(b: &Bench, bundle: &std::path::Path, queries: usize) -> Result<Results> {
     let t = b.work();
-    let unpacked = unpack_file(bundle, None, &t.join("b"), &Limits::default())
-        .with_context(|| format!("verifying {}", bundle.display()))?;
-    let chunk_bytes = std::fs::read(unpacked.dir.join(members::CHUNKS))?;
-    let store = ChunkStore::parse(&chunk_bytes)?;
-    let vectors_path = unpacked.dir.join(members::VECTORS);
-    let index = Index::restore_view(vectors_path.to_str().context("UTF-8 path")?)
-        .map_err(|e| anyhow::anyhow!("opening index: {e}"))?;
-    let dims = index.dimensions();
-    let n = store.len();
+    let graph = open_graph_bundle(bundle, &t.join("b"), queries)?;
+    let vectors = &graph.vectors;
+    let dims = graph.index.dimensions();
+    let n = vectors.len();
     anyhow::ensure!(n > K, "the bundle has only {n} chunks");
-    let mut vectors = Vec::with_capacity(n);
-    for key in 0..n as u64 {
-        let mut v = vec![0f32; dims];
-        index
-            .get(key, &mut v)
-            .map_err(|e| anyhow::anyhow!("reading vector {key}: {e}"))?;
-        vectors.push(v);
-    }
-
-    // Queries: the first non-blank line of evenly spaced chunks, embedded
-    // like a user's query would be: short text, not the chunk itself.
     let runtime = Runtime::locate(None)?;
     let embedder = Embedder::load(&runtime, &EmbedderOptions::default())?;
-    let q = queries.min(n);
-    let texts: Vec<String> = (0..q)
-        .filter_map(|i| store.get(i * n / q))
-        .map(|c| {
-            let line = c
-                .text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("");
-            line.chars().take(200).collect()
-        })
-        .collect();
-    let query_vecs = embedder.embed_queries(&texts)?;
+    let query_vecs = embedder.embed_queries(&graph.query_texts)?;
     b.say(format!("{n} vectors, {} queries, k={K}", query_vecs.len()));
 
     // Ground truth: exact cosine (vectors are normalised: dot product).
     let truth: Vec<Vec<u64>> = query_vecs
         .iter()
-        .map(|qv| {
-            let mut scored: Vec<(f32, u64)> = vectors
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.iter().zip(qv).map(|(a, b)| a * b).sum::<f32>(), i as u64))
-                .collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            scored.iter().take(K).map(|s| s.1).collect()
-        })
+        .map(|qv| exact_top_k(vectors, qv, K))
         .collect();
 
     let mut rows = Vec::new();
