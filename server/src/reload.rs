@@ -427,8 +427,10 @@ impl Follower {
         match loaded {
             Ok(snapshot) => {
                 let load_ms = started.elapsed().as_millis() as u64;
-                let previous = self.state.swap(snapshot, load_ms);
+                // Recorded before the swap: once readiness says this bundle
+                // is live, the cache's state already says so too.
                 self.loader.cache.record_live(&self.target_key(), digest);
+                let previous = self.state.swap(snapshot, load_ms);
                 self.attempt = None;
                 tracing::info!(
                     repo = %self.state.name,

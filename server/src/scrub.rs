@@ -175,11 +175,11 @@ async fn reinstall(loader: &Loader, repo: &Repo, path: &std::path::Path, digest:
     };
     match opened {
         Ok(snapshot) => {
-            repo.state
-                .swap(snapshot, started.elapsed().as_millis() as u64);
             loader
                 .cache
                 .record_live(&format!("file:{}", path.display()), digest);
+            repo.state
+                .swap(snapshot, started.elapsed().as_millis() as u64);
             tracing::info!(%digest, path = %path.display(), "installed the bundle file again after its cached copy changed");
         }
         Err(e) => {
