@@ -205,7 +205,7 @@ fn modes_and_file_grouping_over_http() {
     );
     // The bundle says what it can do.
     let info = get("/v1/bundle").json();
-    assert_eq!(info["live"]["format"], "1.4");
+    assert_eq!(info["live"]["format"], "1.5");
     assert_eq!(
         info["live"]["search_modes"],
         serde_json::json!(["hybrid", "semantic", "lexical"])

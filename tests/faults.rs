@@ -1083,7 +1083,7 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
     )
     .unwrap();
     let model = unpacked.bundle.manifest.model.clone();
-    let big = shelf_testkit::synthetic_bundle(&t.path().join("big"), 150_000, &model, 11);
+    let big = shelf_testkit::synthetic_bundle(&t.path().join("big"), 220_000, &model, 11);
     let cache = t.path().join("cache");
     let queries = [
         "parse the configuration file",

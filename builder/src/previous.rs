@@ -134,7 +134,8 @@ impl Previous {
         let stored = match manifest.vector_layout() {
             VectorLayout::Flat => {
                 let m = map(members::FLAT_VECTORS)?;
-                let flat = FlatVectors::open(&m).map_err(|e| fail(e.to_string()))?;
+                let flat = FlatVectors::open_as(&m, manifest.vector_element())
+                    .map_err(|e| fail(e.to_string()))?;
                 if flat.dimensions() != dimensions || flat.len() != store.len() {
                     return Err(fail(format!(
                         "{} vectors of {} dimensions for {} chunks",

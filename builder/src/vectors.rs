@@ -1,6 +1,6 @@
 //! The vectors member: every chunk's vector, key `i` for chunk `i`, as
-//! `vectors.bin` (half precision, searched exactly; layout in
-//! `shelf_formats::vectors`). Writing it is one pass over the vectors, so a
+//! `vectors.bin` (signed bytes in blocks of 32, searched exactly; layout
+//! in `shelf_formats::vectors`). Writing it is one pass over the vectors, so a
 //! build that changes a few chunks does not pay for a graph over all of
 //! them. Reading the HNSW graphs of bundles 1.0 to 1.2 stays, for reusing
 //! their vectors.
@@ -18,7 +18,13 @@ pub fn write(vectors: &[&[f32]], dimensions: usize, path: &Path) -> Result<(), B
         source,
     };
     let file = std::fs::File::create(path).map_err(io)?;
-    shelf_formats::vectors::write_to(vectors, dimensions, std::io::BufWriter::new(file)).map_err(io)
+    shelf_formats::vectors::write_to(
+        vectors,
+        dimensions,
+        shelf_formats::vectors::Element::I8Blocks,
+        std::io::BufWriter::new(file),
+    )
+    .map_err(io)
 }
 
 /// Opens the HNSW graph of a 1.0 to 1.2 bundle read-only, by memory map.

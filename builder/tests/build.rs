@@ -349,7 +349,7 @@ fn the_bundle_carries_a_lexical_index_of_every_chunk_and_skips_generated_text() 
     )
     .unwrap();
     let m = &u.bundle.manifest;
-    assert_eq!((m.format_version, m.format_minor), (1, 4));
+    assert_eq!((m.format_version, m.format_minor), (1, 5));
     assert_eq!(m.settings.lexical.as_deref(), Some("bm25/code-v1"));
     assert_eq!(m.settings.exclude_generated, Some(true));
     let lexical = std::fs::read(u.dir.join(members::LEXICAL)).unwrap();

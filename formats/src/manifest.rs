@@ -21,16 +21,23 @@ pub const FORMAT_VERSION: u32 = 1;
 /// 1.3 the flat half-precision vectors (`vectors.bin`) in place of the
 /// HNSW graph; 1.4 the definitions index (`definitions.bin`,
 /// `settings.definitions`) and the history index (`history.bin`,
-/// `history-lexical.bin`, `settings.history`).
-pub const FORMAT_MINOR: u32 = 4;
+/// `history-lexical.bin`, `settings.history`); 1.5 the flat vectors as
+/// signed bytes in blocks of 32 (`settings.vector_quantization` `i8/32`)
+/// in place of half precision.
+pub const FORMAT_MINOR: u32 = 5;
 
 /// The vector index kind this code writes (`settings.index`): every vector
 /// in `vectors.bin`, searched exactly by cosine.
 pub const VECTOR_INDEX_KIND: &str = "flat/cos";
 
-/// How those vectors are stored (`settings.vector_quantization`): IEEE
-/// 754 half precision.
-pub const VECTOR_QUANTIZATION: &str = "f16";
+/// How those vectors are stored (`settings.vector_quantization`): signed
+/// bytes in blocks of 32 values, each block with its largest magnitude
+/// (`shelf_formats::vectors::Element::I8Blocks`). Bundles 1.3 and 1.4
+/// store them as IEEE 754 half precision (`f16`), still read.
+pub const VECTOR_QUANTIZATION: &str = crate::vectors::Element::I8Blocks.name();
+
+/// The flat vectors' storage of bundles 1.3 and 1.4.
+pub const VECTOR_QUANTIZATION_F16: &str = crate::vectors::Element::F16.name();
 
 /// The vector index kind of bundles 1.0 to 1.2, still read: a usearch
 /// HNSW graph in `vectors.usearch`, cosine metric, 16 neighbours per node,
@@ -261,14 +268,14 @@ impl Manifest {
             &[VECTOR_INDEX_KIND, HNSW_INDEX_KIND],
         )?;
         // Each index kind stores its vectors one way.
-        let quantization = match self.vector_layout() {
-            VectorLayout::Flat => VECTOR_QUANTIZATION,
-            VectorLayout::Hnsw => HNSW_QUANTIZATION,
+        let quantization: &[&'static str] = match self.vector_layout() {
+            VectorLayout::Flat => &[VECTOR_QUANTIZATION, VECTOR_QUANTIZATION_F16],
+            VectorLayout::Hnsw => &[HNSW_QUANTIZATION],
         };
         check(
             "settings.vector_quantization",
             &self.settings.vector_quantization,
-            &[quantization],
+            quantization,
         )?;
         if let Some(kind) = &self.settings.lexical {
             crate::lexical::Analyzer::from_kind(kind).ok_or_else(|| UnknownKind {
@@ -331,6 +338,19 @@ impl Manifest {
             VectorLayout::Hnsw
         } else {
             VectorLayout::Flat
+        }
+    }
+
+    /// How the flat vectors store their values, by
+    /// `settings.vector_quantization` (`None` for an HNSW bundle or a name
+    /// [`Manifest::check_kinds`] refuses). A reader checks `vectors.bin`'s
+    /// header against it: the two are written together.
+    pub fn vector_element(&self) -> Option<crate::vectors::Element> {
+        match self.vector_layout() {
+            VectorLayout::Flat => {
+                crate::vectors::Element::from_name(&self.settings.vector_quantization)
+            }
+            VectorLayout::Hnsw => None,
         }
     }
 

@@ -1,18 +1,19 @@
-//! Exact search over a bundle's flat half-precision vectors
-//! (`vectors.bin`): every admitted vector is scored against every query
-//! window and the best `k` are kept. There is no graph, so nothing an
+//! Exact search over a bundle's flat vectors (`vectors.bin`: signed bytes
+//! in blocks of 32, or half precision in 1.3 and 1.4 bundles): every
+//! admitted vector is scored against every query window and the best `k`
+//! are kept. There is no graph, so nothing an
 //! approximate walk could miss, nothing to rebuild when a commit changes a
 //! few chunks, and a filter costs no recall.
 //!
 //! The scan reads each vector once for all query windows (memory bandwidth
-//! is the cost, not arithmetic) with an AVX2/F16C/FMA kernel where the CPU
-//! has one, chosen once per scan; elsewhere a portable loop gives the same
-//! ranking.
+//! is the cost, not arithmetic, which is why the values are bytes) with an
+//! AVX2/F16C/FMA kernel where the CPU has one, chosen once per scan;
+//! elsewhere a portable loop gives the same ranking.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use shelf_formats::vectors::{FlatVectors, from_f16_bits};
+use shelf_formats::vectors::{BLOCK, Element, FlatVectors, Row, from_f16_bits};
 
 use crate::mapped::Hit;
 
@@ -38,15 +39,15 @@ pub fn top_k(
     admit: Admit<'_>,
 ) -> Vec<Hit> {
     let dims = vectors.dimensions();
-    let queries: Vec<&[f32]> = queries
+    let queries: Vec<Query<'_>> = queries
         .iter()
-        .copied()
         .filter(|q| q.len() == dims)
+        .map(|q| Query::new(q))
         .collect();
     if k == 0 || queries.is_empty() {
         return Vec::new();
     }
-    let dot = kernel();
+    let dot = kernel(vectors.element());
     let mut best = Best::new(k);
     let mut score = |key: usize| {
         if let Some(row) = vectors.row(key) {
@@ -70,45 +71,135 @@ pub fn top_k(
     best.into_sorted()
 }
 
-/// A dot product of a stored row (binary16, little-endian) with a query
-/// of the same length.
-type Dot = fn(&[u8], &[f32]) -> f32;
+/// A query as the kernels read it: its values, and for rows of bytes the
+/// same values as 16-bit integers (`round(value x scale)`, the largest at
+/// 32,767), so an i8 row is multiplied in integer lanes, 16 at a time.
+struct Query<'a> {
+    values: &'a [f32],
+    fixed: Vec<i16>,
+    scale: f32,
+}
 
-fn kernel() -> Dot {
+impl<'a> Query<'a> {
+    fn new(values: &'a [f32]) -> Self {
+        let max = values
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0f32, |a, x| a.max(x.abs()));
+        let scale = if max > 0.0 { 32767.0 / max } else { 1.0 };
+        let fixed = values
+            .iter()
+            .map(|&x| {
+                if x.is_finite() {
+                    (x * scale).round().clamp(-32767.0, 32767.0) as i16
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Self {
+            values,
+            fixed,
+            scale,
+        }
+    }
+}
+
+/// A dot product of a stored row with a query of the same length.
+type Dot = fn(Row<'_>, &Query<'_>) -> f32;
+
+/// The fastest kernel this CPU has for `element`, chosen once per scan.
+fn kernel(element: Element) -> Dot {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2")
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("f16c")
         {
-            return x86::dot;
+            return match element {
+                Element::F16 => x86::dot_f16,
+                Element::I8Blocks => x86::dot_i8,
+            };
         }
     }
     dot_portable
 }
 
 /// The reference kernel, and the one on CPUs without the x86 extensions.
-fn dot_portable(row: &[u8], q: &[f32]) -> f32 {
-    row.chunks_exact(2)
-        .zip(q)
-        .map(|(b, &x)| from_f16_bits(u16::from_le_bytes([b[0], b[1]])) * x)
-        .sum()
+fn dot_portable(row: Row<'_>, q: &Query<'_>) -> f32 {
+    match row {
+        Row::F16(bytes) => bytes
+            .chunks_exact(2)
+            .zip(q.values)
+            .map(|(b, &x)| from_f16_bits(u16::from_le_bytes([b[0], b[1]])) * x)
+            .sum(),
+        Row::I8 { values, scales } => {
+            let total: f32 = values
+                .chunks(BLOCK)
+                .zip(q.fixed.chunks(BLOCK))
+                .zip(scales.chunks_exact(4))
+                .map(|((block, q), m)| {
+                    let m = f32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+                    let sum: i32 = block
+                        .iter()
+                        .zip(q)
+                        .map(|(&v, &x)| i32::from(v as i8) * i32::from(x))
+                        .sum();
+                    sum as f32 * m
+                })
+                .sum();
+            total / 127.0 / q.scale
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// Checks the lengths, then runs the vector kernel.
-    pub(super) fn dot(row: &[u8], q: &[f32]) -> f32 {
+    use shelf_formats::vectors::{BLOCK, Row};
+
+    use super::Query;
+
+    /// Checks the lengths, then runs the half-precision vector kernel.
+    pub(super) fn dot_f16(row: Row<'_>, query: &Query<'_>) -> f32 {
+        let Row::F16(row) = row else {
+            return super::dot_portable(row, query);
+        };
+        let q = query.values;
         let dims = q.len().min(row.len() / 2);
         // SAFETY: `kernel()` returns this function only when the CPU has
         // AVX2, FMA and F16C; `dims` values are in bounds of both slices.
-        unsafe { dot_avx2(row.as_ptr(), q.as_ptr(), dims) }
+        unsafe { f16_avx2(row.as_ptr(), q.as_ptr(), dims) }
+    }
+
+    /// Checks the lengths, then runs the i8 vector kernel.
+    pub(super) fn dot_i8(row: Row<'_>, query: &Query<'_>) -> f32 {
+        let Row::I8 { values, scales } = row else {
+            return super::dot_portable(row, query);
+        };
+        let q = &query.fixed;
+        let dims = q.len().min(values.len());
+        if scales.len() < dims.div_ceil(BLOCK) * 4 {
+            return f32::NAN;
+        }
+        // SAFETY: as for `dot_f16`; `scales` holds a maximum for every
+        // block of `dims` values (checked above).
+        let total = unsafe { i8_avx2(values.as_ptr(), scales.as_ptr(), q.as_ptr(), dims) };
+        total / 127.0 / query.scale
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sum8(acc: [__m256; 4]) -> f32 {
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
+        _mm_cvtss_f32(one)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_avx2(row: *const u8, q: *const f32, dims: usize) -> f32 {
+    unsafe fn f16_avx2(row: *const u8, q: *const f32, dims: usize) -> f32 {
         // Four accumulators keep four FMA chains in flight.
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
@@ -128,15 +219,51 @@ mod x86 {
                 acc[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(q.add(i)), acc[0]);
                 i += 8;
             }
-            let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-            let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-            let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-            let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
-            let mut total = _mm_cvtss_f32(one);
+            let mut total = sum8(acc);
             while i < dims {
                 let bits = u16::from_le_bytes([*row.add(i * 2), *row.add(i * 2 + 1)]);
                 total += shelf_formats::vectors::from_f16_bits(bits) * *q.add(i);
                 i += 1;
+            }
+            total
+        }
+    }
+
+    /// The sum over blocks of (the block's integer dot product x its
+    /// maximum), still to be divided by 127 and the query's scale.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn i8_avx2(values: *const u8, scales: *const u8, q: *const i16, dims: usize) -> f32 {
+        // Two accumulators: consecutive blocks' FMAs do not wait on each
+        // other.
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut block = 0;
+        // SAFETY (all loads): each full block's 32 values, 32 query
+        // values and its maximum are in bounds (the caller checked `dims`
+        // and the scales).
+        unsafe {
+            while (block + 1) * BLOCK <= dims {
+                let at = block * BLOCK;
+                let m = f32::from_le_bytes(*scales.add(block * 4).cast::<[u8; 4]>());
+                let low = _mm256_cvtepi8_epi16(_mm_loadu_si128(values.add(at).cast()));
+                let high = _mm256_cvtepi8_epi16(_mm_loadu_si128(values.add(at + 16).cast()));
+                // Pairs of 8-bit x 16-bit products fit an i32 lane with room.
+                let sum = _mm256_add_epi32(
+                    _mm256_madd_epi16(low, _mm256_loadu_si256(q.add(at).cast())),
+                    _mm256_madd_epi16(high, _mm256_loadu_si256(q.add(at + 16).cast())),
+                );
+                let a = &mut acc[block % 2];
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(m), *a);
+                block += 1;
+            }
+            let mut total = sum8([acc[0], acc[1], _mm256_setzero_ps(), _mm256_setzero_ps()]);
+            let at = block * BLOCK;
+            if at < dims {
+                let m = f32::from_le_bytes(*scales.add(block * 4).cast::<[u8; 4]>());
+                let mut sum = 0i32;
+                for i in at..dims {
+                    sum += i32::from(*values.add(i) as i8) * i32::from(*q.add(i));
+                }
+                total += sum as f32 * m;
             }
             total
         }
@@ -221,11 +348,15 @@ impl Best {
 mod tests {
     use super::*;
 
-    fn store(vectors: &[Vec<f32>]) -> Vec<u8> {
+    fn store_as(vectors: &[Vec<f32>], element: Element) -> Vec<u8> {
         let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
         let mut out = Vec::new();
-        shelf_formats::vectors::write_to(&refs, vectors[0].len(), &mut out).unwrap();
+        shelf_formats::vectors::write_to(&refs, vectors[0].len(), element, &mut out).unwrap();
         out
+    }
+
+    fn store(vectors: &[Vec<f32>]) -> Vec<u8> {
+        store_as(vectors, Element::I8Blocks)
     }
 
     fn unit(seed: u64, dims: usize) -> Vec<f32> {
@@ -246,26 +377,55 @@ mod tests {
     /// Every dimension count around the kernel's 8- and 32-wide steps.
     #[test]
     fn the_vector_kernel_agrees_with_the_portable_one() {
-        for dims in [1, 7, 8, 9, 31, 32, 33, 384, 385] {
-            let v = unit(dims as u64, dims);
-            let q = unit(dims as u64 + 1000, dims);
-            let bytes = store(std::slice::from_ref(&v));
-            let flat = FlatVectors::open(&bytes).unwrap();
-            let row = flat.row(0).unwrap();
-            let (fast, slow) = (kernel()(row, &q), dot_portable(row, &q));
-            assert!((fast - slow).abs() < 1e-5, "{dims}: {fast} vs {slow}");
+        for element in [Element::F16, Element::I8Blocks] {
+            for dims in [1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 384, 385] {
+                let v = unit(dims as u64, dims);
+                let q = unit(dims as u64 + 1000, dims);
+                let bytes = store_as(std::slice::from_ref(&v), element);
+                let flat = FlatVectors::open(&bytes).unwrap();
+                let row = flat.row(0).unwrap();
+                let query = Query::new(&q);
+                let (fast, slow) = (kernel(element)(row, &query), dot_portable(row, &query));
+                assert!(
+                    (fast - slow).abs() < 1e-5,
+                    "{element:?} {dims}: {fast} vs {slow}"
+                );
+                // And both are the dot product of the stored values.
+                let stored: f32 = flat
+                    .vector(0)
+                    .unwrap()
+                    .iter()
+                    .zip(&q)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                assert!(
+                    (slow - stored).abs() < 1e-4,
+                    "{element:?} {dims}: {slow} vs {stored}"
+                );
+            }
         }
     }
 
     #[test]
     fn the_scan_finds_the_exact_top_k_best_first() {
+        for element in [Element::F16, Element::I8Blocks] {
+            scan_finds_the_exact_top_k(element);
+        }
+    }
+
+    fn scan_finds_the_exact_top_k(element: Element) {
         let vs: Vec<Vec<f32>> = (0..500).map(|i| unit(i, 48)).collect();
-        let bytes = store(&vs);
+        let bytes = store_as(&vs, element);
         let flat = FlatVectors::open(&bytes).unwrap();
         let q = unit(9999, 48);
         let hits = top_k(&flat, &[&q], 10, Admit::All);
         let mut brute: Vec<(f32, u64)> = (0..500)
-            .map(|i| (dot_portable(flat.row(i).unwrap(), &q), i as u64))
+            .map(|i| {
+                (
+                    kernel(element)(flat.row(i).unwrap(), &Query::new(&q)),
+                    i as u64,
+                )
+            })
             .collect();
         brute.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let keys: Vec<u64> = hits.iter().map(|h| h.key).collect();
@@ -303,7 +463,7 @@ mod tests {
     fn nan_vectors_rank_last() {
         let mut vs: Vec<Vec<f32>> = (0..4).map(|i| unit(i, 8)).collect();
         vs[2] = vec![f32::NAN; 8];
-        let bytes = store(&vs);
+        let bytes = store_as(&vs, Element::F16);
         let flat = FlatVectors::open(&bytes).unwrap();
         let hits = top_k(&flat, &[&vs[0]], 4, Admit::All);
         assert_eq!(hits.last().unwrap().key, 2);

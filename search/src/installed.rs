@@ -218,7 +218,8 @@ pub fn verify_members(dir: &Path, manifest: &Manifest, digest: Digest) -> Result
     let (vectors, dims) = match layout {
         VectorLayout::Flat => {
             let bytes = read(members::FLAT_VECTORS)?;
-            let flat = FlatVectors::open(&bytes).map_err(|e| index_err(e.to_string()))?;
+            let flat = FlatVectors::open_as(&bytes, manifest.vector_element())
+                .map_err(|e| index_err(e.to_string()))?;
             (flat.len(), flat.dimensions())
         }
         VectorLayout::Hnsw => {

@@ -366,7 +366,8 @@ impl MappedBundle {
         let vectors = match manifest.vector_layout() {
             VectorLayout::Flat => {
                 let map = map_member(dir, digest, &manifest, members::FLAT_VECTORS)?;
-                let flat = FlatVectors::open(&map.map).map_err(|e| index_err(e.to_string()))?;
+                let flat = FlatVectors::open_as(&map.map, manifest.vector_element())
+                    .map_err(|e| index_err(e.to_string()))?;
                 if flat.dimensions() != dims || flat.len() != count {
                     return Err(index_err(format!(
                         "{} vectors of {} dimensions for {count} chunks of a {dims}-dimension model",

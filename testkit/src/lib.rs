@@ -419,8 +419,13 @@ fn synthetic(
         VectorLayout::Flat => {
             let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
             let file = std::fs::File::create(&vectors_path).expect("create vectors");
-            shelf_formats::vectors::write_to(&refs, dims, std::io::BufWriter::new(file))
-                .expect("write vectors");
+            shelf_formats::vectors::write_to(
+                &refs,
+                dims,
+                shelf_formats::vectors::Element::I8Blocks,
+                std::io::BufWriter::new(file),
+            )
+            .expect("write vectors");
         }
         VectorLayout::Hnsw => {
             let index = usearch::Index::new(&usearch::IndexOptions {
@@ -568,8 +573,13 @@ pub fn bundle_of_files(
     let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
     let vectors_path = src.path().join(VectorLayout::Flat.member());
     let file = std::fs::File::create(&vectors_path).expect("create vectors");
-    shelf_formats::vectors::write_to(&refs, dims, std::io::BufWriter::new(file))
-        .expect("write vectors");
+    shelf_formats::vectors::write_to(
+        &refs,
+        dims,
+        shelf_formats::vectors::Element::I8Blocks,
+        std::io::BufWriter::new(file),
+    )
+    .expect("write vectors");
     members.push((VectorLayout::Flat.member().into(), vectors_path));
     let mut manifest = sample_manifest(&"ab".repeat(20));
     manifest.model = model.clone();

@@ -7,7 +7,9 @@
 //! - **today**: the bundle's own HNSW index, searched as the server
 //!   searches it (`expansion_search` at its default);
 //! - **flat f16**: the vectors written as format 1.3's `vectors.bin` (f16)
-//!   and searched exactly by the engine's own scan (`shelf_search::flat`).
+//!   and searched exactly by the engine's own scan (`shelf_search::flat`);
+//! - **flat i8**: the same as format 1.5 writes them (signed bytes in
+//!   blocks of 32), searched by the same scan.
 //!
 //! Agreement is the share of the truth's top k that a search returns.
 
@@ -17,7 +19,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use shelf_embed::{Embedder, EmbedderOptions};
-use shelf_formats::vectors::FlatVectors;
+use shelf_formats::vectors::{Element, FlatVectors};
 use shelf_search::flat::{Admit, top_k};
 use shelf_search::mapped::DEFAULT_EXPANSION_SEARCH;
 
@@ -26,7 +28,7 @@ use crate::harness::stats::median;
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Row, runtime, table};
 
-/// Flat f16 must find at least this share of exact f32's top k.
+/// The flat vectors must find at least this share of exact f32's top k.
 const MIN_AGREEMENT: f64 = 0.99;
 
 /// Semantic candidates against exact cosine search at k (default 50), on
@@ -67,11 +69,14 @@ struct BundleOut {
     queries: usize,
     hnsw_agreement: f64,
     flat_f16_agreement: f64,
+    flat_i8_agreement: f64,
     exact_f32_p50_us: f64,
     hnsw_p50_us: f64,
     flat_f16_p50_us: f64,
+    flat_i8_p50_us: f64,
     hnsw_bytes: u64,
     flat_f16_bytes: u64,
+    flat_i8_bytes: u64,
 }
 
 impl Benchmark for Agreement {
@@ -86,35 +91,42 @@ impl Benchmark for Agreement {
         for (i, path) in self.bundle.iter().enumerate() {
             let out = self.one(b, &embedder, path, &b.work().join(format!("b{i}")))?;
             b.say(format!(
-                "{}: hnsw {:.4}, flat f16 {:.4}",
-                out.repository, out.hnsw_agreement, out.flat_f16_agreement
+                "{}: hnsw {:.4}, flat f16 {:.4}, flat i8 {:.4}",
+                out.repository, out.hnsw_agreement, out.flat_f16_agreement, out.flat_i8_agreement
             ));
             t.check(
                 format!(
-                    "{} ({} vectors): agreement at k={}, flat f16 (today's HNSW)",
+                    "{} ({} vectors): agreement at k={}, flat i8 (f16, HNSW)",
                     out.repository, out.vectors, self.k
                 ),
-                format!("{:.4} ({:.4})", out.flat_f16_agreement, out.hnsw_agreement),
+                format!(
+                    "{:.4} ({:.4}, {:.4})",
+                    out.flat_i8_agreement, out.flat_f16_agreement, out.hnsw_agreement
+                ),
                 format!(">= {MIN_AGREEMENT}"),
-                out.flat_f16_agreement >= MIN_AGREEMENT,
+                out.flat_i8_agreement >= MIN_AGREEMENT && out.flat_f16_agreement >= MIN_AGREEMENT,
             );
             t.info(
                 format!(
-                    "{}: search per query p50, flat f16 / HNSW / exact f32",
+                    "{}: search per query p50, flat i8 / flat f16 / HNSW / exact f32",
                     out.repository
                 ),
                 format!(
-                    "{:.0} / {:.0} / {:.0} us",
-                    out.flat_f16_p50_us, out.hnsw_p50_us, out.exact_f32_p50_us
+                    "{:.0} / {:.0} / {:.0} / {:.0} us",
+                    out.flat_i8_p50_us, out.flat_f16_p50_us, out.hnsw_p50_us, out.exact_f32_p50_us
                 ),
             );
             t.info(
-                format!("{}: vector bytes, flat f16 / HNSW f32", out.repository),
                 format!(
-                    "{} / {} ({:.2})",
+                    "{}: vector bytes, flat i8 / flat f16 / HNSW f32",
+                    out.repository
+                ),
+                format!(
+                    "{} / {} / {} ({:.2})",
+                    out.flat_i8_bytes,
                     out.flat_f16_bytes,
                     out.hnsw_bytes,
-                    out.flat_f16_bytes as f64 / out.hnsw_bytes as f64
+                    out.flat_i8_bytes as f64 / out.hnsw_bytes as f64
                 ),
             );
             bundles.push(out);
@@ -139,9 +151,14 @@ impl Agreement {
         let n = vectors.len();
         anyhow::ensure!(n > self.k, "{}: only {n} chunks", path.display());
         let rows: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
-        let mut flat_bytes = Vec::new();
-        shelf_formats::vectors::write_to(&rows, dims, &mut flat_bytes)?;
-        let flat = FlatVectors::open(&flat_bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let written = |element| -> Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            shelf_formats::vectors::write_to(&rows, dims, element, &mut bytes)?;
+            Ok(bytes)
+        };
+        let (f16_bytes, i8_bytes) = (written(Element::F16)?, written(Element::I8Blocks)?);
+        let open = |b| FlatVectors::open(b).map_err(|e| anyhow::anyhow!("{e}"));
+        let (f16, i8) = (open(&f16_bytes)?, open(&i8_bytes)?);
         let queries = embedder.embed_queries(&graph.query_texts)?;
         b.say(format!(
             "{}: {n} vectors, {} queries",
@@ -149,8 +166,9 @@ impl Agreement {
             queries.len()
         ));
         let k = self.k;
-        let (mut exact_us, mut hnsw_us, mut flat_us) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut hnsw_hits, mut flat_hits) = (0usize, 0usize);
+        let (mut exact_us, mut hnsw_us) = (Vec::new(), Vec::new());
+        let (mut f16_us, mut i8_us) = (Vec::new(), Vec::new());
+        let (mut hnsw_hits, mut f16_hits, mut i8_hits) = (0usize, 0usize, 0usize);
         for qv in &queries {
             let started = Instant::now();
             let truth = exact_top_k(vectors, qv, k);
@@ -161,10 +179,15 @@ impl Agreement {
             hnsw_us.push(started.elapsed().as_secs_f64() * 1e6);
             hnsw_hits += found.keys.iter().filter(|key| truth.contains(key)).count();
 
-            let started = Instant::now();
-            let found = top_k(&flat, &[qv.as_slice()], k, Admit::All);
-            flat_us.push(started.elapsed().as_secs_f64() * 1e6);
-            flat_hits += found.iter().filter(|h| truth.contains(&h.key)).count();
+            for (flat, us, hits) in [
+                (&f16, &mut f16_us, &mut f16_hits),
+                (&i8, &mut i8_us, &mut i8_hits),
+            ] {
+                let started = Instant::now();
+                let found = top_k(flat, &[qv.as_slice()], k, Admit::All);
+                us.push(started.elapsed().as_secs_f64() * 1e6);
+                *hits += found.iter().filter(|h| truth.contains(&h.key)).count();
+            }
         }
         let total = (k * queries.len()) as f64;
         Ok(BundleOut {
@@ -173,12 +196,15 @@ impl Agreement {
             vectors: n,
             queries: queries.len(),
             hnsw_agreement: hnsw_hits as f64 / total,
-            flat_f16_agreement: flat_hits as f64 / total,
+            flat_f16_agreement: f16_hits as f64 / total,
+            flat_i8_agreement: i8_hits as f64 / total,
             exact_f32_p50_us: median(&exact_us),
             hnsw_p50_us: median(&hnsw_us),
-            flat_f16_p50_us: median(&flat_us),
+            flat_f16_p50_us: median(&f16_us),
+            flat_i8_p50_us: median(&i8_us),
             hnsw_bytes: std::fs::metadata(&graph.graph_path)?.len(),
-            flat_f16_bytes: flat_bytes.len() as u64,
+            flat_f16_bytes: f16_bytes.len() as u64,
+            flat_i8_bytes: i8_bytes.len() as u64,
         })
     }
 }
