@@ -51,7 +51,7 @@ pub const HNSW_QUANTIZATION: &str = "f32";
 /// its manifest names (checked by [`Manifest::check_kinds`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VectorLayout {
-    /// `vectors.bin`, half precision, exact search (1.3 and later).
+    /// `vectors.bin`, exact search (1.3 and later; i8 blocks since 1.5, f16 before).
     Flat,
     /// `vectors.usearch`, an f32 HNSW graph (1.0 to 1.2).
     Hnsw,
@@ -153,7 +153,7 @@ pub struct BuildSettings {
     pub include: Vec<String>,
     /// Exclude globs, applied after include.
     pub exclude: Vec<String>,
-    /// How vectors are stored in the index (`f32`, `f16` or `i8`).
+    /// How vectors are stored in the index (`f32` in an HNSW graph, `f16` or `i8/32` flat).
     pub vector_quantization: String,
     /// The vector index kind and its build parameters
     /// (e.g. `usearch-hnsw/cos/m16/ef128`).
@@ -231,7 +231,7 @@ pub mod members {
     /// The usearch HNSW index over chunk vectors, openable by `Index::view`
     /// (format 1.0 to 1.2).
     pub const VECTORS: &str = "vectors.usearch";
-    /// The flat half-precision vectors; format 1.3 and later.
+    /// The flat vectors; format 1.3 and later.
     pub const FLAT_VECTORS: &str = "vectors.bin";
     /// The chunk store: texts, paths, line ranges and content ids.
     pub const CHUNKS: &str = "chunks.bin";

@@ -174,7 +174,7 @@ struct MappedFile {
 
 /// Where a bundle's vectors are searched.
 enum Vectors {
-    /// `vectors.bin`: exact search over half-precision vectors (1.3+).
+    /// `vectors.bin`: exact search over the flat vectors (1.3+: i8 blocks since 1.5, f16 before).
     Flat(MappedFile),
     /// `vectors.usearch`: an HNSW graph viewed in place (1.0 to 1.2).
     Hnsw {
