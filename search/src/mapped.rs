@@ -587,6 +587,33 @@ impl MappedBundle {
         self.nearest(&[query], k, Admit::All)
     }
 
+    /// Proves a newly opened bundle answers before it is swapped in, at a
+    /// cost that does not grow with it: `query` is scored against the
+    /// first and last few vectors (every byte layout and the kernel in
+    /// use, at both ends of the file) and the flat vectors are handed to
+    /// the kernel's read-ahead, so the pages the first scans need arrive
+    /// in the background instead of holding readiness back (a full scan
+    /// here took 122 ms at 370,000 vectors).
+    pub fn probe(&self, query: &[f32]) -> Result<(), OpenError> {
+        const ENDS: u64 = 32;
+        match &self.vectors {
+            Vectors::Flat(map) => {
+                let n = self.flat(map)?.len() as u64;
+                let keys: Vec<u64> = (0..n.min(ENDS))
+                    .chain(n.saturating_sub(ENDS).max(ENDS.min(n))..n)
+                    .collect();
+                self.nearest(&[query], 10, Admit::Keys(&keys))?;
+                // Advice only: a kernel that ignores it still pages in on
+                // demand.
+                let _ = map.map.advise(memmap2::Advice::WillNeed);
+            }
+            Vectors::Hnsw { .. } => {
+                self.search(query, 10)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The true `k` nearest chunks, every vector scored: what
     /// [`MappedBundle::search`] answers on a 1.3 bundle, and the yardstick
     /// of an HNSW graph's recall on an older one.

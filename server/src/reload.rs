@@ -98,7 +98,7 @@ pub struct Loader {
     pub cache: Arc<BundleCache>,
     /// The query model (its identity must match every bundle's).
     pub embedder: QueryEmbedder,
-    /// A real query vector, to warm new bundles with.
+    /// A real query vector, to prove new bundles answer with.
     pub probe: Arc<Vec<f32>>,
     /// HNSW search breadth for new bundles (1.0 to 1.2).
     pub expansion_search: usize,
@@ -112,13 +112,14 @@ impl std::fmt::Debug for Loader {
     }
 }
 
-/// The text embedded once at start to warm new bundles with a real query.
+/// The text embedded once at start to probe new bundles with a real query.
 pub const PROBE_QUERY: &str = "where is this implemented";
 
 impl Loader {
     /// Opens a cached bundle directory as a snapshot: model and kinds
     /// checked, the files checked against their verification record and
-    /// mapped, a read lease taken on each, a probe query run. Off the
+    /// mapped, a read lease taken on each, a bounded probe query run
+    /// ([`MappedBundle::probe`]). Off the
     /// async runtime; the caller swaps.
     pub async fn open_snapshot(
         &self,
@@ -134,7 +135,7 @@ impl Loader {
             let bundle = MappedBundle::open_dir(&dir, digest, &model)?;
             bundle.set_expansion_search(ef);
             if !bundle.is_empty() {
-                bundle.search(&probe, 10)?;
+                bundle.probe(&probe)?;
             }
             Ok(bundle)
         })
