@@ -417,15 +417,7 @@ fn synthetic(
     let vectors_path = src.path().join(layout.member());
     match layout {
         VectorLayout::Flat => {
-            let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
-            let file = std::fs::File::create(&vectors_path).expect("create vectors");
-            shelf_formats::vectors::write_to(
-                &refs,
-                dims,
-                shelf_formats::vectors::Element::I8Blocks,
-                std::io::BufWriter::new(file),
-            )
-            .expect("write vectors");
+            write_flat_vectors(&vectors_path, &vectors, dims);
         }
         VectorLayout::Hnsw => {
             let index = usearch::Index::new(&usearch::IndexOptions {
@@ -570,16 +562,8 @@ pub fn bundle_of_files(
             v
         })
         .collect();
-    let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
     let vectors_path = src.path().join(VectorLayout::Flat.member());
-    let file = std::fs::File::create(&vectors_path).expect("create vectors");
-    shelf_formats::vectors::write_to(
-        &refs,
-        dims,
-        shelf_formats::vectors::Element::I8Blocks,
-        std::io::BufWriter::new(file),
-    )
-    .expect("write vectors");
+    write_flat_vectors(&vectors_path, &vectors, dims);
     members.push((VectorLayout::Flat.member().into(), vectors_path));
     let mut manifest = sample_manifest(&"ab".repeat(20));
     manifest.model = model.clone();
@@ -658,4 +642,17 @@ pub fn repack_older(
     let path = out.join(format!("{}.tar.zst", digest.hex()));
     std::fs::write(&path, &bytes).expect("write bundle");
     path
+}
+
+/// Writes `vectors` as the `vectors.bin` a build of today writes.
+fn write_flat_vectors(path: &Path, vectors: &[Vec<f32>], dims: usize) {
+    let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+    let file = std::fs::File::create(path).expect("create vectors");
+    shelf_formats::vectors::write_to(
+        &refs,
+        dims,
+        shelf_formats::vectors::Element::I8Blocks,
+        std::io::BufWriter::new(file),
+    )
+    .expect("write vectors");
 }
