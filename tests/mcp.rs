@@ -764,6 +764,31 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
             .unwrap()
             .contains("Mcp-Name")
     );
+    // resources/read routes by its URI the same way.
+    let uri = file_uri(f, TAGS_RS);
+    let read = |name: &str| {
+        modern(
+            "resources/read",
+            json!({"uri": uri}),
+            &[
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", "resources/read"),
+                ("Mcp-Name", name),
+            ],
+        )
+    };
+    let wrong = read("shelf://elsewhere/x");
+    assert_eq!(
+        (wrong.status, wrong.json()["error"]["code"].as_i64()),
+        (400, Some(-32020))
+    );
+    let right = read(&uri).json();
+    assert_eq!(
+        right["result"]["contents"][0]["uri"],
+        uri.as_str(),
+        "{right}"
+    );
+    assert_eq!(right["result"]["cacheScope"], "private", "{right}");
     let unknown = modern(
         "tools/list",
         json!({}),

@@ -457,8 +457,8 @@ async fn modern(
             Err((code, message)) => rpc_error(id, code, message),
         },
         // What a token may see decides the lists and texts: never shared
-        // between users. A list changes when a bundle goes live; a file at
-        // a commit never does.
+        // between users (the template is everyone's). A list changes when
+        // a bundle goes live; a file at a commit never does.
         "resources/list" => modern_cacheable(id, resources::list(api, scope, params).await, 0),
         "resources/templates/list" => modern_cacheable(id, Ok(resources::templates()), LIST_TTL_MS),
         "resources/read" => {
