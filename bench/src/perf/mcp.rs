@@ -292,6 +292,9 @@ struct ToolOut {
     latency: Latency,
     /// The server's own time (`took_ms`), median, where the answer says.
     server_took_p50_ms: Option<f64>,
+    /// The first answer's whole-number fields (files added, removed and
+    /// changed; entries; references found).
+    counts: BTreeMap<String, u64>,
 }
 
 /// One transport's series in one comparison.
@@ -807,6 +810,13 @@ fn tools_part(
             first_ms: first.ms(),
             latency: Latency::of(&samples),
             server_took_p50_ms: (!took.is_empty()).then(|| median(&took)),
+            counts: first
+                .answer
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect(),
         };
         b.say(format!(
             "{} {}: first {:.1} ms, p50 {:.2} ms, p95 {:.2} ms",
