@@ -610,6 +610,47 @@ fn the_typescript_client_pinned_to_2026_07_28_gets_the_python_clients_answers() 
     }
 }
 
+/// A file longer than `read_file`'s default bound, read as a resource:
+/// its first part, exactly, and what was left out in the content's
+/// `_meta`.
+#[test]
+fn a_long_file_read_as_a_resource_is_bounded_and_says_so() {
+    let repo = GitRepo::new();
+    let line = "value = compute_the_next_value(previous_value, step_size)\n";
+    let long = line.repeat(100_000 / line.len());
+    repo.write("long.py", &long);
+    repo.commit("a long file");
+    let t = tempfile::tempdir().unwrap();
+    let built = cli::build(shelf(), &repo, &t.path().join("out"));
+    let name = built.report["repo"]
+        .as_str()
+        .or(built.report["repository"].as_str())
+        .unwrap();
+    let commit = built.report["commit"].as_str().unwrap();
+    let uri = format!("shelf://{name}/{commit}/long.py");
+    let bundle = built.path.display().to_string();
+    let cache = t.path().join("cache").display().to_string();
+    let mut transport = stdio(
+        &["mcp", "--bundle", &bundle, "--cache", &cache],
+        json!({"SHELF_LOG": "warn"}),
+    );
+    transport["resources"] = json!([uri]);
+    let report = sdk(transport, &[]);
+    let c = &report["reads"][0]["contents"][0];
+    let text = c["text"].as_str().unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        text.len() < long.len() && long.starts_with(text),
+        "{} of {} bytes",
+        text.len(),
+        long.len()
+    );
+    assert!(text.len() > 60_000, "{} bytes", text.len());
+    let said = c["meta"]["shelf/truncated"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{c}"));
+    assert!(said.contains("start_line"), "{said}");
+}
+
 fn serve_with_token(cache: &Path) -> (ServerProcess, tempfile::TempDir) {
     let f = fixture();
     let t = tempfile::tempdir().unwrap();

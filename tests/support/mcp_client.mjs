@@ -79,7 +79,7 @@ async function main(spec) {
       for (const uri of spec.resources) {
         try {
           const r = await client.readResource({ uri }, timeout);
-          out.reads.push({ contents: r.contents.map((c) => ({ uri: c.uri, mimeType: c.mimeType ?? null, text: c.text ?? null })) });
+          out.reads.push({ contents: r.contents.map((c) => ({ uri: c.uri, mimeType: c.mimeType ?? null, text: c.text ?? null, meta: c._meta ?? null })) });
         } catch (e) {
           out.reads.push({ exception: describe(e), code: e?.code ?? null, data: e?.data ?? null });
         }

@@ -95,7 +95,7 @@ async def main(spec):
                         out["reads"].append(
                             {
                                 "contents": [
-                                    {"uri": c.uri, "mimeType": c.mime_type, "text": getattr(c, "text", None)}
+                                    {"uri": c.uri, "mimeType": c.mime_type, "text": getattr(c, "text", None), "meta": c.meta}
                                     for c in r.contents
                                 ]
                             }
