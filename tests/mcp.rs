@@ -31,11 +31,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> PathBuf {
-    let runtime = std::env::var_os("SHELF_RUNTIME_DIR")
+fn runtime() -> PathBuf {
+    std::env::var_os("SHELF_RUNTIME_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".runtime"));
-    let bin = runtime.join("moto-venv/bin/python");
+        .unwrap_or_else(|| root().join(".runtime"))
+}
+
+fn python() -> PathBuf {
+    let bin = runtime().join("moto-venv/bin/python");
     assert!(
         bin.exists(),
         "{} is missing: run scripts/setup-test-services",
@@ -69,25 +72,60 @@ fn commit(f: &Fixture) -> String {
     f.built.report["commit"].as_str().unwrap().to_string()
 }
 
-/// Runs the SDK client against `transport` with `calls`; its report.
+/// Runs the Python SDK client against `transport` with `calls`; its report.
 fn sdk(transport: Value, calls: &[Value]) -> Value {
-    let t = tempfile::tempdir().unwrap();
-    let spec = t.path().join("spec.json");
     let mut doc = transport;
     doc["calls"] = Value::Array(calls.to_vec());
-    std::fs::write(&spec, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out = Command::new(python())
-        .arg(root().join("tests/support/mcp_client.py"))
-        .arg(&spec)
-        .output()
-        .expect("the SDK client runs");
+    run_client(
+        Command::new(python()).arg(root().join("tests/support/mcp_client.py")),
+        &doc,
+    )
+}
+
+/// The TypeScript client's packages (scripts/setup-test-services).
+fn node_modules() -> PathBuf {
+    let dir = runtime().join("mcp-node/node_modules");
+    assert!(
+        dir.join("@modelcontextprotocol/client/package.json")
+            .exists(),
+        "{} has no @modelcontextprotocol/client: run scripts/setup-test-services",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs the TypeScript v2 client (pinned to 2026-07-28) against
+/// `transport` with `calls`, then lists resources and reads `reads`.
+fn ts_sdk(transport: Value, calls: &[Value], reads: &[&str]) -> Value {
+    let mut doc = transport;
+    doc["calls"] = Value::Array(calls.to_vec());
+    doc["resources"] = json!(reads);
+    doc["modules"] = json!(node_modules());
+    let mut node = Command::new("node");
+    node.arg(root().join("tests/support/mcp_client.mjs"));
+    run_client(&mut node, &doc)
+}
+
+/// Runs a client script on a spec file holding `doc`; the JSON it printed.
+fn run_client(command: &mut Command, doc: &Value) -> Value {
+    let t = tempfile::tempdir().unwrap();
+    let spec = t.path().join("spec.json");
+    std::fs::write(&spec, serde_json::to_vec(doc).unwrap()).unwrap();
+    let out = command.arg(&spec).output().unwrap_or_else(|e| {
+        panic!(
+            "{:?} does not run ({e}): run scripts/setup-test-services",
+            command.get_program()
+        )
+    });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "the SDK client failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    // The report is the last line (an SDK may print a warning before it).
+    let last = stdout.trim().lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 fn stdio(args: &[&str], env: Value) -> Value {
@@ -444,6 +482,175 @@ fn stdio_answers_every_tool_and_bad_arguments_are_tool_errors() {
     same_answers(&reports[0], &reports[1]);
 }
 
+/// What the TypeScript v2 client pinned to 2026-07-28 saw of the protocol.
+fn check_ts_modern(report: &Value) {
+    assert!(report.get("connect_error").is_none(), "{report}");
+    assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
+    assert_eq!(report["era"], "modern", "{report}");
+    assert_eq!(report["server_name"], "shelf", "{report}");
+    assert!(
+        report["instructions"]
+            .as_str()
+            .is_some_and(|i| i.contains("search_code")),
+        "{report}"
+    );
+}
+
+/// The URI of `path` in the sample bundle.
+fn file_uri(f: &Fixture, path: &str) -> String {
+    let repo = f.built.report["repo"]
+        .as_str()
+        .or(f.built.report["repository"].as_str())
+        .unwrap();
+    format!("shelf://{repo}/{}/{path}", commit(f))
+}
+
+/// Resources read by URI, then what each read must answer: the text, or
+/// the error's words.
+fn reads(f: &Fixture) -> Vec<(String, Result<String, &'static str>)> {
+    let tags = std::fs::read_to_string(f.repo.path().join(TAGS_RS)).unwrap();
+    let stale = file_uri(f, TAGS_RS).replace(&commit(f), &"0".repeat(40));
+    vec![
+        (file_uri(f, TAGS_RS), Ok(tags)),
+        (
+            file_uri(f, "tools/resize.py"),
+            Ok(std::fs::read_to_string(f.repo.path().join("tools/resize.py")).unwrap()),
+        ),
+        (stale, Err("served at commit")),
+        (file_uri(f, "src/absent.rs"), Err("src/absent.rs")),
+        (file_uri(f, "../../etc/passwd"), Err("../../etc/passwd")),
+        ("https://example.com/x".into(), Err("not a shelf file URI")),
+    ]
+}
+
+/// A client's resources: every file listed by URI at the commit, and
+/// each read answering as [`reads`] says (a refusal is -32602 naming the
+/// URI in `data`, as 2026-07-28 says a missing resource is).
+fn check_resources(f: &Fixture, report: &Value) {
+    let listed: Vec<&str> = report["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no resources listed: {report}"))
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = [
+        "docs/rollback.md",
+        TAGS_RS,
+        "src/http.rs",
+        "tools/resize.py",
+    ]
+    .iter()
+    .map(|p| file_uri(f, p))
+    .collect();
+    let mut sorted_want = want.clone();
+    sorted_want.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(sorted, sorted_want, "{report}");
+    let answers = report["reads"].as_array().unwrap();
+    let expected = reads(f);
+    assert_eq!(answers.len(), expected.len(), "{report}");
+    for ((uri, want), got) in expected.iter().zip(answers) {
+        match want {
+            Ok(text) => {
+                let c = &got["contents"][0];
+                assert_eq!(c["uri"], uri.as_str(), "{got}");
+                assert_eq!(c["text"], text.as_str(), "{uri}: {got}");
+                assert_eq!(c["mimeType"], "text/plain", "{got}");
+            }
+            Err(words) => {
+                assert_eq!(got["code"], -32602, "{uri}: {got}");
+                assert_eq!(got["data"]["uri"], uri.as_str(), "{uri}: {got}");
+                let e = got["exception"].as_str().unwrap();
+                assert!(e.contains(words), "{uri}: '{words}' not in {e}");
+            }
+        }
+    }
+}
+
+/// The official TypeScript client (v2, pinned to 2026-07-28) over stdio
+/// and over HTTP with a token: every tool answers what the Python client
+/// pinned to the same revision got on the same transport, bad arguments
+/// are the same tool errors, and both clients list and read the files as
+/// resources by URI alike (the Python client in legacy mode too).
+#[test]
+fn the_typescript_client_pinned_to_2026_07_28_gets_the_python_clients_answers() {
+    let f = fixture();
+    let good = good_calls().len();
+    let cache = tempfile::tempdir().unwrap();
+    let bundle = f.built.path.display().to_string();
+    let cache_arg = cache.path().display().to_string();
+    let over_stdio = stdio(
+        &["mcp", "--bundle", &bundle, "--cache", &cache_arg],
+        json!({"SHELF_LOG": "warn"}),
+    );
+    let server_cache = tempfile::tempdir().unwrap();
+    let (server, _t) = serve_with_token(server_cache.path());
+    let over_http = json!({"http": {"url": format!("http://{}/mcp", server.addr), "token": TOKEN}});
+    let uris: Vec<String> = reads(f).into_iter().map(|(u, _)| u).collect();
+    let uris: Vec<&str> = uris.iter().map(String::as_str).collect();
+    for transport in [over_stdio, over_http] {
+        let ts = ts_sdk(transport.clone(), &all_calls(), &uris);
+        check_ts_modern(&ts);
+        let answers = ts["calls"].as_array().unwrap();
+        assert_eq!(answers.len(), all_calls().len(), "{ts}");
+        check_good(f, &ts, &answers[..good]);
+        check_bad(&answers[good..]);
+        check_resources(f, &ts);
+        for mode in ["2026-07-28", "legacy"] {
+            let mut py = transport.clone();
+            py["mode"] = json!(mode);
+            py["resources"] = json!(uris);
+            let py = sdk(py, &all_calls());
+            same_answers(&py, &ts);
+            assert_eq!(py["tools"], ts["tools"], "the same tool list");
+            check_resources(f, &py);
+            assert_eq!(py["reads"][0], ts["reads"][0]);
+        }
+    }
+}
+
+/// A file longer than `read_file`'s default bound, read as a resource:
+/// its first part, exactly, and what was left out in the content's
+/// `_meta`.
+#[test]
+fn a_long_file_read_as_a_resource_is_bounded_and_says_so() {
+    let repo = GitRepo::new();
+    let line = "value = compute_the_next_value(previous_value, step_size)\n";
+    let long = line.repeat(100_000 / line.len());
+    repo.write("long.py", &long);
+    repo.commit("a long file");
+    let t = tempfile::tempdir().unwrap();
+    let built = cli::build(shelf(), &repo, &t.path().join("out"));
+    let name = built.report["repo"]
+        .as_str()
+        .or(built.report["repository"].as_str())
+        .unwrap();
+    let commit = built.report["commit"].as_str().unwrap();
+    let uri = format!("shelf://{name}/{commit}/long.py");
+    let bundle = built.path.display().to_string();
+    let cache = t.path().join("cache").display().to_string();
+    let mut transport = stdio(
+        &["mcp", "--bundle", &bundle, "--cache", &cache],
+        json!({"SHELF_LOG": "warn"}),
+    );
+    transport["resources"] = json!([uri]);
+    let report = sdk(transport, &[]);
+    let c = &report["reads"][0]["contents"][0];
+    let text = c["text"].as_str().unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        text.len() < long.len() && long.starts_with(text),
+        "{} of {} bytes",
+        text.len(),
+        long.len()
+    );
+    assert!(text.len() > 60_000, "{} bytes", text.len());
+    let said = c["meta"]["shelf/truncated"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{c}"));
+    assert!(said.contains("start_line"), "{said}");
+}
+
 fn serve_with_token(cache: &Path) -> (ServerProcess, tempfile::TempDir) {
     let f = fixture();
     let t = tempfile::tempdir().unwrap();
@@ -598,6 +805,31 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
             .unwrap()
             .contains("Mcp-Name")
     );
+    // resources/read routes by its URI the same way.
+    let uri = file_uri(f, TAGS_RS);
+    let read = |name: &str| {
+        modern(
+            "resources/read",
+            json!({"uri": uri}),
+            &[
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", "resources/read"),
+                ("Mcp-Name", name),
+            ],
+        )
+    };
+    let wrong = read("shelf://elsewhere/x");
+    assert_eq!(
+        (wrong.status, wrong.json()["error"]["code"].as_i64()),
+        (400, Some(-32020))
+    );
+    let right = read(&uri).json();
+    assert_eq!(
+        right["result"]["contents"][0]["uri"],
+        uri.as_str(),
+        "{right}"
+    );
+    assert_eq!(right["result"]["cacheScope"], "private", "{right}");
     let unknown = modern(
         "tools/list",
         json!({}),

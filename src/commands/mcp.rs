@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use shelf_server::mcp::protocol;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::cli::McpArgs;
@@ -64,20 +65,16 @@ fn relay(server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
 }
 
 /// The HTTP routing headers of a 2026-07-28 message (its version, method
-/// and tool name, which that revision's HTTP transport repeats in headers);
-/// none for a legacy one.
+/// and tool name or resource URI, which that revision's HTTP transport
+/// repeats in headers); none for a legacy one.
 fn routing_headers(message: &Value) -> Vec<(&'static str, String)> {
-    let Some(version) =
-        message["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"].as_str()
-    else {
+    let Some(version) = message["params"]["_meta"][protocol::VERSION_META].as_str() else {
         return Vec::new();
     };
     let mut headers = vec![("MCP-Protocol-Version", version.to_string())];
     if let Some(method) = message["method"].as_str() {
         headers.push(("Mcp-Method", method.to_string()));
-        if method == "tools/call"
-            && let Some(name) = message["params"]["name"].as_str()
-        {
+        if let Some(name) = protocol::mcp_name(method, &message["params"]) {
             headers.push(("Mcp-Name", name.to_string()));
         }
     }

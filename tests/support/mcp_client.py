@@ -4,12 +4,14 @@ call the ones asked for, and print what came back as one JSON document.
 
 Usage: python mcp_client.py SPEC.json
 SPEC: {"stdio": {"command", "args", "env", "cwd"}} or {"http": {"url", "token"}},
-      plus "calls": [{"tool": name, "args": {...}}] and "mode": "legacy"
+      plus "calls": [{"tool": name, "args": {...}}], "resources": [uri, ...]
+      (read after listing every page of resources) and "mode": "legacy"
       (the initialize handshake), "2026-07-28" (pinned: server/discover, the
       version in every request's _meta) or "auto" (the default).
 With a pinned mode the client also probes server/discover at a version no
 server speaks and records the error (code and data).
-Tool failures are recorded, not raised, so the test can assert on them.
+Tool failures and refused reads are recorded, not raised, so the test can
+assert on them.
 """
 
 import asyncio
@@ -42,7 +44,7 @@ def transport(spec):
 
 
 async def main(spec):
-    out = {"calls": []}
+    out = {"calls": [], "reads": []}
     try:
         mode = spec.get("mode", "auto")
         async with Client(transport(spec), mode=mode, read_timeout_seconds=90) as client:
@@ -78,6 +80,28 @@ async def main(spec):
                     )
                 except Exception as e:  # a protocol failure: the test says whether one was expected
                     out["calls"].append({"exception": describe(e)})
+            if spec.get("resources"):
+                listed, cursor = [], None
+                while True:
+                    page = await client.list_resources(cursor=cursor)
+                    listed += page.resources
+                    cursor = page.next_cursor
+                    if not cursor:
+                        break
+                out["resources"] = [{"uri": r.uri, "name": r.name, "mimeType": r.mime_type} for r in listed]
+                for uri in spec["resources"]:
+                    try:
+                        r = await client.read_resource(uri)
+                        out["reads"].append(
+                            {
+                                "contents": [
+                                    {"uri": c.uri, "mimeType": c.mime_type, "text": getattr(c, "text", None), "meta": c.meta}
+                                    for c in r.contents
+                                ]
+                            }
+                        )
+                    except MCPError as e:
+                        out["reads"].append({"exception": describe(e), "code": e.code, "data": e.error.data})
     except Exception as e:
         out["connect_error"] = describe(e)
     print(json.dumps(out))

@@ -16,6 +16,12 @@
 //!    its vector cache (what is left is transport, ranking and rendering).
 //!    Both must return the same results in the same order.
 //!
+//! 4. The tools an assistant reaches for besides search, over MCP on the
+//!    largest repository: `list_files`, `outline`, `find_references`,
+//!    `find_related`, and `changes` between two release tags of it (both
+//!    built incrementally from HEAD's bundle, pushed and tagged in its
+//!    store): the first call (opening both versions) and the p50 after.
+//!
 //! One server serves the four repositories from one store root (each
 
 use std::collections::{BTreeMap, HashSet};
@@ -58,6 +64,11 @@ const K: usize = 10;
 const MAX_TOKENS: usize = 8_000;
 /// zstd level of bundles and of each file text.
 const ZSTD_LEVEL: i32 = 12;
+/// Two release tags of the largest repository, a typical patch release
+/// (36 files changed), that `changes` is timed between.
+const RELEASES: (&str, &str) = ("v4.0.6", "v4.0.7");
+/// `changes` between them, p50 of the calls after the first, at most.
+const MAX_CHANGES_P50_MS: f64 = 100.0;
 /// MCP's latency over REST's for the same query (median over pairs), at
 /// most, where every query is embedded: the protocol should cost little
 /// next to the search itself.
@@ -269,6 +280,23 @@ struct ReadOut {
     latency: Latency,
 }
 
+/// One tool timed over MCP (`tools/call`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolOut {
+    tool: String,
+    arguments: Value,
+    /// The first call alone (for `changes`, it opens both versions).
+    first_ms: f64,
+    /// The calls after it.
+    latency: Latency,
+    /// The server's own time (`took_ms`), median, where the answer says.
+    server_took_p50_ms: Option<f64>,
+    /// The first answer's whole-number fields (files added, removed and
+    /// changed; entries; references found).
+    counts: BTreeMap<String, u64>,
+}
+
 /// One transport's series in one comparison.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +352,9 @@ pub struct Results {
     sizes: Vec<SizeOut>,
     grep: Vec<GrepOut>,
     read_file: Vec<ReadOut>,
+    /// The largest repository at the two release tags.
+    releases: Vec<BundleInfo>,
+    tools: Vec<ToolOut>,
     search: Vec<Comparison>,
     /// The server's RSS after the grep and read measurements, MiB (four
     /// repositories live).
@@ -348,7 +379,7 @@ impl Benchmark for Mcp {
         let mut bundles = Vec::new();
         let mut sizes = Vec::new();
         for repo in REPOS {
-            let bundle = bundle_for(b, shelf, &opts.sources, repo)?;
+            let bundle = bundle_for(b, shelf, &opts.sources, repo, "HEAD", None)?;
             let s = sizes_of(&bundle, work)?;
             b.say(format!(
                 "{repo}: bundle {}, files.bin {} ({:.1}%), texts {} in {} files",
@@ -365,6 +396,32 @@ impl Benchmark for Mcp {
         for bundle in &bundles {
             shelf.publish(&bundle.path, &bundle.digest, &root.join(&bundle.served_as))?;
         }
+        let head = bundles
+            .iter()
+            .find(|x| x.repo == LARGEST)
+            .context("the largest repository")?;
+        let old = bundle_for(
+            b,
+            shelf,
+            &opts.sources,
+            LARGEST,
+            RELEASES.0,
+            Some(&head.path),
+        )?;
+        let new = bundle_for(
+            b,
+            shelf,
+            &opts.sources,
+            LARGEST,
+            RELEASES.1,
+            Some(&old.path),
+        )?;
+        let store = root.join(&head.served_as);
+        for (bundle, tag) in [(&old, RELEASES.0), (&new, RELEASES.1)] {
+            shelf.push(&bundle.path, &store)?;
+            let store = store.display().to_string();
+            shelf.run(&["tag", tag, &bundle.digest, "--store", &store])?;
+        }
         let rt = load::runtime()?;
         let client = load::client(opts.clients);
 
@@ -378,6 +435,7 @@ impl Benchmark for Mcp {
             .find(|(b, _)| b.repo == LARGEST)
             .context("the largest repository is among the bundles")?;
         let (grep, read_file) = files_part(&rt, &client, &server, opts, largest, b)?;
+        let tools = tools_part(&rt, &client, &server, opts, largest.0, b)?;
         let server_rss_mib =
             process_rss_kib(server.pid()).map_or(f64::NAN, |(rss, _)| rss as f64 / 1024.0);
         let short: Vec<(String, String)> = SHORT_QUERIES
@@ -420,7 +478,8 @@ impl Benchmark for Mcp {
         drop(server);
         drop(rt);
 
-        let rows = rows(&sizes, &grep, &read_file, &search);
+        let mut rows = rows(&sizes, &grep, &read_file, &search);
+        rows.extend(tool_rows(&tools));
         print!("{}", table::render(&rows));
         let results = Results {
             command: b.command.clone(),
@@ -429,6 +488,8 @@ impl Benchmark for Mcp {
             sizes,
             grep,
             read_file,
+            releases: vec![old, new],
+            tools,
             search,
             server_rss_mib,
             seconds: started.elapsed().as_secs_f64(),
@@ -460,12 +521,20 @@ fn issue_queries(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// The bundle of `repo` at its HEAD: from the cache when a build of that
-/// commit in the current format is there, else built now (cold).
-fn bundle_for(b: &Bench, shelf: &ShelfBinary, sources: &Sources, repo: &str) -> Result<BundleInfo> {
+/// The bundle of `repo` at `rev`: from the cache when a build of that
+/// commit in the current format is there, else built now (cold, or reusing
+/// the vectors of `previous`).
+fn bundle_for(
+    b: &Bench,
+    shelf: &ShelfBinary,
+    sources: &Sources,
+    repo: &str,
+    rev: &str,
+    previous: Option<&Path>,
+) -> Result<BundleInfo> {
     let key = repo.replace('/', "+");
     let git_dir = devset::git_dir(&sources.mirror, repo);
-    let commit = devset::head(&git_dir)?;
+    let commit = devset::commit_of(&git_dir, rev)?;
     let dir = sources.bundle_cache.join("mcp").join(&key).join(&commit);
     let record = dir.join("build.json");
     let cached = std::fs::read(&record)
@@ -479,9 +548,9 @@ fn bundle_for(b: &Bench, shelf: &ShelfBinary, sources: &Sources, repo: &str) -> 
     let (raw, built_this_run) = match cached {
         Some(raw) => (raw, false),
         None => {
-            b.say(format!("{repo}: building {commit} (cold)"));
+            b.say(format!("{repo}: building {rev} {commit}"));
             std::fs::create_dir_all(&dir)?;
-            let run = shelf.build_with(&git_dir, &commit, &dir, None, repo, &[])?;
+            let run = shelf.build_with(&git_dir, &commit, &dir, previous, repo, &[])?;
             b.say(format!(
                 "  {} chunks, {:.0} s",
                 run.report.chunks.total,
@@ -661,16 +730,131 @@ fn rest_call(repo: &str, query: &str) -> Call {
 
 /// `POST /mcp`, `tools/call` of `search_code`.
 fn mcp_call(repo: &str, query: &str, id: usize) -> Call {
+    let arguments = json!({"query": query, "k": K, "repo": repo, "max_tokens": MAX_TOKENS});
+    tool_call("search_code", &arguments, id)
+}
+
+/// `POST /mcp`, `tools/call` of `name`.
+fn tool_call(name: &str, arguments: &Value, id: usize) -> Call {
     let body = json!({
         "jsonrpc": "2.0",
         "id": id,
         "method": "tools/call",
-        "params": {
-            "name": "search_code",
-            "arguments": {"query": query, "k": K, "repo": repo, "max_tokens": MAX_TOKENS}
-        }
+        "params": {"name": name, "arguments": arguments}
     });
     Call::Mcp(Bytes::from(body.to_string()))
+}
+
+/// Stage 4: the other tools over MCP on the largest repository, each asked
+/// once, then `--grep-requests` times; `changes` between the release tags
+/// (the list, then the diff of the first file it lists as changed).
+fn tools_part(
+    rt: &tokio::runtime::Runtime,
+    client: &HttpClient,
+    server: &ServerProcess,
+    opts: &Mcp,
+    bundle: &BundleInfo,
+    b: &Bench,
+) -> Result<Vec<ToolOut>> {
+    let repo = bundle.served_as.as_str();
+    let (from, to) = RELEASES;
+    let mut cases = vec![
+        (
+            "list_files",
+            json!({"repo": repo, "path": "pylint/checkers"}),
+        ),
+        ("list_files", json!({"repo": repo, "path": "**/*.py"})),
+        (
+            "outline",
+            json!({"repo": repo, "path": "pylint/checkers/typecheck.py"}),
+        ),
+        ("find_references", json!({"repo": repo, "name": "PyLinter"})),
+        (
+            "find_related",
+            json!({"repo": repo, "path": "pylint/lint/pylinter.py", "start_line": 1, "end_line": 80}),
+        ),
+        ("changes", json!({"repo": repo, "from": from, "to": to})),
+    ];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < cases.len() {
+        let (tool, arguments) = cases[i].clone();
+        i += 1;
+        let call = tool_call(tool, &arguments, i);
+        let first = rt.block_on(load::call(client, server.addr, &call));
+        let samples = repeat(rt, client, server, &call, opts.grep_requests);
+        if let Some(bad) = std::iter::once(&first).chain(&samples).find(|s| !s.ok) {
+            bail!("{tool} {arguments} failed: {}", bad.answer);
+        }
+        if tool == "changes" && arguments.get("path").is_none() {
+            let files = first.answer["files"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let changed = files.iter().find(|f| f["status"] == "changed");
+            let path = changed
+                .and_then(|f| f["path"].as_str())
+                .context("no file changed")?;
+            cases.push((
+                "changes",
+                json!({"repo": repo, "from": from, "to": to, "path": path}),
+            ));
+        }
+        let took: Vec<f64> = samples
+            .iter()
+            .filter_map(|s| s.answer["took_ms"].as_f64())
+            .collect();
+        let t = ToolOut {
+            tool: tool.into(),
+            arguments,
+            first_ms: first.ms(),
+            latency: Latency::of(&samples),
+            server_took_p50_ms: (!took.is_empty()).then(|| median(&took)),
+            counts: first
+                .answer
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect(),
+        };
+        b.say(format!(
+            "{} {}: first {:.1} ms, p50 {:.2} ms, p95 {:.2} ms",
+            t.tool, t.arguments, t.first_ms, t.latency.p50_ms, t.latency.p95_ms
+        ));
+        out.push(t);
+    }
+    Ok(out)
+}
+
+fn tool_rows(tools: &[ToolOut]) -> Vec<Row> {
+    tools
+        .iter()
+        .map(|t| {
+            let mut what: Vec<String> = t
+                .arguments
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "repo")
+                .map(|(k, v)| format!("{k} {}", v.as_str().map_or(v.to_string(), str::to_string)))
+                .collect();
+            what.sort();
+            let metric = format!("{} ({}): p50 / p95 (first)", t.tool, what.join(", "));
+            let value = format!("{} ({:.1} ms)", ms_pair(&t.latency), t.first_ms);
+            if t.tool == "changes" && t.arguments.get("path").is_none() {
+                let ok = t.latency.p50_ms <= MAX_CHANGES_P50_MS;
+                Row::check(
+                    metric,
+                    value,
+                    format!("p50 <= {MAX_CHANGES_P50_MS:.0} ms"),
+                    ok,
+                )
+            } else {
+                Row::info(metric, value)
+            }
+        })
+        .collect()
 }
 
 /// The same call `n` times, one after another.

@@ -2,7 +2,8 @@
 //! ([`handle`]), in either era of MCP:
 //!
 //! - **legacy** (2024-11-05 to 2025-11-25): an `initialize` handshake, then
-//!   `tools/list` and `tools/call`;
+//!   `tools/list` and `tools/call`, and the files as resources
+//!   (`resources/list`, `resources/templates/list`, `resources/read`);
 //! - **2026-07-28**: no handshake and no session; every request carries
 //!   its version and the client's capabilities in `params._meta`,
 //!   `server/discover` says what the server speaks, results carry
@@ -21,6 +22,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::resources;
 use super::tools::{self, TOOLS};
 use crate::guard::Scope;
 use crate::ops::Api;
@@ -113,6 +115,20 @@ fn rpc_result(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// A resource request's result, or its error with `data`.
+fn resource_answer(id: &Value, answer: Result<Value, resources::Refused>) -> Value {
+    match answer {
+        Ok(result) => rpc_result(id, result),
+        Err((code, message, data)) => {
+            let mut e = rpc_error(id, code, message);
+            if !data.is_null() {
+                e["error"]["data"] = data;
+            }
+            e
+        }
+    }
+}
+
 /// The HTTP status a 2026-07-28 error answer is sent with.
 pub fn modern_status(reply: &Value) -> u16 {
     match reply["error"]["code"].as_i64() {
@@ -139,7 +155,13 @@ pub async fn answer(
     routing: Option<&Routing>,
 ) -> Option<Value> {
     let one = |m: Value| async move {
-        if wait_for_live && m.get("method").and_then(Value::as_str) == Some("tools/call") {
+        let method = m.get("method").and_then(Value::as_str);
+        if wait_for_live
+            && matches!(
+                method,
+                Some("tools/call" | "resources/read" | "resources/list")
+            )
+        {
             wait_until_live(api).await;
         }
         handle(api, scope, m, routing).await
@@ -253,11 +275,14 @@ pub async fn handle(
             Ok(result) => rpc_result(&id, result),
             Err((code, message)) => rpc_error(&id, code, message),
         },
+        "resources/list" => resource_answer(&id, resources::list(api, scope, &params).await),
+        "resources/templates/list" => rpc_result(&id, resources::templates()),
+        "resources/read" => resource_answer(&id, resources::read(api, scope, &params).await),
         other => rpc_error(
             &id,
             METHOD_NOT_FOUND,
             format!(
-                "method '{}' is not served; this server offers tools (tools/list, tools/call)",
+                "method '{}' is not served; this server offers tools (tools/list, tools/call) and resources (resources/list, resources/templates/list, resources/read)",
                 other.chars().take(64).collect::<String>()
             ),
         ),
@@ -281,9 +306,18 @@ fn initialize(params: &Value) -> Value {
     };
     json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": false } },
+        "capabilities": capabilities(),
         "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
+    })
+}
+
+/// What this server offers, in either era: tools, and files as resources
+/// (no subscriptions: a URI names an immutable text).
+fn capabilities() -> Value {
+    json!({
+        "tools": { "listChanged": false },
+        "resources": { "listChanged": false, "subscribe": false },
     })
 }
 
@@ -334,8 +368,7 @@ fn envelope(
         if r.method.as_deref() != Some(method) {
             return mismatch("Mcp-Method");
         }
-        if method == "tools/call"
-            && let Some(name) = params["name"].as_str()
+        if let Some(name) = mcp_name(method, params)
             && r.name.as_deref() != Some(name)
         {
             return mismatch("Mcp-Name");
@@ -354,11 +387,37 @@ fn envelope(
     Ok(())
 }
 
+/// The body field a 2026-07-28 request's `Mcp-Name` header mirrors (the
+/// tool's name, the resource's URI), for the methods that have one.
+pub fn mcp_name<'p>(method: &str, params: &'p Value) -> Option<&'p str> {
+    match method {
+        "tools/call" => params["name"].as_str(),
+        "resources/read" => params["uri"].as_str(),
+        _ => None,
+    }
+}
+
 /// A 2026-07-28 result: `resultType`, and who answered in `_meta`.
 fn modern_result(id: &Value, mut result: Value) -> Value {
     result["resultType"] = json!("complete");
     result["_meta"] = json!({ SERVER_INFO_META: server_info() });
     rpc_result(id, result)
+}
+
+/// How long a 2026-07-28 client may reuse a file read by URI: the text at
+/// a commit never changes (the revision's longest).
+pub const FILE_TTL_MS: u64 = 86_400_000;
+
+/// A 2026-07-28 resource result, cacheable by this client alone for `ttl_ms`.
+fn modern_cacheable(id: &Value, answer: Result<Value, resources::Refused>, ttl_ms: u64) -> Value {
+    match answer {
+        Ok(mut result) => {
+            result["ttlMs"] = json!(ttl_ms);
+            result["cacheScope"] = json!("private");
+            modern_result(id, result)
+        }
+        Err(e) => resource_answer(id, Err(e)),
+    }
 }
 
 /// Answers a 2026-07-28 request.
@@ -378,7 +437,7 @@ async fn modern(
             id,
             json!({
                 "supportedVersions": supported_versions(),
-                "capabilities": { "tools": { "listChanged": false } },
+                "capabilities": capabilities(),
                 "serverInfo": server_info(),
                 "instructions": INSTRUCTIONS,
                 "ttlMs": LIST_TTL_MS,
@@ -397,11 +456,19 @@ async fn modern(
             Ok(result) => modern_result(id, result),
             Err((code, message)) => rpc_error(id, code, message),
         },
+        // What a token may see decides the lists and texts: never shared
+        // between users (the template is everyone's). A list changes when
+        // a bundle goes live; a file at a commit never does.
+        "resources/list" => modern_cacheable(id, resources::list(api, scope, params).await, 0),
+        "resources/templates/list" => modern_cacheable(id, Ok(resources::templates()), LIST_TTL_MS),
+        "resources/read" => {
+            modern_cacheable(id, resources::read(api, scope, params).await, FILE_TTL_MS)
+        }
         other => rpc_error(
             id,
             METHOD_NOT_FOUND,
             format!(
-                "method '{}' is not served at protocol 2026-07-28; this server answers server/discover, tools/list and tools/call",
+                "method '{}' is not served at protocol 2026-07-28; this server answers server/discover, tools/list, tools/call, resources/list, resources/templates/list and resources/read",
                 other.chars().take(64).collect::<String>()
             ),
         ),
