@@ -364,7 +364,7 @@ pub fn build_with(
     let chunked = chunk_files(&read, embedder, previous.as_ref(), observer);
     timings.record("chunk", t);
     let t = Stopwatch::start();
-    let definitions = definitions_of(&read, &chunked);
+    let definitions = definitions_of(&read, &chunked, previous.as_ref());
     timings.record("definitions", t);
     let t = Stopwatch::start();
     let extras = Extras {
@@ -584,21 +584,40 @@ fn chunk_files(
 }
 
 /// Definitions: every indexed file's (those with chunks, numbered as the
-/// chunk store numbers their paths), found on every core.
-fn definitions_of(read: &ReadOut, chunked: &[FileChunks]) -> Option<DefinitionsWriter> {
+/// chunk store numbers their paths), found on every core; an unchanged
+/// file's carried over from the previous bundle when it found them the
+/// same way (the same text gives the same definitions, so the index is the
+/// one a cold build writes).
+fn definitions_of(
+    read: &ReadOut,
+    chunked: &[FileChunks],
+    previous: Option<&previous::Previous>,
+) -> Option<DefinitionsWriter> {
     let extractor = read.settings.definitions;
-    extractor.kind()?;
-    let numbered: Vec<(&FileText, u32)> = read
+    let kind = extractor.kind()?;
+    let carried = previous.and_then(|p| p.definitions(kind));
+    let numbered: Vec<(&FileText, &FileChunks, u32)> = read
         .files
         .iter()
         .zip(chunked)
         .filter(|(_, c)| !c.chunks.is_empty())
         .enumerate()
-        .map(|(n, (f, _))| (f, n as u32))
+        .map(|(n, (f, c))| (f, c, n as u32))
         .collect();
     let found: Vec<Vec<shelf_formats::definitions::Definition>> = numbered
         .par_iter()
-        .map(|(f, n)| definitions::of_file(extractor, &f.path, *n, &f.text))
+        .map(|(f, c, n)| match &carried {
+            Some(by_path) if c.reused => by_path
+                .get(f.path.as_str())
+                .into_iter()
+                .flatten()
+                .map(|d| shelf_formats::definitions::Definition {
+                    path_index: *n,
+                    ..d.clone()
+                })
+                .collect(),
+            _ => definitions::of_file(extractor, &f.path, *n, &f.text),
+        })
         .collect();
     let mut writer = DefinitionsWriter::new();
     for d in found.into_iter().flatten() {

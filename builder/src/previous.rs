@@ -20,6 +20,7 @@ use memmap2::Mmap;
 use shelf_formats::ModelIdentity;
 use shelf_formats::bundle::{Limits, unpack_file};
 use shelf_formats::chunks::ChunkStore;
+use shelf_formats::definitions::{Definition, Definitions};
 use shelf_formats::files::{CompressedText, FileTexts};
 use shelf_formats::history::History;
 use shelf_formats::lexical::LexicalIndex;
@@ -53,6 +54,9 @@ pub struct Previous {
     /// The history index (format 1.4+), carried forward by the history
     /// stage.
     history: Option<Mmap>,
+    /// The definitions index (format 1.4+), whose unchanged files'
+    /// definitions the definitions stage carries forward.
+    definitions: Option<Mmap>,
     /// The lexical index's documents, turned around once when first asked.
     documents: std::sync::OnceLock<Vec<Vec<(u32, u32)>>>,
     stored: Stored,
@@ -130,6 +134,14 @@ impl Previous {
             }
             None => None,
         };
+        let definitions = match manifest.member(members::DEFINITIONS) {
+            Some(_) => {
+                let m = map(members::DEFINITIONS)?;
+                Definitions::parse(&m, store.path_count()).map_err(|e| fail(e.to_string()))?;
+                Some(m)
+            }
+            None => None,
+        };
         let dimensions = model.dimensions as usize;
         let stored = match manifest.vector_layout() {
             VectorLayout::Flat => {
@@ -157,6 +169,7 @@ impl Previous {
             files,
             lexical,
             history,
+            definitions,
             path: bundle.to_path_buf(),
             documents: std::sync::OnceLock::new(),
             stored,
@@ -239,6 +252,33 @@ impl Previous {
         let index = LexicalIndex::open(self.lexical.as_deref()?).ok()?;
         let documents = self.documents.get_or_init(|| index.documents());
         Some((index, documents))
+    }
+
+    /// The previous bundle's definitions by file path, when they were found
+    /// the way `kind` (`settings.definitions`) finds them: an unchanged
+    /// file's are then the same, and need not be found again.
+    pub fn definitions(&self, kind: &str) -> Option<HashMap<&str, Vec<Definition>>> {
+        if self.manifest.settings.definitions.as_deref() != Some(kind) {
+            return None;
+        }
+        let defs = Definitions::open(self.definitions.as_deref()?).ok()?;
+        let store = ChunkStore::open(&self.chunks).ok()?;
+        let mut by_path: HashMap<&str, Vec<Definition>> = HashMap::new();
+        for i in 0..defs.len() {
+            let d = defs.get(i)?;
+            by_path
+                .entry(store.path(d.path_index as usize)?)
+                .or_default()
+                .push(Definition {
+                    name: d.name.to_string(),
+                    scope: d.scope.to_string(),
+                    kind: d.kind,
+                    path_index: d.path_index,
+                    start_line: d.start_line,
+                    end_line: d.end_line,
+                });
+        }
+        Some(by_path)
     }
 
     /// The previous bundle's copy of the file at `path`, if its text had

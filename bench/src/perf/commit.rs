@@ -23,8 +23,10 @@
 //! 3. the last commit built cold (a store holding only the cache): its
 //!    digest must be the incremental builds';
 //! 4. the last bundle served from a local store: start to ready on a warm
-//!    cache, RssAnon and RssFile after ready, and latency at 1 and 8
-//!    clients on distinct queries.
+//!    cache, RssAnon and RssFile after ready;
+//! 5. once every binary is built, their servers all running, latency at 1
+//!    and 8 clients on distinct queries, in rounds that alternate between
+//!    the binaries (so other work on the machine slows both alike).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -200,13 +202,14 @@ impl Commit {
         b.say(format!("{chunks} chunks cached"));
         let pool = QueryPool::new(&corpus, self.seed, 4 * self.requests, 2 * self.requests)?;
         let mut out = Vec::new();
+        let mut servers = Vec::new();
         let first = repo.git(&["rev-parse", "HEAD"]);
         for (label, shelf) in binaries {
             // Each binary edits the same files in the same order from the
             // same first commit, on a branch of its own.
             let mut corpus = corpus.clone();
             repo.git(&["checkout", "-q", "-B", label, first.trim()]);
-            out.push(self.binary(
+            let (binary, args) = self.binary(
                 b,
                 &dir.join(label),
                 label,
@@ -214,8 +217,15 @@ impl Commit {
                 &mut corpus,
                 &repo,
                 &cache_store,
-                &pool,
-            )?);
+            )?;
+            out.push(binary);
+            servers.push((*shelf, args));
+        }
+        for (binary, levels) in out
+            .iter_mut()
+            .zip(latency(b, &servers, &pool, self.requests)?)
+        {
+            binary.levels = levels;
         }
         Ok(SizeOut {
             files,
@@ -234,8 +244,7 @@ impl Commit {
         corpus: &mut Corpus,
         repo: &shelf_testkit::GitRepo,
         cache_store: &Path,
-        pool: &QueryPool,
-    ) -> Result<BinaryOut> {
+    ) -> Result<(BinaryOut, Vec<String>)> {
         std::fs::create_dir_all(dir)?;
         let store = dir.join("store");
         copy_dir(cache_store, &store)?;
@@ -327,15 +336,9 @@ impl Commit {
             .last()
             .map_or(assemble.report.digest.clone(), |r| r.digest.clone());
         shelf.tag(&last, &store)?;
-        let (start_warm, rss, levels) = serve(
-            b,
-            shelf,
-            &store,
-            &dir.join("serve-cache"),
-            pool,
-            self.requests,
-        )?;
-        Ok(BinaryOut {
+        let args = serve_args(&store, &dir.join("serve-cache"));
+        let (start_warm, rss) = start(shelf, &args)?;
+        let out = BinaryOut {
             label: label.into(),
             binary: shelf.source.display().to_string(),
             assemble_ms: assemble.wall_ms(),
@@ -356,8 +359,9 @@ impl Commit {
             start_warm,
             rss_anon_kib: rss.0,
             rss_file_kib: rss.1,
-            levels,
-        })
+            levels: Vec::new(),
+        };
+        Ok((out, args))
     }
 }
 
@@ -390,17 +394,9 @@ fn cold_build(
     Ok(run)
 }
 
-/// Serves the tagged bundle of `store`: warm starts, memory after ready,
-/// latency at each client level on distinct queries.
-fn serve(
-    b: &Bench,
-    shelf: &ShelfBinary,
-    store: &Path,
-    cache: &Path,
-    pool: &QueryPool,
-    requests: usize,
-) -> Result<(StartOut, (u64, u64), Vec<LevelOut>)> {
-    let args = strings(&[
+/// `shelf serve` following the tagged bundle of `store`.
+fn serve_args(store: &Path, cache: &Path) -> Vec<String> {
+    strings(&[
         "--store",
         &store.display().to_string(),
         "--follow",
@@ -409,41 +405,80 @@ fn serve(
         &cache.display().to_string(),
         "--poll-interval",
         "1h",
-    ]);
+    ])
+}
+
+/// Warm starts and memory after ready.
+fn start(shelf: &ShelfBinary, args: &[String]) -> Result<(StartOut, (u64, u64))> {
     // The first start downloads and installs; the others find it cached.
-    start_once(shelf, &args)?;
+    start_once(shelf, args)?;
     let warm = (0..3)
-        .map(|_| start_once(shelf, &args))
+        .map(|_| start_once(shelf, args))
         .collect::<Result<Vec<_>>>()?;
-    let start = StartOut::of(&warm);
-    let server = start_ready(shelf, &args, &[], |_| true)?.server;
+    let server = start_ready(shelf, args, &[], |_| true)?.server;
     let rss = process_rss_split_kib(server.pid()).unwrap_or((0, 0));
+    let _ = server.terminate(Duration::from_secs(20));
+    Ok((StartOut::of(&warm), rss))
+}
+
+/// Rounds of each level alternate between the binaries' servers, all
+/// running: load from other work on this machine then falls on both
+/// alike, and a ratio between them means something.
+const ROUNDS: usize = 6;
+
+/// Latency at each client level for every server, interleaved, on
+/// distinct queries (the same ones for every binary: a repeated query
+/// would be answered from the query-vector cache).
+fn latency(
+    b: &Bench,
+    servers: &[(&ShelfBinary, Vec<String>)],
+    pool: &QueryPool,
+    requests: usize,
+) -> Result<Vec<Vec<LevelOut>>> {
+    let running = servers
+        .iter()
+        .map(|(shelf, args)| Ok(start_ready(shelf, args, &[], |_| true)?.server))
+        .collect::<Result<Vec<_>>>()?;
     let rt = load::runtime()?;
     let queries = pool.all();
-    let mut levels = Vec::new();
+    let mut out: Vec<Vec<LevelOut>> = servers.iter().map(|_| Vec::new()).collect();
     for (n, clients) in CLIENTS.into_iter().enumerate() {
-        // Distinct queries per level, the same ones for every binary: a
-        // repeated query would be answered from the query-vector cache.
-        let slice = queries[n * requests..(n + 1) * requests].to_vec();
-        let timed = load::run_timed(
-            &rt,
-            &server,
-            clients,
-            Call::searches(&slice, ""),
-            load::Limits {
-                requests,
-                max_time: Duration::from_secs(120),
-            },
-        );
-        let level = LevelOut::of(clients, &timed);
-        b.say(format!(
-            "{clients} clients: p50 {:.1} ms, p99 {:.1} ms",
-            level.p50_ms, level.p99_ms
-        ));
-        levels.push(level);
+        let slice = &queries[n * requests..(n + 1) * requests];
+        let mut timed: Vec<Option<load::Timed>> = servers.iter().map(|_| None).collect();
+        for round in slice.chunks(requests.div_ceil(ROUNDS)) {
+            for (server, total) in running.iter().zip(&mut timed) {
+                let t = load::run_timed(
+                    &rt,
+                    server,
+                    clients,
+                    Call::searches(round, ""),
+                    load::Limits {
+                        requests: round.len(),
+                        max_time: Duration::from_secs(120),
+                    },
+                );
+                match total {
+                    Some(all) => all.absorb(t),
+                    None => *total = Some(t),
+                }
+            }
+        }
+        for ((levels, t), (shelf, _)) in out.iter_mut().zip(timed).zip(servers) {
+            let Some(t) = t else { continue };
+            let level = LevelOut::of(clients, &t);
+            b.say(format!(
+                "{}: {clients} clients: p50 {:.1} ms, p99 {:.1} ms",
+                shelf.source.display(),
+                level.p50_ms,
+                level.p99_ms
+            ));
+            levels.push(level);
+        }
     }
-    let _ = server.terminate(Duration::from_secs(20));
-    Ok((start, rss, levels))
+    for server in running {
+        let _ = server.terminate(Duration::from_secs(20));
+    }
+    Ok(out)
 }
 
 /// The summary rows of one size: targets where the issue set them.
