@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// `text` with `& < > " '` replaced by entities: safe in element content
@@ -15,18 +16,25 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-/// [`esc`] appended to `out`.
+/// [`esc`] appended to `out`: the runs between special characters are
+/// copied whole (every page writes most of its bytes through here).
 pub fn push_esc(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    let mut at = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        // ASCII bytes: `i` and `i + 1` are character boundaries.
+        out.push_str(&text[at..i]);
+        out.push_str(entity);
+        at = i + 1;
     }
+    out.push_str(&text[at..]);
 }
 
 /// What stays as it is in a query-string value: letters, digits and
@@ -116,19 +124,44 @@ pub fn marked(line: &str, marks: &[(usize, usize)]) -> String {
     out
 }
 
-/// Where any of `terms` (lowercase) occurs in `line`, ignoring ASCII
-/// case: sorted, merged byte ranges.
-pub fn term_marks(line: &str, terms: &[String]) -> Vec<(usize, usize)> {
-    let lower = line.to_ascii_lowercase();
-    let mut found: Vec<(usize, usize)> = Vec::new();
-    for term in terms.iter().filter(|t| !t.is_empty()) {
-        let mut from = 0;
-        while let Some(i) = lower.get(from..).and_then(|rest| rest.find(term.as_str())) {
-            found.push((from + i, from + i + term.len()));
-            from += i + term.len();
+/// Marks a query's words in lines, ignoring ASCII case: one automaton
+/// built once per page (not a search per word and line), the longest word
+/// where two start at the same place.
+pub struct Marker(Option<AhoCorasick>);
+
+impl Marker {
+    /// A marker of `terms` (none: it marks nothing).
+    pub fn new(terms: &[String]) -> Self {
+        let words: Vec<&str> = terms
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+            .collect();
+        if words.is_empty() {
+            return Self(None);
         }
+        // Lines are short: a plain automaton, no prefilter to build.
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::NoncontiguousNFA))
+            .prefilter(false)
+            .build(&words);
+        Self(automaton.ok())
     }
-    merge(found)
+
+    /// Whether `line` holds any of the words.
+    pub fn hits(&self, line: &str) -> bool {
+        self.0.as_ref().is_some_and(|a| a.is_match(line))
+    }
+
+    /// Where the words occur in `line`: sorted, merged byte ranges.
+    pub fn marks(&self, line: &str) -> Vec<(usize, usize)> {
+        let Some(a) = &self.0 else {
+            return Vec::new();
+        };
+        merge(a.find_iter(line).map(|m| (m.start(), m.end())).collect())
+    }
 }
 
 /// Sorted ranges with overlaps joined.
@@ -169,7 +202,7 @@ mod tests {
     #[test]
     fn marks_wrap_terms_and_escape_around_them() {
         let line = "let <Tag> = tag_of(x);";
-        let marks = term_marks(line, &["tag".into()]);
+        let marks = Marker::new(&["tag".into()]).marks(line);
         assert_eq!(marks, vec![(5, 8), (12, 15)]);
         assert_eq!(
             marked(line, &marks),
@@ -178,6 +211,21 @@ mod tests {
         // Out-of-range or overlapping marks are dropped, never a panic.
         assert_eq!(marked("ab", &[(1, 9), (0, 1), (0, 1)]), "<mark>a</mark>b");
         assert_eq!(merge(vec![(3, 5), (0, 4), (7, 8)]), vec![(0, 5), (7, 8)]);
+    }
+
+    #[test]
+    fn the_marker_finds_every_word_ignoring_ascii_case_longest_first() {
+        let m = Marker::new(&["tag".into(), "tagged".into(), "größe".into()]);
+        // Non-ASCII letters match only as written.
+        assert_eq!(
+            m.marks("TAGGED tag Größe GRÖßE"),
+            vec![(0, 6), (7, 10), (11, 18)]
+        );
+        assert!(m.hits("a Tag") && !m.hits("nothing here"));
+        // Adjacent matches are one mark; words are literal.
+        assert_eq!(m.marks("tagtag"), vec![(0, 6)]);
+        assert!(Marker::new(&["a.c".into()]).marks("abc").is_empty());
+        assert!(Marker::new(&[]).marks("tag").is_empty());
     }
 
     #[test]

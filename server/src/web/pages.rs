@@ -11,7 +11,7 @@ use shelf_formats::FileKind;
 use shelf_search::budget::MAX_MAX_TOKENS;
 use shelf_search::files::{GrepRequest, MAX_GREP_LIMIT};
 
-use super::html::{self, esc, file_link, marked, term_marks};
+use super::html::{self, Marker, esc, file_link, marked};
 use super::{CSS_PATH, Ctx, ICON_PATH, JS_PATH, param};
 use crate::ops::Api;
 use crate::web::api::{self as for_web, ApiError, Scope};
@@ -22,6 +22,9 @@ const PAGE_K: &str = "20";
 const PAGE_GREP_LIMIT: u64 = 200;
 /// Lines of a search result's chunk shown around its first match.
 const SNIPPET_LINES: usize = 8;
+/// Lines of a file view per block laid out as one (web.css `.blk`, whose
+/// height estimate is this many lines).
+const BLOCK_LINES: usize = 100;
 
 /// The page around `main`: header, navigation, and sign-out when the
 /// browser signed in.
@@ -145,10 +148,7 @@ pub(super) async fn search(
     pairs: &[(String, String)],
 ) -> (StatusCode, String) {
     let a = Asked::of(pairs);
-    let names: Vec<String> = for_web::repos(api, scope)
-        .iter()
-        .filter_map(|r| r.listed["name"].as_str().map(str::to_string))
-        .collect();
+    let names = for_web::repo_names(api, scope);
     let mut main = form(&a, &names);
     let mut status = StatusCode::OK;
     if !a.q.trim().is_empty() {
@@ -211,7 +211,7 @@ fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[(u
     for (n, line) in lines {
         let _ = write!(
             out,
-            "<a class=\"line\" href=\"{link}#L{n}\"><span class=\"ln\">{n}</span><code>{line}</code></a>"
+            "<a class=\"line\" href=\"{link}#L{n}\"><span class=\"ln\">{n}</span>{line}</a>"
         );
     }
     out.push_str("</div></section>");
@@ -260,30 +260,25 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
             answer.took_ms
         ),
     );
-    let words = terms(a.q);
+    let marker = Marker::new(&terms(a.q));
     for f in files {
         let mut lines = Vec::new();
         for chunk in &f.chunks {
-            // Each line's marks are found once, up to the window's end.
-            let mut found: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
-            let mut first_hit = None;
-            for line in chunk.text.lines() {
-                if first_hit.is_some_and(|h: usize| found.len() >= h + SNIPPET_LINES) {
-                    break;
-                }
-                let marks = term_marks(line, &words);
-                if first_hit.is_none() && !marks.is_empty() {
-                    first_hit = Some(found.len());
-                }
-                found.push((line, marks));
-            }
+            // The window starts two lines before the first line marked.
+            let first_hit = chunk.text.lines().position(|l| marker.hits(l));
             let from = first_hit.unwrap_or(0).saturating_sub(2);
-            for (i, (line, marks)) in found.iter().enumerate().skip(from).take(SNIPPET_LINES) {
+            for (i, line) in chunk
+                .text
+                .lines()
+                .enumerate()
+                .skip(from)
+                .take(SNIPPET_LINES)
+            {
                 let n = chunk.start_line + i as u32;
                 if lines.iter().any(|(m, _)| *m == n) {
                     continue;
                 }
-                lines.push((n, marked(line, marks)));
+                lines.push((n, marked(line, &marker.marks(line))));
             }
         }
         lines.sort_by_key(|(n, _)| *n);
@@ -376,13 +371,13 @@ async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, 
             answer.took_ms
         ),
     );
-    let name = [answer.name.to_ascii_lowercase()];
+    let marker = Marker::new(&[answer.name.clone()]);
     let items = answer.definitions.iter().map(|d| {
         (
             d.repo.as_str(),
             d.path.as_str(),
             d.line,
-            marked(&d.text, &term_marks(&d.text, &name)),
+            marked(&d.text, &marker.marks(&d.text)),
         )
     });
     for g in group_lines(items) {
@@ -483,12 +478,19 @@ async fn file_view(
     out.push_str("<div class=\"code\" id=\"code\">");
     let lines: Vec<String> = super::highlight::lines(answer.language, &answer.text)
         .unwrap_or_else(|| answer.text.lines().map(esc).collect());
-    for (i, line) in lines.iter().enumerate() {
-        let n = answer.start_line as usize + i;
-        let _ = write!(
-            out,
-            "<div class=\"l\" id=\"L{n}\"><a class=\"ln\" href=\"#L{n}\">{n}</a><code>{line}</code></div>"
-        );
+    // Two elements a line, in blocks the browser lays out only when
+    // they are on screen (CSS `content-visibility`): a long file renders
+    // in the time of its first screen, every line still in the page.
+    for (i, block) in lines.chunks(BLOCK_LINES).enumerate() {
+        out.push_str("<div class=\"blk\">");
+        for (j, line) in block.iter().enumerate() {
+            let n = answer.start_line as usize + i * BLOCK_LINES + j;
+            let _ = write!(
+                out,
+                "<div class=\"l\" id=\"L{n}\"><a class=\"ln\" href=\"#L{n}\">{n}</a>{line}</div>"
+            );
+        }
+        out.push_str("</div>");
     }
     out.push_str("</div>");
     Ok(out)
