@@ -178,6 +178,22 @@ impl Browser {
         }
     }
 
+    /// Opens `url` as a new document (after `about:blank`) and returns its
+    /// navigation start to load event end, in ms, as the browser measured
+    /// it.
+    pub fn load_ms(&self, url: &str) -> f64 {
+        self.open("about:blank");
+        self.open(url);
+        let timing = "const n = performance.getEntriesByType('navigation')[0]";
+        self.wait_for(
+            &format!("{url} loaded"),
+            &format!("{timing}; return !!n && n.loadEventEnd > 0"),
+        );
+        let ms = self.js(&format!("{timing}; return n.loadEventEnd - n.startTime"));
+        ms.as_f64()
+            .unwrap_or_else(|| panic!("no navigation timing: {ms}"))
+    }
+
     /// Saves a screenshot as `<dir>/<name>.png`.
     pub fn screenshot(&self, dir: &Path, name: &str) -> PathBuf {
         let b64 = self.call("GET", "/screenshot", &serde_json::Value::Null);

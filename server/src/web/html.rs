@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, MatchKind};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// `text` with `& < > " '` replaced by entities: safe in element content
@@ -140,19 +140,23 @@ impl Marker {
         if words.is_empty() {
             return Self(None);
         }
-        // Lines are short: a plain automaton, no prefilter to build.
         let automaton = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::NoncontiguousNFA))
-            .prefilter(false)
             .build(&words);
         Self(automaton.ok())
     }
 
-    /// Whether `line` holds any of the words.
-    pub fn hits(&self, line: &str) -> bool {
-        self.0.as_ref().is_some_and(|a| a.is_match(line))
+    /// The index of the first line of `text` holding any of the words:
+    /// one scan of the whole text, not one per line.
+    pub fn first_line(&self, text: &str) -> Option<usize> {
+        let at = self.0.as_ref()?.find(text)?.start();
+        Some(
+            text.as_bytes()[..at]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+        )
     }
 
     /// Where the words occur in `line`: sorted, merged byte ranges.
@@ -221,7 +225,8 @@ mod tests {
             m.marks("TAGGED tag Größe GRÖßE"),
             vec![(0, 6), (7, 10), (11, 18)]
         );
-        assert!(m.hits("a Tag") && !m.hits("nothing here"));
+        assert_eq!(m.first_line("one\ntwo\r\nthe Tag"), Some(2));
+        assert_eq!(m.first_line("nothing here"), None);
         // Adjacent matches are one mark; words are literal.
         assert_eq!(m.marks("tagtag"), vec![(0, 6)]);
         assert!(Marker::new(&["a.c".into()]).marks("abc").is_empty());

@@ -265,7 +265,7 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
         let mut lines = Vec::new();
         for chunk in &f.chunks {
             // The window starts two lines before the first line marked.
-            let first_hit = chunk.text.lines().position(|l| marker.hits(l));
+            let first_hit = marker.first_line(&chunk.text);
             let from = first_hit.unwrap_or(0).saturating_sub(2);
             for (i, line) in chunk
                 .text
