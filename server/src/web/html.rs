@@ -102,10 +102,11 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `line` escaped, with the byte ranges in `marks` (sorted, not
-/// overlapping, on character boundaries) wrapped in `<mark>`.
-pub fn marked(line: &str, marks: &[(usize, usize)]) -> String {
-    let mut out = String::with_capacity(line.len() + 16);
+/// `line` escaped onto `out`, with the byte ranges in `marks` (sorted,
+/// not overlapping, on character boundaries) wrapped in `<mark>`: a
+/// page's lines are written straight into it, none into a string of its
+/// own first.
+pub fn push_marked(out: &mut String, line: &str, marks: &[(usize, usize)]) {
     let mut at = 0;
     for &(start, end) in marks {
         if start < at || end > line.len() || start >= end {
@@ -114,14 +115,13 @@ pub fn marked(line: &str, marks: &[(usize, usize)]) -> String {
         let (Some(before), Some(inside)) = (line.get(at..start), line.get(start..end)) else {
             continue;
         };
-        push_esc(&mut out, before);
+        push_esc(out, before);
         out.push_str("<mark>");
-        push_esc(&mut out, inside);
+        push_esc(out, inside);
         out.push_str("</mark>");
         at = end;
     }
-    push_esc(&mut out, line.get(at..).unwrap_or(""));
-    out
+    push_esc(out, line.get(at..).unwrap_or(""));
 }
 
 /// Marks a query's words in lines, ignoring ASCII case: one automaton
@@ -184,6 +184,12 @@ pub fn merge(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn marked(line: &str, marks: &[(usize, usize)]) -> String {
+        let mut out = String::new();
+        push_marked(&mut out, line, marks);
+        out
+    }
 
     #[test]
     fn esc_leaves_no_markup_and_no_quote_to_break_out_of() {

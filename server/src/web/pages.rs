@@ -11,7 +11,7 @@ use shelf_formats::FileKind;
 use shelf_search::budget::MAX_MAX_TOKENS;
 use shelf_search::files::{GrepRequest, MAX_GREP_LIMIT};
 
-use super::html::{self, Marker, esc, file_link, marked};
+use super::html::{self, Marker, esc, file_link, push_marked};
 use super::{CSS_PATH, Ctx, ICON_PATH, JS_PATH, param};
 use crate::ops::Api;
 use crate::web::api::{self as for_web, ApiError, Scope};
@@ -34,7 +34,10 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
     } else {
         ""
     };
-    format!(
+    // Sized for the whole page: `main` is most of it, copied once.
+    let mut page = String::with_capacity(main.len() + 1024);
+    let _ = write!(
+        page,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <meta name=\"color-scheme\" content=\"light dark\">\
@@ -46,7 +49,8 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
 <a href=\"/\">Search</a><a href=\"/repos\">Repositories</a>{sign_out}</nav></header>\
 <main>{main}</main></body></html>\n",
         esc(title)
-    )
+    );
+    page
 }
 
 /// What a search page asks: one of three ways, and its filters.
@@ -173,24 +177,27 @@ pub(super) async fn search(
     (status, layout(title, Some(ctx), &main))
 }
 
+/// A result line: its number, its text and the byte ranges to mark.
+type Line<'a> = (u32, &'a str, Vec<(usize, usize)>);
+
 /// Lines grouped under their file, in the order given.
 struct FileGroup<'a> {
     repo: &'a str,
     path: &'a str,
-    lines: Vec<(u32, String)>,
+    lines: Vec<Line<'a>>,
 }
 
 fn group_lines<'a>(
-    items: impl Iterator<Item = (&'a str, &'a str, u32, String)>,
+    items: impl Iterator<Item = (&'a str, &'a str, Line<'a>)>,
 ) -> Vec<FileGroup<'a>> {
     let mut groups: Vec<FileGroup<'a>> = Vec::new();
-    for (repo, path, line, html) in items {
+    for (repo, path, line) in items {
         match groups.iter_mut().find(|g| g.repo == repo && g.path == path) {
-            Some(g) => g.lines.push((line, html)),
+            Some(g) => g.lines.push(line),
             None => groups.push(FileGroup {
                 repo,
                 path,
-                lines: vec![(line, html)],
+                lines: vec![line],
             }),
         }
     }
@@ -198,8 +205,8 @@ fn group_lines<'a>(
 }
 
 /// One result file: its name linking to the file view, and its lines,
-/// each linking to the file at that line. `lines` are already HTML.
-fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[(u32, String)]) {
+/// each linking to the file at that line, written straight into `out`.
+fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[Line<'_>]) {
     // Escaped once: each line's link is this and its `#L<n>`.
     let link = esc(&file_link(repo, path, 0));
     let _ = write!(
@@ -208,11 +215,21 @@ fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[(u
         esc(repo),
         esc(path)
     );
-    for (n, line) in lines {
-        let _ = write!(
-            out,
-            "<a class=\"line\" href=\"{link}#L{n}\"><span class=\"ln\">{n}</span>{line}</a>"
-        );
+    for (n, text, marks) in lines {
+        let n = n.to_string();
+        for part in [
+            "<a class=\"line\" href=\"",
+            &link,
+            "#L",
+            &n,
+            "\"><span class=\"ln\">",
+            &n,
+            "</span>",
+        ] {
+            out.push_str(part);
+        }
+        push_marked(out, text, marks);
+        out.push_str("</a>");
     }
     out.push_str("</div></section>");
 }
@@ -261,8 +278,9 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
         ),
     );
     let marker = Marker::new(&terms(a.q));
+    out.reserve(64 << 10);
     for f in files {
-        let mut lines = Vec::new();
+        let mut lines: Vec<Line<'_>> = Vec::new();
         for chunk in &f.chunks {
             // The window starts two lines before the first line marked.
             let first_hit = marker.first_line(&chunk.text);
@@ -275,13 +293,13 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
                 .take(SNIPPET_LINES)
             {
                 let n = chunk.start_line + i as u32;
-                if lines.iter().any(|(m, _)| *m == n) {
+                if lines.iter().any(|(m, ..)| *m == n) {
                     continue;
                 }
-                lines.push((n, marked(line, &marker.marks(line))));
+                lines.push((n, line, marker.marks(line)));
             }
         }
-        lines.sort_by_key(|(n, _)| *n);
+        lines.sort_by_key(|(n, ..)| *n);
         let lang = f
             .language
             .map(|l| format!(" <span class=\"lang\">{}</span>", esc(l)))
@@ -345,8 +363,7 @@ async fn grep(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiErro
         (
             m.repo.as_str(),
             m.path.as_str(),
-            m.line,
-            marked(&m.text, &marks),
+            (m.line, m.text.as_str(), marks),
         )
     });
     for g in group_lines(items) {
@@ -376,8 +393,7 @@ async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, 
         (
             d.repo.as_str(),
             d.path.as_str(),
-            d.line,
-            marked(&d.text, &marker.marks(&d.text)),
+            (d.line, d.text.as_str(), marker.marks(&d.text)),
         )
     });
     for g in group_lines(items) {
