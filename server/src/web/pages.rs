@@ -11,7 +11,7 @@ use shelf_formats::FileKind;
 use shelf_search::budget::MAX_MAX_TOKENS;
 use shelf_search::files::{GrepRequest, MAX_GREP_LIMIT};
 
-use super::html::{self, Marker, esc, file_link, push_marked};
+use super::html::{self, Marker, esc, file_link, push_marked, push_number};
 use super::{CSS_PATH, Ctx, ICON_PATH, JS_PATH, param};
 use crate::ops::Api;
 use crate::web::api::{self as for_web, ApiError, Scope};
@@ -215,19 +215,14 @@ fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[Li
         esc(repo),
         esc(path)
     );
-    for (n, text, marks) in lines {
-        let n = n.to_string();
-        for part in [
-            "<a class=\"line\" href=\"",
-            &link,
-            "#L",
-            &n,
-            "\"><span class=\"ln\">",
-            &n,
-            "</span>",
-        ] {
-            out.push_str(part);
-        }
+    for &(n, text, ref marks) in lines {
+        out.push_str("<a href=\"");
+        out.push_str(&link);
+        out.push_str("#L");
+        push_number(out, n);
+        out.push_str("\"><span class=\"ln\">");
+        push_number(out, n);
+        out.push_str("</span>");
         push_marked(out, text, marks);
         out.push_str("</a>");
     }
@@ -296,7 +291,11 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
                 if lines.iter().any(|(m, ..)| *m == n) {
                     continue;
                 }
-                lines.push((n, line, marker.marks(line)));
+                let marks = match first_hit {
+                    Some(_) => marker.marks(line),
+                    None => Vec::new(),
+                };
+                lines.push((n, line, marks));
             }
         }
         lines.sort_by_key(|(n, ..)| *n);
