@@ -387,7 +387,7 @@ async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, 
             answer.took_ms
         ),
     );
-    let marker = Marker::new(&[answer.name.clone()]);
+    let marker = Marker::new(std::slice::from_ref(&answer.name));
     let items = answer.definitions.iter().map(|d| {
         (
             d.repo.as_str(),
