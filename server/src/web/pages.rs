@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 use shelf_formats::FileKind;
 use shelf_search::budget::MAX_MAX_TOKENS;
-use shelf_search::files::{GrepRequest, MAX_GREP_LIMIT};
+use shelf_search::files::{FileAnswer, GrepRequest, MAX_GREP_LIMIT};
 
 use super::html::{self, Marker, esc, file_link, push_marked, push_number};
 use super::{CSS_PATH, Ctx, ICON_PATH, JS_PATH, param};
@@ -51,6 +51,18 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
         esc(title)
     );
     page
+}
+
+/// Runs `write` (a page's HTML from an answer) on the blocking pool, as
+/// the answer's search ran: writing a page's lines, or highlighting a
+/// file, is the longest work of a request, and on the async workers it
+/// would hold up every other connection's reads and writes.
+async fn off_the_workers(
+    write: impl FnOnce() -> String + Send + 'static,
+) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|e| ApiError::internal(format!("writing the page failed: {e}")))
 }
 
 /// What a search page asks: one of three ways, and its filters.
@@ -260,6 +272,12 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
         ("k", PAGE_K),
     ]);
     let answer = for_web::search(api, scope, &query).await?;
+    let q = a.q.to_string();
+    off_the_workers(move || search_results(&q, &answer)).await
+}
+
+/// The search answer's files and lines, marked with `q`'s words.
+fn search_results(q: &str, answer: &shelf_search::Answer) -> String {
     let files = answer.files.as_deref().unwrap_or_default();
     let mut out = String::new();
     summary(
@@ -272,7 +290,7 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
             answer.took_ms
         ),
     );
-    let marker = Marker::new(&terms(a.q));
+    let marker = Marker::new(&terms(q));
     out.reserve(64 << 10);
     for f in files {
         let mut lines: Vec<Line<'_>> = Vec::new();
@@ -305,7 +323,7 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
             .unwrap_or_default();
         file_block(&mut out, &f.repo, &f.path, &lang, &lines);
     }
-    Ok(out)
+    out
 }
 
 fn repo_arg(args: &mut Map<String, Value>, repo: &str) {
@@ -454,6 +472,12 @@ async fn file_view(
             ),
         ));
     }
+    off_the_workers(move || file_html(&answer)).await
+}
+
+/// The file view's facts and its lines, highlighted.
+fn file_html(answer: &FileAnswer) -> String {
+    let b = &answer.bundle;
     let mut out = String::new();
     let short = &b.commit[..b.commit.len().min(12)];
     let _ = write!(
@@ -508,7 +532,7 @@ async fn file_view(
         out.push_str("</div>");
     }
     out.push_str("</div>");
-    Ok(out)
+    out
 }
 
 /// `/repos`: every repository the caller may see, with its bundle, its
