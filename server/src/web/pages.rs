@@ -56,7 +56,8 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
 /// Runs `write` (a page's HTML from an answer) on the blocking pool, as
 /// the answer's search ran: writing a page's lines, or highlighting a
 /// file, is the longest work of a request, and on the async workers it
-/// would hold up every other connection's reads and writes.
+/// would hold up every other connection's reads and writes. Every page
+/// that writes an answer's lines writes them here.
 async fn off_the_workers(
     write: impl FnOnce() -> String + Send + 'static,
 ) -> Result<String, ApiError> {
@@ -355,38 +356,41 @@ async fn grep(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiErro
         max_tokens: MAX_MAX_TOKENS,
     })
     .ok();
-    let mut out = String::new();
-    summary(
-        &mut out,
-        &format!(
-            "{} matching line{} in {} file{} ({} listed) · {:.0} ms",
-            answer.total_matches,
-            if answer.total_matches == 1 { "" } else { "s" },
-            answer.files_matched,
-            if answer.files_matched == 1 { "" } else { "s" },
-            answer.matches.len(),
-            answer.took_ms
-        ),
-    );
-    let items = answer.matches.iter().map(|m| {
-        let marks: Vec<(usize, usize)> = re
-            .as_ref()
-            .map(|re| {
-                re.find_iter(&m.text)
-                    .map(|x| (x.start(), x.end()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        (
-            m.repo.as_str(),
-            m.path.as_str(),
-            (m.line, m.text.as_str(), marks),
-        )
-    });
-    for g in group_lines(items) {
-        file_block(&mut out, g.repo, g.path, "", &g.lines);
-    }
-    Ok(out)
+    off_the_workers(move || {
+        let mut out = String::new();
+        summary(
+            &mut out,
+            &format!(
+                "{} matching line{} in {} file{} ({} listed) · {:.0} ms",
+                answer.total_matches,
+                if answer.total_matches == 1 { "" } else { "s" },
+                answer.files_matched,
+                if answer.files_matched == 1 { "" } else { "s" },
+                answer.matches.len(),
+                answer.took_ms
+            ),
+        );
+        let items = answer.matches.iter().map(|m| {
+            let marks: Vec<(usize, usize)> = re
+                .as_ref()
+                .map(|re| {
+                    re.find_iter(&m.text)
+                        .map(|x| (x.start(), x.end()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                m.repo.as_str(),
+                m.path.as_str(),
+                (m.line, m.text.as_str(), marks),
+            )
+        });
+        for g in group_lines(items) {
+            file_block(&mut out, g.repo, g.path, "", &g.lines);
+        }
+        out
+    })
+    .await
 }
 
 async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiError> {
@@ -394,29 +398,32 @@ async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, 
     args.insert("name".into(), json!(a.q.trim()));
     repo_arg(&mut args, a.repo);
     let answer = for_web::definitions(api, scope, &args).await?;
-    let mut out = String::new();
-    let n = answer.definitions.len();
-    summary(
-        &mut out,
-        &format!(
-            "{n} definition{} of {} · {:.0} ms",
-            if n == 1 { "" } else { "s" },
-            answer.name,
-            answer.took_ms
-        ),
-    );
-    let marker = Marker::new(std::slice::from_ref(&answer.name));
-    let items = answer.definitions.iter().map(|d| {
-        (
-            d.repo.as_str(),
-            d.path.as_str(),
-            (d.line, d.text.as_str(), marker.marks(&d.text)),
-        )
-    });
-    for g in group_lines(items) {
-        file_block(&mut out, g.repo, g.path, "", &g.lines);
-    }
-    Ok(out)
+    off_the_workers(move || {
+        let mut out = String::new();
+        let n = answer.definitions.len();
+        summary(
+            &mut out,
+            &format!(
+                "{n} definition{} of {} · {:.0} ms",
+                if n == 1 { "" } else { "s" },
+                answer.name,
+                answer.took_ms
+            ),
+        );
+        let marker = Marker::new(std::slice::from_ref(&answer.name));
+        let items = answer.definitions.iter().map(|d| {
+            (
+                d.repo.as_str(),
+                d.path.as_str(),
+                (d.line, d.text.as_str(), marker.marks(&d.text)),
+            )
+        });
+        for g in group_lines(items) {
+            file_block(&mut out, g.repo, g.path, "", &g.lines);
+        }
+        out
+    })
+    .await
 }
 
 /// `/file?repo=R&path=P[&commit=C]`: the whole file at the bundle's
