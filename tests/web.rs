@@ -2,12 +2,13 @@
 //! HTML (needles, no browser): every page renders from real bundles, a
 //! file named and written as markup renders inert, every page carries the
 //! CSP, a scoped token sees only its repositories on every page, and
-//! sign-in turns a token into a strict cookie. The browser test is
-//! tests/browser.rs.
+//! sign-in turns a token into a strict cookie; and the same in a real
+//! browser (its WebDriver client is `shelf_testkit::browser`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use shelf_testkit::browser::Browser;
 use shelf_testkit::cli::{self, Built};
 use shelf_testkit::http::{self, Response};
 use shelf_testkit::serve::ServerProcess;
@@ -271,7 +272,7 @@ fn every_page_renders_escaped_under_the_csp_and_answers_like_the_api() {
     assert_page(&r, &body, 200);
     // Highlighted (a Rust comment), and still only text.
     assert!(
-        body.contains("<div class=\"l\" id=\"L1\"><a class=\"ln\" href=\"#L1\">1</a><code><span class=\"hl-comment\">// &lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;</span></code></div>"),
+        body.contains("<div class=\"l\" id=\"L1\"><a class=\"ln\" href=\"#L1\">1</a><span class=\"hl-comment\">// &lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;</span></div>"),
         "{body}"
     );
     assert!(
@@ -492,281 +493,9 @@ fn a_scoped_token_sees_only_its_repositories_on_every_page_and_signs_in_with_a_s
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
 }
 
-/// A WebDriver session in Debian's headless Chromium, driven over
-/// chromedriver's JSON wire protocol with the test kit's HTTP client (no
-/// WebDriver crate to compile). chromedriver and its browser stop on drop.
-struct Browser {
-    driver: std::process::Child,
-    addr: std::net::SocketAddr,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-/// WebDriver's key for an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl Browser {
-    /// Starts chromedriver on a free port and opens a session; fails,
-    /// saying what to install, when Chromium or its driver is missing.
-    fn start() -> Self {
-        let which = |tool: &str| {
-            std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        };
-        let missing = "run scripts/setup-test-services (Debian's chromium and chromium-driver)";
-        // Debian's chromium; GitHub's runners have Google Chrome instead.
-        let binary = which("chromium")
-            .or_else(|| which("google-chrome"))
-            .unwrap_or_else(|| panic!("no chromium or google-chrome on PATH: {missing}"));
-        assert!(
-            which("chromedriver").is_some(),
-            "no chromedriver on PATH: {missing}"
-        );
-        let port = shelf_testkit::free_port();
-        let driver = std::process::Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err()
-            || webdriver_request(addr, "GET", "/status", b"").0 != 200
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "chromedriver did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let profile = tempfile::tempdir().unwrap();
-        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": binary,
-                // What Chromium needs headless as root (docs/web.md).
-                "args": ["--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display())]
-            },
-            "goog:loggingPrefs": {"browser": "ALL"}
-        }}});
-        let mut b = Self {
-            driver,
-            addr,
-            session: String::new(),
-            _profile: profile,
-        };
-        let opened = b.call("POST", "/session", &caps);
-        b.session = opened["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {opened}"))
-            .to_string();
-        b
-    }
-
-    /// One WebDriver command; its `value`, or a panic with the error.
-    fn call(&self, method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
-        let target = if path == "/session" {
-            path.to_string()
-        } else {
-            format!("/session/{}{path}", self.session)
-        };
-        let bytes = if method == "GET" {
-            Vec::new()
-        } else {
-            serde_json::to_vec(body).unwrap()
-        };
-        let (status, body) = webdriver_request(self.addr, method, &target, &bytes);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
-            panic!(
-                "{method} {target}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&body)
-            )
-        });
-        assert_eq!(status, 200, "{method} {target}: {v}");
-        v["value"].clone()
-    }
-
-    fn open(&self, url: &str) {
-        self.call("POST", "/url", &serde_json::json!({ "url": url }));
-    }
-
-    /// Runs `script` in the page; what it returns.
-    fn js(&self, script: &str) -> serde_json::Value {
-        self.call(
-            "POST",
-            "/execute/sync",
-            &serde_json::json!({ "script": script, "args": [] }),
-        )
-    }
-
-    fn element(&self, css: &str) -> String {
-        let v = self.call(
-            "POST",
-            "/element",
-            &serde_json::json!({ "using": "css selector", "value": css }),
-        );
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no '{css}': {v}"))
-            .to_string()
-    }
-
-    fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.call(
-            "POST",
-            &format!("/element/{id}/click"),
-            &serde_json::json!({}),
-        );
-    }
-
-    /// Types into the focused element (what a person's keys do).
-    fn keys(&self, text: &str) {
-        let actions: Vec<serde_json::Value> = text
-            .chars()
-            .flat_map(|c| {
-                [
-                    serde_json::json!({"type": "keyDown", "value": c.to_string()}),
-                    serde_json::json!({"type": "keyUp", "value": c.to_string()}),
-                ]
-            })
-            .collect();
-        self.call(
-            "POST",
-            "/actions",
-            &serde_json::json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
-        );
-    }
-
-    fn wait_for(&self, what: &str, script: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.js(script) != true {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: not so after 30 s at {}",
-                self.js("return location.href")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Saves a screenshot as target/tmp/browser/<name>.png.
-    fn screenshot(&self, name: &str) -> PathBuf {
-        let b64 = self.call("GET", "/screenshot", &serde_json::Value::Null);
-        let png = base64_decode(b64.as_str().expect("a screenshot"));
-        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png).unwrap();
-        path
-    }
-
-    /// The browser's console errors since the last call (CSP violations
-    /// included).
-    fn console_errors(&self) -> Vec<String> {
-        let logs = self.call("POST", "/se/log", &serde_json::json!({"type": "browser"}));
-        logs.as_array()
-            .into_iter()
-            .flatten()
-            .filter(|l| l["level"] == "SEVERE")
-            .map(|l| l["message"].as_str().unwrap_or("").to_string())
-            .collect()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let _ = std::panic::catch_unwind(|| {
-                webdriver_request(
-                    self.addr,
-                    "DELETE",
-                    &format!("/session/{}", self.session),
-                    b"",
-                )
-            });
-        }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-/// One request to chromedriver, read up to its `Content-Length`:
-/// chromedriver keeps the connection open whatever the request says, so
-/// reading to the end would wait for the read timeout.
-fn webdriver_request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    target: &str,
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to chromedriver");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 64 << 10];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let status: u16 = head
-                .split(' ')
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or_else(|| panic!("a bad status line from chromedriver: {head}"));
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no Content-Length from chromedriver: {head}"));
-            if got.len() >= end + 4 + length {
-                return (status, got[end + 4..end + 4 + length].to_vec());
-            }
-        }
-        let n = s
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("{method} {target}: reading chromedriver's answer: {e}"));
-        assert!(
-            n > 0,
-            "{method} {target}: chromedriver closed the connection early"
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let clean: Vec<u8> = text.bytes().filter(|&c| c != b'=' && c != b'\n').collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= u32::from(value(c)) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    out
+/// Where the browser test's screenshots go (CI keeps them).
+fn shots() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser")
 }
 
 #[test]
@@ -792,7 +521,7 @@ fn in_a_real_browser_people_search_open_a_result_follow_a_line_range_and_sign_in
     );
     let names = b.js("return [...document.querySelectorAll('section.repo h2')].map(h => h.firstChild.textContent.trim())");
     assert_eq!(names, serde_json::json!(["api"]));
-    b.screenshot("repos-scoped");
+    b.screenshot(&shots(), "repos-scoped");
     // The cookie is not readable by scripts.
     assert_eq!(b.js("return document.cookie"), "");
 
@@ -817,10 +546,10 @@ fn in_a_real_browser_people_search_open_a_result_follow_a_line_range_and_sign_in
     let nth = b.js("return 1 + [...document.querySelectorAll('section.result h2 a')].findIndex(a => a.textContent === 'api src/tags.rs')");
     assert!(nth.as_i64().unwrap() >= 1, "src/tags.rs among the results");
     assert!(b.js("return document.querySelectorAll('section.result mark').length > 0") == true);
-    b.screenshot("search");
+    b.screenshot(&shots(), "search");
 
     // Open a result at its line: the line is the target, in view.
-    b.click(&format!("section.result:nth-of-type({nth}) a.line"));
+    b.click(&format!("section.result:nth-of-type({nth}) .lines > a"));
     b.wait_for(
         "the file view",
         "return location.pathname === '/file' && !!document.getElementById('code')",
@@ -841,34 +570,31 @@ fn in_a_real_browser_people_search_open_a_result_follow_a_line_range_and_sign_in
         0
     );
     assert_eq!(
-        b.js("return document.getElementById('L1').querySelector('code').textContent"),
+        // The line's text is everything after its number.
+        b.js("return [...document.getElementById('L1').childNodes].slice(1).map(n => n.textContent).join('')"),
         "// <script>alert(\"xss\")</script>"
     );
     assert_eq!(
         b.js("return document.querySelector('h1').textContent"),
         XSS_PATH
     );
-    b.screenshot("xss-inert");
+    b.screenshot(&shots(), "xss-inert");
 
     // A 5,000-line file at a line range: rendered, the range selected and
     // scrolled to. How long it takes is a measurement, not a test: a
-    // timed assertion fails on a loaded machine (docs/web.md quotes it).
-    b.open(&format!(
+    // timed assertion fails on a loaded machine (`shelf-bench web`
+    // records it against its target).
+    let load_ms = b.load_ms(&format!(
         "{base}/file?repo=api&path=src/long.rs#L4000-L4010"
     ));
     b.wait_for(
         "the long file",
         "return document.querySelectorAll('.l.sel').length === 11",
     );
-    let load_ms = b
-        .js("const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime")
-        .as_f64()
-        .unwrap();
-    assert!(load_ms > 0.0, "the 5,000-line view never finished loading");
     eprintln!("5,000-line file view: {load_ms:.0} ms from navigation to load");
     let in_view = b.js("const r = document.getElementById('L4000').getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight");
     assert_eq!(in_view, true, "line 4000 is scrolled into view");
-    b.screenshot("long-file-range");
+    b.screenshot(&shots(), "long-file-range");
 
     // Filter by repository: the scoped token cannot name `secret`.
     b.open(&format!("{base}/?q=salaries&repo=secret"));
@@ -904,7 +630,7 @@ fn in_a_real_browser_people_search_open_a_result_follow_a_line_range_and_sign_in
         "/window/rect",
         &serde_json::json!({"width": 390, "height": 844}),
     );
-    b.screenshot("search-phone");
+    b.screenshot(&shots(), "search-phone");
     let overflow = b.js("return document.documentElement.scrollWidth <= innerWidth + 1");
     assert_eq!(overflow, true, "no sideways scrolling at a phone's width");
 

@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 24] = [
+const COMMITTED: [(&str, Check); 25] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -70,6 +70,7 @@ const COMMITTED: [(&str, Check); 24] = [
     ("commit.json", round_trip::<perf::commit::Results>),
     ("commit-100k.json", round_trip::<perf::commit::Results>),
     ("agreement.json", round_trip::<perf::agreement::Results>),
+    ("web.json", round_trip::<perf::web::Results>),
     (
         "quantization.json",
         round_trip::<perf::quantization::Results>,

@@ -1,6 +1,7 @@
 //! Fixtures for shelf's tests, in one place: real git repositories made in
 //! temporary directories with the `git` CLI (what users have), nothing mocked.
 
+pub mod browser;
 pub mod cli;
 pub mod http;
 pub mod serve;

@@ -11,3 +11,4 @@ pub mod mcp;
 pub mod quantization;
 pub mod repos;
 pub mod serve;
+pub mod web;

@@ -74,6 +74,16 @@ pub async fn definitions(
     ops::definitions(api, scope, &checked(api, args, params::DEFINITIONS)?).await
 }
 
+/// The names of the repositories `scope` may see, as `GET /v1/repos`
+/// orders them (the search form's filter needs nothing else).
+pub fn repo_names(api: &Api, scope: &Scope) -> Vec<String> {
+    api.repos
+        .visible(scope)
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect()
+}
+
 /// One repository as the repositories page shows it.
 #[derive(Debug)]
 pub struct RepoFacts {

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// `text` with `& < > " '` replaced by entities: safe in element content
@@ -15,18 +16,47 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-/// [`esc`] appended to `out`.
+/// [`esc`] appended to `out`: the runs between special characters are
+/// copied whole, found with `memchr` (every page writes most of its bytes
+/// through here). Each finder's next hit is kept until it is passed, so a
+/// text is scanned once however many special characters it holds.
 pub fn push_esc(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+    let b = text.as_bytes();
+    let markup =
+        |from: usize| memchr::memchr3(b'&', b'<', b'>', &b[from..]).map_or(b.len(), |i| from + i);
+    let quote =
+        |from: usize| memchr::memchr2(b'"', b'\'', &b[from..]).map_or(b.len(), |i| from + i);
+    let (mut at, mut next_markup, mut next_quote) = (0, markup(0), quote(0));
+    loop {
+        let i = next_markup.min(next_quote);
+        if i >= b.len() {
+            break;
+        }
+        // ASCII bytes: `i` and `i + 1` are character boundaries.
+        out.push_str(&text[at..i]);
+        out.push_str(match b[i] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&#39;",
+        });
+        at = i + 1;
+        if i == next_markup {
+            next_markup = markup(at);
+        } else {
+            next_quote = quote(at);
         }
     }
+    out.push_str(&text[at..]);
+}
+
+/// `n` in decimal appended to `out`, without a string of its own.
+pub fn push_number(out: &mut String, n: u32) {
+    if n >= 10 {
+        push_number(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// What stays as it is in a query-string value: letters, digits and
@@ -94,10 +124,11 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `line` escaped, with the byte ranges in `marks` (sorted, not
-/// overlapping, on character boundaries) wrapped in `<mark>`.
-pub fn marked(line: &str, marks: &[(usize, usize)]) -> String {
-    let mut out = String::with_capacity(line.len() + 16);
+/// `line` escaped onto `out`, with the byte ranges in `marks` (sorted,
+/// not overlapping, on character boundaries) wrapped in `<mark>`: a
+/// page's lines are written straight into it, none into a string of its
+/// own first.
+pub fn push_marked(out: &mut String, line: &str, marks: &[(usize, usize)]) {
     let mut at = 0;
     for &(start, end) in marks {
         if start < at || end > line.len() || start >= end {
@@ -106,29 +137,57 @@ pub fn marked(line: &str, marks: &[(usize, usize)]) -> String {
         let (Some(before), Some(inside)) = (line.get(at..start), line.get(start..end)) else {
             continue;
         };
-        push_esc(&mut out, before);
+        push_esc(out, before);
         out.push_str("<mark>");
-        push_esc(&mut out, inside);
+        push_esc(out, inside);
         out.push_str("</mark>");
         at = end;
     }
-    push_esc(&mut out, line.get(at..).unwrap_or(""));
-    out
+    push_esc(out, line.get(at..).unwrap_or(""));
 }
 
-/// Where any of `terms` (lowercase) occurs in `line`, ignoring ASCII
-/// case: sorted, merged byte ranges.
-pub fn term_marks(line: &str, terms: &[String]) -> Vec<(usize, usize)> {
-    let lower = line.to_ascii_lowercase();
-    let mut found: Vec<(usize, usize)> = Vec::new();
-    for term in terms.iter().filter(|t| !t.is_empty()) {
-        let mut from = 0;
-        while let Some(i) = lower.get(from..).and_then(|rest| rest.find(term.as_str())) {
-            found.push((from + i, from + i + term.len()));
-            from += i + term.len();
+/// Marks a query's words in lines, ignoring ASCII case: one automaton
+/// built once per page (not a search per word and line), the longest word
+/// where two start at the same place.
+pub struct Marker(Option<AhoCorasick>);
+
+impl Marker {
+    /// A marker of `terms` (none: it marks nothing).
+    pub fn new(terms: &[String]) -> Self {
+        let words: Vec<&str> = terms
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+            .collect();
+        if words.is_empty() {
+            return Self(None);
         }
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&words);
+        Self(automaton.ok())
     }
-    merge(found)
+
+    /// The index of the first line of `text` holding any of the words:
+    /// one scan of the whole text, not one per line.
+    pub fn first_line(&self, text: &str) -> Option<usize> {
+        let at = self.0.as_ref()?.find(text)?.start();
+        Some(
+            text.as_bytes()[..at]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+        )
+    }
+
+    /// Where the words occur in `line`: sorted, merged byte ranges.
+    pub fn marks(&self, line: &str) -> Vec<(usize, usize)> {
+        let Some(a) = &self.0 else {
+            return Vec::new();
+        };
+        merge(a.find_iter(line).map(|m| (m.start(), m.end())).collect())
+    }
 }
 
 /// Sorted ranges with overlaps joined.
@@ -148,6 +207,12 @@ pub fn merge(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
 
+    fn marked(line: &str, marks: &[(usize, usize)]) -> String {
+        let mut out = String::new();
+        push_marked(&mut out, line, marks);
+        out
+    }
+
     #[test]
     fn esc_leaves_no_markup_and_no_quote_to_break_out_of() {
         let e = esc(r#"<script>alert('x')</script> "a" & b"#);
@@ -155,6 +220,20 @@ mod tests {
             e,
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &quot;a&quot; &amp; b"
         );
+    }
+
+    #[test]
+    fn escaping_handles_every_special_character_in_any_order() {
+        assert_eq!(esc("\"'<>&"), "&quot;&#39;&lt;&gt;&amp;");
+        assert_eq!(esc("a'b<c'd&e\"f"), "a&#39;b&lt;c&#39;d&amp;e&quot;f");
+        assert_eq!(esc("plain, ünïcode"), "plain, ünïcode");
+        assert_eq!(esc(""), "");
+        let mut n = String::new();
+        for x in [0, 7, 10, 4010, u32::MAX] {
+            push_number(&mut n, x);
+            n.push(' ');
+        }
+        assert_eq!(n, "0 7 10 4010 4294967295 ");
     }
 
     #[test]
@@ -169,7 +248,7 @@ mod tests {
     #[test]
     fn marks_wrap_terms_and_escape_around_them() {
         let line = "let <Tag> = tag_of(x);";
-        let marks = term_marks(line, &["tag".into()]);
+        let marks = Marker::new(&["tag".into()]).marks(line);
         assert_eq!(marks, vec![(5, 8), (12, 15)]);
         assert_eq!(
             marked(line, &marks),
@@ -178,6 +257,22 @@ mod tests {
         // Out-of-range or overlapping marks are dropped, never a panic.
         assert_eq!(marked("ab", &[(1, 9), (0, 1), (0, 1)]), "<mark>a</mark>b");
         assert_eq!(merge(vec![(3, 5), (0, 4), (7, 8)]), vec![(0, 5), (7, 8)]);
+    }
+
+    #[test]
+    fn the_marker_finds_every_word_ignoring_ascii_case_longest_first() {
+        let m = Marker::new(&["tag".into(), "tagged".into(), "größe".into()]);
+        // Non-ASCII letters match only as written.
+        assert_eq!(
+            m.marks("TAGGED tag Größe GRÖßE"),
+            vec![(0, 6), (7, 10), (11, 18)]
+        );
+        assert_eq!(m.first_line("one\ntwo\r\nthe Tag"), Some(2));
+        assert_eq!(m.first_line("nothing here"), None);
+        // Adjacent matches are one mark; words are literal.
+        assert_eq!(m.marks("tagtag"), vec![(0, 6)]);
+        assert!(Marker::new(&["a.c".into()]).marks("abc").is_empty());
+        assert!(Marker::new(&[]).marks("tag").is_empty());
     }
 
     #[test]

@@ -9,9 +9,9 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 use shelf_formats::FileKind;
 use shelf_search::budget::MAX_MAX_TOKENS;
-use shelf_search::files::{GrepRequest, MAX_GREP_LIMIT};
+use shelf_search::files::{FileAnswer, GrepRequest, MAX_GREP_LIMIT};
 
-use super::html::{self, esc, file_link, marked, term_marks};
+use super::html::{self, Marker, esc, file_link, push_marked, push_number};
 use super::{CSS_PATH, Ctx, ICON_PATH, JS_PATH, param};
 use crate::ops::Api;
 use crate::web::api::{self as for_web, ApiError, Scope};
@@ -22,6 +22,9 @@ const PAGE_K: &str = "20";
 const PAGE_GREP_LIMIT: u64 = 200;
 /// Lines of a search result's chunk shown around its first match.
 const SNIPPET_LINES: usize = 8;
+/// Lines of a file view per block laid out as one (web.css `.blk`, whose
+/// height estimate is this many lines).
+const BLOCK_LINES: usize = 100;
 
 /// The page around `main`: header, navigation, and sign-out when the
 /// browser signed in.
@@ -31,7 +34,10 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
     } else {
         ""
     };
-    format!(
+    // Sized for the whole page: `main` is most of it, copied once.
+    let mut page = String::with_capacity(main.len() + 1024);
+    let _ = write!(
+        page,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <meta name=\"color-scheme\" content=\"light dark\">\
@@ -43,7 +49,21 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
 <a href=\"/\">Search</a><a href=\"/repos\">Repositories</a>{sign_out}</nav></header>\
 <main>{main}</main></body></html>\n",
         esc(title)
-    )
+    );
+    page
+}
+
+/// Runs `write` (a page's HTML from an answer) on the blocking pool, as
+/// the answer's search ran: writing a page's lines, or highlighting a
+/// file, is the longest work of a request, and on the async workers it
+/// would hold up every other connection's reads and writes. Every page
+/// that writes an answer's lines writes them here.
+async fn off_the_workers(
+    write: impl FnOnce() -> String + Send + 'static,
+) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|e| ApiError::internal(format!("writing the page failed: {e}")))
 }
 
 /// What a search page asks: one of three ways, and its filters.
@@ -145,10 +165,7 @@ pub(super) async fn search(
     pairs: &[(String, String)],
 ) -> (StatusCode, String) {
     let a = Asked::of(pairs);
-    let names: Vec<String> = for_web::repos(api, scope)
-        .iter()
-        .filter_map(|r| r.listed["name"].as_str().map(str::to_string))
-        .collect();
+    let names = for_web::repo_names(api, scope);
     let mut main = form(&a, &names);
     let mut status = StatusCode::OK;
     if !a.q.trim().is_empty() {
@@ -173,24 +190,27 @@ pub(super) async fn search(
     (status, layout(title, Some(ctx), &main))
 }
 
+/// A result line: its number, its text and the byte ranges to mark.
+type Line<'a> = (u32, &'a str, Vec<(usize, usize)>);
+
 /// Lines grouped under their file, in the order given.
 struct FileGroup<'a> {
     repo: &'a str,
     path: &'a str,
-    lines: Vec<(u32, String)>,
+    lines: Vec<Line<'a>>,
 }
 
 fn group_lines<'a>(
-    items: impl Iterator<Item = (&'a str, &'a str, u32, String)>,
+    items: impl Iterator<Item = (&'a str, &'a str, Line<'a>)>,
 ) -> Vec<FileGroup<'a>> {
     let mut groups: Vec<FileGroup<'a>> = Vec::new();
-    for (repo, path, line, html) in items {
+    for (repo, path, line) in items {
         match groups.iter_mut().find(|g| g.repo == repo && g.path == path) {
-            Some(g) => g.lines.push((line, html)),
+            Some(g) => g.lines.push(line),
             None => groups.push(FileGroup {
                 repo,
                 path,
-                lines: vec![(line, html)],
+                lines: vec![line],
             }),
         }
     }
@@ -198,8 +218,8 @@ fn group_lines<'a>(
 }
 
 /// One result file: its name linking to the file view, and its lines,
-/// each linking to the file at that line. `lines` are already HTML.
-fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[(u32, String)]) {
+/// each linking to the file at that line, written straight into `out`.
+fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[Line<'_>]) {
     // Escaped once: each line's link is this and its `#L<n>`.
     let link = esc(&file_link(repo, path, 0));
     let _ = write!(
@@ -208,11 +228,16 @@ fn file_block(out: &mut String, repo: &str, path: &str, extra: &str, lines: &[(u
         esc(repo),
         esc(path)
     );
-    for (n, line) in lines {
-        let _ = write!(
-            out,
-            "<a class=\"line\" href=\"{link}#L{n}\"><span class=\"ln\">{n}</span><code>{line}</code></a>"
-        );
+    for &(n, text, ref marks) in lines {
+        out.push_str("<a href=\"");
+        out.push_str(&link);
+        out.push_str("#L");
+        push_number(out, n);
+        out.push_str("\"><span class=\"ln\">");
+        push_number(out, n);
+        out.push_str("</span>");
+        push_marked(out, text, marks);
+        out.push_str("</a>");
     }
     out.push_str("</div></section>");
 }
@@ -248,6 +273,12 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
         ("k", PAGE_K),
     ]);
     let answer = for_web::search(api, scope, &query).await?;
+    let q = a.q.to_string();
+    off_the_workers(move || search_results(&q, &answer)).await
+}
+
+/// The search answer's files and lines, marked with `q`'s words.
+fn search_results(q: &str, answer: &shelf_search::Answer) -> String {
     let files = answer.files.as_deref().unwrap_or_default();
     let mut out = String::new();
     summary(
@@ -260,40 +291,40 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
             answer.took_ms
         ),
     );
-    let words = terms(a.q);
+    let marker = Marker::new(&terms(q));
+    out.reserve(64 << 10);
     for f in files {
-        let mut lines = Vec::new();
+        let mut lines: Vec<Line<'_>> = Vec::new();
         for chunk in &f.chunks {
-            // Each line's marks are found once, up to the window's end.
-            let mut found: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
-            let mut first_hit = None;
-            for line in chunk.text.lines() {
-                if first_hit.is_some_and(|h: usize| found.len() >= h + SNIPPET_LINES) {
-                    break;
-                }
-                let marks = term_marks(line, &words);
-                if first_hit.is_none() && !marks.is_empty() {
-                    first_hit = Some(found.len());
-                }
-                found.push((line, marks));
-            }
+            // The window starts two lines before the first line marked.
+            let first_hit = marker.first_line(&chunk.text);
             let from = first_hit.unwrap_or(0).saturating_sub(2);
-            for (i, (line, marks)) in found.iter().enumerate().skip(from).take(SNIPPET_LINES) {
+            for (i, line) in chunk
+                .text
+                .lines()
+                .enumerate()
+                .skip(from)
+                .take(SNIPPET_LINES)
+            {
                 let n = chunk.start_line + i as u32;
-                if lines.iter().any(|(m, _)| *m == n) {
+                if lines.iter().any(|(m, ..)| *m == n) {
                     continue;
                 }
-                lines.push((n, marked(line, marks)));
+                let marks = match first_hit {
+                    Some(_) => marker.marks(line),
+                    None => Vec::new(),
+                };
+                lines.push((n, line, marks));
             }
         }
-        lines.sort_by_key(|(n, _)| *n);
+        lines.sort_by_key(|(n, ..)| *n);
         let lang = f
             .language
             .map(|l| format!(" <span class=\"lang\">{}</span>", esc(l)))
             .unwrap_or_default();
         file_block(&mut out, &f.repo, &f.path, &lang, &lines);
     }
-    Ok(out)
+    out
 }
 
 fn repo_arg(args: &mut Map<String, Value>, repo: &str) {
@@ -325,39 +356,41 @@ async fn grep(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiErro
         max_tokens: MAX_MAX_TOKENS,
     })
     .ok();
-    let mut out = String::new();
-    summary(
-        &mut out,
-        &format!(
-            "{} matching line{} in {} file{} ({} listed) · {:.0} ms",
-            answer.total_matches,
-            if answer.total_matches == 1 { "" } else { "s" },
-            answer.files_matched,
-            if answer.files_matched == 1 { "" } else { "s" },
-            answer.matches.len(),
-            answer.took_ms
-        ),
-    );
-    let items = answer.matches.iter().map(|m| {
-        let marks: Vec<(usize, usize)> = re
-            .as_ref()
-            .map(|re| {
-                re.find_iter(&m.text)
-                    .map(|x| (x.start(), x.end()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        (
-            m.repo.as_str(),
-            m.path.as_str(),
-            m.line,
-            marked(&m.text, &marks),
-        )
-    });
-    for g in group_lines(items) {
-        file_block(&mut out, g.repo, g.path, "", &g.lines);
-    }
-    Ok(out)
+    off_the_workers(move || {
+        let mut out = String::new();
+        summary(
+            &mut out,
+            &format!(
+                "{} matching line{} in {} file{} ({} listed) · {:.0} ms",
+                answer.total_matches,
+                if answer.total_matches == 1 { "" } else { "s" },
+                answer.files_matched,
+                if answer.files_matched == 1 { "" } else { "s" },
+                answer.matches.len(),
+                answer.took_ms
+            ),
+        );
+        let items = answer.matches.iter().map(|m| {
+            let marks: Vec<(usize, usize)> = re
+                .as_ref()
+                .map(|re| {
+                    re.find_iter(&m.text)
+                        .map(|x| (x.start(), x.end()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                m.repo.as_str(),
+                m.path.as_str(),
+                (m.line, m.text.as_str(), marks),
+            )
+        });
+        for g in group_lines(items) {
+            file_block(&mut out, g.repo, g.path, "", &g.lines);
+        }
+        out
+    })
+    .await
 }
 
 async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiError> {
@@ -365,30 +398,32 @@ async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, 
     args.insert("name".into(), json!(a.q.trim()));
     repo_arg(&mut args, a.repo);
     let answer = for_web::definitions(api, scope, &args).await?;
-    let mut out = String::new();
-    let n = answer.definitions.len();
-    summary(
-        &mut out,
-        &format!(
-            "{n} definition{} of {} · {:.0} ms",
-            if n == 1 { "" } else { "s" },
-            answer.name,
-            answer.took_ms
-        ),
-    );
-    let name = [answer.name.to_ascii_lowercase()];
-    let items = answer.definitions.iter().map(|d| {
-        (
-            d.repo.as_str(),
-            d.path.as_str(),
-            d.line,
-            marked(&d.text, &term_marks(&d.text, &name)),
-        )
-    });
-    for g in group_lines(items) {
-        file_block(&mut out, g.repo, g.path, "", &g.lines);
-    }
-    Ok(out)
+    off_the_workers(move || {
+        let mut out = String::new();
+        let n = answer.definitions.len();
+        summary(
+            &mut out,
+            &format!(
+                "{n} definition{} of {} · {:.0} ms",
+                if n == 1 { "" } else { "s" },
+                answer.name,
+                answer.took_ms
+            ),
+        );
+        let marker = Marker::new(std::slice::from_ref(&answer.name));
+        let items = answer.definitions.iter().map(|d| {
+            (
+                d.repo.as_str(),
+                d.path.as_str(),
+                (d.line, d.text.as_str(), marker.marks(&d.text)),
+            )
+        });
+        for g in group_lines(items) {
+            file_block(&mut out, g.repo, g.path, "", &g.lines);
+        }
+        out
+    })
+    .await
 }
 
 /// `/file?repo=R&path=P[&commit=C]`: the whole file at the bundle's
@@ -444,6 +479,12 @@ async fn file_view(
             ),
         ));
     }
+    off_the_workers(move || file_html(&answer)).await
+}
+
+/// The file view's facts and its lines, highlighted.
+fn file_html(answer: &FileAnswer) -> String {
+    let b = &answer.bundle;
     let mut out = String::new();
     let short = &b.commit[..b.commit.len().min(12)];
     let _ = write!(
@@ -483,15 +524,22 @@ async fn file_view(
     out.push_str("<div class=\"code\" id=\"code\">");
     let lines: Vec<String> = super::highlight::lines(answer.language, &answer.text)
         .unwrap_or_else(|| answer.text.lines().map(esc).collect());
-    for (i, line) in lines.iter().enumerate() {
-        let n = answer.start_line as usize + i;
-        let _ = write!(
-            out,
-            "<div class=\"l\" id=\"L{n}\"><a class=\"ln\" href=\"#L{n}\">{n}</a><code>{line}</code></div>"
-        );
+    // Two elements a line, in blocks the browser lays out only when
+    // they are on screen (CSS `content-visibility`): a long file renders
+    // in the time of its first screen, every line still in the page.
+    for (i, block) in lines.chunks(BLOCK_LINES).enumerate() {
+        out.push_str("<div class=\"blk\">");
+        for (j, line) in block.iter().enumerate() {
+            let n = answer.start_line as usize + i * BLOCK_LINES + j;
+            let _ = write!(
+                out,
+                "<div class=\"l\" id=\"L{n}\"><a class=\"ln\" href=\"#L{n}\">{n}</a>{line}</div>"
+            );
+        }
+        out.push_str("</div>");
     }
     out.push_str("</div>");
-    Ok(out)
+    out
 }
 
 /// `/repos`: every repository the caller may see, with its bundle, its
