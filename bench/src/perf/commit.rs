@@ -23,7 +23,8 @@
 //! 3. the last commit built cold (a store holding only the cache): its
 //!    digest must be the incremental builds';
 //! 4. the last bundle served from a local store: start to ready on a warm
-//!    cache, RssAnon and RssFile after ready;
+//!    cache, RssAnon and RssFile after ready, and memory while it swaps to
+//!    the first commit's bundle (fetched, unpacked and mapped beside it);
 //! 5. once every binary is built, their servers all running, latency at 1
 //!    and 8 clients on distinct queries, in rounds that alternate between
 //!    the binaries (so other work on the machine slows both alike).
@@ -37,6 +38,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use shelf_builder::{BuildError, BuildRequest, VectorCache};
 use shelf_embed::{Embedder, EmbedderOptions};
+use shelf_testkit::http;
 
 use crate::fixtures::corpus::Corpus;
 use crate::fixtures::load::{self, Call, LevelOut};
@@ -130,7 +132,28 @@ struct BinaryOut {
     start_warm: StartOut,
     rss_anon_kib: u64,
     rss_file_kib: u64,
+    /// The served bundle swapped for another of the same size.
+    #[serde(default)]
+    swap: Option<SwapOut>,
     levels: Vec<LevelOut>,
+}
+
+/// Memory while a server swaps its bundle for another: both mapped, the
+/// new one fetched and unpacked by the server, neither copied.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwapOut {
+    /// Bytes of the unpacked bundle swapped in.
+    unpacked_bytes: u64,
+    /// RssAnon and RssFile before the tag moved.
+    anon_before_kib: u64,
+    file_before_kib: u64,
+    /// The largest RssAnon and RssFile sampled (every 2 ms) from the tag's
+    /// move until the new bundle was live, and a second after.
+    anon_peak_kib: u64,
+    file_peak_kib: u64,
+    /// Tag moved to the new bundle live, as `/v1/bundle` says.
+    swap_ms: f64,
 }
 
 /// One one-file commit, built both ways.
@@ -338,6 +361,20 @@ impl Commit {
         shelf.tag(&last, &store)?;
         let args = serve_args(&store, &dir.join("serve-cache"));
         let (start_warm, rss) = start(shelf, &args)?;
+        b.say(format!(
+            "{label}: swapping the served bundle for the first commit's"
+        ));
+        let swap = swap(
+            shelf,
+            &store,
+            &dir.join("swap-cache"),
+            &last,
+            &assemble.report.digest,
+        )?;
+        b.say(format!(
+            "{label}: swap in {:.0} ms, RssAnon {} -> peak {} KiB",
+            swap.swap_ms, swap.anon_before_kib, swap.anon_peak_kib
+        ));
         let out = BinaryOut {
             label: label.into(),
             binary: shelf.source.display().to_string(),
@@ -359,6 +396,7 @@ impl Commit {
             start_warm,
             rss_anon_kib: rss.0,
             rss_file_kib: rss.1,
+            swap: Some(swap),
             levels: Vec::new(),
         };
         Ok((out, args))
@@ -419,6 +457,63 @@ fn start(shelf: &ShelfBinary, args: &[String]) -> Result<(StartOut, (u64, u64))>
     let rss = process_rss_split_kib(server.pid()).unwrap_or((0, 0));
     let _ = server.terminate(Duration::from_secs(20));
     Ok((StartOut::of(&warm), rss))
+}
+
+/// Serves `from` (tagged in `store`), then moves the tag to `to` and
+/// samples the server's memory every 2 ms until `to` is live and for a
+/// second after; the tag is moved back to `from` at the end.
+fn swap(shelf: &ShelfBinary, store: &Path, cache: &Path, from: &str, to: &str) -> Result<SwapOut> {
+    let mut args = serve_args(store, cache);
+    if let Some(at) = args.iter().position(|a| a == "--poll-interval") {
+        args[at + 1] = "100ms".into();
+    }
+    let server = start_ready(shelf, &args, &[], |_| true)?.server;
+    let pid = server.pid();
+    let (anon_before_kib, file_before_kib) = process_rss_split_kib(pid).unwrap_or((0, 0));
+    let live = || {
+        http::try_request(server.addr, "GET", "/v1/bundle", &[], b"")
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .and_then(|v| v["live"]["digest"].as_str().map(str::to_string))
+    };
+    let moved = std::time::Instant::now();
+    shelf.tag(to, store)?;
+    let (mut anon_peak_kib, mut file_peak_kib) = (anon_before_kib, file_before_kib);
+    let mut swapped: Option<f64> = None;
+    while moved.elapsed() < Duration::from_secs(300) {
+        if let Some((anon, file)) = process_rss_split_kib(pid) {
+            anon_peak_kib = anon_peak_kib.max(anon);
+            file_peak_kib = file_peak_kib.max(file);
+        }
+        match swapped {
+            None if live().as_deref() == Some(to) => {
+                swapped = Some(moved.elapsed().as_secs_f64() * 1e3);
+            }
+            Some(ms) if moved.elapsed().as_secs_f64() * 1e3 > ms + 1000.0 => break,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = server.terminate(Duration::from_secs(20));
+    shelf.tag(from, store)?;
+    let swap_ms =
+        swapped.ok_or_else(|| anyhow::anyhow!("{to} was not live 300 s after the tag moved"))?;
+    let hex = to.trim_start_matches("sha256:");
+    let unpacked_bytes = std::fs::read_dir(cache.join(hex))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(SwapOut {
+        unpacked_bytes,
+        anon_before_kib,
+        file_before_kib,
+        anon_peak_kib,
+        file_peak_kib,
+        swap_ms,
+    })
 }
 
 /// Rounds of each level alternate between the binaries' servers, all
@@ -541,6 +636,19 @@ fn rows(t: &mut Table, size: &SizeOut) {
             this.rss_file_kib / 1024
         ),
     );
+    if let Some(w) = &this.swap {
+        t.info(
+            format!("{n} files: swap to another bundle: RssAnon before / peak, RssFile peak"),
+            format!(
+                "{} / {} MiB, {} MiB ({} MiB unpacked, live in {:.0} ms)",
+                w.anon_before_kib / 1024,
+                w.anon_peak_kib / 1024,
+                w.file_peak_kib / 1024,
+                w.unpacked_bytes >> 20,
+                w.swap_ms
+            ),
+        );
+    }
     let Some(base) = base else {
         t.info(
             format!("{n} files: bundle"),
