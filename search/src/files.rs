@@ -149,6 +149,44 @@ pub fn check_path(path: &str) -> Result<&str, FileError> {
     Ok(path)
 }
 
+/// Walks the targets of an operation over file texts: a target whose
+/// bundle predates file texts is skipped and named (`not_scanned`), any
+/// other error stops the operation, and when no target had texts the
+/// operation fails with the first one's error.
+#[derive(Default)]
+pub(crate) struct TextsScan {
+    not_scanned: Vec<String>,
+    /// `None` before any target; the first skip's error until a target
+    /// has texts; `Ok` after.
+    scanned_any: Option<Result<(), FileError>>,
+}
+
+impl TextsScan {
+    /// `t`'s file texts, or `None` when its bundle has none (skip it).
+    pub(crate) fn open<'a>(&mut self, t: &Target<'a>) -> Result<Option<FileTexts<'a>>, FileError> {
+        match texts(t) {
+            Ok(texts) => {
+                self.scanned_any = Some(Ok(()));
+                Ok(Some(texts))
+            }
+            Err(e @ FileError::NoFileTexts { .. }) => {
+                self.not_scanned.push(t.repo.to_string());
+                self.scanned_any.get_or_insert(Err(e));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The targets skipped, or the error when none had texts.
+    pub(crate) fn finish(self) -> Result<Vec<String>, FileError> {
+        match self.scanned_any {
+            Some(Err(e)) => Err(e),
+            _ => Ok(self.not_scanned),
+        }
+    }
+}
+
 pub(crate) fn texts<'a>(t: &Target<'a>) -> Result<FileTexts<'a>, FileError> {
     match t.bundle.files() {
         Some(Ok(texts)) => Ok(texts),
@@ -431,18 +469,11 @@ pub fn grep(
     };
     let mut budget = Budget::new(request.max_tokens);
     let mut over_budget = 0usize;
-    let mut scanned_any = None;
+    let mut scan = TextsScan::default();
     for t in targets {
-        let texts = match texts(t) {
-            Ok(texts) => texts,
-            Err(e @ FileError::NoFileTexts { .. }) => {
-                answer.not_scanned.push(t.repo.to_string());
-                scanned_any.get_or_insert(Err(e));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(texts) = scan.open(t)? else {
+            continue;
         };
-        scanned_any = Some(Ok(()));
         let mut reader = texts
             .reader()
             .map_err(|e| FileError::Damaged(e.to_string()))?;
@@ -491,9 +522,7 @@ pub fn grep(
             }
         }
     }
-    if let Some(Err(e)) = scanned_any {
-        return Err(e);
-    }
+    answer.not_scanned = scan.finish()?;
     let omitted = answer.total_matches - answer.matches.len();
     if omitted > 0 {
         let why = if over_budget > 0 {
@@ -596,19 +625,11 @@ pub fn definitions(
     let mut exact = Vec::new();
     let mut other_case = Vec::new();
     let mut files_scanned = 0;
-    let mut not_scanned = Vec::new();
-    let mut scanned_any = None;
+    let mut scan = TextsScan::default();
     for t in targets {
-        let texts = match texts(t) {
-            Ok(texts) => texts,
-            Err(e @ FileError::NoFileTexts { .. }) => {
-                not_scanned.push(t.repo.to_string());
-                scanned_any.get_or_insert(Err(e));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(texts) = scan.open(t)? else {
+            continue;
         };
-        scanned_any = Some(Ok(()));
         let found = match t.bundle.definitions() {
             Some(index) => {
                 let index = index.map_err(|e| FileError::Damaged(e.to_string()))?;
@@ -620,9 +641,7 @@ pub fn definitions(
         exact.extend(found.exact);
         other_case.extend(found.other_case);
     }
-    if let Some(Err(e)) = scanned_any {
-        return Err(e);
-    }
+    let not_scanned = scan.finish()?;
     exact.extend(other_case);
     let total = exact.len();
     let mut budget = Budget::new(request.max_tokens);

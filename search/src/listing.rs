@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::answer::{BundleRef, Target, bundle_ref};
 use crate::budget::{Budget, Truncation};
-use crate::files::{FileError, check_path, cut_line, locate, texts};
+use crate::files::{FileError, TextsScan, check_path, cut_line, locate};
 use crate::filter::Filter;
 use crate::language::language_of;
 
@@ -107,19 +107,11 @@ pub fn list_files(targets: &[Target<'_>], request: &ListRequest) -> Result<ListA
         .max(1);
     let mut entries = Vec::new();
     let mut total_files = 0u64;
-    let mut not_scanned = Vec::new();
-    let mut scanned_any = None;
+    let mut scan = TextsScan::default();
     for t in targets {
-        let texts = match texts(t) {
-            Ok(texts) => texts,
-            Err(e @ FileError::NoFileTexts { .. }) => {
-                not_scanned.push(t.repo.to_string());
-                scanned_any.get_or_insert(Err(e));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(texts) = scan.open(t)? else {
+            continue;
         };
-        scanned_any = Some(Ok(()));
         // Directories found, with (files, bytes) under them.
         let mut dirs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut files = Vec::new();
@@ -179,9 +171,7 @@ pub fn list_files(targets: &[Target<'_>], request: &ListRequest) -> Result<ListA
         here.sort_by(|a, b| a.path.cmp(&b.path));
         entries.extend(here);
     }
-    if let Some(Err(e)) = scanned_any {
-        return Err(e);
-    }
+    let not_scanned = scan.finish()?;
     if entries.is_empty() && !glob && !asked.is_empty() {
         return Err(FileError::NotFound(format!(
             "no indexed file is under '{asked}'; list the root (no path) or use a glob such as '**/{}*'",

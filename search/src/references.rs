@@ -13,7 +13,7 @@ use shelf_formats::FileKind;
 
 use crate::answer::{BundleRef, Target, bundle_ref};
 use crate::budget::{Budget, Truncation};
-use crate::files::{Definition, FileError, cut_line, texts};
+use crate::files::{Definition, FileError, TextsScan, cut_line};
 use crate::filter::Filter;
 
 /// A `find_references` request.
@@ -123,19 +123,11 @@ pub fn references(
     let mut files: Vec<FileUses> = Vec::new();
     let mut definitions = Vec::new();
     let mut files_scanned = 0;
-    let mut not_scanned = Vec::new();
-    let mut scanned_any = None;
+    let mut scan = TextsScan::default();
     for t in targets {
-        let texts = match texts(t) {
-            Ok(texts) => texts,
-            Err(e @ FileError::NoFileTexts { .. }) => {
-                not_scanned.push(t.repo.to_string());
-                scanned_any.get_or_insert(Err(e));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(texts) = scan.open(t)? else {
+            continue;
         };
-        scanned_any = Some(Ok(()));
         let mut reader = texts
             .reader()
             .map_err(|e| FileError::Damaged(e.to_string()))?;
@@ -184,9 +176,7 @@ pub fn references(
             }
         }
     }
-    if let Some(Err(e)) = scanned_any {
-        return Err(e);
-    }
+    let not_scanned = scan.finish()?;
     files.sort_by(|a, b| {
         a.0.cmp(&b.0)
             .then(b.1.cmp(&a.1))
