@@ -48,6 +48,37 @@ pub struct Truncation {
     pub detail: String,
 }
 
+impl Truncation {
+    /// `shown` of `total` listed items (`what`: "entries", "uses"), the
+    /// rest left out by `budget` (when `by_budget`) or by the request's
+    /// `limit`; `hint` says how to see them. `None` when nothing was left
+    /// out.
+    pub fn of_list(
+        shown: usize,
+        total: usize,
+        what: &str,
+        budget: &Budget,
+        by_budget: bool,
+        limit: usize,
+        hint: &str,
+    ) -> Option<Self> {
+        (shown < total).then(|| Truncation {
+            max_tokens: budget.max_tokens(),
+            omitted: total - shown,
+            cut: false,
+            next_start_line: None,
+            detail: format!(
+                "{shown} of {total} {what} listed ({}); {hint}",
+                if by_budget {
+                    format!("max_tokens {}", budget.max_tokens())
+                } else {
+                    format!("the limit of {limit}")
+                }
+            ),
+        })
+    }
+}
+
 /// Bytes left to spend.
 #[derive(Debug, Clone)]
 pub struct Budget {

@@ -193,21 +193,15 @@ pub fn list_files(targets: &[Target<'_>], request: &ListRequest) -> Result<ListA
         }
         shown.push(e);
     }
-    let truncated = (shown.len() < total_entries).then(|| Truncation {
-        max_tokens: budget.max_tokens(),
-        omitted: total_entries - shown.len(),
-        cut: false,
-        next_start_line: None,
-        detail: format!(
-            "{} of {total_entries} entries listed ({}); list a subdirectory, lower depth, or use a narrower glob",
-            shown.len(),
-            if by_budget {
-                format!("max_tokens {}", budget.max_tokens())
-            } else {
-                format!("the limit of {}", request.limit)
-            }
-        ),
-    });
+    let truncated = Truncation::of_list(
+        shown.len(),
+        total_entries,
+        "entries",
+        &budget,
+        by_budget,
+        request.limit,
+        "list a subdirectory, lower depth, or use a narrower glob",
+    );
     Ok(ListAnswer {
         path: request.path.clone(),
         glob,

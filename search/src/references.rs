@@ -209,21 +209,15 @@ pub fn references(
             });
         }
     }
-    let truncated = (references.len() < total).then(|| Truncation {
-        max_tokens: budget.max_tokens(),
-        omitted: total - references.len(),
-        cut: false,
-        next_start_line: None,
-        detail: format!(
-            "{} of {total} uses listed ({}); narrow with path or repo, or raise limit",
-            references.len(),
-            if by_budget {
-                format!("max_tokens {}", budget.max_tokens())
-            } else {
-                format!("the limit of {}", request.limit)
-            }
-        ),
-    });
+    let truncated = Truncation::of_list(
+        references.len(),
+        total,
+        "uses",
+        &budget,
+        by_budget,
+        request.limit,
+        "narrow with path or repo, or raise limit",
+    );
     Ok(ReferencesAnswer {
         name: asked.to_string(),
         references,
