@@ -256,6 +256,18 @@ async fn over_targets<T: Send + 'static>(
 /// One search, ranked across the repositories asked (`search_code`,
 /// `GET|POST /v1/search`). `max_tokens` bounds the answer when given.
 pub async fn search(api: &Api, scope: &Scope, args: &Args) -> Result<Answer, ApiError> {
+    search_then(api, scope, args, |answer| answer).await
+}
+
+/// [`search`], and then `finish` on its answer in the same task of the
+/// blocking pool: a caller that turns the answer into a page does it
+/// there rather than in a second task (one hand-off per request, not two).
+pub async fn search_then<T: Send + 'static>(
+    api: &Api,
+    scope: &Scope,
+    args: &Args,
+    finish: impl FnOnce(Answer) -> T + Send + 'static,
+) -> Result<T, ApiError> {
     let request = Request::new(
         RawRequest {
             query: args.text("query").unwrap_or_default(),
@@ -287,10 +299,11 @@ pub async fn search(api: &Api, scope: &Scope, args: &Args) -> Result<Answer, Api
             if let Some(max) = max_tokens {
                 answer.fit(max);
             }
-            Ok::<_, SearchError>(answer)
+            let timing = Timing::of(&answer);
+            Ok::<_, SearchError>((timing, finish(answer)))
         })
         .await?;
-    let answer = answered.map_err(|e| match e {
+    let (timing, finished) = answered.map_err(|e| match e {
         SearchError::NoLexicalIndex => ApiError::bad_request(e.to_string()),
         SearchError::Encode(EncodeError::Busy) => {
             api.rejected("overloaded");
@@ -305,16 +318,35 @@ pub async fn search(api: &Api, scope: &Scope, args: &Args) -> Result<Answer, Api
         }
     })?;
     let m = &api.repos.metrics;
-    if answer.mode.needs_vectors() {
+    if let Some((embed, batch)) = timing.embed {
         m.stage_seconds
             .with_label_values(&["embed"])
-            .observe(answer.embed_time().as_secs_f64());
-        m.embed_batch.set(answer.embed_batch as i64);
+            .observe(embed.as_secs_f64());
+        m.embed_batch.set(batch as i64);
     }
     m.stage_seconds
         .with_label_values(&["search"])
-        .observe(answer.search_time().as_secs_f64());
-    Ok(answer)
+        .observe(timing.search.as_secs_f64());
+    Ok(finished)
+}
+
+/// What a search's metrics record, taken before its answer is finished.
+struct Timing {
+    /// Embedding time and batch, when the mode embeds the query.
+    embed: Option<(std::time::Duration, usize)>,
+    search: std::time::Duration,
+}
+
+impl Timing {
+    fn of(answer: &Answer) -> Self {
+        Self {
+            embed: answer
+                .mode
+                .needs_vectors()
+                .then(|| (answer.embed_time(), answer.embed_batch)),
+            search: answer.search_time(),
+        }
+    }
 }
 
 /// The repository named by a one-repository parameter, or every visible

@@ -32,10 +32,16 @@ pub fn body_timeout(api: &Api) -> Duration {
     api.limits.body_timeout
 }
 
-/// `GET /v1/search?<query>`: the same parameters, checked the same way.
-pub async fn search(api: &Api, scope: &Scope, query: &str) -> Result<Answer, ApiError> {
+/// `GET /v1/search?<query>`: the same parameters, checked the same way;
+/// `write` turns the answer into the page in the search's own task.
+pub async fn search(
+    api: &Api,
+    scope: &Scope,
+    query: &str,
+    write: impl FnOnce(Answer) -> String + Send + 'static,
+) -> Result<String, ApiError> {
     let args = params::from_query(Some(query), params::SEARCH, &api.request_limits())?;
-    ops::search(api, scope, &args).await
+    ops::search_then(api, scope, &args, write).await
 }
 
 /// JSON arguments checked against an operation's parameter table.
