@@ -20,6 +20,9 @@ use crate::web::api::{self as for_web, ApiError, Scope};
 const PAGE_K: &str = "20";
 /// Matching lines a grep page lists at most.
 const PAGE_GREP_LIMIT: u64 = 200;
+/// Bytes a results page is given room for at the start: a page of 20
+/// files' lines is about 80 KB, and growing the string would copy it.
+const RESULTS_CAPACITY: usize = 128 << 10;
 /// Lines of a search result's chunk shown around its first match.
 const SNIPPET_LINES: usize = 8;
 /// Lines of a file view per block laid out as one (web.css `.blk`, whose
@@ -29,13 +32,22 @@ const BLOCK_LINES: usize = 100;
 /// The page around `main`: header, navigation, and sign-out when the
 /// browser signed in.
 pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
+    let mut page = open(title, ctx, main.len());
+    page.push_str(main);
+    close(page)
+}
+
+/// A page's head, header and navigation, up to the opening of `main`,
+/// with room for `main_len` bytes more: a page whose answer is long
+/// writes it straight in after this ([`close`] ends it), so its lines
+/// are not copied again into a larger string.
+fn open(title: &str, ctx: Option<&Ctx>, main_len: usize) -> String {
     let sign_out = if ctx.is_some_and(|c| c.signed_in) {
         "<form method=\"post\" action=\"/signout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>"
     } else {
         ""
     };
-    // Sized for the whole page: `main` is most of it, copied once.
-    let mut page = String::with_capacity(main.len() + 1024);
+    let mut page = String::with_capacity(main_len + 1024);
     let _ = write!(
         page,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -47,9 +59,15 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
 <script src=\"{JS_PATH}\" defer></script></head>\
 <body><header><nav><a href=\"/\" class=\"brand\">shelf</a>\
 <a href=\"/\">Search</a><a href=\"/repos\">Repositories</a>{sign_out}</nav></header>\
-<main>{main}</main></body></html>\n",
+<main>",
         esc(title)
     );
+    page
+}
+
+/// The end of a page [`open`]ed.
+fn close(mut page: String) -> String {
+    page.push_str("</main></body></html>\n");
     page
 }
 
@@ -57,7 +75,8 @@ pub(super) fn layout(title: &str, ctx: Option<&Ctx>, main: &str) -> String {
 /// the answer's search ran: writing a page's lines, or highlighting a
 /// file, is the longest work of a request, and on the async workers it
 /// would hold up every other connection's reads and writes. Every page
-/// that writes an answer's lines writes them here.
+/// that writes an answer's lines writes them here, but the search page,
+/// which writes them in the search's own task (`for_web::search`).
 async fn off_the_workers(
     write: impl FnOnce() -> String + Send + 'static,
 ) -> Result<String, ApiError> {
@@ -107,9 +126,8 @@ fn option(out: &mut String, value: &str, label: &str, chosen: &str) {
     );
 }
 
-/// The query form, filled with what was asked.
-fn form(a: &Asked<'_>, repos: &[String]) -> String {
-    let mut f = String::new();
+/// The query form, filled with what was asked, written onto `f`.
+fn form(f: &mut String, a: &Asked<'_>, repos: &[String]) {
     let _ = write!(
         f,
         "<form method=\"get\" action=\"/\" class=\"query\" role=\"search\">\
@@ -124,7 +142,7 @@ placeholder=\"What are you looking for? (press / to type)\" aria-label=\"Query\"
         ("grep", "grep (exact text)"),
         ("definitions", "definitions"),
     ] {
-        option(&mut f, v, l, a.ask);
+        option(f, v, l, a.ask);
     }
     f.push_str("</select></label><label>Mode <select name=\"mode\">");
     for (v, l) in [
@@ -132,18 +150,18 @@ placeholder=\"What are you looking for? (press / to type)\" aria-label=\"Query\"
         ("semantic", "semantic"),
         ("lexical", "lexical"),
     ] {
-        option(&mut f, v, l, a.mode);
+        option(f, v, l, a.mode);
     }
     f.push_str("</select></label><label>Repository <select name=\"repo\">");
-    option(&mut f, "", "all", a.repo);
+    option(f, "", "all", a.repo);
     for r in repos {
-        option(&mut f, r, r, a.repo);
+        option(f, r, r, a.repo);
     }
     f.push_str("</select></label><label>Kind <select name=\"kind\">");
-    option(&mut f, "", "auto", a.kind);
-    option(&mut f, "any", "any", a.kind);
+    option(f, "", "auto", a.kind);
+    option(f, "any", "any", a.kind);
     for k in FileKind::ALL {
-        option(&mut f, k.name(), k.name(), a.kind);
+        option(f, k.name(), k.name(), a.kind);
     }
     let _ = write!(
         f,
@@ -154,7 +172,6 @@ placeholder=\"What are you looking for? (press / to type)\" aria-label=\"Query\"
         esc(a.language),
         if a.regex { " checked" } else { "" }
     );
-    f
 }
 
 /// `/`: the form, and the answer when a query was given.
@@ -166,28 +183,32 @@ pub(super) async fn search(
 ) -> (StatusCode, String) {
     let a = Asked::of(pairs);
     let names = for_web::repo_names(api, scope);
-    let mut main = form(&a, &names);
-    let mut status = StatusCode::OK;
-    if !a.q.trim().is_empty() {
-        let answered = match a.ask {
-            "grep" => grep(api, scope, &a).await,
-            "definitions" => definitions(api, scope, &a).await,
-            _ => semantic(api, scope, &a).await,
-        };
-        match answered {
-            Ok(results) => main.push_str(&results),
-            Err(e) => {
-                status = e.status;
-                let _ = write!(
-                    main,
-                    "<p class=\"error\" id=\"error\">{}</p>",
-                    esc(&e.message)
-                );
-            }
+    let title = if a.q.is_empty() { "Search" } else { a.q };
+    let start = || {
+        let mut page = open(title, Some(ctx), RESULTS_CAPACITY);
+        form(&mut page, &a, &names);
+        page
+    };
+    if a.q.trim().is_empty() {
+        return (StatusCode::OK, close(start()));
+    }
+    let answered = match a.ask {
+        "grep" => grep(api, scope, &a, start()).await,
+        "definitions" => definitions(api, scope, &a, start()).await,
+        _ => semantic(api, scope, &a, start()).await,
+    };
+    match answered {
+        Ok(page) => (StatusCode::OK, close(page)),
+        Err(e) => {
+            let mut page = start();
+            let _ = write!(
+                page,
+                "<p class=\"error\" id=\"error\">{}</p>",
+                esc(&e.message)
+            );
+            (e.status, close(page))
         }
     }
-    let title = if a.q.is_empty() { "Search" } else { a.q };
-    (status, layout(title, Some(ctx), &main))
 }
 
 /// A result line: its number, its text and the byte ranges to mark.
@@ -261,7 +282,14 @@ fn terms(q: &str) -> Vec<String> {
         .collect()
 }
 
-async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiError> {
+/// The search answer's files written onto `page` (which the answer's
+/// task gets, and gives back written).
+async fn semantic(
+    api: &Api,
+    scope: &Scope,
+    a: &Asked<'_>,
+    mut page: String,
+) -> Result<String, ApiError> {
     let query = html::query(&[
         ("q", a.q),
         ("mode", a.mode),
@@ -272,17 +300,20 @@ async fn semantic(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, Api
         ("group", "file"),
         ("k", PAGE_K),
     ]);
-    let answer = for_web::search(api, scope, &query).await?;
     let q = a.q.to_string();
-    off_the_workers(move || search_results(&q, &answer)).await
+    for_web::search(api, scope, &query, move |answer| {
+        search_results(&mut page, &q, &answer);
+        page
+    })
+    .await
 }
 
-/// The search answer's files and lines, marked with `q`'s words.
-fn search_results(q: &str, answer: &shelf_search::Answer) -> String {
+/// The search answer's files and lines, marked with `q`'s words, written
+/// onto `out`.
+fn search_results(out: &mut String, q: &str, answer: &shelf_search::Answer) {
     let files = answer.files.as_deref().unwrap_or_default();
-    let mut out = String::new();
     summary(
-        &mut out,
+        out,
         &format!(
             "{} file{} · {} · {:.0} ms",
             files.len(),
@@ -292,7 +323,6 @@ fn search_results(q: &str, answer: &shelf_search::Answer) -> String {
         ),
     );
     let marker = Marker::new(&terms(q));
-    out.reserve(64 << 10);
     for f in files {
         let mut lines: Vec<Line<'_>> = Vec::new();
         for chunk in &f.chunks {
@@ -322,9 +352,8 @@ fn search_results(q: &str, answer: &shelf_search::Answer) -> String {
             .language
             .map(|l| format!(" <span class=\"lang\">{}</span>", esc(l)))
             .unwrap_or_default();
-        file_block(&mut out, &f.repo, &f.path, &lang, &lines);
+        file_block(out, &f.repo, &f.path, &lang, &lines);
     }
-    out
 }
 
 fn repo_arg(args: &mut Map<String, Value>, repo: &str) {
@@ -333,7 +362,12 @@ fn repo_arg(args: &mut Map<String, Value>, repo: &str) {
     }
 }
 
-async fn grep(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiError> {
+async fn grep(
+    api: &Api,
+    scope: &Scope,
+    a: &Asked<'_>,
+    mut out: String,
+) -> Result<String, ApiError> {
     let mut args = Map::new();
     args.insert("pattern".into(), json!(a.q));
     args.insert("regex".into(), json!(a.regex));
@@ -357,7 +391,6 @@ async fn grep(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiErro
     })
     .ok();
     off_the_workers(move || {
-        let mut out = String::new();
         summary(
             &mut out,
             &format!(
@@ -393,13 +426,17 @@ async fn grep(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiErro
     .await
 }
 
-async fn definitions(api: &Api, scope: &Scope, a: &Asked<'_>) -> Result<String, ApiError> {
+async fn definitions(
+    api: &Api,
+    scope: &Scope,
+    a: &Asked<'_>,
+    mut out: String,
+) -> Result<String, ApiError> {
     let mut args = Map::new();
     args.insert("name".into(), json!(a.q.trim()));
     repo_arg(&mut args, a.repo);
     let answer = for_web::definitions(api, scope, &args).await?;
     off_the_workers(move || {
-        let mut out = String::new();
         let n = answer.definitions.len();
         summary(
             &mut out,
