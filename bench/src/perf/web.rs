@@ -48,10 +48,14 @@ pub struct Web {
     /// is measured, not the query's embedding).
     #[arg(long, default_value_t = 40)]
     queries: usize,
-    /// Requests per phase (3 rounds of one phase each, the side going
-    /// first alternating).
-    #[arg(long, default_value_t = 1500)]
+    /// Requests per phase.
+    #[arg(long, default_value_t = 750)]
     requests: usize,
+    /// Rounds of one phase each, the side going first alternating: short
+    /// phases, many of them, so a burst of other work on the machine
+    /// falls on both sides alike.
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
     /// Loads of the long file view in the browser.
     #[arg(long, default_value_t = 7)]
     renders: usize,
@@ -149,7 +153,7 @@ impl Benchmark for Web {
         load::run_fresh(&rt, addr, 1, Arc::clone(&api), Limits::once(n));
         load::run_fresh(&rt, addr, 1, Arc::clone(&page), Limits::once(n));
         let mut phases: [Vec<load::Timed>; 2] = Default::default();
-        for round in 0..3 {
+        for round in 0..self.rounds {
             for side in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
                 let calls = Arc::clone(if side == 0 { &api } else { &page });
                 let (requests, max_time) = (self.requests, Duration::from_secs(120));
