@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use shelf_testkit::GitRepo;
 
 use crate::fixtures::corpus::Corpus;
+use crate::fixtures::dirs::copy_dir;
 use crate::fixtures::rng::Rng;
 use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
 use crate::harness::stats::{median, median_by};
@@ -274,22 +275,6 @@ fn warm_runs(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Copies a local store (files and directories only).
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .with_context(|| format!("copying {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Packs in a local store, and their bytes.

@@ -41,11 +41,12 @@ use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_testkit::http;
 
 use crate::fixtures::corpus::Corpus;
+use crate::fixtures::dirs::{copy_dir, dir_bytes};
 use crate::fixtures::load::{self, Call, LevelOut};
 use crate::fixtures::process::process_rss_split_kib;
 use crate::fixtures::queries::QueryPool;
 use crate::fixtures::rng::Rng;
-use crate::fixtures::server::{StartOut, start_once, start_ready, strings};
+use crate::fixtures::server::{StartOut, follow_args, start_once, start_ready, strings};
 use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
 use crate::harness::stats::median;
 use crate::harness::table::Table;
@@ -359,7 +360,7 @@ impl Commit {
             .last()
             .map_or(assemble.report.digest.clone(), |r| r.digest.clone());
         shelf.tag(&last, &store)?;
-        let args = serve_args(&store, &dir.join("serve-cache"));
+        let args = follow_args("--store", &store, &dir.join("serve-cache"), "1h");
         let (start_warm, rss) = start(shelf, &args)?;
         b.say(format!(
             "{label}: swapping the served bundle for the first commit's"
@@ -432,20 +433,6 @@ fn cold_build(
     Ok(run)
 }
 
-/// `shelf serve` following the tagged bundle of `store`.
-fn serve_args(store: &Path, cache: &Path) -> Vec<String> {
-    strings(&[
-        "--store",
-        &store.display().to_string(),
-        "--follow",
-        "production",
-        "--cache",
-        &cache.display().to_string(),
-        "--poll-interval",
-        "1h",
-    ])
-}
-
 /// Warm starts and memory after ready.
 fn start(shelf: &ShelfBinary, args: &[String]) -> Result<(StartOut, (u64, u64))> {
     // The first start downloads and installs; the others find it cached.
@@ -463,10 +450,7 @@ fn start(shelf: &ShelfBinary, args: &[String]) -> Result<(StartOut, (u64, u64))>
 /// samples the server's memory every 2 ms until `to` is live and for a
 /// second after; the tag is moved back to `from` at the end.
 fn swap(shelf: &ShelfBinary, store: &Path, cache: &Path, from: &str, to: &str) -> Result<SwapOut> {
-    let mut args = serve_args(store, cache);
-    if let Some(at) = args.iter().position(|a| a == "--poll-interval") {
-        args[at + 1] = "100ms".into();
-    }
+    let args = follow_args("--store", store, cache, "100ms");
     let server = start_ready(shelf, &args, &[], |_| true)?.server;
     let pid = server.pid();
     let (anon_before_kib, file_before_kib) = process_rss_split_kib(pid).unwrap_or((0, 0));
@@ -497,15 +481,7 @@ fn swap(shelf: &ShelfBinary, store: &Path, cache: &Path, from: &str, to: &str) -
     shelf.tag(from, store)?;
     let swap_ms =
         swapped.ok_or_else(|| anyhow::anyhow!("{to} was not live 300 s after the tag moved"))?;
-    let hex = to.trim_start_matches("sha256:");
-    let unpacked_bytes = std::fs::read_dir(cache.join(hex))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
+    let unpacked_bytes = dir_bytes(&cache.join(to.trim_start_matches("sha256:"))).unwrap_or(0);
     Ok(SwapOut {
         unpacked_bytes,
         anon_before_kib,
@@ -547,10 +523,7 @@ fn latency(
                     server,
                     clients,
                     Call::searches(round, ""),
-                    load::Limits {
-                        requests: round.len(),
-                        max_time: Duration::from_secs(120),
-                    },
+                    load::Limits::new(round.len(), 120),
                 );
                 match total {
                     Some(all) => all.absorb(t),
@@ -785,18 +758,4 @@ impl VectorCache for StandIn {
     fn save(&self, _: &[([u8; 32], &[f32])]) -> Result<(), BuildError> {
         Ok(())
     }
-}
-
-/// `cp -a from to` (a store: packs and records).
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .context("running cp")?;
-    if !status.success() {
-        bail!("cp -a {} {} failed", from.display(), to.display());
-    }
-    Ok(())
 }

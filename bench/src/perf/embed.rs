@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
 use crate::fixtures::corpus::Corpus;
-use crate::fixtures::load::{self, Call, Sample, Timed};
+use crate::fixtures::load::{self, Call, Sample, Timed, WARMUP};
 use crate::fixtures::process::{process_cpu_seconds, process_rss_kib};
 use crate::fixtures::queries::{QueryPool, queries_from};
 use crate::fixtures::rng::Rng;
@@ -625,9 +625,6 @@ fn build_out(name: &str, runs: &[BuildRun]) -> BuildOut {
     }
 }
 
-/// Queries to warm each server up with.
-const WARMUP: usize = 40;
-
 /// The serve stage's distinct queries: one slice per (round, level), so
 /// within one server no query text repeats and no answer can come from
 /// its cache; then the warm-up; then the repeated level's small set.
@@ -663,11 +660,7 @@ impl Stage<'_> {
         let queries = ServeQueries::new(corpus, self.opts)?;
         let rt = load::runtime()?;
         for s in &servers {
-            let warmup = load::Limits {
-                requests: WARMUP,
-                max_time: Duration::from_secs(60),
-            };
-            load::run_fresh(&rt, s.addr, 2, Call::searches(&queries.warmup, ""), warmup);
+            load::warm_up(&rt, s.addr, Call::searches(&queries.warmup, ""));
         }
         let levels = self.distinct_levels(&rt, &servers, &queries);
         let mut out = Vec::new();
@@ -728,10 +721,7 @@ impl Stage<'_> {
     }
 
     fn limits(&self) -> load::Limits {
-        load::Limits {
-            requests: self.opts.requests,
-            max_time: Duration::from_secs(self.opts.max_seconds),
-        }
+        load::Limits::new(self.opts.requests, self.opts.max_seconds)
     }
 
     /// Each round, each level, each server in turn, with distinct queries.

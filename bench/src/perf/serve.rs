@@ -20,11 +20,11 @@ use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
 use crate::fixtures::corpus::Corpus;
-use crate::fixtures::load::{self, Call, LevelOut, Sample};
+use crate::fixtures::load::{self, Call, LevelOut, Sample, WARMUP};
 use crate::fixtures::process::process_rss_kib;
 use crate::fixtures::queries::QueryPool;
 use crate::fixtures::rng::Rng;
-use crate::fixtures::server::{StartOut, start_once, start_ready, strings};
+use crate::fixtures::server::{StartOut, follow_args, start_once, start_ready};
 use crate::fixtures::shelf::{BuildRun, ShelfBinary};
 use crate::harness::stats::{median, percentile};
 use crate::harness::table::Table;
@@ -219,8 +219,6 @@ impl Benchmark for Serve {
     }
 }
 
-/// Queries to warm a server up with.
-const WARMUP: usize = 40;
 /// The shared queries' count (see [`Queries::shared`]).
 const SHARED: usize = 1000;
 
@@ -267,23 +265,8 @@ struct UnderLoad {
 }
 
 impl Stage<'_> {
-    /// `shelf serve` arguments: follow `production` in the store, with the
-    /// bundle cache in `cache`.
     fn serve_args(&self, cache: &Path) -> Vec<String> {
-        let (store, cache) = (
-            self.store.display().to_string(),
-            cache.display().to_string(),
-        );
-        strings(&[
-            "--store",
-            &store,
-            "--follow",
-            "production",
-            "--cache",
-            &cache,
-            "--poll-interval",
-            "1h",
-        ])
+        follow_args("--store", &self.store, cache, "1h")
     }
 
     fn warm_cache(&self) -> PathBuf {
@@ -327,17 +310,7 @@ impl Stage<'_> {
         let server = start_ready(self.shelf, &args, &env, |_| true)?.server;
         let pid = server.pid();
         let rt = load::runtime()?;
-        let warmup = load::Limits {
-            requests: WARMUP,
-            max_time: Duration::from_secs(60),
-        };
-        load::run_fresh(
-            &rt,
-            server.addr,
-            2,
-            Call::searches(&queries.warmup, ""),
-            warmup,
-        );
+        load::warm_up(&rt, server.addr, Call::searches(&queries.warmup, ""));
         let levels = self.load_levels(&rt, &server, queries);
         let (one_bundle_rss_kib, _) = process_rss_kib(pid).unwrap_or((0, 0));
 
@@ -377,10 +350,7 @@ impl Stage<'_> {
             self.b.say(format!(
                 "{clients} clients: up to {requests} requests or {secs} s"
             ));
-            let limits = load::Limits {
-                requests,
-                max_time: Duration::from_secs(secs),
-            };
+            let limits = load::Limits::new(requests, secs);
             let timed = load::run_timed(rt, server, clients, Call::searches(level, ""), limits);
             let level = LevelOut::of(clients, &timed);
             self.b.say(format!(
@@ -408,10 +378,7 @@ impl Stage<'_> {
         queries: &[String],
     ) -> Result<SwapOut> {
         let stop = Arc::new(AtomicBool::new(false));
-        let limits = load::Limits {
-            requests: usize::MAX,
-            max_time: Duration::from_secs(3600),
-        };
+        let limits = load::Limits::new(usize::MAX, 3600);
         let (addr, calls, until) = (server.addr, Call::searches(queries, ""), Arc::clone(&stop));
         let load = rt.spawn(async move {
             let client = load::client(SWAP_CLIENTS);
