@@ -15,8 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -28,7 +27,7 @@ use crate::fixtures::rng::Rng;
 use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
 use crate::harness::stats::{median, median_by};
 use crate::harness::table::Table;
-use crate::harness::{Bench, Benchmark, Machine, Row, machine, table, workspace_root};
+use crate::harness::{Bench, Benchmark, Machine, Row, machine, table};
 
 /// A warm new-branch build must take less than this share of a cold one.
 const MAX_WARM_OVER_COLD: f64 = 0.10;
@@ -36,11 +35,6 @@ const MAX_WARM_OVER_COLD: f64 = 0.10;
 const BRANCH_SHARE: f64 = 0.01;
 /// Stages of a build with a store, in pipeline order.
 const STAGES: [&str; 6] = ["read", "chunk", "cache", "embed", "index", "pack"];
-
-/// Milliseconds of a stage in a build's report; 0 if absent.
-fn raw_ms(r: &BuildRun, stage: &str) -> f64 {
-    r.raw["timings_ms"][stage].as_f64().unwrap_or(0.0)
-}
 
 /// The store's embedding cache: a cold single build against N shards run
 /// one after another and an assemble build (each shard's share, the
@@ -106,7 +100,7 @@ impl Benchmark for Cache {
 
         // 1. The cold single build.
         b.say("cold single build (no store)");
-        let cold = shelf.build(repo.path(), &work.join("cold"), None)?;
+        let cold = shelf.build(repo.path(), &work.join("cold"), None, &[])?;
         say_build(b, &cold);
 
         // 2. Shards one after another, then the assemble build.
@@ -133,14 +127,7 @@ impl Benchmark for Cache {
         b.say("assemble build (--store)");
         let store_flag = ["--store".to_string(), store_arg.clone()];
         let out = work.join("assemble");
-        let assemble = shelf.build_with(
-            repo.path(),
-            "HEAD",
-            &out,
-            None,
-            REPOSITORY_NAME,
-            &store_flag,
-        )?;
+        let assemble = shelf.build(repo.path(), &out, None, &store_flag)?;
         say_build(b, &assemble);
         let snapshot = work.join("store-after-shards");
         copy_dir(&store, &snapshot)?;
@@ -211,29 +198,26 @@ fn say_build(b: &Bench, r: &BuildRun) {
 
 /// `shelf build --shard SHARD --store STORE --json`, timed.
 fn run_shard(shelf: &ShelfBinary, repo: &Path, shard: &str, store: &str) -> Result<ShardRun> {
+    let repo = repo.display().to_string();
     let started = Instant::now();
-    let output = Command::new(shelf.path())
-        .args(["build", "--json", "--shard", shard, "--store", store])
-        .arg("--repo")
-        .arg(repo)
-        .args(["--name", REPOSITORY_NAME])
-        .current_dir(workspace_root())
-        .env("SHELF_LOG", "warn")
-        .output()
-        .with_context(|| format!("running {}", shelf.path().display()))?;
-    let wall = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "shelf build --shard {shard} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+    let stdout = shelf.run(&[
+        "build",
+        "--json",
+        "--shard",
+        shard,
+        "--store",
+        store,
+        "--repo",
+        &repo,
+        "--name",
+        REPOSITORY_NAME,
+    ])?;
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    let report: serde_json::Value = serde_json::from_str(&stdout)
         .context("shelf build --shard --json printed no JSON report")?;
     Ok(ShardRun {
         shard: shard.to_string(),
-        wall_ms: ms(wall),
+        wall_ms,
         loadavg_after: machine::loadavg(),
         report,
     })
@@ -258,23 +242,18 @@ fn warm_runs(
             "new branch ({name}), warm cache: build {}/{runs}",
             i + 1
         ));
-        let r = shelf.build_with(
+        let store_flag = ["--store".to_string(), store.display().to_string()];
+        let r = shelf.build(
             repo.path(),
-            "HEAD",
             &work.join(format!("warm-{name}-{i}")),
             None,
-            REPOSITORY_NAME,
-            &["--store".to_string(), store.display().to_string()],
+            &store_flag,
         )?;
         say_build(b, &r);
         std::fs::remove_dir_all(&store).ok();
         out.push(r);
     }
     Ok(out)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// Packs in a local store, and their bytes.
@@ -351,7 +330,7 @@ impl Summary {
         let slowest_shard_ms = shards.iter().map(|s| s.wall_ms).fold(0.0, f64::max);
         let projected_wall_ms = slowest_shard_ms + assemble.wall_ms();
         let cached = |r: &BuildRun| r.raw["chunks"]["cached"].as_u64().unwrap_or(0);
-        let cache_ms = |r: &BuildRun| raw_ms(r, "cache");
+        let cache_ms = |r: &BuildRun| r.stage_ms("cache");
         let warm_unchanged_wall_ms = median_by(unchanged, BuildRun::wall_ms);
         let warm_one_percent_wall_ms = median_by(changed, BuildRun::wall_ms);
         Self {
@@ -389,7 +368,7 @@ impl Summary {
             warm_one_percent_stage_ms: STAGES
                 .iter()
                 .chain(&["total"])
-                .map(|s| (s.to_string(), median_by(changed, |r| raw_ms(r, s))))
+                .map(|s| (s.to_string(), median_by(changed, |r| r.stage_ms(s))))
                 .collect(),
             warm_one_percent_over_cold: warm_one_percent_wall_ms / cold.wall_ms(),
         }

@@ -275,14 +275,7 @@ impl Commit {
         let store_arg = store.display().to_string();
         let with_store = strings(&["--store", &store_arg]);
         b.say(format!("{label}: cold assemble from the cache"));
-        let assemble = shelf.build_with(
-            repo.path(),
-            "HEAD",
-            &dir.join("a"),
-            None,
-            REPOSITORY_NAME,
-            &with_store,
-        )?;
+        let assemble = shelf.build(repo.path(), &dir.join("a"), None, &with_store)?;
         if assemble.report.chunks.embedded != 0 {
             bail!(
                 "{label}: the assemble build embedded {} chunks: the cache was not used",
@@ -299,22 +292,9 @@ impl Commit {
             let i = rng.below(corpus.files.len());
             corpus.edit(repo, i, &mut rng, r % 2 == 0);
             repo.commit(&format!("edit {}", corpus.files[i].path));
-            let with_previous = shelf.build_with(
-                repo.path(),
-                "HEAD",
-                &dir.join(format!("p{r}")),
-                Some(&previous),
-                REPOSITORY_NAME,
-                &[],
-            )?;
-            let with_store_only = shelf.build_with(
-                repo.path(),
-                "HEAD",
-                &dir.join(format!("s{r}")),
-                None,
-                REPOSITORY_NAME,
-                &with_store,
-            )?;
+            let (p, s) = (dir.join(format!("p{r}")), dir.join(format!("s{r}")));
+            let with_previous = shelf.build(repo.path(), &p, Some(&previous), &[])?;
+            let with_store_only = shelf.build(repo.path(), &s, None, &with_store)?;
             let digest = with_previous.report.digest.clone();
             if with_store_only.report.digest != digest {
                 bail!(
@@ -416,14 +396,7 @@ fn cold_build(
     let store = dir.join("cold-store");
     copy_dir(cache_store, &store)?;
     let args = strings(&["--store", &store.display().to_string()]);
-    let run = shelf.build_with(
-        repo.path(),
-        "HEAD",
-        &dir.join("cold"),
-        None,
-        REPOSITORY_NAME,
-        &args,
-    )?;
+    let run = shelf.build(repo.path(), &dir.join("cold"), None, &args)?;
     if run.report.chunks.reused != 0 {
         bail!(
             "the cold build reused {} chunks from a previous bundle",

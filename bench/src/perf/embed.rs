@@ -38,7 +38,7 @@ use crate::fixtures::process::{process_cpu_seconds, process_rss_kib};
 use crate::fixtures::queries::{QueryPool, queries_from};
 use crate::fixtures::rng::Rng;
 use crate::fixtures::server::{start_once, start_ready, strings};
-use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
+use crate::fixtures::shelf::{BuildRun, ShelfBinary};
 use crate::harness::stats::{median, median_by, percentile};
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Machine, Row, machine, runtime, table};
@@ -344,14 +344,8 @@ impl Stage<'_> {
         name: &str,
         previous: Option<&Path>,
     ) -> Result<BuildRun> {
-        v.shelf.build_with(
-            repo,
-            "HEAD",
-            &self.b.work().join(format!("{}-{name}", v.name)),
-            previous,
-            REPOSITORY_NAME,
-            &v.args,
-        )
+        let out = self.b.work().join(format!("{}-{name}", v.name));
+        v.shelf.build(repo, &out, previous, &v.args)
     }
 
     /// `--runs` cold builds per variant, run i of every variant before run
@@ -611,9 +605,7 @@ fn build_out(name: &str, runs: &[BuildRun]) -> BuildOut {
         chunks_per_s: embedded as f64 / (wall / 1000.0),
         embed_stage_chunks_per_s: embedded as f64 / (embed / 1000.0),
         median_peak_rss_mib: median_by(runs, |r| r.peak_rss_kib as f64 / 1024.0),
-        digests_identical: runs
-            .windows(2)
-            .all(|w| w[0].report.digest == w[1].report.digest),
+        digests_identical: BuildRun::same_digest(runs),
         digest: runs
             .first()
             .map(|r| r.report.digest.clone())

@@ -451,13 +451,18 @@ impl Serve {
             "building v1 of {} files (embedding ~10,000 chunks: several minutes on 2 cores)",
             self.files
         ));
-        let v1 = shelf.build(repo.path(), &dir.join("v1"), previous.as_deref())?;
+        let v1 = shelf.build(repo.path(), &dir.join("v1"), previous.as_deref(), &[])?;
         let mut rng = Rng::new(self.seed ^ 0x7a9);
         let count = corpus.files.len() / 20;
         corpus.touch(&repo, count, &mut rng);
         repo.commit("touch 5% of files");
         b.say("building v2 incrementally (5% of files changed)");
-        let v2 = shelf.build(repo.path(), &dir.join("v2"), Some(&v1.report.bundle_path))?;
+        let v2 = shelf.build(
+            repo.path(),
+            &dir.join("v2"),
+            Some(&v1.report.bundle_path),
+            &[],
+        )?;
         let info = |r: &BuildRun| BundleInfo {
             digest: r.report.digest.clone(),
             path: r.report.bundle_path.clone(),

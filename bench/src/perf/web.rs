@@ -121,7 +121,7 @@ impl Benchmark for Web {
             });
             let repo = corpus.write_repo();
             repo.commit("web benchmark corpus");
-            let built = shelf.build(repo.path(), &dir.join("out"), None)?;
+            let built = shelf.build(repo.path(), &dir.join("out"), None, &[])?;
             std::fs::copy(&built.report.bundle_path, &bundle).context("keeping the bundle")?;
         }
         let args = strings(&["--bundle", &bundle.display().to_string()]);
