@@ -25,10 +25,10 @@ use shelf_builder::definitions::Extractor;
 use shelf_builder::history::{self, MineOptions, ParentBuild};
 use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
-use shelf_search::{Engine, MappedBundle, Mode, QueryEncoder};
+use shelf_search::{Engine, MappedBundle, QueryEncoder};
 
 use crate::fixtures::devset::git_dir;
-use crate::fixtures::ranking::{Memo, variants};
+use crate::fixtures::ranking::{Memo, rank_files, variants};
 use crate::harness::stats::median;
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
@@ -230,23 +230,8 @@ fn measure(opts: &History, b: &Bench) -> Result<Results> {
                 let rotated = engines[start..].iter().chain(&engines[..start]);
                 for (name, engine) in rotated {
                     let name = format!("{name} @{}", chunker.name());
-                    let request = eval::file_request(&query.query, Mode::Hybrid);
-                    let target = shelf_search::Target {
-                        repo: "bench",
-                        bundle,
-                        tag: None,
-                    };
-                    let answer = engine.answer(&[target], &request)?;
-                    millis
-                        .entry(name.clone())
-                        .or_default()
-                        .push(answer.timings_ms.search);
-                    let files: Vec<String> = answer
-                        .files
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|f| f.path)
-                        .collect();
+                    let (ms, files) = rank_files(engine, bundle, &query.query)?;
+                    millis.entry(name.clone()).or_default().push(ms);
                     scores
                         .entry(name)
                         .or_default()

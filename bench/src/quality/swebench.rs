@@ -25,7 +25,7 @@ use shelf_search::rank::{self, Candidates, FILE_CANDIDATES, Fusion, Ranked};
 use shelf_search::{Engine, Filter, MappedBundle, Mode, Tuning};
 
 use crate::fixtures::devset::{self, Built, EvalRow, Sources};
-use crate::fixtures::ranking::{Memo, variants};
+use crate::fixtures::ranking::{Memo, rank_files, variants};
 use crate::harness::stats::median;
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
@@ -328,24 +328,8 @@ impl Asker {
                 .push(eval::score(&query, &ranked));
         }
         for (name, v) in &variants {
-            let request = eval::file_request(&row.query, Mode::Hybrid);
-            let target = shelf_search::Target {
-                repo: "bench",
-                bundle,
-                tag: None,
-            };
-            let answer = v.answer(&[target], &request)?;
-            scores
-                .variant_ms
-                .entry(name.clone())
-                .or_default()
-                .push(answer.timings_ms.search);
-            let ranked: Vec<String> = answer
-                .files
-                .unwrap_or_default()
-                .into_iter()
-                .map(|f| f.path)
-                .collect();
+            let (ms, ranked) = rank_files(v, bundle, &row.query)?;
+            scores.variant_ms.entry(name.clone()).or_default().push(ms);
             scores
                 .variants
                 .entry(name.clone())
