@@ -25,7 +25,7 @@ use crate::fixtures::corpus::Corpus;
 use crate::fixtures::dirs::copy_dir;
 use crate::fixtures::rng::Rng;
 use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
-use crate::harness::stats::{median, median_by};
+use crate::harness::stats::median_by;
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Machine, Row, machine, table};
 
@@ -364,7 +364,7 @@ impl Summary {
             warm_one_percent_wall_ms,
             warm_one_percent_embedded: changed[0].report.chunks.embedded,
             warm_one_percent_cached: cached(&changed[0]),
-            warm_one_percent_cache_ms: median(&changed.iter().map(cache_ms).collect::<Vec<_>>()),
+            warm_one_percent_cache_ms: median_by(changed, cache_ms),
             warm_one_percent_stage_ms: STAGES
                 .iter()
                 .chain(&["total"])

@@ -48,7 +48,7 @@ use crate::fixtures::queries::QueryPool;
 use crate::fixtures::rng::Rng;
 use crate::fixtures::server::{StartOut, follow_args, start_once, start_ready, strings};
 use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
-use crate::harness::stats::median;
+use crate::harness::stats::{median, median_by};
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Row, runtime, table};
 
@@ -362,8 +362,8 @@ impl Commit {
             assemble_ms: assemble.wall_ms(),
             assemble_peak_rss_kib: assemble.peak_rss_kib,
             bundle_bytes: assemble.report.bundle_bytes,
-            commit_previous_ms: median(&runs.iter().map(|r| r.previous_ms).collect::<Vec<_>>()),
-            commit_store_ms: median(&runs.iter().map(|r| r.store_ms).collect::<Vec<_>>()),
+            commit_previous_ms: median_by(&runs, |r| r.previous_ms),
+            commit_store_ms: median_by(&runs, |r| r.store_ms),
             stages_ms: per_stage
                 .iter()
                 .map(|(k, v)| (k.clone(), median(v)))

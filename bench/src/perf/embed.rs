@@ -39,7 +39,7 @@ use crate::fixtures::queries::{QueryPool, queries_from};
 use crate::fixtures::rng::Rng;
 use crate::fixtures::server::{start_once, start_ready, strings};
 use crate::fixtures::shelf::{BuildRun, ShelfBinary};
-use crate::harness::stats::{median, median_by, percentile};
+use crate::harness::stats::{median_by, percentile};
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Machine, Row, machine, runtime, table};
 
@@ -696,8 +696,8 @@ impl Stage<'_> {
             self.b.say(format!(
                 "{}: start to ready {:.0} ms (model {:.0} ms)",
                 v.name,
-                median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
-                median(&s.iter().map(|x| x.1).collect::<Vec<_>>())
+                median_by(s, |x| x.0),
+                median_by(s, |x| x.1)
             ));
         }
         Ok(starts)
@@ -822,8 +822,8 @@ fn serve_out(
         variant: variant.to_string(),
         start_ready_ms: starts.iter().map(|x| x.0).collect(),
         model_load_ms: starts.iter().map(|x| x.1).collect(),
-        median_start_ready_ms: median(&starts.iter().map(|x| x.0).collect::<Vec<_>>()),
-        median_model_load_ms: median(&starts.iter().map(|x| x.1).collect::<Vec<_>>()),
+        median_start_ready_ms: median_by(starts, |x| x.0),
+        median_model_load_ms: median_by(starts, |x| x.1),
         levels,
         repeated,
         rss_mib: rss as f64 / 1024.0,
