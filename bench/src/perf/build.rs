@@ -1,8 +1,4 @@
-//! `shelf-bench build`: what a build costs, cold and incremental, measured
-//! on a generated repository with the real binary, against the targets:
-//! embedding is most of a cold build (other stages < 10%), the builder
-//! embeds at >= 95% of the bare model's speed, a one-file commit rebuilds
-//! in < 5 s and >= 50x faster than cold, peak RSS < 1.5 GiB.
+//! `shelf-bench build`: see [`Build`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,9 +28,15 @@ const TOUCHED_SHARE: f64 = 0.05;
 /// Stages of a build report, in pipeline order.
 const STAGES: [&str; 5] = ["read", "chunk", "embed", "index", "pack"];
 
-/// Build throughput: cold builds, direct embedder throughput, incremental
-/// builds after a 1-file and a 5% commit, peak RSS, bundle size. Needs
-/// `cargo build --bin shelf` and `scripts/setup` first.
+/// What a build costs, cold and incremental, on a generated repository with
+/// the real binary.
+///
+/// Cold builds, the embedder alone on the same chunks, incremental builds
+/// after a 1-file and a 5% commit, peak RSS, bundle size, against the
+/// targets: embedding is most of a cold build (other stages < 10%), the
+/// builder embeds at >= 95% of the bare model's speed, a one-file commit
+/// rebuilds in < 5 s and >= 50x faster than cold, peak RSS < 1.5 GiB. Needs
+/// `cargo build --bin shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Build {
     /// Files in the generated repository.

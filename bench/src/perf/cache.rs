@@ -1,17 +1,4 @@
-//! `shelf-bench cache`: the store's embedding cache and sharded builds, on a
-//! generated repository with the real binary and a local store. Measured,
-//! one after another on this machine:
-//!
-//! 1. a cold single build (no store): the baseline;
-//! 2. `--shard I/N` for every I, each against the store the previous shards
-//!    filled (as matrix jobs that start at different times would), then the
-//!    assemble build (`--store`): its digest must be the cold build's and it
-//!    must embed nothing. The projected wall time with N runners is the
-//!    slowest shard plus the assemble build: each shard's wall here is what
-//!    it costs alone on a runner like this one;
-//! 3. new-branch builds with the cache warm (no previous bundle, only the
-//!    store): one whose branch changed 1% of the files, one with no change
-//!    (target: under 10% of the cold build). Each run starts from a copy of
+//! `shelf-bench cache`: see [`Cache`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,11 +23,23 @@ const BRANCH_SHARE: f64 = 0.01;
 /// Stages of a build with a store, in pipeline order.
 const STAGES: [&str; 6] = ["read", "chunk", "cache", "embed", "index", "pack"];
 
-/// The store's embedding cache: a cold single build against N shards run
-/// one after another and an assemble build (each shard's share, the
-/// projected wall time with N runners, digest equality), and new-branch
-/// builds with the cache warm. Needs `cargo build --bin shelf` and
-/// `scripts/setup` first.
+/// The store's embedding cache and sharded builds, on a generated
+/// repository with the real binary and a local store.
+///
+/// Measured one after another on this machine:
+/// 1. a cold single build (no store): the baseline;
+/// 2. `--shard I/N` for every I, each against the store the previous shards
+///    filled (as matrix jobs that start at different times would), then the
+///    assemble build (`--store`): its digest must be the cold build's and it
+///    must embed nothing. The projected wall time with N runners is the
+///    slowest shard plus the assemble build: each shard's wall here is what
+///    it costs alone on a runner like this one;
+/// 3. new-branch builds with the cache warm (no previous bundle, only the
+///    store): one whose branch changed 1% of the files, one with no change
+///    (target: under 10% of the cold build). Each run starts from a copy of
+///    the store as the sharded build left it, so every run embeds the same.
+///
+/// Needs `cargo build --bin shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Cache {
     /// Files in the generated repository.

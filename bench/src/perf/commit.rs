@@ -1,33 +1,4 @@
-//! `shelf-bench commit`: what a one-file commit costs on a large
-//! repository, and what serving its bundle costs, with this build of
-//! `shelf` and (optionally) another one beside it (`--baseline`, today's
-//! binary) on the same repository, store and queries, one after another.
-//!
-//! Embedding a generated repository of 10,000 or 100,000 files once would
-//! take hours here, so the store's embedding cache is filled first with
-//! **stand-in vectors** (unit vectors of the model's dimension drawn from
-//! each chunk's content id), under the real model's identity: every build
-//! then takes them from the cache, and the commits' few new chunks are
-//! embedded by the real model. What is timed is everything after
-//! embedding, which is what the vector layer changes. Search answers on
-//! stand-in vectors are meaningless as rankings but cost what real ones do.
-//!
-//! For each binary and repository size:
-//!
-//! 1. the cold assemble: `shelf build --store` of the first commit with
-//!    every vector in the cache (wall time, peak RSS, bundle bytes);
-//! 2. `--runs` one-file commits, each built twice: with `--previous` (the
-//!    parent's bundle) and with `--store` alone (a warm cache; this build
-//!    also finds the parent's bundle in the store by its commit record);
-//!    the two must give one digest; a build's stages are reported;
-//! 3. the last commit built cold (a store holding only the cache): its
-//!    digest must be the incremental builds';
-//! 4. the last bundle served from a local store: start to ready on a warm
-//!    cache, RssAnon and RssFile after ready, and memory while it swaps to
-//!    the first commit's bundle (fetched, unpacked and mapped beside it);
-//! 5. once every binary is built, their servers all running, latency at 1
-//!    and 8 clients on distinct queries, in rounds that alternate between
-//!    the binaries (so other work on the machine slows both alike).
+//! `shelf-bench commit`: see [`Commit`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -62,11 +33,36 @@ const MAX_BUNDLE_RATIO: f64 = 0.60;
 const MAX_LATENCY_RATIO: f64 = 1.5;
 const CLIENTS: [usize; 2] = [1, 8];
 
-/// A one-file commit on generated repositories of 10,000 (and 100,000)
-/// files: cold assemble, incremental builds with the previous bundle and
-/// with a warm store, stage by stage, bundle size, and the bundle served
-/// (start, memory, latency at 1 and 8 clients), beside a baseline binary.
-/// Needs `cargo build --bin shelf` and `scripts/setup` first.
+/// What a one-file commit costs on a generated repository of 10,000 (or
+/// 100,000) files, and what serving its bundle costs.
+///
+/// With this build of `shelf` and (optionally) another one beside it
+/// (`--baseline`, today's binary) on the same repository, store and queries,
+/// one after another. Embedding such a repository once would take hours
+/// here, so the store's embedding cache is filled first with **stand-in
+/// vectors** (unit vectors of the model's dimension drawn from each chunk's
+/// content id), under the real model's identity: every build then takes
+/// them from the cache, and the commits' few new chunks are embedded by the
+/// real model. What is timed is everything after embedding, which is what
+/// the vector layer changes. Search answers on stand-in vectors are
+/// meaningless as rankings but cost what real ones do. For each binary and
+/// repository size:
+/// 1. the cold assemble: `shelf build --store` of the first commit with
+///    every vector in the cache (wall time, peak RSS, bundle bytes);
+/// 2. `--runs` one-file commits, each built twice: with `--previous` (the
+///    parent's bundle) and with `--store` alone (a warm cache; this build
+///    also finds the parent's bundle in the store by its commit record);
+///    the two must give one digest; a build's stages are reported;
+/// 3. the last commit built cold (a store holding only the cache): its
+///    digest must be the incremental builds';
+/// 4. the last bundle served from a local store: start to ready on a warm
+///    cache, RssAnon and RssFile after ready, and memory while it swaps to
+///    the first commit's bundle (fetched, unpacked and mapped beside it);
+/// 5. once every binary is built, their servers all running, latency at 1
+///    and 8 clients on distinct queries, in rounds that alternate between
+///    the binaries (so other work on the machine slows both alike).
+///
+/// Needs `cargo build --bin shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Commit {
     /// Repository sizes in files (comma-separated).

@@ -1,25 +1,4 @@
-//! `shelf-bench embed`: the embedding model and its layout, fp32 against
-//! int8, side by side in one run, against the targets of issue 17: cold
-//! build chunks/s >= 1.6x, server throughput at 8 clients with distinct
-//! queries >= 2.5x with p50 <= 15 ms, RSS not higher, start to ready with
-//! the model's load reported.
-//!
-//! Variants, each the real binary as users run it:
-//! - `fp32-before` (with `--baseline-shelf`): a build of shelf from before
-//!   this change, on the runtime it was made for (`--baseline-runtime`):
-//!   one fp32 session on every core, padded batches of 32 in builds,
-//!   micro-batched queries in the server. The targets are ratios to it.
-//! - `fp32`: this build with `--model <runtime>/model-fp32`: the fp32 model
-//!   in today's layout (one single-threaded session per core, each text
-//!   alone).
-//! - `int8`: this build's default.
-//!
-//! Work is interleaved (build run i of every variant, then run i+1; every
-//! server started before the first load level, then each level run on each
-//! server in turn, in several rounds), so background load on a shared
-//! machine falls on every variant alike; medians are quoted. An in-process
-//! part first measures the layouts the defaults were chosen by: sessions x
-//! threads for chunks, and queries alone against padded batches.
+//! `shelf-bench embed`: see [`Embed`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,12 +34,31 @@ const REPEATED_SET: usize = 100;
 const TOUCHED_SHARE: f64 = 0.05;
 
 /// The embedding model and its layout, fp32 against int8 side by side in
-/// one run: in-process layouts (sessions x threads, queries alone or
-/// batched), cold builds (chunks/s, peak RSS, reproducibility), incremental
-/// == cold, and servers at 1, 8 and 32 clients with distinct queries,
-/// repeated queries, start to ready and RSS. With --baseline-shelf, also a
-/// shelf from before int8 (the targets are ratios to it). Needs `cargo
-/// build --bin shelf` and `scripts/setup`.
+/// one run.
+///
+/// Against the targets of issue 17: cold build chunks/s >= 1.6x, server
+/// throughput at 8 clients with distinct queries >= 2.5x with p50 <= 15 ms,
+/// RSS not higher, start to ready with the model's load reported. Variants,
+/// each the real binary as users run it:
+/// - `fp32-before` (with `--baseline-shelf`): a build of shelf from before
+///   int8, on the runtime it was made for (`--baseline-runtime`): one fp32
+///   session on every core, padded batches of 32 in builds, micro-batched
+///   queries in the server. The targets are ratios to it.
+/// - `fp32`: this build with `--model <runtime>/model-fp32`: the fp32 model
+///   in today's layout (one single-threaded session per core, each text
+///   alone).
+/// - `int8`: this build's default.
+///
+/// An in-process part first measures the layouts the defaults were chosen
+/// by (sessions x threads for chunks, queries alone against padded
+/// batches); then cold builds (chunks/s, peak RSS, reproducibility),
+/// incremental == cold, and servers at 1, 8 and 32 clients with distinct
+/// queries, repeated queries, start to ready and RSS. Work is interleaved
+/// (build run i of every variant, then run i+1; every server started before
+/// the first load level, then each level run on each server in turn, in
+/// several rounds), so background load on a shared machine falls on every
+/// variant alike; medians are quoted. Needs `cargo build --bin shelf` and
+/// `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Embed {
     /// Files in the generated repository.

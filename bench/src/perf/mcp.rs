@@ -1,28 +1,4 @@
-//! `shelf-bench mcp`: what the assistant-facing surface costs, in one run.
-//!
-//! 1. Size: each development repository built at its HEAD (cached under
-//!    `--bundle-cache`), and what its file texts (`files.bin`, format 1.2)
-//!    weigh against the bundle, against the raw texts, and in build time.
-//! 2. Grep and read_file over the largest development repository (pylint):
-//!    `GET /v1/grep` with a common literal, a rare one, one that matches
-//!    nothing, regular expressions, `ignore_case` and a path filter, and
-//!    `GET /v1/file` on its largest file.
-//! 3. `search_code` over MCP (`POST /mcp`, `tools/call`) against
-//!    `POST /v1/search` on the same server with the same queries and the
-//!    same arguments: sequential with the two interleaved (the order
-//!    alternates per query and round), then `--clients` concurrent clients
-//!    in alternating phases. Once on a server that embeds every query
-//!    (query cache off), once on one that answers repeated queries from
-//!    its vector cache (what is left is transport, ranking and rendering).
-//!    Both must return the same results in the same order.
-//!
-//! 4. The tools an assistant reaches for besides search, over MCP on the
-//!    largest repository: `list_files`, `outline`, `find_references`,
-//!    `find_related`, and `changes` between two release tags of it (both
-//!    built incrementally from HEAD's bundle, pushed and tagged in its
-//!    store): the first call (opening both versions) and the p50 after.
-//!
-//! One server serves the four repositories from one store root (each
+//! `shelf-bench mcp`: see [`Mcp`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -74,12 +50,32 @@ const MAX_CHANGES_P50_MS: f64 = 100.0;
 /// next to the search itself.
 const MAX_PAIRED_RATIO: f64 = 1.10;
 
-/// What the assistant-facing surface costs, in one run: the size of the
-/// file texts (files.bin) in each development repository's bundle at HEAD
-/// (built once, kept under --bundle-cache), GET /v1/grep and /v1/file on
-/// the largest (pylint), and search_code over MCP against POST /v1/search
-/// on the same server with the same queries. Needs `cargo build --bin
-/// shelf`, `scripts/setup` and the mirrors.
+/// What the assistant-facing surface costs, in one run.
+///
+/// 1. Size: each development repository built at its HEAD (cached under
+///    `--bundle-cache`), and what its file texts (`files.bin`, format 1.2)
+///    weigh against the bundle, against the raw texts, and in build time.
+/// 2. Grep and read_file over the largest development repository (pylint):
+///    `GET /v1/grep` with a common literal, a rare one, one that matches
+///    nothing, regular expressions, `ignore_case` and a path filter, and
+///    `GET /v1/file` on its largest file.
+/// 3. `search_code` over MCP (`POST /mcp`, `tools/call`) against
+///    `POST /v1/search` on the same server with the same queries and the
+///    same arguments: sequential with the two interleaved (the order
+///    alternates per query and round), then `--clients` concurrent clients
+///    in alternating phases. Once on a server that embeds every query
+///    (query cache off), once on one that answers repeated queries from
+///    its vector cache (what is left is transport, ranking and rendering).
+///    Both must return the same results in the same order.
+/// 4. The tools an assistant reaches for besides search, over MCP on the
+///    largest repository: `list_files`, `outline`, `find_references`,
+///    `find_related`, and `changes` between two release tags of it (both
+///    built incrementally from HEAD's bundle, pushed and tagged in its
+///    store): the first call (opening both versions) and the p50 after.
+///
+/// One server serves the four repositories from one store root (each
+/// bundle pushed to `<root>/<name>` and tagged `production`). Needs `cargo
+/// build --bin shelf`, `scripts/setup` and the mirrors.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Mcp {
     /// The repositories, their bundles (under mcp/) and the issues (their

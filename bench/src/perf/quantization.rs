@@ -1,8 +1,4 @@
-//! `shelf-bench quantization`: which scalar type (and insert-time candidate
-//! list, `ef_add`) should bundle indexes use? Builds HNSW graphs over a real
-//! bundle's vectors with each usearch scalar kind and measures recall@10
-//! against exact f32 search, index size, build time (single-threaded, as
-//! the builder does) and search latency.
+//! `shelf-bench quantization`: see [`Quantization`].
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,8 +13,12 @@ use crate::harness::{Bench, Benchmark};
 
 const K: usize = 10;
 
-/// Index scalar kind and ef_add: recall@10 against exact search, size,
-/// build and search time, over a real bundle's vectors.
+/// Which scalar type (and insert-time candidate list, `ef_add`) should
+/// bundle indexes use?
+///
+/// Builds HNSW graphs over a real bundle's vectors with each usearch scalar
+/// kind and measures recall@10 against exact f32 search, index size, build
+/// time (single-threaded, as the builder does) and search latency.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Quantization {
     /// A bundle built by `shelf build` (a real repository, not generated text).

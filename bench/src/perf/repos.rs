@@ -1,15 +1,4 @@
-//! `shelf-bench repos`: one server for a whole organisation's
-//! repositories, beside a server for one of them, in the same run. Many
-//! small generated repositories (each with words of its own, so a query
-//! has one right repository) are built once with the real `shelf build`,
-//! kept under --bundle-cache by commit, and published under one local
-//! store root as their workflows would (push, then tag `production`).
-//! Measured for both servers: start to ready (every repository live), RSS
-//! after ready and after load, query latency for one repository (`repo=`)
-//! at the same client count, and, for the root, across every repository,
-//! how long a newly published repository takes to be listed `ok`, whether
-//! the top result across all of them comes from the right repository, and
-//! what listing the repositories costs.
+//! `shelf-bench repos`: see [`Repos`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -44,13 +33,19 @@ const LISTINGS: usize = 50;
 /// one-repository queries name on the root server.
 const FIRST: usize = 0;
 
-/// One server for many repositories beside one for a single repository,
-/// in the same run: --repos small generated repositories (built once with
-/// `shelf build`, kept under --bundle-cache) published under one local
-/// store root. Start to ready, RSS, query latency for one repository and
-/// across all, how long a newly published repository takes to be listed,
-/// and whether the right repository comes first across all of them. Needs
-/// `cargo build --bin shelf` and `scripts/setup` first.
+/// One server for a whole organisation's repositories beside a server for
+/// one of them, in the same run.
+///
+/// Many small generated repositories (each with words of its own, so a query
+/// has one right repository) are built once with the real `shelf build`,
+/// kept under --bundle-cache by commit, and published under one local store
+/// root as their workflows would (push, then tag `production`). Measured for
+/// both servers: start to ready (every repository live), RSS after ready and
+/// after load, query latency for one repository (`repo=`) at the same client
+/// count, and, for the root, across every repository, how long a newly
+/// published repository takes to be listed `ok`, whether the top result
+/// across all of them comes from the right repository, and what listing the
+/// repositories costs. Needs `cargo build --bin shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Repos {
     /// Repositories under the root.

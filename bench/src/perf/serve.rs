@@ -1,10 +1,4 @@
-//! `shelf-bench serve`: the query server under load, on loopback, with the
-//! real binary, a real ~10,000-chunk bundle and a local directory store.
-//! Measures start to ready (warm cache and with a download), latency and
-//! throughput at 1, 8 and 32 clients with the server's embed/search split,
-//! search alone in process, 20 tag moves under 32 clients, and RSS with one
-//! and two bundles live. The generator's share of the CPU is reported: it
-//! runs on the same two cores as the server.
+//! `shelf-bench serve`: see [`Serve`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,11 +34,16 @@ const CONCURRENCY: [usize; 3] = [1, 8, 32];
 const SWAP_CLIENTS: usize = 32;
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
-/// The query server under load on loopback: start to ready, latency and
-/// throughput at 1, 8 and 32 clients, search alone, 20 tag moves under
-/// load, RSS. Builds a ~10,000-chunk bundle once (minutes) and keeps it
-/// under --bundle-cache. Needs `cargo build --bin shelf` and `scripts/setup`
-/// first.
+/// The query server under load on loopback, with the real binary, a real
+/// ~10,000-chunk bundle and a local directory store.
+///
+/// Measures start to ready (warm cache and with a download), latency and
+/// throughput at 1, 8 and 32 clients with the server's embed/search split,
+/// search alone in process, 20 tag moves under 32 clients, and RSS with one
+/// and two bundles live. The generator's share of the CPU is reported: it
+/// runs on the same two cores as the server. Builds the bundle once
+/// (minutes) and keeps it under --bundle-cache. Needs `cargo build --bin
+/// shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Serve {
     /// Files in the generated repository (2,800 give about 10,000 chunks).

@@ -1,10 +1,4 @@
-//! `shelf-bench across`: the development issues asked of all four of
-//! their repositories at once, as a server with one store root answers
-//! them, to choose how the rankings of several repositories become one.
-//! Each row asks the bundle of its own repository at its base commit beside
-//! the newest dev bundle of every other repository; a hit is a gold file of
-//! the row's own repository. Every fusion is scored, and the row's own
-//! repository alone (what a client naming `repo=` gets) as the ceiling.
+//! `shelf-bench across`: see [`Across`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,9 +17,13 @@ use crate::fixtures::devset::{self, Sources};
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
 /// The development issues asked of all four of their repositories at once
-/// (one server, one store root): every way of fusing the repositories'
-/// rankings, scored against the row's own repository's gold files. Uses
-/// the bundles `swebench` builds.
+/// (one server, one store root), to choose how the rankings become one.
+///
+/// Each row asks the bundle of its own repository at its base commit beside
+/// the newest dev bundle of every other repository; a hit is a gold file of
+/// the row's own repository. Every fusion is scored, and the row's own
+/// repository alone (what a client naming `repo=` gets) as the ceiling.
+/// Uses the bundles `swebench` builds.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Across {
     /// The issues, the repositories and their bundles.

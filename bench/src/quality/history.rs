@@ -1,16 +1,4 @@
-//! `shelf-bench history`: retrieval quality on golden queries mined from
-//! public repositories' own history (`shelf eval --from-history`, the same
-//! mining and the same parent bundles), for a list of repositories fetched
-//! outside this checkout (bare clones under `--mirror`, never committed).
-//!
-//! Each repository's most recent qualifying commits are mined, every parent
-//! is built (oldest first, each incremental from the one before, kept under
-//! `--bundle-cache`), and every query is asked of its parent's bundle by
-//! the ranking as it was (`plain`: RRF of BM25 and vectors, files by their
-//! best three chunks) and by today's defaults, and by each default with
-//! one part switched off, or one part alone: the measurement that decides
-//! which parts stay. Per repository and overall; every query's top files in
-//! the JSON.
+//! `shelf-bench history`: see [`History`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -33,11 +21,18 @@ use crate::harness::stats::median;
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
 /// Retrieval quality on golden queries mined from public repositories'
-/// history (`shelf eval --from-history`): each repository's recent commits
-/// that change 1-3 source files, asked of their parents' bundles (built
-/// incrementally, kept under --bundle-cache), by the ranking as it was and
-/// by today's defaults, with each part off and alone; per repository and
-/// overall.
+/// history (`shelf eval --from-history`).
+///
+/// The same mining and the same parent bundles as `shelf eval`, for
+/// repositories fetched outside this checkout (bare clones under --mirror,
+/// never committed). Each repository's most recent commits that change 1-3
+/// source files are mined, every parent is built (oldest first, each
+/// incremental from the one before, kept under --bundle-cache), and every
+/// query is asked of its parent's bundle by the ranking as it was (`plain`:
+/// RRF of BM25 and vectors, files by their best three chunks), by today's
+/// defaults, and by each default with one part switched off, or one part
+/// alone: the measurement that decides which parts stay. Per repository and
+/// overall; every query's top files in the JSON.
 #[derive(Debug, Clone, clap::Args)]
 pub struct History {
     /// Repositories (owner/name); default: the five held-out ones.

@@ -1,11 +1,4 @@
-//! `shelf-bench swebench`: retrieval quality on real issues
-//! (`../shared/eval/swebench_dev.jsonl`: issue text as the query, the files
-//! the fix changed as the gold answer). The repositories are fetched outside
-//! this checkout (never committed); each is built at every base commit the
-//! set names, oldest first, each build incremental from the previous one,
-//! and the bundles are kept under `--bundle-cache` so later runs only
-//! evaluate. Then every row is asked of its commit's bundle in each search
-//! mode, and of a whole-file BM25 baseline computed here, and scored at the
+//! `shelf-bench swebench`: see [`Swebench`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,10 +22,16 @@ use crate::fixtures::ranking::{Memo, rank_files, variants};
 use crate::harness::stats::median;
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
-/// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl):
-/// builds each repository at each base commit (incrementally, kept under
-/// --bundle-cache), then scores lexical, semantic and hybrid search and a
-/// whole-file BM25 baseline, per repository and overall, with and without
+/// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl).
+///
+/// The issue text is the query, the files the fix changed the gold answer.
+/// The repositories are fetched outside this checkout (never committed);
+/// each is built at every base commit the set names, oldest first, each
+/// build incremental from the previous one, and the bundles are kept under
+/// --bundle-cache so later runs only evaluate. Then every row is asked of
+/// its commit's bundle in each search mode (lexical, semantic, hybrid), and
+/// of a whole-file BM25 baseline computed here, and scored at the file level
+/// (`shelf eval`'s metrics), per repository and overall, with and without
 /// the rows whose query names a gold path.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Swebench {
