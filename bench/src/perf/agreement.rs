@@ -1,17 +1,4 @@
-//! `shelf-bench agreement`: do the semantic candidates of a bundle agree
-//! with exact cosine search? For each real bundle of format 1.0 to 1.2
-//! (f32 vectors in a usearch HNSW index, as today's builds write), the
-//! top k of three searches over the same vectors and queries:
-//!
-//! - **exact f32**: every vector compared in f32 (the truth);
-//! - **today**: the bundle's own HNSW index, searched as the server
-//!   searches it (`expansion_search` at its default);
-//! - **flat f16**: the vectors written as format 1.3's `vectors.bin` (f16)
-//!   and searched exactly by the engine's own scan (`shelf_search::flat`);
-//! - **flat i8**: the same as format 1.5 writes them (signed bytes in
-//!   blocks of 32), searched by the same scan.
-//!
-//! Agreement is the share of the truth's top k that a search returns.
+//! `shelf-bench agreement`: see [`Agreement`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,9 +18,20 @@ use crate::harness::{Bench, Benchmark, Row, runtime, table};
 /// The flat vectors must find at least this share of exact f32's top k.
 const MIN_AGREEMENT: f64 = 0.99;
 
-/// Semantic candidates against exact cosine search at k (default 50), on
-/// real bundles of format 1.2: today's HNSW index and format 1.3's flat
-/// f16 vectors, with each search's time per query.
+/// Do the semantic candidates of a bundle agree with exact cosine search?
+///
+/// For each real bundle of format 1.0 to 1.2 (f32 vectors in a usearch HNSW
+/// index, as those builds wrote), the top k (default 50) of these searches
+/// over the same vectors and queries, with each search's time per query:
+/// - **exact f32**: every vector compared in f32 (the truth);
+/// - **today**: the bundle's own HNSW index, searched as the server
+///   searches it (`expansion_search` at its default);
+/// - **flat f16**: the vectors written as format 1.3's `vectors.bin` (f16)
+///   and searched exactly by the engine's own scan (`shelf_search::flat`);
+/// - **flat i8**: the same as format 1.5 writes them (signed bytes in
+///   blocks of 32), searched by the same scan.
+///
+/// Agreement is the share of the truth's top k that a search returns.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Agreement {
     /// Bundles built by `shelf build` of format 1.0 to 1.2 (real

@@ -1,8 +1,4 @@
-//! `shelf-bench build`: what a build costs, cold and incremental, measured
-//! on a generated repository with the real binary, against the targets:
-//! embedding is most of a cold build (other stages < 10%), the builder
-//! embeds at >= 95% of the bare model's speed, a one-file commit rebuilds
-//! in < 5 s and >= 50x faster than cold, peak RSS < 1.5 GiB.
+//! `shelf-bench build`: see [`Build`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,9 +28,15 @@ const TOUCHED_SHARE: f64 = 0.05;
 /// Stages of a build report, in pipeline order.
 const STAGES: [&str; 5] = ["read", "chunk", "embed", "index", "pack"];
 
-/// Build throughput: cold builds, direct embedder throughput, incremental
-/// builds after a 1-file and a 5% commit, peak RSS, bundle size. Needs
-/// `cargo build --bin shelf` and `scripts/setup` first.
+/// What a build costs, cold and incremental, on a generated repository with
+/// the real binary.
+///
+/// Cold builds, the embedder alone on the same chunks, incremental builds
+/// after a 1-file and a 5% commit, peak RSS, bundle size, against the
+/// targets: embedding is most of a cold build (other stages < 10%), the
+/// builder embeds at >= 95% of the bare model's speed, a one-file commit
+/// rebuilds in < 5 s and >= 50x faster than cold, peak RSS < 1.5 GiB. Needs
+/// `cargo build --bin shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Build {
     /// Files in the generated repository.
@@ -146,7 +148,7 @@ impl Build {
         for i in 0..runs {
             b.say(format!("{name} build {}/{runs}", i + 1));
             let r = shelf
-                .build(repo, &b.work().join(format!("{dir}-{i}")), previous)
+                .build(repo, &b.work().join(format!("{dir}-{i}")), previous, &[])
                 .with_context(|| format!("{name} build {}", i + 1))?;
             let stages: Vec<String> = STAGES
                 .iter()
@@ -284,12 +286,6 @@ impl Direct {
     }
 }
 
-/// Whether every run produced the same bundle.
-fn same_digest(runs: &[BuildRun]) -> bool {
-    runs.windows(2)
-        .all(|w| w[0].report.digest == w[1].report.digest)
-}
-
 /// The derived numbers (medians over runs), each named for the JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -391,7 +387,7 @@ impl Summary {
                 (r.wall_ms() - r.stage_ms("embed")) / r.wall_ms()
             }),
             cold_digest: first.digest.clone(),
-            cold_digests_identical: same_digest(cold),
+            cold_digests_identical: BuildRun::same_digest(cold),
             builder_embed_chunks_per_s,
             direct_embed_chunks_per_s,
             direct_chunks_unique: direct.chunks_unique,
@@ -403,7 +399,7 @@ impl Summary {
             inc1_total_ms: median_by(inc1, total),
             inc1_embedded: inc1[0].report.chunks.embedded,
             inc1_reused: inc1[0].report.chunks.reused,
-            inc1_digests_identical: same_digest(inc1),
+            inc1_digests_identical: BuildRun::same_digest(inc1),
             cold_over_inc1: cold_wall_ms / inc1_wall_ms,
             cold_over_inc1_total: cold_total_ms / median_by(inc1, total),
             inc5_files_changed: m.inc5_files_changed,
@@ -411,7 +407,7 @@ impl Summary {
             inc5_total_ms,
             inc5_embedded: inc5[0].report.chunks.embedded,
             inc5_reused: inc5[0].report.chunks.reused,
-            inc5_digests_identical: same_digest(inc5),
+            inc5_digests_identical: BuildRun::same_digest(inc5),
             inc5_over_proportional_wall: inc5_wall_ms / (cold_wall_ms * share),
             inc5_over_proportional_total: inc5_total_ms / (cold_total_ms * share),
             peak_rss_mib: m.peak_rss_kib_after_cold as f64 / 1024.0,
@@ -727,7 +723,7 @@ impl PhaseOut {
                 .chain(&["total"])
                 .map(|s| (s.to_string(), median_by(runs, |r| r.stage_ms(s))))
                 .collect(),
-            digests_identical: same_digest(runs),
+            digests_identical: BuildRun::same_digest(runs),
             runs: runs
                 .iter()
                 .map(|r| RunOut {

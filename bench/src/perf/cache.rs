@@ -1,33 +1,20 @@
-//! `shelf-bench cache`: the store's embedding cache and sharded builds, on a
-//! generated repository with the real binary and a local store. Measured,
-//! one after another on this machine:
-//!
-//! 1. a cold single build (no store): the baseline;
-//! 2. `--shard I/N` for every I, each against the store the previous shards
-//!    filled (as matrix jobs that start at different times would), then the
-//!    assemble build (`--store`): its digest must be the cold build's and it
-//!    must embed nothing. The projected wall time with N runners is the
-//!    slowest shard plus the assemble build: each shard's wall here is what
-//!    it costs alone on a runner like this one;
-//! 3. new-branch builds with the cache warm (no previous bundle, only the
-//!    store): one whose branch changed 1% of the files, one with no change
-//!    (target: under 10% of the cold build). Each run starts from a copy of
+//! `shelf-bench cache`: see [`Cache`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use shelf_testkit::GitRepo;
 
 use crate::fixtures::corpus::Corpus;
+use crate::fixtures::dirs::copy_dir;
 use crate::fixtures::rng::Rng;
 use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
-use crate::harness::stats::{median, median_by};
+use crate::harness::stats::median_by;
 use crate::harness::table::Table;
-use crate::harness::{Bench, Benchmark, Machine, Row, machine, table, workspace_root};
+use crate::harness::{Bench, Benchmark, Machine, Row, machine, table};
 
 /// A warm new-branch build must take less than this share of a cold one.
 const MAX_WARM_OVER_COLD: f64 = 0.10;
@@ -36,16 +23,23 @@ const BRANCH_SHARE: f64 = 0.01;
 /// Stages of a build with a store, in pipeline order.
 const STAGES: [&str; 6] = ["read", "chunk", "cache", "embed", "index", "pack"];
 
-/// Milliseconds of a stage in a build's report; 0 if absent.
-fn raw_ms(r: &BuildRun, stage: &str) -> f64 {
-    r.raw["timings_ms"][stage].as_f64().unwrap_or(0.0)
-}
-
-/// The store's embedding cache: a cold single build against N shards run
-/// one after another and an assemble build (each shard's share, the
-/// projected wall time with N runners, digest equality), and new-branch
-/// builds with the cache warm. Needs `cargo build --bin shelf` and
-/// `scripts/setup` first.
+/// The store's embedding cache and sharded builds, on a generated
+/// repository with the real binary and a local store.
+///
+/// Measured one after another on this machine:
+/// 1. a cold single build (no store): the baseline;
+/// 2. `--shard I/N` for every I, each against the store the previous shards
+///    filled (as matrix jobs that start at different times would), then the
+///    assemble build (`--store`): its digest must be the cold build's and it
+///    must embed nothing. The projected wall time with N runners is the
+///    slowest shard plus the assemble build: each shard's wall here is what
+///    it costs alone on a runner like this one;
+/// 3. new-branch builds with the cache warm (no previous bundle, only the
+///    store): one whose branch changed 1% of the files, one with no change
+///    (target: under 10% of the cold build). Each run starts from a copy of
+///    the store as the sharded build left it, so every run embeds the same.
+///
+/// Needs `cargo build --bin shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Cache {
     /// Files in the generated repository.
@@ -105,7 +99,7 @@ impl Benchmark for Cache {
 
         // 1. The cold single build.
         b.say("cold single build (no store)");
-        let cold = shelf.build(repo.path(), &work.join("cold"), None)?;
+        let cold = shelf.build(repo.path(), &work.join("cold"), None, &[])?;
         say_build(b, &cold);
 
         // 2. Shards one after another, then the assemble build.
@@ -132,14 +126,7 @@ impl Benchmark for Cache {
         b.say("assemble build (--store)");
         let store_flag = ["--store".to_string(), store_arg.clone()];
         let out = work.join("assemble");
-        let assemble = shelf.build_with(
-            repo.path(),
-            "HEAD",
-            &out,
-            None,
-            REPOSITORY_NAME,
-            &store_flag,
-        )?;
+        let assemble = shelf.build(repo.path(), &out, None, &store_flag)?;
         say_build(b, &assemble);
         let snapshot = work.join("store-after-shards");
         copy_dir(&store, &snapshot)?;
@@ -210,29 +197,26 @@ fn say_build(b: &Bench, r: &BuildRun) {
 
 /// `shelf build --shard SHARD --store STORE --json`, timed.
 fn run_shard(shelf: &ShelfBinary, repo: &Path, shard: &str, store: &str) -> Result<ShardRun> {
+    let repo = repo.display().to_string();
     let started = Instant::now();
-    let output = Command::new(shelf.path())
-        .args(["build", "--json", "--shard", shard, "--store", store])
-        .arg("--repo")
-        .arg(repo)
-        .args(["--name", REPOSITORY_NAME])
-        .current_dir(workspace_root())
-        .env("SHELF_LOG", "warn")
-        .output()
-        .with_context(|| format!("running {}", shelf.path().display()))?;
-    let wall = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "shelf build --shard {shard} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+    let stdout = shelf.run(&[
+        "build",
+        "--json",
+        "--shard",
+        shard,
+        "--store",
+        store,
+        "--repo",
+        &repo,
+        "--name",
+        REPOSITORY_NAME,
+    ])?;
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    let report: serde_json::Value = serde_json::from_str(&stdout)
         .context("shelf build --shard --json printed no JSON report")?;
     Ok(ShardRun {
         shard: shard.to_string(),
-        wall_ms: ms(wall),
+        wall_ms,
         loadavg_after: machine::loadavg(),
         report,
     })
@@ -257,39 +241,18 @@ fn warm_runs(
             "new branch ({name}), warm cache: build {}/{runs}",
             i + 1
         ));
-        let r = shelf.build_with(
+        let store_flag = ["--store".to_string(), store.display().to_string()];
+        let r = shelf.build(
             repo.path(),
-            "HEAD",
             &work.join(format!("warm-{name}-{i}")),
             None,
-            REPOSITORY_NAME,
-            &["--store".to_string(), store.display().to_string()],
+            &store_flag,
         )?;
         say_build(b, &r);
         std::fs::remove_dir_all(&store).ok();
         out.push(r);
     }
     Ok(out)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Copies a local store (files and directories only).
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .with_context(|| format!("copying {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Packs in a local store, and their bytes.
@@ -366,7 +329,7 @@ impl Summary {
         let slowest_shard_ms = shards.iter().map(|s| s.wall_ms).fold(0.0, f64::max);
         let projected_wall_ms = slowest_shard_ms + assemble.wall_ms();
         let cached = |r: &BuildRun| r.raw["chunks"]["cached"].as_u64().unwrap_or(0);
-        let cache_ms = |r: &BuildRun| raw_ms(r, "cache");
+        let cache_ms = |r: &BuildRun| r.stage_ms("cache");
         let warm_unchanged_wall_ms = median_by(unchanged, BuildRun::wall_ms);
         let warm_one_percent_wall_ms = median_by(changed, BuildRun::wall_ms);
         Self {
@@ -400,11 +363,11 @@ impl Summary {
             warm_one_percent_wall_ms,
             warm_one_percent_embedded: changed[0].report.chunks.embedded,
             warm_one_percent_cached: cached(&changed[0]),
-            warm_one_percent_cache_ms: median(&changed.iter().map(cache_ms).collect::<Vec<_>>()),
+            warm_one_percent_cache_ms: median_by(changed, cache_ms),
             warm_one_percent_stage_ms: STAGES
                 .iter()
                 .chain(&["total"])
-                .map(|s| (s.to_string(), median_by(changed, |r| raw_ms(r, s))))
+                .map(|s| (s.to_string(), median_by(changed, |r| r.stage_ms(s))))
                 .collect(),
             warm_one_percent_over_cold: warm_one_percent_wall_ms / cold.wall_ms(),
         }

@@ -1,29 +1,8 @@
-//! `shelf-bench embed`: the embedding model and its layout, fp32 against
-//! int8, side by side in one run, against the targets of issue 17: cold
-//! build chunks/s >= 1.6x, server throughput at 8 clients with distinct
-//! queries >= 2.5x with p50 <= 15 ms, RSS not higher, start to ready with
-//! the model's load reported.
-//!
-//! Variants, each the real binary as users run it:
-//! - `fp32-before` (with `--baseline-shelf`): a build of shelf from before
-//!   this change, on the runtime it was made for (`--baseline-runtime`):
-//!   one fp32 session on every core, padded batches of 32 in builds,
-//!   micro-batched queries in the server. The targets are ratios to it.
-//! - `fp32`: this build with `--model <runtime>/model-fp32`: the fp32 model
-//!   in today's layout (one single-threaded session per core, each text
-//!   alone).
-//! - `int8`: this build's default.
-//!
-//! Work is interleaved (build run i of every variant, then run i+1; every
-//! server started before the first load level, then each level run on each
-//! server in turn, in several rounds), so background load on a shared
-//! machine falls on every variant alike; medians are quoted. An in-process
-//! part first measures the layouts the defaults were chosen by: sessions x
-//! threads for chunks, and queries alone against padded batches.
+//! `shelf-bench embed`: see [`Embed`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -33,13 +12,13 @@ use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
 use crate::fixtures::corpus::Corpus;
-use crate::fixtures::load::{self, Call, Sample, Timed};
+use crate::fixtures::load::{self, Call, Sample, Timed, WARMUP};
 use crate::fixtures::process::{process_cpu_seconds, process_rss_kib};
 use crate::fixtures::queries::{QueryPool, queries_from};
 use crate::fixtures::rng::Rng;
 use crate::fixtures::server::{start_once, start_ready, strings};
-use crate::fixtures::shelf::{BuildRun, REPOSITORY_NAME, ShelfBinary};
-use crate::harness::stats::{median, median_by, percentile};
+use crate::fixtures::shelf::{BuildRun, ShelfBinary};
+use crate::harness::stats::{median_by, percentile};
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Machine, Row, machine, runtime, table};
 
@@ -55,12 +34,31 @@ const REPEATED_SET: usize = 100;
 const TOUCHED_SHARE: f64 = 0.05;
 
 /// The embedding model and its layout, fp32 against int8 side by side in
-/// one run: in-process layouts (sessions x threads, queries alone or
-/// batched), cold builds (chunks/s, peak RSS, reproducibility), incremental
-/// == cold, and servers at 1, 8 and 32 clients with distinct queries,
-/// repeated queries, start to ready and RSS. With --baseline-shelf, also a
-/// shelf from before int8 (the targets are ratios to it). Needs `cargo
-/// build --bin shelf` and `scripts/setup`.
+/// one run.
+///
+/// Against the targets of issue 17: cold build chunks/s >= 1.6x, server
+/// throughput at 8 clients with distinct queries >= 2.5x with p50 <= 15 ms,
+/// RSS not higher, start to ready with the model's load reported. Variants,
+/// each the real binary as users run it:
+/// - `fp32-before` (with `--baseline-shelf`): a build of shelf from before
+///   int8, on the runtime it was made for (`--baseline-runtime`): one fp32
+///   session on every core, padded batches of 32 in builds, micro-batched
+///   queries in the server. The targets are ratios to it.
+/// - `fp32`: this build with `--model <runtime>/model-fp32`: the fp32 model
+///   in today's layout (one single-threaded session per core, each text
+///   alone).
+/// - `int8`: this build's default.
+///
+/// An in-process part first measures the layouts the defaults were chosen
+/// by (sessions x threads for chunks, queries alone against padded
+/// batches); then cold builds (chunks/s, peak RSS, reproducibility),
+/// incremental == cold, and servers at 1, 8 and 32 clients with distinct
+/// queries, repeated queries, start to ready and RSS. Work is interleaved
+/// (build run i of every variant, then run i+1; every server started before
+/// the first load level, then each level run on each server in turn, in
+/// several rounds), so background load on a shared machine falls on every
+/// variant alike; medians are quoted. Needs `cargo build --bin shelf` and
+/// `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Embed {
     /// Files in the generated repository.
@@ -344,14 +342,8 @@ impl Stage<'_> {
         name: &str,
         previous: Option<&Path>,
     ) -> Result<BuildRun> {
-        v.shelf.build_with(
-            repo,
-            "HEAD",
-            &self.b.work().join(format!("{}-{name}", v.name)),
-            previous,
-            REPOSITORY_NAME,
-            &v.args,
-        )
+        let out = self.b.work().join(format!("{}-{name}", v.name));
+        v.shelf.build(repo, &out, previous, &v.args)
     }
 
     /// `--runs` cold builds per variant, run i of every variant before run
@@ -611,9 +603,7 @@ fn build_out(name: &str, runs: &[BuildRun]) -> BuildOut {
         chunks_per_s: embedded as f64 / (wall / 1000.0),
         embed_stage_chunks_per_s: embedded as f64 / (embed / 1000.0),
         median_peak_rss_mib: median_by(runs, |r| r.peak_rss_kib as f64 / 1024.0),
-        digests_identical: runs
-            .windows(2)
-            .all(|w| w[0].report.digest == w[1].report.digest),
+        digests_identical: BuildRun::same_digest(runs),
         digest: runs
             .first()
             .map(|r| r.report.digest.clone())
@@ -624,9 +614,6 @@ fn build_out(name: &str, runs: &[BuildRun]) -> BuildOut {
             .unwrap_or_default(),
     }
 }
-
-/// Queries to warm each server up with.
-const WARMUP: usize = 40;
 
 /// The serve stage's distinct queries: one slice per (round, level), so
 /// within one server no query text repeats and no answer can come from
@@ -663,11 +650,7 @@ impl Stage<'_> {
         let queries = ServeQueries::new(corpus, self.opts)?;
         let rt = load::runtime()?;
         for s in &servers {
-            let warmup = load::Limits {
-                requests: WARMUP,
-                max_time: Duration::from_secs(60),
-            };
-            load::run_fresh(&rt, s.addr, 2, Call::searches(&queries.warmup, ""), warmup);
+            load::warm_up(&rt, s.addr, Call::searches(&queries.warmup, ""));
         }
         let levels = self.distinct_levels(&rt, &servers, &queries);
         let mut out = Vec::new();
@@ -711,8 +694,8 @@ impl Stage<'_> {
             self.b.say(format!(
                 "{}: start to ready {:.0} ms (model {:.0} ms)",
                 v.name,
-                median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
-                median(&s.iter().map(|x| x.1).collect::<Vec<_>>())
+                median_by(s, |x| x.0),
+                median_by(s, |x| x.1)
             ));
         }
         Ok(starts)
@@ -728,10 +711,7 @@ impl Stage<'_> {
     }
 
     fn limits(&self) -> load::Limits {
-        load::Limits {
-            requests: self.opts.requests,
-            max_time: Duration::from_secs(self.opts.max_seconds),
-        }
+        load::Limits::new(self.opts.requests, self.opts.max_seconds)
     }
 
     /// Each round, each level, each server in turn, with distinct queries.
@@ -840,8 +820,8 @@ fn serve_out(
         variant: variant.to_string(),
         start_ready_ms: starts.iter().map(|x| x.0).collect(),
         model_load_ms: starts.iter().map(|x| x.1).collect(),
-        median_start_ready_ms: median(&starts.iter().map(|x| x.0).collect::<Vec<_>>()),
-        median_model_load_ms: median(&starts.iter().map(|x| x.1).collect::<Vec<_>>()),
+        median_start_ready_ms: median_by(starts, |x| x.0),
+        median_model_load_ms: median_by(starts, |x| x.1),
         levels,
         repeated,
         rss_mib: rss as f64 / 1024.0,

@@ -1,28 +1,4 @@
-//! `shelf-bench mcp`: what the assistant-facing surface costs, in one run.
-//!
-//! 1. Size: each development repository built at its HEAD (cached under
-//!    `--bundle-cache`), and what its file texts (`files.bin`, format 1.2)
-//!    weigh against the bundle, against the raw texts, and in build time.
-//! 2. Grep and read_file over the largest development repository (pylint):
-//!    `GET /v1/grep` with a common literal, a rare one, one that matches
-//!    nothing, regular expressions, `ignore_case` and a path filter, and
-//!    `GET /v1/file` on its largest file.
-//! 3. `search_code` over MCP (`POST /mcp`, `tools/call`) against
-//!    `POST /v1/search` on the same server with the same queries and the
-//!    same arguments: sequential with the two interleaved (the order
-//!    alternates per query and round), then `--clients` concurrent clients
-//!    in alternating phases. Once on a server that embeds every query
-//!    (query cache off), once on one that answers repeated queries from
-//!    its vector cache (what is left is transport, ranking and rendering).
-//!    Both must return the same results in the same order.
-//!
-//! 4. The tools an assistant reaches for besides search, over MCP on the
-//!    largest repository: `list_files`, `outline`, `find_references`,
-//!    `find_related`, and `changes` between two release tags of it (both
-//!    built incrementally from HEAD's bundle, pushed and tagged in its
-//!    store): the first call (opening both versions) and the p50 after.
-//!
-//! One server serves the four repositories from one store root (each
+//! `shelf-bench mcp`: see [`Mcp`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,7 +20,7 @@ use shelf_testkit::serve::ServerProcess;
 use crate::fixtures::devset::{self, Sources, read_rows};
 use crate::fixtures::load::{self, Call, HttpClient, Sample};
 use crate::fixtures::process::process_rss_kib;
-use crate::fixtures::server::{start_ready, strings};
+use crate::fixtures::server::{follow_args, start_ready, strings};
 use crate::fixtures::shelf::{Report, ShelfBinary};
 use crate::harness::stats::{median, percentile};
 use crate::harness::{Bench, Benchmark, Machine, Row, table};
@@ -74,12 +50,32 @@ const MAX_CHANGES_P50_MS: f64 = 100.0;
 /// next to the search itself.
 const MAX_PAIRED_RATIO: f64 = 1.10;
 
-/// What the assistant-facing surface costs, in one run: the size of the
-/// file texts (files.bin) in each development repository's bundle at HEAD
-/// (built once, kept under --bundle-cache), GET /v1/grep and /v1/file on
-/// the largest (pylint), and search_code over MCP against POST /v1/search
-/// on the same server with the same queries. Needs `cargo build --bin
-/// shelf`, `scripts/setup` and the mirrors.
+/// What the assistant-facing surface costs, in one run.
+///
+/// 1. Size: each development repository built at its HEAD (cached under
+///    `--bundle-cache`), and what its file texts (`files.bin`, format 1.2)
+///    weigh against the bundle, against the raw texts, and in build time.
+/// 2. Grep and read_file over the largest development repository (pylint):
+///    `GET /v1/grep` with a common literal, a rare one, one that matches
+///    nothing, regular expressions, `ignore_case` and a path filter, and
+///    `GET /v1/file` on its largest file.
+/// 3. `search_code` over MCP (`POST /mcp`, `tools/call`) against
+///    `POST /v1/search` on the same server with the same queries and the
+///    same arguments: sequential with the two interleaved (the order
+///    alternates per query and round), then `--clients` concurrent clients
+///    in alternating phases. Once on a server that embeds every query
+///    (query cache off), once on one that answers repeated queries from
+///    its vector cache (what is left is transport, ranking and rendering).
+///    Both must return the same results in the same order.
+/// 4. The tools an assistant reaches for besides search, over MCP on the
+///    largest repository: `list_files`, `outline`, `find_references`,
+///    `find_related`, and `changes` between two release tags of it (both
+///    built incrementally from HEAD's bundle, pushed and tagged in its
+///    store): the first call (opening both versions) and the p50 after.
+///
+/// One server serves the four repositories from one store root (each
+/// bundle pushed to `<root>/<name>` and tagged `production`). Needs `cargo
+/// build --bin shelf`, `scripts/setup` and the mirrors.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Mcp {
     /// The repositories, their bundles (under mcp/) and the issues (their
@@ -422,20 +418,26 @@ impl Benchmark for Mcp {
             let store = store.display().to_string();
             shelf.run(&["tag", tag, &bundle.digest, "--store", &store])?;
         }
-        let rt = load::runtime()?;
-        let client = load::client(opts.clients);
+        let (rt, client) = (load::runtime()?, load::client(opts.clients));
 
         // The server that embeds every query: grep, read_file, then search.
         b.say("server 1: query cache off (every query embedded)");
         let cache = work.join("serve-cache");
         let server = start_server(shelf, &root, &cache, Some(0), bundles.len())?;
+        let on = On {
+            rt: &rt,
+            client: &client,
+            server: &server,
+            opts,
+            b,
+        };
         let largest = bundles
             .iter()
             .zip(&sizes)
             .find(|(b, _)| b.repo == LARGEST)
             .context("the largest repository is among the bundles")?;
-        let (grep, read_file) = files_part(&rt, &client, &server, opts, largest, b)?;
-        let tools = tools_part(&rt, &client, &server, opts, largest.0, b)?;
+        let (grep, read_file) = on.files_part(largest)?;
+        let tools = on.tools_part(largest.0)?;
         let server_rss_mib =
             process_rss_kib(server.pid()).map_or(f64::NAN, |(rss, _)| rss as f64 / 1024.0);
         let short: Vec<(String, String)> = SHORT_QUERIES
@@ -445,38 +447,26 @@ impl Benchmark for Mcp {
         let sets = [("issues", &issues), ("short", &short)];
         let mut search = Vec::new();
         for (set, queries) in sets {
-            search.extend(compare(
-                &rt,
-                &client,
-                &server,
-                opts,
-                "embed every query",
-                set,
-                queries,
-                b,
-            )?);
+            search.extend(on.compare("embed every query", set, queries));
         }
         drop(server);
 
         b.say("server 2: query cache on, every query asked once first");
         let server = start_server(shelf, &root, &cache, None, bundles.len())?;
+        let on = On {
+            rt: &rt,
+            client: &client,
+            server: &server,
+            opts,
+            b,
+        };
         for (set, queries) in sets {
             for (repo, q) in queries.iter() {
-                rt.block_on(load::call(&client, server.addr, &rest_call(repo, q)));
+                on.call(&rest_call(repo, q));
             }
-            search.extend(compare(
-                &rt,
-                &client,
-                &server,
-                opts,
-                "query vectors cached",
-                set,
-                queries,
-                b,
-            )?);
+            search.extend(on.compare("query vectors cached", set, queries));
         }
         drop(server);
-        drop(rt);
 
         let mut rows = rows(&sizes, &grep, &read_file, &search);
         rows.extend(tool_rows(&tools));
@@ -697,23 +687,12 @@ fn start_server(
     query_cache_bytes: Option<usize>,
     repos: usize,
 ) -> Result<ServerProcess> {
-    let (root, cache) = (root.display().to_string(), cache.display().to_string());
+    let mut args = follow_args("--store-root", root, cache, "1h");
     // Room for every repository's bundle (`--keep-bundles 8`): the cache
     // keeps the N most recently live bundles over all repositories, and
     // with fewer than the repositories served, one repository going live
     // could prune another's bundle between its download and its open.
-    let mut args = strings(&[
-        "--store-root",
-        &root,
-        "--follow",
-        "production",
-        "--cache",
-        &cache,
-        "--poll-interval",
-        "1h",
-        "--keep-bundles",
-        "8",
-    ]);
+    args.extend(strings(&["--keep-bundles", "8"]));
     if let Some(qc) = query_cache_bytes {
         args.extend(["--query-cache-bytes".to_string(), qc.to_string()]);
     }
@@ -745,86 +724,328 @@ fn tool_call(name: &str, arguments: &Value, id: usize) -> Call {
     Call::Mcp(Bytes::from(body.to_string()))
 }
 
-/// Stage 4: the other tools over MCP on the largest repository, each asked
-/// once, then `--grep-requests` times; `changes` between the release tags
-/// (the list, then the diff of the first file it lists as changed).
-fn tools_part(
-    rt: &tokio::runtime::Runtime,
-    client: &HttpClient,
-    server: &ServerProcess,
-    opts: &Mcp,
-    bundle: &BundleInfo,
-    b: &Bench,
-) -> Result<Vec<ToolOut>> {
-    let repo = bundle.served_as.as_str();
-    let (from, to) = RELEASES;
-    let mut cases = vec![
-        (
-            "list_files",
-            json!({"repo": repo, "path": "pylint/checkers"}),
-        ),
-        ("list_files", json!({"repo": repo, "path": "**/*.py"})),
-        (
-            "outline",
-            json!({"repo": repo, "path": "pylint/checkers/typecheck.py"}),
-        ),
-        ("find_references", json!({"repo": repo, "name": "PyLinter"})),
-        (
-            "find_related",
-            json!({"repo": repo, "path": "pylint/lint/pylinter.py", "start_line": 1, "end_line": 80}),
-        ),
-        ("changes", json!({"repo": repo, "from": from, "to": to})),
-    ];
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < cases.len() {
-        let (tool, arguments) = cases[i].clone();
-        i += 1;
-        let call = tool_call(tool, &arguments, i);
-        let first = rt.block_on(load::call(client, server.addr, &call));
-        let samples = repeat(rt, client, server, &call, opts.grep_requests);
-        if let Some(bad) = std::iter::once(&first).chain(&samples).find(|s| !s.ok) {
-            bail!("{tool} {arguments} failed: {}", bad.answer);
-        }
-        if tool == "changes" && arguments.get("path").is_none() {
-            let files = first.answer["files"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let changed = files.iter().find(|f| f["status"] == "changed");
-            let path = changed
-                .and_then(|f| f["path"].as_str())
-                .context("no file changed")?;
-            cases.push((
-                "changes",
-                json!({"repo": repo, "from": from, "to": to, "path": path}),
-            ));
-        }
-        let took: Vec<f64> = samples
-            .iter()
-            .filter_map(|s| s.answer["took_ms"].as_f64())
-            .collect();
-        let t = ToolOut {
-            tool: tool.into(),
-            arguments,
-            first_ms: first.ms(),
-            latency: Latency::of(&samples),
-            server_took_p50_ms: (!took.is_empty()).then(|| median(&took)),
-            counts: first
-                .answer
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                .collect(),
-        };
-        b.say(format!(
-            "{} {}: first {:.1} ms, p50 {:.2} ms, p95 {:.2} ms",
-            t.tool, t.arguments, t.first_ms, t.latency.p50_ms, t.latency.p95_ms
-        ));
-        out.push(t);
+/// One server being measured, and what asking it takes.
+struct On<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    client: &'a HttpClient,
+    server: &'a ServerProcess,
+    opts: &'a Mcp,
+    b: &'a Bench,
+}
+
+impl On<'_> {
+    /// One call, waited for.
+    fn call(&self, c: &Call) -> Sample {
+        self.rt
+            .block_on(load::call(self.client, self.server.addr, c))
     }
-    Ok(out)
+
+    /// The same call `--grep-requests` times, one after another.
+    fn repeat(&self, c: &Call) -> Vec<Sample> {
+        (0..self.opts.grep_requests).map(|_| self.call(c)).collect()
+    }
+
+    /// Stage 4: the other tools over MCP on the largest repository, each asked
+    /// once, then `--grep-requests` times; `changes` between the release tags
+    /// (the list, then the diff of the first file it lists as changed).
+    fn tools_part(&self, bundle: &BundleInfo) -> Result<Vec<ToolOut>> {
+        let repo = bundle.served_as.as_str();
+        let (from, to) = RELEASES;
+        let mut cases = vec![
+            (
+                "list_files",
+                json!({"repo": repo, "path": "pylint/checkers"}),
+            ),
+            ("list_files", json!({"repo": repo, "path": "**/*.py"})),
+            (
+                "outline",
+                json!({"repo": repo, "path": "pylint/checkers/typecheck.py"}),
+            ),
+            ("find_references", json!({"repo": repo, "name": "PyLinter"})),
+            (
+                "find_related",
+                json!({"repo": repo, "path": "pylint/lint/pylinter.py", "start_line": 1, "end_line": 80}),
+            ),
+            ("changes", json!({"repo": repo, "from": from, "to": to})),
+        ];
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < cases.len() {
+            let (tool, arguments) = cases[i].clone();
+            i += 1;
+            let call = tool_call(tool, &arguments, i);
+            let (first, samples) = (self.call(&call), self.repeat(&call));
+            if let Some(bad) = std::iter::once(&first).chain(&samples).find(|s| !s.ok) {
+                bail!("{tool} {arguments} failed: {}", bad.answer);
+            }
+            if tool == "changes" && arguments.get("path").is_none() {
+                let files = first.answer["files"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let changed = files.iter().find(|f| f["status"] == "changed");
+                let path = changed
+                    .and_then(|f| f["path"].as_str())
+                    .context("no file changed")?;
+                cases.push((
+                    "changes",
+                    json!({"repo": repo, "from": from, "to": to, "path": path}),
+                ));
+            }
+            let took = took_p50(&samples);
+            let t = ToolOut {
+                tool: tool.into(),
+                arguments,
+                first_ms: first.ms(),
+                latency: Latency::of(&samples),
+                server_took_p50_ms: (!took.is_nan()).then_some(took),
+                counts: first
+                    .answer
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                    .collect(),
+            };
+            self.b.say(format!(
+                "{} {}: first {:.1} ms, p50 {:.2} ms, p95 {:.2} ms",
+                t.tool, t.arguments, t.first_ms, t.latency.p50_ms, t.latency.p95_ms
+            ));
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Stage 2: grep and read_file over the largest repository.
+    fn files_part(
+        &self,
+        (bundle, size): (&BundleInfo, &SizeOut),
+    ) -> Result<(Vec<GrepOut>, Vec<ReadOut>)> {
+        let repo = &bundle.served_as;
+        let mut grep = Vec::new();
+        for g in &GREP_CASES {
+            let mut target = format!(
+                "/v1/grep?repo={}&pattern={}&regex={}&ignore_case={}",
+                encode(repo),
+                encode(g.pattern),
+                g.regex,
+                g.ignore_case
+            );
+            if let Some(path) = g.path {
+                target.push_str(&format!("&path={}", encode(path)));
+            }
+            let samples = self.repeat(&Call::Get(target));
+            let a = &first_ok(&samples, &format!("grep '{}'", g.pattern))?.answer;
+            let out = GrepOut {
+                name: g.name.into(),
+                pattern: g.pattern.into(),
+                regex: g.regex,
+                ignore_case: g.ignore_case,
+                path: g.path.map(str::to_string),
+                files_scanned: f(a, "files_scanned"),
+                files_matched: f(a, "files_matched"),
+                total_matches: f(a, "total_matches"),
+                matches_listed: a["matches"].as_array().map_or(0, |m| m.len() as u64),
+                latency: Latency::of(&samples),
+                server_took_p50_ms: took_p50(&samples),
+            };
+            self.b.say(format!(
+                "grep {} '{}': {} files, {} matches, p50 {:.1} ms, p95 {:.1} ms",
+                g.name,
+                g.pattern,
+                out.files_scanned,
+                out.total_matches,
+                out.latency.p50_ms,
+                out.latency.p95_ms
+            ));
+            grep.push(out);
+        }
+        let (path, file_bytes) = size.largest_file.clone();
+        let mut read_file = Vec::new();
+        for (name, max_tokens) in [
+            ("largest file, default max_tokens", None),
+            (
+                "largest file, whole (max_tokens 200000)",
+                Some(shelf_search::budget::MAX_MAX_TOKENS),
+            ),
+            ("largest file, lines 1000-1100", None),
+        ] {
+            let mut target = format!("/v1/file?repo={}&path={}", encode(repo), encode(&path));
+            if let Some(m) = max_tokens {
+                target.push_str(&format!("&max_tokens={m}"));
+            }
+            if name.contains("1000-1100") {
+                target.push_str("&start_line=1000&end_line=1100");
+            }
+            let samples = self.repeat(&Call::Get(target));
+            let first = first_ok(&samples, &format!("reading {path}"))?;
+            let out = ReadOut {
+                name: name.into(),
+                path: path.clone(),
+                file_bytes,
+                max_tokens,
+                returned_bytes: first.answer["text"].as_str().map_or(0, |t| t.len() as u64),
+                truncated: !first.answer["truncated"].is_null(),
+                latency: Latency::of(&samples),
+            };
+            self.b.say(format!(
+                "read_file {name}: {} of {} bytes, p50 {:.2} ms",
+                out.returned_bytes, file_bytes, out.latency.p50_ms
+            ));
+            read_file.push(out);
+        }
+        Ok((grep, read_file))
+    }
+
+    /// Stage 3: `search_code` over MCP against `/v1/search`, sequential and
+    /// interleaved, then with concurrent clients in alternating phases.
+    fn compare(&self, server: &str, set: &str, queries: &[(String, String)]) -> Vec<Comparison> {
+        let (opts, series) = (
+            self.opts,
+            Series {
+                server,
+                set,
+                queries: queries.len(),
+            },
+        );
+        // Sequential: each query of both, in an order that alternates.
+        let (mut mcp, mut rest) = (Vec::new(), Vec::new());
+        let mut id = 0;
+        for round in 0..opts.rounds {
+            for (i, (repo, q)) in queries.iter().enumerate() {
+                id += 1;
+                let calls = [mcp_call(repo, q, id), rest_call(repo, q)];
+                let first = (i + round) % 2;
+                let x = self.call(&calls[first]);
+                let y = self.call(&calls[1 - first]);
+                let (m, r) = if first == 0 { (x, y) } else { (y, x) };
+                mcp.push(m);
+                rest.push(r);
+            }
+        }
+        let pairs: Vec<(&Sample, &Sample)> = mcp.iter().zip(&rest).collect();
+        let sum = |s: &[Sample]| s.iter().map(Sample::ms).sum::<f64>() / 1e3;
+        let sequential = series.of(1, (&mcp, sum(&mcp)), (&rest, sum(&rest)), paired(&pairs));
+        self.b.say(sequential.summary());
+
+        // Concurrent: `clients` clients, MCP and REST phases in the order
+        // ABBA, each phase every query `rounds` times.
+        let mut phases: BTreeMap<bool, (Vec<Sample>, f64)> = BTreeMap::new();
+        for is_mcp in [true, false, false, true] {
+            let calls: Vec<Call> = (0..opts.rounds)
+                .flat_map(|_| queries.iter())
+                .enumerate()
+                .map(|(i, (repo, q))| {
+                    if is_mcp {
+                        mcp_call(repo, q, i)
+                    } else {
+                        rest_call(repo, q)
+                    }
+                })
+                .collect();
+            let t = Instant::now();
+            let (n, never) = (calls.len(), Arc::new(AtomicBool::new(false)));
+            let (client, addr) = (self.client, self.server.addr);
+            let phase = load::run(
+                client,
+                addr,
+                opts.clients,
+                Arc::new(calls),
+                load::Limits::once(n),
+                never,
+            );
+            let samples = self.rt.block_on(phase);
+            let entry = phases.entry(is_mcp).or_default();
+            entry.0.extend(samples);
+            entry.1 += t.elapsed().as_secs_f64();
+        }
+        let (mcp, mcp_s) = phases.remove(&true).unwrap_or_default();
+        let (rest, rest_s) = phases.remove(&false).unwrap_or_default();
+        // Concurrent answers come back in any order: pair them by query.
+        let by_query = |samples: &[Sample]| -> BTreeMap<String, Vec<usize>> {
+            let mut m: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, s) in samples.iter().enumerate() {
+                m.entry(s.answer["query"].as_str().unwrap_or("").to_string())
+                    .or_default()
+                    .push(i);
+            }
+            m
+        };
+        let (bm, br) = (by_query(&mcp), by_query(&rest));
+        let mut pairs = Vec::new();
+        for (q, ms) in &bm {
+            for (a, b) in ms.iter().zip(br.get(q).into_iter().flatten()) {
+                pairs.push((&mcp[*a], &rest[*b]));
+            }
+        }
+        let mut stats = paired(&pairs);
+        // Answers that did not pair (failed ones) count as mismatches.
+        let unpaired = mcp.len().max(rest.len()) - pairs.len();
+        stats.pairs += unpaired;
+        stats.top1_mismatches += unpaired;
+        stats.list_mismatches += unpaired;
+        let concurrent = series.of(opts.clients, (&mcp, mcp_s), (&rest, rest_s), stats);
+        self.b.say(concurrent.summary());
+        vec![sequential, concurrent]
+    }
+}
+
+/// Which comparison: the server, the query set and its size.
+struct Series<'a> {
+    server: &'a str,
+    set: &'a str,
+    queries: usize,
+}
+
+impl Series<'_> {
+    /// The comparison of `clients` clients' MCP and REST samples, each
+    /// with the seconds its phases took.
+    fn of(
+        &self,
+        clients: usize,
+        (mcp, mcp_s): (&[Sample], f64),
+        (rest, rest_s): (&[Sample], f64),
+        stats: Paired,
+    ) -> Comparison {
+        let (mcp_side, rest_side) = (side(mcp, mcp_s), side(rest, rest_s));
+        Comparison {
+            server: self.server.into(),
+            queries: self.set.into(),
+            distinct_queries: self.queries,
+            clients,
+            p50_ratio: mcp_side.latency.p50_ms / rest_side.latency.p50_ms,
+            p95_ratio: mcp_side.latency.p95_ms / rest_side.latency.p95_ms,
+            mcp: mcp_side,
+            rest: rest_side,
+            pairs: stats.pairs,
+            top1_mismatches: stats.top1_mismatches,
+            list_mismatches: stats.list_mismatches,
+            paired_median_ratio: stats.median_ratio,
+            paired_median_extra_ms: stats.median_extra_ms,
+            truncated: (truncated(mcp), truncated(rest)),
+        }
+    }
+}
+
+impl Comparison {
+    /// One progress line.
+    fn summary(&self) -> String {
+        let (m, r) = (&self.mcp.latency, &self.rest.latency);
+        format!(
+            "{} / {} / {} client(s): MCP p50 {:.1} ms p95 {:.1} ms, REST p50 {:.1} ms p95 {:.1} ms, paired ratio {:.3} (+{:.2} ms); {} of {} lists differ",
+            self.server,
+            self.queries,
+            self.clients,
+            m.p50_ms,
+            m.p95_ms,
+            r.p50_ms,
+            r.p95_ms,
+            self.paired_median_ratio,
+            self.paired_median_extra_ms,
+            self.list_mismatches,
+            self.pairs
+        )
+    }
 }
 
 fn tool_rows(tools: &[ToolOut]) -> Vec<Row> {
@@ -857,128 +1078,26 @@ fn tool_rows(tools: &[ToolOut]) -> Vec<Row> {
         .collect()
 }
 
-/// The same call `n` times, one after another.
-fn repeat(
-    rt: &tokio::runtime::Runtime,
-    client: &HttpClient,
-    server: &ServerProcess,
-    c: &Call,
-    n: usize,
-) -> Vec<Sample> {
-    (0..n)
-        .map(|_| rt.block_on(load::call(client, server.addr, c)))
-        .collect()
-}
-
 fn f(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
 }
 
-/// Stage 2: grep and read_file over the largest repository.
-fn files_part(
-    rt: &tokio::runtime::Runtime,
-    client: &HttpClient,
-    server: &ServerProcess,
-    opts: &Mcp,
-    (bundle, size): (&BundleInfo, &SizeOut),
-    b: &Bench,
-) -> Result<(Vec<GrepOut>, Vec<ReadOut>)> {
-    let repo = &bundle.served_as;
-    let mut grep = Vec::new();
-    for g in &GREP_CASES {
-        let mut target = format!(
-            "/v1/grep?repo={}&pattern={}&regex={}&ignore_case={}",
-            encode(repo),
-            encode(g.pattern),
-            g.regex,
-            g.ignore_case
-        );
-        if let Some(path) = g.path {
-            target.push_str(&format!("&path={}", encode(path)));
-        }
-        let samples = repeat(rt, client, server, &Call::Get(target), opts.grep_requests);
-        let Some(first) = samples.iter().find(|s| s.ok) else {
-            bail!(
-                "grep '{}' failed: {}",
-                g.pattern,
-                samples
-                    .first()
-                    .map(|s| s.answer.to_string())
-                    .unwrap_or_default()
-            );
-        };
-        let a = &first.answer;
-        let took: Vec<f64> = samples
-            .iter()
-            .filter_map(|s| s.answer["took_ms"].as_f64())
-            .collect();
-        let out = GrepOut {
-            name: g.name.into(),
-            pattern: g.pattern.into(),
-            regex: g.regex,
-            ignore_case: g.ignore_case,
-            path: g.path.map(str::to_string),
-            files_scanned: f(a, "files_scanned"),
-            files_matched: f(a, "files_matched"),
-            total_matches: f(a, "total_matches"),
-            matches_listed: a["matches"].as_array().map_or(0, |m| m.len() as u64),
-            latency: Latency::of(&samples),
-            server_took_p50_ms: median(&took),
-        };
-        b.say(format!(
-            "grep {} '{}': {} files, {} matches, p50 {:.1} ms, p95 {:.1} ms",
-            g.name,
-            g.pattern,
-            out.files_scanned,
-            out.total_matches,
-            out.latency.p50_ms,
-            out.latency.p95_ms
-        ));
-        grep.push(out);
-    }
-    let (path, file_bytes) = size.largest_file.clone();
-    let mut read_file = Vec::new();
-    for (name, max_tokens) in [
-        ("largest file, default max_tokens", None),
-        (
-            "largest file, whole (max_tokens 200000)",
-            Some(shelf_search::budget::MAX_MAX_TOKENS),
-        ),
-        ("largest file, lines 1000-1100", None),
-    ] {
-        let mut target = format!("/v1/file?repo={}&path={}", encode(repo), encode(&path));
-        if let Some(m) = max_tokens {
-            target.push_str(&format!("&max_tokens={m}"));
-        }
-        if name.contains("1000-1100") {
-            target.push_str("&start_line=1000&end_line=1100");
-        }
-        let samples = repeat(rt, client, server, &Call::Get(target), opts.grep_requests);
-        let Some(first) = samples.iter().find(|s| s.ok) else {
-            bail!(
-                "reading {path} failed: {}",
-                samples
-                    .first()
-                    .map(|s| s.answer.to_string())
-                    .unwrap_or_default()
-            );
-        };
-        let out = ReadOut {
-            name: name.into(),
-            path: path.clone(),
-            file_bytes,
-            max_tokens,
-            returned_bytes: first.answer["text"].as_str().map_or(0, |t| t.len() as u64),
-            truncated: !first.answer["truncated"].is_null(),
-            latency: Latency::of(&samples),
-        };
-        b.say(format!(
-            "read_file {name}: {} of {} bytes, p50 {:.2} ms",
-            out.returned_bytes, file_bytes, out.latency.p50_ms
-        ));
-        read_file.push(out);
-    }
-    Ok((grep, read_file))
+/// The first answer that succeeded, or an error naming `what` with the
+/// first answer's failure.
+fn first_ok<'a>(samples: &'a [Sample], what: &str) -> Result<&'a Sample> {
+    samples.iter().find(|s| s.ok).with_context(|| {
+        let why = samples.first().map(|s| s.answer.to_string());
+        format!("{what} failed: {}", why.unwrap_or_default())
+    })
+}
+
+/// The server's own time (`took_ms`), median over the answers that say.
+fn took_p50(samples: &[Sample]) -> f64 {
+    let took: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.answer["took_ms"].as_f64())
+        .collect();
+    median(&took)
 }
 
 /// What a search answer lists, to compare transports: (repo, path,
@@ -1000,17 +1119,13 @@ fn listed(answer: &Value) -> Vec<(String, String, u64, u64)> {
 }
 
 fn side(samples: &[Sample], seconds: f64) -> Side {
-    let took: Vec<f64> = samples
-        .iter()
-        .filter_map(|s| s.answer["took_ms"].as_f64())
-        .collect();
     let embed: Vec<f64> = samples
         .iter()
         .filter_map(|s| s.answer["timings_ms"]["embed"].as_f64())
         .collect();
     Side {
         latency: Latency::of(samples),
-        server_took_p50_ms: median(&took),
+        server_took_p50_ms: took_p50(samples),
         server_embed_p50_ms: median(&embed),
         seconds,
         throughput_qps: samples.len() as f64 / seconds,
@@ -1057,167 +1172,6 @@ fn truncated(samples: &[Sample]) -> usize {
         .iter()
         .filter(|s| !s.answer["truncated"].is_null())
         .count()
-}
-
-/// Stage 3: `search_code` over MCP against `/v1/search`, sequential and
-/// interleaved, then with concurrent clients in alternating phases.
-#[allow(clippy::too_many_arguments)]
-fn compare(
-    rt: &tokio::runtime::Runtime,
-    client: &HttpClient,
-    server: &ServerProcess,
-    opts: &Mcp,
-    server_kind: &str,
-    set: &str,
-    queries: &[(String, String)],
-    b: &Bench,
-) -> Result<Vec<Comparison>> {
-    let mut out = Vec::new();
-    // Sequential: each query of both, in an order that alternates.
-    let (mut mcp, mut rest) = (Vec::new(), Vec::new());
-    let mut id = 0;
-    for round in 0..opts.rounds {
-        for (i, (repo, q)) in queries.iter().enumerate() {
-            id += 1;
-            let calls = [mcp_call(repo, q, id), rest_call(repo, q)];
-            let first = (i + round) % 2;
-            let x = rt.block_on(load::call(client, server.addr, &calls[first]));
-            let y = rt.block_on(load::call(client, server.addr, &calls[1 - first]));
-            let (m, r) = if first == 0 { (x, y) } else { (y, x) };
-            mcp.push(m);
-            rest.push(r);
-        }
-    }
-    let pairs: Vec<(&Sample, &Sample)> = mcp.iter().zip(&rest).collect();
-    let stats = paired(&pairs);
-    let sum = |s: &[Sample]| s.iter().map(Sample::ms).sum::<f64>() / 1e3;
-    out.push(comparison(
-        server_kind,
-        set,
-        queries.len(),
-        1,
-        side(&mcp, sum(&mcp)),
-        side(&rest, sum(&rest)),
-        stats,
-        (truncated(&mcp), truncated(&rest)),
-    ));
-    say_comparison(b, out.last());
-
-    // Concurrent: `clients` clients, MCP and REST phases in the order
-    // ABBA, each phase every query `rounds` times.
-    let mut phases: BTreeMap<bool, (Vec<Sample>, f64)> = BTreeMap::new();
-    for is_mcp in [true, false, false, true] {
-        let calls: Vec<Call> = (0..opts.rounds)
-            .flat_map(|_| queries.iter())
-            .enumerate()
-            .map(|(i, (repo, q))| {
-                if is_mcp {
-                    mcp_call(repo, q, i)
-                } else {
-                    rest_call(repo, q)
-                }
-            })
-            .collect();
-        let t = Instant::now();
-        let (n, never) = (calls.len(), Arc::new(AtomicBool::new(false)));
-        let phase = load::run(
-            client,
-            server.addr,
-            opts.clients,
-            Arc::new(calls),
-            load::Limits::once(n),
-            never,
-        );
-        let samples = rt.block_on(phase);
-        let seconds = t.elapsed().as_secs_f64();
-        let entry = phases.entry(is_mcp).or_default();
-        entry.0.extend(samples);
-        entry.1 += seconds;
-    }
-    let (mcp, mcp_s) = phases.remove(&true).unwrap_or_default();
-    let (rest, rest_s) = phases.remove(&false).unwrap_or_default();
-    // Concurrent answers come back in any order: pair them by query.
-    let by_query = |samples: &[Sample]| -> BTreeMap<String, Vec<usize>> {
-        let mut m: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, s) in samples.iter().enumerate() {
-            m.entry(s.answer["query"].as_str().unwrap_or("").to_string())
-                .or_default()
-                .push(i);
-        }
-        m
-    };
-    let (bm, br) = (by_query(&mcp), by_query(&rest));
-    let mut pairs = Vec::new();
-    for (q, ms) in &bm {
-        for (a, b) in ms.iter().zip(br.get(q).into_iter().flatten()) {
-            pairs.push((&mcp[*a], &rest[*b]));
-        }
-    }
-    let mut stats = paired(&pairs);
-    // Answers that did not pair (failed ones) count as mismatches.
-    let unpaired = mcp.len().max(rest.len()) - pairs.len();
-    stats.pairs += unpaired;
-    stats.top1_mismatches += unpaired;
-    stats.list_mismatches += unpaired;
-    out.push(comparison(
-        server_kind,
-        set,
-        queries.len(),
-        opts.clients,
-        side(&mcp, mcp_s),
-        side(&rest, rest_s),
-        stats,
-        (truncated(&mcp), truncated(&rest)),
-    ));
-    say_comparison(b, out.last());
-    Ok(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn comparison(
-    server: &str,
-    queries: &str,
-    distinct_queries: usize,
-    clients: usize,
-    mcp: Side,
-    rest: Side,
-    stats: Paired,
-    truncated: (usize, usize),
-) -> Comparison {
-    Comparison {
-        server: server.into(),
-        queries: queries.into(),
-        distinct_queries,
-        clients,
-        p50_ratio: mcp.latency.p50_ms / rest.latency.p50_ms,
-        p95_ratio: mcp.latency.p95_ms / rest.latency.p95_ms,
-        mcp,
-        rest,
-        pairs: stats.pairs,
-        top1_mismatches: stats.top1_mismatches,
-        list_mismatches: stats.list_mismatches,
-        paired_median_ratio: stats.median_ratio,
-        paired_median_extra_ms: stats.median_extra_ms,
-        truncated,
-    }
-}
-
-fn say_comparison(b: &Bench, c: Option<&Comparison>) {
-    let Some(c) = c else { return };
-    b.say(format!(
-        "{} / {} / {} client(s): MCP p50 {:.1} ms p95 {:.1} ms, REST p50 {:.1} ms p95 {:.1} ms, paired ratio {:.3} (+{:.2} ms); {} of {} lists differ",
-        c.server,
-        c.queries,
-        c.clients,
-        c.mcp.latency.p50_ms,
-        c.mcp.latency.p95_ms,
-        c.rest.latency.p50_ms,
-        c.rest.latency.p95_ms,
-        c.paired_median_ratio,
-        c.paired_median_extra_ms,
-        c.list_mismatches,
-        c.pairs
-    ));
 }
 
 fn ms_pair(l: &Latency) -> String {

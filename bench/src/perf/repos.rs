@@ -1,15 +1,4 @@
-//! `shelf-bench repos`: one server for a whole organisation's
-//! repositories, beside a server for one of them, in the same run. Many
-//! small generated repositories (each with words of its own, so a query
-//! has one right repository) are built once with the real `shelf build`,
-//! kept under --bundle-cache by commit, and published under one local
-//! store root as their workflows would (push, then tag `production`).
-//! Measured for both servers: start to ready (every repository live), RSS
-//! after ready and after load, query latency for one repository (`repo=`)
-//! at the same client count, and, for the root, across every repository,
-//! how long a newly published repository takes to be listed `ok`, whether
-//! the top result across all of them comes from the right repository, and
-//! what listing the repositories costs.
+//! `shelf-bench repos`: see [`Repos`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,11 +12,12 @@ use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
 use crate::fixtures::corpus::{Corpus, Style};
-use crate::fixtures::load::{self, Call, LevelOut};
+use crate::fixtures::dirs::dir_bytes;
+use crate::fixtures::load::{self, Call, LevelOut, WARMUP};
 use crate::fixtures::process::{process_rss_kib, process_rss_split_kib};
 use crate::fixtures::queries::{QueryPool, queries_from};
 use crate::fixtures::rng::Rng;
-use crate::fixtures::server::{StartOut, Started, start_ready, strings};
+use crate::fixtures::server::{StartOut, Started, follow_args, start_ready, strings};
 use crate::fixtures::shelf::ShelfBinary;
 use crate::harness::stats::median;
 use crate::harness::table::Table;
@@ -37,21 +27,25 @@ use crate::harness::{Bench, Benchmark, Machine, Row, table};
 const THEME_WORDS: usize = 6;
 /// Queries asked of every repository for the quality check.
 const QUALITY_PER_REPO: usize = 3;
-/// Queries each server is warmed with before it is measured.
-const WARMUP: usize = 40;
 /// `/v1/repos` requests timed per server.
 const LISTINGS: usize = 50;
 /// The repository the single-repository server serves, and the one the
 /// one-repository queries name on the root server.
 const FIRST: usize = 0;
 
-/// One server for many repositories beside one for a single repository,
-/// in the same run: --repos small generated repositories (built once with
-/// `shelf build`, kept under --bundle-cache) published under one local
-/// store root. Start to ready, RSS, query latency for one repository and
-/// across all, how long a newly published repository takes to be listed,
-/// and whether the right repository comes first across all of them. Needs
-/// `cargo build --bin shelf` and `scripts/setup` first.
+/// One server for a whole organisation's repositories beside a server for
+/// one of them, in the same run.
+///
+/// Many small generated repositories (each with words of its own, so a query
+/// has one right repository) are built once with the real `shelf build`,
+/// kept under --bundle-cache by commit, and published under one local store
+/// root as their workflows would (push, then tag `production`). Measured for
+/// both servers: start to ready (every repository live), RSS after ready and
+/// after load, query latency for one repository (`repo=`) at the same client
+/// count, and, for the root, across every repository, how long a newly
+/// published repository takes to be listed `ok`, whether the top result
+/// across all of them comes from the right repository, and what listing the
+/// repositories costs. Needs `cargo build --bin shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Repos {
     /// Repositories under the root.
@@ -579,21 +573,11 @@ impl Stage<'_> {
             Kind::Single(name) => ("--store", self.root.join(name)),
             Kind::Root(_) => ("--store-root", self.root.to_path_buf()),
         };
-        let (store, cache) = (store.display().to_string(), cache.display().to_string());
         let poll = format!("{}ms", self.opts.poll_ms);
+        let mut args = follow_args(flag, &store, cache, &poll);
         // `--query-cache-bytes 0`: every query embedded, as a new query is.
-        strings(&[
-            flag,
-            &store,
-            "--follow",
-            "production",
-            "--cache",
-            &cache,
-            "--poll-interval",
-            &poll,
-            "--query-cache-bytes",
-            "0",
-        ])
+        args.extend(strings(&["--query-cache-bytes", "0"]));
+        args
     }
 
     fn warm_cache(&self, kind: &Kind) -> PathBuf {
@@ -680,17 +664,13 @@ impl Stage<'_> {
         let live_bundle_bytes = live_bundle_bytes(&server, &self.warm_cache(kind))?;
         let rt = load::runtime()?;
         let first = format!("&repo=repo-{FIRST:03}");
-        let warmup = load::Limits {
-            requests: WARMUP,
-            max_time: Duration::from_secs(60),
-        };
         let one = Call::searches(&queries.one, &first);
-        load::run_fresh(&rt, server.addr, 2, Arc::clone(&one), warmup.clone());
+        load::warm_up(&rt, server.addr, Arc::clone(&one));
         let one_repo = self.level(&rt, &server, kind, "one repository", one);
         let across_all = match kind {
             Kind::Root(_) => {
                 let across = Call::searches(&queries.across, "");
-                load::run_fresh(&rt, server.addr, 2, Arc::clone(&across), warmup);
+                load::warm_up(&rt, server.addr, Arc::clone(&across));
                 Some(self.level(&rt, &server, kind, "all repositories", across))
             }
             Kind::Single(_) => None,
@@ -737,10 +717,7 @@ impl Stage<'_> {
         what: &str,
         calls: Arc<Vec<Call>>,
     ) -> LevelOut {
-        let limits = load::Limits {
-            requests: self.opts.requests,
-            max_time: Duration::from_secs(self.opts.max_seconds),
-        };
+        let limits = load::Limits::new(self.opts.requests, self.opts.max_seconds);
         let timed = load::run_timed(rt, server, self.opts.clients, calls, limits);
         let l = LevelOut::of(self.opts.clients, &timed);
         self.b.say(format!(
@@ -872,20 +849,6 @@ fn live_bundle_bytes(server: &ServerProcess, cache: &Path) -> Result<u64> {
             .with_context(|| format!("a repository without a live digest: {repo}"))?;
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         total += dir_bytes(&cache.join(hex))?;
-    }
-    Ok(total)
-}
-
-fn dir_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            meta.len()
-        };
     }
     Ok(total)
 }

@@ -1,10 +1,4 @@
-//! `shelf-bench serve`: the query server under load, on loopback, with the
-//! real binary, a real ~10,000-chunk bundle and a local directory store.
-//! Measures start to ready (warm cache and with a download), latency and
-//! throughput at 1, 8 and 32 clients with the server's embed/search split,
-//! search alone in process, 20 tag moves under 32 clients, and RSS with one
-//! and two bundles live. The generator's share of the CPU is reported: it
-//! runs on the same two cores as the server.
+//! `shelf-bench serve`: see [`Serve`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +14,11 @@ use shelf_testkit::http;
 use shelf_testkit::serve::ServerProcess;
 
 use crate::fixtures::corpus::Corpus;
-use crate::fixtures::load::{self, Call, LevelOut, Sample};
+use crate::fixtures::load::{self, Call, LevelOut, Sample, WARMUP};
 use crate::fixtures::process::process_rss_kib;
 use crate::fixtures::queries::QueryPool;
 use crate::fixtures::rng::Rng;
-use crate::fixtures::server::{StartOut, start_once, start_ready, strings};
+use crate::fixtures::server::{StartOut, follow_args, start_once, start_ready};
 use crate::fixtures::shelf::{BuildRun, ShelfBinary};
 use crate::harness::stats::{median, percentile};
 use crate::harness::table::Table;
@@ -40,11 +34,16 @@ const CONCURRENCY: [usize; 3] = [1, 8, 32];
 const SWAP_CLIENTS: usize = 32;
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
-/// The query server under load on loopback: start to ready, latency and
-/// throughput at 1, 8 and 32 clients, search alone, 20 tag moves under
-/// load, RSS. Builds a ~10,000-chunk bundle once (minutes) and keeps it
-/// under --bundle-cache. Needs `cargo build --bin shelf` and `scripts/setup`
-/// first.
+/// The query server under load on loopback, with the real binary, a real
+/// ~10,000-chunk bundle and a local directory store.
+///
+/// Measures start to ready (warm cache and with a download), latency and
+/// throughput at 1, 8 and 32 clients with the server's embed/search split,
+/// search alone in process, 20 tag moves under 32 clients, and RSS with one
+/// and two bundles live. The generator's share of the CPU is reported: it
+/// runs on the same two cores as the server. Builds the bundle once
+/// (minutes) and keeps it under --bundle-cache. Needs `cargo build --bin
+/// shelf` and `scripts/setup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Serve {
     /// Files in the generated repository (2,800 give about 10,000 chunks).
@@ -219,8 +218,6 @@ impl Benchmark for Serve {
     }
 }
 
-/// Queries to warm a server up with.
-const WARMUP: usize = 40;
 /// The shared queries' count (see [`Queries::shared`]).
 const SHARED: usize = 1000;
 
@@ -267,23 +264,8 @@ struct UnderLoad {
 }
 
 impl Stage<'_> {
-    /// `shelf serve` arguments: follow `production` in the store, with the
-    /// bundle cache in `cache`.
     fn serve_args(&self, cache: &Path) -> Vec<String> {
-        let (store, cache) = (
-            self.store.display().to_string(),
-            cache.display().to_string(),
-        );
-        strings(&[
-            "--store",
-            &store,
-            "--follow",
-            "production",
-            "--cache",
-            &cache,
-            "--poll-interval",
-            "1h",
-        ])
+        follow_args("--store", &self.store, cache, "1h")
     }
 
     fn warm_cache(&self) -> PathBuf {
@@ -327,17 +309,7 @@ impl Stage<'_> {
         let server = start_ready(self.shelf, &args, &env, |_| true)?.server;
         let pid = server.pid();
         let rt = load::runtime()?;
-        let warmup = load::Limits {
-            requests: WARMUP,
-            max_time: Duration::from_secs(60),
-        };
-        load::run_fresh(
-            &rt,
-            server.addr,
-            2,
-            Call::searches(&queries.warmup, ""),
-            warmup,
-        );
+        load::warm_up(&rt, server.addr, Call::searches(&queries.warmup, ""));
         let levels = self.load_levels(&rt, &server, queries);
         let (one_bundle_rss_kib, _) = process_rss_kib(pid).unwrap_or((0, 0));
 
@@ -377,10 +349,7 @@ impl Stage<'_> {
             self.b.say(format!(
                 "{clients} clients: up to {requests} requests or {secs} s"
             ));
-            let limits = load::Limits {
-                requests,
-                max_time: Duration::from_secs(secs),
-            };
+            let limits = load::Limits::new(requests, secs);
             let timed = load::run_timed(rt, server, clients, Call::searches(level, ""), limits);
             let level = LevelOut::of(clients, &timed);
             self.b.say(format!(
@@ -408,10 +377,7 @@ impl Stage<'_> {
         queries: &[String],
     ) -> Result<SwapOut> {
         let stop = Arc::new(AtomicBool::new(false));
-        let limits = load::Limits {
-            requests: usize::MAX,
-            max_time: Duration::from_secs(3600),
-        };
+        let limits = load::Limits::new(usize::MAX, 3600);
         let (addr, calls, until) = (server.addr, Call::searches(queries, ""), Arc::clone(&stop));
         let load = rt.spawn(async move {
             let client = load::client(SWAP_CLIENTS);
@@ -484,13 +450,18 @@ impl Serve {
             "building v1 of {} files (embedding ~10,000 chunks: several minutes on 2 cores)",
             self.files
         ));
-        let v1 = shelf.build(repo.path(), &dir.join("v1"), previous.as_deref())?;
+        let v1 = shelf.build(repo.path(), &dir.join("v1"), previous.as_deref(), &[])?;
         let mut rng = Rng::new(self.seed ^ 0x7a9);
         let count = corpus.files.len() / 20;
         corpus.touch(&repo, count, &mut rng);
         repo.commit("touch 5% of files");
         b.say("building v2 incrementally (5% of files changed)");
-        let v2 = shelf.build(repo.path(), &dir.join("v2"), Some(&v1.report.bundle_path))?;
+        let v2 = shelf.build(
+            repo.path(),
+            &dir.join("v2"),
+            Some(&v1.report.bundle_path),
+            &[],
+        )?;
         let info = |r: &BuildRun| BundleInfo {
             digest: r.report.digest.clone(),
             path: r.report.bundle_path.clone(),

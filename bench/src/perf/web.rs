@@ -1,10 +1,4 @@
-//! `shelf-bench web`: the web pages (docs/web.md) against the API they
-//! render, on one real `shelf serve` of a generated repository: the search
-//! page's HTML answer against `/v1/search` on the same queries at 8
-//! clients, in alternating phases (p50 of each and their ratio, the
-//! server's CPU per request); what the search and repositories pages
-//! transfer with their stylesheet, script and icon; and a 5,000-line file
-//! view's render time in headless Chromium.
+//! `shelf-bench web`: see [`Web`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,11 +25,16 @@ const LONG_PATH: &str = "src/long_table.rs";
 const LONG_LINES: usize = 5000;
 const CLIENTS: usize = 8;
 
-/// The search page against `/v1/search` (same queries, warmed, 8 clients,
-/// alternating phases), the pages' transfer, and a 5,000-line file view
-/// rendered in headless Chromium (needs chromium and chromedriver:
-/// scripts/setup-test-services). Builds a ~1,000-chunk bundle once and
-/// keeps it under --bundle-cache.
+/// The web pages (docs/web.md) against the API they render, on one real
+/// `shelf serve` of a generated repository.
+///
+/// The search page's HTML answer against `/v1/search` on the same queries
+/// (warmed) at 8 clients, in alternating phases (p50 of each and their
+/// ratio, the server's CPU per request); what the search and repositories
+/// pages transfer with their stylesheet, script and icon; and a 5,000-line
+/// file view's render time in headless Chromium (needs chromium and
+/// chromedriver: scripts/setup-test-services). Builds a ~1,000-chunk bundle
+/// once and keeps it under --bundle-cache.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Web {
     /// Files in the generated repository (a 5,000-line file is added).
@@ -125,7 +124,7 @@ impl Benchmark for Web {
             });
             let repo = corpus.write_repo();
             repo.commit("web benchmark corpus");
-            let built = shelf.build(repo.path(), &dir.join("out"), None)?;
+            let built = shelf.build(repo.path(), &dir.join("out"), None, &[])?;
             std::fs::copy(&built.report.bundle_path, &bundle).context("keeping the bundle")?;
         }
         let args = strings(&["--bundle", &bundle.display().to_string()]);

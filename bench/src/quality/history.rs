@@ -1,16 +1,4 @@
-//! `shelf-bench history`: retrieval quality on golden queries mined from
-//! public repositories' own history (`shelf eval --from-history`, the same
-//! mining and the same parent bundles), for a list of repositories fetched
-//! outside this checkout (bare clones under `--mirror`, never committed).
-//!
-//! Each repository's most recent qualifying commits are mined, every parent
-//! is built (oldest first, each incremental from the one before, kept under
-//! `--bundle-cache`), and every query is asked of its parent's bundle by
-//! the ranking as it was (`plain`: RRF of BM25 and vectors, files by their
-//! best three chunks) and by today's defaults, and by each default with
-//! one part switched off, or one part alone: the measurement that decides
-//! which parts stay. Per repository and overall; every query's top files in
-//! the JSON.
+//! `shelf-bench history`: see [`History`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -25,23 +13,30 @@ use shelf_builder::definitions::Extractor;
 use shelf_builder::history::{self, MineOptions, ParentBuild};
 use shelf_embed::{Embedder, EmbedderOptions};
 use shelf_search::eval::{self, EvalQuery, QueryScore, Report, Summary};
-use shelf_search::{Engine, MappedBundle, Mode, QueryEncoder};
+use shelf_search::{Engine, MappedBundle, QueryEncoder};
 
 use crate::fixtures::devset::git_dir;
-use crate::fixtures::ranking::{Memo, variants};
+use crate::fixtures::ranking::{Memo, rank_files, variants};
 use crate::harness::stats::median;
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
 /// Retrieval quality on golden queries mined from public repositories'
-/// history (`shelf eval --from-history`): each repository's recent commits
-/// that change 1-3 source files, asked of their parents' bundles (built
-/// incrementally, kept under --bundle-cache), by the ranking as it was and
-/// by today's defaults, with each part off and alone; per repository and
-/// overall.
+/// history (`shelf eval --from-history`).
+///
+/// The same mining and the same parent bundles as `shelf eval`, for
+/// repositories fetched outside this checkout (bare clones under --mirror,
+/// never committed). Each repository's most recent commits that change 1-3
+/// source files are mined, every parent is built (oldest first, each
+/// incremental from the one before, kept under --bundle-cache), and every
+/// query is asked of its parent's bundle by the ranking as it was (`plain`:
+/// RRF of BM25 and vectors, files by their best three chunks), by today's
+/// defaults, and by each default with one part switched off, or one part
+/// alone: the measurement that decides which parts stay. Per repository and
+/// overall; every query's top files in the JSON.
 #[derive(Debug, Clone, clap::Args)]
 pub struct History {
-    /// Repositories (owner/name); default: the five held-out ones.
-    #[arg(long = "repo")]
+    /// Repositories (owner/name); by default the held-out ones.
+    #[arg(long = "repo", default_values = HELD_OUT)]
     repos: Vec<String>,
     /// Queries mined per repository.
     #[arg(long, default_value_t = 60)]
@@ -134,199 +129,178 @@ impl Benchmark for History {
     const NAME: &'static str = "history";
     type Results = Results;
 
+    // Mines, builds the parents and asks every query of every variant.
     fn measure(&self, b: &Bench) -> Result<Results> {
-        let mut opts = self.clone();
-        if opts.repos.is_empty() {
-            opts.repos = HELD_OUT.map(str::to_string).to_vec();
-        }
-        measure(&opts, b)
-    }
-}
-
-/// Mines, builds the parents and asks every query of every variant.
-fn measure(opts: &History, b: &Bench) -> Result<Results> {
-    let work = b.work();
-    let memo = Arc::new(Memo::new(Embedder::load(
-        &runtime()?,
-        &EmbedderOptions::default(),
-    )?));
-    let variants = variants(opts.sweep);
-    let engines: Vec<(String, Engine)> = variants
-        .iter()
-        .map(|(n, t)| (n.clone(), Engine::new(memo.clone()).with_tuning(*t)))
-        .collect();
-    let mut repositories = BTreeMap::new();
-    let mut scores: BTreeMap<String, Vec<QueryScore>> = BTreeMap::new();
-    let mut millis: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for repo in &opts.repos {
-        let git_dir = git_dir(&opts.mirror, repo);
-        let mined = history::mine(
-            &git_dir,
-            "HEAD",
-            &MineOptions {
-                limit: opts.queries,
-                ..MineOptions::default()
-            },
-        )
-        .with_context(|| format!("mining {repo} at {}", git_dir.display()))?;
-        b.say(format!(
-            "{repo}: {} queries from {} commits",
-            mined.queries.len(),
-            mined.scanned
-        ));
-        let mut kept = Vec::new();
-        let mut dropped = 0;
-        let mut parents = 0;
-        for chunker in &opts.chunkers {
-            let config = work.join(format!("{}.toml", chunker.name()));
-            std::fs::write(
-                &config,
-                format!(
-                    "[build]\nchunker = \"{}\"\ndefinitions = \"{}\"\n",
-                    chunker.name(),
-                    opts.definitions.name()
-                ),
-            )?;
-            let how = ParentBuild {
-                repo: git_dir.clone(),
-                name: Some(repo.clone()),
-                config: Some(config),
-                cache: opts.bundle_cache.join(repo.replace('/', "+")),
-            };
-            std::fs::create_dir_all(&how.cache)?;
-            let bundles = history::build_parents(&mined.queries, &how, &memo.inner, &(), |l| {
-                b.say(format!("{repo} {}: {l}", chunker.name()))
-            })?;
-            parents = bundles.len();
-            let first_set = chunker == &opts.chunkers[0];
-            let mut open: Option<(PathBuf, MappedBundle, HashSet<String>)> = None;
-            for (qi, q) in mined.queries.iter().enumerate() {
-                let path = bundles.get(&q.parent).context("a parent bundle")?;
-                if open.as_ref().is_none_or(|(o, _, _)| o != path) {
-                    let bundle =
-                        MappedBundle::open_file(path, &work.join("cache"), memo.identity())?;
-                    let indexed = eval::indexed_paths(&bundle)?;
-                    open = Some((path.clone(), bundle, indexed));
-                }
-                let Some((_, bundle, indexed)) = open.as_ref() else {
-                    continue;
-                };
-                let query = EvalQuery {
-                    id: q.id.clone(),
-                    group: Some(repo.clone()),
-                    query: q.query.clone(),
-                    gold: q.gold.clone(),
-                    commit: Some(q.commit.clone()),
-                };
-                // Which files are indexed does not depend on the chunker.
-                let Some(query) = eval::keep_indexed(&query, indexed) else {
-                    dropped += usize::from(first_set);
-                    continue;
-                };
-                // The first engine to ask a query meets cold caches (its
-                // p50 was twice the others'): each query starts at the next
-                // engine, so every variant is first equally often.
-                let start = qi % engines.len();
-                let rotated = engines[start..].iter().chain(&engines[..start]);
-                for (name, engine) in rotated {
-                    let name = format!("{name} @{}", chunker.name());
-                    let request = eval::file_request(&query.query, Mode::Hybrid);
-                    let target = shelf_search::Target {
-                        repo: "bench",
-                        bundle,
-                        tag: None,
-                    };
-                    let answer = engine.answer(&[target], &request)?;
-                    millis
-                        .entry(name.clone())
-                        .or_default()
-                        .push(answer.timings_ms.search);
-                    let files: Vec<String> = answer
-                        .files
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|f| f.path)
-                        .collect();
-                    scores
-                        .entry(name)
-                        .or_default()
-                        .push(eval::score(&query, &files));
-                }
-                if first_set {
-                    kept.push(q.clone());
-                }
-            }
-        }
-        let (before, after) = headline(opts);
-        if let (Some(s), Some(plain)) = (scores.get(&after), scores.get(&before)) {
-            let of_repo = |s: &[QueryScore]| {
-                Report::new(
-                    s.iter()
-                        .filter(|q| q.group.as_deref() == Some(repo))
-                        .cloned()
-                        .collect(),
-                )
-            };
-            let (r, p) = (of_repo(s), of_repo(plain));
-            b.say(format!(
-                "{repo}: {} queries; R@5 {:.3} -> {:.3}, MRR {:.3} -> {:.3}",
-                r.overall.n,
-                p.overall.recall_at_5,
-                r.overall.recall_at_5,
-                p.overall.mrr,
-                r.overall.mrr
-            ));
-        }
-        repositories.insert(
-            repo.clone(),
-            RepoOut {
-                scanned: mined.scanned,
-                skipped: mined
-                    .skipped
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect(),
-                mined: mined.queries.len(),
-                dropped_gold_not_indexed: dropped,
-                parents,
-                queries: kept
-                    .iter()
-                    .map(serde_json::to_value)
-                    .collect::<Result<_, _>>()?,
-            },
-        );
-    }
-    let mut variants_out: BTreeMap<String, VariantOut> = scores
-        .into_iter()
-        .map(|(name, s)| {
-            let ms = millis.get(&name).map_or(f64::NAN, |m| median(m));
-            (
-                name,
-                VariantOut {
-                    report: Report::new(s),
-                    search_ms_p50: ms,
+        let opts = self;
+        let work = b.work();
+        let memo = Arc::new(Memo::new(Embedder::load(
+            &runtime()?,
+            &EmbedderOptions::default(),
+        )?));
+        let variants = variants(opts.sweep);
+        let engines: Vec<(String, Engine)> = variants
+            .iter()
+            .map(|(n, t)| (n.clone(), Engine::new(memo.clone()).with_tuning(*t)))
+            .collect();
+        let mut repositories = BTreeMap::new();
+        let mut scores: BTreeMap<String, Vec<QueryScore>> = BTreeMap::new();
+        let mut millis: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for repo in &opts.repos {
+            let git_dir = git_dir(&opts.mirror, repo);
+            let mined = history::mine(
+                &git_dir,
+                "HEAD",
+                &MineOptions {
+                    limit: opts.queries,
+                    ..MineOptions::default()
                 },
             )
-        })
-        .collect();
-    print_tables(&opts.repos, &variants_out, &headline(opts));
-    // Each query's ranking is kept for `today` and `default` of each
-    // chunker only: the other variants' summaries say what they measured,
-    // and their per-query lists would make the file hundreds of megabytes
-    // with --sweep.
-    for (name, v) in variants_out.iter_mut() {
-        if !(name.starts_with("today @") || name.starts_with("default @")) {
-            v.report.queries.clear();
+            .with_context(|| format!("mining {repo} at {}", git_dir.display()))?;
+            b.say(format!(
+                "{repo}: {} queries from {} commits",
+                mined.queries.len(),
+                mined.scanned
+            ));
+            let mut kept = Vec::new();
+            let mut dropped = 0;
+            let mut parents = 0;
+            for chunker in &opts.chunkers {
+                let config = work.join(format!("{}.toml", chunker.name()));
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[build]\nchunker = \"{}\"\ndefinitions = \"{}\"\n",
+                        chunker.name(),
+                        opts.definitions.name()
+                    ),
+                )?;
+                let how = ParentBuild {
+                    repo: git_dir.clone(),
+                    name: Some(repo.clone()),
+                    config: Some(config),
+                    cache: opts.bundle_cache.join(repo.replace('/', "+")),
+                };
+                std::fs::create_dir_all(&how.cache)?;
+                let bundles =
+                    history::build_parents(&mined.queries, &how, &memo.inner, &(), |l| {
+                        b.say(format!("{repo} {}: {l}", chunker.name()))
+                    })?;
+                parents = bundles.len();
+                let first_set = chunker == &opts.chunkers[0];
+                let mut open: Option<(PathBuf, MappedBundle, HashSet<String>)> = None;
+                for (qi, q) in mined.queries.iter().enumerate() {
+                    let path = bundles.get(&q.parent).context("a parent bundle")?;
+                    if open.as_ref().is_none_or(|(o, _, _)| o != path) {
+                        let bundle =
+                            MappedBundle::open_file(path, &work.join("cache"), memo.identity())?;
+                        let indexed = eval::indexed_paths(&bundle)?;
+                        open = Some((path.clone(), bundle, indexed));
+                    }
+                    let Some((_, bundle, indexed)) = open.as_ref() else {
+                        continue;
+                    };
+                    let query = EvalQuery {
+                        id: q.id.clone(),
+                        group: Some(repo.clone()),
+                        query: q.query.clone(),
+                        gold: q.gold.clone(),
+                        commit: Some(q.commit.clone()),
+                    };
+                    // Which files are indexed does not depend on the chunker.
+                    let Some(query) = eval::keep_indexed(&query, indexed) else {
+                        dropped += usize::from(first_set);
+                        continue;
+                    };
+                    // The first engine to ask a query meets cold caches (its
+                    // p50 was twice the others'): each query starts at the next
+                    // engine, so every variant is first equally often.
+                    let start = qi % engines.len();
+                    let rotated = engines[start..].iter().chain(&engines[..start]);
+                    for (name, engine) in rotated {
+                        let name = format!("{name} @{}", chunker.name());
+                        let (ms, files) = rank_files(engine, bundle, &query.query)?;
+                        millis.entry(name.clone()).or_default().push(ms);
+                        scores
+                            .entry(name)
+                            .or_default()
+                            .push(eval::score(&query, &files));
+                    }
+                    if first_set {
+                        kept.push(q.clone());
+                    }
+                }
+            }
+            let (before, after) = headline(opts);
+            if let (Some(s), Some(plain)) = (scores.get(&after), scores.get(&before)) {
+                let of_repo = |s: &[QueryScore]| {
+                    Report::new(
+                        s.iter()
+                            .filter(|q| q.group.as_deref() == Some(repo))
+                            .cloned()
+                            .collect(),
+                    )
+                };
+                let (r, p) = (of_repo(s), of_repo(plain));
+                b.say(format!(
+                    "{repo}: {} queries; R@5 {:.3} -> {:.3}, MRR {:.3} -> {:.3}",
+                    r.overall.n,
+                    p.overall.recall_at_5,
+                    r.overall.recall_at_5,
+                    p.overall.mrr,
+                    r.overall.mrr
+                ));
+            }
+            repositories.insert(
+                repo.clone(),
+                RepoOut {
+                    scanned: mined.scanned,
+                    skipped: mined
+                        .skipped
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                    mined: mined.queries.len(),
+                    dropped_gold_not_indexed: dropped,
+                    parents,
+                    queries: kept
+                        .iter()
+                        .map(serde_json::to_value)
+                        .collect::<Result<_, _>>()?,
+                },
+            );
         }
+        let mut variants_out: BTreeMap<String, VariantOut> = scores
+            .into_iter()
+            .map(|(name, s)| {
+                let ms = millis.get(&name).map_or(f64::NAN, |m| median(m));
+                (
+                    name,
+                    VariantOut {
+                        report: Report::new(s),
+                        search_ms_p50: ms,
+                    },
+                )
+            })
+            .collect();
+        print_tables(&opts.repos, &variants_out, &headline(opts));
+        // Each query's ranking is kept for `today` and `default` of each
+        // chunker only: the other variants' summaries say what they measured,
+        // and their per-query lists would make the file hundreds of megabytes
+        // with --sweep.
+        for (name, v) in variants_out.iter_mut() {
+            if !(name.starts_with("today @") || name.starts_with("default @")) {
+                v.report.queries.clear();
+            }
+        }
+        Ok(Results {
+            command: b.command.clone(),
+            machine: b.machine.clone(),
+            chunkers: opts.chunkers.iter().map(|c| c.name().to_string()).collect(),
+            headline: headline(opts),
+            repositories,
+            variants: variants_out,
+        })
     }
-    Ok(Results {
-        command: b.command.clone(),
-        machine: b.machine.clone(),
-        chunkers: opts.chunkers.iter().map(|c| c.name().to_string()).collect(),
-        headline: headline(opts),
-        repositories,
-        variants: variants_out,
-    })
 }
 
 fn print_tables(

@@ -1,11 +1,4 @@
-//! `shelf-bench swebench`: retrieval quality on real issues
-//! (`../shared/eval/swebench_dev.jsonl`: issue text as the query, the files
-//! the fix changed as the gold answer). The repositories are fetched outside
-//! this checkout (never committed); each is built at every base commit the
-//! set names, oldest first, each build incremental from the previous one,
-//! and the bundles are kept under `--bundle-cache` so later runs only
-//! evaluate. Then every row is asked of its commit's bundle in each search
-//! mode, and of a whole-file BM25 baseline computed here, and scored at the
+//! `shelf-bench swebench`: see [`Swebench`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,14 +18,20 @@ use shelf_search::rank::{self, Candidates, FILE_CANDIDATES, Fusion, Ranked};
 use shelf_search::{Engine, Filter, MappedBundle, Mode, Tuning};
 
 use crate::fixtures::devset::{self, Built, EvalRow, Sources};
-use crate::fixtures::ranking::{Memo, variants};
+use crate::fixtures::ranking::{Memo, rank_files, variants};
 use crate::harness::stats::median;
 use crate::harness::{Bench, Benchmark, Machine, runtime};
 
-/// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl):
-/// builds each repository at each base commit (incrementally, kept under
-/// --bundle-cache), then scores lexical, semantic and hybrid search and a
-/// whole-file BM25 baseline, per repository and overall, with and without
+/// Retrieval quality on real issues (../shared/eval/swebench_dev.jsonl).
+///
+/// The issue text is the query, the files the fix changed the gold answer.
+/// The repositories are fetched outside this checkout (never committed);
+/// each is built at every base commit the set names, oldest first, each
+/// build incremental from the previous one, and the bundles are kept under
+/// --bundle-cache so later runs only evaluate. Then every row is asked of
+/// its commit's bundle in each search mode (lexical, semantic, hybrid), and
+/// of a whole-file BM25 baseline computed here, and scored at the file level
+/// (`shelf eval`'s metrics), per repository and overall, with and without
 /// the rows whose query names a gold path.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Swebench {
@@ -328,24 +327,8 @@ impl Asker {
                 .push(eval::score(&query, &ranked));
         }
         for (name, v) in &variants {
-            let request = eval::file_request(&row.query, Mode::Hybrid);
-            let target = shelf_search::Target {
-                repo: "bench",
-                bundle,
-                tag: None,
-            };
-            let answer = v.answer(&[target], &request)?;
-            scores
-                .variant_ms
-                .entry(name.clone())
-                .or_default()
-                .push(answer.timings_ms.search);
-            let ranked: Vec<String> = answer
-                .files
-                .unwrap_or_default()
-                .into_iter()
-                .map(|f| f.path)
-                .collect();
+            let (ms, ranked) = rank_files(v, bundle, &row.query)?;
+            scores.variant_ms.entry(name.clone()).or_default().push(ms);
             scores
                 .variants
                 .entry(name.clone())
