@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 25] = [
+const COMMITTED: [(&str, Check); 28] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -113,6 +113,18 @@ const COMMITTED: [(&str, Check); 25] = [
     (
         "history-validation-sources.json",
         round_trip::<quality::history::Results>,
+    ),
+    (
+        "history-validation-defaults.json",
+        round_trip::<quality::history::Results>,
+    ),
+    (
+        "swebench-defaults.json",
+        round_trip::<quality::swebench::Results>,
+    ),
+    (
+        "swebench-sympy-defaults.json",
+        round_trip::<quality::swebench::Results>,
     ),
     (
         "swebench-sources.json",
