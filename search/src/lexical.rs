@@ -65,7 +65,8 @@ pub enum Query<'a> {
     Text(Analyzer, &'a str),
     /// Terms analyzed and weighed already, each `(term, count in the
     /// query, weight)`: a term's BM25 contribution is multiplied by its
-    /// weight (the query's code terms weigh more, `query.rs`).
+    /// weight (`query.rs`: `QueryTuning` can weigh the query's code terms
+    /// more; by default they weigh as prose).
     Terms(&'a [(String, u32, f32)]),
 }
 

@@ -2,10 +2,11 @@
 //! in backticks, identifiers, stack-trace frames, file paths) and what is
 //! prose, and what kind of file it asks for.
 //!
-//! The lexical ranker gets every term, with the terms of code weighted up:
-//! an issue's `HTTPAdapter.send` or `File "requests/sessions.py", line 12,
-//! in send` names the place far more precisely than its sentences do. The
-//! semantic ranker gets the text as written (prose and code alike; the
+//! The lexical ranker gets every term, each weighing as `QueryTuning` says
+//! (by default code terms weigh as prose: a double weight for an issue's
+//! `HTTPAdapter.send` or `File "requests/sessions.py", line 12, in send`
+//! was measured and cost more than it gave); the code's paths and names
+//! feed the path mentions and the candidate sources. The semantic ranker gets the text as written (prose and code alike; the
 //! measurement in docs/benchmarks.md is why). The kind of file asked for
 //! ("where is X tested", "how do I", "release notes") steers the file-kind
 //! prior in `code.rs`; anything else, a bug report or a feature, wants
