@@ -830,10 +830,10 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
         "{right}"
     );
     assert_eq!(right["result"]["cacheScope"], "private", "{right}");
-    // A name that cannot travel as plain ASCII comes wrapped in base64
-    // (the TypeScript client wraps a non-ASCII URI so): it is decoded
-    // before it is compared with the body, and a wrapping that does not
-    // decode is refused, saying so.
+    // A name the client wraps in base64 (as the TypeScript client wraps a
+    // URI that is not plain ASCII; the unit test in protocol.rs decodes a
+    // non-ASCII one) is decoded before it is compared with the body, and a
+    // wrapping that does not decode is refused, saying so.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(uri.as_bytes());
     let wrapped = read(&format!("=?base64?{b64}?=")).json();
@@ -848,6 +848,8 @@ fn http_needs_the_search_token_and_answers_every_tool_like_rest() {
         (other.status, other.json()["error"]["code"].as_i64()),
         (400, Some(-32020))
     );
+    let message = other.json()["error"]["message"].to_string();
+    assert!(message.contains("does not match"), "{message}");
     let broken = read("=?base64?not base64!?=");
     assert_eq!(
         (broken.status, broken.json()["error"]["code"].as_i64()),

@@ -75,52 +75,21 @@ fn accepted() -> Response<Body> {
     r
 }
 
-/// The routing headers, or what is wrong with them (one given twice, an
-/// `Mcp-Name` whose encoded value does not decode).
-fn routing(headers: &HeaderMap) -> Result<Routing, String> {
-    let one = |name: &'static str| -> Result<Option<String>, String> {
+/// The routing headers, or the one that is given twice.
+fn routing(headers: &HeaderMap) -> Result<Routing, &'static str> {
+    let one = |name: &'static str| -> Result<Option<String>, &'static str> {
         let mut values = headers.get_all(name).iter();
         let first = values.next();
         if values.next().is_some() {
-            return Err(format!("the {name} header is given more than once"));
+            return Err(name);
         }
         Ok(first.map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string()))
-    };
-    let name = match one("mcp-name")? {
-        Some(v) => Some(header_value(&v).map_err(|why| format!("the Mcp-Name header {why}"))?),
-        None => None,
     };
     Ok(Routing {
         version: one("mcp-protocol-version")?,
         method: one("mcp-method")?,
-        name,
+        name: one("mcp-name")?,
     })
-}
-
-/// What a 2026-07-28 client wraps a header value in when the value cannot
-/// travel as plain ASCII (a name or URI with other characters, an empty
-/// one, or one with spaces at either end): `=?base64?…?=` around the
-/// base64 of its UTF-8.
-const BASE64_OPEN: &str = "=?base64?";
-const BASE64_CLOSE: &str = "?=";
-
-/// A header value as the client meant it: plain, or decoded from its
-/// base64 wrapping.
-fn header_value(raw: &str) -> Result<String, String> {
-    use base64::Engine as _;
-    let Some(inner) = raw
-        .strip_prefix(BASE64_OPEN)
-        .and_then(|r| r.strip_suffix(BASE64_CLOSE))
-    else {
-        return Ok(raw.to_string());
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(inner)
-        .map_err(|e| {
-            format!("is wrapped as base64 ({BASE64_OPEN}…{BASE64_CLOSE}) but does not decode: {e}")
-        })?;
-    String::from_utf8(bytes)
-        .map_err(|_| "decodes from base64 to bytes that are not UTF-8".to_string())
 }
 
 /// `POST /mcp`.
@@ -138,8 +107,12 @@ pub async fn post(
     }
     let routing = match routing(req.headers()) {
         Ok(r) => r,
-        Err(why) => {
-            let body = rpc_error(&Value::Null, HEADER_MISMATCH, why);
+        Err(twice) => {
+            let body = rpc_error(
+                &Value::Null,
+                HEADER_MISMATCH,
+                format!("the {twice} header is given more than once"),
+            );
             return Ok(mcp_response(StatusCode::BAD_REQUEST, &body));
         }
     };
@@ -249,19 +222,5 @@ mod tests {
             );
         }
         assert!(origin_allowed(&headers(None, "anything:1"), false));
-    }
-
-    #[test]
-    fn a_header_value_wrapped_in_base64_is_decoded_and_a_plain_one_kept() {
-        assert_eq!(header_value("search_code").unwrap(), "search_code");
-        // "shelf://r/c/naïve.rs" as UTF-8, then base64.
-        let wrapped = "=?base64?c2hlbGY6Ly9yL2MvbmHDr3ZlLnJz?=";
-        assert_eq!(header_value(wrapped).unwrap(), "shelf://r/c/naïve.rs");
-        assert_eq!(header_value("=?base64??=").unwrap(), "");
-        let bad = header_value("=?base64?@@@?=").unwrap_err();
-        assert!(bad.contains("does not decode"), "{bad}");
-        // 0xff 0xfe: valid base64, not UTF-8.
-        let bad = header_value("=?base64?//4=?=").unwrap_err();
-        assert!(bad.contains("not UTF-8"), "{bad}");
     }
 }

@@ -368,10 +368,18 @@ fn envelope(
         if r.method.as_deref() != Some(method) {
             return mismatch("Mcp-Method");
         }
-        if let Some(name) = mcp_name(method, params)
-            && r.name.as_deref() != Some(name)
-        {
-            return mismatch("Mcp-Name");
+        if let Some(name) = mcp_name(method, params) {
+            match r.name.as_deref().map(header_value) {
+                Some(Ok(sent)) if sent == name => {}
+                Some(Err(why)) => {
+                    return Err(rpc_error(
+                        id,
+                        HEADER_MISMATCH,
+                        format!("the Mcp-Name header {why}"),
+                    ));
+                }
+                _ => return mismatch("Mcp-Name"),
+            }
         }
     }
     let Some(version) = version.as_str() else {
@@ -385,6 +393,32 @@ fn envelope(
         return Err(unsupported_version(id, version));
     }
     Ok(())
+}
+
+/// What a 2026-07-28 client wraps a header value in when the value cannot
+/// travel as plain ASCII (characters outside printable ASCII, spaces at
+/// either end, a value that looks like the wrapping): `=?base64?…?=`
+/// around the base64 of its UTF-8.
+const BASE64_OPEN: &str = "=?base64?";
+const BASE64_CLOSE: &str = "?=";
+
+/// A header value as the client meant it: plain, or decoded from its
+/// base64 wrapping.
+fn header_value(raw: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let Some(inner) = raw
+        .strip_prefix(BASE64_OPEN)
+        .and_then(|r| r.strip_suffix(BASE64_CLOSE))
+    else {
+        return Ok(raw.to_string());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .map_err(|e| {
+            format!("is wrapped as base64 ({BASE64_OPEN}…{BASE64_CLOSE}) but does not decode: {e}")
+        })?;
+    String::from_utf8(bytes)
+        .map_err(|_| "decodes from base64 to bytes that are not UTF-8".to_string())
 }
 
 /// The body field a 2026-07-28 request's `Mcp-Name` header mirrors (the
@@ -520,4 +554,23 @@ async fn call(api: &Api, scope: &Scope, params: &Value) -> Result<Value, (i64, S
             }),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_value_wrapped_in_base64_is_decoded_and_a_plain_one_kept() {
+        assert_eq!(header_value("search_code").unwrap(), "search_code");
+        // "shelf://r/c/naïve.rs" as UTF-8, then base64.
+        let wrapped = "=?base64?c2hlbGY6Ly9yL2MvbmHDr3ZlLnJz?=";
+        assert_eq!(header_value(wrapped).unwrap(), "shelf://r/c/naïve.rs");
+        assert_eq!(header_value("=?base64??=").unwrap(), "");
+        let bad = header_value("=?base64?@@@?=").unwrap_err();
+        assert!(bad.contains("does not decode"), "{bad}");
+        // 0xff 0xfe: valid base64, not UTF-8.
+        let bad = header_value("=?base64?//4=?=").unwrap_err();
+        assert!(bad.contains("not UTF-8"), "{bad}");
+    }
 }

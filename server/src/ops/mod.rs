@@ -262,6 +262,8 @@ pub async fn search(api: &Api, scope: &Scope, args: &Args) -> Result<Answer, Api
 /// [`search`], and then `finish` on its answer in the same task of the
 /// blocking pool: a caller that turns the answer into a page does it
 /// there rather than in a second task (one hand-off per request, not two).
+/// `finish` runs inside the search's admission slot: it is the request's
+/// work on the blocking pool, and counts against `max_concurrent` with it.
 pub async fn search_then<T: Send + 'static>(
     api: &Api,
     scope: &Scope,

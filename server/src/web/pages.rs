@@ -184,23 +184,23 @@ pub(super) async fn search(
     let a = Asked::of(pairs);
     let names = for_web::repo_names(api, scope);
     let title = if a.q.is_empty() { "Search" } else { a.q };
-    let start = || {
-        let mut page = open(title, Some(ctx), RESULTS_CAPACITY);
+    let start = |room: usize| {
+        let mut page = open(title, Some(ctx), room);
         form(&mut page, &a, &names);
         page
     };
     if a.q.trim().is_empty() {
-        return (StatusCode::OK, close(start()));
+        return (StatusCode::OK, close(start(0)));
     }
     let answered = match a.ask {
-        "grep" => grep(api, scope, &a, start()).await,
-        "definitions" => definitions(api, scope, &a, start()).await,
-        _ => semantic(api, scope, &a, start()).await,
+        "grep" => grep(api, scope, &a, start(RESULTS_CAPACITY)).await,
+        "definitions" => definitions(api, scope, &a, start(RESULTS_CAPACITY)).await,
+        _ => semantic(api, scope, &a, start(RESULTS_CAPACITY)).await,
     };
     match answered {
         Ok(page) => (StatusCode::OK, close(page)),
         Err(e) => {
-            let mut page = start();
+            let mut page = start(0);
             let _ = write!(
                 page,
                 "<p class=\"error\" id=\"error\">{}</p>",
