@@ -34,7 +34,10 @@ fn bound_arenas_to(n: usize) -> Option<usize> {
     // its own lock, so it may be called while other threads allocate.
     let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, value) } == 1;
     if !ok {
-        tracing::warn!(arenas = n, "the C library refused to bound its arenas; memory freed by queries may stay with the process");
+        tracing::warn!(
+            arenas = n,
+            "the C library refused to bound its arenas; memory freed by queries may stay with the process"
+        );
         return None;
     }
     Some(n)
