@@ -90,15 +90,18 @@ mod tests {
     }
 
     // Unbounded, glibc would give each of the twelve threads an arena of
-    // its own (up to eight per core): bounded, they share two.
+    // its own (up to eight per core): bounded, they share two. (A test
+    // runner that runs other tests in this process may have made arenas
+    // before the bound; none is made after it.)
     #[test]
     fn twelve_threads_allocating_at_once_share_the_bounded_arenas() {
+        let before = arenas();
         assert_eq!(super::bound_arenas_to(2), Some(2));
         allocate_on_threads(12);
         let made = arenas();
         assert!(
-            (1..=2).contains(&made),
-            "{made} arenas for 12 threads with the bound at 2"
+            made <= before.max(2),
+            "{made} arenas for 12 threads with the bound at 2 ({before} before)"
         );
     }
 }
