@@ -1122,8 +1122,13 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
         "the bundle is only {bundle_bytes} bytes"
     );
     // Room for the process's own memory and a little page cache, far less
-    // than its own memory plus the bundle.
-    let limit = anon_kib * 1024 + (48 << 20);
+    // than its own memory plus the bundle. The room is measured from the
+    // anonymous memory after ready, and loading the model peaks about
+    // 50 MiB above that (160 MiB of the group's memory at most, against
+    // 108 MiB after ready): before the allocator's arenas were bounded
+    // (server/src/allocator.rs), 13 MiB it kept after the load made up the
+    // difference.
+    let limit = anon_kib * 1024 + (64 << 20);
     assert!(limit < anon_kib * 1024 + bundle_bytes);
     std::fs::write(group.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
     let wrapper = t.path().join("shelf-in-cgroup");

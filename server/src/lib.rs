@@ -4,7 +4,7 @@
 //! `embed` for the query model and `store` for following; never on the
 //! builder.
 //!
-//! Map: `cache` (unpacked bundles on disk and their retention), `follow`
+//! Map: `allocator` (the C allocator's arenas bounded per core), `cache` (unpacked bundles on disk and their retention), `follow`
 //! (what a tag points at), `reload` (one repository's follower: check,
 //! load beside, swap), `state` (one repository's live pointer and status),
 //! `repos` (every served repository), `root` (repositories found under a
@@ -17,6 +17,7 @@
 //! inject into debug builds). Transports depend on `ops`, never the other
 //! way round.
 
+pub mod allocator;
 pub mod cache;
 pub mod config;
 pub mod error;

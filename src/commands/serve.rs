@@ -35,6 +35,11 @@ pub fn run_front(
     let env = |name: &str| std::env::var(name).ok();
     let config = ServeSettings::merge(config, &env, flags)?.resolve_for(surface, &env)?;
     let runtime = Runtime::locate(runtime)?;
+    // Before the runtime's threads exist: each keeps the arena it first
+    // allocated in.
+    if let Some(arenas) = shelf_server::allocator::bound_arenas() {
+        tracing::debug!(arenas, "allocator arenas bounded to one per core");
+    }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
