@@ -29,6 +29,9 @@ const THEME_WORDS: usize = 6;
 const QUALITY_PER_REPO: usize = 3;
 /// `/v1/repos` requests timed per server.
 const LISTINGS: usize = 50;
+/// What a server may grow by for 99 more repositories, RSS after a load
+/// across all of them (the many-repositories target, issue #27).
+const MAX_RSS_PER_99_MIB: f64 = 23.0;
 /// The repository the single-repository server serves, and the one the
 /// one-repository queries name on the root server.
 const FIRST: usize = 0;
@@ -1005,11 +1008,15 @@ fn rows(r: &Results) -> Vec<Row> {
         format!("{} / {}", live(s), live(a)),
     );
     let (delta, extra) = (r.rss_delta_after_load_mib, r.extra_bundle_mib);
+    // The many-repositories target for 99 more, scaled to the run's count.
+    // Not the bundles' own bytes: each small member is mapped in whole
+    // pages, so the file pages alone exceed them (docs/benchmarks.md).
+    let bound = MAX_RSS_PER_99_MIB * (n - 1) as f64 / 99.0;
     t.check(
         format!("RSS after load, {n} repos − 1 repo"),
-        format!("{delta:.1} MiB"),
-        format!("<= {extra:.1} MiB (the {} more bundles)", n - 1),
-        delta <= extra,
+        format!("{delta:.1} MiB (the {} more bundles: {extra:.1} MiB)", n - 1),
+        format!("<= {bound:.1} MiB"),
+        delta <= bound,
     );
     let per_repo = extra * 1024.0 / (n - 1) as f64;
     t.info(
