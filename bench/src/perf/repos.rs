@@ -1014,7 +1014,10 @@ fn rows(r: &Results) -> Vec<Row> {
     let bound = MAX_RSS_PER_99_MIB * (n - 1) as f64 / 99.0;
     t.check(
         format!("RSS after load, {n} repos − 1 repo"),
-        format!("{delta:.1} MiB (the {} more bundles: {extra:.1} MiB)", n - 1),
+        format!(
+            "{delta:.1} MiB (the {} more bundles: {extra:.1} MiB)",
+            n - 1
+        ),
         format!("<= {bound:.1} MiB"),
         delta <= bound,
     );
