@@ -13,6 +13,17 @@ use crate::{ETag, Store, StoreError, now_rfc3339};
 /// a race. Each retry re-reads the record, so no history entry is lost.
 const MAX_RETRIES: usize = 16;
 
+/// How long a move that lost a race waits before it reads the tag again:
+/// 1 ms doubling to 64 ms, plus up to as much again picked by the bundle's
+/// digest. Writers that lost together then try again apart, and S3, which
+/// refuses every one of several conditional writes that arrive together
+/// (409), sees them one at a time.
+fn retry_pause(to: &Digest, attempt: usize) -> std::time::Duration {
+    let base = 1u64 << attempt.min(6);
+    let spread = u64::from(to.as_bytes()[attempt % 32]) % (base + 1);
+    std::time::Duration::from_millis(base + spread)
+}
+
 /// A request to point a tag at a bundle.
 #[derive(Debug, Clone)]
 pub struct MoveRequest {
@@ -127,7 +138,10 @@ pub async fn move_tag(store: &Store, req: &MoveRequest) -> Result<TagMoveOutcome
         });
     }
     let commit = bundle_commit(store, &req.to).await?;
-    for _ in 0..MAX_RETRIES {
+    for attempt in 0..MAX_RETRIES {
+        if attempt > 0 {
+            tokio::time::sleep(retry_pause(&req.to, attempt)).await;
+        }
         let current = read_tag(store, &req.tag).await?;
         let current_digest = current.as_ref().map(|(r, _)| r.digest);
         if let Some(expected) = &req.expect
@@ -256,4 +270,22 @@ pub async fn list_tags(store: &Store) -> Result<Vec<TagRecord>, StoreError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_pauses_grow_differ_between_bundles_and_stay_short() {
+        let (a, b) = (Digest::from_bytes([7; 32]), Digest::from_bytes([200; 32]));
+        let total: std::time::Duration = (1..MAX_RETRIES).map(|n| retry_pause(&a, n)).sum();
+        assert!(total < std::time::Duration::from_secs(2), "{total:?}");
+        for n in 1..MAX_RETRIES {
+            let p = retry_pause(&a, n);
+            let base = std::time::Duration::from_millis(1 << n.min(6));
+            assert!(p >= base && p <= base * 2, "attempt {n}: {p:?}");
+        }
+        assert_ne!(retry_pause(&a, 6), retry_pause(&b, 6));
+    }
 }
