@@ -258,27 +258,39 @@ mod x86 {
     /// Rows [`scan_i8`] scores at once.
     const ROWS: usize = 4;
 
-    /// [`i8_avx2`] for [`ROWS`] rows at once, each row's operations in the
-    /// same order as there, so each total is the same bit for bit.
+    /// The i8 kernel for `R` rows at once ([`i8_avx2`] is it for one,
+    /// [`scan_i8`] runs it for [`ROWS`]): the rows share each block's query
+    /// loads, and each row's operations are in the same order whatever `R`,
+    /// so each total is the same bit for bit.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2 and FMA; every row must have `dims` values
+    /// and a maximum for each block of them, and `q` `dims` values.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn i8_avx2_rows(
-        values: [*const u8; ROWS],
-        scales: [*const u8; ROWS],
+    unsafe fn i8_avx2_rows<const R: usize>(
+        values: [*const u8; R],
+        scales: [*const u8; R],
         q: *const i16,
         dims: usize,
-    ) -> [f32; ROWS] {
-        let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
+    ) -> [f32; R] {
+        // Two accumulators per row: consecutive blocks' FMAs do not wait
+        // on each other.
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         let mut block = 0;
-        // SAFETY (all loads): as in `i8_avx2`, for every row.
+        // SAFETY (all loads): each full block's 32 values, 32 query values
+        // and its maximum are in bounds, for every row (the caller's
+        // guarantee).
         unsafe {
             while (block + 1) * BLOCK <= dims {
                 let at = block * BLOCK;
                 let q_low = _mm256_loadu_si256(q.add(at).cast());
                 let q_high = _mm256_loadu_si256(q.add(at + 16).cast());
-                for r in 0..ROWS {
+                for r in 0..R {
                     let m = f32::from_le_bytes(*scales[r].add(block * 4).cast::<[u8; 4]>());
                     let low = _mm256_cvtepi8_epi16(_mm_loadu_si128(values[r].add(at).cast()));
                     let high = _mm256_cvtepi8_epi16(_mm_loadu_si128(values[r].add(at + 16).cast()));
+                    // Pairs of 8-bit x 16-bit products fit an i32 lane with room.
                     let sum = _mm256_add_epi32(
                         _mm256_madd_epi16(low, q_low),
                         _mm256_madd_epi16(high, q_high),
@@ -365,40 +377,9 @@ mod x86 {
     /// maximum), still to be divided by 127 and the query's scale.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn i8_avx2(values: *const u8, scales: *const u8, q: *const i16, dims: usize) -> f32 {
-        // Two accumulators: consecutive blocks' FMAs do not wait on each
-        // other.
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut block = 0;
-        // SAFETY (all loads): each full block's 32 values, 32 query
-        // values and its maximum are in bounds (the caller checked `dims`
-        // and the scales).
-        unsafe {
-            while (block + 1) * BLOCK <= dims {
-                let at = block * BLOCK;
-                let m = f32::from_le_bytes(*scales.add(block * 4).cast::<[u8; 4]>());
-                let low = _mm256_cvtepi8_epi16(_mm_loadu_si128(values.add(at).cast()));
-                let high = _mm256_cvtepi8_epi16(_mm_loadu_si128(values.add(at + 16).cast()));
-                // Pairs of 8-bit x 16-bit products fit an i32 lane with room.
-                let sum = _mm256_add_epi32(
-                    _mm256_madd_epi16(low, _mm256_loadu_si256(q.add(at).cast())),
-                    _mm256_madd_epi16(high, _mm256_loadu_si256(q.add(at + 16).cast())),
-                );
-                let a = &mut acc[block % 2];
-                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(m), *a);
-                block += 1;
-            }
-            let mut total = sum8([acc[0], acc[1], _mm256_setzero_ps(), _mm256_setzero_ps()]);
-            let at = block * BLOCK;
-            if at < dims {
-                let m = f32::from_le_bytes(*scales.add(block * 4).cast::<[u8; 4]>());
-                let mut sum = 0i32;
-                for i in at..dims {
-                    sum += i32::from(*values.add(i) as i8) * i32::from(*q.add(i));
-                }
-                total += sum as f32 * m;
-            }
-            total
-        }
+        // SAFETY: the caller's guarantees, for its one row.
+        let [total] = unsafe { i8_avx2_rows([values], [scales], q, dims) };
+        total
     }
 }
 
