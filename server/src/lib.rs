@@ -4,8 +4,9 @@
 //! `embed` for the query model and `store` for following; never on the
 //! builder.
 //!
-//! Map: `allocator` (the C allocator's arenas bounded per core), `cache` (unpacked bundles on disk and their retention), `follow`
-//! (what a tag points at), `reload` (one repository's follower: check,
+//! Map: `allocator` (the C allocator's arenas bounded per core), `cache`
+//! (unpacked bundles on disk and their retention), `follow` (what a tag
+//! points at), `reload` (one repository's follower: check,
 //! load beside, swap), `state` (one repository's live pointer and status),
 //! `repos` (every served repository), `root` (repositories found under a
 //! store root), `supervise` (those long-lived tasks watched, reported and

@@ -14,8 +14,8 @@ use crate::{ETag, Store, StoreError, now_rfc3339};
 const MAX_RETRIES: usize = 16;
 
 /// How long a move that lost a race waits before it reads the tag again:
-/// 1 ms doubling to 64 ms, plus up to as much again picked by the bundle's
-/// digest. Writers that lost together then try again apart, and S3, which
+/// 2 ms for the first retry, doubling to 64 ms, plus up to as much again
+/// picked by the bundle's digest. Writers that lost together then try again apart, and S3, which
 /// refuses every one of several conditional writes that arrive together
 /// (409), sees them one at a time.
 fn retry_pause(to: &Digest, attempt: usize) -> std::time::Duration {

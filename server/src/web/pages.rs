@@ -75,8 +75,9 @@ fn close(mut page: String) -> String {
 /// the answer's search ran: writing a page's lines, or highlighting a
 /// file, is the longest work of a request, and on the async workers it
 /// would hold up every other connection's reads and writes. Every page
-/// that writes an answer's lines writes them here, but the search page,
-/// which writes them in the search's own task (`for_web::search`).
+/// that writes an answer's lines writes them here, but the semantic
+/// search's, which are written in the search's own task
+/// (`for_web::search`).
 async fn off_the_workers(
     write: impl FnOnce() -> String + Send + 'static,
 ) -> Result<String, ApiError> {
