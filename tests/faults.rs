@@ -1044,30 +1044,9 @@ fn a_cache_directory_others_may_write_or_another_user_owns_is_refused() {
 /// group); the GitHub workflow runs it in its root step.
 #[test]
 fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_lives() {
-    let group = PathBuf::from(format!(
-        "/sys/fs/cgroup/memory/shelf-test-{}",
-        std::process::id()
-    ));
-    let made = std::fs::create_dir(&group);
-    assert!(
-        made.is_ok(),
-        "this test needs to make a memory cgroup ({}) and cannot: {made:?}; run it as root, or leave it out knowingly: cargo nextest run -E 'not test(=a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_lives)'",
-        group.display()
-    );
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            // Empty by now (its one process was stopped); retried briefly
-            // while the kernel finishes the exit.
-            for _ in 0..50 {
-                if std::fs::remove_dir(&self.0).is_ok() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-    let _remove = Remove(group.clone());
+    let group = shelf_testkit::cgroup::MemoryGroup::create("shelf-test").unwrap_or_else(|e| {
+        panic!("{e}; or leave this test out knowingly: cargo nextest run -E 'not test(=a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_lives)'")
+    });
 
     // The real model's identity, from a real build, on a large synthetic
     // bundle (random vectors: the answers mean nothing, but every query
@@ -1113,10 +1092,10 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
     let free = answers(&server);
     let anon_kib = rss_anon_kib(server.pid());
     drop(server);
-    let bundle_bytes: u64 = std::fs::read_dir(cache.join(big.digest.hex()))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
+    // Its pages leave the cache, or the limited server would be given
+    // them charged to this process's group instead of its own.
+    let bundle_bytes =
+        shelf_testkit::cgroup::drop_cached_pages(&cache.join(big.digest.hex())).unwrap();
     assert!(
         bundle_bytes > 100 << 20,
         "the bundle is only {bundle_bytes} bytes"
@@ -1130,22 +1109,8 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
     // difference.
     let limit = anon_kib * 1024 + (64 << 20);
     assert!(limit < anon_kib * 1024 + bundle_bytes);
-    std::fs::write(group.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
-    let wrapper = t.path().join("shelf-in-cgroup");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho $$ > {}/cgroup.procs || exit 97\nexec {} \"$@\"\n",
-            group.display(),
-            shelf().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    group.limit(limit).unwrap();
+    let wrapper = group.wrap(shelf(), t.path()).unwrap();
 
     let server = ServerProcess::serve_bundle(&wrapper, &big.path, &cache, &[], &[]);
     server.wait_for("/readyz", READY, |r| r.status == 200);
@@ -1156,17 +1121,15 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
             "round {round}: other answers under the limit"
         );
     }
-    let usage: u64 = std::fs::read_to_string(group.join("memory.max_usage_in_bytes"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let usage = group.peak_bytes().unwrap();
+    // The limited server read the bundle's pages itself, under its limit.
+    let faults = group.stat("pgmajfault").unwrap();
+    assert!(faults > 0, "no page of the bundle was read in the group");
     assert!(usage <= limit, "used {usage} over the limit {limit}");
-    let oom = std::fs::read_to_string(group.join("memory.oom_control")).unwrap();
-    assert!(
-        !oom.lines()
-            .any(|l| l.starts_with("oom_kill ") && l != "oom_kill 0"),
-        "{oom}"
+    assert_eq!(
+        group.oom_kills().unwrap(),
+        0,
+        "the OOM killer killed in the group"
     );
     assert!(
         http::try_request(server.addr, "GET", "/healthz", &[], b"").is_some(),

@@ -2,6 +2,7 @@
 //! temporary directories with the `git` CLI (what users have), nothing mocked.
 
 pub mod browser;
+pub mod cgroup;
 pub mod cli;
 pub mod http;
 pub mod serve;

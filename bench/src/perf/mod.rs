@@ -7,6 +7,7 @@ pub mod build;
 pub mod cache;
 pub mod commit;
 pub mod embed;
+pub mod limit;
 pub mod mcp;
 pub mod quantization;
 pub mod repos;
