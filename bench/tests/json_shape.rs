@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 28] = [
+const COMMITTED: [(&str, Check); 29] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -71,6 +71,7 @@ const COMMITTED: [(&str, Check); 28] = [
     ("commit-100k.json", round_trip::<perf::commit::Results>),
     ("agreement.json", round_trip::<perf::agreement::Results>),
     ("web.json", round_trip::<perf::web::Results>),
+    ("limit.json", round_trip::<perf::limit::Results>),
     (
         "quantization.json",
         round_trip::<perf::quantization::Results>,
