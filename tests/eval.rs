@@ -165,14 +165,19 @@ fn modes_and_file_grouping_over_http() {
             .all(|f| !f["chunks"].as_array().unwrap().is_empty())
     );
     assert_eq!(files[0]["rank"], 1);
-    // A file's score is the sum of its (at most 3) chunks' scores; files
-    // are ranked by it and numbered from 1, their chunks too.
+    // A file's score is its (at most 3) chunks' scores summed, each
+    // further one counting 0.8 of the one before; files are ranked by it
+    // and numbered from 1, their chunks too.
     let mut last = f64::INFINITY;
     for (i, f) in files.iter().enumerate() {
         assert_eq!(f["rank"], i + 1);
         let chunks = f["chunks"].as_array().unwrap();
         assert!(chunks.len() <= 3, "{f}");
-        let sum: f64 = chunks.iter().map(|c| c["score"].as_f64().unwrap()).sum();
+        let sum: f64 = chunks
+            .iter()
+            .enumerate()
+            .map(|(j, c)| c["score"].as_f64().unwrap() * 0.8f64.powi(j as i32))
+            .sum();
         let score = f["score"].as_f64().unwrap();
         assert!((score - sum).abs() < 1e-4, "{f}");
         assert!(score <= last, "files are ranked by score");

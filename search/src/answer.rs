@@ -18,7 +18,7 @@ use crate::code::{self, CodeTuning, KindPreference};
 use crate::encode::{Encoded, MAX_WINDOWS, QueryEncoder, windows};
 use crate::error::{RequestError, SearchError};
 use crate::filter::Filter;
-use crate::group::{CHUNKS_PER_FILE, group_by_file_decayed};
+use crate::group::{CHUNK_DECAY, CHUNKS_PER_FILE, group_by_file_decayed};
 use crate::language::language_of;
 use crate::mapped::{MappedBundle, OpenError};
 use crate::query::{self, QueryTuning};
@@ -232,8 +232,9 @@ pub struct ResultFile {
     pub repo: String,
     /// The path.
     pub path: String,
-    /// What the file is ranked by: the sum of its best chunks' scores (at
-    /// most [`CHUNKS_PER_FILE`] of them).
+    /// What the file is ranked by: its best chunks' scores (at most
+    /// [`CHUNKS_PER_FILE`] of them) summed, each after the first counting
+    /// [`CHUNK_DECAY`] times the one before (1, 0.8, 0.64).
     pub score: f32,
     /// Language from the extension, if known.
     pub language: Option<&'static str>,
@@ -373,7 +374,7 @@ impl Default for Tuning {
             query: QueryTuning::default(),
             code: CodeTuning::default(),
             sources: SourceTuning::default(),
-            chunk_decay: 1.0,
+            chunk_decay: CHUNK_DECAY,
             adaptive_fusion: 0.0,
         }
     }
@@ -622,9 +623,9 @@ impl Engine {
         Ok((mode, kind, all))
     }
 
-    /// The first `k` files, each with its best chunks, ranked by the sum of
-    /// those chunks' scores; across repositories a file is a (repository,
-    /// path) pair.
+    /// The first `k` files, each with its best chunks, ranked by those
+    /// chunks' scores summed with the tuning's decay; across repositories a
+    /// file is a (repository, path) pair.
     ///
     /// Summing rather than taking the best chunk alone favours a file that
     /// several chunks point at: the file a fix touches usually matches an

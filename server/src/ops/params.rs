@@ -1036,7 +1036,7 @@ mod tests {
             ),
         ];
         let mut want = doc.clone();
-        want["info"]["version"] = json!("1.5.0");
+        want["info"]["version"] = json!("1.6.0");
         for (op, summary, schema) in new {
             want["paths"][op] = json!({"get": {
                 "operationId": op.trim_start_matches("/v1/"),
