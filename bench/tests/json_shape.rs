@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 29] = [
+const COMMITTED: [(&str, Check); 30] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -97,6 +97,10 @@ const COMMITTED: [(&str, Check); 29] = [
     ("history.json", round_trip::<quality::history::Results>),
     (
         "history-sweep.json",
+        round_trip::<quality::history::Results>,
+    ),
+    (
+        "history-heldout.json",
         round_trip::<quality::history::Results>,
     ),
     (
