@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 30] = [
+const COMMITTED: [(&str, Check); 32] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -101,6 +101,14 @@ const COMMITTED: [(&str, Check); 30] = [
     ),
     (
         "history-heldout.json",
+        round_trip::<quality::history::Results>,
+    ),
+    (
+        "history-heldout2.json",
+        round_trip::<quality::history::Results>,
+    ),
+    (
+        "history-validation-decay.json",
         round_trip::<quality::history::Results>,
     ),
     (
