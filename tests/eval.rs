@@ -157,6 +157,7 @@ fn modes_and_file_grouping_over_http() {
     assert_eq!(files.len(), 3);
     let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
     let mut unique = paths.clone();
+    unique.sort_unstable();
     unique.dedup();
     assert_eq!(paths.len(), unique.len(), "a file appears once");
     assert!(
@@ -168,6 +169,12 @@ fn modes_and_file_grouping_over_http() {
     // A file's score is its (at most 3) chunks' scores summed, each
     // further one counting 0.8 of the one before; files are ranked by it
     // and numbered from 1, their chunks too.
+    assert!(
+        files
+            .iter()
+            .any(|f| f["chunks"].as_array().unwrap().len() >= 2),
+        "no file with two chunks: the decay is not exercised"
+    );
     let mut last = f64::INFINITY;
     for (i, f) in files.iter().enumerate() {
         assert_eq!(f["rank"], i + 1);

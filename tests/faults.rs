@@ -1040,8 +1040,8 @@ fn a_cache_directory_others_may_write_or_another_user_owns_is_refused() {
 /// A server's bundles are mapped, not copied: under a memory limit (a
 /// cgroup) smaller than its model plus the bundle it serves, it answers
 /// every query as it does without one and is not killed, the kernel
-/// paging the bundle's files in and out. Needs root (a cgroup v1 memory
-/// group); the GitHub workflow runs it in its root step.
+/// paging the bundle's files in and out. Needs root (a memory cgroup, v1
+/// or v2); the GitHub workflow runs it in its root step.
 #[test]
 fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_lives() {
     let group = shelf_testkit::cgroup::MemoryGroup::create("shelf-test").unwrap_or_else(|e| {
@@ -1062,7 +1062,7 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
     )
     .unwrap();
     let model = unpacked.bundle.manifest.model.clone();
-    let big = shelf_testkit::synthetic_bundle(&t.path().join("big"), 220_000, &model, 11);
+    let big = shelf_testkit::synthetic_bundle(&t.path().join("big"), 400_000, &model, 11);
     let cache = t.path().join("cache");
     let queries = [
         "parse the configuration file",
@@ -1092,22 +1092,22 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
     let free = answers(&server);
     let anon_kib = rss_anon_kib(server.pid());
     drop(server);
-    // Its pages leave the cache, or the limited server would be given
-    // them charged to this process's group instead of its own.
+    // Its pages leave the cache (checked with mincore), or the limited
+    // server would be given them charged to this process's group instead
+    // of its own: every page of it that server uses, it reads itself.
     let bundle_bytes =
         shelf_testkit::cgroup::drop_cached_pages(&cache.join(big.digest.hex())).unwrap();
     assert!(
-        bundle_bytes > 100 << 20,
+        bundle_bytes > 180 << 20,
         "the bundle is only {bundle_bytes} bytes"
     );
-    // Room for the process's own memory and a little page cache, far less
+    // Room for the process's own memory and some page cache, far less
     // than its own memory plus the bundle. The room is measured from the
-    // anonymous memory after ready, and loading the model peaks about
-    // 50 MiB above that (160 MiB of the group's memory at most, against
-    // 108 MiB after ready): before the allocator's arenas were bounded
-    // (server/src/allocator.rs), 13 MiB it kept after the load made up the
-    // difference.
-    let limit = anon_kib * 1024 + (64 << 20);
+    // anonymous memory after ready, and loading the model peaks 50 to
+    // 60 MiB above that: with 64 MiB of room the load sometimes thrashed
+    // for minutes (shelf-bench limit), so 96, against a bundle of about
+    // 200 MiB.
+    let limit = anon_kib * 1024 + (96 << 20);
     assert!(limit < anon_kib * 1024 + bundle_bytes);
     group.limit(limit).unwrap();
     let wrapper = group.wrap(shelf(), t.path()).unwrap();
@@ -1122,10 +1122,15 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
         );
     }
     let usage = group.peak_bytes().unwrap();
-    // The limited server read the bundle's pages itself, under its limit.
+    // The limit bit: the group reached it and the kernel reclaimed from it
+    // (the bundle's pages) rather than let it grow.
+    let hits = group.limit_hits().unwrap();
+    assert!(
+        hits > 0,
+        "the group never reached its limit ({usage} of {limit} bytes at most)"
+    );
     let faults = group.stat("pgmajfault").unwrap();
-    assert!(faults > 0, "no page of the bundle was read in the group");
-    assert!(usage <= limit, "used {usage} over the limit {limit}");
+    assert!(faults > 0, "the group read nothing from disk");
     assert_eq!(
         group.oom_kills().unwrap(),
         0,

@@ -232,9 +232,8 @@ pub struct ResultFile {
     pub repo: String,
     /// The path.
     pub path: String,
-    /// What the file is ranked by: its best chunks' scores (at most
-    /// [`CHUNKS_PER_FILE`] of them) summed, each after the first counting
-    /// [`CHUNK_DECAY`] times the one before (1, 0.8, 0.64).
+    /// What the file is ranked by: its best chunks' scores (at most 3)
+    /// summed, each after the first counting 0.8 of the one before.
     pub score: f32,
     /// Language from the extension, if known.
     pub language: Option<&'static str>,

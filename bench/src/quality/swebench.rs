@@ -154,8 +154,9 @@ struct SweepOut {
     queries: Option<Vec<QueryScore>>,
 }
 
-/// Files from ranked chunks, as `group=file` ranks them (`sum3`) or by
-/// their best chunk (`max`).
+/// Files from ranked chunks, by the plain sum of their best three (`sum3`;
+/// `group=file` decays each further chunk since API 1.6) or by their best
+/// chunk (`max`).
 fn files_of(bundle: &MappedBundle, ranked: &[Ranked], sum3: bool) -> Result<Vec<String>> {
     let chunks = bundle.chunks()?;
     let scored: Vec<(&str, f32)> = ranked
