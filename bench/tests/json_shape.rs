@@ -60,7 +60,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(path: &Path) -> Result<(), String
 type Check = fn(&Path) -> Result<(), String>;
 
 /// Every committed results file and the type of the harness that wrote it.
-const COMMITTED: [(&str, Check); 32] = [
+const COMMITTED: [(&str, Check); 34] = [
     ("build.json", round_trip::<perf::build::Results>),
     ("serve.json", round_trip::<perf::serve::Results>),
     ("embed.json", round_trip::<perf::embed::Results>),
@@ -84,6 +84,14 @@ const COMMITTED: [(&str, Check); 32] = [
     ),
     (
         "swebench-ranking.json",
+        round_trip::<quality::swebench::Results>,
+    ),
+    (
+        "swebench-decay.json",
+        round_trip::<quality::swebench::Results>,
+    ),
+    (
+        "swebench-sympy-decay.json",
         round_trip::<quality::swebench::Results>,
     ),
     (
