@@ -120,7 +120,35 @@ fn eval_scores_every_mode_with_minimum_scores_and_a_server_scores_the_same() {
 #[test]
 fn modes_and_file_grouping_over_http() {
     let t = tempfile::tempdir().unwrap();
-    let (_, bundle) = build(&sample_repo(), &t.path().join("b"));
+    // A source file of several chunks (each function longer than a
+    // chunk's 256 tokens), so a file's score sums more than one.
+    let repo = sample_repo();
+    let function = |name: &str, line: &str| {
+        format!(
+            "{}pub fn {name}() {{}}\n\n",
+            format!("/// {line}\n").repeat(30)
+        )
+    };
+    repo.write(
+        "src/thumbnails.rs",
+        [
+            function(
+                "crop_thumbnail",
+                "Crops a thumbnail to a square around its centre.",
+            ),
+            function(
+                "scale_thumbnail",
+                "Scales a thumbnail down to fit a square box.",
+            ),
+            function(
+                "cache_thumbnail",
+                "Keeps a scaled thumbnail on disk for later requests.",
+            ),
+        ]
+        .concat(),
+    );
+    repo.commit("tags");
+    let (_, bundle) = build(&repo, &t.path().join("b"));
     let server =
         ServerProcess::serve_bundle(Path::new(SHELF), &bundle, &t.path().join("c"), &[], &[]);
     server.wait_ready(std::time::Duration::from_secs(60));
@@ -168,30 +196,36 @@ fn modes_and_file_grouping_over_http() {
     assert_eq!(files[0]["rank"], 1);
     // A file's score is its (at most 3) chunks' scores summed, each
     // further one counting 0.8 of the one before; files are ranked by it
-    // and numbered from 1, their chunks too.
-    assert!(
-        files
-            .iter()
-            .any(|f| f["chunks"].as_array().unwrap().len() >= 2),
-        "no file with two chunks: the decay is not exercised"
+    // and numbered from 1, their chunks too. The thumbnails' file has
+    // three chunks to sum.
+    let thumbnails = get("/v1/search?q=crop+and+scale+thumbnails&group=file&k=3").json();
+    assert_eq!(
+        thumbnails["files"][0]["path"], "src/thumbnails.rs",
+        "{thumbnails:#}"
     );
-    let mut last = f64::INFINITY;
-    for (i, f) in files.iter().enumerate() {
-        assert_eq!(f["rank"], i + 1);
-        let chunks = f["chunks"].as_array().unwrap();
-        assert!(chunks.len() <= 3, "{f}");
-        let sum: f64 = chunks
-            .iter()
-            .enumerate()
-            .map(|(j, c)| c["score"].as_f64().unwrap() * 0.8f64.powi(j as i32))
-            .sum();
-        let score = f["score"].as_f64().unwrap();
-        assert!((score - sum).abs() < 1e-4, "{f}");
-        assert!(score <= last, "files are ranked by score");
-        last = score;
-        for (j, c) in chunks.iter().enumerate() {
-            assert_eq!(c["rank"], j + 1);
-            assert_eq!(c["path"], f["path"]);
+    assert!(
+        thumbnails["files"][0]["chunks"].as_array().unwrap().len() >= 2,
+        "the decay is not exercised: {thumbnails:#}"
+    );
+    for answer in [&r, &thumbnails] {
+        let mut last = f64::INFINITY;
+        for (i, f) in answer["files"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(f["rank"], i + 1);
+            let chunks = f["chunks"].as_array().unwrap();
+            assert!(chunks.len() <= 3, "{f}");
+            let decayed: f64 = chunks
+                .iter()
+                .enumerate()
+                .map(|(j, c)| c["score"].as_f64().unwrap() * 0.8f64.powi(j as i32))
+                .sum();
+            let score = f["score"].as_f64().unwrap();
+            assert!((score - decayed).abs() < 1e-4, "{f}");
+            assert!(score <= last, "files are ranked by score");
+            last = score;
+            for (j, c) in chunks.iter().enumerate() {
+                assert_eq!(c["rank"], j + 1);
+                assert_eq!(c["path"], f["path"]);
+            }
         }
     }
     // The kind of file preferred: asked for, inferred from the question,
