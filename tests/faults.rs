@@ -1064,14 +1064,7 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
     let model = unpacked.bundle.manifest.model.clone();
     let big = shelf_testkit::synthetic_bundle(&t.path().join("big"), 400_000, &model, 11);
     let cache = t.path().join("cache");
-    let queries = [
-        "parse the configuration file",
-        "retry with backoff",
-        "render a table of results",
-        "hash the password",
-        "open a database connection",
-        "split a string into tokens",
-    ];
+    let queries = &shelf_testkit::SCAN_QUERIES[..6];
     let answers = |server: &ServerProcess| -> Vec<serde_json::Value> {
         queries
             .iter()

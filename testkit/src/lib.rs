@@ -323,6 +323,24 @@ pub fn sample_manifest(commit: &str) -> Manifest {
     }
 }
 
+/// Queries for a [`synthetic_bundle`] in semantic mode: each scans every
+/// vector, so each needs all of the vectors' pages (the memory-limit test
+/// and `shelf-bench limit` ask them).
+pub const SCAN_QUERIES: [&str; 12] = [
+    "parse the configuration file",
+    "retry with backoff",
+    "render a table of results",
+    "hash the password",
+    "open a database connection",
+    "split a string into tokens",
+    "read the environment variables",
+    "compress a stream of bytes",
+    "sort the entries by date",
+    "send an http request with a timeout",
+    "walk a directory tree",
+    "format an error for the user",
+];
+
 /// Writes a real bundle without a model: `chunks` chunks over a few dozen
 /// Rust, Python and Markdown paths, with deterministic pseudo-random unit
 /// vectors of `model.dimensions`, indexed as the builder indexes them. For

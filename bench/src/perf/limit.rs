@@ -15,23 +15,6 @@ use crate::harness::stats::percentile;
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Machine, Row, machine, table};
 
-/// Semantic queries: each one scans every vector of the bundle, so each
-/// one needs all of the vectors' pages.
-const QUERIES: [&str; 12] = [
-    "parse the configuration file",
-    "retry with backoff",
-    "render a table of results",
-    "hash the password",
-    "open a database connection",
-    "split a string into tokens",
-    "read the environment variables",
-    "compress a stream of bytes",
-    "sort the entries by date",
-    "send an http request with a timeout",
-    "walk a directory tree",
-    "format an error for the user",
-];
-
 /// A server under a memory limit smaller than its own memory plus the
 /// bundle it serves (docs/serve.md, "Memory"; issue 27): does it answer
 /// the same, does it live, what does the limit cost?
@@ -269,7 +252,7 @@ fn ask(started: &Started, rounds: usize) -> Result<(ServerOut, Vec<serde_json::V
     let anon_kib = rss(started)?.0;
     let (mut latency_ms, mut answers) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        for q in QUERIES {
+        for q in shelf_testkit::SCAN_QUERIES {
             let target = format!("/v1/search?q={}&k=10&mode=semantic", encode(q));
             let asked = Instant::now();
             let r = try_request(started.server.addr, "GET", &target, &[], b"")
