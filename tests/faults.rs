@@ -1048,21 +1048,9 @@ fn a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_li
         panic!("{e}; or leave this test out knowingly: cargo nextest run -E 'not test(=a_server_under_a_memory_limit_below_model_plus_bundle_answers_the_same_and_lives)'")
     });
 
-    // The real model's identity, from a real build, on a large synthetic
-    // bundle (random vectors: the answers mean nothing, but every query
-    // scans every vector).
+    // A large synthetic bundle under the real model's identity.
     let t = tempfile::tempdir().unwrap();
-    let repo = shelf_testkit::sample_repo();
-    let real = cli::build(shelf(), &repo, &t.path().join("real"));
-    let unpacked = shelf_formats::bundle::unpack_file(
-        &real.path,
-        None,
-        &t.path().join("real-unpacked"),
-        &shelf_formats::bundle::Limits::default(),
-    )
-    .unwrap();
-    let model = unpacked.bundle.manifest.model.clone();
-    let big = shelf_testkit::synthetic_bundle(&t.path().join("big"), 400_000, &model, 11);
+    let big = shelf_testkit::synthetic_bundle_of_real_model(shelf(), t.path(), 400_000, 11);
     let cache = t.path().join("cache");
     let queries = &shelf_testkit::SCAN_QUERIES[..6];
     let answers = |server: &ServerProcess| -> Vec<serde_json::Value> {

@@ -355,6 +355,32 @@ pub fn synthetic_bundle(
     synthetic_bundle_with(out_dir, chunks, model, seed, |_| {})
 }
 
+/// A [`synthetic_bundle`] under the identity of the model `shelf` really
+/// builds with (read from its bundle of [`sample_repo`], made in `dir`), so
+/// that a server of that model serves it: random vectors, so the answers
+/// mean nothing, but every semantic query scans every vector.
+pub fn synthetic_bundle_of_real_model(
+    shelf: &Path,
+    dir: &Path,
+    chunks: usize,
+    seed: u64,
+) -> shelf_formats::bundle::WrittenBundle {
+    let real = cli::build(shelf, &sample_repo(), &dir.join("real"));
+    let unpacked = shelf_formats::bundle::unpack_file(
+        &real.path,
+        None,
+        &dir.join("real-unpacked"),
+        &shelf_formats::bundle::Limits::default(),
+    )
+    .expect("the sample repository's bundle unpacks");
+    synthetic_bundle(
+        &dir.join("big"),
+        chunks,
+        &unpacked.bundle.manifest.model,
+        seed,
+    )
+}
+
 /// [`synthetic_bundle`] with its manifest changed by `edit` before it is
 /// written (for bundles a reader must refuse, e.g. unknown kinds).
 pub fn synthetic_bundle_with(

@@ -1,6 +1,5 @@
 //! `shelf-bench limit`: see [`Limit`].
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -10,7 +9,6 @@ use shelf_testkit::http::{encode, timeless, try_request};
 
 use crate::fixtures::process::process_rss_split_kib;
 use crate::fixtures::server::{Started, start_ready, strings};
-use crate::fixtures::shelf::ShelfBinary;
 use crate::harness::stats::percentile;
 use crate::harness::table::Table;
 use crate::harness::{Bench, Benchmark, Machine, Row, machine, table};
@@ -103,11 +101,12 @@ impl Benchmark for Limit {
         }
         let shelf = b.shelf()?;
         b.say(format!("building a {}-chunk bundle", self.chunks));
-        let bundle = synthetic(shelf, b.work(), self.chunks)?;
+        let bundle =
+            shelf_testkit::synthetic_bundle_of_real_model(shelf.path(), b.work(), self.chunks, 11);
         let cache = b.work().join("cache");
         let args = strings(&[
             "--bundle",
-            &bundle.0.display().to_string(),
+            &bundle.path.display().to_string(),
             "--cache",
             &cache.display().to_string(),
         ]);
@@ -115,10 +114,10 @@ impl Benchmark for Limit {
         b.say("serving without a limit");
         let started = start_ready(shelf, &args, &[], |_| true)?;
         let anon_kib = rss(&started)?.0;
-        let (free, free_answers) = ask(&started, self.rounds)?;
+        let (free, free_answers) = ask(&started, anon_kib, self.rounds)?;
         // Stopped (killed and waited for) before its pages are dropped.
         drop(started);
-        let installed = cache.join(&bundle.1);
+        let installed = cache.join(bundle.digest.hex());
         let bundle_bytes = drop_cached_pages(&installed)
             .with_context(|| format!("reading {}", installed.display()))?;
 
@@ -132,7 +131,7 @@ impl Benchmark for Limit {
         let wrapper = group.wrap(shelf.path(), b.work())?;
         b.say(format!("serving under a limit of {} MiB", limit >> 20));
         let started = start_ready(&shelf.run_through(wrapper), &args, &[], |_| true)?;
-        let (limited, limited_answers) = ask(&started, self.rounds)?;
+        let (limited, limited_answers) = ask(&started, rss(&started)?.0, self.rounds)?;
         let alive_after = try_request(started.server.addr, "GET", "/healthz", &[], b"").is_some();
         drop(started);
         let same_answers = free_answers
@@ -219,37 +218,20 @@ impl Benchmark for Limit {
     }
 }
 
-/// A synthetic bundle of `chunks` chunks under the real model's identity
-/// (read from a real build of the sample repository): its path and digest.
-fn synthetic(
-    shelf: &ShelfBinary,
-    work: &Path,
-    chunks: usize,
-) -> Result<(std::path::PathBuf, String)> {
-    let repo = shelf_testkit::sample_repo();
-    let real = shelf.build(repo.path(), &work.join("real"), None, &[])?;
-    let unpacked = shelf_formats::bundle::unpack_file(
-        &real.report.bundle_path,
-        None,
-        &work.join("real-unpacked"),
-        &shelf_formats::bundle::Limits::default(),
-    )
-    .context("unpacking the sample repository's bundle")?;
-    let model = &unpacked.bundle.manifest.model;
-    let big = shelf_testkit::synthetic_bundle(&work.join("big"), chunks, model, 11);
-    Ok((big.path, big.digest.hex()))
-}
-
 /// The server's anonymous and file-backed resident memory, KiB.
 fn rss(started: &Started) -> Result<(u64, u64)> {
     let pid = started.server.pid();
     process_rss_split_kib(pid).with_context(|| format!("reading /proc/{pid}/status"))
 }
 
-/// Asks every query `rounds` times; the server's figures and its answers
-/// (timings removed), in the order asked.
-fn ask(started: &Started, rounds: usize) -> Result<(ServerOut, Vec<serde_json::Value>)> {
-    let anon_kib = rss(started)?.0;
+/// Asks every query `rounds` times of a server whose anonymous memory
+/// after ready was `anon_kib`; its figures and its answers (timings
+/// removed), in the order asked.
+fn ask(
+    started: &Started,
+    anon_kib: u64,
+    rounds: usize,
+) -> Result<(ServerOut, Vec<serde_json::Value>)> {
     let (mut latency_ms, mut answers) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         for q in shelf_testkit::SCAN_QUERIES {
